@@ -1,0 +1,37 @@
+// What the outside world told us, passed into the pure decision code. core never asks for these itself.
+
+/** The typed outcome of asking a registry whether it holds an image (a manifest HEAD). */
+export type ProbeOutcome =
+  | 'Available' // the registry answered 200 for the manifest
+  | 'NotFound' // 404: the registry is up and does not have it
+  | 'Unauthorized' // 401/403: we may not see it with the credentials we have
+  | 'RateLimited' // 429
+  | 'Unreachable' // connection refused, DNS failure, TLS failure, 5xx
+  | 'Timeout' // no answer within the deadline
+  | 'Invalid'; // the registry answered something that is not the distribution API
+
+/** The answer to "does image X exist at registry Y", as the existence oracle returns it. */
+export interface ExistenceAnswer {
+  readonly outcome: ProbeOutcome;
+  /** The manifest digest, when Available and the registry sent one. */
+  readonly digest?: string | undefined;
+  /** HTTP status, when there was one. */
+  readonly status?: number | undefined;
+  /** Whether the answer came from the oracle's cache rather than a request made for this decision. */
+  readonly cached: boolean;
+  /** Age of a cached answer in milliseconds (0 for a fresh one). */
+  readonly ageMs: number;
+  /** A short human description of what happened, for explanations only: never branch on it. */
+  readonly detail?: string | undefined;
+}
+
+/** Outcomes that say nothing about whether the image is there: the registry could not be asked. */
+export function isProbeFailure(outcome: ProbeOutcome): boolean {
+  return outcome === 'RateLimited' || outcome === 'Unreachable' || outcome === 'Timeout' || outcome === 'Invalid';
+}
+
+/**
+ * Known existence answers, keyed by the fully qualified candidate reference (formatReference).
+ * A missing key means "not asked yet"; the decision then lists it as a probe it needs.
+ */
+export type ExistenceFacts = (candidate: string) => ExistenceAnswer | undefined;

@@ -1,0 +1,5 @@
+export { describeReferenceError, type ReferenceError, type ReferenceErrorCode } from './errors.ts';
+export { formatFamiliar, formatName, formatNormalized, formatReference } from './format.ts';
+export { REPOSITORY_MAX_LENGTH, TAG_MAX_LENGTH } from './grammar.ts';
+export { DEFAULT_REGISTRY, DEFAULT_TAG } from './normalize.ts';
+export { effectiveTag, type ImageReference, type ParseResult, parseReference } from './parse.ts';

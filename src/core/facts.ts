@@ -27,7 +27,9 @@ export interface ExistenceAnswer {
 
 /** Outcomes that say nothing about whether the image is there: the registry could not be asked. */
 export function isProbeFailure(outcome: ProbeOutcome): boolean {
-  return outcome === 'RateLimited' || outcome === 'Unreachable' || outcome === 'Timeout' || outcome === 'Invalid';
+  return (
+    outcome === 'RateLimited' || outcome === 'Unreachable' || outcome === 'Timeout' || outcome === 'Invalid'
+  );
 }
 
 /**

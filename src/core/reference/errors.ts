@@ -12,13 +12,13 @@ export type ReferenceErrorCode =
   | 'REF_DIGEST_INVALID'
   | 'REF_DIGEST_UNSUPPORTED';
 
-export interface ReferenceError {
+export interface InvalidReference {
   readonly code: ReferenceErrorCode;
   /** What is wrong, without the input itself (callers quote the input where they show it). */
   readonly message: string;
 }
 
 /** One line for a person: the input, and what is wrong with it. */
-export function describeReferenceError(input: string, error: ReferenceError): string {
+export function describeReferenceError(input: string, error: InvalidReference): string {
   return `${JSON.stringify(input)} is not a valid image reference: ${error.message}`;
 }

@@ -1,5 +1,5 @@
-import type { ImageReference } from './parse.ts';
 import { DEFAULT_REGISTRY, DEFAULT_TAG, OFFICIAL_NAMESPACE } from './normalize.ts';
+import type { ImageReference } from './parse.ts';
 
 function suffix(ref: ImageReference): string {
   return (ref.tag === undefined ? '' : `:${ref.tag}`) + (ref.digest === undefined ? '' : `@${ref.digest}`);
@@ -27,7 +27,8 @@ export function formatFamiliar(ref: ImageReference): string {
   if (ref.registry === DEFAULT_REGISTRY) {
     const path = ref.repository;
     const official = `${OFFICIAL_NAMESPACE}/`;
-    name = path.startsWith(official) && !path.includes('/', official.length) ? path.slice(official.length) : path;
+    name =
+      path.startsWith(official) && !path.includes('/', official.length) ? path.slice(official.length) : path;
   }
   return name + suffix(ref);
 }

@@ -50,7 +50,9 @@ const COLON = 0x3a;
 /** Shows a character in an error message; control and non-ASCII characters as code points. */
 export function showChar(s: string, i: number): string {
   const c = s.codePointAt(i) ?? 0;
-  return c > 0x20 && c < 0x7f ? `"${String.fromCodePoint(c)}"` : `U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+  return c > 0x20 && c < 0x7f
+    ? `"${String.fromCodePoint(c)}"`
+    : `U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
 /**
@@ -58,7 +60,11 @@ export function showChar(s: string, i: number): string {
  * separator (hostnames used as path components have them); "__" is allowed for old names; "._" is not.
  */
 export function checkPathComponent(s: string, start: number, end: number): ProductionFailure | undefined {
-  if (start === end) return fail('REF_PATH_INVALID', 'repository path has an empty component (check for "//" or a trailing "/")');
+  if (start === end)
+    return fail(
+      'REF_PATH_INVALID',
+      'repository path has an empty component (check for "//" or a trailing "/")',
+    );
   let i = start;
   for (;;) {
     // alphanumeric+
@@ -73,7 +79,10 @@ export function checkPathComponent(s: string, start: number, end: number): Produ
     else if (c === DASH) while (i < end && s.charCodeAt(i) === DASH) i++;
     else return badPathChar(s, i, start, end);
     if (i === end) {
-      return fail('REF_PATH_INVALID', `repository path component "${s.slice(start, end)}" must not end with a separator`);
+      return fail(
+        'REF_PATH_INVALID',
+        `repository path component "${s.slice(start, end)}" must not end with a separator`,
+      );
     }
   }
 }
@@ -82,11 +91,17 @@ function badPathChar(s: string, i: number, start: number, end: number): Producti
   const component = s.slice(start, end);
   const c = s.charCodeAt(i);
   if (isUpper(c)) {
-    return fail('REF_PATH_UPPERCASE', `repository name must be lowercase (found ${showChar(s, i)} in "${component}")`);
+    return fail(
+      'REF_PATH_UPPERCASE',
+      `repository name must be lowercase (found ${showChar(s, i)} in "${component}")`,
+    );
   }
   if (c === DOT || c === DASH || c === UNDERSCORE) {
     const problem = i === start ? 'must start with a-z or 0-9' : 'has two separators in a row';
-    return fail('REF_PATH_INVALID', `repository path component "${component}" ${problem} (${showChar(s, i)})`);
+    return fail(
+      'REF_PATH_INVALID',
+      `repository path component "${component}" ${problem} (${showChar(s, i)})`,
+    );
   }
   return fail(
     'REF_PATH_INVALID',
@@ -114,7 +129,10 @@ function checkDomainComponent(s: string, start: number, end: number): Production
   for (let i = start; i < end; i++) {
     const c = s.charCodeAt(i);
     if (!isAlnum(c) && c !== DASH) {
-      return fail('REF_HOST_INVALID', `registry host label "${label}" contains ${showChar(s, i)}; allowed are letters, digits and "-"`);
+      return fail(
+        'REF_HOST_INVALID',
+        `registry host label "${label}" contains ${showChar(s, i)}; allowed are letters, digits and "-"`,
+      );
     }
   }
   if (s.charCodeAt(start) === DASH || s.charCodeAt(end - 1) === DASH) {
@@ -131,17 +149,27 @@ export function checkDomainAndPort(s: string): ProductionFailure | undefined {
   let hostEnd: number;
   if (s.charCodeAt(0) === 0x5b /* [ */) {
     const close = s.indexOf(']');
-    if (close === -1) return fail('REF_HOST_INVALID', `registry host "${s}" opens "[" for an IPv6 address but never closes it`);
+    if (close === -1)
+      return fail(
+        'REF_HOST_INVALID',
+        `registry host "${s}" opens "[" for an IPv6 address but never closes it`,
+      );
     if (close === 1) return fail('REF_HOST_INVALID', `registry host "${s}" has an empty IPv6 address`);
     for (let i = 1; i < close; i++) {
       const c = s.charCodeAt(i);
       if (!isHex(c) && c !== COLON) {
-        return fail('REF_HOST_INVALID', `IPv6 registry host "${s}" contains ${showChar(s, i)}; only hex digits and ":" are allowed (no zone identifiers)`);
+        return fail(
+          'REF_HOST_INVALID',
+          `IPv6 registry host "${s}" contains ${showChar(s, i)}; only hex digits and ":" are allowed (no zone identifiers)`,
+        );
       }
     }
     hostEnd = close + 1;
     if (hostEnd < s.length && s.charCodeAt(hostEnd) !== COLON) {
-      return fail('REF_HOST_INVALID', `registry host "${s}" has ${showChar(s, hostEnd)} after "]"; expected ":port" or "/"`);
+      return fail(
+        'REF_HOST_INVALID',
+        `registry host "${s}" has ${showChar(s, hostEnd)} after "]"; expected ":port" or "/"`,
+      );
     }
   } else {
     hostEnd = s.indexOf(':');
@@ -171,13 +199,20 @@ export function checkDomainAndPort(s: string): ProductionFailure | undefined {
 export function checkTag(s: string): ProductionFailure | undefined {
   if (s.length === 0) return fail('REF_TAG_INVALID', 'tag is empty after ":"; remove the ":" or name a tag');
   if (s.length > TAG_MAX_LENGTH) {
-    return fail('REF_TAG_INVALID', `tag is ${s.length} characters long; at most ${TAG_MAX_LENGTH} are allowed`);
+    return fail(
+      'REF_TAG_INVALID',
+      `tag is ${s.length} characters long; at most ${TAG_MAX_LENGTH} are allowed`,
+    );
   }
-  if (!isWord(s.charCodeAt(0))) return fail('REF_TAG_INVALID', `tag "${s}" must start with a letter, digit or "_"`);
+  if (!isWord(s.charCodeAt(0)))
+    return fail('REF_TAG_INVALID', `tag "${s}" must start with a letter, digit or "_"`);
   for (let i = 1; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (!isWord(c) && c !== DOT && c !== DASH) {
-      return fail('REF_TAG_INVALID', `tag "${s}" contains ${showChar(s, i)}; allowed are letters, digits, "_", "." and "-"`);
+      return fail(
+        'REF_TAG_INVALID',
+        `tag "${s}" contains ${showChar(s, i)}; allowed are letters, digits, "_", "." and "-"`,
+      );
     }
   }
   return undefined;
@@ -198,7 +233,8 @@ export function checkDigest(s: string): ProductionFailure | undefined {
   for (let i = 0; i < colon; i++) {
     const c = s.charCodeAt(i);
     if (atComponentStart) {
-      if (!isLower(c) && !isUpper(c)) return fail('REF_DIGEST_INVALID', `digest algorithm "${s.slice(0, colon)}" is malformed`);
+      if (!isLower(c) && !isUpper(c))
+        return fail('REF_DIGEST_INVALID', `digest algorithm "${s.slice(0, colon)}" is malformed`);
       atComponentStart = false;
     } else if (c === DASH || c === UNDERSCORE || c === 0x2b || c === DOT) {
       atComponentStart = true;
@@ -206,11 +242,15 @@ export function checkDigest(s: string): ProductionFailure | undefined {
       return fail('REF_DIGEST_INVALID', `digest algorithm "${s.slice(0, colon)}" contains ${showChar(s, i)}`);
     }
   }
-  if (atComponentStart) return fail('REF_DIGEST_INVALID', `digest algorithm "${s.slice(0, colon)}" is malformed`);
+  if (atComponentStart)
+    return fail('REF_DIGEST_INVALID', `digest algorithm "${s.slice(0, colon)}" is malformed`);
   const algorithm = s.slice(0, colon);
   const expected = DIGEST_HEX_LENGTH[algorithm];
   if (expected === undefined) {
-    return fail('REF_DIGEST_UNSUPPORTED', `digest algorithm "${algorithm}" is not supported; use sha256, sha384 or sha512`);
+    return fail(
+      'REF_DIGEST_UNSUPPORTED',
+      `digest algorithm "${algorithm}" is not supported; use sha256, sha384 or sha512`,
+    );
   }
   const hexLength = s.length - colon - 1;
   for (let i = colon + 1; i < s.length; i++) {
@@ -218,12 +258,17 @@ export function checkDigest(s: string): ProductionFailure | undefined {
     if (!isHexLower(c)) {
       return fail(
         'REF_DIGEST_INVALID',
-        isHex(c) ? `digest "${s}" must be lowercase hex` : `digest "${s}" contains ${showChar(s, i)}; only hex digits are allowed`,
+        isHex(c)
+          ? `digest "${s}" must be lowercase hex`
+          : `digest "${s}" contains ${showChar(s, i)}; only hex digits are allowed`,
       );
     }
   }
   if (hexLength !== expected) {
-    return fail('REF_DIGEST_INVALID', `${algorithm} digest must have ${expected} hex digits, found ${hexLength}`);
+    return fail(
+      'REF_DIGEST_INVALID',
+      `${algorithm} digest must have ${expected} hex digits, found ${hexLength}`,
+    );
   }
   return undefined;
 }

@@ -1,4 +1,4 @@
-export { describeReferenceError, type ReferenceError, type ReferenceErrorCode } from './errors.ts';
+export { describeReferenceError, type InvalidReference, type ReferenceErrorCode } from './errors.ts';
 export { formatFamiliar, formatName, formatNormalized, formatReference } from './format.ts';
 export { REPOSITORY_MAX_LENGTH, TAG_MAX_LENGTH } from './grammar.ts';
 export { DEFAULT_REGISTRY, DEFAULT_TAG } from './normalize.ts';

@@ -1,4 +1,4 @@
-import type { ReferenceError } from './errors.ts';
+import type { InvalidReference } from './errors.ts';
 import {
   checkDigest,
   checkDomainAndPort,
@@ -23,9 +23,11 @@ export interface ImageReference {
   readonly digest: string | undefined;
 }
 
-export type ParseResult = { readonly ok: true; readonly ref: ImageReference } | { readonly ok: false; readonly error: ReferenceError };
+export type ParseResult =
+  | { readonly ok: true; readonly ref: ImageReference }
+  | { readonly ok: false; readonly error: InvalidReference };
 
-const failed = (error: ReferenceError): ParseResult => ({ ok: false, error });
+const failed = (error: InvalidReference): ParseResult => ({ ok: false, error });
 
 /**
  * Parses an image reference the way Docker, containerd and the kubelet read `image:` fields
@@ -37,11 +39,18 @@ export function parseReference(input: string): ParseResult {
   for (let i = 0; i < input.length; i++) {
     const c = input.charCodeAt(i);
     if (c <= 0x20 || c === 0x7f) {
-      return failed({ code: 'REF_WHITESPACE', message: `contains ${showChar(input, i)} at offset ${i}; remove spaces and control characters` });
+      return failed({
+        code: 'REF_WHITESPACE',
+        message: `contains ${showChar(input, i)} at offset ${i}; remove spaces and control characters`,
+      });
     }
   }
   if (isImageId(input)) {
-    return failed({ code: 'REF_IMAGE_ID', message: 'a 64-character hex string is an image ID, not a repository name; add a repository name or "@sha256:"' });
+    return failed({
+      code: 'REF_IMAGE_ID',
+      message:
+        'a 64-character hex string is an image ID, not a repository name; add a repository name or "@sha256:"',
+    });
   }
 
   // name [":" tag] ["@" digest]: the digest starts at the first "@"; the tag is after a ":" that
@@ -54,7 +63,8 @@ export function parseReference(input: string): ParseResult {
     rest = input.slice(0, at);
     const failure = checkDigest(digest);
     if (failure) return failed(failure);
-    if (rest.length === 0) return failed({ code: 'REF_PATH_INVALID', message: 'a digest needs a repository name before the "@"' });
+    if (rest.length === 0)
+      return failed({ code: 'REF_PATH_INVALID', message: 'a digest needs a repository name before the "@"' });
   }
   let tag: string | undefined;
   const colon = rest.lastIndexOf(':');
@@ -75,7 +85,10 @@ export function parseReference(input: string): ParseResult {
     registry = canonicalRegistry(first);
     path = rest.slice(slash + 1);
   } else if (slash === -1 && (first.includes(':') || first.startsWith('['))) {
-    return failed({ code: 'REF_PATH_INVALID', message: `"${first}" looks like a registry, but no repository path follows it` });
+    return failed({
+      code: 'REF_PATH_INVALID',
+      message: `"${first}" looks like a registry, but no repository path follows it`,
+    });
   }
   const failure = checkRemoteName(path);
   if (failure) return failed(failure);

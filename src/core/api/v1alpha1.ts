@@ -1,0 +1,240 @@
+// pullmap.dev/v1alpha1: ImageMap (namespaced) and ClusterImageMap (cluster-wide). This file is the one
+// schema source: the CRD YAML (scripts/gen-crds.ts), the config-file loader, the validating webhook
+// and the TypeScript types all derive from the declarations below.
+
+import { parseDuration } from '../duration.ts';
+import { checkTagPattern } from '../mapping/tag-pattern.ts';
+import {
+  boolean,
+  type Infer,
+  integer,
+  list,
+  object,
+  oneOf,
+  optional,
+  required,
+  string,
+  stringMap,
+  stringOrList,
+} from '../schema/dsl.ts';
+
+export const GROUP = 'pullmap.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KINDS = ['ImageMap', 'ClusterImageMap'] as const;
+export type MapKind = (typeof KINDS)[number];
+
+/** Bounds that keep one object's cost to the webhook and the controller small. */
+export const LIMITS = { mappings: 500, candidates: 8, mutableTags: 64, referenceLength: 512 } as const;
+
+const duration = (description: string) =>
+  string({
+    description,
+    example: '10m',
+    validate: (s) =>
+      parseDuration(s).ok ? undefined : `is not a duration; write it like "90s", "10m" or "1h"`,
+  });
+
+const labelSelector = object(
+  {
+    matchLabels: optional(
+      stringMap({ description: 'Labels that must all be present with these values.', maxEntries: 64 }),
+    ),
+    matchExpressions: optional(
+      list(
+        object(
+          {
+            key: required(string({ description: 'The label key.', minLength: 1, maxLength: 317 })),
+            operator: required(
+              oneOf(['In', 'NotIn', 'Exists', 'DoesNotExist'] as const, {
+                description: 'How the key relates to the values.',
+              }),
+            ),
+            values: optional(
+              list(string({ description: 'A label value.', maxLength: 63 }), {
+                description: 'Values for In and NotIn.',
+                maxItems: 64,
+              }),
+            ),
+          },
+          { description: 'A label requirement.' },
+        ),
+        { description: 'Requirements that must all hold.', maxItems: 32 },
+      ),
+    ),
+  },
+  { description: 'A Kubernetes label selector; empty selects everything.' },
+);
+
+export const mappingSchema = object(
+  {
+    from: required(
+      string({
+        description:
+          'What to map: a repository prefix ending in "/" ("docker.io/", "quay.io/acme/"), one repository ("nginx", any tag), one image ("nginx:1.27" or "...@sha256:..."), or "*" for every registry.',
+        minLength: 1,
+        maxLength: LIMITS.referenceLength,
+        example: 'docker.io/',
+      }),
+    ),
+    to: required(
+      stringOrList(
+        string({
+          description: 'A target of the same shape as from.',
+          minLength: 1,
+          maxLength: LIMITS.referenceLength,
+          example: 'mirror.example/docker-mirror/',
+        }),
+        {
+          description:
+            'Where it goes. Several candidates need when: IfExists; the first one that has the image wins.',
+          maxItems: LIMITS.candidates,
+        },
+      ),
+    ),
+    when: optional(
+      oneOf(['Always', 'IfExists'] as const, {
+        description:
+          'Always rewrites; IfExists rewrites only to a candidate registry that has the image, else keeps the original.',
+      }),
+      'Always',
+    ),
+    naming: optional(
+      oneOf(['prefix', 'zarf'] as const, {
+        description:
+          'prefix: target prefix + source path; zarf: the Zarf registry scheme <host>/<path>:<tag>-zarf-<crc32 of the source name>.',
+      }),
+      'prefix',
+    ),
+    onProbeError: optional(
+      oneOf(['KeepOriginal', 'NextCandidate'] as const, {
+        description:
+          'With IfExists, when a candidate registry cannot be asked (unreachable, timeout, rate-limited): keep the original image, or try the next candidate.',
+      }),
+      'KeepOriginal',
+    ),
+  },
+  { description: 'One mapping rule.' },
+);
+
+export const mapSpecSchema = object(
+  {
+    mappings: required(
+      list(mappingSchema, {
+        description: 'Ordered mapping rules; the most specific source wins.',
+        minItems: 1,
+        maxItems: LIMITS.mappings,
+      }),
+    ),
+    mutableTags: optional(
+      list(
+        string({
+          description: 'A regular expression matched against the whole tag.',
+          minLength: 1,
+          maxLength: 256,
+          validate: checkTagPattern,
+        }),
+        {
+          description:
+            'Tags that may move (like "latest" or "15"); images with them follow mutableTagPolicy.',
+          maxItems: LIMITS.mutableTags,
+        },
+      ),
+      [],
+    ),
+    mutableTagPolicy: optional(
+      oneOf(['KeepOriginal', 'Map'] as const, {
+        description: 'KeepOriginal leaves images with a mutable tag on their original registry.',
+      }),
+      'KeepOriginal',
+    ),
+    pullPolicyAlways: optional(
+      oneOf(['Map', 'KeepOriginal'] as const, {
+        description: 'What happens to containers with imagePullPolicy: Always.',
+      }),
+      'Map',
+    ),
+    namespaceSelector: optional(labelSelector),
+    podSelector: optional(labelSelector),
+    existence: optional(
+      object(
+        {
+          positiveTTL: optional(duration('How long an "image exists" answer is trusted.')),
+          negativeTTL: optional(duration('How long an "image is missing" answer is trusted.')),
+        },
+        { description: 'Overrides of the existence cache TTLs for this map.' },
+      ),
+    ),
+    cache: optional(
+      object(
+        {
+          enabled: required(boolean({ description: 'Route mapped images through the pullmap cache.' })),
+          address: optional(
+            string({
+              description: 'Cache address (host:port) if not the one pullmap is configured with.',
+              minLength: 1,
+              maxLength: 255,
+            }),
+          ),
+        },
+        { description: 'Stage 2: <cache address>/<fully qualified mapped image>.' },
+      ),
+    ),
+  },
+  { description: 'The mapping rules of one map object.' },
+);
+
+const metadataSchema = object(
+  {
+    name: required(string({ description: 'Object name.', minLength: 1, maxLength: 253 })),
+    namespace: optional(string({ description: 'Namespace (ImageMap only).', minLength: 1, maxLength: 63 })),
+    labels: optional(stringMap({ description: 'Labels.' })),
+    annotations: optional(stringMap({ description: 'Annotations.' })),
+  },
+  { description: 'Kubernetes object metadata.', allowUnknown: true },
+);
+
+export const conditionSchema = object(
+  {
+    type: required(string({ description: 'Condition type, "Ready".' })),
+    status: required(oneOf(['True', 'False', 'Unknown'] as const, { description: 'Condition status.' })),
+    reason: required(string({ description: 'Accepted, Conflict or Invalid.' })),
+    message: required(string({ description: 'What is wrong and how to fix it.', maxLength: 32768 })),
+    lastTransitionTime: optional(string({ description: 'When the status last changed (RFC 3339).' })),
+    observedGeneration: optional(
+      integer({ description: 'The generation this condition describes.', minimum: 0 }),
+    ),
+  },
+  { description: 'A status condition.', allowUnknown: true },
+);
+
+export const mapStatusSchema = object(
+  {
+    conditions: optional(list(conditionSchema, { description: 'Current conditions.', maxItems: 8 })),
+    observedGeneration: optional(
+      integer({ description: 'The newest generation the controller has checked.', minimum: 0 }),
+    ),
+    servingGeneration: optional(
+      integer({ description: 'The generation of this map the webhook uses, if any.', minimum: 0 }),
+    ),
+  },
+  { description: 'What the controller decided about this map.', allowUnknown: true },
+);
+
+export const mapObjectSchema = object(
+  {
+    apiVersion: required(oneOf([API_VERSION] as const, { description: 'API version.' })),
+    kind: required(oneOf(KINDS, { description: 'ImageMap or ClusterImageMap.' })),
+    metadata: required(metadataSchema),
+    spec: required(mapSpecSchema),
+    status: optional(mapStatusSchema),
+  },
+  { description: 'An ImageMap or ClusterImageMap.' },
+);
+
+export type Mapping = Infer<typeof mappingSchema>;
+export type MapSpec = Infer<typeof mapSpecSchema>;
+export type LabelSelector = Infer<typeof labelSelector>;
+export type MapObject = Infer<typeof mapObjectSchema> & {
+  metadata: { creationTimestamp?: string; generation?: number; uid?: string; resourceVersion?: string };
+};

@@ -1,0 +1,38 @@
+// Go-style durations ("90s", "10m", "1h30m", "500ms"), the spelling Kubernetes objects use.
+
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const MAX_MS = 366 * 24 * 3_600_000;
+
+/** Milliseconds, or a message saying what is wrong. */
+export function parseDuration(text: string): { ok: true; ms: number } | { ok: false; message: string } {
+  const bad = {
+    ok: false as const,
+    message: `${JSON.stringify(text)} is not a duration; write it like "90s", "10m" or "1h30m"`,
+  };
+  if (text === '0') return { ok: true, ms: 0 };
+  let i = 0;
+  let total = 0;
+  if (text.length === 0 || text.length > 32) return bad;
+  while (i < text.length) {
+    const numStart = i;
+    while (i < text.length && ((text.charCodeAt(i) >= 0x30 && text.charCodeAt(i) <= 0x39) || text[i] === '.'))
+      i++;
+    if (i === numStart) return bad;
+    const value = Number(text.slice(numStart, i));
+    const unitStart = i;
+    while (i < text.length && text.charCodeAt(i) >= 0x61 && text.charCodeAt(i) <= 0x7a) i++;
+    const unit = UNIT_MS[text.slice(unitStart, i)];
+    if (!Number.isFinite(value) || unit === undefined) return bad;
+    total += value * unit;
+  }
+  if (total > MAX_MS)
+    return { ok: false, message: `${JSON.stringify(text)} is longer than a year; use a shorter duration` };
+  return { ok: true, ms: Math.round(total) };
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}

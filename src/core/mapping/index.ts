@@ -1,0 +1,25 @@
+export {
+  type Analysis,
+  analyzeMaps,
+  type Finding,
+  type MapInput,
+  type MapVerdict,
+  type Verdict,
+} from './consistency.ts';
+export {
+  type DecisionContext,
+  type DecisionOutcome,
+  decideImage,
+  type ImageDecision,
+  type MatchedRule,
+  type Reason,
+  type ReasonCode,
+} from './decide.ts';
+export { type CompiledMap, compileMap, type MapRef, mapRefName, type Rule } from './rule.ts';
+export { type Labels, selects } from './selector.ts';
+export {
+  buildSnapshot,
+  DEFAULT_SNAPSHOT_OPTIONS,
+  type MapSnapshot,
+  type SnapshotOptions,
+} from './snapshot.ts';

@@ -1,0 +1,97 @@
+// The accepted maps, indexed for the webhook's hot path: every lookup is a handful of hash probes,
+// however many maps and mappings there are.
+
+import { formatName, type ImageReference } from '../reference/index.ts';
+import type { CompiledMap, Rule } from './rule.ts';
+import { exactKey } from './rule.ts';
+
+interface ScopeIndex {
+  /** Source keys → rules, older maps first. */
+  readonly sources: Map<string, Rule[]>;
+  /** Target keys → rules: an image under one of these was probably mapped already. */
+  readonly targets: Map<string, Rule[]>;
+}
+
+export interface SnapshotOptions {
+  /** host:port of the pullmap cache, for maps with cache.enabled and no address of their own. */
+  readonly cacheAddress: string;
+  /** Namespaces whose pods are never changed (pullmap's own, kube-system). */
+  readonly excludedNamespaces: readonly string[];
+}
+
+export const DEFAULT_SNAPSHOT_OPTIONS: SnapshotOptions = {
+  cacheAddress: 'localhost:7439',
+  excludedNamespaces: ['kube-system', 'pullmap-system'],
+};
+
+export interface MapSnapshot {
+  readonly maps: readonly CompiledMap[];
+  readonly cluster: ScopeIndex;
+  readonly namespaces: ReadonlyMap<string, ScopeIndex>;
+  readonly options: SnapshotOptions;
+  /** Cache addresses in use, as embedded first components are matched against them. */
+  readonly cacheHosts: ReadonlySet<string>;
+}
+
+const emptyScope = (): ScopeIndex => ({ sources: new Map(), targets: new Map() });
+
+function add(index: Map<string, Rule[]>, key: string, rule: Rule): void {
+  const list = index.get(key);
+  if (list) {
+    if (!list.includes(rule)) list.push(rule);
+  } else index.set(key, [rule]);
+}
+
+/** Builds the index over maps that the consistency analysis accepted. */
+export function buildSnapshot(
+  maps: readonly CompiledMap[],
+  options: SnapshotOptions = DEFAULT_SNAPSHOT_OPTIONS,
+): MapSnapshot {
+  const sorted = [...maps].sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+  const cluster = emptyScope();
+  const namespaces = new Map<string, ScopeIndex>();
+  const cacheHosts = new Set<string>();
+  for (const map of sorted) {
+    let scope = cluster;
+    if (map.ref.namespace !== undefined) {
+      scope = namespaces.get(map.ref.namespace) ?? emptyScope();
+      namespaces.set(map.ref.namespace, scope);
+    }
+    if (map.spec.cache?.enabled) cacheHosts.add(map.spec.cache.address ?? options.cacheAddress);
+    for (const rule of map.rules) {
+      add(scope.sources, rule.source.key, rule);
+      if (rule.identity) continue;
+      for (const target of rule.targets) add(scope.targets, target.key, rule);
+    }
+  }
+  return { maps: sorted, cluster, namespaces, options, cacheHosts };
+}
+
+/**
+ * Index keys an image can match, most specific first: exact digest, exact tag (a missing tag is
+ * "latest"), repository, each repository prefix on path-segment boundaries, registry, "*".
+ */
+export function lookupKeys(ref: ImageReference, tag: string | undefined): string[] {
+  const name = formatName(ref);
+  const keys: string[] = [];
+  if (ref.digest !== undefined) keys.push(`${name}@${ref.digest}`);
+  if (tag !== undefined) keys.push(exactKey({ ...ref, digest: undefined }, tag));
+  keys.push(name);
+  for (let i = ref.repository.lastIndexOf('/'); i > 0; i = ref.repository.lastIndexOf('/', i - 1)) {
+    keys.push(`${ref.registry}/${ref.repository.slice(0, i)}/`);
+  }
+  keys.push(`${ref.registry}/`);
+  keys.push('');
+  return keys;
+}
+
+/** Whether the image's first component is a cache address in use (the image went through stage 2). */
+export function isCacheRouted(snapshot: MapSnapshot, ref: ImageReference): boolean {
+  if (snapshot.cacheHosts.size === 0) return false;
+  for (const host of snapshot.cacheHosts) if (ref.registry === host) return true;
+  return false;
+}
+
+export function scopeFor(snapshot: MapSnapshot, namespace: string | undefined): ScopeIndex | undefined {
+  return namespace === undefined ? undefined : snapshot.namespaces.get(namespace);
+}

@@ -1,0 +1,137 @@
+// Planning the admission response for one Pod: a decision per container image, and the RFC 6902
+// JSON Patch that applies them and records the originals. Re-admission never maps an image twice.
+
+import type { ExistenceFacts } from '../facts.ts';
+import { type DecisionContext, decideImage, type ImageDecision } from '../mapping/decide.ts';
+import type { Labels } from '../mapping/selector.ts';
+import type { MapSnapshot } from '../mapping/snapshot.ts';
+import { parseReference } from '../reference/index.ts';
+import { type ContainerImage, containerImages, defaultPullPolicy } from './locate.ts';
+
+export const ANNOTATION_ORIGINAL_IMAGES = 'pullmap.dev/original-images';
+export const ANNOTATION_MAPPED_BY = 'pullmap.dev/mapped-by';
+export const OPT_OUT = 'pullmap.dev/ignore';
+
+export type JsonPatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
+
+export interface ContainerPlan extends ContainerImage {
+  /** Undefined when the container was skipped (see `skipped`). */
+  readonly decision: ImageDecision | undefined;
+  readonly skipped: string | undefined;
+}
+
+export interface PodPlan {
+  /** Why the whole pod is left alone (opt-out, excluded namespace), if it is. */
+  readonly skipped: string | undefined;
+  readonly containers: readonly ContainerPlan[];
+  readonly patch: readonly JsonPatchOp[];
+  readonly pendingProbes: readonly string[];
+  /** Short notes for the AdmissionReview `warnings` (invalid images and the like). */
+  readonly warnings: readonly string[];
+}
+
+export interface PodContext {
+  readonly namespace: string;
+  readonly namespaceLabels: Labels;
+}
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+const escapePointer = (s: string): string => s.replaceAll('~', '~0').replaceAll('/', '~1');
+
+function stringRecord(value: unknown): Record<string, string> {
+  if (!isObject(value)) return {};
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) if (typeof v === 'string') out[k] = v;
+  return out;
+}
+
+/** Reads a JSON-object annotation written by an earlier admission; a mangled one counts as empty. */
+function jsonAnnotation(annotations: Record<string, string>, key: string): Record<string, string> {
+  const text = annotations[key];
+  if (text === undefined) return {};
+  try {
+    return stringRecord(JSON.parse(text));
+  } catch {
+    return {};
+  }
+}
+
+export function planPod(
+  snapshot: MapSnapshot,
+  pod: unknown,
+  ctx: PodContext,
+  facts: ExistenceFacts,
+): PodPlan {
+  const empty = (skipped: string, warnings: string[] = []): PodPlan => ({
+    skipped,
+    containers: [],
+    patch: [],
+    pendingProbes: [],
+    warnings,
+  });
+  if (!isObject(pod) || !isObject(pod.spec))
+    return empty('the object is not a Pod with a spec', [
+      'pullmap: the object is not a Pod with a spec; left unchanged',
+    ]);
+  const metadata = isObject(pod.metadata) ? pod.metadata : {};
+  const labels = stringRecord(metadata.labels);
+  const annotations = stringRecord(metadata.annotations);
+  if (labels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true')
+    return empty(`the pod opts out with ${OPT_OUT}: "true"`);
+  if (snapshot.options.excludedNamespaces.includes(ctx.namespace))
+    return empty(`namespace ${ctx.namespace} is excluded`);
+
+  const originals = jsonAnnotation(annotations, ANNOTATION_ORIGINAL_IMAGES);
+  const mappedBy = jsonAnnotation(annotations, ANNOTATION_MAPPED_BY);
+  const containers: ContainerPlan[] = [];
+  const patch: JsonPatchOp[] = [];
+  const pending = new Set<string>();
+  const warnings: string[] = [];
+  let recorded = false;
+
+  for (const c of containerImages(pod.spec)) {
+    const original = originals[c.name];
+    if (original !== undefined && original !== c.image) {
+      // This container's image is pullmap's own earlier answer (reinvocation or an update).
+      containers.push({ ...c, decision: undefined, skipped: `already mapped from ${original}` });
+      continue;
+    }
+    let pullPolicy = c.pullPolicy;
+    if (pullPolicy === undefined) {
+      const parsed = parseReference(c.image);
+      if (parsed.ok) pullPolicy = defaultPullPolicy(parsed.ref.tag, parsed.ref.digest);
+    }
+    const dctx: DecisionContext = {
+      namespace: ctx.namespace,
+      namespaceLabels: ctx.namespaceLabels,
+      podLabels: labels,
+      pullPolicy,
+    };
+    const decision = decideImage(snapshot, c.image, dctx, facts);
+    containers.push({ ...c, decision, skipped: undefined });
+    for (const p of decision.pendingProbes) pending.add(p);
+    if (decision.outcome === 'Invalid')
+      warnings.push(
+        `pullmap: container ${c.name}: ${decision.reasons[0]?.message ?? 'invalid image'}; left unchanged`,
+      );
+    if (decision.outcome !== 'Mapped' || !decision.rule) continue;
+    patch.push({ op: 'replace', path: `/spec/${c.list}/${c.index}/image`, value: decision.image });
+    originals[c.name] = c.image;
+    mappedBy[c.name] = `${decision.rule.mapName} spec.mappings[${decision.rule.entry}]`;
+    recorded = true;
+  }
+
+  if (recorded) {
+    const values = {
+      [ANNOTATION_ORIGINAL_IMAGES]: JSON.stringify(originals),
+      [ANNOTATION_MAPPED_BY]: JSON.stringify(mappedBy),
+    };
+    if (!isObject(metadata.annotations))
+      patch.push({ op: 'add', path: '/metadata/annotations', value: values });
+    else
+      for (const [k, v] of Object.entries(values))
+        patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
+  }
+  return { skipped: undefined, containers, patch, pendingProbes: [...pending], warnings };
+}

@@ -1,0 +1,304 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import {
+  formatFamiliar,
+  formatNormalized,
+  formatReference,
+  type ImageReference,
+  parseReference,
+  type ReferenceErrorCode,
+} from '../../src/core/reference/index.ts';
+
+const D64 = 'a'.repeat(64);
+const SHA = `sha256:${'0123456789abcdef'.repeat(4)}`;
+
+// [input, registry, repository, tag, digest]
+const valid: [string, string, string, string?, string?][] = [
+  ['nginx', 'docker.io', 'library/nginx'],
+  ['nginx:1.27', 'docker.io', 'library/nginx', '1.27'],
+  ['nginx:latest', 'docker.io', 'library/nginx', 'latest'],
+  [`nginx@${SHA}`, 'docker.io', 'library/nginx', undefined, SHA],
+  [`nginx:1.27@${SHA}`, 'docker.io', 'library/nginx', '1.27', SHA],
+  ['library/nginx', 'docker.io', 'library/nginx'],
+  ['docker.io/nginx', 'docker.io', 'library/nginx'],
+  ['docker.io/library/nginx:1', 'docker.io', 'library/nginx', '1'],
+  ['index.docker.io/nginx', 'docker.io', 'library/nginx'],
+  ['index.docker.io/bitnami/nats', 'docker.io', 'bitnami/nats'],
+  ['bitnami/nats:2.10.26-alpine', 'docker.io', 'bitnami/nats', '2.10.26-alpine'],
+  ['a/b/c/d', 'docker.io', 'a/b/c/d'],
+  ['quay.io/acme/app:latest', 'quay.io', 'acme/app', 'latest'],
+  ['quay.io/acme/foo-bar', 'quay.io', 'acme/foo-bar'],
+  ['gcr.io/google-samples/kubernetes-bootcamp:v1', 'gcr.io', 'google-samples/kubernetes-bootcamp', 'v1'],
+  ['localhost/foo', 'localhost', 'foo'],
+  ['localhost:5000/foo', 'localhost:5000', 'foo'],
+  ['localhost:5000/foo:bar', 'localhost:5000', 'foo', 'bar'],
+  ['127.0.0.1:5000/a/b:c', '127.0.0.1:5000', 'a/b', 'c'],
+  ['[::1]/foo', '[::1]', 'foo'],
+  ['[::1]:5000/foo:bar', '[::1]:5000', 'foo', 'bar'],
+  ['[2001:db8::1]:443/x/y', '[2001:db8::1]:443', 'x/y'],
+  ['Docker.io/x', 'Docker.io', 'x'],
+  ['Foo/bar', 'Foo', 'bar'],
+  ['foo.bar/baz', 'foo.bar', 'baz'],
+  ['my-registry.example.com:8443/team/app', 'my-registry.example.com:8443', 'team/app'],
+  ['registry/a.b/c_d/e__f/g-h/i---j', 'docker.io', 'registry/a.b/c_d/e__f/g-h/i---j'],
+  ['a.b', 'docker.io', 'library/a.b'],
+  ['a__b', 'docker.io', 'library/a__b'],
+  ['a--b', 'docker.io', 'library/a--b'],
+  ['0', 'docker.io', 'library/0'],
+  ['localhost', 'docker.io', 'library/localhost'],
+  ['x:_', 'docker.io', 'library/x', '_'],
+  ['x:A-Z.9', 'docker.io', 'library/x', 'A-Z.9'],
+  [`x:${'t'.repeat(128)}`, 'docker.io', 'library/x', 't'.repeat(128)],
+  [`x/${'a'.repeat(253)}`, 'docker.io', `x/${'a'.repeat(253)}`],
+  [`reg.io/${'a'.repeat(255)}`, 'reg.io', 'a'.repeat(255)],
+  [`x@sha512:${'ab'.repeat(64)}`, 'docker.io', 'library/x', undefined, `sha512:${'ab'.repeat(64)}`],
+  [`x@sha384:${'cd'.repeat(48)}`, 'docker.io', 'library/x', undefined, `sha384:${'cd'.repeat(48)}`],
+  [`sha256:${D64.slice(0, 10)}`, 'docker.io', 'library/sha256', D64.slice(0, 10)],
+  ['xn--bcher-kva.example/app', 'xn--bcher-kva.example', 'app'],
+  ['a-b.c-d:1/e', 'a-b.c-d:1', 'e'],
+  // Without a "/", "localhost:5000" is the Hub image "localhost" with tag "5000", as Docker reads it.
+  ['localhost:5000', 'docker.io', 'library/localhost', '5000'],
+];
+
+// [input, code]
+const invalid: [string, ReferenceErrorCode][] = [
+  ['', 'REF_EMPTY'],
+  [' nginx', 'REF_WHITESPACE'],
+  ['nginx ', 'REF_WHITESPACE'],
+  ['ngi nx', 'REF_WHITESPACE'],
+  ['nginx\n', 'REF_WHITESPACE'],
+  ['nginx\t:1', 'REF_WHITESPACE'],
+  [D64, 'REF_IMAGE_ID'],
+  ['docker.io/X', 'REF_PATH_UPPERCASE'],
+  ['NGINX', 'REF_PATH_UPPERCASE'],
+  ['quay.io/Acme/app', 'REF_PATH_UPPERCASE'],
+  ['a//b', 'REF_PATH_INVALID'],
+  ['a/', 'REF_PATH_INVALID'],
+  ['/a', 'REF_PATH_INVALID'],
+  ['a-', 'REF_PATH_INVALID'],
+  ['-a', 'REF_PATH_INVALID'],
+  ['a.', 'REF_PATH_INVALID'],
+  ['.a', 'REF_PATH_INVALID'],
+  ['a..b', 'REF_PATH_INVALID'],
+  ['a___b', 'REF_PATH_INVALID'],
+  ['a-_b', 'REF_PATH_INVALID'],
+  ['a_-b', 'REF_PATH_INVALID'],
+  ['a._b', 'REF_PATH_INVALID'],
+  ['a/b!', 'REF_PATH_INVALID'],
+  ['a/b$c', 'REF_PATH_INVALID'],
+  ['a/ü', 'REF_PATH_INVALID'],
+  ['reg.io/a+b', 'REF_PATH_INVALID'],
+  ['x:', 'REF_TAG_INVALID'],
+  ['x:-a', 'REF_TAG_INVALID'],
+  ['x:.a', 'REF_TAG_INVALID'],
+  ['x:a+b', 'REF_TAG_INVALID'],
+  [`x:${'t'.repeat(129)}`, 'REF_TAG_INVALID'],
+  ['x:a/b', 'REF_PORT_INVALID'],
+  ['x@', 'REF_DIGEST_INVALID'],
+  ['x@sha256', 'REF_DIGEST_INVALID'],
+  ['x@sha256:', 'REF_DIGEST_INVALID'],
+  [`x@sha256:${'a'.repeat(63)}`, 'REF_DIGEST_INVALID'],
+  [`x@sha256:${'a'.repeat(65)}`, 'REF_DIGEST_INVALID'],
+  [`x@sha256:${'A'.repeat(64)}`, 'REF_DIGEST_INVALID'],
+  [`x@sha256:${'g'.repeat(64)}`, 'REF_DIGEST_INVALID'],
+  [`x@md5:${'a'.repeat(32)}`, 'REF_DIGEST_UNSUPPORTED'],
+  [`x@sha256+b64:${'a'.repeat(64)}`, 'REF_DIGEST_UNSUPPORTED'],
+  [`x@1sha:${'a'.repeat(64)}`, 'REF_DIGEST_INVALID'],
+  [`x@@sha256:${D64}`, 'REF_DIGEST_INVALID'],
+  [`@sha256:${D64}`, 'REF_PATH_INVALID'],
+  ['localhost:/foo', 'REF_PORT_INVALID'],
+  ['localhost:abc/foo', 'REF_PORT_INVALID'],
+  ['-reg.io/foo', 'REF_HOST_INVALID'],
+  ['reg-.io/foo', 'REF_HOST_INVALID'],
+  ['reg..io/foo', 'REF_HOST_INVALID'],
+  ['reg_x.io/foo', 'REF_HOST_INVALID'],
+  ['[::1/foo', 'REF_HOST_INVALID'],
+  ['[]/foo', 'REF_PATH_INVALID'],
+  ['[fe80::1%eth0]/foo', 'REF_HOST_INVALID'],
+  ['[::1]x/foo', 'REF_HOST_INVALID'],
+  ['[::1]:5000', 'REF_PATH_INVALID'],
+  [`reg.io/${'a'.repeat(256)}`, 'REF_PATH_TOO_LONG'],
+  [`x/${'a'.repeat(254)}`, 'REF_PATH_TOO_LONG'],
+  ['http://reg.io/foo', 'REF_PORT_INVALID'],
+  ['C:\\Users\\x', 'REF_TAG_INVALID'],
+];
+
+
+describe('parseReference: valid references', () => {
+  for (const [input, registry, repository, tag, digest] of valid) {
+    test(JSON.stringify(input.length > 70 ? `${input.slice(0, 67)}...` : input), () => {
+      const r = parseReference(input);
+      assert.ok(r.ok, r.ok ? '' : r.error.message);
+      assert.deepEqual(r.ref, { registry, repository, tag, digest });
+    });
+  }
+});
+
+describe('parseReference: invalid references', () => {
+  for (const [input, code] of invalid) {
+    test(JSON.stringify(input.length > 70 ? `${input.slice(0, 67)}...` : input), () => {
+      const r = parseReference(input);
+      assert.equal(r.ok, false, `expected ${code}`);
+      if (!r.ok) {
+        assert.equal(r.error.code, code, r.error.message);
+        assert.ok(r.error.message.length > 10);
+      }
+    });
+  }
+});
+
+describe('formatting', () => {
+  const cases: [string, string, string, string][] = [
+    // input, formatReference, formatNormalized, formatFamiliar
+    ['nginx', 'docker.io/library/nginx', 'docker.io/library/nginx:latest', 'nginx'],
+    ['nginx:1.27', 'docker.io/library/nginx:1.27', 'docker.io/library/nginx:1.27', 'nginx:1.27'],
+    [`nginx@${SHA}`, `docker.io/library/nginx@${SHA}`, `docker.io/library/nginx@${SHA}`, `nginx@${SHA}`],
+    ['bitnami/nats', 'docker.io/bitnami/nats', 'docker.io/bitnami/nats:latest', 'bitnami/nats'],
+    ['docker.io/library/a/b', 'docker.io/library/a/b', 'docker.io/library/a/b:latest', 'library/a/b'],
+    ['quay.io/x/y:1', 'quay.io/x/y:1', 'quay.io/x/y:1', 'quay.io/x/y:1'],
+    ['localhost:5000/x', 'localhost:5000/x', 'localhost:5000/x:latest', 'localhost:5000/x'],
+  ];
+  for (const [input, full, normalized, familiar] of cases) {
+    test(input.slice(0, 40), () => {
+      const r = parseReference(input);
+      assert.ok(r.ok);
+      assert.equal(formatReference(r.ref), full);
+      assert.equal(formatNormalized(r.ref), normalized);
+      assert.equal(formatFamiliar(r.ref), familiar);
+    });
+  }
+});
+
+// Generators for the grammar's productions, to check that formatting and re-parsing round-trip.
+const alnum = fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'), minLength: 1, maxLength: 6 });
+const separator = fc.constantFrom('.', '_', '__', '-', '--');
+const component = fc
+  .tuple(alnum, fc.array(fc.tuple(separator, alnum), { maxLength: 3 }))
+  .map(([first, rest]) => first + rest.map(([s, a]) => s + a).join(''));
+const label = fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'), minLength: 1, maxLength: 8 });
+const host = fc.oneof(
+  fc.tuple(label, fc.array(label, { minLength: 1, maxLength: 3 })).map(([a, b]) => [a, ...b].join('.')),
+  fc.constant('localhost'),
+  fc.constant('[::1]'),
+  fc.ipV4(),
+);
+const registry = fc.oneof(host, fc.tuple(host, fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `${h}:${p}`));
+const tag = fc
+  .tuple(fc.constantFrom(...'abcXYZ019_'), fc.string({ unit: fc.constantFrom(...'abcXYZ019_.-'), maxLength: 20 }))
+  .map(([a, b]) => a + b);
+const digest = fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 }).map((h) => `sha256:${h}`);
+const reference = fc.record({
+  registry,
+  repository: fc.array(component, { minLength: 1, maxLength: 4 }).map((c) => c.join('/')),
+  tag: fc.option(tag, { nil: undefined }),
+  digest: fc.option(digest, { nil: undefined }),
+});
+
+describe('round trip', () => {
+  test('parse(formatReference(x)) == x for generated references', () => {
+    fc.assert(
+      fc.property(reference, (generated) => {
+        const text = formatReference(generated as ImageReference);
+        const r = parseReference(text);
+        assert.ok(r.ok, `${text}: ${r.ok ? '' : r.error.message}`);
+        const expected = { ...generated, registry: generated.registry, repository: generated.repository };
+        // Docker Hub's one-component names gain "library/"; everything else comes back unchanged.
+        if (expected.registry === 'docker.io' && !expected.repository.includes('/')) expected.repository = `library/${expected.repository}`;
+        assert.deepEqual(r.ref, expected);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  test('familiar and normalized forms re-parse to the same image', () => {
+    fc.assert(
+      fc.property(reference, (generated) => {
+        const first = parseReference(formatReference(generated as ImageReference));
+        if (!first.ok) return;
+        for (const text of [formatFamiliar(first.ref), formatNormalized(first.ref)]) {
+          const again = parseReference(text);
+          assert.ok(again.ok, text);
+          assert.equal(again.ref.registry, first.ref.registry);
+          assert.equal(again.ref.repository, first.ref.repository);
+          assert.equal(again.ref.digest, first.ref.digest);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('arbitrary strings never throw', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 300 }), (s) => {
+        const r = parseReference(s);
+        if (r.ok) assert.ok(parseReference(formatReference(r.ref)).ok);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
+
+describe('linear time on hostile input', () => {
+  // Each of these makes a backtracking port of the reference regexps take exponential time.
+  const n = 10_000;
+  const hostile = [
+    `${'a-'.repeat(n / 2)}!`,
+    `${'a.'.repeat(n / 2)}`,
+    `${'a_'.repeat(n / 2)}A`,
+    `${'a/'.repeat(n / 2)}!`,
+    `${'a'.repeat(n)}:`,
+    `${'a.'.repeat(n / 2)}a:${'b'.repeat(n)}!`,
+    `${'a'.repeat(n)}@sha256:${'0'.repeat(n)}`,
+    `${'['.repeat(n)}`,
+    `${':'.repeat(n)}`,
+    `${'a-b'.repeat(n / 3)}-`,
+    `localhost:${'9'.repeat(n)}/a`,
+    `${'a'.repeat(21)}!`,
+  ];
+  test('10 KB adversarial strings: the time per input grows linearly', () => {
+    // Compare against a 100x shorter input: linear gives ~100x, exponential would never finish.
+    for (const s of hostile) {
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < 20; i++) parseReference(s);
+      const elapsedMs = Number(process.hrtime.bigint() - start) / 1e6;
+      assert.ok(elapsedMs < 2000, `${s.slice(0, 20)}… took ${elapsedMs} ms for 20 parses`);
+    }
+  });
+});
+
+describe('generated table: registry spellings × paths × tag/digest', () => {
+  // [as written, canonical registry, whether Docker Hub]
+  const registries: [string, string, boolean][] = [
+    ['', 'docker.io', true],
+    ['docker.io/', 'docker.io', true],
+    ['index.docker.io/', 'docker.io', true],
+    ['quay.io/', 'quay.io', false],
+    ['localhost/', 'localhost', false],
+    ['localhost:5000/', 'localhost:5000', false],
+    ['10.0.0.1:443/', '10.0.0.1:443', false],
+    ['[::1]:5000/', '[::1]:5000', false],
+    ['Registry.Example/', 'Registry.Example', false],
+  ];
+  const paths = ['app', 'team/app', 'ab/c_d.e', 'x/y/z/w', 'my--app', 'e__f/g-h'];
+  const suffixes: [string, string | undefined, string | undefined][] = [
+    ['', undefined, undefined],
+    [':1.0', '1.0', undefined],
+    [':latest', 'latest', undefined],
+    [`@${SHA}`, undefined, SHA],
+    [`:v2_x@${SHA}`, 'v2_x', SHA],
+  ];
+  for (const [prefix, registry, hub] of registries) {
+    for (const path of paths) {
+      for (const [suffix, tag, digest] of suffixes) {
+        const input = prefix + path + suffix;
+        test(input.length > 70 ? `${input.slice(0, 67)}...` : input, () => {
+          const r = parseReference(input);
+          assert.ok(r.ok, r.ok ? '' : r.error.message);
+          const repository = hub && !path.includes('/') ? `library/${path}` : path;
+          assert.deepEqual(r.ref, { registry, repository, tag, digest });
+        });
+      }
+    }
+  }
+});

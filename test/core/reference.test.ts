@@ -14,7 +14,7 @@ const D64 = 'a'.repeat(64);
 const SHA = `sha256:${'0123456789abcdef'.repeat(4)}`;
 
 // [input, registry, repository, tag, digest]
-const valid: [string, string, string, string?, string?][] = [
+const valid: [string, string, string, (string | undefined)?, (string | undefined)?][] = [
   ['nginx', 'docker.io', 'library/nginx'],
   ['nginx:1.27', 'docker.io', 'library/nginx', '1.27'],
   ['nginx:latest', 'docker.io', 'library/nginx', 'latest'],
@@ -124,7 +124,6 @@ const invalid: [string, ReferenceErrorCode][] = [
   ['C:\\Users\\x', 'REF_TAG_INVALID'],
 ];
 
-
 describe('parseReference: valid references', () => {
   for (const [input, registry, repository, tag, digest] of valid) {
     test(JSON.stringify(input.length > 70 ? `${input.slice(0, 67)}...` : input), () => {
@@ -171,23 +170,39 @@ describe('formatting', () => {
 });
 
 // Generators for the grammar's productions, to check that formatting and re-parsing round-trip.
-const alnum = fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'), minLength: 1, maxLength: 6 });
+const alnum = fc.string({
+  unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'),
+  minLength: 1,
+  maxLength: 6,
+});
 const separator = fc.constantFrom('.', '_', '__', '-', '--');
 const component = fc
   .tuple(alnum, fc.array(fc.tuple(separator, alnum), { maxLength: 3 }))
   .map(([first, rest]) => first + rest.map(([s, a]) => s + a).join(''));
-const label = fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'), minLength: 1, maxLength: 8 });
+const label = fc.string({
+  unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'),
+  minLength: 1,
+  maxLength: 8,
+});
 const host = fc.oneof(
   fc.tuple(label, fc.array(label, { minLength: 1, maxLength: 3 })).map(([a, b]) => [a, ...b].join('.')),
   fc.constant('localhost'),
   fc.constant('[::1]'),
   fc.ipV4(),
 );
-const registry = fc.oneof(host, fc.tuple(host, fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `${h}:${p}`));
+const registry = fc.oneof(
+  host,
+  fc.tuple(host, fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `${h}:${p}`),
+);
 const tag = fc
-  .tuple(fc.constantFrom(...'abcXYZ019_'), fc.string({ unit: fc.constantFrom(...'abcXYZ019_.-'), maxLength: 20 }))
+  .tuple(
+    fc.constantFrom(...'abcXYZ019_'),
+    fc.string({ unit: fc.constantFrom(...'abcXYZ019_.-'), maxLength: 20 }),
+  )
   .map(([a, b]) => a + b);
-const digest = fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 }).map((h) => `sha256:${h}`);
+const digest = fc
+  .string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 })
+  .map((h) => `sha256:${h}`);
 const reference = fc.record({
   registry,
   repository: fc.array(component, { minLength: 1, maxLength: 4 }).map((c) => c.join('/')),
@@ -204,7 +219,8 @@ describe('round trip', () => {
         assert.ok(r.ok, `${text}: ${r.ok ? '' : r.error.message}`);
         const expected = { ...generated, registry: generated.registry, repository: generated.repository };
         // Docker Hub's one-component names gain "library/"; everything else comes back unchanged.
-        if (expected.registry === 'docker.io' && !expected.repository.includes('/')) expected.repository = `library/${expected.repository}`;
+        if (expected.registry === 'docker.io' && !expected.repository.includes('/'))
+          expected.repository = `library/${expected.repository}`;
         assert.deepEqual(r.ref, expected);
       }),
       { numRuns: 3000 },

@@ -1,0 +1,149 @@
+// The CLI as users run it: the built bundle in a child process, real files, real exit codes.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type TempDir, tempDir } from './harness/process.ts';
+
+const BIN = join(import.meta.dirname, '..', 'dist', 'pullmap.js');
+const pullmap = (args: string[], input?: string) => {
+  const r = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 20_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+
+let dir: TempDir;
+const file = (name: string, text: string): string => {
+  const p = join(dir.path, name);
+  writeFileSync(p, text);
+  return p;
+};
+before(async () => {
+  dir = await tempDir('cli');
+});
+after(() => dir.remove());
+
+describe('pullmap explain', () => {
+  test('JSON Lines in input order, invalid lines reported with exit 0', () => {
+    const r = pullmap(
+      ['explain', '--output', 'json'],
+      'nginx\nnot valid!\n\nquay.io/a/b@sha256:' + 'c'.repeat(64) + '\n',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.equal(lines.length, 3);
+    assert.deepEqual(lines[0], {
+      input: 'nginx',
+      valid: true,
+      normalized: 'docker.io/library/nginx:latest',
+      familiar: 'nginx',
+      registry: 'docker.io',
+      repository: 'library/nginx',
+      tag: null,
+      digest: null,
+    });
+    assert.equal(lines[1].valid, false);
+    assert.match(lines[1].error, /contains U\+0020|space/);
+    assert.equal(lines[2].normalized, `quay.io/a/b@sha256:${'c'.repeat(64)}`);
+  });
+  test('with a config: mapped image and reasons', () => {
+    const r = pullmap(['explain', '-o', 'json', '--config', 'examples/default.yaml', 'nginx:1.27', 'nginx']);
+    assert.equal(r.code, 0, r.stderr);
+    const [mapped, kept] = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.equal(mapped.mapped, 'project-a.azurecr.io/docker-mirror/library/nginx:1.27');
+    assert.equal(mapped.rule.map, 'ClusterImageMap/edge');
+    assert.equal(kept.outcome, 'Unchanged');
+    assert.ok(kept.reasons.some((x: { code: string }) => x.code === 'MutableTagKept'));
+  });
+  test('a broken config is exit 2 with a located message and no stack trace', () => {
+    const bad = file(
+      'bad.yaml',
+      'apiVersion: pullmap.dev/v1alpha1\nkind: ClusterImageMap\nmetadata: {name: x\n',
+    );
+    const r = pullmap(['explain', '--config', bad, 'nginx']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /bad\.yaml:\d+:\d+: YAML document 1 is malformed/);
+    assert.doesNotMatch(r.stderr, /at .*\.js:\d+/);
+    const missing = pullmap(['explain', '--config', join(dir.path, 'nope.yaml'), 'nginx']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot read .*nope\.yaml: no such file/);
+  });
+  test('bad flags are usage errors', () => {
+    const r = pullmap(['explain', '--output', 'xml', 'nginx']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--output must be one of text, json/);
+    assert.equal(pullmap(['explain', '--bogus']).code, 2);
+    assert.equal(pullmap(['frobnicate']).code, 2);
+  });
+});
+
+describe('pullmap check', () => {
+  test('examples are all accepted', () => {
+    for (const f of [
+      'examples/default.yaml',
+      'examples/story-000-zarf-ifexists.yaml',
+      'examples/story-001-edge-mirror-cache.yaml',
+      'examples/story-002-tenants.yaml',
+      'examples/story-003-cache-mutable-tags.yaml',
+    ]) {
+      const r = pullmap(['check', '--config', f]);
+      assert.equal(r.code, 0, `${f}: ${r.stdout}${r.stderr}`);
+    }
+  });
+  test('conflicts and errors: exit 1, every problem with map, entry and fix', () => {
+    const cfg = file(
+      'conflict.yaml',
+      `apiVersion: pullmap.dev/v1alpha1
+kind: ImageMap
+metadata: {name: a, namespace: t}
+spec:
+  mappings: [{from: "gcr.io/x/", to: "reg.a/x/"}]
+---
+apiVersion: pullmap.dev/v1alpha1
+kind: ImageMap
+metadata: {name: b, namespace: t}
+spec:
+  mappings: [{from: "gcr.io/x/", to: "reg.b/x/"}]
+---
+apiVersion: pullmap.dev/v1alpha1
+kind: ClusterImageMap
+metadata: {name: c}
+spec:
+  mappings: [{from: "docker.io/", to: "Mirror/X/"}]
+`,
+    );
+    const r = pullmap(['check', '--config', cfg]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stdout,
+      /Conflict +ImageMap\/t\/b\n\s+spec\.mappings\[0\]: maps "gcr\.io\/x\/" to "reg\.b\/x\/", but ImageMap\/t\/a spec\.mappings\[0\]/,
+    );
+    assert.match(
+      r.stdout,
+      /Invalid +ClusterImageMap\/c\n\s+spec\.mappings\[0\]\.to: "Mirror\/X\/" is not a valid repository prefix/,
+    );
+    assert.match(r.stdout, /3 maps, 2 rejected/);
+  });
+});
+
+describe('pullmap rewrite', () => {
+  test('stdin to stdout, only images change', () => {
+    const input =
+      'kind: Pod\nmetadata: {name: p}  # keep\nspec:\n  containers:\n  - {name: a, image: "nginx:1.27"}\n';
+    const r = pullmap(['rewrite', '-f', '-', '--config', 'examples/default.yaml'], input);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      input.replace('"nginx:1.27"', '"project-a.azurecr.io/docker-mirror/library/nginx:1.27"'),
+    );
+  });
+  test('without -f it is a usage error', () => {
+    assert.equal(pullmap(['rewrite']).code, 2);
+  });
+});

@@ -5,7 +5,7 @@ import type { CliIO } from './run.ts';
 export function formatVerdict(v: MapVerdict): string[] {
   if (v.verdict === 'Accepted') return [`${'ok'.padEnd(10)}${v.name}`];
   const lines = [
-    `${v.verdict.padEnd(8)}${v.name}${v.serving === 'previous' ? ` (generation ${v.servingGeneration} keeps serving)` : ''}`,
+    `${v.verdict.padEnd(10)}${v.name}${v.serving === 'previous' ? ` (generation ${v.servingGeneration} keeps serving)` : ''}`,
   ];
   for (const f of v.findings) lines.push(`${' '.repeat(10)}${f.path}: ${f.message}`);
   return lines;

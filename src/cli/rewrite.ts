@@ -2,8 +2,6 @@
 import { scanManifests, spliceImages } from '../core/manifest/rewrite.ts';
 import { decideImage } from '../core/mapping/index.ts';
 import { buildSnapshot, type MapSnapshot } from '../core/mapping/snapshot.ts';
-import { defaultPullPolicy } from '../core/pod/locate.ts';
-import { parseReference } from '../core/reference/index.ts';
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import { loadMaps, readInput } from './maps.ts';
 import type { CliIO } from './run.ts';
@@ -33,9 +31,7 @@ export async function rewrite(options: RewriteOptions, io: CliIO): Promise<numbe
   }
   const decisions = await decideWithProbes((facts) => {
     const all = scan.images.map((img) => {
-      const parsed = parseReference(img.image);
-      const pullPolicy =
-        img.pullPolicy ?? (parsed.ok ? defaultPullPolicy(parsed.ref.tag, parsed.ref.digest) : undefined);
+      const pullPolicy = img.pullPolicy;
       const namespace = img.namespace ?? options.namespace;
       const ctx = {
         namespace,

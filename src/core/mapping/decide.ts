@@ -2,6 +2,7 @@
 // `pullmap explain` and the tests all call decideImage, so they cannot disagree.
 
 import { type ExistenceAnswer, type ExistenceFacts, isProbeFailure } from '../facts.ts';
+import { defaultPullPolicy } from '../pod/locate.ts';
 import {
   describeReferenceError,
   effectiveTag,
@@ -12,14 +13,14 @@ import {
 } from '../reference/index.ts';
 import { applyTarget, type MapRef, mapRefName, type Rule } from './rule.ts';
 import { type Labels, selects } from './selector.ts';
-import { isCacheRouted, lookupKeys, type MapSnapshot, scopeFor } from './snapshot.ts';
+import { isCacheRouted, lookupKeys, type MapSnapshot, scopeFor, scopeMayMatch } from './snapshot.ts';
 
 export interface DecisionContext {
   /** The pod's namespace; undefined considers ClusterImageMaps only. */
   readonly namespace: string | undefined;
   readonly namespaceLabels: Labels;
   readonly podLabels: Labels;
-  /** The container's imagePullPolicy, when known. */
+  /** The container's imagePullPolicy; when absent, Kubernetes' default for the image is assumed. */
   readonly pullPolicy?: string | undefined;
 }
 
@@ -92,13 +93,18 @@ function applies(rule: Rule, ctx: DecisionContext): boolean {
 /** The first applicable rule for any key: namespaced maps before cluster maps for the same key. */
 function find(
   snapshot: MapSnapshot,
+  registry: string,
   keys: readonly string[],
   ctx: DecisionContext,
   which: 'sources' | 'targets',
 ): Rule | undefined {
   const ns = scopeFor(snapshot, ctx.namespace);
+  const scopes = [];
+  if (ns && scopeMayMatch(ns, registry)) scopes.push(ns);
+  if (scopeMayMatch(snapshot.cluster, registry)) scopes.push(snapshot.cluster);
+  if (scopes.length === 0) return undefined;
   for (const key of keys) {
-    for (const scope of ns ? [ns, snapshot.cluster] : [snapshot.cluster]) {
+    for (const scope of scopes) {
       const rules = scope[which].get(key);
       if (rules) for (const rule of rules) if (applies(rule, ctx)) return rule;
     }
@@ -163,12 +169,12 @@ export function decideImage(
       },
     ]);
   }
-  const producer = find(snapshot, keys, ctx, 'targets');
+  const producer = find(snapshot, ref.registry, keys, ctx, 'targets');
   if (producer) {
     const message = `the image is already a target of ${entryName(producer)}; pullmap never maps an image twice`;
     return unchanged(input, ref, 'Unchanged', [{ code: 'AlreadyMapped', message }]);
   }
-  const rule = find(snapshot, keys, ctx, 'sources');
+  const rule = find(snapshot, ref.registry, keys, ctx, 'sources');
   if (!rule)
     return unchanged(input, ref, 'Unchanged', [
       { code: 'NoMatch', message: 'no mapping applies to this image' },
@@ -190,7 +196,10 @@ export function decideImage(
     });
     return unchanged(input, ref, 'Unchanged', reasons, rule);
   }
-  if (ctx.pullPolicy === 'Always' && map.spec.pullPolicyAlways === 'KeepOriginal') {
+  if (
+    map.spec.pullPolicyAlways === 'KeepOriginal' &&
+    (ctx.pullPolicy ?? defaultPullPolicy(ref.tag, ref.digest)) === 'Always'
+  ) {
     reasons.push({
       code: 'PullPolicyAlwaysKept',
       message: `imagePullPolicy is Always and ${mapRefName(map.ref)} keeps such images on their original registry`,

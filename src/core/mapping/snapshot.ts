@@ -2,7 +2,7 @@
 // however many maps and mappings there are.
 
 import { formatName, type ImageReference } from '../reference/index.ts';
-import type { CompiledMap, Rule } from './rule.ts';
+import type { CompiledMap, Pattern, Rule } from './rule.ts';
 import { exactKey } from './rule.ts';
 
 interface ScopeIndex {
@@ -10,6 +10,9 @@ interface ScopeIndex {
   readonly sources: Map<string, Rule[]>;
   /** Target keys → rules: an image under one of these was probably mapped already. */
   readonly targets: Map<string, Rule[]>;
+  /** Registries any key names, and whether "*" is present: most images skip a scope in one lookup. */
+  readonly registries: Set<string>;
+  hasAll: boolean;
 }
 
 export interface SnapshotOptions {
@@ -33,13 +36,28 @@ export interface MapSnapshot {
   readonly cacheHosts: ReadonlySet<string>;
 }
 
-const emptyScope = (): ScopeIndex => ({ sources: new Map(), targets: new Map() });
+const emptyScope = (): ScopeIndex => ({
+  sources: new Map(),
+  targets: new Map(),
+  registries: new Set(),
+  hasAll: false,
+});
 
 function add(index: Map<string, Rule[]>, key: string, rule: Rule): void {
   const list = index.get(key);
   if (list) {
     if (!list.includes(rule)) list.push(rule);
   } else index.set(key, [rule]);
+}
+
+function note(scope: ScopeIndex, p: Pattern): void {
+  if (p.kind === 'all') scope.hasAll = true;
+  else scope.registries.add(p.kind === 'prefix' ? p.registry : p.ref.registry);
+}
+
+/** Whether any key of the scope can match an image of this registry. */
+export function scopeMayMatch(scope: ScopeIndex, registry: string): boolean {
+  return scope.hasAll || scope.registries.has(registry);
 }
 
 /** Builds the index over maps that the consistency analysis accepted. */
@@ -60,8 +78,12 @@ export function buildSnapshot(
     if (map.spec.cache?.enabled) cacheHosts.add(map.spec.cache.address ?? options.cacheAddress);
     for (const rule of map.rules) {
       add(scope.sources, rule.source.key, rule);
+      note(scope, rule.source);
       if (rule.identity) continue;
-      for (const target of rule.targets) add(scope.targets, target.key, rule);
+      for (const target of rule.targets) {
+        add(scope.targets, target.key, rule);
+        note(scope, target);
+      }
     }
   }
   return { maps: sorted, cluster, namespaces, options, cacheHosts };

@@ -5,8 +5,7 @@ import type { ExistenceFacts } from '../facts.ts';
 import { type DecisionContext, decideImage, type ImageDecision } from '../mapping/decide.ts';
 import type { Labels } from '../mapping/selector.ts';
 import type { MapSnapshot } from '../mapping/snapshot.ts';
-import { parseReference } from '../reference/index.ts';
-import { type ContainerImage, containerImages, defaultPullPolicy } from './locate.ts';
+import { type ContainerImage, containerImages } from './locate.ts';
 
 export const ANNOTATION_ORIGINAL_IMAGES = 'pullmap.dev/original-images';
 export const ANNOTATION_MAPPED_BY = 'pullmap.dev/mapped-by';
@@ -97,16 +96,11 @@ export function planPod(
       containers.push({ ...c, decision: undefined, skipped: `already mapped from ${original}` });
       continue;
     }
-    let pullPolicy = c.pullPolicy;
-    if (pullPolicy === undefined) {
-      const parsed = parseReference(c.image);
-      if (parsed.ok) pullPolicy = defaultPullPolicy(parsed.ref.tag, parsed.ref.digest);
-    }
     const dctx: DecisionContext = {
       namespace: ctx.namespace,
       namespaceLabels: ctx.namespaceLabels,
       podLabels: labels,
-      pullPolicy,
+      pullPolicy: c.pullPolicy,
     };
     const decision = decideImage(snapshot, c.image, dctx, facts);
     containers.push({ ...c, decision, skipped: undefined });

@@ -36,6 +36,9 @@ const failed = (error: InvalidReference): ParseResult => ({ ok: false, error });
  */
 export function parseReference(input: string): ParseResult {
   if (input.length === 0) return failed({ code: 'REF_EMPTY', message: 'image reference is empty' });
+  const result = parseNonEmpty(input);
+  if (result.ok) return result;
+  // Spaces and control characters fail some production anyway; say so plainly, off the hot path.
   for (let i = 0; i < input.length; i++) {
     const c = input.charCodeAt(i);
     if (c <= 0x20 || c === 0x7f) {
@@ -45,6 +48,10 @@ export function parseReference(input: string): ParseResult {
       });
     }
   }
+  return result;
+}
+
+function parseNonEmpty(input: string): ParseResult {
   if (isImageId(input)) {
     return failed({
       code: 'REF_IMAGE_ID',

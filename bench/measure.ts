@@ -1,0 +1,90 @@
+// Timing primitives shared by the benchmarks: fixed-length rounds, medians, percentiles. Subject and
+// baseline rounds alternate so that CPU frequency drift and GC pressure hit both sides alike.
+
+import { performance } from 'node:perf_hooks';
+
+export interface RoundPlan {
+  /** Unmeasured time per side before the first round, so the JIT has settled. */
+  readonly warmupMs: number;
+  readonly roundMs: number;
+  readonly rounds: number;
+}
+
+export interface Throughput {
+  /** Median of the rounds, in operations per second. */
+  readonly perSecond: number;
+  readonly rounds: readonly number[];
+}
+
+/** One call does a batch of work and returns how many operations it did. */
+export type Batch = () => number;
+
+/** Results the optimiser cannot prove unused; benchmarks fold their outputs into it. */
+export const sink = { value: 0 };
+
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
+/** Nearest-rank percentile: an observed value, never an interpolation between two runs. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) throw new Error('percentile of no values');
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[rank - 1]!;
+}
+
+/** Runs batches for about `ms` milliseconds; returns operations per second. */
+function round(batch: Batch, ms: number): number {
+  let ops = 0;
+  const start = performance.now();
+  let elapsed = 0;
+  do {
+    ops += batch();
+    elapsed = performance.now() - start;
+  } while (elapsed < ms);
+  return (ops * 1000) / elapsed;
+}
+
+/** Throughput of `subject` and `baseline`, measured in alternating rounds after a warm-up of each. */
+export function compareThroughput(
+  subject: Batch,
+  baseline: Batch,
+  plan: RoundPlan,
+): { subject: Throughput; baseline: Throughput } {
+  round(subject, plan.warmupMs);
+  round(baseline, plan.warmupMs);
+  const s: number[] = [];
+  const b: number[] = [];
+  for (let i = 0; i < plan.rounds; i++) {
+    s.push(round(subject, plan.roundMs));
+    b.push(round(baseline, plan.roundMs));
+  }
+  return {
+    subject: { perSecond: median(s), rounds: s },
+    baseline: { perSecond: median(b), rounds: b },
+  };
+}
+
+/** A rate with an SI prefix; the caller adds the unit ("1.36 M" + " refs/s"). */
+export function formatRate(perSecond: number): string {
+  if (perSecond >= 1e6) return `${(perSecond / 1e6).toFixed(2)} M`;
+  if (perSecond >= 1e3) return `${(perSecond / 1e3).toFixed(1)} k`;
+  return perSecond.toFixed(0);
+}
+
+/** Spread of the rounds, so a noisy machine shows up in the report rather than in a wrong verdict. */
+export function formatSpread(t: Throughput): string {
+  const lo = Math.min(...t.rounds);
+  const hi = Math.max(...t.rounds);
+  return `rounds ${formatRate(lo)} .. ${formatRate(hi)}`;
+}
+
+/** What each benchmark hands to the summary table. */
+export interface BenchResult {
+  readonly name: string;
+  readonly target: string;
+  readonly measured: string;
+  readonly ratio: string;
+  readonly pass: boolean;
+}

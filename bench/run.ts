@@ -1,0 +1,28 @@
+// `npm run bench`: the three acceptance benchmarks of issue 2, each with its baseline, then a summary.
+// A report, not a test: a missed target is printed as MISS and the exit code stays 0.
+
+import os from 'node:os';
+import { runColdStartBench } from './cold-start.ts';
+import { runDecisionBench } from './decision.ts';
+import type { BenchResult } from './measure.ts';
+import { sink } from './measure.ts';
+import { runParseBench } from './parse.ts';
+
+const started = performance.now();
+const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+console.log(`# pullmap benchmarks: node ${process.version}, ${cpu}, ${os.availableParallelism()} cores\n`);
+
+const results: BenchResult[] = [runParseBench(), runDecisionBench(), runColdStartBench()];
+
+const rows = [
+  ['benchmark', 'target', 'measured', 'ratio vs baseline', 'verdict'],
+  ...results.map((r) => [r.name, r.target, r.measured, r.ratio, r.pass ? 'PASS' : 'MISS']),
+];
+const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
+const line = (row: string[]): string => row.map((cell, col) => cell.padEnd(widths[col]!)).join('  ');
+console.log('## summary');
+console.log(line(rows[0]!));
+console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+for (const row of rows.slice(1)) console.log(line(row));
+// Printing the sink keeps every benchmarked result observable.
+console.log(`\n${((performance.now() - started) / 1000).toFixed(1)} s total (checksum ${sink.value % 1e9})`);

@@ -59,6 +59,8 @@ export interface DaemonOptions {
   /** Resolves true once the daemon serves; polled until it does or the timeout passes. */
   ready: (daemon: Daemon) => Promise<boolean>;
   readyTimeoutMs?: number;
+  /** Sees every chunk of stdout and stderr, for callers that parse logs beyond the kept tail. */
+  onOutput?: (text: string, stream: 'stdout' | 'stderr') => void;
 }
 
 export interface Daemon {
@@ -94,12 +96,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       resolve();
     });
   });
-  const collect = (chunk: Buffer): void => {
-    output += chunk.toString('utf8');
-    if (output.length > OUTPUT_LIMIT) output = output.slice(-OUTPUT_LIMIT);
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
+  const collect =
+    (stream: 'stdout' | 'stderr') =>
+    (chunk: Buffer): void => {
+      const text = chunk.toString('utf8');
+      options.onOutput?.(text, stream);
+      output += text;
+      if (output.length > OUTPUT_LIMIT) output = output.slice(-OUTPUT_LIMIT);
+    };
+  child.stdout?.on('data', collect('stdout'));
+  child.stderr?.on('data', collect('stderr'));
 
   const daemon: Daemon = {
     name: options.name,

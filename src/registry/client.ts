@@ -1,0 +1,604 @@
+// The OCI distribution API client: ping, manifest HEAD and GET, blob GET (streamed). One undici
+// Agent per registry host keeps connections alive; a semaphore per host bounds requests in flight;
+// every call has a hard timeout and honours the caller's signal; every result is typed.
+import { createHash } from 'node:crypto';
+import { PassThrough, type Readable, Transform, type TransformCallback } from 'node:stream';
+import { rootCertificates } from 'node:tls';
+import { Agent } from 'undici';
+import type { ImageReference } from '../core/reference/index.ts';
+import { parseReference } from '../core/reference/index.ts';
+import { type Authorization, Authorizer } from './auth.ts';
+import { type AuthChallenge, parseChallenges } from './challenge.ts';
+import type { RegistryCredential } from './credentials.ts';
+import { type Endpoint, type EndpointSettings, resolveEndpoint } from './endpoint.ts';
+import { classifyNetworkError, RegistryFailure, type RegistryResult } from './errors.ts';
+import { abandon, discard, type Exchange, exchange, failureFromStatus, header, readBounded } from './http.ts';
+import type { CredentialSource } from './keyring.ts';
+import {
+  bareMediaType,
+  DOCKER_MANIFEST_V1_SIGNED,
+  isManifestMediaType,
+  MANIFEST_ACCEPT,
+} from './media-types.ts';
+import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
+
+export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_MAX_QUEUE_PER_HOST = 512;
+const MAX_HOSTS = 256;
+const ACCEPT = MANIFEST_ACCEPT.join(', ');
+const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+
+export interface RegistryClientOptions {
+  /** Settings per registry host as references name it ("127.0.0.1:5000", "docker.io"). */
+  readonly endpoints?: Readonly<Record<string, EndpointSettings>> | undefined;
+  /** Settings for hosts not listed in `endpoints`. */
+  readonly defaults?: EndpointSettings | undefined;
+  readonly credentials?: CredentialSource | undefined;
+  /** Wall clock for token expiry and Retry-After dates; injected so tests can move it. */
+  readonly now?: (() => number) | undefined;
+  readonly maxManifestBytes?: number | undefined;
+  /** Requests that may wait for a free slot per host before new ones fail with REG_BUSY. */
+  readonly maxQueuePerHost?: number | undefined;
+  readonly userAgent?: string | undefined;
+}
+
+export interface CallOptions {
+  /** The caller's deadline or cancellation; the call answers REG_DEADLINE as soon as it aborts. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface PingResult {
+  readonly status: number;
+  readonly authRequired: boolean;
+  readonly challenges: readonly AuthChallenge[];
+  /** Docker-Distribution-Api-Version, when sent. */
+  readonly apiVersion: string | undefined;
+}
+
+export interface ManifestHead {
+  readonly status: number;
+  /** Docker-Content-Digest, or the digest asked for when the registry sent none. */
+  readonly digest: string | undefined;
+  readonly mediaType: string | undefined;
+  readonly size: number | undefined;
+}
+
+export interface Manifest {
+  readonly status: number;
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+  /** The digest of `bytes`, verified against the reference's digest and Docker-Content-Digest. */
+  readonly digest: string;
+}
+
+export interface BlobStream {
+  /** 200 for the whole blob, 206 for a range. */
+  readonly status: 200 | 206;
+  /** Must be read to the end or destroyed: it holds one of the host's request slots until then. */
+  readonly body: Readable;
+  /** Content-Length of this answer, when sent. */
+  readonly size: number | undefined;
+  readonly digest: string;
+  /** Content-Range of a 206 answer. */
+  readonly contentRange: string | undefined;
+}
+
+export interface BlobOptions extends CallOptions {
+  /** Passed through as the Range header ("bytes=0-99"); a range answer is not digest-verified. */
+  readonly range?: string | undefined;
+}
+
+interface HostState {
+  readonly endpoint: Endpoint;
+  readonly dispatcher: Agent;
+  readonly semaphore: Semaphore;
+  /** The last challenge this host sent, so later requests can authenticate up front. */
+  challenge: AuthChallenge | undefined;
+}
+
+interface CallContext {
+  readonly state: HostState;
+  readonly signal: AbortSignal;
+  readonly timeoutMs: number;
+  readonly what: string;
+  /** Stops the call's timer and hands its request slot to the caller (for streamed bodies). */
+  detach(): Release;
+}
+
+interface SendRequest {
+  readonly method: 'GET' | 'HEAD';
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+const AUTH_FAILURES = new Set(['REG_UNAUTHORIZED', 'REG_FORBIDDEN', 'REG_AUTH_REFUSED']);
+
+export class RegistryClient {
+  readonly #endpoints: Readonly<Record<string, EndpointSettings>>;
+  readonly #defaults: EndpointSettings;
+  readonly #credentials: CredentialSource | undefined;
+  readonly #now: () => number;
+  readonly #maxManifestBytes: number;
+  readonly #maxQueue: number;
+  readonly #userAgent: string;
+  readonly #hosts = new Map<string, HostState>();
+  readonly #auth: Authorizer;
+
+  constructor(options: RegistryClientOptions = {}) {
+    this.#endpoints = options.endpoints ?? {};
+    this.#defaults = options.defaults ?? {};
+    this.#credentials = options.credentials;
+    this.#now = options.now ?? Date.now;
+    this.#maxManifestBytes = options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
+    this.#maxQueue = options.maxQueuePerHost ?? DEFAULT_MAX_QUEUE_PER_HOST;
+    this.#userAgent = options.userAgent ?? 'pullmap';
+    this.#auth = new Authorizer({ now: this.#now, userAgent: this.#userAgent });
+  }
+
+  /** Token requests sent so far (all hosts). */
+  get tokenRequests(): number {
+    return this.#auth.tokenRequests;
+  }
+
+  /** GET /v2/: is it a registry, and which authentication does it ask for? */
+  ping(registry: string, options: CallOptions = {}): Promise<RegistryResult<PingResult>> {
+    return this.#call(registry, `ping ${registry}`, options, async (ctx) => {
+      const res = await this.#exchange(ctx, { method: 'GET', path: '/v2/', headers: {} }, undefined);
+      const apiVersion = header(res.headers, 'docker-distribution-api-version');
+      if (res.statusCode === 200 || res.statusCode === 401) {
+        await discard(res.body);
+        const challenges = parseChallenges(res.headers['www-authenticate']);
+        const usable = pickChallenge(challenges);
+        if (usable) ctx.state.challenge = usable;
+        return { status: res.statusCode, authRequired: res.statusCode === 401, challenges, apiVersion };
+      }
+      if (res.statusCode === 404) {
+        await discard(res.body);
+        throw new RegistryFailure('REG_INVALID_RESPONSE', `${ctx.what}: no distribution API at /v2/ (404)`, {
+          status: 404,
+        });
+      }
+      throw await failureFromStatus(res, 'GET', ctx.what, this.#now());
+    });
+  }
+
+  /** HEAD the manifest with every manifest and index type accepted; answers the digest. */
+  headManifest(ref: ImageReference, options: CallOptions = {}): Promise<RegistryResult<ManifestHead>> {
+    const reference = manifestReference(ref);
+    return this.#call(ref.registry, `manifest ${describe(ref)}`, options, async (ctx) => {
+      const res = await this.#send(ctx, ref.repository, {
+        method: 'HEAD',
+        path: `/v2/${ref.repository}/manifests/${reference}`,
+        headers: { accept: ACCEPT },
+      });
+      if (res.statusCode !== 200) throw await failureFromStatus(res, 'HEAD', ctx.what, this.#now());
+      await discard(res.body);
+      const mediaType = manifestContentType(res, ctx.what);
+      const digest = header(res.headers, 'docker-content-digest');
+      if (digest !== undefined && !DIGEST.test(digest))
+        throw new RegistryFailure('REG_INVALID_RESPONSE', `${ctx.what}: malformed Docker-Content-Digest`, {
+          status: 200,
+        });
+      if (digest !== undefined && ref.digest !== undefined && digest !== ref.digest)
+        throw new RegistryFailure('REG_DIGEST_MISMATCH', `${ctx.what}: registry announced ${digest}`, {
+          status: 200,
+        });
+      return { status: 200, digest: digest ?? ref.digest, mediaType, size: contentLength(res) };
+    });
+  }
+
+  /** GET the manifest bytes (bounded), verified against the digest asked for or announced. */
+  getManifest(ref: ImageReference, options: CallOptions = {}): Promise<RegistryResult<Manifest>> {
+    const reference = manifestReference(ref);
+    return this.#call(ref.registry, `manifest ${describe(ref)}`, options, async (ctx) => {
+      const res = await this.#send(ctx, ref.repository, {
+        method: 'GET',
+        path: `/v2/${ref.repository}/manifests/${reference}`,
+        headers: { accept: ACCEPT },
+      });
+      if (res.statusCode !== 200) throw await failureFromStatus(res, 'GET', ctx.what, this.#now());
+      const length = contentLength(res);
+      if (length !== undefined && length > this.#maxManifestBytes) {
+        abandon(res.body);
+        throw new RegistryFailure(
+          'REG_TOO_LARGE',
+          `${ctx.what}: ${length} bytes is over ${this.#maxManifestBytes}`,
+        );
+      }
+      const bytes = await readBounded(res.body, this.#maxManifestBytes, ctx.what);
+      const algorithm = ref.digest?.startsWith('sha512:') ? 'sha512' : 'sha256';
+      const digest = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+      if (ref.digest !== undefined && digest !== ref.digest)
+        throw new RegistryFailure('REG_DIGEST_MISMATCH', `${ctx.what}: content hashes to ${digest}`, {
+          status: 200,
+        });
+      let mediaType = manifestContentType(res, ctx.what);
+      const announced = header(res.headers, 'docker-content-digest');
+      // Signed schema 1 manifests are announced by the digest of their unsigned form.
+      if (
+        announced?.startsWith(`${algorithm}:`) &&
+        announced !== digest &&
+        mediaType !== DOCKER_MANIFEST_V1_SIGNED
+      )
+        throw new RegistryFailure(
+          'REG_DIGEST_MISMATCH',
+          `${ctx.what}: announced ${announced}, content is ${digest}`,
+          {
+            status: 200,
+          },
+        );
+      const embedded = manifestDocumentType(bytes, ctx.what);
+      if (mediaType === undefined || mediaType === 'application/json') mediaType = embedded;
+      if (mediaType === undefined)
+        throw new RegistryFailure('REG_INVALID_RESPONSE', `${ctx.what}: manifest has no media type`, {
+          status: 200,
+        });
+      return { status: 200, bytes, mediaType, digest };
+    });
+  }
+
+  /** GET a blob as a stream; follows redirects to blob storage without sending Authorization there. */
+  getBlob(
+    registry: string,
+    repository: string,
+    digest: string,
+    options: BlobOptions = {},
+  ): Promise<RegistryResult<BlobStream>> {
+    const what = `blob ${registry}/${repository}@${digest}`;
+    const parsed = parseReference(`${registry}/${repository}@${digest}`);
+    if (!parsed.ok || !DIGEST.test(digest)) {
+      const reason = parsed.ok ? 'unsupported digest' : parsed.error.message;
+      return Promise.resolve({
+        ok: false,
+        error: new RegistryFailure('REG_BAD_INPUT', `${what}: ${reason}`).toError(),
+      });
+    }
+    const repo = parsed.ref.repository;
+    return this.#call(registry, what, options, async (ctx) => {
+      const headers: Record<string, string> = {};
+      if (options.range !== undefined) headers['range'] = options.range;
+      const res = await this.#send(ctx, repo, {
+        method: 'GET',
+        path: `/v2/${repo}/blobs/${digest}`,
+        headers,
+      });
+      if (res.statusCode !== 200 && res.statusCode !== 206)
+        throw await failureFromStatus(res, 'GET', ctx.what, this.#now());
+      const release = ctx.detach();
+      const size = contentLength(res);
+      const signal = ctx.signal;
+      const toFailure = (err: unknown): RegistryFailure =>
+        signal.aborted
+          ? new RegistryFailure('REG_DEADLINE', `${what}: the caller's deadline passed while streaming`)
+          : classifyNetworkError(err, what);
+      // Our own stream in front of undici's: destroying it early is quiet, and it frees the slot.
+      const body: Transform = res.statusCode === 200 ? new DigestVerifier(digest, what) : new PassThrough();
+      res.body.on('error', (err) => body.destroy(toFailure(err)));
+      res.body.pipe(body);
+      body.once('close', () => {
+        if (!res.body.destroyed) abandon(res.body);
+        release();
+      });
+      return {
+        status: res.statusCode === 206 ? 206 : 200,
+        body,
+        size,
+        digest,
+        contentRange: header(res.headers, 'content-range'),
+      } satisfies BlobStream;
+    });
+  }
+
+  /** Closes every connection; the client must not be used afterwards. */
+  async close(): Promise<void> {
+    const states = [...this.#hosts.values()];
+    this.#hosts.clear();
+    await Promise.all(states.map((s) => s.dispatcher.close().catch(() => {})));
+  }
+
+  #host(registry: string): HostState {
+    const existing = this.#hosts.get(registry);
+    if (existing) return existing;
+    const resolved = resolveEndpoint(registry, this.#endpoints[registry] ?? this.#defaults);
+    if (!resolved.ok) throw new RegistryFailure(resolved.code, resolved.message);
+    const endpoint = resolved.endpoint;
+    const dispatcher = new Agent({
+      connections: endpoint.maxConcurrent,
+      keepAliveTimeout: 30_000,
+      connect: {
+        timeout: endpoint.connectTimeoutMs,
+        // A private CA is trusted in addition to the system roots, as Docker's certs.d does.
+        ...(endpoint.caPem.length > 0 ? { ca: [...rootCertificates, ...endpoint.caPem] } : {}),
+      },
+      // Blob redirects may lead elsewhere, but not to an unbounded number of places.
+      maxOrigins: 16,
+    });
+    const state: HostState = {
+      endpoint,
+      dispatcher,
+      semaphore: new Semaphore(endpoint.maxConcurrent, this.#maxQueue),
+      challenge: undefined,
+    };
+    this.#hosts.set(registry, state);
+    if (this.#hosts.size > MAX_HOSTS) this.#evictIdleHost();
+    return state;
+  }
+
+  #evictIdleHost(): void {
+    for (const [name, state] of this.#hosts) {
+      if (state.semaphore.active === 0 && state.semaphore.waiting === 0) {
+        this.#hosts.delete(name);
+        state.dispatcher.close().catch(() => {});
+        return;
+      }
+    }
+  }
+
+  async #call<T>(
+    registry: string,
+    what: string,
+    options: CallOptions,
+    work: (ctx: CallContext) => Promise<T>,
+  ): Promise<RegistryResult<T>> {
+    let state: HostState;
+    try {
+      state = this.#host(registry);
+    } catch (err) {
+      return { ok: false, error: classifyNetworkError(err, what).toError() };
+    }
+    const timeoutMs = state.endpoint.requestTimeoutMs;
+    const timer = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, timer.signal]) : timer.signal;
+    const handle = setTimeout(() => timer.abort(), timeoutMs);
+    let release: Release | undefined;
+    const ctx: CallContext = {
+      state,
+      signal,
+      timeoutMs,
+      what,
+      detach: () => {
+        clearTimeout(handle);
+        const r = release ?? (() => {});
+        release = undefined;
+        return r;
+      },
+    };
+    try {
+      release = await state.semaphore.acquire(signal);
+      return { ok: true, value: await work(ctx) };
+    } catch (err) {
+      return {
+        ok: false,
+        error: this.#failure(err, what, options.signal, timer.signal, timeoutMs).toError(),
+      };
+    } finally {
+      clearTimeout(handle);
+      release?.();
+    }
+  }
+
+  #failure(
+    err: unknown,
+    what: string,
+    callerSignal: AbortSignal | undefined,
+    timerSignal: AbortSignal,
+    timeoutMs: number,
+  ): RegistryFailure {
+    if (err instanceof RegistryFailure) return err;
+    if (callerSignal?.aborted)
+      return new RegistryFailure('REG_DEADLINE', `${what}: the caller's deadline passed`);
+    if (timerSignal.aborted)
+      return new RegistryFailure('REG_TIMEOUT', `${what}: no answer within ${timeoutMs} ms`);
+    if (err instanceof QueueFullError)
+      return new RegistryFailure('REG_BUSY', `${what}: too many requests already waiting for this registry`);
+    return classifyNetworkError(err, what);
+  }
+
+  /** One request with authentication, trying each matching credential while the registry refuses. */
+  async #send(ctx: CallContext, repository: string, request: SendRequest): Promise<Exchange> {
+    const found = this.#credentials?.lookup(ctx.state.endpoint.registry, repository) ?? [];
+    const attempts: readonly (RegistryCredential | undefined)[] = found.length > 0 ? found : [undefined];
+    for (let i = 0; ; i++) {
+      try {
+        return await this.#sendAs(ctx, repository, request, attempts[i]);
+      } catch (err) {
+        if (err instanceof RegistryFailure && AUTH_FAILURES.has(err.code) && i + 1 < attempts.length)
+          continue;
+        throw err;
+      }
+    }
+  }
+
+  async #sendAs(
+    ctx: CallContext,
+    repository: string,
+    request: SendRequest,
+    credential: RegistryCredential | undefined,
+  ): Promise<Exchange> {
+    const scope = `repository:${repository}:pull`;
+    const known = ctx.state.challenge;
+    const first = known ? await this.#authorize(ctx, known, credential, scope) : undefined;
+    let res = await this.#exchange(ctx, request, first?.header);
+    if (res.statusCode !== 401) return this.#refuseForbidden(res, ctx, credential);
+    const challenges = parseChallenges(res.headers['www-authenticate']);
+    await discard(res.body);
+    const challenge = pickChallenge(challenges);
+    if (challenge === undefined) {
+      const code = challenges.length > 0 ? 'REG_AUTH_UNSUPPORTED' : 'REG_UNAUTHORIZED';
+      const schemes = challenges.map((c) => c.scheme).join(', ');
+      throw new RegistryFailure(
+        code,
+        `${ctx.what}: 401 ${schemes ? `asking for ${schemes}` : 'without a challenge'}`,
+        {
+          status: 401,
+        },
+      );
+    }
+    ctx.state.challenge = challenge;
+    if (first !== undefined) {
+      // Fresh credentials for the same challenge were just refused: asking again would not help.
+      if (first.fresh && known !== undefined && sameChallenge(known, challenge))
+        throw refused(ctx, credential);
+      this.#auth.invalidate(first.tokenKey);
+    }
+    const second = await this.#authorize(ctx, challenge, credential, scope);
+    if (second === undefined) throw refused(ctx, credential);
+    res = await this.#exchange(ctx, request, second.header);
+    if (res.statusCode === 401) {
+      await discard(res.body);
+      this.#auth.invalidate(second.tokenKey);
+      throw refused(ctx, credential);
+    }
+    return this.#refuseForbidden(res, ctx, credential);
+  }
+
+  async #refuseForbidden(
+    res: Exchange,
+    ctx: CallContext,
+    credential: RegistryCredential | undefined,
+  ): Promise<Exchange> {
+    if (res.statusCode !== 403) return res;
+    await discard(res.body);
+    const who = credential === undefined ? 'anonymous access' : `credentials from ${credential.source}`;
+    throw new RegistryFailure('REG_FORBIDDEN', `${ctx.what}: forbidden for ${who}`, { status: 403 });
+  }
+
+  #authorize(
+    ctx: CallContext,
+    challenge: AuthChallenge,
+    credential: RegistryCredential | undefined,
+    scope: string,
+  ): Promise<Authorization | undefined> {
+    const realm = challenge.params['realm'];
+    let dispatcher = ctx.state.dispatcher;
+    if (realm !== undefined) {
+      // A realm host with its own settings (say, its own CA) is reached through its own pool.
+      const realmHost = safeHost(realm);
+      if (realmHost !== undefined && realmHost !== ctx.state.endpoint.registry && this.#endpoints[realmHost])
+        dispatcher = this.#host(realmHost).dispatcher;
+    }
+    return this.#auth.authorize({
+      challenge,
+      credential,
+      scope,
+      registryInsecure: ctx.state.endpoint.scheme === 'http',
+      signal: ctx.signal,
+      timeoutMs: ctx.timeoutMs,
+      dispatcher,
+    });
+  }
+
+  #exchange(ctx: CallContext, request: SendRequest, authorization: string | undefined): Promise<Exchange> {
+    const { endpoint } = ctx.state;
+    return exchange(ctx.state.dispatcher, {
+      method: request.method,
+      url: new URL(request.path, endpoint.origin),
+      headers: { 'user-agent': this.#userAgent, ...request.headers },
+      authorization,
+      authOrigin: endpoint.origin,
+      signal: ctx.signal,
+      timeoutMs: ctx.timeoutMs,
+      allowPlainRedirect: endpoint.scheme === 'http',
+    });
+  }
+}
+
+function refused(ctx: CallContext, credential: RegistryCredential | undefined): RegistryFailure {
+  const message =
+    credential === undefined
+      ? `${ctx.what}: the registry requires credentials and none are configured for it`
+      : `${ctx.what}: the registry refused the credentials from ${credential.source}`;
+  return new RegistryFailure('REG_UNAUTHORIZED', message, { status: 401 });
+}
+
+/** Bearer is preferred: registries that offer both give finer-grained tokens through it. */
+function pickChallenge(challenges: readonly AuthChallenge[]): AuthChallenge | undefined {
+  return challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
+}
+
+function sameChallenge(a: AuthChallenge, b: AuthChallenge): boolean {
+  return (
+    a.scheme === b.scheme &&
+    a.params['realm'] === b.params['realm'] &&
+    a.params['service'] === b.params['service']
+  );
+}
+
+function safeHost(url: string): string | undefined {
+  try {
+    return new URL(url).host;
+  } catch {
+    return undefined;
+  }
+}
+
+function manifestReference(ref: ImageReference): string {
+  return ref.digest ?? ref.tag ?? 'latest';
+}
+
+function describe(ref: ImageReference): string {
+  return `${ref.registry}/${ref.repository}${ref.digest ? `@${ref.digest}` : `:${ref.tag ?? 'latest'}`}`;
+}
+
+function contentLength(res: Exchange): number | undefined {
+  const value = header(res.headers, 'content-length');
+  if (value === undefined || !/^\d{1,15}$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/** The answer's manifest media type; a 200 with, say, text/html is not the distribution API. */
+function manifestContentType(res: Exchange, what: string): string | undefined {
+  const raw = header(res.headers, 'content-type');
+  if (raw === undefined) return undefined;
+  const type = bareMediaType(raw);
+  if (isManifestMediaType(type) || type === 'application/json') return type;
+  throw new RegistryFailure('REG_INVALID_RESPONSE', `${what}: answered 200 with ${type}, not a manifest`, {
+    status: res.statusCode,
+  });
+}
+
+/** Checks the bytes are a manifest document and returns its embedded mediaType, if any. */
+function manifestDocumentType(bytes: Buffer, what: string): string | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new RegistryFailure('REG_INVALID_RESPONSE', `${what}: manifest is not JSON`, { status: 200 });
+  }
+  if (
+    typeof doc !== 'object' ||
+    doc === null ||
+    typeof (doc as { schemaVersion?: unknown }).schemaVersion !== 'number'
+  )
+    throw new RegistryFailure('REG_INVALID_RESPONSE', `${what}: manifest has no schemaVersion`, {
+      status: 200,
+    });
+  const embedded = (doc as { mediaType?: unknown }).mediaType;
+  return typeof embedded === 'string' && isManifestMediaType(embedded) ? embedded : undefined;
+}
+
+/** Passes a blob through while hashing it; fails at the end when the digest does not match. */
+class DigestVerifier extends Transform {
+  readonly #expected: string;
+  readonly #what: string;
+  readonly #hash: ReturnType<typeof createHash>;
+
+  constructor(expected: string, what: string) {
+    super();
+    this.#expected = expected;
+    this.#what = what;
+    this.#hash = createHash(expected.startsWith('sha512:') ? 'sha512' : 'sha256');
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#hash.update(chunk);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const algorithm = this.#expected.slice(0, this.#expected.indexOf(':'));
+    const actual = `${algorithm}:${this.#hash.digest('hex')}`;
+    if (actual === this.#expected) callback();
+    else callback(new RegistryFailure('REG_DIGEST_MISMATCH', `${this.#what}: content hashes to ${actual}`));
+  }
+}

@@ -1,0 +1,104 @@
+// Where and how to reach a registry host: the URL its API answers on, TLS trust, and timeouts.
+// HTTPS is the default everywhere; plain HTTP must be asked for, and is only accepted for loopback
+// hosts or hosts explicitly marked insecure, so a typo cannot leak credentials in clear text.
+
+export interface EndpointSettings {
+  /** "https" (default) or "http". */
+  readonly scheme?: 'https' | 'http' | undefined;
+  /** Allows `scheme: 'http'` for a host that is not loopback. */
+  readonly insecure?: boolean | undefined;
+  /** Extra CA certificates (PEM) trusted for this host, in addition to the system roots. */
+  readonly caPem?: string | readonly string[] | undefined;
+  /** TCP/TLS connect timeout. */
+  readonly connectTimeoutMs?: number | undefined;
+  /** Hard bound on one logical request (including auth round trips), until its body is read. */
+  readonly requestTimeoutMs?: number | undefined;
+  /** Requests in flight to this host at once; more wait in a queue. */
+  readonly maxConcurrent?: number | undefined;
+}
+
+export interface Endpoint {
+  /** The registry as references name it: "docker.io", "127.0.0.1:5000", "[::1]:5000". */
+  readonly registry: string;
+  /** The origin requests go to: "https://registry-1.docker.io", "http://127.0.0.1:5000". */
+  readonly origin: string;
+  readonly scheme: 'https' | 'http';
+  readonly caPem: readonly string[];
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly maxConcurrent: number;
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 3_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_CONCURRENT = 8;
+
+/** References say "docker.io"; Docker Hub's registry API answers on another name. */
+const API_HOSTS: Readonly<Record<string, string>> = {
+  'docker.io': 'registry-1.docker.io',
+  'index.docker.io': 'registry-1.docker.io',
+};
+
+/** The host name without port or IPv6 brackets: "[::1]:5000" → "::1". */
+export function hostnameOf(hostPort: string): string {
+  if (hostPort.startsWith('[')) {
+    const close = hostPort.indexOf(']');
+    return close === -1 ? hostPort : hostPort.slice(1, close);
+  }
+  const colon = hostPort.lastIndexOf(':');
+  return colon === -1 ? hostPort : hostPort.slice(0, colon);
+}
+
+export function isLoopbackHost(hostPort: string): boolean {
+  const name = hostnameOf(hostPort).toLowerCase();
+  return (
+    name === 'localhost' || name.endsWith('.localhost') || name === '::1' || /^127\.\d+\.\d+\.\d+$/.test(name)
+  );
+}
+
+// A host[:port] as the reference grammar accepts it; anything else must not reach a URL.
+const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?$/;
+
+export type EndpointResult =
+  | { readonly ok: true; readonly endpoint: Endpoint }
+  | { readonly ok: false; readonly code: 'REG_BAD_INPUT' | 'REG_INSECURE_REFUSED'; readonly message: string };
+
+export function resolveEndpoint(registry: string, settings: EndpointSettings = {}): EndpointResult {
+  if (!HOST_PORT.test(registry))
+    return {
+      ok: false,
+      code: 'REG_BAD_INPUT',
+      message: `${JSON.stringify(registry)} is not a registry host`,
+    };
+  const scheme = settings.scheme ?? 'https';
+  if (scheme === 'http' && !settings.insecure && !isLoopbackHost(registry)) {
+    return {
+      ok: false,
+      code: 'REG_INSECURE_REFUSED',
+      message: `plain HTTP for ${registry} needs "insecure: true" (only loopback registries may use HTTP without it)`,
+    };
+  }
+  const caPem =
+    settings.caPem === undefined
+      ? []
+      : typeof settings.caPem === 'string'
+        ? [settings.caPem]
+        : [...settings.caPem];
+  const apiHost = API_HOSTS[registry] ?? registry;
+  return {
+    ok: true,
+    endpoint: {
+      registry,
+      origin: `${scheme}://${apiHost}`,
+      scheme,
+      caPem,
+      connectTimeoutMs: positive(settings.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+      requestTimeoutMs: positive(settings.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS),
+      maxConcurrent: Math.max(1, Math.floor(positive(settings.maxConcurrent, DEFAULT_MAX_CONCURRENT))),
+    },
+  };
+}
+
+function positive(value: number | undefined, fallback: number): number {
+  return value !== undefined && Number.isFinite(value) && value > 0 ? value : fallback;
+}

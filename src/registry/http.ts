@@ -1,0 +1,197 @@
+// One HTTP exchange with a registry or a host it redirects to: redirects followed by hand so that
+// Authorization never leaves the registry's origin, bodies read with a size bound, and non-success
+// statuses turned into typed failures.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { isLoopbackHost } from './endpoint.ts';
+import { RegistryFailure } from './errors.ts';
+
+export const MAX_REDIRECTS = 5;
+/** Error bodies are read only for a short explanation. */
+const ERROR_BODY_LIMIT = 16 * 1024;
+
+export interface Exchange {
+  readonly statusCode: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Readable & { dump(opts?: { limit: number }): Promise<void> };
+  /** Where the answer finally came from, after redirects. */
+  readonly url: URL;
+}
+
+export interface ExchangeRequest {
+  readonly method: 'GET' | 'HEAD' | 'POST';
+  readonly url: URL;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Sent only to `authOrigin` (the registry), never to a host a redirect leads to. */
+  readonly authorization?: string | undefined;
+  readonly authOrigin: string;
+  readonly body?: string | undefined;
+  readonly signal: AbortSignal;
+  readonly timeoutMs: number;
+  /** Whether a redirect may lead from HTTPS to plain HTTP (insecure or loopback registries only). */
+  readonly allowPlainRedirect: boolean;
+}
+
+/** The first value of a header (undici gives arrays for repeated headers). */
+export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export async function exchange(dispatcher: Dispatcher, request: ExchangeRequest): Promise<Exchange> {
+  let url = request.url;
+  let method = request.method;
+  let body = request.body;
+  for (let hop = 0; ; hop++) {
+    const headers: Record<string, string> = { ...request.headers };
+    if (request.authorization !== undefined && url.origin === request.authOrigin)
+      headers['authorization'] = request.authorization;
+    const res = await dispatcher.request({
+      origin: url.origin,
+      path: url.pathname + url.search,
+      method,
+      headers,
+      body: body ?? null,
+      signal: request.signal,
+      headersTimeout: request.timeoutMs,
+      bodyTimeout: request.timeoutMs,
+      // undici closes the connection after every HEAD unless told otherwise; registries send no body.
+      reset: false,
+    });
+    const location = header(res.headers, 'location');
+    if (res.statusCode < 300 || res.statusCode >= 400 || res.statusCode === 304 || location === undefined) {
+      return { statusCode: res.statusCode, headers: res.headers, body: res.body, url };
+    }
+    await discard(res.body);
+    if (hop >= MAX_REDIRECTS)
+      throw new RegistryFailure(
+        'REG_TOO_MANY_REDIRECTS',
+        `more than ${MAX_REDIRECTS} redirects from ${request.url}`,
+      );
+    let next: URL;
+    try {
+      next = new URL(location, url);
+    } catch {
+      throw new RegistryFailure(
+        'REG_INVALID_RESPONSE',
+        `redirect to an invalid location ${JSON.stringify(location)}`,
+      );
+    }
+    if (next.protocol !== 'https:' && next.protocol !== 'http:')
+      throw new RegistryFailure('REG_INVALID_RESPONSE', `redirect to unsupported scheme ${next.protocol}`);
+    if (
+      url.protocol === 'https:' &&
+      next.protocol === 'http:' &&
+      !request.allowPlainRedirect &&
+      !isLoopbackHost(next.host)
+    )
+      throw new RegistryFailure(
+        'REG_INSECURE_REFUSED',
+        `refusing redirect from HTTPS to plain HTTP (${next.origin})`,
+      );
+    // 303 (and, as browsers do, 301/302 for POST) continue as GET without a body.
+    if (res.statusCode === 303 || (method === 'POST' && (res.statusCode === 301 || res.statusCode === 302))) {
+      if (method !== 'HEAD') method = 'GET';
+      body = undefined;
+    }
+    url = next;
+  }
+}
+
+/** Destroys a body we stop reading; undici reports that as an error event nobody must see. */
+export function abandon(body: Readable): void {
+  body.on('error', () => {});
+  body.destroy();
+}
+
+/** Drops a body without destroying the connection when it is small; destroys it when it is not. */
+export async function discard(body: Exchange['body']): Promise<void> {
+  try {
+    await body.dump({ limit: ERROR_BODY_LIMIT });
+  } catch {
+    // The connection is gone either way; nothing to report.
+  }
+}
+
+/** Reads a whole body, failing with REG_TOO_LARGE as soon as it passes `limit` bytes. */
+export async function readBounded(body: Readable, limit: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    if (size > limit) {
+      abandon(body);
+      throw new RegistryFailure('REG_TOO_LARGE', `${what} is larger than ${limit} bytes`);
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** Retry-After as delay-seconds or an HTTP date, in milliseconds from `now`. */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (/^\d{1,9}$/.test(trimmed)) return Number(trimmed) * 1000;
+  // Only the IMF-fixdate form ("Sun, 06 Nov 1994 08:49:37 GMT"): Date.parse accepts far too much.
+  if (!/^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return undefined;
+  const date = Date.parse(trimmed);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
+}
+
+/** The distribution API's error code from an error body ({"errors":[{"code":"MANIFEST_UNKNOWN"}]}). */
+async function distributionErrorCode(body: Exchange['body'], method: string): Promise<string | undefined> {
+  if (method === 'HEAD') return undefined;
+  try {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (size >= ERROR_BODY_LIMIT) break;
+    }
+    if (size >= ERROR_BODY_LIMIT) abandon(body);
+    const doc = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { errors?: { code?: unknown }[] };
+    const code = doc.errors?.[0]?.code;
+    return typeof code === 'string' ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The typed failure for an answer that is not a success (the body is consumed). */
+export async function failureFromStatus(
+  res: Exchange,
+  method: string,
+  what: string,
+  now: number,
+): Promise<RegistryFailure> {
+  const status = res.statusCode;
+  const apiCode = await distributionErrorCode(res.body, method);
+  if (method !== 'HEAD') await discard(res.body);
+  const suffix = apiCode === undefined ? '' : ` (${apiCode})`;
+  const extra = { status };
+  if (status === 404) return new RegistryFailure('REG_NOT_FOUND', `${what}: not found${suffix}`, extra);
+  if (status === 401) return new RegistryFailure('REG_UNAUTHORIZED', `${what}: unauthorized${suffix}`, extra);
+  if (status === 403) return new RegistryFailure('REG_FORBIDDEN', `${what}: forbidden${suffix}`, extra);
+  const retryAfterMs = parseRetryAfter(header(res.headers, 'retry-after'), now);
+  if (status === 429) {
+    const wait = retryAfterMs === undefined ? '' : `, retry after ${Math.ceil(retryAfterMs / 1000)} s`;
+    return new RegistryFailure('REG_RATE_LIMITED', `${what}: rate limited${wait}`, { status, retryAfterMs });
+  }
+  if (status >= 500)
+    return new RegistryFailure('REG_SERVER_ERROR', `${what}: server error ${status}${suffix}`, {
+      status,
+      retryAfterMs,
+    });
+  if (status >= 300 && status < 400)
+    return new RegistryFailure(
+      'REG_INVALID_RESPONSE',
+      `${what}: redirect ${status} without a location`,
+      extra,
+    );
+  return new RegistryFailure('REG_UNEXPECTED_STATUS', `${what}: unexpected status ${status}${suffix}`, extra);
+}

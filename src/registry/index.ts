@@ -1,0 +1,39 @@
+// The registry library: OCI distribution client, credentials, and the existence oracle.
+export { type AuthChallenge, parseChallenges } from './challenge.ts';
+export {
+  type BlobOptions,
+  type BlobStream,
+  type CallOptions,
+  DEFAULT_MAX_MANIFEST_BYTES,
+  type Manifest,
+  type ManifestHead,
+  type PingResult,
+  RegistryClient,
+  type RegistryClientOptions,
+} from './client.ts';
+export {
+  type CredentialEntry,
+  type CredentialError,
+  type CredentialErrorCode,
+  type CredentialParseResult,
+  type PullSecret,
+  parseDockerCfg,
+  parseDockerConfigJson,
+  parsePullSecret,
+  type RegistryCredential,
+} from './credentials.ts';
+export { type Endpoint, type EndpointSettings, isLoopbackHost, resolveEndpoint } from './endpoint.ts';
+export { outcomeOf, type RegistryError, type RegistryErrorCode, type RegistryResult } from './errors.ts';
+export {
+  ExistenceOracle,
+  type ExistenceOracleOptions,
+  type ExistenceProbe,
+  type ExistenceStats,
+  type ExistsOptions,
+  type OracleEvent,
+  type OracleObserver,
+  type ProbeReport,
+  registryProbe,
+} from './existence-oracle.ts';
+export { CredentialKeyring, type CredentialSource, globMatch, normalizeCredentialKey } from './keyring.ts';
+export * from './media-types.ts';

@@ -1,0 +1,218 @@
+// Which stored credentials apply to an image, matched the way the kubelet's credential keyring does:
+// keys may carry a scheme, a path and /v1/ or /v2/; the host must have the same number of labels and
+// port as the image's registry, each label may be a glob ("*.example.com"), and the key's path must
+// prefix the repository path. All matches are returned, most specific key (reverse-sorted) first.
+import type { CredentialEntry, RegistryCredential } from './credentials.ts';
+
+/** Docker Hub's spellings; credentials stored under any of them apply to "docker.io" images. */
+const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set([
+  'docker.io',
+  'index.docker.io',
+  'registry-1.docker.io',
+]);
+const DOCKER_HUB = 'docker.io';
+
+export interface CredentialSource {
+  /** Credentials to try, in order, for `registry/repository` ("docker.io", "library/nginx"). */
+  lookup(registry: string, repository: string): readonly RegistryCredential[];
+}
+
+interface KeyPattern {
+  readonly key: string;
+  readonly labels: readonly string[];
+  readonly port: string;
+  readonly path: string;
+}
+
+/** Go's net.SplitHostPort, lenient: no port (or a bare IPv6 address) gives port "". */
+function splitHostPort(hostPort: string): { host: string; port: string } {
+  if (hostPort.startsWith('[')) {
+    const close = hostPort.indexOf(']');
+    if (close !== -1 && hostPort[close + 1] === ':' && close + 2 < hostPort.length)
+      return { host: hostPort.slice(1, close), port: hostPort.slice(close + 2) };
+    return { host: hostPort, port: '' };
+  }
+  const colon = hostPort.indexOf(':');
+  if (colon === -1 || colon !== hostPort.lastIndexOf(':') || colon === hostPort.length - 1)
+    return { host: hostPort, port: '' };
+  return { host: hostPort.slice(0, colon), port: hostPort.slice(colon + 1) };
+}
+
+/**
+ * The canonical form of a stored key: scheme dropped, "/v1/" or "/v2/" and a lone "/" dropped,
+ * Docker Hub aliases folded into "docker.io". "https://index.docker.io/v1/" → "docker.io".
+ * Undefined for a key with no host.
+ */
+export function normalizeCredentialKey(key: string): string | undefined {
+  let rest = key.trim();
+  const scheme = /^https?:\/\//i.exec(rest);
+  if (scheme) rest = rest.slice(scheme[0].length);
+  const end = rest.search(/[?#]/);
+  if (end !== -1) rest = rest.slice(0, end);
+  const slash = rest.indexOf('/');
+  let host = slash === -1 ? rest : rest.slice(0, slash);
+  let path = slash === -1 ? '' : rest.slice(slash);
+  if (host.length === 0) return undefined;
+  if (path.startsWith('/v1/') || path.startsWith('/v2/')) path = path.slice(3);
+  if (path === '/') path = '';
+  if (DOCKER_HUB_ALIASES.has(host)) host = DOCKER_HUB;
+  return host + path;
+}
+
+function patternOf(normalized: string): KeyPattern {
+  const slash = normalized.indexOf('/');
+  const hostPort = slash === -1 ? normalized : normalized.slice(0, slash);
+  const path = slash === -1 ? '' : normalized.slice(slash);
+  const { host, port } = splitHostPort(hostPort);
+  return { key: normalized, labels: host.split('.'), port, path };
+}
+
+/**
+ * Go's filepath.Match for one host label: "*", "?", "[a-z]", "[^a-z]" and "\" escapes.
+ * A malformed pattern matches nothing.
+ */
+export function globMatch(pattern: string, name: string): boolean {
+  let p = 0;
+  let n = 0;
+  let starP = -1;
+  let starN = 0;
+  while (n < name.length) {
+    if (p < pattern.length) {
+      const c = pattern[p];
+      if (c === '*') {
+        starP = p++;
+        starN = n;
+        continue;
+      }
+      if (c === '?') {
+        p++;
+        n++;
+        continue;
+      }
+      if (c === '[') {
+        const cls = matchClass(pattern, p, name[n] as string);
+        if (cls === undefined) return false;
+        if (cls.matched) {
+          p = cls.next;
+          n++;
+          continue;
+        }
+      } else {
+        let literal = c;
+        let next = p + 1;
+        if (c === '\\') {
+          if (p + 1 >= pattern.length) return false;
+          literal = pattern[p + 1];
+          next = p + 2;
+        }
+        if (literal === name[n]) {
+          p = next;
+          n++;
+          continue;
+        }
+      }
+    }
+    if (starP === -1) return false;
+    // Backtrack: let the last "*" swallow one more character.
+    p = starP + 1;
+    n = ++starN;
+  }
+  while (pattern[p] === '*') p++;
+  return p === pattern.length;
+}
+
+/** Matches `ch` against the class starting at pattern[start] === "["; undefined when malformed. */
+function matchClass(
+  pattern: string,
+  start: number,
+  ch: string,
+): { matched: boolean; next: number } | undefined {
+  let i = start + 1;
+  let negated = false;
+  if (pattern[i] === '^') {
+    negated = true;
+    i++;
+  }
+  let matched = false;
+  let first = true;
+  for (;;) {
+    if (i >= pattern.length) return undefined;
+    if (pattern[i] === ']' && !first) {
+      i++;
+      break;
+    }
+    first = false;
+    let lo = pattern[i] as string;
+    if (lo === '\\') {
+      i++;
+      if (i >= pattern.length) return undefined;
+      lo = pattern[i] as string;
+    } else if (lo === '-' || lo === ']') {
+      return undefined;
+    }
+    i++;
+    let hi = lo;
+    if (pattern[i] === '-') {
+      i++;
+      if (i >= pattern.length) return undefined;
+      hi = pattern[i] as string;
+      if (hi === '\\') {
+        i++;
+        if (i >= pattern.length) return undefined;
+        hi = pattern[i] as string;
+      } else if (hi === ']' || hi === '-') {
+        return undefined;
+      }
+      i++;
+    }
+    if (lo <= ch && ch <= hi) matched = true;
+  }
+  return { matched: matched !== negated, next: i };
+}
+
+function matches(pattern: KeyPattern, target: KeyPattern): boolean {
+  if (pattern.port !== target.port) return false;
+  if (pattern.labels.length !== target.labels.length) return false;
+  // A plain string prefix, as in the kubelet: "quay.io/acme" also matches "quay.io/acme-labs/x".
+  if (!target.path.startsWith(pattern.path)) return false;
+  return pattern.labels.every((label, i) => globMatch(label, target.labels[i] as string));
+}
+
+/** Credentials indexed by normalised key; lookups return every match, most specific key first. */
+export class CredentialKeyring implements CredentialSource {
+  readonly #byKey = new Map<string, RegistryCredential[]>();
+  #index: KeyPattern[] = [];
+
+  constructor(entries: readonly CredentialEntry[] = []) {
+    this.add(entries);
+  }
+
+  add(entries: readonly CredentialEntry[]): void {
+    for (const entry of entries) {
+      const key = normalizeCredentialKey(entry.key);
+      if (key === undefined) continue;
+      const list = this.#byKey.get(key);
+      if (list) list.push(entry.credential);
+      else this.#byKey.set(key, [entry.credential]);
+    }
+    // Reverse byte order puts "quay.io/coreos" before "quay.io", like the kubelet's sorted index.
+    this.#index = [...this.#byKey.keys()]
+      .sort((a, b) => (a < b ? 1 : a > b ? -1 : 0))
+      .map((key) => patternOf(key));
+  }
+
+  /** The normalised keys, in match order. */
+  keys(): readonly string[] {
+    return this.#index.map((p) => p.key);
+  }
+
+  lookup(registry: string, repository: string): readonly RegistryCredential[] {
+    const host = DOCKER_HUB_ALIASES.has(registry) ? DOCKER_HUB : registry;
+    const target = patternOf(`${host}/${repository}`);
+    const out: RegistryCredential[] = [];
+    for (const pattern of this.#index) {
+      if (matches(pattern, target)) out.push(...(this.#byKey.get(pattern.key) ?? []));
+    }
+    return out;
+  }
+}

@@ -1,0 +1,119 @@
+// The two cases a real registry cannot be made to show on demand: answering slowly, and rate limiting.
+// The slow one is a delaying proxy in front of a real registry, so its eventual answers are real.
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface LoopbackStub {
+  /** "127.0.0.1:PORT" */
+  readonly host: string;
+  readonly url: string;
+  /** Requests received, excluding GET /v2/. */
+  requests(): number;
+  /** The most requests that were in progress at once. */
+  maxInFlight(): number;
+  close(): Promise<void>;
+}
+
+async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Server> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return server;
+}
+
+function stub(
+  server: Server,
+  counter: () => number,
+  timers: Set<NodeJS.Timeout>,
+  maxInFlight: () => number = () => 0,
+): LoopbackStub {
+  const { port } = server.address() as AddressInfo;
+  return {
+    host: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}`,
+    requests: counter,
+    maxInFlight,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const t of timers) clearTimeout(t);
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Forwards every request to a plain-HTTP `upstream` ("http://127.0.0.1:PORT") after `delayMs`. */
+export async function startDelayingProxy(upstream: string, delayMs: number): Promise<LoopbackStub> {
+  const target = new URL(upstream);
+  let count = 0;
+  let inFlight = 0;
+  let peak = 0;
+  const timers = new Set<NodeJS.Timeout>();
+  const server = await listen((req, res) => {
+    if (req.url !== '/v2/') count++;
+    inFlight++;
+    peak = Math.max(peak, inFlight);
+    res.once('close', () => inFlight--);
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      const forward = httpRequest(
+        {
+          host: target.hostname,
+          port: target.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: target.host },
+        },
+        (upstreamRes) => {
+          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+          upstreamRes.pipe(res);
+        },
+      );
+      forward.on('error', () => {
+        if (!res.headersSent) res.writeHead(502);
+        res.end();
+      });
+      req.pipe(forward);
+    }, delayMs);
+    timers.add(timer);
+  });
+  return stub(
+    server,
+    () => count,
+    timers,
+    () => peak,
+  );
+}
+
+/** Answers GET /v2/ with 200 and everything else with 429 and `Retry-After: retryAfterSeconds`. */
+export async function startRateLimitedRegistry(retryAfterSeconds: number): Promise<LoopbackStub> {
+  let count = 0;
+  const server = await listen((req, res) => {
+    const json = (status: number, body: unknown, headers: Record<string, string> = {}): void => {
+      const text = JSON.stringify(body);
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'docker-distribution-api-version': 'registry/2.0',
+        ...headers,
+        ...(req.method === 'HEAD' ? {} : { 'content-length': String(Buffer.byteLength(text)) }),
+      });
+      res.end(req.method === 'HEAD' ? undefined : text);
+    };
+    if (req.url === '/v2/') return json(200, {});
+    count++;
+    json(
+      429,
+      { errors: [{ code: 'TOOMANYREQUESTS', message: 'pull rate limit exceeded' }] },
+      { 'retry-after': String(retryAfterSeconds) },
+    );
+  });
+  return stub(server, () => count, new Set());
+}

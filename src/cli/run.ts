@@ -1,7 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { NO_EXISTENCE_SOURCE } from '../decision/resolve.ts';
 import { check } from './check.ts';
+import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { explain } from './explain.ts';
 import { UsageError } from './maps.ts';
 import { rewrite } from './rewrite.ts';
@@ -23,6 +23,12 @@ Usage:
       Parse images (arguments, or stdin one per line) and, with a config, show where each one goes and why.
   pullmap rewrite -f FILE|- [--config FILE] [--namespace NS]
       Rewrite the images of Kubernetes manifests; every other byte is kept (usable as a Helm post-renderer).
+
+  Registry access for when: IfExists (explain and rewrite):
+      --plain-http HOST     talk plain HTTP to HOST (loopback registries; repeatable)
+      --registry-ca FILE    trust this CA (PEM) for registries (repeatable)
+      --docker-config FILE  credentials from a docker config.json
+      --probe-timeout DUR   how long one decision waits for registries (default 5s)
   pullmap check --config FILE
       Validate a config of ImageMap/ClusterImageMap objects; print every error and conflict.
 
@@ -53,6 +59,27 @@ function oneOf<T extends string>(
   throw new UsageError(`${flag} must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`);
 }
 
+const REGISTRY_OPTIONS = {
+  'plain-http': { type: 'string', multiple: true },
+  'registry-ca': { type: 'string', multiple: true },
+  'docker-config': { type: 'string' },
+  'probe-timeout': { type: 'string', default: '5s' },
+} as const;
+
+function registryFlags(values: {
+  'plain-http'?: string[];
+  'registry-ca'?: string[];
+  'docker-config'?: string;
+  'probe-timeout': string;
+}): RegistryFlags {
+  return {
+    plainHttp: values['plain-http'] ?? [],
+    caFiles: values['registry-ca'] ?? [],
+    dockerConfig: values['docker-config'],
+    probeTimeout: values['probe-timeout'],
+  };
+}
+
 /** Runs one pullmap command and returns its exit code. User errors are messages, never stack traces. */
 export async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const [command, ...rest] = argv;
@@ -69,8 +96,10 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
             'namespace-labels': { type: 'string' },
             'pull-policy': { type: 'string' },
             output: { type: 'string', short: 'o', default: 'text' },
+            ...REGISTRY_OPTIONS,
           },
         });
+        const existence = await existenceFromFlags(registryFlags(values));
         return await explain(
           {
             images: positionals,
@@ -80,10 +109,10 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
             namespaceLabels: labels(values['namespace-labels'], '--namespace-labels'),
             pullPolicy: oneOf(values['pull-policy'], ['Always', 'IfNotPresent', 'Never'], '--pull-policy'),
             output: oneOf(values.output, ['text', 'json'], '--output') ?? 'text',
-            existence: NO_EXISTENCE_SOURCE,
+            existence: existence.source,
           },
           io,
-        );
+        ).finally(() => existence.close());
       }
       case 'rewrite': {
         const { values } = parseArgs({
@@ -92,20 +121,22 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
             file: { type: 'string', short: 'f' },
             config: { type: 'string', short: 'c' },
             namespace: { type: 'string', short: 'n', default: 'default' },
+            ...REGISTRY_OPTIONS,
           },
         });
         if (values.file === undefined) throw new UsageError('rewrite needs -f FILE (or -f - for stdin)');
         if (values.file === '-' && values.config === '-')
           throw new UsageError('only one of -f and --config can read stdin');
+        const existence = await existenceFromFlags(registryFlags(values));
         return await rewrite(
           {
             file: values.file,
             config: values.config,
             namespace: values.namespace,
-            existence: NO_EXISTENCE_SOURCE,
+            existence: existence.source,
           },
           io,
-        );
+        ).finally(() => existence.close());
       }
       case 'check': {
         const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });

@@ -4,6 +4,7 @@
 import type { Dispatcher } from 'undici';
 import type { AuthChallenge } from './challenge.ts';
 import type { RegistryCredential } from './credentials.ts';
+import { untilAborted } from './deadline.ts';
 import { isLoopbackHost } from './endpoint.ts';
 import { RegistryFailure } from './errors.ts';
 import { discard, exchange, failureFromStatus, readBounded } from './http.ts';
@@ -263,23 +264,4 @@ export class Authorizer {
     const margin = Math.min(10_000, lifetime / 10);
     return { token, expiresAt: fetchedAt + lifetime - margin };
   }
-}
-
-/** Waits for `promise`, or rejects with the signal's reason as soon as it aborts. */
-export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }

@@ -6,6 +6,7 @@ import type { ExistenceAnswer, ProbeOutcome } from '../core/facts.ts';
 import type { ImageReference } from '../core/reference/index.ts';
 import { formatNormalized, parseReference } from '../core/reference/index.ts';
 import type { RegistryClient } from './client.ts';
+import { raceDeadline } from './deadline.ts';
 
 /** What one registry probe found; the oracle adds caching and timing. */
 export interface ProbeReport {
@@ -335,23 +336,4 @@ function answer(report: ProbeReport, cached: boolean, ageMs: number): ExistenceA
     ...(report.status === undefined ? {} : { status: report.status }),
     ...(report.detail === undefined ? {} : { detail: report.detail }),
   };
-}
-
-/** The promise's value, or undefined as soon as the signal aborts (the promise keeps running). */
-function raceDeadline<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
-  if (signal.aborted) return Promise.resolve(undefined);
-  return new Promise<T | undefined>((resolve, reject) => {
-    const onAbort = (): void => resolve(undefined);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }

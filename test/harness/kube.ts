@@ -321,7 +321,8 @@ async function startKubeOnce(options: KubeOptions): Promise<Kube> {
         return new Promise((resolve, reject) => {
           const child = execFile(
             kubectl,
-            [`--kubeconfig=${kubeconfigPath}`, ...args],
+            // A per-cluster discovery cache: ~/.kube/cache is keyed by host:port, which later runs reuse.
+            [`--kubeconfig=${kubeconfigPath}`, `--cache-dir=${p('kubectl-cache')}`, ...args],
             { maxBuffer: 64 * 1024 * 1024 },
             (err, stdout, stderr) =>
               err

@@ -29,10 +29,3 @@ export function parseDuration(text: string): { ok: true; ms: number } | { ok: fa
     return { ok: false, message: `${JSON.stringify(text)} is longer than a year; use a shorter duration` };
   return { ok: true, ms: Math.round(total) };
 }
-
-export function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}

@@ -8,16 +8,6 @@ export interface ExistenceSource {
   exists(candidate: string, options?: { signal?: AbortSignal }): Promise<ExistenceAnswer>;
 }
 
-/** Stand-in when no registry may be asked: every probe is a failure the decision can explain. */
-export const NO_EXISTENCE_SOURCE: ExistenceSource = {
-  exists: async () => ({
-    outcome: 'Unreachable',
-    cached: false,
-    ageMs: 0,
-    detail: 'existence checks are switched off',
-  }),
-};
-
 const MAX_ROUNDS = 8;
 
 /**

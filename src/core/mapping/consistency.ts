@@ -2,8 +2,9 @@
 // precise reason. `pullmap check` and the controller both call analyzeMaps, so they agree.
 
 import { type MapObject, mapObjectSchema } from '../api/v1alpha1.ts';
+import { formatName } from '../reference/index.ts';
 import type { FieldIssue } from '../schema/dsl.ts';
-import { type CompiledMap, compileMap, formatNameOf, type MapRef, mapRefName, type Rule } from './rule.ts';
+import { type CompiledMap, compileMap, type MapRef, mapRefName, type Rule } from './rule.ts';
 
 export type Verdict = 'Accepted' | 'Conflict' | 'Invalid';
 
@@ -66,7 +67,7 @@ function correspondences(rule: Rule): Correspondence[] {
     } else {
       const suffix =
         s.ref.digest !== undefined ? `@${s.ref.digest}` : `:${t.kind === 'image' ? t.ref.tag : s.ref.tag}`;
-      const name = t.kind === 'prefix' ? t.key + s.ref.repository : formatNameOf(t);
+      const name = t.kind === 'prefix' ? t.key + s.ref.repository : formatName(t.ref);
       add('point', s.key, name + suffix);
     }
   });

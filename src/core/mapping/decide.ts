@@ -13,7 +13,7 @@ import {
 } from '../reference/index.ts';
 import { applyTarget, type MapRef, mapRefName, type Rule } from './rule.ts';
 import { type Labels, selects } from './selector.ts';
-import { isCacheRouted, lookupKeys, type MapSnapshot, scopeFor, scopeMayMatch } from './snapshot.ts';
+import { isCacheRouted, lookupKeys, type MapSnapshot, type ScopeIndex, scopesFor } from './snapshot.ts';
 
 export interface DecisionContext {
   /** The pod's namespace; undefined considers ClusterImageMaps only. */
@@ -90,19 +90,13 @@ function applies(rule: Rule, ctx: DecisionContext): boolean {
   return selects(spec.podSelector, ctx.podLabels);
 }
 
-/** The first applicable rule for any key: namespaced maps before cluster maps for the same key. */
+/** The first applicable rule for any key, most specific key first; namespaced before cluster per key. */
 function find(
-  snapshot: MapSnapshot,
-  registry: string,
+  scopes: readonly ScopeIndex[],
   keys: readonly string[],
   ctx: DecisionContext,
   which: 'sources' | 'targets',
 ): Rule | undefined {
-  const ns = scopeFor(snapshot, ctx.namespace);
-  const scopes = [];
-  if (ns && scopeMayMatch(ns, registry)) scopes.push(ns);
-  if (scopeMayMatch(snapshot.cluster, registry)) scopes.push(snapshot.cluster);
-  if (scopes.length === 0) return undefined;
   for (const key of keys) {
     for (const scope of scopes) {
       const rules = scope[which].get(key);
@@ -111,6 +105,8 @@ function find(
   }
   return undefined;
 }
+
+const NO_MATCH: Reason = { code: 'NoMatch', message: 'no mapping applies to this image' };
 
 const unchanged = (
   input: string,
@@ -158,9 +154,6 @@ export function decideImage(
     ]);
   }
   const ref = parsed.ref;
-  const tag = effectiveTag(ref);
-  const keys = lookupKeys(ref, tag);
-
   if (isCacheRouted(snapshot, ref)) {
     return unchanged(input, ref, 'Unchanged', [
       {
@@ -169,16 +162,17 @@ export function decideImage(
       },
     ]);
   }
-  const producer = find(snapshot, ref.registry, keys, ctx, 'targets');
+  const scopes = scopesFor(snapshot, ctx.namespace, ref.registry);
+  if (scopes.length === 0) return unchanged(input, ref, 'Unchanged', [NO_MATCH]);
+  const tag = effectiveTag(ref);
+  const keys = lookupKeys(ref, tag);
+  const producer = find(scopes, keys, ctx, 'targets');
   if (producer) {
     const message = `the image is already a target of ${entryName(producer)}; pullmap never maps an image twice`;
     return unchanged(input, ref, 'Unchanged', [{ code: 'AlreadyMapped', message }]);
   }
-  const rule = find(snapshot, ref.registry, keys, ctx, 'sources');
-  if (!rule)
-    return unchanged(input, ref, 'Unchanged', [
-      { code: 'NoMatch', message: 'no mapping applies to this image' },
-    ]);
+  const rule = find(scopes, keys, ctx, 'sources');
+  if (!rule) return unchanged(input, ref, 'Unchanged', [NO_MATCH]);
 
   const map = rule.map;
   const reasons: Reason[] = [

@@ -110,11 +110,6 @@ export function parsePattern(text: string, field: string, issues: FieldIssue[]):
   return { kind: 'image', ref, key: exactKey(ref, ref.tag) };
 }
 
-/** "registry/repository" of a repository or image pattern. */
-export function formatNameOf(p: Extract<Pattern, { ref: ImageReference }>): string {
-  return formatName(p.ref);
-}
-
 function patternText(p: Pattern): string {
   switch (p.kind) {
     case 'all':

@@ -3,9 +3,8 @@
 
 import { formatName, type ImageReference } from '../reference/index.ts';
 import type { CompiledMap, Pattern, Rule } from './rule.ts';
-import { exactKey } from './rule.ts';
 
-interface ScopeIndex {
+export interface ScopeIndex {
   /** Source keys → rules, older maps first. */
   readonly sources: Map<string, Rule[]>;
   /** Target keys → rules: an image under one of these was probably mapped already. */
@@ -56,7 +55,7 @@ function note(scope: ScopeIndex, p: Pattern): void {
 }
 
 /** Whether any key of the scope can match an image of this registry. */
-export function scopeMayMatch(scope: ScopeIndex, registry: string): boolean {
+function scopeMayMatch(scope: ScopeIndex, registry: string): boolean {
   return scope.hasAll || scope.registries.has(registry);
 }
 
@@ -97,7 +96,7 @@ export function lookupKeys(ref: ImageReference, tag: string | undefined): string
   const name = formatName(ref);
   const keys: string[] = [];
   if (ref.digest !== undefined) keys.push(`${name}@${ref.digest}`);
-  if (tag !== undefined) keys.push(exactKey({ ...ref, digest: undefined }, tag));
+  if (tag !== undefined) keys.push(`${name}:${tag}`);
   keys.push(name);
   for (let i = ref.repository.lastIndexOf('/'); i > 0; i = ref.repository.lastIndexOf('/', i - 1)) {
     keys.push(`${ref.registry}/${ref.repository.slice(0, i)}/`);
@@ -109,11 +108,18 @@ export function lookupKeys(ref: ImageReference, tag: string | undefined): string
 
 /** Whether the image's first component is a cache address in use (the image went through stage 2). */
 export function isCacheRouted(snapshot: MapSnapshot, ref: ImageReference): boolean {
-  if (snapshot.cacheHosts.size === 0) return false;
-  for (const host of snapshot.cacheHosts) if (ref.registry === host) return true;
-  return false;
+  return snapshot.cacheHosts.has(ref.registry);
 }
 
-export function scopeFor(snapshot: MapSnapshot, namespace: string | undefined): ScopeIndex | undefined {
-  return namespace === undefined ? undefined : snapshot.namespaces.get(namespace);
+/** The scopes whose index can match an image of `registry` in `namespace`: namespaced first. */
+export function scopesFor(
+  snapshot: MapSnapshot,
+  namespace: string | undefined,
+  registry: string,
+): ScopeIndex[] {
+  const scopes: ScopeIndex[] = [];
+  const ns = namespace === undefined ? undefined : snapshot.namespaces.get(namespace);
+  if (ns && scopeMayMatch(ns, registry)) scopes.push(ns);
+  if (scopeMayMatch(snapshot.cluster, registry)) scopes.push(snapshot.cluster);
+  return scopes;
 }

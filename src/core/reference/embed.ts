@@ -7,8 +7,3 @@ export function embedRegistry(registry: string): string | undefined {
   if (registry.includes('[') || registry !== registry.toLowerCase()) return undefined;
   return registry.replace(':', '_');
 }
-
-/** Inverse of embedRegistry. */
-export function unembedRegistry(component: string): string {
-  return component.replace('_', ':');
-}

@@ -1,4 +1,4 @@
-export { embedRegistry, unembedRegistry } from './embed.ts';
+export { embedRegistry } from './embed.ts';
 export { describeReferenceError, type InvalidReference, type ReferenceErrorCode } from './errors.ts';
 export { formatFamiliar, formatName, formatNormalized, formatReference } from './format.ts';
 export { checkDomainAndPort, REPOSITORY_MAX_LENGTH, TAG_MAX_LENGTH } from './grammar.ts';

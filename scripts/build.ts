@@ -1,11 +1,15 @@
-// Bundles the CLI into one ESM file: one module to load keeps `pullmap` cold start fast.
+// Bundles the CLI as ESM: the entry holds what every command needs; code behind dynamic imports
+// (the registry client and undici) goes to chunks loaded only when used, keeping cold start fast.
 import { chmod } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 const outfile = 'dist/pullmap.js';
 await build({
   entryPoints: ['src/cli/main.ts'],
-  outfile,
+  outdir: 'dist',
+  entryNames: 'pullmap',
+  chunkNames: 'chunks/[name]-[hash]',
+  splitting: true,
   bundle: true,
   platform: 'node',
   format: 'esm',

@@ -1,16 +1,9 @@
 // The existence source the CLI hands to decisions: a registry client behind the existence oracle,
-// configured from flags. Probes only happen for `when: IfExists` mappings.
+// configured from flags. Only `when: IfExists` mappings probe, so the registry library (undici and
+// all) is loaded on the first probe, not at start-up, unless registry flags ask for it up front.
 import { readFile } from 'node:fs/promises';
 import { parseDuration } from '../core/duration.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
-import {
-  CredentialKeyring,
-  type EndpointSettings,
-  ExistenceOracle,
-  parseDockerConfigJson,
-  RegistryClient,
-  registryProbe,
-} from '../registry/index.ts';
 import { UsageError } from './maps.ts';
 
 export interface RegistryFlags {
@@ -29,33 +22,54 @@ export interface CliExistence {
   close(): Promise<void>;
 }
 
-export async function existenceFromFlags(flags: RegistryFlags): Promise<CliExistence> {
-  const timeout = parseDuration(flags.probeTimeout);
-  if (!timeout.ok) throw new UsageError(`--probe-timeout: ${timeout.message}`);
-  const caPem = await Promise.all(
-    flags.caFiles.map((f) =>
-      readFile(f, 'utf8').catch(() => Promise.reject(new UsageError(`--registry-ca: cannot read ${f}`))),
-    ),
-  );
-  const keyring = new CredentialKeyring();
+const readFlagFile = (flag: string, path: string): Promise<string> =>
+  readFile(path, 'utf8').catch(() => Promise.reject(new UsageError(`${flag}: cannot read ${path}`)));
+
+async function buildSource(flags: RegistryFlags, timeoutMs: number): Promise<CliExistence> {
+  const registry = await import('../registry/index.ts');
+  const caPem = await Promise.all(flags.caFiles.map((f) => readFlagFile('--registry-ca', f)));
+  const keyring = new registry.CredentialKeyring();
   if (flags.dockerConfig !== undefined) {
-    const text = await readFile(flags.dockerConfig, 'utf8').catch(() =>
-      Promise.reject(new UsageError(`--docker-config: cannot read ${flags.dockerConfig}`)),
+    const parsed = registry.parseDockerConfigJson(
+      await readFlagFile('--docker-config', flags.dockerConfig),
+      flags.dockerConfig,
     );
-    const parsed = parseDockerConfigJson(text, flags.dockerConfig);
     if (!parsed.ok) throw new UsageError(`--docker-config: ${parsed.error.field}: ${parsed.error.message}`);
     keyring.add(parsed.entries);
   }
-  const defaults: EndpointSettings = { caPem, requestTimeoutMs: Math.max(timeout.ms, 1000) };
-  const endpoints: Record<string, EndpointSettings> = {};
-  for (const host of flags.plainHttp) endpoints[host] = { ...defaults, scheme: 'http' };
-  const client = new RegistryClient({ endpoints, defaults, credentials: keyring });
-  const oracle = new ExistenceOracle({ probe: registryProbe(client), probeTimeoutMs: timeout.ms });
+  const defaults = { caPem, requestTimeoutMs: Math.max(timeoutMs, 1000) };
+  const endpoints = Object.fromEntries(
+    flags.plainHttp.map((host) => [host, { ...defaults, scheme: 'http' as const }]),
+  );
+  const client = new registry.RegistryClient({ endpoints, defaults, credentials: keyring });
+  const oracle = new registry.ExistenceOracle({
+    probe: registry.registryProbe(client),
+    probeTimeoutMs: timeoutMs,
+  });
   return {
     source: {
       exists: (candidate, options) =>
-        oracle.exists(candidate, { signal: options?.signal ?? AbortSignal.timeout(timeout.ms) }),
+        oracle.exists(candidate, { signal: options?.signal ?? AbortSignal.timeout(timeoutMs) }),
     },
     close: () => client.close(),
+  };
+}
+
+export async function existenceFromFlags(flags: RegistryFlags): Promise<CliExistence> {
+  const timeout = parseDuration(flags.probeTimeout);
+  if (!timeout.ok) throw new UsageError(`--probe-timeout: ${timeout.message}`);
+  // Files named by flags are read now, so a bad path is a usage error rather than a failed probe.
+  if (flags.caFiles.length > 0 || flags.dockerConfig !== undefined) return buildSource(flags, timeout.ms);
+  let built: Promise<CliExistence> | undefined;
+  return {
+    source: {
+      exists: async (candidate, options) => {
+        built ??= buildSource(flags, timeout.ms);
+        return (await built).source.exists(candidate, options);
+      },
+    },
+    close: async () => {
+      if (built) await (await built).close();
+    },
   };
 }

@@ -23,6 +23,26 @@ function pullmap(args: string[]): Promise<{ code: number | null; stdout: string;
   });
 }
 
+/** `pullmap explain -o json` with the test's config and registry; one parsed object per image. */
+async function explain(images: string[], extra: string[] = []) {
+  const r = await pullmap([
+    'explain',
+    '-o',
+    'json',
+    '--config',
+    config,
+    '--plain-http',
+    registry.host,
+    ...extra,
+    ...images,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+}
+
 let registry: TestRegistry;
 let dir: TempDir;
 let config: string;
@@ -53,23 +73,11 @@ after(async () => {
 
 test('sidecar mapped, application image and :latest untouched, each with reasons', async () => {
   const seen = (await registry.requests()).length;
-  const r = await pullmap([
-    'explain',
-    '-o',
-    'json',
-    '--config',
-    config,
-    '--plain-http',
-    registry.host,
+  const [sidecar, app, latest] = await explain([
     'quay.io/knative/queue:1.0',
     'quay.io/acme/app:2.3',
     'quay.io/knative/queue:latest',
   ]);
-  assert.equal(r.code, 0, r.stderr);
-  const [sidecar, app, latest] = r.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
 
   assert.equal(sidecar.mapped, `${registry.host}/knative/queue:1.0`);
   assert.equal(sidecar.outcome, 'Mapped');
@@ -97,20 +105,7 @@ test('sidecar mapped, application image and :latest untouched, each with reasons
 
 test('the registry stopped: the sidecar keeps its original image, with the reason', async () => {
   await registry.stop();
-  const r = await pullmap([
-    'explain',
-    '-o',
-    'json',
-    '--config',
-    config,
-    '--plain-http',
-    registry.host,
-    '--probe-timeout',
-    '2s',
-    'quay.io/knative/queue:1.0',
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  const d = JSON.parse(r.stdout);
+  const [d] = await explain(['quay.io/knative/queue:1.0'], ['--probe-timeout', '2s']);
   assert.equal(d.mapped, 'quay.io/knative/queue:1.0');
   assert.ok(
     d.reasons.some(

@@ -1,0 +1,219 @@
+// A small Prometheus registry: counters, gauges and histograms with fixed label names, rendered in the
+// text exposition format (version 0.0.4). Label sets are bounded by the callers (results, kinds, codes),
+// never by request data, so memory stays flat however many requests are served.
+
+type Labels = Readonly<Record<string, string>>;
+
+interface Metric {
+  readonly name: string;
+  render(out: string[]): void;
+}
+
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function labelText(names: readonly string[], values: readonly string[], extra = ''): string {
+  const parts = names.map((n, i) => `${n}="${escapeLabel(values[i] ?? '')}"`);
+  if (extra) parts.push(extra);
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+function formatNumber(n: number): string {
+  if (Number.isNaN(n)) return 'NaN';
+  if (n === Number.POSITIVE_INFINITY) return '+Inf';
+  if (n === Number.NEGATIVE_INFINITY) return '-Inf';
+  return String(n);
+}
+
+abstract class Family<Series> implements Metric {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly string[];
+  protected readonly series = new Map<string, { values: string[]; data: Series }>();
+  abstract readonly type: string;
+
+  constructor(name: string, help: string, labelNames: readonly string[]) {
+    this.name = name;
+    this.help = help;
+    this.labelNames = labelNames;
+  }
+
+  protected abstract fresh(): Series;
+
+  protected at(labels: Labels | undefined): Series {
+    const values = this.labelNames.map((n) => labels?.[n] ?? '');
+    const key = values.join('\u0000');
+    let entry = this.series.get(key);
+    if (!entry) {
+      entry = { values, data: this.fresh() };
+      this.series.set(key, entry);
+    }
+    return entry.data;
+  }
+
+  render(out: string[]): void {
+    out.push(`# HELP ${this.name} ${this.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`);
+    out.push(`# TYPE ${this.name} ${this.type}`);
+    for (const { values, data } of this.series.values()) this.renderSeries(out, values, data);
+  }
+
+  protected abstract renderSeries(out: string[], values: readonly string[], data: Series): void;
+}
+
+export class Counter extends Family<{ value: number }> {
+  readonly type = 'counter';
+  protected fresh() {
+    return { value: 0 };
+  }
+  inc(labels?: Labels, by = 1): void {
+    this.at(labels).value += by;
+  }
+  get(labels?: Labels): number {
+    return this.at(labels).value;
+  }
+  protected renderSeries(out: string[], values: readonly string[], data: { value: number }): void {
+    out.push(`${this.name}${labelText(this.labelNames, values)} ${formatNumber(data.value)}`);
+  }
+}
+
+export class Gauge extends Family<{ value: number; read?: () => number }> {
+  readonly type = 'gauge';
+  protected fresh() {
+    return { value: 0 };
+  }
+  set(value: number, labels?: Labels): void {
+    this.at(labels).value = value;
+  }
+  inc(labels?: Labels, by = 1): void {
+    this.at(labels).value += by;
+  }
+  dec(labels?: Labels, by = 1): void {
+    this.at(labels).value -= by;
+  }
+  /** The value is read from `read` at every scrape (sizes of caches, queue depths). */
+  collect(read: () => number, labels?: Labels): void {
+    this.at(labels).read = read;
+  }
+  get(labels?: Labels): number {
+    const data = this.at(labels);
+    return data.read ? data.read() : data.value;
+  }
+  protected renderSeries(
+    out: string[],
+    values: readonly string[],
+    data: { value: number; read?: () => number },
+  ) {
+    let value = data.value;
+    if (data.read) {
+      try {
+        value = data.read();
+      } catch {
+        value = Number.NaN;
+      }
+    }
+    out.push(`${this.name}${labelText(this.labelNames, values)} ${formatNumber(value)}`);
+  }
+}
+
+interface HistogramSeries {
+  readonly counts: number[];
+  sum: number;
+  count: number;
+}
+
+/** Latency buckets in seconds, from 100 µs to 10 s. */
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+export class Histogram extends Family<HistogramSeries> {
+  readonly type = 'histogram';
+  readonly buckets: readonly number[];
+
+  constructor(name: string, help: string, labelNames: readonly string[], buckets: readonly number[]) {
+    super(name, help, labelNames);
+    this.buckets = [...buckets].sort((a, b) => a - b);
+  }
+
+  protected fresh(): HistogramSeries {
+    return { counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
+  }
+
+  observe(value: number, labels?: Labels): void {
+    const s = this.at(labels);
+    s.sum += value;
+    s.count++;
+    // Non-cumulative per bucket; render() accumulates.
+    const i = this.buckets.findIndex((b) => value <= b);
+    if (i >= 0) s.counts[i] = (s.counts[i] ?? 0) + 1;
+  }
+
+  count(labels?: Labels): number {
+    return this.at(labels).count;
+  }
+
+  protected renderSeries(out: string[], values: readonly string[], s: HistogramSeries): void {
+    let cumulative = 0;
+    for (let i = 0; i < this.buckets.length; i++) {
+      cumulative += s.counts[i] ?? 0;
+      const le = `le="${formatNumber(this.buckets[i] ?? 0)}"`;
+      out.push(`${this.name}_bucket${labelText(this.labelNames, values, le)} ${cumulative}`);
+    }
+    out.push(`${this.name}_bucket${labelText(this.labelNames, values, 'le="+Inf"')} ${s.count}`);
+    out.push(`${this.name}_sum${labelText(this.labelNames, values)} ${formatNumber(s.sum)}`);
+    out.push(`${this.name}_count${labelText(this.labelNames, values)} ${s.count}`);
+  }
+}
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
+/** One registry per process part (webhook, cache); `render()` is what `/metrics` serves. */
+export class Registry {
+  readonly #metrics = new Map<string, Metric>();
+
+  #add<M extends Metric>(metric: M): M {
+    if (!NAME.test(metric.name)) throw new Error(`metric name ${JSON.stringify(metric.name)} is not valid`);
+    if (this.#metrics.has(metric.name)) throw new Error(`metric ${metric.name} is registered twice`);
+    this.#metrics.set(metric.name, metric);
+    return metric;
+  }
+
+  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
+    return this.#add(new Counter(name, help, labelNames));
+  }
+
+  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
+    return this.#add(new Gauge(name, help, labelNames));
+  }
+
+  histogram(
+    name: string,
+    help: string,
+    labelNames: readonly string[] = [],
+    buckets: readonly number[] = LATENCY_BUCKETS,
+  ): Histogram {
+    return this.#add(new Histogram(name, help, labelNames, buckets));
+  }
+
+  /** Standard process metrics (resident memory, heap, uptime), read at scrape time. */
+  processMetrics(startedAtMs: number, now: () => number): void {
+    this.gauge('process_resident_memory_bytes', 'Resident set size in bytes.').collect(() =>
+      process.memoryUsage.rss(),
+    );
+    this.gauge('nodejs_heap_used_bytes', 'V8 heap in use, in bytes.').collect(
+      () => process.memoryUsage().heapUsed,
+    );
+    this.gauge('process_uptime_seconds', 'Seconds since the process started serving.').collect(
+      () => (now() - startedAtMs) / 1000,
+    );
+  }
+
+  render(): string {
+    const out: string[] = [];
+    for (const metric of this.#metrics.values()) metric.render(out);
+    return `${out.join('\n')}\n`;
+  }
+}
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';

@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseDuration } from '../core/duration.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
+import type { OracleObserver } from '../registry/existence-oracle.ts';
 import { UsageError } from './maps.ts';
 
 export interface RegistryFlags {
@@ -25,7 +26,11 @@ export interface CliExistence {
 const readFlagFile = (flag: string, path: string): Promise<string> =>
   readFile(path, 'utf8').catch(() => Promise.reject(new UsageError(`${flag}: cannot read ${path}`)));
 
-async function buildSource(flags: RegistryFlags, timeoutMs: number): Promise<CliExistence> {
+async function buildSource(
+  flags: RegistryFlags,
+  timeoutMs: number,
+  observer: OracleObserver | undefined,
+): Promise<CliExistence> {
   const registry = await import('../registry/index.ts');
   const caPem = await Promise.all(flags.caFiles.map((f) => readFlagFile('--registry-ca', f)));
   const keyring = new registry.CredentialKeyring();
@@ -45,6 +50,7 @@ async function buildSource(flags: RegistryFlags, timeoutMs: number): Promise<Cli
   const oracle = new registry.ExistenceOracle({
     probe: registry.registryProbe(client),
     probeTimeoutMs: timeoutMs,
+    observer,
   });
   return {
     source: {
@@ -55,16 +61,21 @@ async function buildSource(flags: RegistryFlags, timeoutMs: number): Promise<Cli
   };
 }
 
-export async function existenceFromFlags(flags: RegistryFlags): Promise<CliExistence> {
+/** `observer` receives the oracle's events (the webhook's metrics). */
+export async function existenceFromFlags(
+  flags: RegistryFlags,
+  observer?: OracleObserver,
+): Promise<CliExistence> {
   const timeout = parseDuration(flags.probeTimeout);
   if (!timeout.ok) throw new UsageError(`--probe-timeout: ${timeout.message}`);
   // Files named by flags are read now, so a bad path is a usage error rather than a failed probe.
-  if (flags.caFiles.length > 0 || flags.dockerConfig !== undefined) return buildSource(flags, timeout.ms);
+  if (flags.caFiles.length > 0 || flags.dockerConfig !== undefined)
+    return buildSource(flags, timeout.ms, observer);
   let built: Promise<CliExistence> | undefined;
   return {
     source: {
       exists: async (candidate, options) => {
-        built ??= buildSource(flags, timeout.ms);
+        built ??= buildSource(flags, timeout.ms, observer);
         return (await built).source.exists(candidate, options);
       },
     },

@@ -1,7 +1,14 @@
 // Loading a config file of map objects: the same objects the CRDs hold, checked by the same code.
 import { readFile } from 'node:fs/promises';
 import { loadYamlObjects } from '../core/config.ts';
-import { type Analysis, analyzeMaps, buildSnapshot, type MapSnapshot } from '../core/mapping/index.ts';
+import {
+  type Analysis,
+  analyzeMaps,
+  buildSnapshot,
+  DEFAULT_SNAPSHOT_OPTIONS,
+  type MapSnapshot,
+  type SnapshotOptions,
+} from '../core/mapping/index.ts';
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -30,7 +37,11 @@ export async function readInput(path: string, stdin: NodeJS.ReadableStream): Pro
   }
 }
 
-export function loadMapsFromText(text: string, source: string): LoadedMaps {
+export function loadMapsFromText(
+  text: string,
+  source: string,
+  options: SnapshotOptions = DEFAULT_SNAPSHOT_OPTIONS,
+): LoadedMaps {
   const loaded = loadYamlObjects(text, source);
   const errors = [...loaded.errors];
   for (const doc of loaded.objects) {
@@ -42,7 +53,7 @@ export function loadMapsFromText(text: string, source: string): LoadedMaps {
     }
   }
   const analysis = analyzeMaps(loaded.objects.map((d) => ({ current: d.value })));
-  return { analysis, snapshot: buildSnapshot(analysis.accepted), errors };
+  return { analysis, snapshot: buildSnapshot(analysis.accepted, options), errors };
 }
 
 export async function loadMaps(path: string, stdin: NodeJS.ReadableStream): Promise<LoadedMaps> {

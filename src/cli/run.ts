@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { parseDuration } from '../core/duration.ts';
 import { check } from './check.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { explain } from './explain.ts';
@@ -31,6 +32,12 @@ Usage:
       --probe-timeout DUR   how long one decision waits for registries (default 5s)
   pullmap check --config FILE
       Validate a config of ImageMap/ClusterImageMap objects; print every error and conflict.
+  pullmap serve [--config FILE] [--listen HOST:PORT] (--tls-cert FILE --tls-key FILE | --no-tls)
+                [--deadline DUR] [--failure-policy Ignore|Fail] [--log-level debug|info|warn|error]
+      The admission webhook (POST /mutate-pods; /healthz, /readyz, /metrics). Maps come from FILE, or
+      from the embedded default without --config. --no-tls is for loopback addresses only. More flags:
+      --cache-address, --exclude-namespaces, --shutdown-delay, --shutdown-grace, --max-request-bytes,
+      --reload-interval, and the registry flags above.
 
 Exit codes: 0 ok, 1 problems found (check), 2 usage or unusable input.
 `;
@@ -78,6 +85,85 @@ function registryFlags(values: {
     dockerConfig: values['docker-config'],
     probeTimeout: values['probe-timeout'],
   };
+}
+
+function duration(value: string, flag: string): number {
+  const parsed = parseDuration(value);
+  if (!parsed.ok) throw new UsageError(`${flag}: ${parsed.message}`);
+  return parsed.ms;
+}
+
+/** HOST:PORT, [IPv6]:PORT or :PORT (all interfaces). */
+function listenAddress(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535)
+    throw new UsageError(
+      `--listen ${JSON.stringify(value)} is not HOST:PORT; write it like 0.0.0.0:8443 or 127.0.0.1:8443`,
+    );
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+async function serveCommand(rest: readonly string[], io: CliIO): Promise<number> {
+  const { values } = parseArgs({
+    args: [...rest],
+    options: {
+      config: { type: 'string', short: 'c' },
+      listen: { type: 'string', default: '0.0.0.0:8443' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'no-tls': { type: 'boolean', default: false },
+      deadline: { type: 'string', default: '3s' },
+      'failure-policy': { type: 'string', default: 'Ignore' },
+      'cache-address': { type: 'string', default: 'localhost:7439' },
+      'exclude-namespaces': { type: 'string', default: 'kube-system,pullmap-system' },
+      'log-level': { type: 'string', default: 'info' },
+      'shutdown-delay': { type: 'string', default: '5s' },
+      'shutdown-grace': { type: 'string', default: '25s' },
+      'max-request-bytes': { type: 'string', default: String(8 * 1024 * 1024) },
+      'reload-interval': { type: 'string', default: '10s' },
+      ...REGISTRY_OPTIONS,
+    },
+  });
+  const cert = values['tls-cert'];
+  const key = values['tls-key'];
+  if (values['no-tls'] && (cert !== undefined || key !== undefined))
+    throw new UsageError('--no-tls and --tls-cert/--tls-key contradict each other; give one or the other');
+  if (!values['no-tls'] && (cert === undefined || key === undefined))
+    throw new UsageError(
+      'serve needs --tls-cert FILE and --tls-key FILE (the apiserver calls webhooks over HTTPS), or --no-tls on a loopback address',
+    );
+  const maxBytes = Number(values['max-request-bytes']);
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 64 * 1024)
+    throw new UsageError('--max-request-bytes must be a whole number of bytes, at least 65536');
+  const deadlineMs = duration(values.deadline, '--deadline');
+  if (deadlineMs < 100 || deadlineMs > 29_000)
+    throw new UsageError('--deadline must be between 100ms and 29s, below the webhook timeoutSeconds');
+  const { serve } = await import('../serve/command.ts');
+  const stopped = new Promise<string>((resolve) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));
+  });
+  return serve(
+    {
+      config: values.config,
+      ...listenAddress(values.listen),
+      tls: cert !== undefined && key !== undefined ? { certFile: cert, keyFile: key } : undefined,
+      deadlineMs,
+      failurePolicy: oneOf(values['failure-policy'], ['Ignore', 'Fail'], '--failure-policy') ?? 'Ignore',
+      cacheAddress: values['cache-address'],
+      excludedNamespaces: values['exclude-namespaces']
+        .split(',')
+        .map((n) => n.trim())
+        .filter(Boolean),
+      logLevel: oneOf(values['log-level'], ['debug', 'info', 'warn', 'error'], '--log-level') ?? 'info',
+      shutdownDelayMs: duration(values['shutdown-delay'], '--shutdown-delay'),
+      shutdownGraceMs: duration(values['shutdown-grace'], '--shutdown-grace'),
+      maxRequestBytes: maxBytes,
+      reloadIntervalMs: duration(values['reload-interval'], '--reload-interval'),
+      registry: registryFlags(values),
+    },
+    { stderr: io.stderr, stopped },
+  );
 }
 
 /** Runs one pullmap command and returns its exit code. User errors are messages, never stack traces. */
@@ -143,6 +229,8 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         if (values.config === undefined) throw new UsageError('check needs --config FILE');
         return await check({ config: values.config }, io);
       }
+      case 'serve':
+        return await serveCommand(rest, io);
       case '--version':
       case 'version':
         io.stdout.write(`${VERSION}\n`);

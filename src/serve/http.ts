@@ -1,0 +1,266 @@
+// The HTTPS front of `pullmap serve`: AdmissionReview endpoints plus /healthz, /readyz and /metrics.
+// Every request is bounded: body size, header and request timeouts, and a cap on connections. A bad
+// request gets a JSON error naming what is wrong; nothing a client sends can crash or stall the server.
+
+import { readFile, stat } from 'node:fs/promises';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createSecureContext } from 'node:tls';
+import type { Logger } from '../observe/log.ts';
+import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
+import { type AdmissionRequest, type AdmissionResponse, parseReview, reviewEnvelope } from './admission.ts';
+
+export type ReviewHandler = (request: AdmissionRequest) => Promise<AdmissionResponse>;
+
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** How often the files are checked for changes (mtime and size). */
+  readonly reloadIntervalMs: number;
+}
+
+export interface HttpOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Serve HTTPS from these files; undefined serves plain HTTP (the command allows that on loopback only). */
+  readonly tls: TlsFiles | undefined;
+  /** POST paths answering AdmissionReviews. */
+  readonly reviews: ReadonlyMap<string, ReviewHandler>;
+  readonly maxBodyBytes: number;
+  /** Whether the maps are loaded (readiness also drops while shutting down). */
+  readonly ready: () => boolean;
+  readonly metrics: Registry;
+  readonly logger: Logger;
+  readonly maxConnections?: number;
+}
+
+export interface HttpServer {
+  readonly url: string;
+  readonly port: number;
+  /** Reviews being answered now. */
+  inflight(): number;
+  /** Drops readiness, stops accepting, lets in-flight reviews finish (up to `graceMs`), then closes. */
+  shutdown(options: { delayMs: number; graceMs: number }): Promise<void>;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+  res.end(payload);
+}
+
+function sendText(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  type = 'text/plain; charset=utf-8',
+): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Reads at most `limit` bytes; a bigger body is refused without reading the rest. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit)
+    return Promise.reject(new HttpError(413, `the body is ${declared} bytes; the limit is ${limit}`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(new HttpError(413, `the body is over the limit of ${limit} bytes`));
+        req.removeAllListeners('data');
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks, size)));
+    req.on('error', (err) => reject(new HttpError(400, `the body could not be read: ${err.message}`)));
+    req.on('aborted', () => reject(new HttpError(400, 'the client aborted the request')));
+  });
+}
+
+async function loadTls(files: TlsFiles): Promise<{ cert: Buffer; key: Buffer; stamp: string }> {
+  const [cs, ks] = await Promise.all([stat(files.certFile), stat(files.keyFile)]);
+  const [cert, key] = await Promise.all([readFile(files.certFile), readFile(files.keyFile)]);
+  // Throws when the PEM is unreadable or the key does not belong to the certificate.
+  createSecureContext({ cert, key });
+  return { cert, key, stamp: `${cs.mtimeMs}:${cs.size}:${ks.mtimeMs}:${ks.size}` };
+}
+
+async function tlsStamp(files: TlsFiles): Promise<string> {
+  const [cs, ks] = await Promise.all([stat(files.certFile), stat(files.keyFile)]);
+  return `${cs.mtimeMs}:${cs.size}:${ks.mtimeMs}:${ks.size}`;
+}
+
+export async function startHttp(options: HttpOptions): Promise<HttpServer> {
+  const { logger, metrics } = options;
+  const requests = metrics.counter('pullmap_http_requests_total', 'HTTP requests by path class and status.', [
+    'path',
+    'code',
+  ]);
+  const tlsReloads = metrics.counter('pullmap_tls_reloads_total', 'Serving certificate reloads by result.', [
+    'result',
+  ]);
+  let inflight = 0;
+  let draining = false;
+  const idle: Array<() => void> = [];
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const review = options.reviews.get(path);
+    let label = review
+      ? 'review'
+      : path === '/healthz' || path === '/readyz' || path === '/metrics'
+        ? path
+        : 'other';
+    try {
+      if (review) {
+        if (req.method !== 'POST') throw new HttpError(405, `${path} accepts POST only`);
+        const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+        if (type !== 'application/json')
+          throw new HttpError(
+            415,
+            `content-type must be application/json, not ${JSON.stringify(type ?? '')}`,
+          );
+        inflight++;
+        // Counted until the response is flushed, so shutdown never cuts an answer off.
+        res.once('close', () => {
+          inflight--;
+          if (inflight === 0) for (const done of idle.splice(0)) done();
+        });
+        {
+          const body = await readBody(req, options.maxBodyBytes);
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(body.toString('utf8'));
+          } catch {
+            throw new HttpError(400, 'the body is not valid JSON');
+          }
+          const envelope = parseReview(parsed);
+          if (!envelope.ok) throw new HttpError(400, envelope.message);
+          const response = await review(envelope.request);
+          sendJson(res, 200, reviewEnvelope(response));
+        }
+      } else if (req.method !== 'GET' && req.method !== 'HEAD') {
+        throw new HttpError(405, `${path} accepts GET only`);
+      } else if (path === '/healthz') {
+        sendText(res, 200, 'ok\n');
+      } else if (path === '/readyz') {
+        const ready = !draining && options.ready();
+        sendText(
+          res,
+          ready ? 200 : 503,
+          ready ? 'ok\n' : draining ? 'shutting down\n' : 'maps not loaded yet\n',
+        );
+      } else if (path === '/metrics') {
+        sendText(res, 200, metrics.render(), METRICS_CONTENT_TYPE);
+      } else {
+        label = 'other';
+        throw new HttpError(404, `no such path: ${path}`);
+      }
+    } catch (err) {
+      const status = err instanceof HttpError ? err.status : 500;
+      const message = err instanceof HttpError ? err.message : 'internal error';
+      if (status === 500) logger.error('request failed', { path, err });
+      else logger.debug('request refused', { path, status, message });
+      if (!res.headersSent) sendJson(res, status, { error: message, status });
+      else res.destroy();
+      if (status === 413) res.once('finish', () => req.socket.destroy());
+    }
+    requests.inc({ path: label, code: String(res.statusCode) });
+  };
+
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
+    handle(req, res).catch((err) => {
+      logger.error('request handler crashed', { err });
+      res.destroy();
+    });
+  };
+
+  let server: Server;
+  let stamp = '';
+  let reloadTimer: NodeJS.Timeout | undefined;
+  if (options.tls) {
+    const files = options.tls;
+    const first = await loadTls(files);
+    stamp = first.stamp;
+    const https = createHttpsServer({ cert: first.cert, key: first.key, minVersion: 'TLSv1.2' }, listener);
+    reloadTimer = setInterval(() => {
+      tlsStamp(files)
+        .then(async (now) => {
+          if (now === stamp) return;
+          const next = await loadTls(files);
+          https.setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.2' });
+          stamp = next.stamp;
+          tlsReloads.inc({ result: 'ok' });
+          logger.info('serving certificate reloaded', { certFile: files.certFile });
+        })
+        .catch((err) => {
+          // Half-written files during a rotation end up here; the next tick tries again.
+          tlsReloads.inc({ result: 'error' });
+          logger.warn('serving certificate not reloaded; keeping the current one', { err });
+        });
+    }, files.reloadIntervalMs);
+    reloadTimer.unref();
+    server = https;
+  } else {
+    server = createHttpServer(listener);
+  }
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 65_000;
+  server.maxConnections = options.maxConnections ?? 2048;
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  server.on('tlsClientError', (err) => logger.debug('TLS handshake failed', { err }));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `${options.tls ? 'https' : 'http'}://${host}:${address.port}`;
+
+  return {
+    url,
+    port: address.port,
+    inflight: () => inflight,
+    async shutdown({ delayMs, graceMs }) {
+      draining = true;
+      // Endpoints controllers need a moment to see readiness drop before the listener goes away.
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+      if (reloadTimer) clearInterval(reloadTimer);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const drained = inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => idle.push(resolve));
+      const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([drained, timer]);
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,127 @@
+// The mutating webhook's request handler: reads the maps in force, decides under an internal deadline,
+// and fails open (admits the pod unchanged, with a warning and a metric) on any failure of its own,
+// unless the operator chose failurePolicy Fail. One debug line per decision.
+
+import type { Labels } from '../core/mapping/selector.ts';
+import type { ExistenceSource } from '../decision/resolve.ts';
+import type { Logger } from '../observe/log.ts';
+import type { Registry } from '../observe/metrics.ts';
+import { type AdmissionRequest, type AdmissionResponse, allow, deny, reviewPod } from './admission.ts';
+import type { ReviewHandler } from './http.ts';
+import type { MapSource } from './map-source.ts';
+
+export type FailurePolicy = 'Ignore' | 'Fail';
+
+export interface WebhookOptions {
+  readonly source: MapSource;
+  readonly existence: ExistenceSource;
+  readonly namespaceLabels: (namespace: string) => Labels;
+  /** Below the webhook configuration's timeoutSeconds, so pullmap answers before the apiserver gives up. */
+  readonly deadlineMs: number;
+  readonly failurePolicy: FailurePolicy;
+  readonly metrics: Registry;
+  readonly logger: Logger;
+  readonly now: () => number;
+}
+
+/** Probes stop 20% (at most 250 ms) before the deadline, leaving time to decide and answer. */
+export function probeDeadline(deadlineMs: number): number {
+  return Math.max(1, deadlineMs - Math.min(250, deadlineMs * 0.2));
+}
+
+class DeadlineExceeded extends Error {
+  override readonly name = 'DeadlineExceeded';
+}
+
+export function createPodWebhook(options: WebhookOptions): ReviewHandler {
+  const { metrics, logger, now } = options;
+  const admissions = metrics.counter(
+    'pullmap_admissions_total',
+    'Pod admission reviews by result: mutated, unchanged, skipped (opt-out, excluded, not a pod), failed_open, denied.',
+    ['result'],
+  );
+  const rewrites = metrics.counter('pullmap_image_rewrites_total', 'Container images rewritten.');
+  const failures = metrics.counter(
+    'pullmap_admission_failures_total',
+    'Reviews pullmap could not decide (the pod was admitted unchanged or denied, per failure policy), by reason.',
+    ['reason'],
+  );
+  const latency = metrics.histogram('pullmap_admission_duration_seconds', 'Time to answer a pod review.');
+
+  const fail = (request: AdmissionRequest, reason: string, message: string): AdmissionResponse => {
+    failures.inc({ reason });
+    logger.warn('admission failed', { uid: request.uid, namespace: request.namespace, reason, message });
+    if (options.failurePolicy === 'Fail') {
+      admissions.inc({ result: 'denied' });
+      return deny(request.uid, 503, `pullmap could not decide the images of this pod: ${message}`);
+    }
+    admissions.inc({ result: 'failed_open' });
+    return allow(request.uid, [`pullmap: ${message}; the pod was admitted unchanged`]);
+  };
+
+  return async (request) => {
+    const started = now();
+    try {
+      const state = options.source.current();
+      if (!state) return fail(request, 'not_ready', 'the maps are not loaded yet');
+      // Probes are cut off a little before the hard deadline, so a slow registry still yields a
+      // proper decision (image kept, with a warning); the hard deadline covers anything else.
+      const controller = new AbortController();
+      const probeTimer = setTimeout(() => controller.abort(), probeDeadline(options.deadlineMs));
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new DeadlineExceeded()), options.deadlineMs);
+      });
+      const work = reviewPod(request, {
+        state,
+        existence: options.existence,
+        namespaceLabels: options.namespaceLabels,
+        signal: controller.signal,
+      });
+      work.catch(() => {}); // when the deadline wins, a late failure is already answered
+      try {
+        const result = await Promise.race([work, deadline]);
+        if (result.kind === 'ignored') {
+          admissions.inc({ result: 'skipped' });
+          logger.debug('review ignored', { uid: request.uid, why: result.why });
+          return result.response;
+        }
+        const { plan } = result;
+        const mapped = plan.containers.filter((c) => c.decision?.outcome === 'Mapped').length;
+        admissions.inc({ result: plan.skipped ? 'skipped' : mapped > 0 ? 'mutated' : 'unchanged' });
+        rewrites.inc(undefined, mapped);
+        if (logger.enabled('debug'))
+          logger.debug('decision', {
+            uid: request.uid,
+            namespace: request.namespace,
+            pod: request.name || undefined,
+            operation: request.operation,
+            subResource: request.subResource || undefined,
+            mapsVersion: state.version,
+            skipped: plan.skipped,
+            containers: plan.containers.map((c) => ({
+              name: c.name,
+              image: c.image,
+              outcome: c.skipped ? 'Skipped' : c.decision?.outcome,
+              to: c.decision?.outcome === 'Mapped' ? c.decision.image : undefined,
+              rule: c.decision?.rule
+                ? `${c.decision.rule.mapName} spec.mappings[${c.decision.rule.entry}]`
+                : undefined,
+              reason: c.skipped ?? c.decision?.reasons[0]?.code,
+            })),
+          });
+        return result.response;
+      } finally {
+        clearTimeout(timer);
+        clearTimeout(probeTimer);
+      }
+    } catch (err) {
+      if (err instanceof DeadlineExceeded)
+        return fail(request, 'deadline', `no decision within ${options.deadlineMs} ms`);
+      logger.error('admission crashed', { uid: request.uid, err });
+      return fail(request, 'internal_error', 'internal error');
+    } finally {
+      latency.observe((now() - started) / 1000);
+    }
+  };
+}

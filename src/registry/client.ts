@@ -289,11 +289,14 @@ export class RegistryClient {
     });
   }
 
-  /** Closes every connection; the client must not be used afterwards. */
+  /**
+   * Closes every connection, aborting requests still in flight (at shutdown their answers are no use,
+   * and a slow registry must not hold the process up). The client must not be used afterwards.
+   */
   async close(): Promise<void> {
     const states = [...this.#hosts.values()];
     this.#hosts.clear();
-    await Promise.all(states.map((s) => s.dispatcher.close().catch(() => {})));
+    await Promise.all(states.map((s) => s.dispatcher.destroy().catch(() => {})));
   }
 
   #host(registry: string): HostState {

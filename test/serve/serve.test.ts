@@ -1,0 +1,307 @@
+// `pullmap serve` as a real process over HTTPS: reviews, hostile input, the internal deadline against a
+// slow real registry, certificate rotation, config reload and graceful shutdown.
+import assert from 'node:assert/strict';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type TempDir, tempDir } from '../harness/process.ts';
+import { example, type Pullmap, patchOf, podReview, startPullmap } from '../harness/pullmap.ts';
+import { startRegistry, type TestRegistry } from '../harness/registry.ts';
+import { type LoopbackStub, startDelayingProxy } from '../harness/registry-stubs.ts';
+import { makePki, type TestPki } from '../harness/tls.ts';
+
+let dir: TempDir;
+let pki: TestPki;
+
+before(async () => {
+  dir = await tempDir('serve');
+  pki = await makePki(dir.path);
+});
+after(async () => dir?.remove());
+
+const tls = () => ({ certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem });
+
+describe('reviews on the embedded default maps, over HTTPS', () => {
+  let pm: Pullmap;
+  before(async () => {
+    pm = await startPullmap({ tls: tls() });
+  });
+  after(async () => pm?.stop());
+
+  it('answers the example review with a JSON Patch and the original-images annotation', async () => {
+    const body = JSON.parse(await readFile(example('admission-review.json'), 'utf8'));
+    const { status, json } = await pm.review(body);
+    assert.equal(status, 200);
+    assert.equal(json.apiVersion, 'admission.k8s.io/v1');
+    assert.equal(json.kind, 'AdmissionReview');
+    assert.equal(json.response.uid, body.request.uid);
+    assert.equal(json.response.allowed, true);
+    assert.equal(json.response.patchType, 'JSONPatch');
+    const patch = patchOf(json.response);
+    const images = Object.fromEntries(
+      patch.filter((p) => p.path.endsWith('/image')).map((p) => [p.path, p.value]),
+    );
+    assert.deepEqual(images, {
+      '/spec/initContainers/0/image': 'project-a.azurecr.io/ghcr-mirror/acme/migrate:2.1',
+      '/spec/containers/0/image': 'project-a.azurecr.io/docker-mirror/library/nginx:1.27',
+      '/spec/containers/2/image': 'registry.local/bootcamp:v1',
+    });
+    const annotations = patch.find((p) => p.path === '/metadata/annotations')?.value as Record<
+      string,
+      string
+    >;
+    assert.deepEqual(JSON.parse(annotations['pullmap.dev/original-images']!), {
+      migrate: 'ghcr.io/acme/migrate:2.1',
+      app: 'nginx:1.27',
+      bootcamp: 'gcr.io/google-samples/kubernetes-bootcamp:v1',
+    });
+    assert.equal(await pm.metric('pullmap_admissions_total{result="mutated"}'), 1);
+    assert.equal(await pm.metric('pullmap_image_rewrites_total'), 3);
+  });
+
+  it('leaves opted-out pods, excluded namespaces and latest tags alone', async () => {
+    const optOut = await pm.review(
+      podReview({ a: 'nginx:1.27' }, { labels: { 'pullmap.dev/ignore': 'true' } }),
+    );
+    assert.equal(optOut.json.response.patch, undefined);
+    const system = await pm.review(podReview({ a: 'nginx:1.27' }, { namespace: 'kube-system' }));
+    assert.equal(system.json.response.patch, undefined);
+    const latest = await pm.review(podReview({ a: 'nginx:latest', b: 'nginx' }));
+    assert.equal(latest.json.response.patch, undefined);
+    assert.equal(latest.json.response.allowed, true);
+  });
+
+  it('does not map twice when the patched pod comes back (reinvocation)', async () => {
+    const first = await pm.review(podReview({ a: 'nginx:1.27' }));
+    const patch = patchOf(first.json.response);
+    const again = podReview(
+      { a: 'project-a.azurecr.io/docker-mirror/library/nginx:1.27' },
+      {
+        annotations: patch.find((p) => p.path === '/metadata/annotations')?.value as Record<string, string>,
+      },
+    );
+    const second = await pm.review(again);
+    assert.equal(second.json.response.allowed, true);
+    assert.equal(second.json.response.patch, undefined);
+  });
+
+  it('maps ephemeral containers through the subresource', async () => {
+    const review = podReview({ a: 'project-a.azurecr.io/docker-mirror/library/nginx:1.27' }) as any;
+    review.request.subResource = 'ephemeralcontainers';
+    review.request.operation = 'UPDATE';
+    review.request.object.spec.ephemeralContainers = [{ name: 'debug', image: 'busybox:1.36' }];
+    const { json } = await pm.review(review);
+    const patch = patchOf(json.response);
+    assert.deepEqual(
+      patch.filter((p) => p.path.endsWith('/image')),
+      [
+        {
+          op: 'replace',
+          path: '/spec/ephemeralContainers/0/image',
+          value: 'project-a.azurecr.io/docker-mirror/library/busybox:1.36',
+        },
+      ],
+    );
+  });
+
+  it('refuses hostile and malformed requests with an error naming the problem, and keeps serving', async () => {
+    const post = (body: string | Buffer, type = 'application/json') =>
+      pm.call('/mutate-pods', { method: 'POST', headers: { 'content-type': type }, body });
+    const cases: Array<[string, Promise<{ status: number; body: string }>, number, RegExp]> = [
+      ['wrong content type', post('{}', 'text/plain'), 415, /content-type must be application\/json/],
+      ['invalid JSON', post('{"apiVersion":'), 400, /not valid JSON/],
+      ['not an object', post('[1,2,3]'), 400, /JSON object/],
+      [
+        'wrong kind',
+        post('{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}'),
+        400,
+        /kind must be "AdmissionReview"/,
+      ],
+      [
+        'v1beta1',
+        post('{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}'),
+        400,
+        /admissionReviewVersions/,
+      ],
+      [
+        'no request',
+        post('{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}'),
+        400,
+        /request is missing/,
+      ],
+      [
+        'no uid',
+        post(
+          '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"Pod"}}}',
+        ),
+        400,
+        /request\.uid/,
+      ],
+      ['huge body', post(Buffer.alloc(9 * 1024 * 1024, 0x20)), 413, /limit/],
+      ['deep nesting', post(`${'['.repeat(200_000)}${']'.repeat(200_000)}`), 400, /JSON object/],
+      ['GET on the review path', pm.call('/mutate-pods'), 405, /POST/],
+      ['unknown path', pm.call('/nope'), 404, /no such path/],
+    ];
+    for (const [name, pending, status, pattern] of cases) {
+      const res = await pending.catch((err: Error) => ({
+        status: -1,
+        body: JSON.stringify({ error: err.message }),
+      }));
+      assert.equal(res.status, status, `${name}: ${res.body}`);
+      const error = JSON.parse(res.body) as { error: string; status: number };
+      assert.equal(error.status, status);
+      assert.match(error.error, pattern, name);
+    }
+    // A review of something that is not a Pod is allowed unchanged, with a warning about the rules.
+    const review = podReview({ a: 'nginx:1.27' }) as any;
+    review.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' };
+    review.request.resource = { group: 'apps', version: 'v1', resource: 'deployments' };
+    const { json } = await pm.review(review);
+    assert.equal(json.response.allowed, true);
+    assert.equal(json.response.patch, undefined);
+    assert.match(json.response.warnings[0], /only changes Pods/);
+    // Still healthy and still deciding.
+    assert.equal((await pm.call('/healthz')).status, 200);
+    assert.equal(patchOf((await pm.review(podReview({ a: 'nginx:1.27' }))).json.response).length, 2);
+  });
+
+  it('exposes Prometheus metrics for admissions, latency and maps', async () => {
+    const res = await pm.call('/metrics');
+    assert.equal(res.status, 200);
+    assert.match(String(res.headers['content-type']), /text\/plain; version=0\.0\.4/);
+    for (const name of [
+      'pullmap_admissions_total',
+      'pullmap_admission_duration_seconds_bucket',
+      'pullmap_maps_version',
+      'process_resident_memory_bytes',
+    ])
+      assert.match(res.body, new RegExp(`^${name}`, 'm'), name);
+    assert.equal(await pm.metric('pullmap_maps{verdict="Accepted"}'), 1);
+  });
+});
+
+describe('the internal deadline against a slow registry', () => {
+  let registry: TestRegistry;
+  let slow: LoopbackStub;
+  let pm: Pullmap;
+  before(async () => {
+    registry = await startRegistry();
+    slow = await startDelayingProxy(registry.url, 4000);
+    const config = join(dir.path, 'slow.yaml');
+    await writeFile(
+      config,
+      [
+        'apiVersion: pullmap.dev/v1alpha1',
+        'kind: ClusterImageMap',
+        'metadata: { name: airgap }',
+        'spec:',
+        '  mappings:',
+        `    - { from: docker.io/, to: "${slow.host}/mirror/", when: IfExists }`,
+      ].join('\n'),
+    );
+    pm = await startPullmap({
+      tls: tls(),
+      args: ['--config', config, '--deadline', '800ms', '--plain-http', slow.host],
+    });
+  });
+  after(async () => {
+    await pm?.stop();
+    await slow?.close();
+    await registry?.stop();
+  });
+
+  it('answers before the deadline with the image kept and a warning saying why', async () => {
+    const started = performance.now();
+    const { status, json } = await pm.review(podReview({ app: 'nginx:1.27' }));
+    const elapsed = performance.now() - started;
+    assert.equal(status, 200);
+    assert.equal(json.response.allowed, true);
+    assert.equal(json.response.patch, undefined, 'the image is kept');
+    assert.match(
+      json.response.warnings.join('\n'),
+      /container app: could not ask .*\(Timeout\); kept nginx:1\.27/,
+    );
+    // Correctness, not speed: the registry delays 4 s, so an answer before it means the deadline acted.
+    assert.ok(elapsed < 4000, `answered after ${elapsed.toFixed(0)} ms`);
+    assert.equal(await pm.metric('pullmap_existence_deadline_exceeded_total'), 1);
+  });
+
+  it('finishes an in-flight review after SIGTERM, then exits cleanly', async () => {
+    const pending = pm.review(podReview({ app: 'nginx:1.25' }));
+    await new Promise((r) => setTimeout(r, 100));
+    const stopping = pm.daemon.stop(10_000);
+    const { status, json } = await pending;
+    assert.equal(status, 200);
+    assert.equal(json.response.allowed, true);
+    await stopping;
+    const logs = pm.logs().map((l) => l.msg);
+    assert.ok(logs.indexOf('shutting down') >= 0 && logs.indexOf('stopped') > logs.indexOf('shutting down'));
+  });
+});
+
+describe('rotation and reload without restart', () => {
+  it('serves a rotated certificate to new connections', async () => {
+    const certDir = await tempDir('rotate');
+    try {
+      const first = await makePki(join(certDir.path));
+      const second = await makePki(await tempDir('rotate2').then((d) => d.path));
+      const pm = await startPullmap({
+        tls: { certPath: first.certPath, keyPath: first.keyPath, caPem: first.caPem },
+        args: ['--reload-interval', '200ms'],
+      });
+      try {
+        const before = await pm.call('/healthz');
+        // Swap both files the way a Secret volume does: new content, atomically renamed into place.
+        await writeFile(`${first.keyPath}.new`, second.keyPem);
+        await writeFile(`${first.certPath}.new`, second.certPem);
+        await rename(`${first.keyPath}.new`, first.keyPath);
+        await rename(`${first.certPath}.new`, first.certPath);
+        let after: { fingerprint?: string } | undefined;
+        for (let i = 0; i < 100; i++) {
+          after = await pm.call('/healthz', { ca: second.caPem }).catch(() => undefined);
+          if (after) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(after, 'the new certificate was never served');
+        assert.notEqual(after.fingerprint, before.fingerprint);
+        assert.ok(pm.logs().some((l) => l.msg === 'serving certificate reloaded'));
+      } finally {
+        await pm.stop();
+      }
+    } finally {
+      await certDir.remove();
+    }
+  });
+
+  it('picks up a changed config and keeps the old maps when the new file is broken', async () => {
+    const config = join(dir.path, 'reload.yaml');
+    const map = (to: string) =>
+      `apiVersion: pullmap.dev/v1alpha1\nkind: ClusterImageMap\nmetadata: { name: m }\nspec:\n  mappings:\n    - { from: docker.io/, to: ${to} }\n`;
+    await writeFile(config, map('one.example/'));
+    const pm = await startPullmap({ tls: tls(), args: ['--config', config, '--reload-interval', '100ms'] });
+    const imageOf = async () =>
+      patchOf((await pm.review(podReview({ a: 'nginx:1.27' }))).json.response).find((p) =>
+        p.path.endsWith('/image'),
+      )?.value;
+    const waitFor = async (want: string) => {
+      for (let i = 0; i < 100 && (await imageOf()) !== want; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      return imageOf();
+    };
+    try {
+      assert.equal(await imageOf(), 'one.example/library/nginx:1.27');
+      await writeFile(config, map('two.example/'));
+      assert.equal(await waitFor('two.example/library/nginx:1.27'), 'two.example/library/nginx:1.27');
+      await writeFile(config, 'kind: [unclosed');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(
+        await imageOf(),
+        'two.example/library/nginx:1.27',
+        'a broken file keeps the maps in force',
+      );
+      assert.ok(pm.logs().some((l) => l.msg === 'config not reloaded; the maps in force stay'));
+    } finally {
+      await pm.stop();
+    }
+  });
+});

@@ -56,12 +56,16 @@ async function buildSource(
     source: {
       exists: (candidate, options) =>
         oracle.exists(candidate, { signal: options?.signal ?? AbortSignal.timeout(timeoutMs) }),
+      peek: (candidate) => oracle.peek(candidate),
     },
     close: () => client.close(),
   };
 }
 
-/** `observer` receives the oracle's events (the webhook's metrics). */
+/**
+ * `observer` receives the oracle's events (the webhook's metrics); a long-running server passes one
+ * and gets its registry client built at once rather than on the first probe.
+ */
 export async function existenceFromFlags(
   flags: RegistryFlags,
   observer?: OracleObserver,
@@ -69,7 +73,7 @@ export async function existenceFromFlags(
   const timeout = parseDuration(flags.probeTimeout);
   if (!timeout.ok) throw new UsageError(`--probe-timeout: ${timeout.message}`);
   // Files named by flags are read now, so a bad path is a usage error rather than a failed probe.
-  if (flags.caFiles.length > 0 || flags.dockerConfig !== undefined)
+  if (flags.caFiles.length > 0 || flags.dockerConfig !== undefined || observer !== undefined)
     return buildSource(flags, timeout.ms, observer);
   let built: Promise<CliExistence> | undefined;
   return {

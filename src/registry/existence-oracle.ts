@@ -228,6 +228,31 @@ export class ExistenceOracle {
     return answer(settled.report, false, 0);
   }
 
+  /**
+   * The cached answer for `candidate` if it is still fresh, without probing: lets a decision whose
+   * answers are all cached finish synchronously. Counts as a hit; an absent answer is not a miss
+   * (the `exists` call that follows counts that).
+   */
+  peek(candidate: string, options: ExistsOptions = {}): ExistenceAnswer | undefined {
+    // Candidates from decisions are already in normalized form; parse only when they are not.
+    let key = candidate;
+    let entry = this.#entries.get(key);
+    if (entry === undefined) {
+      const parsed = parseReference(candidate);
+      if (!parsed.ok) return undefined;
+      key = formatNormalized(parsed.ref);
+      entry = this.#entries.get(key);
+      if (entry === undefined) return undefined;
+    }
+    const ageMs = Math.max(0, this.#now() - entry.storedAt);
+    if (ageMs >= this.#ttlFor(entry, options)) return undefined;
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    this.#hits++;
+    this.#emit({ kind: 'hit', candidate: key, outcome: entry.report.outcome, ageMs });
+    return answer(entry.report, true, ageMs);
+  }
+
   /** Drops every cached answer (in-flight probes still complete and store theirs). */
   clear(): void {
     this.#entries.clear();

@@ -2,10 +2,10 @@
 // response. The decision itself is the core's planPod, through the same probe loop the CLI uses, so
 // `pullmap explain` and the webhook cannot disagree.
 
-import { isProbeFailure } from '../core/facts.ts';
+import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/selector.ts';
 import { type PodPlan, planPod } from '../core/pod/plan.ts';
-import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
+import { decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import type { MapState } from './map-source.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
@@ -120,8 +120,11 @@ export interface PodReviewDeps {
   readonly state: MapState;
   readonly existence: ExistenceSource;
   readonly namespaceLabels: (namespace: string) => Labels;
-  /** Aborts when the internal deadline passes; probes still pending then count as Timeout. */
-  readonly signal: AbortSignal;
+  /**
+   * Called only when a registry must be asked: a signal that aborts when the internal deadline passes
+   * (probes still pending then count as Timeout).
+   */
+  readonly signal: () => AbortSignal;
 }
 
 const POD_OPERATIONS = new Set(['CREATE', 'UPDATE']);
@@ -142,9 +145,13 @@ function probeWarnings(plan: PodPlan): string[] {
 /**
  * Mutates a Pod (CREATE, UPDATE, or the ephemeralcontainers subresource). Requests for anything else
  * are allowed unchanged: the webhook's rules decide what is sent, and a mis-scoped rule must not break
- * the cluster.
+ * the cluster. Synchronous when every existence answer it needs is cached (the common case); a
+ * promise when a registry has to be asked.
  */
-export async function reviewPod(request: AdmissionRequest, deps: PodReviewDeps): Promise<PodReviewResult> {
+export function reviewPod(
+  request: AdmissionRequest,
+  deps: PodReviewDeps,
+): PodReviewResult | Promise<PodReviewResult> {
   const { uid } = request;
   const isPod =
     request.kind.group === '' && request.kind.kind === 'Pod' && request.resource.resource === 'pods';
@@ -167,11 +174,13 @@ export async function reviewPod(request: AdmissionRequest, deps: PodReviewDeps):
     request.namespace || text(isObject(request.object.metadata) ? request.object.metadata.namespace : '');
   const ctx = { namespace, namespaceLabels: deps.namespaceLabels(namespace) };
   const snapshot = deps.state.snapshot;
-  const plan = await decideWithProbes(
-    (facts) => planPod(snapshot, request.object, ctx, facts),
-    deps.existence,
-    deps.signal,
-  );
+  const decide = (facts: ExistenceFacts) => planPod(snapshot, request.object, ctx, facts);
+  const cached = decideFromCache(decide, deps.existence);
+  if (cached.pendingProbes.length === 0) return planned(uid, cached);
+  return decideWithProbes(decide, deps.existence, deps.signal).then((plan) => planned(uid, plan));
+}
+
+function planned(uid: string, plan: PodPlan): PodReviewResult {
   const warnings = [...plan.warnings, ...probeWarnings(plan)];
   if (plan.patch.length === 0) return { kind: 'planned', plan, response: allow(uid, warnings) };
   const response: AdmissionResponse = {

@@ -6,7 +6,14 @@ import type { Labels } from '../core/mapping/selector.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
-import { type AdmissionRequest, type AdmissionResponse, allow, deny, reviewPod } from './admission.ts';
+import {
+  type AdmissionRequest,
+  type AdmissionResponse,
+  allow,
+  deny,
+  type PodReviewResult,
+  reviewPod,
+} from './admission.ts';
 import type { ReviewHandler } from './http.ts';
 import type { MapSource } from './map-source.ts';
 
@@ -65,22 +72,34 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
       const state = options.source.current();
       if (!state) return fail(request, 'not_ready', 'the maps are not loaded yet');
       // Probes are cut off a little before the hard deadline, so a slow registry still yields a
-      // proper decision (image kept, with a warning); the hard deadline covers anything else.
-      const controller = new AbortController();
-      const probeTimer = setTimeout(() => controller.abort(), probeDeadline(options.deadlineMs));
+      // proper decision (image kept, with a warning); the hard deadline covers anything else. Timers
+      // are armed only when a registry must be asked: cached decisions come back synchronously.
+      let controller: AbortController | undefined;
+      let probeTimer: NodeJS.Timeout | undefined;
       let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new DeadlineExceeded()), options.deadlineMs);
-      });
-      const work = reviewPod(request, {
+      const signal = () => {
+        if (!controller) {
+          controller = new AbortController();
+          probeTimer = setTimeout(() => controller?.abort(), probeDeadline(remaining()));
+        }
+        return controller.signal;
+      };
+      const remaining = () => Math.max(1, options.deadlineMs - (now() - started));
+      const outcome = reviewPod(request, {
         state,
         existence: options.existence,
         namespaceLabels: options.namespaceLabels,
-        signal: controller.signal,
+        signal,
       });
-      work.catch(() => {}); // when the deadline wins, a late failure is already answered
       try {
-        const result = await Promise.race([work, deadline]);
+        let result: PodReviewResult;
+        if (outcome instanceof Promise) {
+          outcome.catch(() => {}); // when the deadline wins, a late failure is already answered
+          const deadline = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new DeadlineExceeded()), remaining());
+          });
+          result = await Promise.race([outcome, deadline]);
+        } else result = outcome;
         if (result.kind === 'ignored') {
           admissions.inc({ result: 'skipped' });
           logger.debug('review ignored', { uid: request.uid, why: result.why });
@@ -112,8 +131,8 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
           });
         return result.response;
       } finally {
-        clearTimeout(timer);
-        clearTimeout(probeTimer);
+        if (timer) clearTimeout(timer);
+        if (probeTimer) clearTimeout(probeTimer);
       }
     } catch (err) {
       if (err instanceof DeadlineExceeded)

@@ -48,8 +48,9 @@ async function buildSource(flags: RegistryFlags, timeoutMs: number): Promise<Cli
   });
   return {
     source: {
+      // The map's TTLs ride along; within one CLI run they matter only for repeated candidates.
       exists: (candidate, options) =>
-        oracle.exists(candidate, { signal: options?.signal ?? AbortSignal.timeout(timeoutMs) }),
+        oracle.exists(candidate, { ...options, signal: options?.signal ?? AbortSignal.timeout(timeoutMs) }),
     },
     close: () => client.close(),
   };

@@ -1,20 +1,33 @@
 // The impure half of a decision: asking registries for the existence answers a pure decision is
 // waiting for, then deciding again. Shared by the webhook and the CLI.
 
-import type { ExistenceAnswer, ExistenceFacts } from '../core/facts.ts';
+import {
+  type ExistenceAnswer,
+  type ExistenceFacts,
+  mergeProbeRequests,
+  type ProbeRequest,
+} from '../core/facts.ts';
+
+export interface ProbeOptions {
+  readonly signal?: AbortSignal | undefined;
+  /** The asking map's TTLs (spec.existence); absent means the source's own defaults. */
+  readonly positiveTtlMs?: number | undefined;
+  readonly negativeTtlMs?: number | undefined;
+}
 
 /** Anything that can answer "does this fully qualified image exist" (the existence oracle). */
 export interface ExistenceSource {
-  exists(candidate: string, options?: { signal?: AbortSignal }): Promise<ExistenceAnswer>;
+  exists(candidate: string, options?: ProbeOptions): Promise<ExistenceAnswer>;
 }
 
 const MAX_ROUNDS = 8;
 
 /**
- * Runs `decide` until it needs no more probes. Candidates are asked concurrently; a probe that throws
- * or outlives `signal` counts as Timeout, so the result always comes back.
+ * Runs `decide` until it needs no more probes. Candidates are asked concurrently, once each, with
+ * the TTLs their maps ask for (the shorter when two maps disagree); a probe that throws or outlives
+ * `signal` counts as Timeout, so the result always comes back.
  */
-export async function decideWithProbes<T extends { readonly pendingProbes: readonly string[] }>(
+export async function decideWithProbes<T extends { readonly pendingProbes: readonly ProbeRequest[] }>(
   decide: (facts: ExistenceFacts) => T,
   source: ExistenceSource,
   signal?: AbortSignal,
@@ -24,17 +37,25 @@ export async function decideWithProbes<T extends { readonly pendingProbes: reado
   let result = decide(facts);
   for (let round = 0; round < MAX_ROUNDS && result.pendingProbes.length > 0; round++) {
     await Promise.all(
-      result.pendingProbes.map(async (candidate) => {
+      mergeProbeRequests(result.pendingProbes).map(async (request) => {
         let answer: ExistenceAnswer;
         try {
-          answer = await source.exists(candidate, signal ? { signal } : {});
+          answer = await source.exists(request.candidate, probeOptions(request, signal));
         } catch {
           answer = { outcome: 'Timeout', cached: false, ageMs: 0, detail: 'the probe did not finish' };
         }
-        known.set(candidate, answer);
+        known.set(request.candidate, answer);
       }),
     );
     result = decide(facts);
   }
   return result;
+}
+
+function probeOptions(request: ProbeRequest, signal: AbortSignal | undefined): ProbeOptions {
+  return {
+    ...(signal === undefined ? {} : { signal }),
+    ...(request.positiveTtlMs === undefined ? {} : { positiveTtlMs: request.positiveTtlMs }),
+    ...(request.negativeTtlMs === undefined ? {} : { negativeTtlMs: request.negativeTtlMs }),
+  };
 }

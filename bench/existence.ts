@@ -158,22 +158,10 @@ export async function runExistenceBench(): Promise<BenchResult[]> {
     const rounds = raw.length;
     const rawRate = median(raw.map((x) => x.perSecond));
     const coldRate = median(cold.map((x) => x.perSecond));
-    const rawP99 = percentile(
-      raw.flatMap((x) => x.latenciesMs),
-      99,
-    );
-    const coldP99 = percentile(
-      cold.flatMap((x) => x.latenciesMs),
-      99,
-    );
-    const rawP50 = percentile(
-      raw.flatMap((x) => x.latenciesMs),
-      50,
-    );
-    const coldP50 = percentile(
-      cold.flatMap((x) => x.latenciesMs),
-      50,
-    );
+    const rawLatencies = raw.flatMap((x) => x.latenciesMs);
+    const coldLatencies = cold.flatMap((x) => x.latenciesMs);
+    const [rawP50, rawP99] = [percentile(rawLatencies, 50), percentile(rawLatencies, 99)];
+    const [coldP50, coldP99] = [percentile(coldLatencies, 50), percentile(coldLatencies, 99)];
     const throughputRatio = coldRate / rawRate;
     const p99Ratio = coldP99 / rawP99;
     const warmPass = warmRequests <= distinct;

@@ -3,6 +3,7 @@
 // a real registry, so every GET answer is the real registry's.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { ImageReference } from '../../src/core/reference/index.ts';
 import { HEAD_REFUSAL_MEMORY_MS, RegistryClient } from '../../src/registry/client.ts';
 import { ExistenceOracle, registryProbe } from '../../src/registry/existence-oracle.ts';
 import { buildImage, buildIndex, pushImage, pushIndex } from '../harness/images.ts';
@@ -83,22 +84,19 @@ describe('HEAD refused: the existence probe falls back to GET', () => {
     });
   }
 
+  const multiOn = (registry: string): ImageReference => ({
+    registry,
+    repository: 'knative/multi',
+    tag: 'v1',
+    digest: undefined,
+  });
+
   it('the memory is per host: a registry that serves HEAD keeps getting HEADs', async () => {
     const { client } = rig(refuses405.host, registry.host);
     const refusedBefore = refuses405.requests();
     const headsBefore = await registry.count({ method: 'HEAD', uri: '/v2/knative/multi/manifests/v1' });
-    const viaProxy = await client.manifestExists({
-      registry: refuses405.host,
-      repository: 'knative/multi',
-      tag: 'v1',
-      digest: undefined,
-    });
-    const direct = await client.manifestExists({
-      registry: registry.host,
-      repository: 'knative/multi',
-      tag: 'v1',
-      digest: undefined,
-    });
+    const viaProxy = await client.manifestExists(multiOn(refuses405.host));
+    const direct = await client.manifestExists(multiOn(registry.host));
     await client.close();
     assert.ok(viaProxy.ok && direct.ok);
     assert.deepEqual([viaProxy.value.method, direct.value.method], ['GET', 'HEAD']);
@@ -126,12 +124,7 @@ describe('HEAD refused: the existence probe falls back to GET', () => {
 
   it('headManifest itself reports the refusal as a typed failure', async () => {
     const { client } = rig(refuses501.host);
-    const result = await client.headManifest({
-      registry: refuses501.host,
-      repository: 'knative/queue',
-      tag: 'v1',
-      digest: undefined,
-    });
+    const result = await client.headManifest(multiOn(refuses501.host));
     await client.close();
     assert.ok(!result.ok);
     assert.deepEqual(

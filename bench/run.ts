@@ -1,9 +1,10 @@
-// `npm run bench`: the three acceptance benchmarks of issue 2, each with its baseline, then a summary.
+// `npm run bench`: the acceptance benchmarks of issues 2 and 3, each with its baseline, then a summary.
 // A report, not a test: a missed target is printed as MISS and the exit code stays 0.
 
 import os from 'node:os';
 import { runColdStartBench } from './cold-start.ts';
 import { runDecisionBench } from './decision.ts';
+import { runExistenceBench } from './existence.ts';
 import type { BenchResult } from './measure.ts';
 import { sink } from './measure.ts';
 import { runParseBench } from './parse.ts';
@@ -13,6 +14,7 @@ const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 console.log(`# pullmap benchmarks: node ${process.version}, ${cpu}, ${os.availableParallelism()} cores\n`);
 
 const results: BenchResult[] = [runParseBench(), runDecisionBench(), runColdStartBench()];
+results.push(...(await runExistenceBench()));
 
 const rows = [
   ['benchmark', 'target', 'measured', 'ratio vs baseline', 'verdict'],

@@ -54,9 +54,10 @@ async function buildSource(
   });
   return {
     source: {
+      // The map's TTLs ride along; within one CLI run they matter only for repeated candidates.
       exists: (candidate, options) =>
-        oracle.exists(candidate, { signal: options?.signal ?? AbortSignal.timeout(timeoutMs) }),
-      peek: (candidate) => oracle.peek(candidate),
+        oracle.exists(candidate, { ...options, signal: options?.signal ?? AbortSignal.timeout(timeoutMs) }),
+      peek: (candidate, ttls) => oracle.peek(candidate, ttls),
     },
     close: () => client.close(),
   };

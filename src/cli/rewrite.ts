@@ -1,4 +1,5 @@
 // `pullmap rewrite -f FILE`: manifests in, the same manifests with mapped images out (Helm post-renderer).
+import { mergeProbeRequests } from '../core/facts.ts';
 import { scanManifests, spliceImages } from '../core/manifest/rewrite.ts';
 import { decideImage } from '../core/mapping/index.ts';
 import { buildSnapshot, type MapSnapshot } from '../core/mapping/snapshot.ts';
@@ -41,7 +42,7 @@ export async function rewrite(options: RewriteOptions, io: CliIO): Promise<numbe
       };
       return decideImage(snapshot, img.image, ctx, facts);
     });
-    return { all, pendingProbes: [...new Set(all.flatMap((d) => d.pendingProbes))] };
+    return { all, pendingProbes: mergeProbeRequests(all.flatMap((d) => d.pendingProbes)) };
   }, options.existence);
   const replacements = new Map<number, string>();
   decisions.all.forEach((d, i) => {

@@ -34,6 +34,56 @@ export function isProbeFailure(outcome: ProbeOutcome): boolean {
 
 /**
  * Known existence answers, keyed by the fully qualified candidate reference (formatReference).
- * A missing key means "not asked yet"; the decision then lists it as a probe it needs.
+ * A missing key means "not asked yet"; the decision then lists it as a probe it needs. `request`
+ * carries the asking map's TTLs, so a cached answer older than the map allows counts as missing.
  */
-export type ExistenceFacts = (candidate: string) => ExistenceAnswer | undefined;
+export type ExistenceFacts = (candidate: string, request?: ProbeRequest) => ExistenceAnswer | undefined;
+
+/**
+ * One existence question a decision is waiting for, with the asking map's cache TTLs
+ * (`spec.existence`); an absent TTL means the oracle's global default.
+ */
+export interface ProbeRequest {
+  /** The fully qualified candidate reference (formatReference). */
+  readonly candidate: string;
+  readonly positiveTtlMs?: number | undefined;
+  readonly negativeTtlMs?: number | undefined;
+}
+
+const shorter = (a: number | undefined, b: number | undefined): number | undefined =>
+  a === undefined ? b : b === undefined ? a : Math.min(a, b);
+
+/**
+ * The requests with one entry per candidate, in first-seen order. When several maps ask about the
+ * same candidate with different TTLs, the shorter TTL wins (each kind separately): a fresher answer
+ * satisfies every asker, a staler one would not. A map that sets no TTL defers to one that does,
+ * since the global default is the oracle's and is not known here.
+ */
+export function mergeProbeRequests(requests: Iterable<ProbeRequest>): ProbeRequest[] {
+  const byCandidate = new Map<string, ProbeRequest>();
+  for (const request of requests) {
+    const seen = byCandidate.get(request.candidate);
+    if (seen === undefined) {
+      byCandidate.set(request.candidate, request);
+      continue;
+    }
+    const positiveTtlMs = shorter(seen.positiveTtlMs, request.positiveTtlMs);
+    const negativeTtlMs = shorter(seen.negativeTtlMs, request.negativeTtlMs);
+    if (positiveTtlMs === seen.positiveTtlMs && negativeTtlMs === seen.negativeTtlMs) continue;
+    byCandidate.set(request.candidate, probeRequest(request.candidate, positiveTtlMs, negativeTtlMs));
+  }
+  return [...byCandidate.values()];
+}
+
+/** A request without the TTL fields that are not set (so equal requests compare equal). */
+export function probeRequest(
+  candidate: string,
+  positiveTtlMs: number | undefined,
+  negativeTtlMs: number | undefined,
+): ProbeRequest {
+  return {
+    candidate,
+    ...(positiveTtlMs === undefined ? {} : { positiveTtlMs }),
+    ...(negativeTtlMs === undefined ? {} : { negativeTtlMs }),
+  };
+}

@@ -25,6 +25,8 @@ import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_QUEUE_PER_HOST = 512;
 const MAX_HOSTS = 256;
+/** How long a host that refused manifest HEAD is asked with GET before HEAD is tried again. */
+export const HEAD_REFUSAL_MEMORY_MS = 60 * 60_000;
 const ACCEPT = MANIFEST_ACCEPT.join(', ');
 const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 
@@ -63,6 +65,11 @@ export interface ManifestHead {
   readonly size: number | undefined;
 }
 
+/** What an existence check found, and whether it took a HEAD or (HEAD being refused) a GET. */
+export interface ManifestCheck extends ManifestHead {
+  readonly method: 'HEAD' | 'GET';
+}
+
 export interface Manifest {
   readonly status: number;
   readonly bytes: Buffer;
@@ -94,6 +101,8 @@ interface HostState {
   readonly semaphore: Semaphore;
   /** The last challenge this host sent, so later requests can authenticate up front. */
   challenge: AuthChallenge | undefined;
+  /** Until when manifest HEAD is known to be refused here (405/501), so checks use GET. */
+  headRefusedUntil: number;
 }
 
 interface CallContext {
@@ -185,6 +194,30 @@ export class RegistryClient {
         });
       return { status: 200, digest: digest ?? ref.digest, mediaType, size: contentLength(res) };
     });
+  }
+
+  /**
+   * Whether the manifest exists: a HEAD, or for a registry that refuses manifest HEAD (405 or 501)
+   * a GET whose body is read up to the manifest bound and hashed for the digest. The refusal is
+   * remembered per host (the memory lives and is evicted with the host's connection pool) for
+   * HEAD_REFUSAL_MEMORY_MS, so later checks go straight to GET.
+   */
+  async manifestExists(
+    ref: ImageReference,
+    options: CallOptions = {},
+  ): Promise<RegistryResult<ManifestCheck>> {
+    const known = this.#hosts.get(ref.registry);
+    if (known === undefined || known.headRefusedUntil <= this.#now()) {
+      const head = await this.headManifest(ref, options);
+      if (head.ok) return { ok: true, value: { ...head.value, method: 'HEAD' } };
+      if (head.error.code !== 'REG_METHOD_REFUSED') return head;
+      const state = this.#hosts.get(ref.registry);
+      if (state !== undefined) state.headRefusedUntil = this.#now() + HEAD_REFUSAL_MEMORY_MS;
+    }
+    const got = await this.getManifest(ref, options);
+    if (!got.ok) return got;
+    const { status, digest, mediaType, bytes } = got.value;
+    return { ok: true, value: { status, digest, mediaType, size: bytes.length, method: 'GET' } };
   }
 
   /** GET the manifest bytes (bounded), verified against the digest asked for or announced. */
@@ -321,6 +354,7 @@ export class RegistryClient {
       dispatcher,
       semaphore: new Semaphore(endpoint.maxConcurrent, this.#maxQueue),
       challenge: undefined,
+      headRefusedUntil: 0,
     };
     this.#hosts.set(registry, state);
     if (this.#hosts.size > MAX_HOSTS) this.#evictIdleHost();

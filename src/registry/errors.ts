@@ -16,6 +16,7 @@ export type RegistryErrorCode =
   | 'REG_TIMEOUT' // our own per-request timeout (connect, headers, body or overall)
   | 'REG_DEADLINE' // the caller's signal ended the wait
   | 'REG_BUSY' // too many requests already queued for this host
+  | 'REG_METHOD_REFUSED' // 405 or 501: the registry does not serve this method here (HEAD, for some)
   | 'REG_UNEXPECTED_STATUS' // a status the distribution API does not give here
   | 'REG_INVALID_RESPONSE' // headers or body that are not the distribution API's
   | 'REG_TOO_LARGE' // a body over the configured bound
@@ -54,6 +55,7 @@ const OUTCOMES: Readonly<Record<RegistryErrorCode, ProbeOutcome>> = {
   REG_TIMEOUT: 'Timeout',
   REG_DEADLINE: 'Timeout',
   REG_BUSY: 'Timeout',
+  REG_METHOD_REFUSED: 'Invalid',
   REG_UNEXPECTED_STATUS: 'Invalid',
   REG_INVALID_RESPONSE: 'Invalid',
   REG_TOO_LARGE: 'Invalid',

@@ -21,17 +21,22 @@ export interface ProbeReport {
 /** Asks the registry once. Must settle on its own within a bounded time (the client's timeouts). */
 export type ExistenceProbe = (ref: ImageReference, signal: AbortSignal) => Promise<ProbeReport>;
 
-/** A manifest HEAD through the registry client: every manifest and index type counts as present. */
+/**
+ * A manifest HEAD through the registry client (a GET where the registry refuses HEAD): every
+ * manifest and index type counts as present.
+ */
 export function registryProbe(client: RegistryClient): ExistenceProbe {
   return async (ref, signal) => {
-    const result = await client.headManifest(ref, { signal });
-    if (result.ok)
+    const result = await client.manifestExists(ref, { signal });
+    if (result.ok) {
+      const { method, status, digest, mediaType } = result.value;
       return {
         outcome: 'Available',
-        digest: result.value.digest,
-        status: result.value.status,
-        detail: `HEAD ${result.value.status}${result.value.mediaType ? ` ${result.value.mediaType}` : ''}`,
+        digest,
+        status,
+        detail: `${method} ${status}${mediaType ? ` ${mediaType}` : ''}`,
       };
+    }
     const { error } = result;
     return {
       outcome: error.outcome,

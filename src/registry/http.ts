@@ -182,6 +182,13 @@ export async function failureFromStatus(
     const wait = retryAfterMs === undefined ? '' : `, retry after ${Math.ceil(retryAfterMs / 1000)} s`;
     return new RegistryFailure('REG_RATE_LIMITED', `${what}: rate limited${wait}`, { status, retryAfterMs });
   }
+  // Before the 5xx rule: 501 Not Implemented, like 405, is about the method, not the server's health.
+  if (status === 405 || status === 501)
+    return new RegistryFailure(
+      'REG_METHOD_REFUSED',
+      `${what}: ${method} refused (${status})${suffix}`,
+      extra,
+    );
   if (status >= 500)
     return new RegistryFailure('REG_SERVER_ERROR', `${what}: server error ${status}${suffix}`, {
       status,

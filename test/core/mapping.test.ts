@@ -166,8 +166,8 @@ describe('when: IfExists', () => {
     const d = decide(s, 'quay.io/knative/queue:1.0');
     assert.equal(d.outcome, 'Pending');
     assert.deepEqual(d.pendingProbes, [
-      'zarf.local:31999/knative/queue:1.0',
-      'backup.local/quay/knative/queue:1.0',
+      { candidate: 'zarf.local:31999/knative/queue:1.0' },
+      { candidate: 'backup.local/quay/knative/queue:1.0' },
     ]);
   });
   test('the first candidate that has the image wins', () => {

@@ -1,5 +1,6 @@
-// The two cases a real registry cannot be made to show on demand: answering slowly, and rate limiting.
-// The slow one is a delaying proxy in front of a real registry, so its eventual answers are real.
+// The cases a real registry cannot be made to show on demand: answering slowly, rate limiting, and
+// refusing manifest HEAD. The slow and HEAD-refusing ones are proxies in front of a real registry,
+// so the answers they let through are real.
 import {
   createServer,
   request as httpRequest,
@@ -50,6 +51,28 @@ function stub(
   };
 }
 
+/** Sends `req` on to `target` and pipes the answer back; a failed upstream answers 502. */
+function forward(target: URL, req: IncomingMessage, res: ServerResponse): void {
+  const upstream = httpRequest(
+    {
+      host: target.hostname,
+      port: target.port,
+      method: req.method,
+      path: req.url,
+      headers: { ...req.headers, host: target.host },
+    },
+    (upstreamRes) => {
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      upstreamRes.pipe(res);
+    },
+  );
+  upstream.on('error', () => {
+    if (!res.headersSent) res.writeHead(502);
+    res.end();
+  });
+  req.pipe(upstream);
+}
+
 /** Forwards every request to a plain-HTTP `upstream` ("http://127.0.0.1:PORT") after `delayMs`. */
 export async function startDelayingProxy(upstream: string, delayMs: number): Promise<LoopbackStub> {
   const target = new URL(upstream);
@@ -64,24 +87,7 @@ export async function startDelayingProxy(upstream: string, delayMs: number): Pro
     res.once('close', () => inFlight--);
     const timer = setTimeout(() => {
       timers.delete(timer);
-      const forward = httpRequest(
-        {
-          host: target.hostname,
-          port: target.port,
-          method: req.method,
-          path: req.url,
-          headers: { ...req.headers, host: target.host },
-        },
-        (upstreamRes) => {
-          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-          upstreamRes.pipe(res);
-        },
-      );
-      forward.on('error', () => {
-        if (!res.headersSent) res.writeHead(502);
-        res.end();
-      });
-      req.pipe(forward);
+      forward(target, req, res);
     }, delayMs);
     timers.add(timer);
   });
@@ -91,6 +97,26 @@ export async function startDelayingProxy(upstream: string, delayMs: number): Pro
     timers,
     () => peak,
   );
+}
+
+/**
+ * A registry that refuses manifest HEAD, as some registries and proxies do: a HEAD of
+ * `/v2/.../manifests/...` answers `status` (405 or 501); everything else goes on to the real
+ * registry at `upstream`, so GET answers are real. `requests()` counts the refused HEADs.
+ */
+export async function startHeadRefusingProxy(upstream: string, status: 405 | 501): Promise<LoopbackStub> {
+  const target = new URL(upstream);
+  let refused = 0;
+  const server = await listen((req, res) => {
+    if (req.method === 'HEAD' && /^\/v2\/.+\/manifests\/[^/]+$/.test(req.url ?? '')) {
+      refused++;
+      res.writeHead(status, status === 405 ? { allow: 'GET' } : {});
+      res.end();
+      return;
+    }
+    forward(target, req, res);
+  });
+  return stub(server, () => refused, new Set());
 }
 
 /** Answers GET /v2/ with 200 and everything else with 429 and `Retry-After: retryAfterSeconds`. */

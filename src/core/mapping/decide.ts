@@ -1,7 +1,13 @@
 // The decision: where one image of one pod is pulled from, and why. The webhook, `pullmap rewrite`,
 // `pullmap explain` and the tests all call decideImage, so they cannot disagree.
 
-import { type ExistenceAnswer, type ExistenceFacts, isProbeFailure } from '../facts.ts';
+import {
+  type ExistenceAnswer,
+  type ExistenceFacts,
+  isProbeFailure,
+  type ProbeRequest,
+  probeRequest,
+} from '../facts.ts';
 import { defaultPullPolicy } from '../pod/locate.ts';
 import {
   describeReferenceError,
@@ -66,8 +72,11 @@ export interface ImageDecision {
   readonly image: string;
   readonly rule: MatchedRule | undefined;
   readonly reasons: readonly Reason[];
-  /** Fully qualified candidates whose existence answer is needed before this can be decided. */
-  readonly pendingProbes: readonly string[];
+  /**
+   * Candidates whose existence answer is needed before this can be decided, each with the matched
+   * map's TTLs (spec.existence).
+   */
+  readonly pendingProbes: readonly ProbeRequest[];
 }
 
 function matchedRule(rule: Rule): MatchedRule {
@@ -114,7 +123,7 @@ const unchanged = (
   outcome: DecisionOutcome,
   reasons: Reason[],
   rule?: Rule,
-  pendingProbes: readonly string[] = [],
+  pendingProbes: readonly ProbeRequest[] = [],
 ): ImageDecision => ({
   input,
   ref,
@@ -203,7 +212,7 @@ export function decideImage(
 
   // Candidates in order; with Always there is exactly one.
   let chosen: ImageReference | undefined;
-  const pending: string[] = [];
+  const pending: ProbeRequest[] = [];
   for (const target of rule.targets) {
     const text = applyTarget(rule, target, ref, tag);
     const candidate = validTarget(text);
@@ -219,9 +228,10 @@ export function decideImage(
       break;
     }
     const name = formatReference(candidate);
-    const answer = facts(name);
+    const request = probeRequest(name, map.positiveTtlMs, map.negativeTtlMs);
+    const answer = facts(name, request);
     if (answer === undefined) {
-      pending.push(name);
+      pending.push(request);
       reasons.push({ code: 'CandidateUnknown', message: `${name}: not asked yet`, candidate: name });
       continue;
     }

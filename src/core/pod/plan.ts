@@ -1,7 +1,7 @@
 // Planning the admission response for one Pod: a decision per container image, and the RFC 6902
 // JSON Patch that applies them and records the originals. Re-admission never maps an image twice.
 
-import type { ExistenceFacts } from '../facts.ts';
+import { type ExistenceFacts, mergeProbeRequests, type ProbeRequest } from '../facts.ts';
 import { type DecisionContext, decideImage, type ImageDecision } from '../mapping/decide.ts';
 import type { Labels } from '../mapping/selector.ts';
 import type { MapSnapshot } from '../mapping/snapshot.ts';
@@ -24,7 +24,8 @@ export interface PodPlan {
   readonly skipped: string | undefined;
   readonly containers: readonly ContainerPlan[];
   readonly patch: readonly JsonPatchOp[];
-  readonly pendingProbes: readonly string[];
+  /** One request per candidate; two maps asking about one candidate get the shorter TTLs. */
+  readonly pendingProbes: readonly ProbeRequest[];
   /** Short notes for the AdmissionReview `warnings` (invalid images and the like). */
   readonly warnings: readonly string[];
 }
@@ -85,7 +86,7 @@ export function planPod(
   const mappedBy = jsonAnnotation(annotations, ANNOTATION_MAPPED_BY);
   const containers: ContainerPlan[] = [];
   const patch: JsonPatchOp[] = [];
-  const pending = new Set<string>();
+  const pending: ProbeRequest[] = [];
   const warnings: string[] = [];
   let recorded = false;
 
@@ -104,7 +105,7 @@ export function planPod(
     };
     const decision = decideImage(snapshot, c.image, dctx, facts);
     containers.push({ ...c, decision, skipped: undefined });
-    for (const p of decision.pendingProbes) pending.add(p);
+    pending.push(...decision.pendingProbes);
     if (decision.outcome === 'Invalid')
       warnings.push(
         `pullmap: container ${c.name}: ${decision.reasons[0]?.message ?? 'invalid image'}; left unchanged`,
@@ -127,5 +128,5 @@ export function planPod(
       for (const [k, v] of Object.entries(values))
         patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
   }
-  return { skipped: undefined, containers, patch, pendingProbes: [...pending], warnings };
+  return { skipped: undefined, containers, patch, pendingProbes: mergeProbeRequests(pending), warnings };
 }

@@ -48,6 +48,22 @@ function scripted(options: Partial<ExistenceOracleOptions> = {}): {
 }
 
 describe('ExistenceOracle', () => {
+  it('peek answers only fresh cached answers, under the asking map’s TTLs, and never probes', async () => {
+    const { oracle, script, clock } = scripted();
+    assert.equal(oracle.peek('zarf.local/app:1'), undefined, 'nothing cached yet');
+    assert.equal(script.calls.length, 0, 'peek does not probe');
+    await oracle.exists('zarf.local/app:1');
+    clock.now += 20_000;
+    assert.equal(oracle.peek('zarf.local/app:1')?.outcome, 'Available');
+    assert.equal(oracle.peek('zarf.local/app:1')?.ageMs, 20_000);
+    assert.equal(oracle.peek('zarf.local/app:1', { positiveTtlMs: 10_000 }), undefined, 'too old for this map');
+    // Not yet normalised input is normalised before the lookup.
+    assert.equal(oracle.peek('zarf.local/app:1@bogus'), undefined);
+    clock.now += 50_000;
+    assert.equal(oracle.peek('zarf.local/app:1'), undefined, 'past the default positive TTL');
+    assert.equal(script.calls.length, 1);
+  });
+
   it('answers from the cache within the positive TTL and asks again after it', async () => {
     const { oracle, script, clock } = scripted();
     const first = await oracle.exists('zarf.local/app:1');

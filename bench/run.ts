@@ -3,6 +3,7 @@
 
 import os from 'node:os';
 import { runColdStartBench } from './cold-start.ts';
+import { runControllerBench } from './controller.ts';
 import { runDecisionBench } from './decision.ts';
 import type { BenchResult } from './measure.ts';
 import { sink } from './measure.ts';
@@ -12,7 +13,12 @@ const started = performance.now();
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 console.log(`# pullmap benchmarks: node ${process.version}, ${cpu}, ${os.availableParallelism()} cores\n`);
 
-const results: BenchResult[] = [runParseBench(), runDecisionBench(), runColdStartBench()];
+const results: BenchResult[] = [
+  runParseBench(),
+  runDecisionBench(),
+  runColdStartBench(),
+  await runControllerBench(),
+];
 
 const rows = [
   ['benchmark', 'target', 'measured', 'ratio vs baseline', 'verdict'],

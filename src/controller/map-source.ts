@@ -10,6 +10,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { namesOf } from '../core/api/crd.ts';
 import { API_VERSION, GROUP, type MapObject, VERSION } from '../core/api/v1alpha1.ts';
 import {
+  type Analysis,
   analyzeMaps,
   buildSnapshot,
   DEFAULT_SNAPSHOT_OPTIONS,
@@ -135,6 +136,23 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     return { kind, watch };
   });
 
+  // Incremental analysis: a namespace's verdicts depend only on its own maps and the ClusterImageMaps
+  // (analyzeMaps settles cluster maps first), so a change re-analyses one namespace; a cluster map
+  // change, a relist, the re-check timer and a new leadership re-analyse everything.
+  interface Part {
+    readonly objects: readonly KubeObject[];
+    readonly verdicts: readonly MapVerdict[];
+    readonly accepted: Analysis['accepted'];
+  }
+  let clusterPart: Part | undefined;
+  const namespaceParts = new Map<string, Part>();
+  let dirtyAll = true;
+  const dirtyNamespaces = new Set<string>();
+  const recheckAll = (): void => {
+    dirtyAll = true;
+    schedule();
+  };
+
   /** Whether a change can alter any verdict; a status-only change only needs its status re-checked. */
   function onChange(watch: ListWatch, change: StoreChange): void {
     if (change.type === 'upsert' && change.previous) {
@@ -148,62 +166,122 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
         lastGen(next) === lastGen(prev)
       ) {
         const verdict = verdicts.get(next.metadata.uid ?? '');
-        if (verdict && state) writer.offer(next, verdict, stats);
+        if (verdict && state && mayWrite()) writer.offer(withKind(next, watch), verdict, stats);
         return;
       }
     }
+    if (change.type === 'deleted' && change.previous) accepted.delete(change.previous.metadata.uid ?? '');
+    const namespace =
+      change.type === 'replaced'
+        ? undefined
+        : (watch.store.get(change.key)?.metadata.namespace ?? change.previous?.metadata.namespace);
+    if (namespace === undefined) dirtyAll = true;
+    else dirtyNamespaces.add(namespace);
     schedule();
   }
 
-  function collectInputs(): { inputs: MapInput[]; objects: KubeObject[] } | undefined {
+  const kindOf = new Map<ListWatch, MapObject['kind']>(kinds.map((k) => [k.watch, k.kind]));
+  // The list and watch of custom resources leave apiVersion/kind on each item; set them anyway.
+  const withKind = (object: KubeObject, watch: ListWatch): KubeObject => ({
+    ...object,
+    apiVersion: object.apiVersion ?? API_VERSION,
+    kind: object.kind ?? kindOf.get(watch)!,
+  });
+
+  function inputOf(current: KubeObject): MapInput {
+    if (!keepLastAccepted) return { current };
+    const remembered = accepted.get(current.metadata.uid ?? objectKey(current));
+    const recorded = lastAcceptedFromStatus(current);
+    const lastAccepted =
+      remembered &&
+      (recorded === undefined || (remembered.metadata.generation ?? 0) >= (recorded.metadata.generation ?? 0))
+        ? remembered
+        : recorded;
+    return { current, lastAccepted };
+  }
+
+  /** Every object, cluster maps first, grouped by namespace; undefined until both kinds are listed. */
+  function collect(): { cluster: KubeObject[]; namespaces: Map<string, KubeObject[]> } | undefined {
     if (!kinds.every((k) => k.watch.hasSynced())) return undefined;
-    const inputs: MapInput[] = [];
-    const objects: KubeObject[] = [];
-    for (const { kind, watch } of kinds) {
-      for (const object of watch.store.values()) {
-        // The list and watch of custom resources leave apiVersion/kind on each item; set them anyway.
-        const current = {
-          ...object,
-          apiVersion: object.apiVersion ?? API_VERSION,
-          kind: object.kind ?? kind,
-        };
-        const uid = object.metadata.uid ?? objectKey(object);
-        let lastAccepted: MapObject | undefined;
-        if (keepLastAccepted) {
-          const remembered = accepted.get(uid);
-          const recorded = lastAcceptedFromStatus(current);
-          lastAccepted =
-            remembered &&
-            (recorded === undefined ||
-              (remembered.metadata.generation ?? 0) >= (recorded.metadata.generation ?? 0))
-              ? remembered
-              : recorded;
+    const cluster: KubeObject[] = [];
+    const namespaces = new Map<string, KubeObject[]>();
+    for (const { watch } of kinds) {
+      for (const raw of watch.store.values()) {
+        const object = withKind(raw, watch);
+        const ns = object.metadata.namespace;
+        if (object.kind === 'ClusterImageMap' || ns === undefined) cluster.push(object);
+        else {
+          const list = namespaces.get(ns);
+          if (list) list.push(object);
+          else namespaces.set(ns, [object]);
         }
-        inputs.push({ current, lastAccepted });
-        objects.push(current);
       }
     }
-    return { inputs, objects };
+    return { cluster, namespaces };
+  }
+
+  function collectInputs(): MapInput[] | undefined {
+    const all = collect();
+    if (!all) return undefined;
+    return [...all.cluster, ...[...all.namespaces.values()].flat()].map(inputOf);
+  }
+
+  /** Analyses `own` (after `cluster`, whose verdicts are dropped unless `own` is empty). */
+  function analysePart(cluster: readonly KubeObject[], own: readonly KubeObject[] | undefined): Part {
+    const objects = own ?? cluster;
+    const analysis = analyzeMaps([...(own ? cluster : []), ...objects].map(inputOf));
+    const verdicts = analysis.verdicts.slice(analysis.verdicts.length - objects.length);
+    return {
+      objects,
+      verdicts,
+      accepted: verdicts.flatMap((v) => (v.compiled ? [v.compiled] : [])),
+    };
   }
 
   function analyse(): void {
     scheduled = false;
     if (closed) return;
-    const collected = collectInputs();
-    if (!collected) return;
-    const analysis = analyzeMaps(collected.inputs);
+    const all = collect();
+    if (!all) return;
+    const changed: Part[] = [];
+    if (dirtyAll) {
+      clusterPart = analysePart(all.cluster, undefined);
+      changed.push(clusterPart);
+      namespaceParts.clear();
+      for (const ns of all.namespaces.keys()) dirtyNamespaces.add(ns);
+    }
+    for (const ns of dirtyNamespaces) {
+      const own = all.namespaces.get(ns);
+      if (!own) {
+        namespaceParts.delete(ns);
+        continue;
+      }
+      const part = analysePart(all.cluster, own);
+      namespaceParts.set(ns, part);
+      changed.push(part);
+    }
+    dirtyAll = false;
+    dirtyNamespaces.clear();
     stats.analyses++;
+    const parts = [clusterPart!, ...namespaceParts.values()];
+    for (const part of changed) {
+      part.verdicts.forEach((verdict, i) => {
+        const object = part.objects[i]!;
+        if (verdict.verdict === 'Accepted')
+          accepted.set(object.metadata.uid ?? objectKey(object), object as unknown as MapObject);
+      });
+    }
     const next = new Map<string, MapVerdict>();
-    const seen = new Set<string>();
-    analysis.verdicts.forEach((verdict, i) => {
-      const object = collected.objects[i]!;
-      const uid = object.metadata.uid ?? objectKey(object);
-      seen.add(uid);
-      next.set(uid, verdict);
-      if (verdict.verdict === 'Accepted') accepted.set(uid, object as unknown as MapObject);
-    });
-    for (const uid of accepted.keys()) if (!seen.has(uid)) accepted.delete(uid);
+    for (const part of parts)
+      part.verdicts.forEach((v, i) => {
+        const object = part.objects[i]!;
+        next.set(object.metadata.uid ?? objectKey(object), v);
+      });
     verdicts = next;
+    const analysis: Analysis = {
+      verdicts: parts.flatMap((p) => p.verdicts),
+      accepted: parts.flatMap((p) => p.accepted),
+    };
     state = {
       snapshot: buildSnapshot(analysis.accepted, snapshotOptions),
       analysis,
@@ -211,7 +289,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     };
     resolveReady(state);
     for (const listener of listeners) listener(state);
-    reconcileStatus(collected.objects);
+    reconcileStatus(changed.flatMap((p) => p.objects));
   }
 
   function reconcileStatus(objects: readonly KubeObject[]): void {
@@ -235,16 +313,16 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       ...(le.renewIntervalMs !== undefined ? { renewIntervalMs: le.renewIntervalMs } : {}),
       // A new leader writes whatever the previous one left undone.
       onChange: (leading) => {
-        if (leading) schedule();
+        if (leading) recheckAll();
       },
     });
   }
   for (const { watch } of kinds) watch.start();
-  const recheck = setInterval(schedule, options.recheckIntervalMs ?? 60_000);
+  const recheck = setInterval(recheckAll, options.recheckIntervalMs ?? 60_000);
 
   return {
     current: () => state,
-    inputs: () => collectInputs()?.inputs,
+    inputs: collectInputs,
     ready: () => readyPromise,
     subscribe(listener) {
       listeners.add(listener);

@@ -3,11 +3,13 @@
 
 import os from 'node:os';
 import { runColdStartBench } from './cold-start.ts';
+import { runControllerBench } from './controller.ts';
 import { runDecisionBench } from './decision.ts';
 import { runExistenceBench } from './existence.ts';
 import type { BenchResult } from './measure.ts';
 import { sink } from './measure.ts';
 import { runParseBench } from './parse.ts';
+import { runWebhookBench } from './webhook.ts';
 
 const started = performance.now();
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
@@ -15,6 +17,8 @@ console.log(`# pullmap benchmarks: node ${process.version}, ${cpu}, ${os.availab
 
 const results: BenchResult[] = [runParseBench(), runDecisionBench(), runColdStartBench()];
 results.push(...(await runExistenceBench()));
+results.push(...(await runWebhookBench()));
+results.push(await runControllerBench());
 
 const rows = [
   ['benchmark', 'target', 'measured', 'ratio vs baseline', 'verdict'],

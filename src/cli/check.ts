@@ -1,14 +1,11 @@
-import type { MapVerdict } from '../core/mapping/index.ts';
+import { findingLines, type MapVerdict, servingNote } from '../core/mapping/index.ts';
 import { loadMaps } from './maps.ts';
 import type { CliIO } from './run.ts';
 
 export function formatVerdict(v: MapVerdict): string[] {
   if (v.verdict === 'Accepted') return [`${'ok'.padEnd(10)}${v.name}`];
-  const lines = [
-    `${v.verdict.padEnd(10)}${v.name}${v.serving === 'previous' ? ` (generation ${v.servingGeneration} keeps serving)` : ''}`,
-  ];
-  for (const f of v.findings) lines.push(`${' '.repeat(10)}${f.path}: ${f.message}`);
-  return lines;
+  const note = v.serving === 'previous' ? ` (${servingNote(v)})` : '';
+  return [`${v.verdict.padEnd(10)}${v.name}${note}`, ...findingLines(v).map((l) => `${' '.repeat(10)}${l}`)];
 }
 
 /** `pullmap check --config FILE`: every error and conflict, exit 1 when there is any. */

@@ -217,6 +217,23 @@ export const mapStatusSchema = object(
     servingGeneration: optional(
       integer({ description: 'The generation of this map the webhook uses, if any.', minimum: 0 }),
     ),
+    mappings: optional(
+      integer({ description: 'How many mappings the current spec has (a kubectl get column).', minimum: 0 }),
+    ),
+    // Kept in status so that a restarted controller still serves a map whose newest generation is
+    // rejected: the last accepted spec survives in the API, not only in one replica's memory.
+    lastAccepted: optional(
+      object(
+        {
+          generation: required(integer({ description: 'The accepted generation.', minimum: 0 })),
+          spec: required(mapSpecSchema),
+        },
+        {
+          description:
+            'The last generation the controller accepted, which keeps serving if a later one is rejected.',
+        },
+      ),
+    ),
   },
   { description: 'What the controller decided about this map.', allowUnknown: true },
 );

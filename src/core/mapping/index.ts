@@ -23,3 +23,4 @@ export {
   type MapSnapshot,
   type SnapshotOptions,
 } from './snapshot.ts';
+export { findingLines, servingNote, verdictMessage } from './verdict-text.ts';

@@ -1,0 +1,88 @@
+// What the controller writes into a map's status for a verdict, and whether that differs from what is
+// there. Pure: the clock reading comes in as `now`.
+
+import type { MapSpec } from '../core/api/v1alpha1.ts';
+import { type MapVerdict, verdictMessage } from '../core/mapping/index.ts';
+import type { KubeObject } from '../kube/list-watch.ts';
+
+export interface ReadyCondition {
+  type: 'Ready';
+  status: 'True' | 'False';
+  reason: 'Accepted' | 'Conflict' | 'Invalid';
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface MapStatus {
+  observedGeneration?: number;
+  servingGeneration?: number;
+  mappings?: number;
+  conditions: ReadyCondition[];
+  lastAccepted?: { generation: number; spec: MapSpec };
+}
+
+const MAX_MESSAGE = 32_768;
+
+export function statusOf(object: KubeObject): Partial<MapStatus> | undefined {
+  const status = object.status;
+  return status !== null && typeof status === 'object' ? (status as Partial<MapStatus>) : undefined;
+}
+
+export function readyOf(object: KubeObject): ReadyCondition | undefined {
+  const conditions = statusOf(object)?.conditions;
+  return Array.isArray(conditions) ? conditions.find((c) => c?.type === 'Ready') : undefined;
+}
+
+/** The status for `verdict` about `object`; `now` is an RFC 3339 time for a changed condition. */
+export function desiredStatus(object: KubeObject, verdict: MapVerdict, now: string): MapStatus {
+  const generation = object.metadata.generation;
+  const previous = readyOf(object);
+  const status: ReadyCondition['status'] = verdict.verdict === 'Accepted' ? 'True' : 'False';
+  const message = verdictMessage(verdict);
+  const ready: ReadyCondition = {
+    type: 'Ready',
+    status,
+    reason: verdict.verdict,
+    message: message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 1)}…` : message,
+    lastTransitionTime:
+      previous?.status === status && previous.reason === verdict.verdict && previous.lastTransitionTime
+        ? previous.lastTransitionTime
+        : now,
+  };
+  if (generation !== undefined) ready.observedGeneration = generation;
+  const out: MapStatus = { conditions: [ready] };
+  if (generation !== undefined) out.observedGeneration = generation;
+  if (verdict.servingGeneration !== undefined) out.servingGeneration = verdict.servingGeneration;
+  const spec = object.spec as { mappings?: unknown } | undefined;
+  if (Array.isArray(spec?.mappings)) out.mappings = spec.mappings.length;
+  if (verdict.verdict === 'Accepted' && generation !== undefined) {
+    out.lastAccepted = { generation, spec: object.spec as MapSpec };
+  } else {
+    const kept = statusOf(object)?.lastAccepted;
+    if (kept) out.lastAccepted = kept;
+  }
+  return out;
+}
+
+/** JSON with sorted keys: the API server may return fields in any order. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
+}
+
+/** Whether writing `desired` would change anything in the object's status. */
+export function statusDiffers(object: KubeObject, desired: MapStatus): boolean {
+  const current = statusOf(object) ?? {};
+  const pick = (s: Partial<MapStatus>) => ({
+    observedGeneration: s.observedGeneration,
+    servingGeneration: s.servingGeneration,
+    mappings: s.mappings,
+    conditions: s.conditions,
+    lastAccepted: s.lastAccepted,
+  });
+  return canonical(pick(current)) !== canonical(pick(desired));
+}

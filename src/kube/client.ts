@@ -1,0 +1,205 @@
+// A small Kubernetes API client: JSON requests with a deadline and a size cap, and watch streams read
+// line by line with a bounded line length. Credentials come from a client-node KubeConfig (in-cluster
+// service account, kubeconfig tokens or client certificates), applied on every request so that rotated
+// tokens are picked up. Failures are KubeApiError with a stable code.
+
+import type { KubeConfig } from '@kubernetes/client-node';
+import { Agent, type Dispatcher, fetch } from 'undici';
+
+export type KubeErrorCode =
+  | 'KUBE_HTTP' // the API answered with an error status (see status and reason)
+  | 'KUBE_TIMEOUT'
+  | 'KUBE_UNREACHABLE'
+  | 'KUBE_TOO_LARGE'
+  | 'KUBE_BAD_RESPONSE';
+
+export class KubeApiError extends Error {
+  override readonly name = 'KubeApiError';
+  readonly code: KubeErrorCode;
+  /** HTTP status, or the `code` of a Status object in a watch stream. */
+  readonly status: number | undefined;
+  /** The Status object's reason, like "Conflict", "NotFound", "Expired". */
+  readonly reason: string | undefined;
+  constructor(code: KubeErrorCode, message: string, status?: number, reason?: string) {
+    super(message);
+    this.code = code;
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+export const isStatus = (err: unknown, status: number): boolean =>
+  err instanceof KubeApiError && err.code === 'KUBE_HTTP' && err.status === status;
+
+export interface RequestOptions {
+  readonly body?: unknown;
+  readonly contentType?: string;
+  readonly query?: Readonly<Record<string, string | number | boolean | undefined>>;
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface KubeClientOptions {
+  /** Deadline of one non-watch request. */
+  readonly timeoutMs?: number;
+  /** Largest response body (and watch line) accepted. */
+  readonly maxBodyBytes?: number;
+}
+
+export interface KubeClient {
+  /** One JSON request; resolves with the parsed body. */
+  request(method: string, path: string, options?: RequestOptions): Promise<unknown>;
+  /** A streaming GET (a watch): calls `onLine` per JSON line until the stream ends or `signal` aborts. */
+  stream(
+    path: string,
+    query: RequestOptions['query'],
+    signal: AbortSignal,
+    onLine: (value: unknown) => void,
+  ): Promise<void>;
+  close(): Promise<void>;
+}
+
+function url(base: string, path: string, query: RequestOptions['query']): URL {
+  const u = new URL(base.replace(/\/$/, '') + path);
+  for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v));
+  return u;
+}
+
+async function readCapped(body: AsyncIterable<Uint8Array>, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > max) throw new KubeApiError('KUBE_TOO_LARGE', `response larger than ${max} bytes`);
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
+}
+
+function errorFromStatus(httpStatus: number, text: string, what: string): KubeApiError {
+  let reason: string | undefined;
+  let message = text.slice(0, 500);
+  try {
+    const status = JSON.parse(text) as { reason?: string; message?: string };
+    reason = status.reason;
+    if (status.message) message = status.message;
+  } catch {
+    // not a Status object; keep the text
+  }
+  return new KubeApiError('KUBE_HTTP', `${what}: ${httpStatus} ${message}`, httpStatus, reason);
+}
+
+function transportError(err: unknown, what: string, signal: AbortSignal | undefined): KubeApiError {
+  if (err instanceof KubeApiError) return err;
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError' || (e.name === 'AbortError' && !signal?.aborted))
+    return new KubeApiError('KUBE_TIMEOUT', `${what}: timed out`);
+  return new KubeApiError(
+    'KUBE_UNREACHABLE',
+    `${what}: ${e.cause?.code ?? e.cause?.message ?? e.message ?? String(err)}`,
+  );
+}
+
+export function kubeClient(kubeConfig: KubeConfig, options: KubeClientOptions = {}): KubeClient {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024 * 1024;
+  const cluster = kubeConfig.getCurrentCluster();
+  if (!cluster) throw new Error('the kubeconfig has no current cluster; set current-context');
+  let agent: Dispatcher | undefined;
+
+  // Headers are computed per request (tokens rotate); the TLS agent is made once and reused.
+  async function prepare(): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher }> {
+    const opts: { headers?: Record<string, unknown>; ca?: unknown; cert?: unknown; key?: unknown } = {};
+    await kubeConfig.applyToHTTPSOptions(opts as never);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = String(v);
+    agent ??= new Agent({
+      connect: {
+        ...(opts.ca !== undefined ? { ca: opts.ca as string } : {}),
+        ...(opts.cert !== undefined ? { cert: opts.cert as string } : {}),
+        ...(opts.key !== undefined ? { key: opts.key as string } : {}),
+        ...(cluster!.skipTLSVerify ? { rejectUnauthorized: false } : {}),
+        timeout: timeoutMs,
+      },
+      headersTimeout: timeoutMs,
+      bodyTimeout: 0,
+    });
+    return { headers, dispatcher: agent };
+  }
+
+  return {
+    async request(method, path, req = {}) {
+      const what = `${method} ${path}`;
+      const deadline = AbortSignal.timeout(req.timeoutMs ?? timeoutMs);
+      const signal = req.signal ? AbortSignal.any([deadline, req.signal]) : deadline;
+      try {
+        const { headers, dispatcher } = await prepare();
+        headers.accept = 'application/json';
+        if (req.body !== undefined) headers['content-type'] = req.contentType ?? 'application/json';
+        const res = await fetch(url(cluster.server, path, req.query), {
+          method,
+          headers,
+          dispatcher,
+          signal,
+          ...(req.body !== undefined ? { body: JSON.stringify(req.body) } : {}),
+        });
+        const text = res.body ? (await readCapped(res.body, maxBodyBytes)).toString('utf8') : '';
+        if (res.status >= 400) throw errorFromStatus(res.status, text, what);
+        try {
+          return text === '' ? undefined : JSON.parse(text);
+        } catch {
+          throw new KubeApiError('KUBE_BAD_RESPONSE', `${what}: the answer is not JSON`);
+        }
+      } catch (err) {
+        throw transportError(err, what, req.signal);
+      }
+    },
+
+    async stream(path, query, signal, onLine) {
+      const what = `watch ${path}`;
+      try {
+        const { headers, dispatcher } = await prepare();
+        headers.accept = 'application/json';
+        // Connect and headers are bounded by the agent's timeouts; the body lasts as long as the watch,
+        // and the caller's watchdog aborts it when it goes quiet.
+        const res = await fetch(url(cluster.server, path, query), { headers, dispatcher, signal });
+        if (res.status >= 400 || !res.body) {
+          const text = res.body ? (await readCapped(res.body, 64 * 1024)).toString('utf8') : '';
+          throw errorFromStatus(res.status, text, what);
+        }
+        let pending = '';
+        const decoder = new TextDecoder();
+        for await (const chunk of res.body) {
+          pending += decoder.decode(chunk, { stream: true });
+          let nl = pending.indexOf('\n');
+          while (nl >= 0) {
+            const line = pending.slice(0, nl);
+            pending = pending.slice(nl + 1);
+            if (line.trim() !== '') {
+              let value: unknown;
+              try {
+                value = JSON.parse(line);
+              } catch {
+                throw new KubeApiError('KUBE_BAD_RESPONSE', `${what}: a watch line is not JSON`);
+              }
+              onLine(value);
+            }
+            nl = pending.indexOf('\n');
+          }
+          if (pending.length > maxBodyBytes)
+            throw new KubeApiError(
+              'KUBE_TOO_LARGE',
+              `${what}: a watch event is larger than ${maxBodyBytes} bytes`,
+            );
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        throw transportError(err, what, signal);
+      }
+    },
+
+    async close() {
+      await agent?.close();
+    },
+  };
+}

@@ -1,0 +1,48 @@
+// The status the controller writes for a verdict: a change only when something changed, a transition
+// time that moves only with status or reason, and the last accepted spec kept for other replicas.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { desiredStatus, statusDiffers } from '../../src/controller/status.ts';
+import { analyzeMaps } from '../../src/core/mapping/index.ts';
+import type { KubeObject } from '../../src/kube/list-watch.ts';
+
+const accepted: KubeObject = {
+  apiVersion: 'pullmap.dev/v1alpha1',
+  kind: 'ImageMap',
+  metadata: {
+    name: 'a',
+    namespace: 'team',
+    creationTimestamp: '2026-01-01T00:00:00Z',
+    generation: 1,
+    uid: 'u',
+  },
+  spec: { mappings: [{ from: 'nginx', to: 'a.example/nginx' }] },
+};
+const inputs = [{ current: accepted }];
+
+test('status: written only when something changes; the transition time moves only with status or reason', () => {
+  const verdict = analyzeMaps(inputs).verdicts[0]!;
+  const first = desiredStatus(accepted, verdict, '2026-01-01T00:00:10Z');
+  assert.equal(first.conditions[0]!.status, 'True');
+  assert.equal(first.servingGeneration, 1);
+  assert.equal(first.mappings, 1);
+  assert.deepEqual(first.lastAccepted, { generation: 1, spec: accepted.spec });
+  const stored = { ...accepted, status: JSON.parse(JSON.stringify(first)) };
+  const again = desiredStatus(stored, verdict, '2026-01-01T00:05:00Z');
+  assert.equal(again.conditions[0]!.lastTransitionTime, '2026-01-01T00:00:10Z');
+  assert.equal(statusDiffers(stored, again), false);
+
+  const broken = {
+    ...stored,
+    metadata: { ...stored.metadata, generation: 2 },
+    spec: { mappings: [{ from: 'nginx', to: ['a/', 'b/'] }] },
+  };
+  const v2 = analyzeMaps([{ current: broken, lastAccepted: accepted as never }]).verdicts[0]!;
+  const rejected = desiredStatus(broken, v2, '2026-01-01T00:06:00Z');
+  assert.equal(rejected.conditions[0]!.reason, 'Invalid');
+  assert.equal(rejected.conditions[0]!.lastTransitionTime, '2026-01-01T00:06:00Z');
+  assert.equal(rejected.servingGeneration, 1);
+  assert.equal(rejected.lastAccepted?.generation, 1, 'the accepted spec stays recorded');
+  assert.match(rejected.conditions[0]!.message, /\(generation 1 keeps serving\)$/);
+  assert.equal(statusDiffers(broken, rejected), true);
+});

@@ -1,0 +1,42 @@
+// The CRDs in deploy/crds/ are exactly what the schema source generates, and they have the shape the
+// API server demands of a structural schema (checked for real in test/e2e/controller.test.ts).
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { mapCrds } from '../../src/core/api/crd.ts';
+import { mapSpecSchema } from '../../src/core/api/v1alpha1.ts';
+
+const dir = join(import.meta.dirname, '..', '..', 'deploy', 'crds');
+
+test('deploy/crds/ matches the schema source (run "node scripts/gen-crds.ts" after a schema change)', () => {
+  for (const { file, yaml } of mapCrds()) {
+    assert.equal(readFileSync(join(dir, file), 'utf8'), yaml, `deploy/crds/${file} is stale`);
+  }
+});
+
+test('the spec schema in the CRD is the one the config loader and the webhook check with', () => {
+  for (const { crd } of mapCrds()) {
+    const version = (
+      crd as { spec: { versions: { schema: { openAPIV3Schema: { properties: unknown } } }[] } }
+    ).spec.versions[0]!;
+    const props = version.schema.openAPIV3Schema.properties as Record<string, unknown>;
+    assert.deepEqual(props.spec, mapSpecSchema.openApi);
+  }
+});
+
+test('every schema node has a type, except the string-or-list field that preserves its value', () => {
+  const untyped: string[] = [];
+  const walk = (node: Record<string, unknown>, path: string): void => {
+    if (node.type === undefined && node['x-kubernetes-preserve-unknown-fields'] !== true) untyped.push(path);
+    for (const [name, child] of Object.entries((node.properties ?? {}) as Record<string, unknown>))
+      walk(child as Record<string, unknown>, `${path}.${name}`);
+    if (node.items) walk(node.items as Record<string, unknown>, `${path}[]`);
+  };
+  for (const { crd } of mapCrds()) {
+    const root = (crd as { spec: { versions: { schema: { openAPIV3Schema: Record<string, unknown> } }[] } })
+      .spec.versions[0]!.schema.openAPIV3Schema;
+    walk(root, '');
+  }
+  assert.deepEqual(untyped, []);
+});

@@ -15,4 +15,4 @@ WORKDIR /app
 COPY --from=build /src/dist ./dist
 USER 65532:65532
 ENTRYPOINT ["/nodejs/bin/node", "/app/dist/pullmap.js"]
-CMD ["serve", "--help"]
+CMD ["--help"]

@@ -59,7 +59,7 @@ export async function runControllerBench(): Promise<BenchResult> {
   }
   const kube = await startKube();
   try {
-    await kube.kubectl(['apply', '-f', new URL('../deploy/crds/', import.meta.url).pathname]);
+    await kube.kubectl(['apply', '-k', new URL('../deploy/crds/', import.meta.url).pathname]);
     await kube.kubectl([
       'wait',
       '--for=condition=Established',

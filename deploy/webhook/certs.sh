@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provisions the webhook's serving certificate without cert-manager: a private CA (kept only in a
 # temporary directory unless CA_DIR is set), a certificate for the Service's DNS names, the
-# pullmap-webhook-tls Secret, and the CA injected as caBundle into the MutatingWebhookConfiguration.
+# pullmap-webhook-tls Secret, and the CA injected as caBundle into both webhook configurations.
 # Re-run to rotate: the webhook reloads the new certificate from the Secret volume without a restart.
 # Needs openssl and kubectl (current context). Usage: bash deploy/webhook/certs.sh [--days N]
 set -euo pipefail
@@ -9,7 +9,7 @@ set -euo pipefail
 namespace=pullmap-system
 service=pullmap-webhook
 secret=pullmap-webhook-tls
-webhook=pullmap
+webhooks=(mutatingwebhookconfiguration/pullmap validatingwebhookconfiguration/pullmap-maps)
 days=365
 while (($#)); do
   case "$1" in
@@ -36,6 +36,8 @@ openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days "$d
 kubectl -n "$namespace" create secret tls "$secret" --cert=tls.crt --key=tls.key --dry-run=client -o yaml |
   kubectl apply -f -
 ca_bundle="$(base64 -w0 < ca.crt)"
-kubectl patch mutatingwebhookconfiguration "$webhook" --type=json \
-  -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca_bundle\"}]"
-echo "certs.sh: serving certificate valid for $days days; caBundle injected into $webhook"
+for webhook in "${webhooks[@]}"; do
+  kubectl patch "$webhook" --type=json \
+    -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca_bundle\"}]"
+done
+echo "certs.sh: serving certificate valid for $days days; caBundle injected into ${webhooks[*]}"

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../core/duration.ts';
@@ -38,6 +39,10 @@ Usage:
       from the embedded default without --config. --no-tls is for loopback addresses only. More flags:
       --cache-address, --exclude-namespaces, --shutdown-delay, --shutdown-grace, --max-request-bytes,
       --reload-interval, and the registry flags above.
+  pullmap serve --maps-from cluster [--kubeconfig FILE] [--lease-namespace NS] [--identity NAME]
+                [--no-leader-election] [--recheck-interval DUR] [--on-rejected-update KeepLastAccepted|Undeploy]
+      Maps from the cluster's ImageMap/ClusterImageMap objects (list-watch); the Lease holder writes
+      their status. Adds POST /validate-maps, the validating webhook for map objects.
 
 Exit codes: 0 ok, 1 problems found (check), 2 usage or unusable input.
 `;
@@ -122,6 +127,13 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
       'shutdown-grace': { type: 'string', default: '25s' },
       'max-request-bytes': { type: 'string', default: String(8 * 1024 * 1024) },
       'reload-interval': { type: 'string', default: '10s' },
+      'maps-from': { type: 'string', default: 'file' },
+      kubeconfig: { type: 'string' },
+      'lease-namespace': { type: 'string' },
+      identity: { type: 'string' },
+      'no-leader-election': { type: 'boolean', default: false },
+      'recheck-interval': { type: 'string', default: '60s' },
+      'on-rejected-update': { type: 'string', default: 'KeepLastAccepted' },
       ...REGISTRY_OPTIONS,
     },
   });
@@ -139,6 +151,24 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
   const deadlineMs = duration(values.deadline, '--deadline');
   if (deadlineMs < 100 || deadlineMs > 29_000)
     throw new UsageError('--deadline must be between 100ms and 29s, below the webhook timeoutSeconds');
+  const mapsFrom = oneOf(values['maps-from'], ['file', 'cluster'], '--maps-from');
+  if (mapsFrom === 'cluster' && values.config !== undefined)
+    throw new UsageError('--config and --maps-from cluster contradict each other; maps come from one place');
+  if (mapsFrom === 'file' && values.kubeconfig !== undefined)
+    throw new UsageError('--kubeconfig needs --maps-from cluster');
+  const cluster =
+    mapsFrom === 'cluster'
+      ? {
+          kubeconfig: values.kubeconfig,
+          leaseNamespace: values['lease-namespace'] ?? io.env.POD_NAMESPACE ?? 'pullmap-system',
+          identity: values.identity ?? io.env.POD_NAME ?? `${hostname()}-${process.pid}`,
+          leaderElect: !values['no-leader-election'],
+          recheckIntervalMs: duration(values['recheck-interval'], '--recheck-interval'),
+          onRejectedUpdate:
+            oneOf(values['on-rejected-update'], ['KeepLastAccepted', 'Undeploy'], '--on-rejected-update') ??
+            'KeepLastAccepted',
+        }
+      : undefined;
   const { serve } = await import('../serve/command.ts');
   const stopped = new Promise<string>((resolve) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));
@@ -161,6 +191,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
       maxRequestBytes: maxBytes,
       reloadIntervalMs: duration(values['reload-interval'], '--reload-interval'),
       registry: registryFlags(values),
+      cluster,
     },
     { stderr: io.stderr, stopped },
   );

@@ -5,17 +5,33 @@
 import type { Writable } from 'node:stream';
 import { existenceFromFlags, type RegistryFlags } from '../cli/existence.ts';
 import { UsageError } from '../cli/maps.ts';
-import { DEFAULT_SNAPSHOT_OPTIONS } from '../core/mapping/index.ts';
-import { createLogger, type Level } from '../observe/log.ts';
+import { DEFAULT_SNAPSHOT_OPTIONS, type SnapshotOptions } from '../core/mapping/index.ts';
+import type { Labels } from '../core/mapping/selector.ts';
+import { createLogger, type Level, type Logger } from '../observe/log.ts';
 import { Registry } from '../observe/metrics.ts';
+import { deny } from './admission.ts';
 import { DEFAULT_MAPS_TEXT } from './default-maps.ts';
 import { existenceMetrics } from './existence-metrics.ts';
 import { ConfigError, startFileSource } from './file-source.ts';
-import { startHttp } from './http.ts';
-import type { MapState } from './map-source.ts';
+import { type ReviewHandler, startHttp } from './http.ts';
+import type { MapSource, MapState } from './map-source.ts';
+import { watchNamespaceLabels } from './namespaces.ts';
 import { createPodWebhook, type FailurePolicy } from './webhook.ts';
 
 export const MUTATE_PODS_PATH = '/mutate-pods';
+export const VALIDATE_MAPS_PATH = '/validate-maps';
+
+export interface ClusterOptions {
+  /** A kubeconfig file; undefined: in-cluster service account, else $KUBECONFIG or ~/.kube/config. */
+  readonly kubeconfig: string | undefined;
+  /** Namespace of the leader-election Lease (pullmap's own). */
+  readonly leaseNamespace: string;
+  /** This replica's name in the Lease (the pod name). */
+  readonly identity: string;
+  readonly leaderElect: boolean;
+  readonly recheckIntervalMs: number;
+  readonly onRejectedUpdate: 'KeepLastAccepted' | 'Undeploy';
+}
 
 export interface ServeOptions {
   readonly config: string | undefined;
@@ -32,6 +48,8 @@ export interface ServeOptions {
   readonly maxRequestBytes: number;
   readonly reloadIntervalMs: number;
   readonly registry: RegistryFlags;
+  /** Maps from the cluster's ImageMap/ClusterImageMap objects instead of a file. */
+  readonly cluster: ClusterOptions | undefined;
 }
 
 export interface ServeIO {
@@ -61,29 +79,44 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       mapsByVerdict.set(state.analysis.verdicts.filter((v) => v.verdict === verdict).length, { verdict });
   };
 
-  let source: Awaited<ReturnType<typeof startFileSource>>;
-  try {
-    source = await startFileSource({
-      path: options.config,
-      defaultText: DEFAULT_MAPS_TEXT,
-      snapshotOptions: {
-        ...DEFAULT_SNAPSHOT_OPTIONS,
-        cacheAddress: options.cacheAddress,
-        excludedNamespaces: options.excludedNamespaces,
-      },
-      reloadIntervalMs: options.reloadIntervalMs,
-      logger,
-      onSwap,
-    });
-  } catch (err) {
-    if (err instanceof ConfigError) throw new UsageError(err.message);
-    throw err;
+  const snapshotOptions = {
+    ...DEFAULT_SNAPSHOT_OPTIONS,
+    cacheAddress: options.cacheAddress,
+    excludedNamespaces: options.excludedNamespaces,
+  };
+  let source: MapSource;
+  let namespaceLabels: (namespace: string) => Labels = () => ({});
+  let clusterReady = () => true;
+  const reviews = new Map<string, ReviewHandler>();
+  const closers: Array<() => Promise<void>> = [];
+  if (options.cluster) {
+    const cluster = await startCluster(options.cluster, snapshotOptions, logger, metrics, onSwap);
+    source = cluster.source;
+    namespaceLabels = (ns) => cluster.namespaces.labels(ns);
+    clusterReady = () => cluster.namespaces.synced();
+    reviews.set(VALIDATE_MAPS_PATH, cluster.validate);
+    closers.push(() => cluster.namespaces.stop());
+  } else {
+    try {
+      source = await startFileSource({
+        path: options.config,
+        defaultText: DEFAULT_MAPS_TEXT,
+        snapshotOptions,
+        reloadIntervalMs: options.reloadIntervalMs,
+        logger,
+        onSwap,
+      });
+    } catch (err) {
+      if (err instanceof ConfigError) throw new UsageError(err.message);
+      throw err;
+    }
   }
+  closers.push(() => source.close());
   const existence = await existenceFromFlags(options.registry, existenceMetrics(metrics));
   const webhook = createPodWebhook({
     source,
     existence: existence.source,
-    namespaceLabels: () => ({}),
+    namespaceLabels,
     deadlineMs: options.deadlineMs,
     failurePolicy: options.failurePolicy,
     metrics,
@@ -97,14 +130,14 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       host: options.host,
       port: options.port,
       tls: options.tls && { ...options.tls, reloadIntervalMs: options.reloadIntervalMs },
-      reviews: new Map([[MUTATE_PODS_PATH, webhook]]),
+      reviews: reviews.set(MUTATE_PODS_PATH, webhook),
       maxBodyBytes: options.maxRequestBytes,
-      ready: () => source.current() !== undefined,
+      ready: () => source.current() !== undefined && clusterReady(),
       metrics,
       logger,
     });
   } catch (err) {
-    await Promise.all([source.close(), existence.close()]);
+    await Promise.all([...closers.map((c) => c()), existence.close()]);
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
       throw new UsageError(`--listen ${options.host}:${options.port}: ${code}`);
@@ -118,7 +151,8 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   }
   logger.info('serving', {
     url: server.url,
-    paths: [MUTATE_PODS_PATH, '/healthz', '/readyz', '/metrics'],
+    paths: [...reviews.keys(), '/healthz', '/readyz', '/metrics'],
+    maps: options.cluster ? 'cluster' : (options.config ?? 'embedded default'),
     failurePolicy: options.failurePolicy,
     deadlineMs: options.deadlineMs,
   });
@@ -126,7 +160,65 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   const signal = await io.stopped;
   logger.info('shutting down', { signal, inflight: server.inflight() });
   await server.shutdown({ delayMs: options.shutdownDelayMs, graceMs: options.shutdownGraceMs });
-  await Promise.all([source.close(), existence.close()]);
+  await Promise.all([...closers.map((c) => c()), existence.close()]);
   logger.info('stopped');
   return 0;
+}
+
+/**
+ * Maps from the cluster: the controller's list-watch source (status written by the Lease holder),
+ * namespace labels from their own watch, and the validating webhook for map objects. Loaded only in
+ * this mode, so the file mode never loads the Kubernetes client.
+ */
+async function startCluster(
+  options: ClusterOptions,
+  snapshotOptions: SnapshotOptions,
+  logger: Logger,
+  metrics: Registry,
+  onSwap: (state: MapState) => void,
+) {
+  const [{ KubeConfig }, { startClusterMapSource }, { reviewMapAdmission }, { kubeClient }] =
+    await Promise.all([
+      import('@kubernetes/client-node'),
+      import('../controller/map-source.ts'),
+      import('../controller/validate.ts'),
+      import('../kube/client.ts'),
+    ]);
+  const kubeConfig = new KubeConfig();
+  try {
+    if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
+    else kubeConfig.loadFromDefault();
+    if (!kubeConfig.getCurrentCluster()) throw new Error('it names no current cluster');
+  } catch (err) {
+    throw new UsageError(
+      `--maps-from cluster: cannot use the kubeconfig${options.kubeconfig ? ` ${options.kubeconfig}` : ''}: ${(err as Error).message}; give --kubeconfig FILE or run in a pod`,
+    );
+  }
+  const source = startClusterMapSource({
+    kubeConfig,
+    snapshotOptions,
+    recheckIntervalMs: options.recheckIntervalMs,
+    onRejectedUpdate: options.onRejectedUpdate,
+    ...(options.leaderElect
+      ? { leaderElection: { namespace: options.leaseNamespace, identity: options.identity } }
+      : {}),
+    logger: logger.with({ component: 'controller' }),
+  });
+  source.subscribe(onSwap);
+  const namespaces = watchNamespaceLabels(kubeClient(kubeConfig), logger);
+  metrics
+    .gauge('pullmap_controller_leader', '1 when this replica holds the Lease and writes status.')
+    .collect(() => (source.isLeader() ? 1 : 0));
+  metrics
+    .gauge('pullmap_controller_analyses', 'Consistency analyses run (counter-like).')
+    .collect(() => source.stats.analyses);
+  metrics
+    .gauge('pullmap_controller_status_writes', 'Status writes made (counter-like).')
+    .collect(() => source.stats.statusWrites);
+  const validate: ReviewHandler = async (request) => {
+    const result = reviewMapAdmission({ kind: 'AdmissionReview', request }, source.inputs());
+    if (!result.ok) return deny(request.uid, 400, result.message);
+    return result.answer.response;
+  };
+  return { source, namespaces, validate };
 }

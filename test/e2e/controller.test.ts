@@ -22,7 +22,7 @@ const sources: ClusterMapSource[] = [];
 
 before(async () => {
   kube = await startKube();
-  await kube.kubectl(['apply', '-f', join(ROOT, 'deploy', 'crds')]);
+  await kube.kubectl(['apply', '-k', join(ROOT, 'deploy', 'crds')]);
   await kube.kubectl([
     'wait',
     '--for=condition=Established',

@@ -2,7 +2,8 @@
 // stored objects show what pullmap decided. Also: a sidecar injector after pullmap (reinvocation),
 // opt-outs, failure policies with pullmap stopped, and the deploy/ manifests accepted by the apiserver.
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
 import { type Kube, startKube } from '../harness/kube.ts';
-import { type TempDir, tempDir } from '../harness/process.ts';
+import { execFileAsync, type TempDir, tempDir } from '../harness/process.ts';
 import { type Pullmap, startPullmap } from '../harness/pullmap.ts';
 import { makePki, type TestPki } from '../harness/tls.ts';
 
@@ -314,6 +315,54 @@ describe('pods through the real apiserver', () => {
       /mutatingwebhookconfiguration.admissionregistration.k8s.io\/pullmap created \(server dry run\)/,
     );
     assert.match(out, /deployment.apps\/pullmap-webhook created \(server dry run\)/);
+    assert.match(out, /validatingwebhookconfiguration.admissionregistration.k8s.io\/pullmap-maps created/);
+    assert.doesNotMatch(out, /would violate PodSecurity/);
+  });
+
+  it('provisions the serving certificate and injects the caBundle with deploy/webhook/certs.sh', async () => {
+    const root = fileURLToPath(new URL('../../deploy/webhook/', import.meta.url));
+    // The real configurations, made harmless for the other tests: they select no namespace.
+    const none = { matchLabels: { 'pullmap.test/never': 'true' } };
+    const configs = parseAllDocuments(
+      (await readFile(join(root, 'mutating-webhook.yaml'), 'utf8')) +
+        '\n---\n' +
+        (await readFile(join(root, 'validating-webhook.yaml'), 'utf8')),
+    ).map((d) => {
+      const o = d.toJS();
+      for (const w of o.webhooks) w.namespaceSelector = none;
+      return o;
+    });
+    await kube.kubectl(['apply', '-f', '-'], configs.map((c) => stringify(c)).join('---\n'));
+    try {
+      const { stdout } = await execFileAsync('bash', [join(root, 'certs.sh'), '--days', '2'], {
+        env: { ...process.env, KUBECONFIG: kube.kubeconfigPath },
+      });
+      assert.match(stdout, /caBundle injected/);
+      const secret = JSON.parse(
+        await kube.kubectl(['get', 'secret', 'pullmap-webhook-tls', '-n', 'pullmap-system', '-o', 'json']),
+      );
+      const cert = new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64'));
+      assert.match(cert.subjectAltName ?? '', /DNS:pullmap-webhook\.pullmap-system\.svc/);
+      for (const kind of [
+        'mutatingwebhookconfiguration/pullmap',
+        'validatingwebhookconfiguration/pullmap-maps',
+      ]) {
+        const bundle = await kube.kubectl([
+          'get',
+          kind,
+          '-o',
+          'jsonpath={.webhooks[0].clientConfig.caBundle}',
+        ]);
+        const ca = new X509Certificate(Buffer.from(bundle, 'base64'));
+        assert.ok(cert.verify(ca.publicKey), `${kind}: the caBundle is the CA that signed the certificate`);
+      }
+    } finally {
+      await kube.kubectl([
+        'delete',
+        'mutatingwebhookconfiguration/pullmap',
+        'validatingwebhookconfiguration/pullmap-maps',
+      ]);
+    }
   });
 
   // Last: stops pullmap.

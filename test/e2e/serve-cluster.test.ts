@@ -1,0 +1,206 @@
+// `pullmap serve --maps-from cluster` against a real kube-apiserver: maps are CRD objects, the webhook
+// follows them through its watch, ClusterImageMap namespaceSelectors see namespace labels, and the
+// validating webhook refuses a conflicting map at apply time with the controller's words.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { type Kube, startKube } from '../harness/kube.ts';
+import { type TempDir, tempDir } from '../harness/process.ts';
+import { type Pullmap, startPullmap } from '../harness/pullmap.ts';
+import { makePki, type TestPki } from '../harness/tls.ts';
+
+const CRDS = fileURLToPath(new URL('../../deploy/crds/', import.meta.url));
+
+let kube: Kube;
+let dir: TempDir;
+let pki: TestPki;
+let pullmap: Pullmap;
+let core: CoreV1Api;
+
+const clientConfig = (path: string) => ({
+  url: `${pullmap.url}${path}`,
+  caBundle: Buffer.from(pki.caPem).toString('base64'),
+});
+
+before(async () => {
+  dir = await tempDir('e2e-cluster');
+  pki = await makePki(dir.path);
+  kube = await startKube();
+  core = kube.kubeConfig().makeApiClient(CoreV1Api);
+  await kube.kubectl(['apply', '-k', CRDS]);
+  await kube.kubectl([
+    'wait',
+    '--for=condition=Established',
+    '--timeout=30s',
+    'crd/imagemaps.pullmap.dev',
+    'crd/clusterimagemaps.pullmap.dev',
+  ]);
+  pullmap = await startPullmap({
+    tls: { certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem },
+    args: ['--maps-from', 'cluster', '--kubeconfig', kube.kubeconfigPath, '--lease-namespace', 'default'],
+  });
+  const rule = (resources: string[], group: string, version: string) => ({
+    apiGroups: [group],
+    apiVersions: [version],
+    operations: ['CREATE', 'UPDATE'],
+    resources,
+  });
+  const common = { admissionReviewVersions: ['v1'], sideEffects: 'None', timeoutSeconds: 5 };
+  await kube.kubectl(
+    ['apply', '-f', '-'],
+    [
+      {
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'MutatingWebhookConfiguration',
+        metadata: { name: 'pullmap' },
+        webhooks: [
+          {
+            name: 'pods.pullmap.dev',
+            ...common,
+            failurePolicy: 'Ignore',
+            reinvocationPolicy: 'IfNeeded',
+            clientConfig: clientConfig('/mutate-pods'),
+            rules: [rule(['pods'], '', 'v1')],
+          },
+        ],
+      },
+      {
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'ValidatingWebhookConfiguration',
+        metadata: { name: 'pullmap-maps' },
+        webhooks: [
+          {
+            name: 'maps.pullmap.dev',
+            ...common,
+            failurePolicy: 'Ignore',
+            clientConfig: clientConfig('/validate-maps'),
+            rules: [rule(['imagemaps', 'clusterimagemaps'], 'pullmap.dev', 'v1alpha1')],
+          },
+        ],
+      },
+    ]
+      .map((o) => stringify(o))
+      .join('---\n'),
+  );
+});
+
+after(async () => {
+  await pullmap?.stop();
+  await kube?.stop();
+  await dir?.remove();
+});
+
+const podImage = async (namespace: string, image: string): Promise<string | undefined> => {
+  const created = await core.createNamespacedPod({
+    namespace,
+    body: { metadata: { generateName: 'p-' }, spec: { containers: [{ name: 'c', image }] } },
+  });
+  return created.spec?.containers[0]?.image;
+};
+
+/** Creates pods until the image comes back as `want` (webhook registration and watches are asynchronous). */
+async function eventually(namespace: string, image: string, want: string): Promise<string | undefined> {
+  let got: string | undefined;
+  for (let i = 0; i < 100; i++) {
+    got = await podImage(namespace, image);
+    if (got === want) return got;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return got;
+}
+
+const apply = (objects: unknown[]) =>
+  kube.kubectl(['apply', '-f', '-'], objects.map((o) => stringify(o)).join('---\n'));
+
+describe('maps from the cluster', () => {
+  it('maps pods by a ClusterImageMap selected by namespace labels, and by a tenant ImageMap', async () => {
+    const edge = await kube.createNamespace({ prefix: 'edge', labels: { site: 'edge' } });
+    const core2 = await kube.createNamespace({ prefix: 'core' });
+    await apply([
+      {
+        apiVersion: 'pullmap.dev/v1alpha1',
+        kind: 'ClusterImageMap',
+        metadata: { name: 'edge-sites' },
+        spec: {
+          mappings: [{ from: 'docker.io/', to: 'edge-mirror.example/hub/' }],
+          namespaceSelector: { matchLabels: { site: 'edge' } },
+        },
+      },
+    ]);
+    assert.equal(
+      await eventually(edge, 'nginx:1.27', 'edge-mirror.example/hub/library/nginx:1.27'),
+      'edge-mirror.example/hub/library/nginx:1.27',
+    );
+    assert.equal(
+      await podImage(core2, 'nginx:1.27'),
+      'nginx:1.27',
+      'the selector leaves other namespaces alone',
+    );
+
+    await apply([
+      {
+        apiVersion: 'pullmap.dev/v1alpha1',
+        kind: 'ImageMap',
+        metadata: { name: 'team-a', namespace: edge },
+        spec: { mappings: [{ from: 'docker.io/library/nginx', to: 'team-a.example/nginx' }] },
+      },
+    ]);
+    assert.equal(
+      await eventually(edge, 'nginx:1.27', 'team-a.example/nginx:1.27'),
+      'team-a.example/nginx:1.27',
+      'a namespaced map beats the cluster map for its source',
+    );
+    // The Lease holder (this one replica) writes the status.
+    const reason = () =>
+      kube.kubectl([
+        'get',
+        'imagemap',
+        'team-a',
+        '-n',
+        edge,
+        '-o',
+        'jsonpath={.status.conditions[?(@.type=="Ready")].reason}',
+      ]);
+    let seen = await reason();
+    for (let i = 0; i < 50 && seen !== 'Accepted'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      seen = await reason();
+    }
+    assert.equal(seen, 'Accepted');
+  });
+
+  it('refuses a conflicting map at apply time with the message the controller would write', async () => {
+    const ns = await kube.createNamespace({ prefix: 'tenants' });
+    const map = (name: string, to: string) => ({
+      apiVersion: 'pullmap.dev/v1alpha1',
+      kind: 'ImageMap',
+      metadata: { name, namespace: ns },
+      spec: { mappings: [{ from: 'quay.io/', to }] },
+    });
+    await apply([map('alpha', 'alpha.example/quay/')]);
+    // The webhook's view of alpha arrives through its watch: retry until the refusal names it.
+    let message = '';
+    for (let i = 0; i < 50; i++) {
+      try {
+        await apply([map('beta', 'beta.example/quay/')]);
+        await kube.kubectl(['delete', 'imagemap', 'beta', '-n', ns]);
+      } catch (err) {
+        message = (err as Error).message;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(message, /admission webhook "maps\.pullmap\.dev" denied the request/);
+    assert.match(message, new RegExp(`ImageMap/${ns}/beta is rejected \\(Conflict\\)`));
+    assert.match(message, new RegExp(`ImageMap/${ns}/alpha`));
+    assert.equal(await podImage(ns, 'quay.io/acme/app:1'), 'alpha.example/quay/acme/app:1');
+  });
+
+  it('is ready, and says where its maps come from', async () => {
+    assert.equal((await pullmap.call('/readyz')).status, 200);
+    assert.ok(pullmap.logs().some((l) => l.msg === 'serving' && l.maps === 'cluster'));
+    assert.equal(await pullmap.metric('pullmap_controller_leader'), 1);
+  });
+});

@@ -73,20 +73,34 @@ function sendText(
   res.end(body);
 }
 
-/** Reads at most `limit` bytes; a bigger body is refused without reading the rest. */
+/**
+ * Reads at most `limit` bytes. A bigger body is refused; what the client still sends is read and
+ * dropped up to 4× the limit (so it sees the 413 rather than a reset), then the connection is cut.
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit)
+  const drain = () => {
+    let dropped = 0;
+    req.removeAllListeners('data');
+    req.on('data', (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > 4 * limit) req.socket.destroy();
+    });
+    req.resume();
+  };
+  if (Number.isFinite(declared) && declared > limit) {
+    drain();
     return Promise.reject(new HttpError(413, `the body is ${declared} bytes; the limit is ${limit}`));
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
+        chunks.length = 0;
+        drain();
         reject(new HttpError(413, `the body is over the limit of ${limit} bytes`));
-        req.removeAllListeners('data');
-        req.resume();
         return;
       }
       chunks.push(chunk);
@@ -183,7 +197,6 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
       else logger.debug('request refused', { path, status, message });
       if (!res.headersSent) sendJson(res, status, { error: message, status });
       else res.destroy();
-      if (status === 413) res.once('finish', () => req.socket.destroy());
     }
     requests.inc({ path: label, code: String(res.statusCode) });
   };

@@ -56,7 +56,11 @@ describe('ExistenceOracle', () => {
     clock.now += 20_000;
     assert.equal(oracle.peek('zarf.local/app:1')?.outcome, 'Available');
     assert.equal(oracle.peek('zarf.local/app:1')?.ageMs, 20_000);
-    assert.equal(oracle.peek('zarf.local/app:1', { positiveTtlMs: 10_000 }), undefined, 'too old for this map');
+    assert.equal(
+      oracle.peek('zarf.local/app:1', { positiveTtlMs: 10_000 }),
+      undefined,
+      'too old for this map',
+    );
     // Not yet normalised input is normalised before the lookup.
     assert.equal(oracle.peek('zarf.local/app:1@bogus'), undefined);
     clock.now += 50_000;

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { connect } from 'node:tls';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { example, type Pullmap, patchOf, podReview, startPullmap } from '../harness/pullmap.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
@@ -18,6 +19,28 @@ before(async () => {
   pki = await makePki(dir.path);
 });
 after(async () => dir?.remove());
+
+/** Sends only the headers of a POST declaring `length` bytes and returns the server's answer. */
+function rawPost(port: number, ca: string, length: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => {
+      socket.write(
+        `POST /mutate-pods HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n\r\n`,
+      );
+    });
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (/\r\n\r\n[\s\S]*\}/.test(text)) {
+        socket.destroy();
+        resolve(text);
+      }
+    });
+    socket.on('error', reject);
+    socket.setTimeout(10_000, () => socket.destroy(new Error(`no answer; got ${JSON.stringify(text)}`)));
+  });
+}
 
 const tls = () => ({ certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem });
 
@@ -107,43 +130,43 @@ describe('reviews on the embedded default maps, over HTTPS', () => {
   it('refuses hostile and malformed requests with an error naming the problem, and keeps serving', async () => {
     const post = (body: string | Buffer, type = 'application/json') =>
       pm.call('/mutate-pods', { method: 'POST', headers: { 'content-type': type }, body });
-    const cases: Array<[string, Promise<{ status: number; body: string }>, number, RegExp]> = [
-      ['wrong content type', post('{}', 'text/plain'), 415, /content-type must be application\/json/],
-      ['invalid JSON', post('{"apiVersion":'), 400, /not valid JSON/],
-      ['not an object', post('[1,2,3]'), 400, /JSON object/],
+    const cases: Array<[string, () => Promise<{ status: number; body: string }>, number, RegExp]> = [
+      ['wrong content type', () => post('{}', 'text/plain'), 415, /content-type must be application\/json/],
+      ['invalid JSON', () => post('{"apiVersion":'), 400, /not valid JSON/],
+      ['not an object', () => post('[1,2,3]'), 400, /JSON object/],
       [
         'wrong kind',
-        post('{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}'),
+        () => post('{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}'),
         400,
         /kind must be "AdmissionReview"/,
       ],
       [
         'v1beta1',
-        post('{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}'),
+        () => post('{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}'),
         400,
         /admissionReviewVersions/,
       ],
       [
         'no request',
-        post('{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}'),
+        () => post('{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}'),
         400,
         /request is missing/,
       ],
       [
         'no uid',
-        post(
-          '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"Pod"}}}',
-        ),
+        () =>
+          post(
+            '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"Pod"}}}',
+          ),
         400,
         /request\.uid/,
       ],
-      ['huge body', post(Buffer.alloc(9 * 1024 * 1024, 0x20)), 413, /limit/],
-      ['deep nesting', post(`${'['.repeat(200_000)}${']'.repeat(200_000)}`), 400, /JSON object/],
-      ['GET on the review path', pm.call('/mutate-pods'), 405, /POST/],
-      ['unknown path', pm.call('/nope'), 404, /no such path/],
+      ['deep nesting', () => post(`${'['.repeat(200_000)}${']'.repeat(200_000)}`), 400, /JSON object/],
+      ['GET on the review path', () => pm.call('/mutate-pods'), 405, /POST/],
+      ['unknown path', () => pm.call('/nope'), 404, /no such path/],
     ];
     for (const [name, pending, status, pattern] of cases) {
-      const res = await pending.catch((err: Error) => ({
+      const res = await pending().catch((err: Error) => ({
         status: -1,
         body: JSON.stringify({ error: err.message }),
       }));
@@ -152,6 +175,10 @@ describe('reviews on the embedded default maps, over HTTPS', () => {
       assert.equal(error.status, status);
       assert.match(error.error, pattern, name);
     }
+    // A body over the limit is answered 413 as soon as its declared length is known, before it is read.
+    const huge = await rawPost(pm.port, pki.caPem, 9 * 1024 * 1024);
+    assert.match(huge, /^HTTP\/1\.1 413 /);
+    assert.match(huge, /the body is 9437184 bytes; the limit is 8388608/);
     // A review of something that is not a Pod is allowed unchanged, with a warning about the rules.
     const review = podReview({ a: 'nginx:1.27' }) as any;
     review.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' };

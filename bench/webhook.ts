@@ -114,12 +114,16 @@ async function load(
   return { perSecond: (latencies.length * 1000) / elapsed, latenciesMs: latencies, count: latencies.length };
 }
 
-async function rssOf(agent: Agent, url: string): Promise<number> {
+/** Resident set and V8 heap in use, from pullmap's own /metrics. */
+async function memoryOf(agent: Agent, url: string): Promise<{ rss: number; heap: number }> {
   const res = await request(`${url}/metrics`, { dispatcher: agent });
   const text = await res.body.text();
-  const m = /^process_resident_memory_bytes (\d+)/m.exec(text);
-  if (!m) throw new Error('no process_resident_memory_bytes in /metrics');
-  return Number(m[1]);
+  const read = (name: string) => {
+    const m = new RegExp(`^${name} (\\d+)`, 'm').exec(text);
+    if (!m) throw new Error(`no ${name} in /metrics`);
+    return Number(m[1]);
+  };
+  return { rss: read('process_resident_memory_bytes'), heap: read('nodejs_heap_used_bytes') };
 }
 
 export async function runWebhookBench(): Promise<BenchResult[]> {
@@ -248,16 +252,19 @@ export async function runWebhookBench(): Promise<BenchResult[]> {
     const p99Ratio = percentile(pmLat, 99) / percentile(baseLat, 99);
 
     // Memory: 100k reviews, RSS read from pullmap's own /metrics every 10k.
-    const samples: Array<[number, number]> = [[0, await rssOf(agent, pmUrl)]];
+    const samples: Array<[number, { rss: number; heap: number }]> = [[0, await memoryOf(agent, pmUrl)]];
     await load(agent, `${pmUrl}/mutate-pods`, body, checkPullmap, 10 * 60_000, RSS_REVIEWS, async (done) => {
-      samples.push([done, await rssOf(agent, pmUrl)]);
+      samples.push([done, await memoryOf(agent, pmUrl)]);
     });
     const mb = (b: number) => (b / 1024 / 1024).toFixed(1);
     console.log(
-      `  RSS over ${RSS_REVIEWS} reviews (MB): ${samples.map(([n, b]) => `${n / 1000}k=${mb(b)}`).join(' ')}`,
+      `  RSS over ${RSS_REVIEWS} reviews (MB): ${samples.map(([n, m]) => `${n / 1000}k=${mb(m.rss)}`).join(' ')}`,
     );
-    const at20 = samples.find(([n]) => n === 20_000)?.[1] ?? samples[1]![1];
-    const last = samples.at(-1)![1];
+    console.log(
+      `  V8 heap in use (MB):          ${samples.map(([n, m]) => `${n / 1000}k=${mb(m.heap)}`).join(' ')}`,
+    );
+    const at20 = (samples.find(([n]) => n === 20_000)?.[1] ?? samples[1]![1]).rss;
+    const last = samples.at(-1)![1].rss;
     const growth = (last - at20) / at20;
     console.log(
       `  ratios: throughput ${throughputRatio.toFixed(2)}x (target >= 0.7), p99 ${p99Ratio.toFixed(2)}x (target <= 2), RSS 20k->100k ${(growth * 100).toFixed(1)}%\n`,

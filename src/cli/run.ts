@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { cache } from './cache.ts';
 import { check } from './check.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { explain } from './explain.ts';
@@ -31,6 +32,8 @@ Usage:
       --probe-timeout DUR   how long one decision waits for registries (default 5s)
   pullmap check --config FILE
       Validate a config of ImageMap/ClusterImageMap objects; print every error and conflict.
+  pullmap cache --config FILE [--listen HOST:PORT]
+      Run the OCI pull-through cache (see examples/cache/cache.yaml) until SIGTERM.
 
 Exit codes: 0 ok, 1 problems found (check), 2 usage or unusable input.
 `;
@@ -142,6 +145,15 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
         if (values.config === undefined) throw new UsageError('check needs --config FILE');
         return await check({ config: values.config }, io);
+      }
+      case 'cache': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { config: { type: 'string', short: 'c' }, listen: { type: 'string' } },
+        });
+        if (values.config === undefined)
+          throw new UsageError('cache needs --config FILE (see examples/cache/cache.yaml)');
+        return await cache({ config: values.config, listen: values.listen }, io);
       }
       case '--version':
       case 'version':

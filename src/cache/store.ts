@@ -164,6 +164,7 @@ export class ContentStore {
       () => false,
     );
     await rename(temp.path, target);
+    await this.#stamp(target);
     if (!existed) this.#used += size;
     this.#afterWrite();
   }
@@ -199,6 +200,7 @@ export class ContentStore {
       () => undefined,
     );
     await this.#writeAtomically(target, data);
+    await this.#stamp(target);
     this.#used += data.length - (existed ?? 0);
     this.#afterWrite();
   }
@@ -242,6 +244,12 @@ export class ContentStore {
       await this.discard(temp);
       throw err;
     }
+  }
+
+  /** New objects are "used" now by the store's clock, the one last-use comparisons are made with. */
+  async #stamp(path: string): Promise<void> {
+    const t = new Date(this.#now());
+    await utimes(path, t, t).catch(() => {});
   }
 
   #touch(path: string, mtimeMs: number): void {

@@ -80,7 +80,7 @@ describe('unembedRegistry', () => {
       'ex ample',
       '..',
       'a/b',
-      'host_99999999',
+      'host_-1',
     ])
       assert.equal(unembedRegistry(bad), undefined, bad);
   });

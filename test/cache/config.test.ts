@@ -4,6 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { parseAllDocuments } from 'yaml';
 import { Download } from '../../src/cache/blob-fetch.ts';
 import { parseCacheConfig, parseSize } from '../../src/cache/config.ts';
 import { staleKindOf } from '../../src/cache/manifests.ts';
@@ -19,6 +20,18 @@ describe('cache config', () => {
     for (const f of files) {
       const r = parseCacheConfig(readFileSync(join(dir, f), 'utf8'), f);
       assert.ok(r.ok, r.ok ? '' : r.errors.join('\n'));
+    }
+  });
+
+  it('accepts the configs embedded in deploy/cache and deploy/cache-pvc', () => {
+    for (const f of ['deploy/cache/config.yaml', 'deploy/cache-pvc/cache.yaml']) {
+      const docs = parseAllDocuments(readFileSync(f, 'utf8')).map(
+        (d) => d.toJS() as { kind: string; data?: Record<string, string> },
+      );
+      const configMap = docs.find((d) => d.kind === 'ConfigMap');
+      const r = parseCacheConfig(configMap?.data?.['cache.yaml'] ?? '', f);
+      assert.ok(r.ok, r.ok ? '' : r.errors.join('\n'));
+      assert.equal(r.ok && r.config.listen.port, 7439);
     }
   });
 

@@ -1,10 +1,8 @@
 // The cache's HTTP server: the read-only half of the OCI distribution API, plus /metrics and health.
 // Every answer that is not content is the distribution error JSON; pushes are UNSUPPORTED.
-import { createReadStream } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../observe/log.ts';
 import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
 import type { RegistryClient } from '../registry/client.ts';
@@ -12,13 +10,13 @@ import type { RegistryError } from '../registry/errors.ts';
 import { BlobFetcher } from './blob-fetch.ts';
 import type { ClientAuth } from './client-auth.ts';
 import type { CacheConfig } from './config.ts';
+import { type ByteSource, copyRange } from './copy.ts';
 import { type ManifestAnswer, ManifestResolver } from './manifests.ts';
 import { type ObjectRoute, routeOf } from './route.ts';
 import type { ContentStore } from './store.ts';
 
 export const STALE_HEADER = 'x-pullmap-stale';
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
-const READ_CHUNK = 256 * 1024;
 
 export interface CacheServerOptions {
   readonly config: CacheConfig;
@@ -272,9 +270,7 @@ export class CacheService {
     const stored = await this.#store.statBlob(digest);
     if (stored) {
       this.#m.requests.inc({ kind: 'blob', result: 'hit' });
-      return this.#sendBlob(req, res, digest, stored.size, 'cache', (start, end) =>
-        createReadStream(stored.path, { start, end, highWaterMark: READ_CHUNK }),
-      );
+      return this.#sendStored(req, res, digest, stored.path, stored.size);
     }
     const fetched = await this.#blobs.fetch(route.registry, route.repository, digest);
     if (!fetched.ok) {
@@ -283,83 +279,95 @@ export class CacheService {
       sendError(res, f.status, f.code, f.message);
       return;
     }
-    const download = fetched.value;
     this.#m.requests.inc({ kind: 'blob', result: 'miss' });
-    if (download.state !== 'running') {
+    const download = fetched.value;
+    if (!download.acquire()) {
       // Finished between the answer and now: it is in the store, or it failed.
       const now = download.state === 'done' ? await this.#store.statBlob(digest) : undefined;
-      if (now)
-        return this.#sendBlob(req, res, digest, now.size, 'cache', (start, end) =>
-          createReadStream(now.path, { start, end, highWaterMark: READ_CHUNK }),
-        );
+      if (now) return this.#sendStored(req, res, digest, now.path, now.size);
       sendError(res, 502, 'UNAVAILABLE', `upstream: ${download.error?.message ?? 'download failed'}`);
       return;
     }
-    const size = download.size;
-    if (size === undefined) {
-      // No length announced upstream: stream it whole, chunked; a failure cuts the response short.
-      res.writeHead(200, {
-        ...API_VERSION,
-        'content-type': 'application/octet-stream',
-        'docker-content-digest': digest,
-      });
-      if (req.method === 'HEAD') return void res.end();
-      const body = download.reader(0, undefined);
-      if (body === undefined) return void res.destroy();
-      return this.#stream(body, res, 'upstream');
+    try {
+      await this.#send(req, res, digest, download.size, download, 'upstream');
+    } finally {
+      download.release();
     }
-    return this.#sendBlob(req, res, digest, size, 'upstream', (start, end) => download.reader(start, end));
   }
 
-  async #sendBlob(
+  async #sendStored(
     req: IncomingMessage,
     res: ServerResponse,
     digest: string,
+    path: string,
     size: number,
-    source: Source,
-    open: (start: number, end: number) => Readable | undefined,
   ): Promise<void> {
-    const range = parseRange(req.headers.range, size);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r');
+    } catch {
+      // Evicted between the look-up and now.
+      sendError(res, 503, 'UNAVAILABLE', 'the blob was just evicted; retry');
+      return;
+    }
+    const source: ByteSource = {
+      available: () => size,
+      complete: () => true,
+      read: (buffer, length, position) => handle.read(buffer, 0, length, position).then((r) => r.bytesRead),
+      more: () => Promise.reject(new Error('a stored blob does not grow')),
+    };
+    try {
+      await this.#send(req, res, digest, size, source, 'cache');
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
+
+  /** Headers, then the bytes asked for; a failure mid-way cuts the response short (never completes it). */
+  async #send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    digest: string,
+    size: number | undefined,
+    source: ByteSource,
+    from: Source,
+  ): Promise<void> {
     const headers: Record<string, string | number> = {
       ...API_VERSION,
       'content-type': 'application/octet-stream',
       'docker-content-digest': digest,
       etag: `"${digest}"`,
-      'accept-ranges': 'bytes',
     };
-    if (range === null) {
-      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
-      return;
+    let start = 0;
+    let end: number | undefined;
+    let status = 200;
+    if (size !== undefined) {
+      // Without a length announced upstream, the blob is streamed whole (chunked) and ranges are ignored.
+      headers['accept-ranges'] = 'bytes';
+      const range = parseRange(req.headers.range, size);
+      if (range === null) {
+        res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
+        return;
+      }
+      start = range?.start ?? 0;
+      end = range?.end ?? size - 1;
+      headers['content-length'] = end - start + 1;
+      if (range) {
+        status = 206;
+        headers['content-range'] = `bytes ${start}-${end}/${size}`;
+      }
     }
-    const start = range?.start ?? 0;
-    const end = range?.end ?? size - 1;
-    headers['content-length'] = end - start + 1;
-    if (range) headers['content-range'] = `bytes ${start}-${end}/${size}`;
+    res.writeHead(status, headers);
     if (req.method === 'HEAD' || size === 0) {
-      res.writeHead(range ? 206 : 200, headers).end();
+      res.end();
       return;
     }
-    const body = open(start, end);
-    if (body === undefined) {
-      sendError(res, 503, 'UNAVAILABLE', 'the blob is being replaced; retry');
-      return;
-    }
-    res.writeHead(range ? 206 : 200, headers);
-    return this.#stream(body, res, source);
-  }
-
-  async #stream(body: Readable, res: ServerResponse, source: Source): Promise<void> {
-    let sent = 0;
-    body.on('data', (chunk: Buffer) => {
-      sent += chunk.length;
-    });
     try {
-      await pipeline(body, res);
+      await copyRange(source, start, end, res, (n) => this.#m.bytes.inc({ source: from }, n));
+      res.end();
     } catch {
-      // The client went away, or the upstream download failed: either way the response is cut short.
+      // The client went away, or the upstream download failed.
       res.destroy();
-    } finally {
-      this.#m.bytes.inc({ source }, sent);
     }
   }
 }

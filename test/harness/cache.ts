@@ -87,10 +87,15 @@ export interface CacheProcess {
   readonly configPath: string;
 }
 
-const MAIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
+const ROOT = join(import.meta.dirname, '..', '..');
+const MAIN = join(ROOT, 'src', 'cli', 'main.ts');
+const BUNDLE = join(ROOT, 'dist', 'pullmap.js');
 
-/** The real `pullmap cache` command in its own process, on a fresh port; `dir` holds config and store. */
-export async function spawnCache(input: CacheConfigInput, dir: string): Promise<CacheProcess> {
+/**
+ * The real `pullmap cache` command in its own process, on a fresh port; `dir` holds config and store.
+ * `bundle` runs the built dist/pullmap.js (what ships) instead of the sources.
+ */
+export async function spawnCache(input: CacheConfigInput, dir: string, options: { bundle?: boolean } = {}): Promise<CacheProcess> {
   const port = await freePort();
   const config = await configFor(input, dir, port);
   const configPath = join(dir, `cache-${port}.yaml`);
@@ -99,7 +104,7 @@ export async function spawnCache(input: CacheConfigInput, dir: string): Promise<
   const daemon = await startDaemon({
     name: 'pullmap cache',
     command: process.execPath,
-    args: [MAIN, 'cache', '--config', configPath],
+    args: [options.bundle ? BUNDLE : MAIN, 'cache', '--config', configPath],
     ready: async () => (await fetch(`http://${host}/healthz`)).ok,
   });
   return { host, daemon, configPath };

@@ -18,6 +18,8 @@ export class Download extends EventEmitter implements ByteSource {
   readonly size: number | undefined;
   #written = 0;
   #state: 'running' | 'done' | 'failed' = 'running';
+  /** Every byte is written and hashes to the digest (storing it may still be under way). */
+  #verified = false;
   #error: Error | undefined;
   #readers = 0;
   #closed = false;
@@ -41,7 +43,13 @@ export class Download extends EventEmitter implements ByteSource {
 
   /** Bytes readers may have: all once verified, else all but the last one. */
   visible(): number {
-    return this.#state === 'done' ? this.#written : Math.max(0, this.#written - 1);
+    return this.#verified ? this.#written : Math.max(0, this.#written - 1);
+  }
+
+  /** Releases the last byte to readers: the content is whole and correct. */
+  verified(): void {
+    this.#verified = true;
+    this.emit('progress');
   }
 
   /** Registers a reader; false once the download is over and its file handle closed. */
@@ -65,11 +73,12 @@ export class Download extends EventEmitter implements ByteSource {
   }
 
   complete(): boolean {
-    return this.#state === 'done';
+    return this.#verified;
   }
 
   more(): Promise<void> {
-    if (this.#state === 'failed') return Promise.reject(this.#error ?? new Error('upstream download failed'));
+    if (this.#state === 'failed' && !this.#verified)
+      return Promise.reject(this.#error ?? new Error('upstream download failed'));
     return new Promise((resolve) => this.once('progress', resolve));
   }
 
@@ -168,21 +177,28 @@ export class BlobFetcher {
     let error: Error | undefined;
     try {
       // The client's stream fails at its end when the content does not hash to the digest.
-      // Chunks are written in batches: fewer system calls, and readers wake up less often.
+      // Chunks are written in batches (fewer system calls, fewer wake-ups for readers), one batch in
+      // flight while the next one arrives from upstream.
       let batch: Buffer[] = [];
       let batched = 0;
+      let writing: Promise<void> = Promise.resolve();
       for await (const chunk of body) {
         batch.push(chunk as Buffer);
         batched += (chunk as Buffer).length;
         if (batched >= WRITE_BATCH) {
-          await download.write(batch);
+          await writing;
+          writing = download.write(batch);
+          writing.catch(() => {});
           batch = [];
           batched = 0;
         }
       }
+      await writing;
       if (batch.length > 0) await download.write(batch);
       if (download.size !== undefined && download.written !== download.size)
         throw new Error(`upstream sent ${download.written} of ${download.size} bytes`);
+      // Clients get the whole blob now; making it durable in the store (fsync, rename) follows.
+      download.verified();
       await this.#store.commitBlob(temp, download.digest, download.written);
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));

@@ -95,7 +95,11 @@ const BUNDLE = join(ROOT, 'dist', 'pullmap.js');
  * The real `pullmap cache` command in its own process, on a fresh port; `dir` holds config and store.
  * `bundle` runs the built dist/pullmap.js (what ships) instead of the sources.
  */
-export async function spawnCache(input: CacheConfigInput, dir: string, options: { bundle?: boolean } = {}): Promise<CacheProcess> {
+export async function spawnCache(
+  input: CacheConfigInput,
+  dir: string,
+  options: { bundle?: boolean } = {},
+): Promise<CacheProcess> {
   const port = await freePort();
   const config = await configFor(input, dir, port);
   const configPath = join(dir, `cache-${port}.yaml`);

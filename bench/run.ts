@@ -2,6 +2,7 @@
 // A report, not a test: a missed target is printed as MISS and the exit code stays 0.
 
 import os from 'node:os';
+import { runCacheBench } from './cache.ts';
 import { runColdStartBench } from './cold-start.ts';
 import { runDecisionBench } from './decision.ts';
 import type { BenchResult } from './measure.ts';
@@ -12,7 +13,12 @@ const started = performance.now();
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 console.log(`# pullmap benchmarks: node ${process.version}, ${cpu}, ${os.availableParallelism()} cores\n`);
 
-const results: BenchResult[] = [runParseBench(), runDecisionBench(), runColdStartBench()];
+const results: BenchResult[] = [
+  runParseBench(),
+  runDecisionBench(),
+  runColdStartBench(),
+  ...(await runCacheBench()),
+];
 
 const rows = [
   ['benchmark', 'target', 'measured', 'ratio vs baseline', 'verdict'],

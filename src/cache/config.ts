@@ -1,6 +1,7 @@
 // The `pullmap cache` config file: declared once with the schema DSL, so every problem names its field.
 // Pure: the caller reads the file and the files it names (CAs, credentials, htpasswd).
 
+import { duration } from '../core/api/v1alpha1.ts';
 import { parseRefresh, type Refresh, type RefreshRule } from '../core/cache/policy.ts';
 import { loadYamlObjects } from '../core/config.ts';
 import { parseDuration } from '../core/duration.ts';
@@ -20,14 +21,6 @@ import {
   show,
   string,
 } from '../core/schema/dsl.ts';
-
-const duration = (description: string) =>
-  string({
-    description,
-    example: '30s',
-    validate: (s) =>
-      parseDuration(s).ok ? undefined : 'is not a duration; write it like "30s", "5m" or "1h"',
-  });
 
 const pattern = (description: string) =>
   string({ description, minLength: 1, maxLength: 512, validate: checkTagPattern });

@@ -8,7 +8,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { embedRegistry } from '../../src/core/reference/index.ts';
-import { skopeoCopy, spawnCache, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
+import {
+  closeAll,
+  skopeoCopy,
+  spawnCache,
+  startTestCache,
+  type TestCache,
+  unpackOci,
+} from '../harness/cache.ts';
 import { startFaultyUpstream } from '../harness/faulty-upstream.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
@@ -28,11 +35,7 @@ describe('cache: concurrent pulls of one uncached image', () => {
     await pushImage(upstream, 'team/big', '1', image);
     cache = await startTestCache({ upstreams: [{ host: upstream.host, plainHttp: true }] });
   });
-  after(async () => {
-    await cache?.close();
-    await upstream?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(cache, upstream, work));
 
   it('20 parallel skopeo pulls cause one upstream fetch per blob and all unpack the same files', async () => {
     const ref = `${cache.host}/${embedRegistry(upstream.host)}/team/big:1`;
@@ -97,10 +100,7 @@ describe('cache: killed mid-download, then restarted', () => {
     upstream = await startRegistry();
     await pushImage(upstream, 'team/good', '1', good);
   });
-  after(async () => {
-    await upstream?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(upstream, work));
 
   it('leaves nothing half-written visible, and keeps what was complete', async () => {
     const faulty = await startFaultyUpstream('team/slow', '1', stalled, { [stalled.layer.digest]: 'stall' });

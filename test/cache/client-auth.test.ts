@@ -9,6 +9,7 @@ import { parseHtpasswd } from '../../src/cache/client-auth.ts';
 import { embedRegistry } from '../../src/core/reference/index.ts';
 import {
   type Containerd,
+  closeAll,
   skopeoCopy,
   startContainerd,
   startTestCache,
@@ -47,13 +48,7 @@ describe('cache: client authentication', () => {
     token = await startTestCache({ upstreams, clientAuth: { tokenFile: tokenPath } });
     containerd = await startContainerd();
   });
-  after(async () => {
-    await containerd?.close();
-    await basic?.close();
-    await token?.close();
-    await upstream?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(containerd, basic, token, upstream, work));
 
   it('htpasswd: skopeo pulls with either user, and is refused without or with wrong credentials', async () => {
     const ref = `${basic.host}/${embedRegistry(upstream.host)}/team/app:1`;

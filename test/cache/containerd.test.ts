@@ -11,6 +11,7 @@ import { run } from '../../src/cli/run.ts';
 import { embedRegistry } from '../../src/core/reference/index.ts';
 import {
   type Containerd,
+  closeAll,
   mirrorHostsDir,
   readTree,
   skopeoCopy,
@@ -55,12 +56,7 @@ describe('cache: containerd pulls', () => {
     cache = await startTestCache({ upstreams: [{ host: upstream.host, plainHttp: true }] });
     containerd = await startContainerd();
   });
-  after(async () => {
-    await containerd?.close();
-    await cache?.close();
-    await upstream?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(containerd, cache, upstream, work));
 
   it('path-prefixed: ctr pulls and unpacks an image, and a multi-arch index', async () => {
     const ref = `${cache.host}/${embedRegistry(upstream.host)}/web/site:2`;
@@ -98,12 +94,7 @@ describe('story 001: redirect to a mirror, then through the cache', () => {
     cache = await startTestCache({ upstreams: [{ host: mirror.host, plainHttp: true }] });
     containerd = await startContainerd();
   });
-  after(async () => {
-    await containerd?.close();
-    await cache?.close();
-    await mirror?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(containerd, cache, mirror, work));
 
   it('docker.io/nats is rewritten to <cache>/<mirror>/docker-mirror/library/nats and pulls', async () => {
     const config = join(work.path, 'maps.yaml');

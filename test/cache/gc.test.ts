@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { embedRegistry } from '../../src/core/reference/index.ts';
-import { skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
+import { closeAll, skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
@@ -45,11 +45,7 @@ describe('cache: size cap and garbage collection', () => {
       { now: () => clock },
     );
   });
-  after(async () => {
-    await cache?.close();
-    await upstream?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(cache, upstream, work));
 
   it('evicts an unreferenced blob first, even the newest', async () => {
     clock += MINUTE;

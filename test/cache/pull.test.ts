@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { getGlobalDispatcher, request } from 'undici';
 import { embedRegistry } from '../../src/core/reference/index.ts';
-import { skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
+import { closeAll, skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
@@ -23,11 +23,7 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     cache = await startTestCache({ upstreams: [{ host: upstream.host, plainHttp: true }] });
     prefix = `${cache.host}/${embedRegistry(upstream.host)}`;
   });
-  after(async () => {
-    await cache?.close();
-    await upstream?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(cache, upstream, work));
 
   it('pulls an image through the cache and the unpacked files are the pushed ones', async () => {
     const layout = await skopeoCopy(`${prefix}/team/app:1.0`, work.path);

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { embedRegistry } from '../../src/core/reference/index.ts';
-import { skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
+import { closeAll, skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
@@ -50,11 +50,7 @@ describe('cache: refresh policies for mutable tags', () => {
     for (const repo of repos) assert.equal(await pull(repo), 'v1\n', `${repo}: first pull`);
     for (const repo of repos) await pushImage(upstream, repo, 'stable', v2);
   });
-  after(async () => {
-    await cache?.close();
-    await upstream?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(cache, upstream, work));
 
   it('Always serves the new image on the next pull', async () => {
     assert.equal(await pull('team/always'), 'v2\n');

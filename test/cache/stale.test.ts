@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { embedRegistry } from '../../src/core/reference/index.ts';
-import { skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
+import { closeAll, skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
 import { buildImage, deleteManifest, pushImage } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
@@ -59,12 +59,7 @@ describe('cache: stale-if-error with a stopped or emptied upstream', () => {
     for (const repo of ['team/gone', 'team/down'])
       await skopeoCopy(`${on.host}/${embedRegistry(upstream.host)}/${repo}:1`, work.path);
   });
-  after(async () => {
-    await on?.close();
-    await off?.close();
-    await upstream?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(on, off, upstream, work));
 
   it('an image deleted upstream is still served, marked stale, when notFound is allowed', async () => {
     await deleteManifest(upstream, 'team/gone', image.manifest.digest);
@@ -115,11 +110,7 @@ describe('cache: stale-if-error when upstream refuses the cache credentials (tok
     upstream = await startRegistry({ auth: { kind: 'token', tokenServer: tokens } });
     await pushImage(upstream, 'team/private', '1', image);
   });
-  after(async () => {
-    await upstream?.close();
-    await tokens?.close();
-    await work?.remove();
-  });
+  after(() => closeAll(upstream, tokens, work));
 
   it('serves the cached manifest with wrong credentials when allowed, DENIED otherwise', async () => {
     const { writeFile } = await import('node:fs/promises');

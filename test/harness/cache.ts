@@ -224,3 +224,13 @@ export async function mirrorHostsDir(
   );
   return hostsDir;
 }
+
+type Closable = { close(): Promise<void> } | { remove(): Promise<void> };
+
+/** Stops what a test started, in the order given; ones a failed `before` never made are skipped. */
+export async function closeAll(...things: readonly (Closable | undefined)[]): Promise<void> {
+  for (const thing of things) {
+    if (thing === undefined) continue;
+    await ('close' in thing ? thing.close() : thing.remove());
+  }
+}

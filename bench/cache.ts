@@ -14,7 +14,7 @@ import { startRegistry } from '../test/harness/registry.ts';
 import { type BenchResult, median } from './measure.ts';
 
 const BLOB_MB = 200;
-const WARM_ROUNDS = 3;
+const WARM_ROUNDS = 5;
 const MANIFEST_ROUND_MS = 1500;
 const MANIFEST_ROUNDS = 3;
 const MANIFEST_CONCURRENCY = 16;
@@ -115,8 +115,11 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     const warmCache: number[] = [];
     const warmProxy: number[] = [];
     for (let i = 0; i < WARM_ROUNDS; i++) {
-      const c = await download(`${cacheBase}${blobPath}`);
-      const p = await download(`${proxyBase}${blobPath}`);
+      // Alternating which side goes first, so neither always runs right after the other's page-cache work.
+      const first = i % 2 === 0 ? cacheBase : proxyBase;
+      const a = await download(`${first}${blobPath}`);
+      const b = await download(`${first === cacheBase ? proxyBase : cacheBase}${blobPath}`);
+      const [c, p] = first === cacheBase ? [a, b] : [b, a];
       warmCache.push(mbps(c.bytes, c.seconds));
       warmProxy.push(mbps(p.bytes, p.seconds));
     }

@@ -182,3 +182,43 @@ describe('download hold-back', () => {
     }
   });
 });
+
+describe('pullmap cache command', () => {
+  it('exits 2 with the field and the fix for a bad config, a missing file or no --config', async () => {
+    const { run } = await import('../../src/cli/run.ts');
+    const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(join(tmpdir(), 'pullmap-cachecli-'));
+    try {
+      const bad = join(dir, 'bad.yaml');
+      await writeFile(bad, 'storage: {dir: /tmp/x}\nupstreams: [{host: quay.io, plainHttp: yes}]\n');
+      const missingCa = join(dir, 'ca.yaml');
+      await writeFile(
+        missingCa,
+        `storage: {dir: ${dir}/store}\nupstreams: [{host: quay.io, caFile: ${dir}/nope.pem}]\n`,
+      );
+      const cases: [string[], RegExp][] = [
+        [['cache'], /cache needs --config FILE/],
+        [['cache', '--config', bad], /upstreams\[0\]\.plainHttp: must be true or false/],
+        [['cache', '--config', join(dir, 'absent.yaml')], /cannot read .*absent\.yaml: no such file/],
+        [['cache', '--config', missingCa], /upstreams\[0\]\.caFile: cannot read .*nope\.pem/],
+        [['cache', '--config', missingCa, '--listen', 'nowhere'], /listen: "nowhere" is not host:port/],
+      ];
+      for (const [args, expected] of cases) {
+        let stderr = '';
+        const err = new PassThrough();
+        err.on('data', (c: Buffer) => (stderr += c.toString()));
+        const code = await run(args, {
+          stdin: new PassThrough(),
+          stdout: new PassThrough(),
+          stderr: err,
+          env: {},
+        });
+        assert.equal(code, 2, args.join(' '));
+        assert.match(stderr, expected, args.join(' '));
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

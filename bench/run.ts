@@ -2,6 +2,7 @@
 // A report, not a test: a missed target is printed as MISS and the exit code stays 0.
 
 import os from 'node:os';
+import { runCacheBench } from './cache.ts';
 import { runColdStartBench } from './cold-start.ts';
 import { runControllerBench } from './controller.ts';
 import { runDecisionBench } from './decision.ts';
@@ -19,6 +20,7 @@ const results: BenchResult[] = [runParseBench(), runDecisionBench(), runColdStar
 results.push(...(await runExistenceBench()));
 results.push(...(await runWebhookBench()));
 results.push(await runControllerBench());
+results.push(...(await runCacheBench()));
 
 const rows = [
   ['benchmark', 'target', 'measured', 'ratio vs baseline', 'verdict'],

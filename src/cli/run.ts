@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../core/duration.ts';
+import { cache } from './cache.ts';
 import { check } from './check.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { explain } from './explain.ts';
@@ -43,6 +44,8 @@ Usage:
                 [--no-leader-election] [--recheck-interval DUR] [--on-rejected-update KeepLastAccepted|Undeploy]
       Maps from the cluster's ImageMap/ClusterImageMap objects (list-watch); the Lease holder writes
       their status. Adds POST /validate-maps, the validating webhook for map objects.
+  pullmap cache --config FILE [--listen HOST:PORT]
+      Run the OCI pull-through cache (see examples/cache/cache.yaml) until SIGTERM.
 
 Exit codes: 0 ok, 1 problems found (check), 2 usage or unusable input.
 `;
@@ -262,6 +265,15 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
       }
       case 'serve':
         return await serveCommand(rest, io);
+      case 'cache': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { config: { type: 'string', short: 'c' }, listen: { type: 'string' } },
+        });
+        if (values.config === undefined)
+          throw new UsageError('cache needs --config FILE (see examples/cache/cache.yaml)');
+        return await cache({ config: values.config, listen: values.listen }, io);
+      }
       case '--version':
       case 'version':
         io.stdout.write(`${VERSION}\n`);

@@ -27,7 +27,8 @@ export type MapKind = (typeof KINDS)[number];
 /** Bounds that keep one object's cost to the webhook and the controller small. */
 export const LIMITS = { mappings: 500, candidates: 8, mutableTags: 64, referenceLength: 512 } as const;
 
-const duration = (description: string) =>
+/** A Go-style duration string ("90s", "10m", "1h30m"); also used by the cache's config file. */
+export const duration = (description: string) =>
   string({
     description,
     example: '10m',

@@ -1,6 +1,12 @@
-export { embedRegistry } from './embed.ts';
+export { embedRegistry, unembedRegistry } from './embed.ts';
 export { describeReferenceError, type InvalidReference, type ReferenceErrorCode } from './errors.ts';
 export { formatFamiliar, formatName, formatNormalized, formatReference } from './format.ts';
-export { checkDomainAndPort, REPOSITORY_MAX_LENGTH, TAG_MAX_LENGTH } from './grammar.ts';
+export {
+  checkDigest,
+  checkDomainAndPort,
+  checkTag,
+  REPOSITORY_MAX_LENGTH,
+  TAG_MAX_LENGTH,
+} from './grammar.ts';
 export { DEFAULT_REGISTRY, DEFAULT_TAG, looksLikeRegistry } from './normalize.ts';
 export { effectiveTag, type ImageReference, type ParseResult, parseReference } from './parse.ts';

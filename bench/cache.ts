@@ -1,0 +1,218 @@
+// Benchmark 5: the pullmap cache against the Debian docker-registry in proxy mode, both in front of the
+// same upstream docker-registry holding the same content, all on loopback, in one run:
+//   cold pull-through of a 200 MB blob (first GET through each), warm throughput of that blob,
+//   manifest requests/s (by digest, 16 concurrent), and the cache's peak RSS while it serves >1 GB.
+// Ratios are pullmap / reference (higher is better for speed). Bounded: about a minute.
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { spawnCache } from '../test/harness/cache.ts';
+import { buildImage, pushBlob, pushImage, sha256 } from '../test/harness/images.ts';
+import { type Daemon, freePort, requireCommand, startDaemon, tempDir } from '../test/harness/process.ts';
+import { startRegistry } from '../test/harness/registry.ts';
+import { type BenchResult, median } from './measure.ts';
+
+const BLOB_MB = 200;
+const WARM_ROUNDS = 5;
+const MANIFEST_ROUND_MS = 1500;
+const MANIFEST_ROUNDS = 3;
+const MANIFEST_CONCURRENCY = 16;
+const RSS_TARGET_MB = 150;
+
+/** GETs `url` and discards the body; returns bytes read and seconds taken. */
+async function download(url: string): Promise<{ bytes: number; seconds: number }> {
+  const start = performance.now();
+  const res = await request(url);
+  if (res.statusCode !== 200)
+    throw new Error(`GET ${url} answered ${res.statusCode}: ${await res.body.text()}`);
+  let bytes = 0;
+  for await (const chunk of res.body) bytes += (chunk as Buffer).length;
+  return { bytes, seconds: (performance.now() - start) / 1000 };
+}
+
+/** Manifest GETs per second with `concurrency` loops for `ms`. */
+async function manifestRate(url: string, accept: string, ms: number, concurrency: number): Promise<number> {
+  let count = 0;
+  const end = performance.now() + ms;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const res = await request(url, { headers: { accept } });
+        await res.body.dump();
+        if (res.statusCode !== 200) throw new Error(`manifest GET answered ${res.statusCode}`);
+        count++;
+      }
+    }),
+  );
+  return count / ((performance.now() - start) / 1000);
+}
+
+/** Peak resident set (VmHWM) of a process, in MiB. */
+async function peakRssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN);
+  return kb / 1024;
+}
+
+async function startProxyRegistry(remote: string, dir: string): Promise<{ host: string; daemon: Daemon }> {
+  const port = await freePort();
+  const configPath = join(dir, 'proxy.yml');
+  const config = {
+    version: 0.1,
+    log: { level: 'error', accesslog: { disabled: true } },
+    storage: { filesystem: { rootdirectory: join(dir, 'proxy-data') } },
+    http: { addr: `127.0.0.1:${port}`, secret: 'bench' },
+    proxy: { remoteurl: remote },
+  };
+  await writeFile(configPath, JSON.stringify(config));
+  const host = `127.0.0.1:${port}`;
+  const daemon = await startDaemon({
+    name: 'docker-registry (proxy)',
+    command: requireCommand('docker-registry'),
+    args: ['serve', configPath],
+    ready: async () => (await fetch(`http://${host}/v2/`)).ok,
+  });
+  return { host, daemon };
+}
+
+const mbps = (bytes: number, seconds: number): number => bytes / 1e6 / seconds;
+
+export async function runCacheBench(): Promise<BenchResult[]> {
+  const work = await tempDir('bench-cache');
+  const upstream = await startRegistry();
+  const stops: (() => Promise<void>)[] = [() => upstream.close(), () => work.remove()];
+  try {
+    const bytes = randomBytes(BLOB_MB * 1024 * 1024);
+    const big = { mediaType: 'application/octet-stream', digest: sha256(bytes), size: bytes.length, bytes };
+    await pushBlob(upstream, 'bench/big', big);
+    const small = buildImage({ files: { 'x.txt': 'manifest benchmark\n' } });
+    await pushImage(upstream, 'bench/small', '1', small);
+
+    const proxy = await startProxyRegistry(upstream.url, work.path);
+    stops.unshift(() => proxy.daemon.stop());
+    const cache = await spawnCache(
+      { upstreams: [{ host: upstream.host, plainHttp: true }], log: { level: 'warn' } },
+      work.path,
+      { bundle: true }, // what ships: dist/pullmap.js ("npm run bench" builds it first)
+    );
+    stops.unshift(() => cache.daemon.stop());
+    const cacheBase = `http://${cache.host}/v2/127.0.0.1_${upstream.port}`;
+    const proxyBase = `http://${proxy.host}/v2`;
+    const blobPath = `/bench/big/blobs/${big.digest}`;
+
+    // Cold: the first GET through each goes to upstream while it is stored. Upstream's copy is read
+    // once first, so neither side pays for upstream's disk, and the direct speed is the ceiling.
+    const direct = await download(`${upstream.url}/v2/bench/big/blobs/${big.digest}`);
+    const coldCache = await download(`${cacheBase}${blobPath}`);
+    const coldProxy = await download(`${proxyBase}${blobPath}`);
+    if (coldCache.bytes !== big.size || coldProxy.bytes !== big.size)
+      throw new Error('cold GET came back short');
+    // Let the reference finish writing its copy before its warm rounds.
+    await download(`${proxyBase}${blobPath}`);
+
+    const warmCache: number[] = [];
+    const warmProxy: number[] = [];
+    for (let i = 0; i < WARM_ROUNDS; i++) {
+      // Alternating which side goes first, so neither always runs right after the other's page-cache work.
+      const first = i % 2 === 0 ? cacheBase : proxyBase;
+      const a = await download(`${first}${blobPath}`);
+      const b = await download(`${first === cacheBase ? proxyBase : cacheBase}${blobPath}`);
+      const [c, p] = first === cacheBase ? [a, b] : [b, a];
+      warmCache.push(mbps(c.bytes, c.seconds));
+      warmProxy.push(mbps(p.bytes, p.seconds));
+    }
+
+    const manifestPath = `/bench/small/manifests/${small.manifest.digest}`;
+    const accept = small.manifest.mediaType;
+    await manifestRate(`${cacheBase}${manifestPath}`, accept, 300, MANIFEST_CONCURRENCY);
+    await manifestRate(`${proxyBase}${manifestPath}`, accept, 300, MANIFEST_CONCURRENCY);
+    const mCache: number[] = [];
+    const mProxy: number[] = [];
+    for (let i = 0; i < MANIFEST_ROUNDS; i++) {
+      mCache.push(
+        await manifestRate(`${cacheBase}${manifestPath}`, accept, MANIFEST_ROUND_MS, MANIFEST_CONCURRENCY),
+      );
+      mProxy.push(
+        await manifestRate(`${proxyBase}${manifestPath}`, accept, MANIFEST_ROUND_MS, MANIFEST_CONCURRENCY),
+      );
+    }
+    const tagCache = await manifestRate(
+      `${cacheBase}/bench/small/manifests/1`,
+      accept,
+      MANIFEST_ROUND_MS,
+      MANIFEST_CONCURRENCY,
+    );
+    const tagProxy = await manifestRate(
+      `${proxyBase}/bench/small/manifests/1`,
+      accept,
+      MANIFEST_ROUND_MS,
+      MANIFEST_CONCURRENCY,
+    );
+
+    // >1 GB served at once: five concurrent GETs of the warm blob (plus everything served above).
+    const served = await Promise.all(Array.from({ length: 5 }, () => download(`${cacheBase}${blobPath}`)));
+    const servedBytes = served.reduce((sum, s) => sum + s.bytes, 0);
+    const rssCache = await peakRssMb(cache.daemon.pid);
+    const rssProxy = await peakRssMb(proxy.daemon.pid);
+
+    const cold = coldProxy.seconds / coldCache.seconds;
+    const warm = median(warmCache) / median(warmProxy);
+    const manifests = median(mCache) / median(mProxy);
+    console.log('## 5. pull-through cache vs docker-registry proxy (same upstream, loopback)');
+    console.log(
+      `direct        upstream itself ${mbps(direct.bytes, direct.seconds).toFixed(0)} MB/s (the ceiling for cold pulls)`,
+    );
+    console.log(
+      `cold 200 MB   pullmap ${mbps(coldCache.bytes, coldCache.seconds).toFixed(0)} MB/s, reference ${mbps(coldProxy.bytes, coldProxy.seconds).toFixed(0)} MB/s  RATIO ${cold.toFixed(2)}`,
+    );
+    console.log(
+      `warm 200 MB   pullmap ${median(warmCache).toFixed(0)} MB/s, reference ${median(warmProxy).toFixed(0)} MB/s (median of ${WARM_ROUNDS})  RATIO ${warm.toFixed(2)}`,
+    );
+    console.log(
+      `manifests     pullmap ${median(mCache).toFixed(0)}/s, reference ${median(mProxy).toFixed(0)}/s by digest, ${MANIFEST_CONCURRENCY} concurrent  RATIO ${manifests.toFixed(2)}`,
+    );
+    console.log(
+      `  by tag      pullmap ${tagCache.toFixed(0)}/s (Interval(1h): not re-asked), reference ${tagProxy.toFixed(0)}/s (asks upstream each time)  RATIO ${(tagCache / tagProxy).toFixed(2)}`,
+    );
+    console.log(
+      `peak RSS      pullmap ${rssCache.toFixed(0)} MiB over the whole run (last step served ${(servedBytes / 1e9).toFixed(2)} GB at once), reference ${rssProxy.toFixed(0)} MiB`,
+    );
+    console.log('');
+    return [
+      {
+        name: 'cache: warm 200 MB blob',
+        target: '>= 1.0x reference',
+        measured: `${median(warmCache).toFixed(0)} MB/s`,
+        ratio: `${warm.toFixed(2)} x docker-registry proxy`,
+        pass: warm >= 1.0,
+      },
+      {
+        name: 'cache: cold pull-through',
+        target: '>= 0.9x reference',
+        measured: `${mbps(coldCache.bytes, coldCache.seconds).toFixed(0)} MB/s`,
+        ratio: `${cold.toFixed(2)} x docker-registry proxy`,
+        pass: cold >= 0.9,
+      },
+      {
+        name: 'cache: manifests by digest',
+        target: 'report',
+        measured: `${median(mCache).toFixed(0)} req/s`,
+        ratio: `${manifests.toFixed(2)} x docker-registry proxy`,
+        pass: true,
+      },
+      {
+        name: 'cache: peak RSS serving 1 GB',
+        target: `< ${RSS_TARGET_MB} MiB`,
+        measured: `${rssCache.toFixed(0)} MiB`,
+        ratio: `${(rssCache / rssProxy).toFixed(2)} x docker-registry proxy`,
+        pass: rssCache < RSS_TARGET_MB,
+      },
+    ];
+  } finally {
+    for (const stop of stops) await stop().catch(() => {});
+  }
+}
+
+if (import.meta.main) await runCacheBench();

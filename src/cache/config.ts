@@ -1,0 +1,307 @@
+// The `pullmap cache` config file: declared once with the schema DSL, so every problem names its field.
+// Pure: the caller reads the file and the files it names (CAs, credentials, htpasswd).
+
+import { duration } from '../core/api/v1alpha1.ts';
+import { parseRefresh, type Refresh, type RefreshRule } from '../core/cache/policy.ts';
+import { loadYamlObjects } from '../core/config.ts';
+import { parseDuration } from '../core/duration.ts';
+import { checkTagPattern, compileTagPatterns } from '../core/mapping/tag-pattern.ts';
+import { checkDomainAndPort } from '../core/reference/index.ts';
+import {
+  boolean,
+  type FieldIssue,
+  type Infer,
+  integer,
+  list,
+  object,
+  oneOf,
+  optional,
+  required,
+  type Schema,
+  show,
+  string,
+} from '../core/schema/dsl.ts';
+
+const pattern = (description: string) =>
+  string({ description, minLength: 1, maxLength: 512, validate: checkTagPattern });
+
+const path = (description: string) => string({ description, minLength: 1, maxLength: 4096 });
+
+const UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  K: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+};
+
+/** Bytes as Kubernetes quantities write them ("50Gi", "500M") or a plain number. */
+export function parseSize(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value > 0 ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const m = /^(\d{1,15})(|K|M|G|T|Ki|Mi|Gi|Ti)$/.exec(value);
+  if (!m) return undefined;
+  const bytes = Number(m[1]) * (UNITS[m[2] as string] ?? 1);
+  return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
+}
+
+const size: Schema<number> = {
+  openApi: { description: 'A size in bytes: 50Gi, 500Mi, 2G or a plain number.' },
+  check(value, at, issues) {
+    const bytes = parseSize(value);
+    if (bytes === undefined)
+      issues.push({ path: at, message: `must be a size such as "50Gi" or "500M", not ${show(value)}` });
+    return bytes;
+  },
+};
+
+const hostPort = (description: string) =>
+  string({
+    description,
+    example: 'docker.io',
+    minLength: 1,
+    maxLength: 255,
+    validate: (s) => {
+      if (s !== s.toLowerCase()) return 'must be lowercase, as image references write registry hosts';
+      const bad = checkDomainAndPort(s);
+      return bad === undefined ? undefined : `is not a registry host[:port] (${bad.message})`;
+    },
+  });
+
+const upstream = object(
+  {
+    host: required(
+      hostPort('The registry as image references name it: "docker.io", "quay.io", "127.0.0.1:5000".'),
+    ),
+    plainHttp: optional(boolean({ description: 'Speak plain HTTP (loopback hosts, or with insecure).' })),
+    insecure: optional(boolean({ description: 'Allow plain HTTP to a host that is not loopback.' })),
+    caFile: optional(path('PEM file of extra CAs trusted for this upstream.')),
+    dockerConfig: optional(path('A docker config.json whose credentials are used for this upstream.')),
+    username: optional(string({ description: 'User name for this upstream (with passwordFile).' })),
+    passwordFile: optional(path('File holding the password for username.')),
+    timeout: optional(duration('Bound on one upstream request until its headers (and idle gaps in a body).')),
+    connectTimeout: optional(duration('TCP and TLS connect timeout.')),
+    maxConcurrent: optional(integer({ description: 'Upstream requests in flight at once.', minimum: 1 })),
+  },
+  { description: 'An upstream registry the cache may fetch from. No other host is ever contacted.' },
+);
+
+const refreshPolicy = string({
+  description: 'Always, Never or Interval(<duration>).',
+  example: 'Interval(1h)',
+  validate: (s) => {
+    const r = parseRefresh(s);
+    return r.ok ? undefined : r.message;
+  },
+});
+
+const STALE_KINDS = [
+  'unreachable',
+  'timeout',
+  'serverError',
+  'rateLimited',
+  'unauthorized',
+  'notFound',
+] as const;
+export type StaleKind = (typeof STALE_KINDS)[number];
+
+const schema = object(
+  {
+    listen: optional(
+      string({ description: 'host:port to serve on.', example: '127.0.0.1:7439', minLength: 3 }),
+      '127.0.0.1:7439',
+    ),
+    storage: required(
+      object(
+        {
+          dir: required(path('Directory of the content-addressed store; kept across restarts.')),
+          maxSize: optional(size),
+          fsync: optional(boolean({ description: 'fsync each object before it becomes visible.' }), true),
+        },
+        { description: 'Where cached content lives.' },
+      ),
+    ),
+    upstreams: required(
+      list(upstream, { description: 'The only registries fetched from.', minItems: 1, maxItems: 256 }),
+    ),
+    refresh: optional(
+      object(
+        {
+          default: optional(refreshPolicy, 'Interval(1h)'),
+          rules: optional(
+            list(
+              object(
+                {
+                  repository: optional(pattern('Regular expression over "<host>/<repository>".')),
+                  tags: optional(
+                    list(pattern('Regular expression over a tag.'), {
+                      description: 'Tag filters.',
+                      maxItems: 64,
+                    }),
+                  ),
+                  refresh: required(refreshPolicy),
+                },
+                { description: 'The first rule whose repository and tags match decides.' },
+              ),
+              { description: 'Refresh policies by repository and tag.', maxItems: 256 },
+            ),
+          ),
+        },
+        { description: 'When cached tags are asked about upstream again. Digests never are.' },
+      ),
+    ),
+    staleIfError: optional(
+      object(
+        Object.fromEntries(
+          STALE_KINDS.map((k) => [
+            k,
+            optional(boolean({ description: `Serve a cached tag on ${k}.` }), true),
+          ]),
+        ) as Record<StaleKind, ReturnType<typeof optional<boolean>>>,
+        { description: 'Which upstream failures a cached tag is served through (each true by default).' },
+      ),
+    ),
+    clientAuth: optional(
+      object(
+        {
+          htpasswd: optional(path('htpasswd file with SHA-256 or SHA-512 crypt entries (htpasswd -2 / -5).')),
+          tokenFile: optional(path('File holding a static bearer token clients must send.')),
+        },
+        { description: 'Authentication of clients; none by default.' },
+      ),
+    ),
+    limits: optional(
+      object(
+        {
+          maxConnections: optional(integer({ description: 'Client connections at once.', minimum: 1 }), 1024),
+          requestTimeout: optional(
+            duration('How long a client may take to send its request headers.'),
+            '30s',
+          ),
+        },
+        { description: 'Bounds on what clients can make the cache hold.' },
+      ),
+    ),
+    log: optional(
+      object(
+        {
+          level: optional(
+            oneOf(['debug', 'info', 'warn', 'error'] as const, { description: 'Log level.' }),
+            'info',
+          ),
+        },
+        { description: 'Logging.' },
+      ),
+    ),
+  },
+  { description: 'pullmap cache configuration.' },
+);
+
+type Raw = Infer<typeof schema>;
+export type UpstreamConfig = Infer<typeof upstream>;
+
+export interface CacheConfig {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly storage: { readonly dir: string; readonly maxSize: number | undefined; readonly fsync: boolean };
+  readonly upstreams: readonly UpstreamConfig[];
+  readonly refreshDefault: Refresh;
+  readonly refreshRules: readonly RefreshRule[];
+  readonly staleIfError: Readonly<Record<StaleKind, boolean>>;
+  readonly clientAuth: { readonly htpasswd?: string; readonly tokenFile?: string } | undefined;
+  readonly maxConnections: number;
+  readonly requestTimeoutMs: number;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export type ConfigResult = { ok: true; config: CacheConfig } | { ok: false; errors: readonly string[] };
+
+function refreshOf(text: string): Refresh {
+  const r = parseRefresh(text);
+  if (!r.ok) throw new Error(`unchecked refresh ${text}`);
+  return r.refresh;
+}
+
+function parseListen(text: string, issues: FieldIssue[]): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]*):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  if (!m || port > 65535) {
+    issues.push({
+      path: 'listen',
+      message: `${show(text)} is not host:port; write it like "127.0.0.1:7439" or ":7439"`,
+    });
+    return { host: '', port: 0 };
+  }
+  const host = (m[1] as string).replace(/^\[|\]$/g, '');
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+/** Checks a config object (already parsed from YAML). */
+export function checkCacheConfig(value: unknown, source: string): ConfigResult {
+  const issues: FieldIssue[] = [];
+  const raw: Raw | undefined = schema.check(value, '', issues);
+  if (raw !== undefined) {
+    const seen = new Map<string, number>();
+    raw.upstreams.forEach((u, i) => {
+      const before = seen.get(u.host);
+      if (before !== undefined)
+        issues.push({
+          path: `upstreams[${i}].host`,
+          message: `${u.host} is listed twice (also upstreams[${before}])`,
+        });
+      seen.set(u.host, i);
+      if ((u.username === undefined) !== (u.passwordFile === undefined))
+        issues.push({
+          path: `upstreams[${i}]`,
+          message: 'username and passwordFile go together; set both or neither',
+        });
+    });
+    if (
+      raw.clientAuth &&
+      (raw.clientAuth.htpasswd === undefined) === (raw.clientAuth.tokenFile === undefined)
+    )
+      issues.push({ path: 'clientAuth', message: 'set exactly one of htpasswd and tokenFile' });
+  }
+  const listen = raw ? parseListen(raw.listen ?? '', issues) : undefined;
+  if (raw === undefined || listen === undefined || issues.length > 0)
+    return { ok: false, errors: issues.map((i) => `${source}: ${i.path || '(top level)'}: ${i.message}`) };
+  const rules = (raw.refresh?.rules ?? []).map((r) => ({
+    repository: r.repository === undefined ? undefined : compileTagPatterns([r.repository]),
+    tags: r.tags === undefined ? undefined : compileTagPatterns(r.tags),
+    refresh: refreshOf(r.refresh),
+  }));
+  const stale = raw.staleIfError ?? {};
+  return {
+    ok: true,
+    config: {
+      listen,
+      storage: { dir: raw.storage.dir, maxSize: raw.storage.maxSize, fsync: raw.storage.fsync ?? true },
+      upstreams: raw.upstreams,
+      refreshDefault: refreshOf(raw.refresh?.default ?? 'Interval(1h)'),
+      refreshRules: rules,
+      staleIfError: Object.fromEntries(STALE_KINDS.map((k) => [k, stale[k] ?? true])) as Record<
+        StaleKind,
+        boolean
+      >,
+      clientAuth: raw.clientAuth,
+      maxConnections: raw.limits?.maxConnections ?? 1024,
+      requestTimeoutMs: (parseDuration(raw.limits?.requestTimeout ?? '30s') as { ms: number }).ms,
+      logLevel: raw.log?.level ?? 'info',
+    },
+  };
+}
+
+/** Parses the YAML text of a config file and checks it. */
+export function parseCacheConfig(text: string, source: string): ConfigResult {
+  const loaded = loadYamlObjects(text, source);
+  if (loaded.errors.length > 0) return { ok: false, errors: loaded.errors };
+  if (loaded.objects.length !== 1)
+    return {
+      ok: false,
+      errors: [`${source}: expected one YAML document with the cache config, found ${loaded.objects.length}`],
+    };
+  return checkCacheConfig(loaded.objects[0]?.value, source);
+}

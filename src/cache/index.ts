@@ -1,0 +1,150 @@
+// Assembles a running cache from its config: reads the files the config names (CAs, credentials,
+// htpasswd, token), builds the registry client for exactly the configured upstreams, opens the store.
+import { readFile } from 'node:fs/promises';
+import { parseDuration } from '../core/duration.ts';
+import type { Logger } from '../observe/log.ts';
+import { Registry } from '../observe/metrics.ts';
+import { RegistryClient } from '../registry/client.ts';
+import { parseDockerConfigJson } from '../registry/credentials.ts';
+import type { EndpointSettings } from '../registry/endpoint.ts';
+import { CredentialKeyring, type CredentialSource } from '../registry/keyring.ts';
+import { type ClientAuth, htpasswdAuth, parseHtpasswd, tokenAuth } from './client-auth.ts';
+import type { CacheConfig, UpstreamConfig } from './config.ts';
+import { type RunningCache, startCacheServer } from './server.ts';
+import { ContentStore } from './store.ts';
+
+export { type CacheConfig, checkCacheConfig, parseCacheConfig } from './config.ts';
+export { type RunningCache, STALE_HEADER } from './server.ts';
+
+/** A problem with the files a config names; the message says which field and what to do. */
+export class CacheSetupError extends Error {
+  override readonly name = 'CacheSetupError';
+}
+
+export interface CacheInstance extends RunningCache {
+  readonly store: ContentStore;
+  readonly metrics: Registry;
+}
+
+async function readNamed(field: string, path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new CacheSetupError(
+      `${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+}
+
+function ms(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const d = parseDuration(text);
+  return d.ok ? d.ms : undefined;
+}
+
+async function endpointOf(u: UpstreamConfig, at: string): Promise<EndpointSettings> {
+  return {
+    scheme: u.plainHttp ? 'http' : 'https',
+    insecure: u.insecure ?? false,
+    ...(u.caFile === undefined ? {} : { caPem: await readNamed(`${at}.caFile`, u.caFile) }),
+    connectTimeoutMs: ms(u.connectTimeout) ?? 5_000,
+    requestTimeoutMs: ms(u.timeout) ?? 30_000,
+    maxConcurrent: u.maxConcurrent ?? 16,
+  };
+}
+
+/** Credentials per upstream: an upstream's files only ever answer for that upstream. */
+async function credentialsOf(config: CacheConfig): Promise<CredentialSource> {
+  const byHost = new Map<string, CredentialKeyring>();
+  for (const [i, u] of config.upstreams.entries()) {
+    const at = `upstreams[${i}]`;
+    const keyring = new CredentialKeyring();
+    if (u.dockerConfig !== undefined) {
+      const parsed = parseDockerConfigJson(
+        await readNamed(`${at}.dockerConfig`, u.dockerConfig),
+        u.dockerConfig,
+      );
+      if (!parsed.ok) throw new CacheSetupError(`${at}.dockerConfig: ${parsed.error.message}`);
+      keyring.add(parsed.entries);
+    }
+    if (u.username !== undefined && u.passwordFile !== undefined) {
+      const password = (await readNamed(`${at}.passwordFile`, u.passwordFile)).replace(/\r?\n$/, '');
+      keyring.add([
+        {
+          key: u.host,
+          credential: { kind: 'basic', username: u.username, password, source: `${at}.username` },
+        },
+      ]);
+    }
+    byHost.set(u.host, keyring);
+  }
+  return { lookup: (registry, repository) => byHost.get(registry)?.lookup(registry, repository) ?? [] };
+}
+
+async function clientAuthOf(config: CacheConfig): Promise<ClientAuth | undefined> {
+  const auth = config.clientAuth;
+  if (auth?.tokenFile !== undefined) {
+    const token = (await readNamed('clientAuth.tokenFile', auth.tokenFile)).trim();
+    if (token.length < 16)
+      throw new CacheSetupError('clientAuth.tokenFile: the token must have at least 16 characters');
+    return tokenAuth(token);
+  }
+  if (auth?.htpasswd !== undefined) {
+    const parsed = parseHtpasswd(await readNamed('clientAuth.htpasswd', auth.htpasswd), auth.htpasswd);
+    if (parsed.errors.length > 0)
+      throw new CacheSetupError(`clientAuth.htpasswd: ${parsed.errors.join('; ')}`);
+    if (parsed.users.size === 0)
+      throw new CacheSetupError(`clientAuth.htpasswd: ${auth.htpasswd} has no entries`);
+    return htpasswdAuth(parsed.users);
+  }
+  return undefined;
+}
+
+/** Starts a cache; `close()` stops serving and closes upstream connections. */
+export async function startCache(
+  config: CacheConfig,
+  log: Logger,
+  now: () => number = Date.now,
+): Promise<CacheInstance> {
+  const endpoints: Record<string, EndpointSettings> = {};
+  for (const [i, u] of config.upstreams.entries()) endpoints[u.host] = await endpointOf(u, `upstreams[${i}]`);
+  const client = new RegistryClient({
+    endpoints,
+    credentials: await credentialsOf(config),
+    userAgent: 'pullmap-cache',
+  });
+  const clientAuth = await clientAuthOf(config);
+  let store: ContentStore;
+  try {
+    store = await ContentStore.open({
+      dir: config.storage.dir,
+      maxSize: config.storage.maxSize,
+      fsync: config.storage.fsync,
+      now,
+    });
+  } catch (err) {
+    await client.close();
+    throw new CacheSetupError(`storage.dir: cannot use ${config.storage.dir}: ${(err as Error).message}`);
+  }
+  const metrics = new Registry();
+  metrics.processMetrics(now(), now);
+  let running: RunningCache;
+  try {
+    running = await startCacheServer({ config, store, client, metrics, log, clientAuth, now });
+  } catch (err) {
+    await client.close();
+    throw new CacheSetupError(
+      `listen: cannot serve on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`,
+    );
+  }
+  void store.collect().catch((err: unknown) => log.error('garbage collection failed', { error: err }));
+  return {
+    ...running,
+    store,
+    metrics,
+    close: async () => {
+      await running.close();
+      await client.close();
+    },
+  };
+}

@@ -1,0 +1,156 @@
+// Manifests through the cache. By digest: stored once, served forever, never asked about again. By tag:
+// the refresh policy says when upstream is asked again (a HEAD, compared by digest); when asking fails
+// in a way the config allows, the cached manifest is served and marked stale.
+import { isDue, type Refresh, refreshFor } from '../core/cache/policy.ts';
+import type { ImageReference } from '../core/reference/index.ts';
+import type { RegistryClient } from '../registry/client.ts';
+import type { RegistryError, RegistryErrorCode, RegistryResult } from '../registry/errors.ts';
+import type { CacheConfig, StaleKind } from './config.ts';
+import type { ContentStore, StoredManifest } from './store.ts';
+
+export type ManifestSource = 'cache' | 'upstream';
+
+export interface ManifestAnswer {
+  readonly manifest: StoredManifest;
+  readonly source: ManifestSource;
+  /** Set when upstream could not be asked and the cached copy was served anyway. */
+  readonly stale?: StaleKind | undefined;
+  readonly staleError?: RegistryError | undefined;
+}
+
+export type RefreshResult = 'unchanged' | 'changed' | 'failed';
+
+export interface ManifestObserver {
+  refreshed?(result: RefreshResult): void;
+  fetched?(): void;
+}
+
+/** Which stale-if-error switch covers a failed revalidation; undefined: never served stale. */
+export function staleKindOf(code: RegistryErrorCode): StaleKind | undefined {
+  switch (code) {
+    case 'REG_CONNECTION_FAILED':
+    case 'REG_DNS_FAILED':
+    case 'REG_TLS_FAILED':
+      return 'unreachable';
+    case 'REG_TIMEOUT':
+    case 'REG_DEADLINE':
+    case 'REG_BUSY':
+      return 'timeout';
+    case 'REG_SERVER_ERROR':
+      return 'serverError';
+    case 'REG_RATE_LIMITED':
+      return 'rateLimited';
+    case 'REG_UNAUTHORIZED':
+    case 'REG_FORBIDDEN':
+    case 'REG_AUTH_REFUSED':
+    case 'REG_AUTH_UNSUPPORTED':
+      return 'unauthorized';
+    case 'REG_NOT_FOUND':
+      return 'notFound';
+    default:
+      return undefined;
+  }
+}
+
+type Answer = RegistryResult<ManifestAnswer>;
+
+export class ManifestResolver {
+  readonly #store: ContentStore;
+  readonly #client: RegistryClient;
+  readonly #config: CacheConfig;
+  readonly #now: () => number;
+  readonly #observer: ManifestObserver;
+  /** One upstream conversation per tag or digest at a time; others wait for its answer. */
+  readonly #inFlight = new Map<string, Promise<Answer>>();
+
+  constructor(
+    store: ContentStore,
+    client: RegistryClient,
+    config: CacheConfig,
+    now: () => number,
+    observer: ManifestObserver = {},
+  ) {
+    this.#store = store;
+    this.#client = client;
+    this.#config = config;
+    this.#now = now;
+    this.#observer = observer;
+  }
+
+  refreshFor(name: string, tag: string): Refresh {
+    return refreshFor(this.#config.refreshRules, this.#config.refreshDefault, name, tag);
+  }
+
+  async byDigest(registry: string, repository: string, digest: string): Promise<Answer> {
+    const stored = await this.#store.getManifest(digest);
+    if (stored) return { ok: true, value: { manifest: stored, source: 'cache' } };
+    return this.#once(`@${digest}`, () => this.#fetch({ registry, repository, tag: undefined, digest }));
+  }
+
+  async byTag(registry: string, repository: string, tag: string): Promise<Answer> {
+    const name = `${registry}/${repository}`;
+    const record = await this.#store.getTag(name, tag);
+    const cached = record && (await this.#store.getManifest(record.digest));
+    if (record && cached && !isDue(this.refreshFor(name, tag), record.checkedAt, this.#now()))
+      return { ok: true, value: { manifest: cached, source: 'cache' } };
+    return this.#once(`${name}:${tag}`, async () => {
+      const ref: ImageReference = { registry, repository, tag, digest: undefined };
+      if (!record || !cached) {
+        const fetched = await this.#fetch(ref);
+        if (fetched.ok) await this.#tag(name, tag, fetched.value.manifest.digest);
+        return fetched;
+      }
+      const answer = await this.#revalidate(ref, cached);
+      if (answer.ok) {
+        await this.#tag(name, tag, answer.value.manifest.digest);
+        this.#observer.refreshed?.(answer.value.manifest.digest === cached.digest ? 'unchanged' : 'changed');
+        return answer;
+      }
+      this.#observer.refreshed?.('failed');
+      const kind = staleKindOf(answer.error.code);
+      if (kind !== undefined && this.#config.staleIfError[kind])
+        return {
+          ok: true,
+          value: { manifest: cached, source: 'cache', stale: kind, staleError: answer.error },
+        };
+      return answer;
+    });
+  }
+
+  async #revalidate(ref: ImageReference, cached: StoredManifest): Promise<Answer> {
+    const head = await this.#client.headManifest(ref);
+    if (!head.ok) return head;
+    const digest = head.value.digest;
+    if (digest === cached.digest) return { ok: true, value: { manifest: cached, source: 'cache' } };
+    if (digest === undefined) return this.#fetch(ref);
+    const stored = await this.#store.getManifest(digest);
+    if (stored) return { ok: true, value: { manifest: stored, source: 'cache' } };
+    return this.#fetch({ ...ref, digest });
+  }
+
+  async #fetch(ref: ImageReference): Promise<Answer> {
+    this.#observer.fetched?.();
+    const got = await this.#client.getManifest(ref);
+    if (!got.ok) return got;
+    const manifest: StoredManifest = {
+      digest: got.value.digest,
+      mediaType: got.value.mediaType,
+      bytes: got.value.bytes,
+    };
+    await this.#store.putManifest(manifest);
+    return { ok: true, value: { manifest, source: 'upstream' } };
+  }
+
+  #tag(name: string, tag: string, digest: string): Promise<void> {
+    return this.#store.putTag({ name, tag, digest, checkedAt: this.#now() });
+  }
+
+  #once(key: string, work: () => Promise<Answer>): Promise<Answer> {
+    let pending = this.#inFlight.get(key);
+    if (pending === undefined) {
+      pending = work().finally(() => this.#inFlight.delete(key));
+      this.#inFlight.set(key, pending);
+    }
+    return pending;
+  }
+}

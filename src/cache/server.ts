@@ -1,0 +1,409 @@
+// The cache's HTTP server: the read-only half of the OCI distribution API, plus /metrics and health.
+// Every answer that is not content is the distribution error JSON; pushes are UNSUPPORTED.
+import { type FileHandle, open } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../observe/log.ts';
+import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
+import type { RegistryClient } from '../registry/client.ts';
+import type { RegistryError } from '../registry/errors.ts';
+import { BlobFetcher } from './blob-fetch.ts';
+import type { ClientAuth } from './client-auth.ts';
+import type { CacheConfig } from './config.ts';
+import { type ByteSource, copyRange } from './copy.ts';
+import { type ManifestAnswer, ManifestResolver } from './manifests.ts';
+import { type ObjectRoute, routeOf } from './route.ts';
+import type { ContentStore } from './store.ts';
+
+export const STALE_HEADER = 'x-pullmap-stale';
+const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
+
+export interface CacheServerOptions {
+  readonly config: CacheConfig;
+  readonly store: ContentStore;
+  readonly client: RegistryClient;
+  readonly metrics: Registry;
+  readonly log: Logger;
+  readonly clientAuth?: ClientAuth | undefined;
+  readonly now?: (() => number) | undefined;
+}
+
+export interface RunningCache {
+  readonly server: Server;
+  /** "127.0.0.1:PORT" as clients address it. */
+  readonly address: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+type Source = 'cache' | 'upstream';
+
+function sendError(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  extra: Record<string, string> = {},
+): void {
+  const body = JSON.stringify({ errors: [{ code, message, detail: null }] });
+  res.writeHead(status, {
+    ...API_VERSION,
+    ...extra,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+/** How an upstream failure reaches the client: the status and distribution code it stands for. */
+function upstreamFailure(
+  error: RegistryError,
+  unknownCode: string,
+): { status: number; code: string; message: string } {
+  const message = `upstream: ${error.message}`;
+  if (error.code === 'REG_NOT_FOUND') return { status: 404, code: unknownCode, message };
+  if (error.code === 'REG_RATE_LIMITED') return { status: 429, code: 'TOOMANYREQUESTS', message };
+  // The cache's own credentials were refused upstream; the client's would not help, so not a 401.
+  if (error.outcome === 'Unauthorized') return { status: 403, code: 'DENIED', message };
+  if (error.outcome === 'Timeout') return { status: 504, code: 'UNAVAILABLE', message };
+  return { status: 502, code: 'UNAVAILABLE', message };
+}
+
+/** One range "bytes=a-b", "bytes=a-" or "bytes=-n" against `size`; null: unsatisfiable; undefined: whole. */
+function parseRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | null | undefined {
+  if (header === undefined) return undefined;
+  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return null;
+    return { start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (start >= size || end < start) return null;
+  return { start, end };
+}
+
+export class CacheService {
+  readonly #config: CacheConfig;
+  readonly #store: ContentStore;
+  readonly #log: Logger;
+  readonly #auth: ClientAuth | undefined;
+  readonly #upstreams: ReadonlySet<string>;
+  readonly #manifests: ManifestResolver;
+  readonly #blobs: BlobFetcher;
+  readonly #metrics: Registry;
+  readonly #m;
+
+  constructor(options: CacheServerOptions) {
+    const now = options.now ?? Date.now;
+    this.#config = options.config;
+    this.#store = options.store;
+    this.#log = options.log;
+    this.#auth = options.clientAuth;
+    this.#upstreams = new Set(options.config.upstreams.map((u) => u.host));
+    const r = options.metrics;
+    this.#metrics = r;
+    this.#m = {
+      requests: r.counter('pullmap_cache_requests_total', 'Manifest and blob requests by result.', [
+        'kind',
+        'result',
+      ]),
+      bytes: r.counter(
+        'pullmap_cache_served_bytes_total',
+        'Blob and manifest bytes sent, by where they came from.',
+        ['source'],
+      ),
+      stale: r.counter(
+        'pullmap_cache_stale_responses_total',
+        'Cached manifests served because upstream could not be asked.',
+        ['reason'],
+      ),
+      refreshes: r.counter(
+        'pullmap_cache_refreshes_total',
+        'Revalidations of cached tags upstream, by result.',
+        ['result'],
+      ),
+      fetches: r.counter(
+        'pullmap_cache_upstream_fetches_total',
+        'Manifest and blob downloads started upstream.',
+        ['kind'],
+      ),
+      failedDownloads: r.counter(
+        'pullmap_cache_download_failures_total',
+        'Blob downloads that failed (nothing was stored).',
+      ),
+      evictions: r.counter('pullmap_cache_evictions_total', 'Objects removed by garbage collection.', [
+        'kind',
+      ]),
+      evictedBytes: r.counter('pullmap_cache_evicted_bytes_total', 'Bytes removed by garbage collection.'),
+    };
+    r.gauge('pullmap_cache_store_bytes', 'Bytes held in the store.').collect(() => this.#store.usedBytes);
+    r.gauge('pullmap_cache_downloads_in_flight', 'Blob downloads under way.').collect(
+      () => this.#blobs.inFlight,
+    );
+    this.#store.onEvict = (e) => {
+      this.#m.evictions.inc({ kind: 'blob' }, e.blobs);
+      this.#m.evictions.inc({ kind: 'manifest' }, e.manifests);
+      this.#m.evictedBytes.inc(undefined, e.bytes);
+      this.#log.info('evicted', { ...e, usedBytes: this.#store.usedBytes });
+    };
+    this.#manifests = new ManifestResolver(options.store, options.client, options.config, now, {
+      refreshed: (result) => this.#m.refreshes.inc({ result }),
+      fetched: () => this.#m.fetches.inc({ kind: 'manifest' }),
+    });
+    this.#blobs = new BlobFetcher(options.store, options.client, {
+      started: () => this.#m.fetches.inc({ kind: 'blob' }),
+      finished: (digest, bytes, error) => {
+        if (!error) return;
+        this.#m.failedDownloads.inc();
+        this.#log.warn('blob download failed; nothing stored', { digest, bytes, error });
+      },
+    });
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.#handle(req, res).catch((err: unknown) => {
+      this.#log.error('request failed', { url: req.url, error: err });
+      if (!res.headersSent) sendError(res, 500, 'UNKNOWN', 'internal error; see the cache log');
+      else res.destroy();
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const target = req.url ?? '/';
+    if (target === '/healthz' || target === '/readyz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (target === '/metrics') {
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(this.#metrics.render());
+      return;
+    }
+    if (!target.startsWith('/v2')) {
+      sendError(res, 404, 'NOT_FOUND', 'not a distribution API path; the API is under /v2/');
+      return;
+    }
+    if (this.#auth) {
+      const denied = this.#auth.check(req.headers.authorization);
+      if (denied) {
+        sendError(res, 401, 'UNAUTHORIZED', denied, { 'www-authenticate': this.#auth.challenge });
+        return;
+      }
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendError(
+        res,
+        405,
+        'UNSUPPORTED',
+        `${req.method} is not supported: this cache is read-only (pull only)`,
+      );
+      return;
+    }
+    const route = routeOf(target, this.#upstreams);
+    switch (route.kind) {
+      case 'base': {
+        res.writeHead(200, { ...API_VERSION, 'content-type': 'application/json', 'content-length': 2 });
+        res.end(req.method === 'HEAD' ? undefined : '{}');
+        return;
+      }
+      case 'error':
+        sendError(res, route.status, route.code, route.message);
+        return;
+      case 'manifest':
+        return this.#manifest(req, res, route);
+      case 'blob':
+        return this.#blob(req, res, route);
+    }
+  }
+
+  async #manifest(req: IncomingMessage, res: ServerResponse, route: ObjectRoute): Promise<void> {
+    const answer =
+      route.digest !== undefined
+        ? await this.#manifests.byDigest(route.registry, route.repository, route.digest)
+        : await this.#manifests.byTag(route.registry, route.repository, route.tag ?? 'latest');
+    if (!answer.ok) {
+      this.#m.requests.inc({ kind: 'manifest', result: 'error' });
+      const f = upstreamFailure(answer.error, 'MANIFEST_UNKNOWN');
+      sendError(res, f.status, f.code, f.message);
+      return;
+    }
+    const { manifest, source, stale } = answer.value as ManifestAnswer;
+    this.#m.requests.inc({ kind: 'manifest', result: stale ? 'stale' : source === 'cache' ? 'hit' : 'miss' });
+    const headers: Record<string, string | number> = {
+      ...API_VERSION,
+      'content-type': manifest.mediaType,
+      'content-length': manifest.bytes.length,
+      'docker-content-digest': manifest.digest,
+      etag: `"${manifest.digest}"`,
+    };
+    if (stale) {
+      this.#m.stale.inc({ reason: stale });
+      headers[STALE_HEADER] = stale;
+      headers['warning'] = '110 pullmap-cache "Response is Stale"';
+      this.#log.warn('served a stale manifest', {
+        name: `${route.registry}/${route.repository}`,
+        tag: route.tag,
+        reason: stale,
+        error: answer.value.staleError?.message,
+      });
+    }
+    if (req.headers['if-none-match'] === headers['etag']) {
+      res.writeHead(304, headers).end();
+      return;
+    }
+    res.writeHead(200, headers);
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    this.#m.bytes.inc({ source }, manifest.bytes.length);
+    res.end(manifest.bytes);
+  }
+
+  async #blob(req: IncomingMessage, res: ServerResponse, route: ObjectRoute): Promise<void> {
+    const digest = route.digest as string;
+    const stored = await this.#store.statBlob(digest);
+    if (stored) {
+      this.#m.requests.inc({ kind: 'blob', result: 'hit' });
+      return this.#sendStored(req, res, digest, stored.path, stored.size);
+    }
+    const fetched = await this.#blobs.fetch(route.registry, route.repository, digest);
+    if (!fetched.ok) {
+      this.#m.requests.inc({ kind: 'blob', result: 'error' });
+      const f = upstreamFailure(fetched.error, 'BLOB_UNKNOWN');
+      sendError(res, f.status, f.code, f.message);
+      return;
+    }
+    this.#m.requests.inc({ kind: 'blob', result: 'miss' });
+    const download = fetched.value;
+    if (!download.acquire()) {
+      // Finished between the answer and now: it is in the store, or it failed.
+      const now = download.state === 'done' ? await this.#store.statBlob(digest) : undefined;
+      if (now) return this.#sendStored(req, res, digest, now.path, now.size);
+      sendError(res, 502, 'UNAVAILABLE', `upstream: ${download.error?.message ?? 'download failed'}`);
+      return;
+    }
+    try {
+      await this.#send(req, res, digest, download.size, download, 'upstream');
+    } finally {
+      download.release();
+    }
+  }
+
+  async #sendStored(
+    req: IncomingMessage,
+    res: ServerResponse,
+    digest: string,
+    path: string,
+    size: number,
+  ): Promise<void> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r');
+    } catch {
+      // Evicted between the look-up and now.
+      sendError(res, 503, 'UNAVAILABLE', 'the blob was just evicted; retry');
+      return;
+    }
+    const source: ByteSource = {
+      available: () => size,
+      complete: () => true,
+      read: (buffer, length, position) => handle.read(buffer, 0, length, position).then((r) => r.bytesRead),
+      more: () => Promise.reject(new Error('a stored blob does not grow')),
+    };
+    try {
+      await this.#send(req, res, digest, size, source, 'cache');
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
+
+  /** Headers, then the bytes asked for; a failure mid-way cuts the response short (never completes it). */
+  async #send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    digest: string,
+    size: number | undefined,
+    source: ByteSource,
+    from: Source,
+  ): Promise<void> {
+    const headers: Record<string, string | number> = {
+      ...API_VERSION,
+      'content-type': 'application/octet-stream',
+      'docker-content-digest': digest,
+      etag: `"${digest}"`,
+    };
+    let start = 0;
+    let end: number | undefined;
+    let status = 200;
+    if (size !== undefined) {
+      // Without a length announced upstream, the blob is streamed whole (chunked) and ranges are ignored.
+      headers['accept-ranges'] = 'bytes';
+      const range = parseRange(req.headers.range, size);
+      if (range === null) {
+        res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
+        return;
+      }
+      start = range?.start ?? 0;
+      end = range?.end ?? size - 1;
+      headers['content-length'] = end - start + 1;
+      if (range) {
+        status = 206;
+        headers['content-range'] = `bytes ${start}-${end}/${size}`;
+      }
+    }
+    res.writeHead(status, headers);
+    if (req.method === 'HEAD' || size === 0) {
+      res.end();
+      return;
+    }
+    try {
+      await copyRange(source, start, end, res, (n) => this.#m.bytes.inc({ source: from }, n));
+      res.end();
+    } catch {
+      // The client went away, or the upstream download failed.
+      res.destroy();
+    }
+  }
+}
+
+/** Starts serving; resolves once listening. */
+export async function startCacheServer(options: CacheServerOptions): Promise<RunningCache> {
+  const service = new CacheService(options);
+  const server = createServer(
+    {
+      requestTimeout: options.config.requestTimeoutMs,
+      headersTimeout: Math.min(options.config.requestTimeoutMs, 60_000),
+      keepAliveTimeout: 30_000,
+      maxHeaderSize: 16 * 1024,
+    },
+    (req, res) => service.handle(req, res),
+  );
+  // Blobs can take long to stream; the request timeout only bounds receiving the request.
+  server.maxConnections = options.config.maxConnections;
+  const { host, port } = options.config.listen;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  const shown = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  return {
+    server,
+    address: `${shown}:${bound}`,
+    port: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

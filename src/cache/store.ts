@@ -1,0 +1,362 @@
+// The cache's content-addressed store on disk. Everything is written to tmp/ first and renamed into
+// place only once complete and verified, so a crash leaves at most a temp file, which the next start
+// removes. Layout under the store directory:
+//   blobs/<alg>/<hex>       blob bytes
+//   manifests/<alg>/<hex>   "<media type>\n" then the manifest bytes
+//   tags/<sha256>.json      { name, tag, digest, checkedAt }, keyed by a hash of "<host>/<repo>:<tag>"
+//   tmp/                    downloads and writes in progress
+// Last use is the file's mtime, bumped (at most once a minute) when the object is served.
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  unlink,
+  utimes,
+} from 'node:fs/promises';
+import { join } from 'node:path';
+import { DIGEST } from './route.ts';
+
+const TOUCH_AFTER_MS = 60_000;
+/** Collection frees down to this share of the cap, so it does not run again at the next write. */
+const LOW_WATER = 0.9;
+
+export interface StoredManifest {
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly bytes: Buffer;
+}
+
+export interface TagRecord {
+  /** "<upstream host>/<repository>" */
+  readonly name: string;
+  readonly tag: string;
+  readonly digest: string;
+  /** When upstream last confirmed (or gave) this digest for the tag, ms since the epoch. */
+  readonly checkedAt: number;
+}
+
+export interface StoredBlob {
+  readonly path: string;
+  readonly size: number;
+}
+
+export interface TempFile {
+  readonly path: string;
+  readonly handle: FileHandle;
+}
+
+export interface Evicted {
+  readonly blobs: number;
+  readonly manifests: number;
+  readonly bytes: number;
+}
+
+export interface StoreOptions {
+  readonly dir: string;
+  readonly maxSize?: number | undefined;
+  readonly fsync?: boolean | undefined;
+  readonly now?: (() => number) | undefined;
+}
+
+function split(digest: string): [string, string] {
+  const colon = digest.indexOf(':');
+  return [digest.slice(0, colon), digest.slice(colon + 1)];
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/** Digests a manifest names: config, layers, and (for an index) its manifests. */
+export function referencedDigests(bytes: Buffer): string[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  const take = (d: unknown): void => {
+    const digest = (d as { digest?: unknown } | null)?.digest;
+    if (typeof digest === 'string' && DIGEST.test(digest)) out.push(digest);
+  };
+  if (typeof doc !== 'object' || doc === null) return out;
+  const m = doc as { config?: unknown; layers?: unknown; manifests?: unknown };
+  take(m.config);
+  for (const list of [m.layers, m.manifests]) if (Array.isArray(list)) for (const d of list) take(d);
+  return out;
+}
+
+export class ContentStore {
+  readonly dir: string;
+  readonly maxSize: number | undefined;
+  readonly #fsync: boolean;
+  readonly #now: () => number;
+  #used = 0;
+  #collecting: Promise<Evicted> | undefined;
+
+  private constructor(options: StoreOptions) {
+    this.dir = options.dir;
+    this.maxSize = options.maxSize;
+    this.#fsync = options.fsync ?? true;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Opens (creating) the store, drops what a crash left in tmp/, and sums what is stored. */
+  static async open(options: StoreOptions): Promise<ContentStore> {
+    const store = new ContentStore(options);
+    await rm(join(store.dir, 'tmp'), { recursive: true, force: true });
+    for (const sub of ['tmp', 'tags', 'blobs/sha256', 'blobs/sha512', 'manifests/sha256', 'manifests/sha512'])
+      await mkdir(join(store.dir, sub), { recursive: true });
+    for (const entry of await store.#objects()) store.#used += entry.size;
+    return store;
+  }
+
+  /** Bytes held by blobs and manifests. */
+  get usedBytes(): number {
+    return this.#used;
+  }
+
+  blobPath(digest: string): string {
+    const [alg, hex] = split(digest);
+    return join(this.dir, 'blobs', alg, hex);
+  }
+
+  #manifestPath(digest: string): string {
+    const [alg, hex] = split(digest);
+    return join(this.dir, 'manifests', alg, hex);
+  }
+
+  #tagPath(name: string, tag: string): string {
+    return join(this.dir, 'tags', `${createHash('sha256').update(`${name}:${tag}`).digest('hex')}.json`);
+  }
+
+  async statBlob(digest: string): Promise<StoredBlob | undefined> {
+    const path = this.blobPath(digest);
+    try {
+      const info = await stat(path);
+      this.#touch(path, info.mtimeMs);
+      return { path, size: info.size };
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** A fresh file under tmp/, open for reading and writing. */
+  async tempFile(): Promise<TempFile> {
+    const path = join(this.dir, 'tmp', `${randomBytes(12).toString('hex')}.part`);
+    return { path, handle: await open(path, 'wx+', 0o644) };
+  }
+
+  /** Makes a complete, verified temp file visible as the blob `digest`. */
+  async commitBlob(temp: TempFile, digest: string, size: number): Promise<void> {
+    if (this.#fsync) await temp.handle.datasync();
+    const target = this.blobPath(digest);
+    const existed = await stat(target).then(
+      () => true,
+      () => false,
+    );
+    await rename(temp.path, target);
+    await this.#stamp(target);
+    if (!existed) this.#used += size;
+    this.#afterWrite();
+  }
+
+  async discard(temp: TempFile): Promise<void> {
+    await unlink(temp.path).catch(() => {});
+  }
+
+  async getManifest(digest: string): Promise<StoredManifest | undefined> {
+    const path = this.#manifestPath(digest);
+    let data: Buffer;
+    try {
+      data = await readFile(path);
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+    const nl = data.indexOf(0x0a);
+    if (nl <= 0) return undefined;
+    stat(path).then(
+      (info) => this.#touch(path, info.mtimeMs),
+      () => {},
+    );
+    return { digest, mediaType: data.subarray(0, nl).toString('utf8'), bytes: data.subarray(nl + 1) };
+  }
+
+  /** Stores a manifest whose bytes were verified against `digest` by the caller. */
+  async putManifest(manifest: StoredManifest): Promise<void> {
+    const target = this.#manifestPath(manifest.digest);
+    const data = Buffer.concat([Buffer.from(`${manifest.mediaType}\n`), manifest.bytes]);
+    const existed = await stat(target).then(
+      (info) => info.size,
+      () => undefined,
+    );
+    await this.#writeAtomically(target, data);
+    await this.#stamp(target);
+    this.#used += data.length - (existed ?? 0);
+    this.#afterWrite();
+  }
+
+  async getTag(name: string, tag: string): Promise<TagRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.#tagPath(name, tag), 'utf8');
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+    try {
+      const rec = JSON.parse(text) as TagRecord;
+      if (
+        rec.name !== name ||
+        rec.tag !== tag ||
+        !DIGEST.test(rec.digest) ||
+        typeof rec.checkedAt !== 'number'
+      )
+        return undefined;
+      return rec;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async putTag(record: TagRecord): Promise<void> {
+    await this.#writeAtomically(this.#tagPath(record.name, record.tag), Buffer.from(JSON.stringify(record)));
+  }
+
+  async #writeAtomically(target: string, data: Buffer): Promise<void> {
+    const temp = await this.tempFile();
+    try {
+      await temp.handle.writeFile(data);
+      if (this.#fsync) await temp.handle.datasync();
+      await temp.handle.close();
+      await rename(temp.path, target);
+    } catch (err) {
+      await temp.handle.close().catch(() => {});
+      await this.discard(temp);
+      throw err;
+    }
+  }
+
+  /** New objects are "used" now by the store's clock, the one last-use comparisons are made with. */
+  async #stamp(path: string): Promise<void> {
+    const t = new Date(this.#now());
+    await utimes(path, t, t).catch(() => {});
+  }
+
+  #touch(path: string, mtimeMs: number): void {
+    const now = this.#now();
+    if (now - mtimeMs < TOUCH_AFTER_MS) return;
+    const t = new Date(now);
+    utimes(path, t, t).catch(() => {});
+  }
+
+  #afterWrite(): void {
+    if (this.maxSize !== undefined && this.#used > this.maxSize) void this.collect().catch(() => {});
+  }
+
+  /** Observer for evictions (metrics, logs). */
+  onEvict: ((evicted: Evicted) => void) | undefined;
+
+  /**
+   * Frees space down to below the cap by last use; blobs no cached manifest references go first, then
+   * everything (manifests, referenced blobs) oldest first. One collection runs at a time.
+   */
+  collect(): Promise<Evicted> {
+    this.#collecting ??= this.#collect().finally(() => {
+      this.#collecting = undefined;
+    });
+    return this.#collecting;
+  }
+
+  async #collect(): Promise<Evicted> {
+    const none = { blobs: 0, manifests: 0, bytes: 0 };
+    if (this.maxSize === undefined || this.#used <= this.maxSize) return none;
+    const objects = await this.#objects();
+    const referenced = new Set<string>();
+    for (const o of objects) {
+      if (o.kind !== 'manifest') continue;
+      const stored = await this.getManifest(o.digest).catch(() => undefined);
+      if (stored) for (const d of referencedDigests(stored.bytes)) referenced.add(d);
+    }
+    for (const d of await this.#taggedDigests()) referenced.add(d);
+    objects.sort((a, b) => {
+      const ra = referenced.has(a.digest) ? 1 : 0;
+      const rb = referenced.has(b.digest) ? 1 : 0;
+      return ra - rb || a.mtimeMs - b.mtimeMs;
+    });
+    const goal = this.maxSize * LOW_WATER;
+    const evicted = { blobs: 0, manifests: 0, bytes: 0 };
+    for (const o of objects) {
+      if (this.#used <= goal) break;
+      try {
+        await unlink(o.path);
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+        continue;
+      }
+      this.#used -= o.size;
+      evicted.bytes += o.size;
+      if (o.kind === 'blob') evicted.blobs++;
+      else evicted.manifests++;
+    }
+    if (evicted.bytes > 0) this.onEvict?.(evicted);
+    return evicted;
+  }
+
+  async #taggedDigests(): Promise<string[]> {
+    const dir = join(this.dir, 'tags');
+    const out: string[] = [];
+    for (const name of await readdir(dir)) {
+      try {
+        const rec = JSON.parse(await readFile(join(dir, name), 'utf8')) as { digest?: unknown };
+        if (typeof rec.digest === 'string') out.push(rec.digest);
+      } catch {
+        // unreadable or removed meanwhile: it protects nothing
+      }
+    }
+    return out;
+  }
+
+  async #objects(): Promise<
+    { kind: 'blob' | 'manifest'; digest: string; path: string; size: number; mtimeMs: number }[]
+  > {
+    const out: { kind: 'blob' | 'manifest'; digest: string; path: string; size: number; mtimeMs: number }[] =
+      [];
+    for (const [kind, sub] of [
+      ['blob', 'blobs'],
+      ['manifest', 'manifests'],
+    ] as const) {
+      for (const alg of ['sha256', 'sha512']) {
+        const dir = join(this.dir, sub, alg);
+        let names: string[];
+        try {
+          names = await readdir(dir);
+        } catch (err) {
+          if (isMissing(err)) continue;
+          throw err;
+        }
+        for (const name of names) {
+          const digest = `${alg}:${name}`;
+          if (!DIGEST.test(digest)) continue;
+          const path = join(dir, name);
+          try {
+            const info = await stat(path);
+            out.push({ kind, digest, path, size: info.size, mtimeMs: info.mtimeMs });
+          } catch {
+            // removed meanwhile
+          }
+        }
+      }
+    }
+    return out;
+  }
+}

@@ -4,7 +4,7 @@
 
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/selector.ts';
-import { type PodPlan, planPod } from '../core/pod/plan.ts';
+import { type PodPlan, planPod, podImages } from '../core/pod/plan.ts';
 import { decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import type { MapState } from './map-source.ts';
 
@@ -172,7 +172,11 @@ export function reviewPod(
 
   const namespace =
     request.namespace || text(isObject(request.object.metadata) ? request.object.metadata.namespace : '');
-  const ctx = { namespace, namespaceLabels: deps.namespaceLabels(namespace) };
+  const ctx = {
+    namespace,
+    namespaceLabels: deps.namespaceLabels(namespace),
+    previousImages: request.operation === 'UPDATE' ? podImages(request.oldObject) : undefined,
+  };
   const snapshot = deps.state.snapshot;
   const decide = (facts: ExistenceFacts) => planPod(snapshot, request.object, ctx, facts);
   const cached = decideFromCache(decide, deps.existence);

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { loadYamlObjects } from '../../src/core/config.ts';
 import { scanManifests, spliceImages } from '../../src/core/manifest/rewrite.ts';
 import { analyzeMaps, buildSnapshot } from '../../src/core/mapping/index.ts';
-import { planPod } from '../../src/core/pod/plan.ts';
+import { planPod, podImages } from '../../src/core/pod/plan.ts';
 
 const map = (
   kind: string,
@@ -268,6 +268,28 @@ describe('pod planning', () => {
     const orig = plan.patch.find((op) => op.path === '/metadata/annotations/pullmap.dev~1original-images');
     assert.equal(JSON.parse(orig!.value as string).app, 'nginx:1.27');
     assert.equal(JSON.parse(orig!.value as string).injected, 'envoy:1');
+  });
+  test('an update that sets a new image is decided afresh; one that keeps it is not', () => {
+    const first = planPod(snapshot, pod(), ns, () => undefined);
+    const annotations = (first.patch[3] as { value: Record<string, string> }).value;
+    const stored = pod(annotations);
+    stored.spec.containers[0]!.image = 'mirror.local/hub/library/nginx:1.27';
+    stored.spec.initContainers[0]!.image = 'mirror.local/hub/library/busybox:1';
+    stored.spec.ephemeralContainers[0]!.image = 'mirror.local/hub/library/alpine:3';
+    const previousImages = podImages(stored);
+    const unchanged = planPod(snapshot, structuredClone(stored), { ...ns, previousImages }, () => undefined);
+    assert.deepEqual(unchanged.patch, [], 'labels-only updates change nothing');
+    const updated = structuredClone(stored);
+    updated.spec.containers[0]!.image = 'nginx:1.28';
+    const plan = planPod(snapshot, updated, { ...ns, previousImages }, () => undefined);
+    assert.deepEqual(plan.patch[0], {
+      op: 'replace',
+      path: '/spec/containers/0/image',
+      value: 'mirror.local/hub/library/nginx:1.28',
+    });
+    const orig = plan.patch.find((op) => op.path === '/metadata/annotations/pullmap.dev~1original-images');
+    assert.equal(JSON.parse(orig!.value as string).app, 'nginx:1.28');
+    assert.equal(JSON.parse(orig!.value as string).init, 'busybox:1');
   });
   test('opt-out label and excluded namespaces', () => {
     assert.equal(

@@ -287,7 +287,7 @@ describe('pods through the real apiserver', () => {
     });
   });
 
-  it('does not map twice when a pod is updated', async () => {
+  it('does not map twice when a pod is updated, and maps an image the update sets', async () => {
     const namespace = await kube.createNamespace({ prefix: 'update' });
     await core.createNamespacedPod({ namespace, body: pod('web', { app: 'nginx:1.27' }) });
     const current = await core.readNamespacedPod({ name: 'web', namespace });
@@ -295,6 +295,14 @@ describe('pods through the real apiserver', () => {
     const updated = await core.replaceNamespacedPod({ name: 'web', namespace, body: current });
     assert.equal(updated.metadata?.labels?.touched, 'yes');
     assert.equal(images(updated).app, `${MIRROR}library/nginx:1.27`);
+    // A new image set by the update is mapped, and the recorded original follows it.
+    updated.spec!.containers[0]!.image = 'nginx:1.28';
+    const bumped = await core.replaceNamespacedPod({ name: 'web', namespace, body: updated });
+    assert.equal(images(bumped).app, `${MIRROR}library/nginx:1.28`);
+    assert.equal(
+      JSON.parse(bumped.metadata?.annotations?.['pullmap.dev/original-images'] ?? '{}').app,
+      'nginx:1.28',
+    );
   });
 
   it('accepts the deploy/ manifests (server-side dry run)', async () => {

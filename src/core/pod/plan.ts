@@ -33,6 +33,19 @@ export interface PodPlan {
 export interface PodContext {
   readonly namespace: string;
   readonly namespaceLabels: Labels;
+  /**
+   * On UPDATE, the container images of the stored pod (name → image). A container whose image the
+   * update changes is decided afresh even when the pod records an earlier original for it.
+   */
+  readonly previousImages?: ReadonlyMap<string, string> | undefined;
+}
+
+/** Container name → image, for PodContext.previousImages (from an AdmissionRequest's oldObject). */
+export function podImages(pod: unknown): Map<string, string> {
+  const out = new Map<string, string>();
+  if (isObject(pod) && isObject(pod.spec))
+    for (const c of containerImages(pod.spec)) out.set(c.name, c.image);
+  return out;
 }
 
 type Json = Record<string, unknown>;
@@ -92,10 +105,19 @@ export function planPod(
 
   for (const c of containerImages(pod.spec)) {
     const original = originals[c.name];
-    if (original !== undefined && original !== c.image) {
-      // This container's image is pullmap's own earlier answer (reinvocation or an update).
+    const previous = ctx.previousImages?.get(c.name);
+    const changedNow = previous !== undefined && previous !== c.image;
+    if (original !== undefined && original !== c.image && !changedNow) {
+      // This container's image is pullmap's own earlier answer (reinvocation, or an update that
+      // leaves the image as it was).
       containers.push({ ...c, decision: undefined, skipped: `already mapped from ${original}` });
       continue;
+    }
+    if (changedNow && original !== undefined) {
+      // The update sets a new image: the recorded original no longer describes this container.
+      delete originals[c.name];
+      delete mappedBy[c.name];
+      recorded = true;
     }
     const dctx: DecisionContext = {
       namespace: ctx.namespace,

@@ -37,6 +37,7 @@ const server = createServer({ cert: readFileSync(process.argv[1]), key: readFile
 });
 server.keepAliveTimeout = 65000;
 server.listen(Number(process.argv[3]), '127.0.0.1');
+process.on('SIGTERM', () => process.exit(0));
 `;
 
 function review(uid: number): string {

@@ -108,7 +108,9 @@ async function load(
       const text = await res.body.text();
       latencies.push(performance.now() - t0);
       if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}: ${text.slice(0, 200)}`);
-      check(text);
+      // Every answer is read in full; one in 16 is decoded and checked, so the load generator, which
+      // shares the machine, spends its CPU on sending load rather than on base64 and JSON.
+      if (i % 16 === 0) check(text);
       if (onProgress && (i + 1) % 10_000 === 0) await onProgress(i + 1);
     }
   };

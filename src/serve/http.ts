@@ -16,7 +16,8 @@ import type { Logger } from '../observe/log.ts';
 import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
 import { type AdmissionRequest, type AdmissionResponse, parseReview, reviewEnvelope } from './admission.ts';
 
-export type ReviewHandler = (request: AdmissionRequest) => Promise<AdmissionResponse>;
+/** Answers a review; synchronously when it can (the common, cached case). */
+export type ReviewHandler = (request: AdmissionRequest) => AdmissionResponse | Promise<AdmissionResponse>;
 
 export interface TlsFiles {
   readonly certFile: string;
@@ -74,11 +75,21 @@ function sendText(
 }
 
 /**
- * Reads at most `limit` bytes. A bigger body is refused; what the client still sends is read and
- * dropped up to 4× the limit (so it sees the 413 rather than a reset), then the connection is cut.
+ * Reads at most `limit` bytes and calls `done` once. A bigger body is refused; what the client still
+ * sends is read and dropped up to 4× the limit (so it sees the 413 rather than a reset), then the
+ * connection is cut. Callback style, so a cached decision is answered within the 'end' event.
  */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
+function readBody(
+  req: IncomingMessage,
+  limit: number,
+  done: (err: HttpError | undefined, body: Buffer) => void,
+) {
+  let finished = false;
+  const finish = (err: HttpError | undefined, body: Buffer = EMPTY) => {
+    if (finished) return;
+    finished = true;
+    done(err, body);
+  };
   const drain = () => {
     let dropped = 0;
     req.removeAllListeners('data');
@@ -88,28 +99,30 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     });
     req.resume();
   };
+  const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     drain();
-    return Promise.reject(new HttpError(413, `the body is ${declared} bytes; the limit is ${limit}`));
+    finish(new HttpError(413, `the body is ${declared} bytes; the limit is ${limit}`));
+    return;
   }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        chunks.length = 0;
-        drain();
-        reject(new HttpError(413, `the body is over the limit of ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', (err) => reject(new HttpError(400, `the body could not be read: ${err.message}`)));
-    req.on('aborted', () => reject(new HttpError(400, 'the client aborted the request')));
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > limit) {
+      chunks.length = 0;
+      drain();
+      finish(new HttpError(413, `the body is over the limit of ${limit} bytes`));
+      return;
+    }
+    chunks.push(chunk);
   });
+  req.on('end', () => finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+  req.on('error', (err) => finish(new HttpError(400, `the body could not be read: ${err.message}`)));
+  req.on('aborted', () => finish(new HttpError(400, 'the client aborted the request')));
 }
+
+const EMPTY = Buffer.alloc(0);
 
 async function loadTls(files: TlsFiles): Promise<{ cert: Buffer; key: Buffer; stamp: string }> {
   const [cs, ks] = await Promise.all([stat(files.certFile), stat(files.keyFile)]);
@@ -137,10 +150,39 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
   let draining = false;
   const idle: Array<() => void> = [];
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  /** Answers `err` as a JSON error (or cuts the connection when an answer has begun), then counts it. */
+  const refuse = (res: ServerResponse, path: string, label: string, err: unknown): void => {
+    const status = err instanceof HttpError ? err.status : 500;
+    const message = err instanceof HttpError ? err.message : 'internal error';
+    if (status === 500) logger.error('request failed', { path, err });
+    else logger.debug('request refused', { path, status, message });
+    if (!res.headersSent) sendJson(res, status, { error: message, status });
+    else res.destroy();
+    requests.inc({ path: label, code: String(status) });
+  };
+
+  const answerReview = (res: ServerResponse, review: ReviewHandler, body: Buffer): void => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'the body is not valid JSON');
+    }
+    const envelope = parseReview(parsed);
+    if (!envelope.ok) throw new HttpError(400, envelope.message);
+    const answer = review(envelope.request);
+    const send = (response: AdmissionResponse) => {
+      sendJson(res, 200, reviewEnvelope(response));
+      requests.inc({ path: 'review', code: '200' });
+    };
+    if (answer instanceof Promise) answer.then(send, (err) => refuse(res, '', 'review', err));
+    else send(answer);
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const review = options.reviews.get(path);
-    let label = review
+    const label = review
       ? 'review'
       : path === '/healthz' || path === '/readyz' || path === '/metrics'
         ? path
@@ -160,52 +202,31 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
           inflight--;
           if (inflight === 0) for (const done of idle.splice(0)) done();
         });
-        {
-          const body = await readBody(req, options.maxBodyBytes);
-          let parsed: unknown;
+        readBody(req, options.maxBodyBytes, (err, body) => {
           try {
-            parsed = JSON.parse(body.toString('utf8'));
-          } catch {
-            throw new HttpError(400, 'the body is not valid JSON');
+            if (err) throw err;
+            answerReview(res, review, body);
+          } catch (e) {
+            refuse(res, path, label, e);
           }
-          const envelope = parseReview(parsed);
-          if (!envelope.ok) throw new HttpError(400, envelope.message);
-          const response = await review(envelope.request);
-          sendJson(res, 200, reviewEnvelope(response));
-        }
-      } else if (req.method !== 'GET' && req.method !== 'HEAD') {
-        throw new HttpError(405, `${path} accepts GET only`);
-      } else if (path === '/healthz') {
-        sendText(res, 200, 'ok\n');
-      } else if (path === '/readyz') {
+        });
+        return;
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${path} accepts GET only`);
+      if (path === '/healthz') sendText(res, 200, 'ok\n');
+      else if (path === '/readyz') {
         const ready = !draining && options.ready();
         sendText(
           res,
           ready ? 200 : 503,
           ready ? 'ok\n' : draining ? 'shutting down\n' : 'maps not loaded yet\n',
         );
-      } else if (path === '/metrics') {
-        sendText(res, 200, metrics.render(), METRICS_CONTENT_TYPE);
-      } else {
-        label = 'other';
-        throw new HttpError(404, `no such path: ${path}`);
-      }
+      } else if (path === '/metrics') sendText(res, 200, metrics.render(), METRICS_CONTENT_TYPE);
+      else throw new HttpError(404, `no such path: ${path}`);
+      requests.inc({ path: label, code: String(res.statusCode) });
     } catch (err) {
-      const status = err instanceof HttpError ? err.status : 500;
-      const message = err instanceof HttpError ? err.message : 'internal error';
-      if (status === 500) logger.error('request failed', { path, err });
-      else logger.debug('request refused', { path, status, message });
-      if (!res.headersSent) sendJson(res, status, { error: message, status });
-      else res.destroy();
+      refuse(res, path, label, err);
     }
-    requests.inc({ path: label, code: String(res.statusCode) });
-  };
-
-  const listener = (req: IncomingMessage, res: ServerResponse) => {
-    handle(req, res).catch((err) => {
-      logger.error('request handler crashed', { err });
-      res.destroy();
-    });
   };
 
   let server: Server;
@@ -215,7 +236,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     const files = options.tls;
     const first = await loadTls(files);
     stamp = first.stamp;
-    const https = createHttpsServer({ cert: first.cert, key: first.key, minVersion: 'TLSv1.2' }, listener);
+    const https = createHttpsServer({ cert: first.cert, key: first.key, minVersion: 'TLSv1.2' }, handle);
     reloadTimer = setInterval(() => {
       tlsStamp(files)
         .then(async (now) => {
@@ -235,7 +256,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     reloadTimer.unref();
     server = https;
   } else {
-    server = createHttpServer(listener);
+    server = createHttpServer(handle);
   }
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;

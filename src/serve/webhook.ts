@@ -15,7 +15,7 @@ import {
   reviewPod,
 } from './admission.ts';
 import type { ReviewHandler } from './http.ts';
-import type { MapSource } from './map-source.ts';
+import type { MapSource, MapState } from './map-source.ts';
 
 export type FailurePolicy = 'Ignore' | 'Fail';
 
@@ -66,81 +66,109 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
     return allow(request.uid, [`pullmap: ${message}; the pod was admitted unchanged`]);
   };
 
-  return async (request) => {
+  /** Counts, logs and answers a finished review. */
+  const conclude = (
+    request: AdmissionRequest,
+    state: MapState,
+    result: PodReviewResult,
+  ): AdmissionResponse => {
+    if (result.kind === 'ignored') {
+      admissions.inc({ result: 'skipped' });
+      logger.debug('review ignored', { uid: request.uid, why: result.why });
+      return result.response;
+    }
+    const { plan } = result;
+    const mapped = plan.containers.filter((c) => c.decision?.outcome === 'Mapped').length;
+    admissions.inc({ result: plan.skipped ? 'skipped' : mapped > 0 ? 'mutated' : 'unchanged' });
+    rewrites.inc(undefined, mapped);
+    if (logger.enabled('debug'))
+      logger.debug('decision', {
+        uid: request.uid,
+        namespace: request.namespace,
+        pod: request.name || undefined,
+        operation: request.operation,
+        subResource: request.subResource || undefined,
+        mapsVersion: state.version,
+        skipped: plan.skipped,
+        containers: plan.containers.map((c) => ({
+          name: c.name,
+          image: c.image,
+          outcome: c.skipped ? 'Skipped' : c.decision?.outcome,
+          to: c.decision?.outcome === 'Mapped' ? c.decision.image : undefined,
+          rule: c.decision?.rule
+            ? `${c.decision.rule.mapName} spec.mappings[${c.decision.rule.entry}]`
+            : undefined,
+          reason: c.skipped ?? c.decision?.reasons[0]?.code,
+        })),
+      });
+    return result.response;
+  };
+
+  const crashed = (request: AdmissionRequest, err: unknown): AdmissionResponse => {
+    if (err instanceof DeadlineExceeded)
+      return fail(request, 'deadline', `no decision within ${options.deadlineMs} ms`);
+    logger.error('admission crashed', { uid: request.uid, err });
+    return fail(request, 'internal_error', 'internal error');
+  };
+
+  /** A review that needs registries: probes cut off before the hard deadline, which covers the rest. */
+  const slow = async (
+    request: AdmissionRequest,
+    state: MapState,
+    outcome: Promise<PodReviewResult>,
+    remaining: () => number,
+    timers: { probe?: NodeJS.Timeout },
+  ): Promise<AdmissionResponse> => {
+    outcome.catch(() => {}); // when the deadline wins, a late failure is already answered
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineExceeded()), remaining());
+    });
+    try {
+      return conclude(request, state, await Promise.race([outcome, deadline]));
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(timers.probe);
+    }
+  };
+
+  // Cached decisions are answered synchronously: no timers, no promises. Only a review that has to ask
+  // a registry goes through `slow`, with the internal deadline armed.
+  return (request) => {
     const started = now();
+    const observe = () => latency.observe((now() - started) / 1000);
     try {
       const state = options.source.current();
-      if (!state) return fail(request, 'not_ready', 'the maps are not loaded yet');
-      // Probes are cut off a little before the hard deadline, so a slow registry still yields a
-      // proper decision (image kept, with a warning); the hard deadline covers anything else. Timers
-      // are armed only when a registry must be asked: cached decisions come back synchronously.
+      if (!state) {
+        observe();
+        return fail(request, 'not_ready', 'the maps are not loaded yet');
+      }
+      const remaining = () => Math.max(1, options.deadlineMs - (now() - started));
       let controller: AbortController | undefined;
-      let probeTimer: NodeJS.Timeout | undefined;
-      let timer: NodeJS.Timeout | undefined;
+      const timers: { probe?: NodeJS.Timeout } = {};
       const signal = () => {
         if (!controller) {
           controller = new AbortController();
-          probeTimer = setTimeout(() => controller?.abort(), probeDeadline(remaining()));
+          timers.probe = setTimeout(() => controller?.abort(), probeDeadline(remaining()));
         }
         return controller.signal;
       };
-      const remaining = () => Math.max(1, options.deadlineMs - (now() - started));
       const outcome = reviewPod(request, {
         state,
         existence: options.existence,
         namespaceLabels: options.namespaceLabels,
         signal,
       });
-      try {
-        let result: PodReviewResult;
-        if (outcome instanceof Promise) {
-          outcome.catch(() => {}); // when the deadline wins, a late failure is already answered
-          const deadline = new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new DeadlineExceeded()), remaining());
-          });
-          result = await Promise.race([outcome, deadline]);
-        } else result = outcome;
-        if (result.kind === 'ignored') {
-          admissions.inc({ result: 'skipped' });
-          logger.debug('review ignored', { uid: request.uid, why: result.why });
-          return result.response;
-        }
-        const { plan } = result;
-        const mapped = plan.containers.filter((c) => c.decision?.outcome === 'Mapped').length;
-        admissions.inc({ result: plan.skipped ? 'skipped' : mapped > 0 ? 'mutated' : 'unchanged' });
-        rewrites.inc(undefined, mapped);
-        if (logger.enabled('debug'))
-          logger.debug('decision', {
-            uid: request.uid,
-            namespace: request.namespace,
-            pod: request.name || undefined,
-            operation: request.operation,
-            subResource: request.subResource || undefined,
-            mapsVersion: state.version,
-            skipped: plan.skipped,
-            containers: plan.containers.map((c) => ({
-              name: c.name,
-              image: c.image,
-              outcome: c.skipped ? 'Skipped' : c.decision?.outcome,
-              to: c.decision?.outcome === 'Mapped' ? c.decision.image : undefined,
-              rule: c.decision?.rule
-                ? `${c.decision.rule.mapName} spec.mappings[${c.decision.rule.entry}]`
-                : undefined,
-              reason: c.skipped ?? c.decision?.reasons[0]?.code,
-            })),
-          });
-        return result.response;
-      } finally {
-        if (timer) clearTimeout(timer);
-        if (probeTimer) clearTimeout(probeTimer);
+      if (!(outcome instanceof Promise)) {
+        observe();
+        return conclude(request, state, outcome);
       }
+      return slow(request, state, outcome, remaining, timers)
+        .catch((err) => crashed(request, err))
+        .finally(observe);
     } catch (err) {
-      if (err instanceof DeadlineExceeded)
-        return fail(request, 'deadline', `no decision within ${options.deadlineMs} ms`);
-      logger.error('admission crashed', { uid: request.uid, err });
-      return fail(request, 'internal_error', 'internal error');
-    } finally {
-      latency.observe((now() - started) / 1000);
+      observe();
+      return crashed(request, err);
     }
   };
 }

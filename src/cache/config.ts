@@ -6,6 +6,7 @@ import { parseRefresh, type Refresh, type RefreshRule } from '../core/cache/poli
 import { loadYamlObjects } from '../core/config.ts';
 import { parseDuration } from '../core/duration.ts';
 import { checkTagPattern, compileTagPatterns } from '../core/mapping/tag-pattern.ts';
+import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { checkDomainAndPort } from '../core/reference/index.ts';
 import {
   boolean,
@@ -225,18 +226,14 @@ function refreshOf(text: string): Refresh {
   return r.refresh;
 }
 
-function parseListen(text: string, issues: FieldIssue[]): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]*):(\d{1,5})$/.exec(text);
-  const port = Number(m?.[2]);
-  if (!m || port > 65535) {
-    issues.push({
-      path: 'listen',
-      message: `${show(text)} is not host:port; write it like "127.0.0.1:7439" or ":7439"`,
-    });
-    return { host: '', port: 0 };
-  }
-  const host = (m[1] as string).replace(/^\[|\]$/g, '');
-  return { host: host === '' ? '0.0.0.0' : host, port };
+function parseListen(text: string, issues: FieldIssue[]): ListenAddress {
+  const address = parseListenAddress(text);
+  if (address) return address;
+  issues.push({
+    path: 'listen',
+    message: `${show(text)} is not host:port; write it like "127.0.0.1:7439" or ":7439"`,
+  });
+  return { host: '', port: 0 };
 }
 
 /** Checks a config object (already parsed from YAML). */

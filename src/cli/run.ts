@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../core/duration.ts';
+import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { cache } from './cache.ts';
 import { check } from './check.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
@@ -101,15 +102,13 @@ function duration(value: string, flag: string): number {
   return parsed.ms;
 }
 
-/** HOST:PORT, [IPv6]:PORT or :PORT (all interfaces). */
-function listenAddress(value: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
-  const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65535)
+function listenAddress(value: string): ListenAddress {
+  const address = parseListenAddress(value);
+  if (!address)
     throw new UsageError(
       `--listen ${JSON.stringify(value)} is not HOST:PORT; write it like 0.0.0.0:8443 or 127.0.0.1:8443`,
     );
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+  return address;
 }
 
 async function serveCommand(rest: readonly string[], io: CliIO): Promise<number> {

@@ -2,6 +2,7 @@
 // HTTPS is the default everywhere; plain HTTP must be asked for, and is only accepted for loopback
 // hosts or hosts explicitly marked insecure, so a typo cannot leak credentials in clear text.
 
+import { isLoopbackName } from '../core/net.ts';
 export interface EndpointSettings {
   /** "https" (default) or "http". */
   readonly scheme?: 'https' | 'http' | undefined;
@@ -50,10 +51,7 @@ export function hostnameOf(hostPort: string): string {
 }
 
 export function isLoopbackHost(hostPort: string): boolean {
-  const name = hostnameOf(hostPort).toLowerCase();
-  return (
-    name === 'localhost' || name.endsWith('.localhost') || name === '::1' || /^127\.\d+\.\d+\.\d+$/.test(name)
-  );
+  return isLoopbackName(hostnameOf(hostPort));
 }
 
 // A host[:port] as the reference grammar accepts it; anything else must not reach a URL.

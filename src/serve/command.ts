@@ -7,6 +7,7 @@ import { existenceFromFlags, type RegistryFlags } from '../cli/existence.ts';
 import { UsageError } from '../cli/maps.ts';
 import { DEFAULT_SNAPSHOT_OPTIONS, type SnapshotOptions } from '../core/mapping/index.ts';
 import type { Labels } from '../core/mapping/selector.ts';
+import { isLoopbackName } from '../core/net.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';
 import { Registry } from '../observe/metrics.ts';
 import { deny } from './admission.ts';
@@ -58,10 +59,8 @@ export interface ServeIO {
   readonly stopped: Promise<string>;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
-
 export async function serve(options: ServeOptions, io: ServeIO): Promise<number> {
-  if (!options.tls && !LOOPBACK.test(options.host))
+  if (!options.tls && !isLoopbackName(options.host))
     throw new UsageError(
       `--no-tls serves plain HTTP, allowed only on a loopback address; use --listen 127.0.0.1:${options.port} or give --tls-cert and --tls-key`,
     );

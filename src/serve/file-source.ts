@@ -2,11 +2,12 @@
 // with no cluster at all. The file is checked for changes on an interval (a ConfigMap mount is swapped
 // by symlink, which stat follows); a change that does not load keeps the maps in force and is logged.
 
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { type LoadedMaps, loadMapsFromText } from '../cli/maps.ts';
 import type { SnapshotOptions } from '../core/mapping/index.ts';
 import type { Logger } from '../observe/log.ts';
 import type { MapSource, MapState } from './map-source.ts';
+import { filesStamp, watchFiles } from './watch-files.ts';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -57,7 +58,7 @@ export async function startFileSource(options: FileSourceOptions): Promise<MapSo
     return loaded;
   };
 
-  let stamp = path === undefined ? '' : await fileStamp(path).catch(() => '');
+  const stamp = path === undefined ? '' : await filesStamp([path]).catch(() => '');
   let state: MapState;
   try {
     state = swap(await read());
@@ -65,34 +66,20 @@ export async function startFileSource(options: FileSourceOptions): Promise<MapSo
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
-  let timer: NodeJS.Timeout | undefined;
-  if (path !== undefined && options.reloadIntervalMs > 0) {
-    let busy = false;
-    timer = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      fileStamp(path)
-        .then(async (now) => {
-          if (now === stamp) return;
-          stamp = now;
-          state = swap(await read());
+  const watch =
+    path !== undefined && options.reloadIntervalMs > 0
+      ? watchFiles([path], {
+          intervalMs: options.reloadIntervalMs,
+          stamp,
+          onChange: async () => {
+            state = swap(await read());
+          },
+          onError: (err) =>
+            logger.error('config not reloaded; the maps in force stay', { source: name, err }),
         })
-        .catch((err) => logger.error('config not reloaded; the maps in force stay', { source: name, err }))
-        .finally(() => {
-          busy = false;
-        });
-    }, options.reloadIntervalMs);
-    timer.unref();
-  }
+      : undefined;
   return {
     current: () => state,
-    close: async () => {
-      if (timer) clearInterval(timer);
-    },
+    close: async () => watch?.stop(),
   };
-}
-
-async function fileStamp(path: string): Promise<string> {
-  const s = await stat(path);
-  return `${s.mtimeMs}:${s.size}:${s.ino}`;
 }

@@ -2,7 +2,7 @@
 // Every request is bounded: body size, header and request timeouts, and a cap on connections. A bad
 // request gets a JSON error naming what is wrong; nothing a client sends can crash or stall the server.
 
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -15,6 +15,7 @@ import { createSecureContext } from 'node:tls';
 import type { Logger } from '../observe/log.ts';
 import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
 import { type AdmissionRequest, type AdmissionResponse, parseReview, reviewEnvelope } from './admission.ts';
+import { type FileWatch, filesStamp, watchFiles } from './watch-files.ts';
 
 /** Answers a review; synchronously when it can (the common, cached case). */
 export type ReviewHandler = (request: AdmissionRequest) => AdmissionResponse | Promise<AdmissionResponse>;
@@ -124,17 +125,11 @@ function readBody(
 
 const EMPTY = Buffer.alloc(0);
 
-async function loadTls(files: TlsFiles): Promise<{ cert: Buffer; key: Buffer; stamp: string }> {
-  const [cs, ks] = await Promise.all([stat(files.certFile), stat(files.keyFile)]);
+/** Reads the certificate and key; throws when the PEM is unreadable or the key does not fit the certificate. */
+async function loadTls(files: TlsFiles): Promise<{ cert: Buffer; key: Buffer }> {
   const [cert, key] = await Promise.all([readFile(files.certFile), readFile(files.keyFile)]);
-  // Throws when the PEM is unreadable or the key does not belong to the certificate.
   createSecureContext({ cert, key });
-  return { cert, key, stamp: `${cs.mtimeMs}:${cs.size}:${ks.mtimeMs}:${ks.size}` };
-}
-
-async function tlsStamp(files: TlsFiles): Promise<string> {
-  const [cs, ks] = await Promise.all([stat(files.certFile), stat(files.keyFile)]);
-  return `${cs.mtimeMs}:${cs.size}:${ks.mtimeMs}:${ks.size}`;
+  return { cert, key };
 }
 
 export async function startHttp(options: HttpOptions): Promise<HttpServer> {
@@ -161,7 +156,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     requests.inc({ path: label, code: String(status) });
   };
 
-  const answerReview = (res: ServerResponse, review: ReviewHandler, body: Buffer): void => {
+  const answerReview = (res: ServerResponse, path: string, review: ReviewHandler, body: Buffer): void => {
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString('utf8'));
@@ -175,7 +170,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
       sendJson(res, 200, reviewEnvelope(response));
       requests.inc({ path: 'review', code: '200' });
     };
-    if (answer instanceof Promise) answer.then(send, (err) => refuse(res, '', 'review', err));
+    if (answer instanceof Promise) answer.then(send, (err) => refuse(res, path, 'review', err));
     else send(answer);
   };
 
@@ -205,7 +200,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
         readBody(req, options.maxBodyBytes, (err, body) => {
           try {
             if (err) throw err;
-            answerReview(res, review, body);
+            answerReview(res, path, review, body);
           } catch (e) {
             refuse(res, path, label, e);
           }
@@ -230,30 +225,27 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
   };
 
   let server: Server;
-  let stamp = '';
-  let reloadTimer: NodeJS.Timeout | undefined;
+  let reload: FileWatch | undefined;
   if (options.tls) {
     const files = options.tls;
+    const paths = [files.certFile, files.keyFile];
+    const stamp = await filesStamp(paths);
     const first = await loadTls(files);
-    stamp = first.stamp;
-    const https = createHttpsServer({ cert: first.cert, key: first.key, minVersion: 'TLSv1.2' }, handle);
-    reloadTimer = setInterval(() => {
-      tlsStamp(files)
-        .then(async (now) => {
-          if (now === stamp) return;
-          const next = await loadTls(files);
-          https.setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.2' });
-          stamp = next.stamp;
-          tlsReloads.inc({ result: 'ok' });
-          logger.info('serving certificate reloaded', { certFile: files.certFile });
-        })
-        .catch((err) => {
-          // Half-written files during a rotation end up here; the next tick tries again.
-          tlsReloads.inc({ result: 'error' });
-          logger.warn('serving certificate not reloaded; keeping the current one', { err });
-        });
-    }, files.reloadIntervalMs);
-    reloadTimer.unref();
+    const https = createHttpsServer({ ...first, minVersion: 'TLSv1.2' }, handle);
+    reload = watchFiles(paths, {
+      intervalMs: files.reloadIntervalMs,
+      stamp,
+      onChange: async () => {
+        https.setSecureContext({ ...(await loadTls(files)), minVersion: 'TLSv1.2' });
+        tlsReloads.inc({ result: 'ok' });
+        logger.info('serving certificate reloaded', { certFile: files.certFile });
+      },
+      onError: (err) => {
+        // Half-written files during a rotation end up here; the next tick tries again.
+        tlsReloads.inc({ result: 'error' });
+        logger.warn('serving certificate not reloaded; keeping the current one', { err });
+      },
+    });
     server = https;
   } else {
     server = createHttpServer(handle);
@@ -287,7 +279,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
       draining = true;
       // Endpoints controllers need a moment to see readiness drop before the listener goes away.
       if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
-      if (reloadTimer) clearInterval(reloadTimer);
+      reload?.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const drained = inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => idle.push(resolve));

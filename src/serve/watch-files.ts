@@ -1,0 +1,47 @@
+// Polls files for changes (mtime, size and inode, through symlinks: a Secret or ConfigMap volume swaps
+// its files by symlink) and calls `onChange` when they differ from the last successful load. A failed
+// load is retried on the next tick, so a half-written rotation is picked up once it is complete.
+import { stat } from 'node:fs/promises';
+
+/** A fingerprint of the files' current versions. */
+export async function filesStamp(paths: readonly string[]): Promise<string> {
+  const stats = await Promise.all(paths.map((p) => stat(p)));
+  return stats.map((s) => `${s.mtimeMs}:${s.size}:${s.ino}`).join('|');
+}
+
+export interface FileWatch {
+  stop(): void;
+}
+
+/**
+ * Starts polling. `stamp` is the fingerprint the caller loaded (from `filesStamp` before reading);
+ * `onChange` loads the new version and throws when it cannot, which `onError` reports.
+ */
+export function watchFiles(
+  paths: readonly string[],
+  options: {
+    readonly intervalMs: number;
+    readonly stamp: string;
+    readonly onChange: () => Promise<void>;
+    readonly onError: (err: unknown) => void;
+  },
+): FileWatch {
+  let loaded = options.stamp;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    filesStamp(paths)
+      .then(async (now) => {
+        if (now === loaded) return;
+        await options.onChange();
+        loaded = now;
+      })
+      .catch(options.onError)
+      .finally(() => {
+        busy = false;
+      });
+  }, options.intervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}

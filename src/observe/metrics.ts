@@ -61,37 +61,17 @@ abstract class Family<Series> implements Metric {
   protected abstract renderSeries(out: string[], values: readonly string[], data: Series): void;
 }
 
-export class Counter extends Family<{ value: number }> {
-  readonly type = 'counter';
-  protected fresh() {
-    return { value: 0 };
-  }
-  inc(labels?: Labels, by = 1): void {
-    this.at(labels).value += by;
-  }
-  get(labels?: Labels): number {
-    return this.at(labels).value;
-  }
-  protected renderSeries(out: string[], values: readonly string[], data: { value: number }): void {
-    out.push(`${this.name}${labelText(this.labelNames, values)} ${formatNumber(data.value)}`);
-  }
+interface ValueSeries {
+  value: number;
+  read?: () => number;
 }
 
-export class Gauge extends Family<{ value: number; read?: () => number }> {
-  readonly type = 'gauge';
-  protected fresh() {
+/** One number per series: counters and gauges. */
+abstract class ValueFamily extends Family<ValueSeries> {
+  protected fresh(): ValueSeries {
     return { value: 0 };
   }
-  set(value: number, labels?: Labels): void {
-    this.at(labels).value = value;
-  }
-  inc(labels?: Labels, by = 1): void {
-    this.at(labels).value += by;
-  }
-  dec(labels?: Labels, by = 1): void {
-    this.at(labels).value -= by;
-  }
-  /** The value is read from `read` at every scrape (sizes of caches, queue depths). */
+  /** The value is read from `read` at every scrape (counts and sizes kept by another component). */
   collect(read: () => number, labels?: Labels): void {
     this.at(labels).read = read;
   }
@@ -99,11 +79,7 @@ export class Gauge extends Family<{ value: number; read?: () => number }> {
     const data = this.at(labels);
     return data.read ? data.read() : data.value;
   }
-  protected renderSeries(
-    out: string[],
-    values: readonly string[],
-    data: { value: number; read?: () => number },
-  ) {
+  protected renderSeries(out: string[], values: readonly string[], data: ValueSeries): void {
     let value = data.value;
     if (data.read) {
       try {
@@ -113,6 +89,26 @@ export class Gauge extends Family<{ value: number; read?: () => number }> {
       }
     }
     out.push(`${this.name}${labelText(this.labelNames, values)} ${formatNumber(value)}`);
+  }
+}
+
+export class Counter extends ValueFamily {
+  readonly type = 'counter';
+  inc(labels?: Labels, by = 1): void {
+    this.at(labels).value += by;
+  }
+}
+
+export class Gauge extends ValueFamily {
+  readonly type = 'gauge';
+  set(value: number, labels?: Labels): void {
+    this.at(labels).value = value;
+  }
+  inc(labels?: Labels, by = 1): void {
+    this.at(labels).value += by;
+  }
+  dec(labels?: Labels, by = 1): void {
+    this.at(labels).value -= by;
   }
 }
 

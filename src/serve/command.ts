@@ -209,11 +209,14 @@ async function startCluster(
     .gauge('pullmap_controller_leader', '1 when this replica holds the Lease and writes status.')
     .collect(() => (source.isLeader() ? 1 : 0));
   metrics
-    .gauge('pullmap_controller_analyses', 'Consistency analyses run (counter-like).')
+    .counter('pullmap_controller_analyses_total', 'Consistency analyses run.')
     .collect(() => source.stats.analyses);
   metrics
-    .gauge('pullmap_controller_status_writes', 'Status writes made (counter-like).')
+    .counter('pullmap_controller_status_writes_total', 'Status writes made.')
     .collect(() => source.stats.statusWrites);
+  metrics
+    .counter('pullmap_controller_events_total', 'Events recorded on map objects.')
+    .collect(() => source.stats.events);
   const validate: ReviewHandler = async (request) => {
     const result = reviewMapAdmission({ kind: 'AdmissionReview', request }, source.inputs());
     if (!result.ok) return deny(request.uid, 400, result.message);

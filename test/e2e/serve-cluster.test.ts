@@ -202,5 +202,10 @@ describe('maps from the cluster', () => {
     assert.equal((await pullmap.call('/readyz')).status, 200);
     assert.ok(pullmap.logs().some((l) => l.msg === 'serving' && l.maps === 'cluster'));
     assert.equal(await pullmap.metric('pullmap_controller_leader'), 1);
+    assert.ok(
+      (await pullmap.metric('pullmap_controller_status_writes_total'))! > 0,
+      'the leader wrote status',
+    );
+    assert.ok((await pullmap.metric('pullmap_controller_events_total'))! > 0, 'and recorded events');
   });
 });

@@ -14,7 +14,15 @@ import { ExistenceOracle, registryProbe } from '../src/registry/existence-oracle
 import { MANIFEST_ACCEPT } from '../src/registry/media-types.ts';
 import { buildImage, pushImage } from '../test/harness/images.ts';
 import { startRegistry, type TestRegistry } from '../test/harness/registry.ts';
-import { type BenchResult, formatRate, median, percentile, sink } from './measure.ts';
+import {
+  type BenchResult,
+  type ClosedLoop,
+  closedLoop,
+  formatRate,
+  median,
+  percentile,
+  sink,
+} from './measure.ts';
 import { seeded } from './random.ts';
 
 const IMAGES = 200;
@@ -30,39 +38,23 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const MIN_THROUGHPUT_RATIO = 0.5;
 const MAX_P99_RATIO = 2;
 
-interface Run {
-  readonly ms: number;
-  readonly perSecond: number;
-  readonly latenciesMs: readonly number[];
-}
+type Run = ClosedLoop;
 
 /** Runs `check` over `draws` with `IN_FLIGHT` workers; every check must answer "present". */
 async function drive(draws: readonly string[], check: (image: string) => Promise<boolean>): Promise<Run> {
-  const latencies = new Array<number>(draws.length);
-  let next = 0;
   let missing = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < draws.length; i = next++) {
-      const started = performance.now();
-      if (!(await check(draws[i]!))) missing++;
-      latencies[i] = performance.now() - started;
-    }
-  };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
-  const ms = performance.now() - started;
+  const run = await closedLoop({ concurrency: IN_FLIGHT, count: draws.length }, async (i) => {
+    if (!(await check(draws[i]!))) missing++;
+  });
   if (missing > 0) throw new Error(`${missing} of ${draws.length} checks did not find a pushed image`);
-  return { ms, perSecond: (draws.length * 1000) / ms, latenciesMs: latencies };
+  return run;
 }
 
 async function pushImages(registry: TestRegistry): Promise<string[]> {
   const names = Array.from({ length: IMAGES }, (_, i) => `bench/image-${String(i).padStart(3, '0')}`);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < names.length; i = next++)
-      await pushImage(registry, names[i]!, 'v1', buildImage({ files: { 'id.txt': `${i}\n` } }));
-  };
-  await Promise.all(Array.from({ length: 16 }, worker));
+  await closedLoop({ concurrency: 16, count: names.length }, (i) =>
+    pushImage(registry, names[i]!, 'v1', buildImage({ files: { 'id.txt': `${i}\n` } })).then(() => {}),
+  );
   return names;
 }
 

@@ -88,3 +88,42 @@ export interface BenchResult {
   readonly ratio: string;
   readonly pass: boolean;
 }
+
+export interface ClosedLoop {
+  /** Tasks completed. */
+  readonly count: number;
+  readonly ms: number;
+  readonly perSecond: number;
+  /** Latency of each task, in completion order. */
+  readonly latenciesMs: number[];
+}
+
+/**
+ * Closed-loop load: `concurrency` workers each run `task(i)` for the next i, until `count` tasks have
+ * started or `ms` have passed (whichever comes first). A task that throws stops the run.
+ */
+export async function closedLoop(
+  plan: { readonly concurrency: number; readonly count?: number; readonly ms?: number },
+  task: (i: number) => Promise<void>,
+): Promise<ClosedLoop> {
+  const count = plan.count ?? Number.POSITIVE_INFINITY;
+  const ms = plan.ms ?? Number.POSITIVE_INFINITY;
+  const latenciesMs: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  const worker = async (): Promise<void> => {
+    while (next < count && performance.now() - started < ms) {
+      const t0 = performance.now();
+      await task(next++);
+      latenciesMs.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: plan.concurrency }, worker));
+  const elapsed = performance.now() - started;
+  return {
+    count: latenciesMs.length,
+    ms: elapsed,
+    perSecond: (latenciesMs.length * 1000) / elapsed,
+    latenciesMs,
+  };
+}

@@ -12,7 +12,7 @@ import { buildImage, pushImage } from '../test/harness/images.ts';
 import { type Daemon, freePort, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { makePki } from '../test/harness/tls.ts';
-import { type BenchResult, median, percentile } from './measure.ts';
+import { type BenchResult, type ClosedLoop, closedLoop, median, percentile } from './measure.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CONCURRENCY = 32;
@@ -76,14 +76,8 @@ function review(uid: number): string {
   });
 }
 
-interface Load {
-  readonly perSecond: number;
-  readonly latenciesMs: number[];
-  readonly count: number;
-}
-
-/** Keeps CONCURRENCY reviews in flight for `ms` (or until `limit` reviews); checks every answer. */
-async function load(
+/** Keeps CONCURRENCY reviews in flight for `ms` (or until `limit` reviews); checks answers. */
+function load(
   agent: Agent,
   url: string,
   body: (i: number) => string,
@@ -91,32 +85,21 @@ async function load(
   ms: number,
   limit = Number.POSITIVE_INFINITY,
   onProgress?: (done: number) => Promise<void>,
-): Promise<Load> {
-  const latencies: number[] = [];
-  let next = 0;
-  const start = performance.now();
-  const worker = async () => {
-    while (performance.now() - start < ms && next < limit) {
-      const i = next++;
-      const t0 = performance.now();
-      const res = await request(url, {
-        method: 'POST',
-        dispatcher: agent,
-        headers: { 'content-type': 'application/json' },
-        body: body(i),
-      });
-      const text = await res.body.text();
-      latencies.push(performance.now() - t0);
-      if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}: ${text.slice(0, 200)}`);
-      // Every answer is read in full; one in 16 is decoded and checked, so the load generator, which
-      // shares the machine, spends its CPU on sending load rather than on base64 and JSON.
-      if (i % 16 === 0) check(text);
-      if (onProgress && (i + 1) % 10_000 === 0) await onProgress(i + 1);
-    }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  const elapsed = performance.now() - start;
-  return { perSecond: (latencies.length * 1000) / elapsed, latenciesMs: latencies, count: latencies.length };
+): Promise<ClosedLoop> {
+  return closedLoop({ concurrency: CONCURRENCY, count: limit, ms }, async (i) => {
+    const res = await request(url, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json' },
+      body: body(i),
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}: ${text.slice(0, 200)}`);
+    // Every answer is read in full; one in 16 is decoded and checked, so the load generator, which
+    // shares the machine, spends its CPU on sending load rather than on base64 and JSON.
+    if (i % 16 === 0) check(text);
+    if (onProgress && (i + 1) % 10_000 === 0) await onProgress(i + 1);
+  });
 }
 
 /** Resident set and V8 heap in use, from pullmap's own /metrics. */
@@ -233,8 +216,8 @@ export async function runWebhookBench(): Promise<BenchResult[]> {
     const before = await registry.count();
     await load(agent, `${pmUrl}/mutate-pods`, body, checkPullmap, WARMUP_MS);
     await load(agent, baseUrl, body, checkBaseline, WARMUP_MS);
-    const pm: Load[] = [];
-    const base: Load[] = [];
+    const pm: ClosedLoop[] = [];
+    const base: ClosedLoop[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       pm.push(await load(agent, `${pmUrl}/mutate-pods`, body, checkPullmap, ROUND_MS));
       base.push(await load(agent, baseUrl, body, checkBaseline, ROUND_MS));

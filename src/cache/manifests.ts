@@ -1,6 +1,7 @@
 // Manifests through the cache. By digest: stored once, served forever, never asked about again. By tag:
-// the refresh policy says when upstream is asked again (a HEAD, compared by digest); when asking fails
-// in a way the config allows, the cached manifest is served and marked stale.
+// the refresh policy says when upstream is asked again (a HEAD, or a GET where the registry refuses HEAD,
+// compared by digest); when asking fails in a way the config allows, the cached manifest is served and
+// marked stale.
 import { isDue, type Refresh, refreshFor } from '../core/cache/policy.ts';
 import type { ImageReference } from '../core/reference/index.ts';
 import type { RegistryClient } from '../registry/client.ts';
@@ -118,7 +119,8 @@ export class ManifestResolver {
   }
 
   async #revalidate(ref: ImageReference, cached: StoredManifest): Promise<Answer> {
-    const head = await this.#client.headManifest(ref);
+    // Registries that refuse manifest HEAD (405/501) are asked with GET; the client remembers the host.
+    const head = await this.#client.manifestExists(ref);
     if (!head.ok) return head;
     const digest = head.value.digest;
     if (digest === cached.digest) return { ok: true, value: { manifest: cached, source: 'cache' } };

@@ -1,6 +1,7 @@
 // Mutable tags through the cache: a new image pushed upstream under the same tag is served on the
 // next pull with refresh Always, only after the interval with Interval (the cache's clock is moved, no
-// waiting), never with Never; digests pinned earlier still pull. Real registry, real skopeo.
+// waiting), never with Never; digests pinned earlier still pull; an upstream refusing manifest HEAD is
+// revalidated with GET. Real registry, real skopeo.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { embedRegistry } from '../../src/core/reference/index.ts';
@@ -8,6 +9,7 @@ import { closeAll, skopeoCopy, startTestCache, type TestCache, unpackOci } from 
 import { buildImage, pushImage } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
+import { type LoopbackStub, startHeadRefusingProxy } from '../harness/registry-stubs.ts';
 
 const HOUR = 3_600_000;
 
@@ -84,5 +86,53 @@ describe('cache: refresh policies for mutable tags', () => {
   it('counts refreshes by result', () => {
     const text = cache.instance.metrics.render();
     assert.match(text, /pullmap_cache_refreshes_total\{result="changed"\} [1-9]/);
+  });
+});
+
+describe('cache: refreshing tags of an upstream that refuses manifest HEAD', () => {
+  let upstream: TestRegistry;
+  let proxy: LoopbackStub;
+  let cache: TestCache;
+  let work: TempDir;
+  const v1 = buildImage({ files: { 'version.txt': 'headless v1\n' } });
+  const v2 = buildImage({ files: { 'version.txt': 'headless v2\n' } });
+
+  const pull = async (): Promise<string | undefined> => {
+    const layout = await skopeoCopy(
+      `${cache.host}/${embedRegistry(proxy.host)}/team/headless:stable`,
+      work.path,
+    );
+    return (await unpackOci(layout))['version.txt'];
+  };
+
+  before(async () => {
+    upstream = await startRegistry();
+    proxy = await startHeadRefusingProxy(upstream.url, 405);
+    work = await tempDir('cache-headless');
+    await pushImage(upstream, 'team/headless', 'stable', v1);
+    cache = await startTestCache({
+      upstreams: [{ host: proxy.host, plainHttp: true }],
+      refresh: { default: 'Always' },
+      staleIfError: { unreachable: false, serverError: false, timeout: false },
+    });
+  });
+  after(() => closeAll(cache, proxy, upstream, work));
+
+  it('revalidates with GET (HEAD refused once, then remembered) and serves the moved tag', async () => {
+    assert.equal(await pull(), 'headless v1\n');
+    assert.equal(proxy.requests(), 0, 'the first pull GETs the manifest');
+    await pushImage(upstream, 'team/headless', 'stable', v2);
+    const gets = await upstream.count({ method: 'GET', uri: 'team/headless/manifests/stable' });
+    assert.equal(await pull(), 'headless v2\n');
+    assert.equal(await pull(), 'headless v2\n');
+    assert.equal(proxy.requests(), 1, 'the refusal is remembered for the host');
+    assert.ok(
+      (await upstream.count({ method: 'GET', uri: 'team/headless/manifests/stable' })) >= gets + 2,
+      'both revalidations asked upstream with GET',
+    );
+    const text = cache.instance.metrics.render();
+    assert.match(text, /pullmap_cache_refreshes_total\{result="changed"\} 1\n/);
+    assert.match(text, /pullmap_cache_refreshes_total\{result="unchanged"\} 1\n/);
+    assert.doesNotMatch(text, /pullmap_cache_refreshes_total\{result="failed"\} [1-9]/);
   });
 });

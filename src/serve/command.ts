@@ -10,7 +10,6 @@ import type { Labels } from '../core/mapping/selector.ts';
 import { isLoopbackName } from '../core/net.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';
 import { Registry } from '../observe/metrics.ts';
-import { deny } from './admission.ts';
 import { DEFAULT_MAPS_TEXT } from './default-maps.ts';
 import { existenceMetrics } from './existence-metrics.ts';
 import { ConfigError, startFileSource } from './file-source.ts';
@@ -217,10 +216,13 @@ async function startCluster(
   metrics
     .counter('pullmap_controller_events_total', 'Events recorded on map objects.')
     .collect(() => source.stats.events);
-  const validate: ReviewHandler = async (request) => {
-    const result = reviewMapAdmission({ kind: 'AdmissionReview', request }, source.inputs());
-    if (!result.ok) return deny(request.uid, 400, result.message);
-    return result.answer.response;
+  const validate: ReviewHandler = (request) => {
+    const inputs = source.inputs();
+    const state = source.current();
+    return reviewMapAdmission(
+      request,
+      inputs && state ? { inputs, verdicts: state.analysis.verdicts } : undefined,
+    );
   };
   return { source, namespaces, validate };
 }

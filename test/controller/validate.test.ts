@@ -2,9 +2,10 @@
 // the controller, allowed when pullmap has not loaded maps yet, warnings for maps a write would reject.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { reviewMapAdmission } from '../../src/controller/validate.ts';
+import { type MapsInForce, reviewMapAdmission } from '../../src/controller/validate.ts';
 import { analyzeMaps, type MapInput, verdictMessage } from '../../src/core/mapping/index.ts';
 import type { KubeObject } from '../../src/kube/list-watch.ts';
+import { parseReview } from '../../src/serve/admission.ts';
 
 const map = (name: string, created: string, mappings: object[], namespace = 'team'): KubeObject => ({
   apiVersion: 'pullmap.dev/v1alpha1',
@@ -25,6 +26,14 @@ const review = (object: unknown, operation = 'CREATE', kind = 'ImageMap') => ({
   },
 });
 
+/** The review as the server hands it over: parsed, then decided against `inputs` and their verdicts. */
+function ask(envelope: unknown, inputs: readonly MapInput[] | undefined) {
+  const parsed = parseReview(envelope);
+  assert.ok(parsed.ok, JSON.stringify(envelope));
+  const maps: MapsInForce | undefined = inputs && { inputs, verdicts: analyzeMaps(inputs).verdicts };
+  return reviewMapAdmission(parsed.request, maps);
+}
+
 const accepted = map('a', '2026-01-01T00:00:00Z', [{ from: 'nginx', to: 'a.example/nginx' }]);
 const inputs: MapInput[] = [{ current: accepted }];
 
@@ -32,13 +41,12 @@ test('a conflicting candidate is denied with the words the controller writes int
   const candidate = map('b', '2026-01-02T00:00:00Z', [
     { from: 'docker.io/library/nginx', to: 'b.example/nginx' },
   ]);
-  const result = reviewMapAdmission(review(candidate), inputs);
-  assert.ok(result.ok);
-  assert.equal(result.answer.response.allowed, false);
-  assert.equal(result.answer.response.uid, 'r1');
+  const result = ask(review(candidate), inputs);
+  assert.equal(result.allowed, false);
+  assert.equal(result.uid, 'r1');
   const controller = analyzeMaps([...inputs, { current: candidate }]).verdicts[1]!;
   assert.equal(controller.verdict, 'Conflict');
-  const message = result.answer.response.status!.message;
+  const message = result.status!.message;
   assert.equal(
     message,
     `ImageMap/team/b is rejected (Conflict): ${controller.findings[0]!.path}: ${controller.findings[0]!.message}`,
@@ -50,21 +58,16 @@ test('an invalid candidate is denied naming the field and the fix', () => {
   const candidate = map('c', '2026-01-02T00:00:00Z', [
     { from: 'ghcr.io/', to: ['x.example/ghcr.io/', 'y.example/ghcr.io/'] },
   ]);
-  const result = reviewMapAdmission(review(candidate), inputs);
-  assert.ok(result.ok);
-  assert.equal(result.answer.response.allowed, false);
+  const result = ask(review(candidate), inputs);
+  assert.equal(result.allowed, false);
   assert.match(
-    result.answer.response.status!.message,
+    result.status!.message,
     /^ImageMap\/team\/c is rejected \(Invalid\): spec\.mappings\[0\]\.to: lists 2 candidates, but only when: IfExists/,
   );
   // `to` of the wrong shape, which the CRD schema cannot refuse, is refused here.
-  const wrong = reviewMapAdmission(
-    review(map('d', '2026-01-02T00:00:00Z', [{ from: 'ghcr.io/', to: 5 }])),
-    inputs,
-  );
-  assert.ok(wrong.ok);
+  const wrong = ask(review(map('d', '2026-01-02T00:00:00Z', [{ from: 'ghcr.io/', to: 5 }])), inputs);
   assert.match(
-    wrong.answer.response.status!.message,
+    wrong.status!.message,
     /spec\.mappings\[0\]\.to: must be a string or a list of strings, not a number/,
   );
 });
@@ -72,45 +75,34 @@ test('an invalid candidate is denied naming the field and the fix', () => {
 test('an update of an older map that would push out a newer one is allowed with a warning naming it', () => {
   const newer = map('z', '2026-01-03T00:00:00Z', [{ from: 'quay.io/', to: 'z.example/quay.io/' }]);
   const updated = map('a', '2026-01-01T00:00:00Z', [{ from: 'quay.io/', to: 'a.example/quay.io/' }]);
-  const result = reviewMapAdmission(review(updated, 'UPDATE'), [...inputs, { current: newer }]);
-  assert.ok(result.ok);
-  assert.equal(result.answer.response.allowed, true);
-  assert.equal(result.answer.response.warnings?.length, 1);
+  const result = ask(review(updated, 'UPDATE'), [...inputs, { current: newer }]);
+  assert.equal(result.allowed, true);
+  assert.equal(result.warnings?.length, 1);
   assert.match(
-    result.answer.response.warnings![0]!,
-    /^ImageMap\/team\/z would be rejected \(Conflict\): spec\.mappings\[0\]: maps "quay\.io\/"/,
+    result.warnings![0]!,
+    /^pullmap: ImageMap\/team\/z would be rejected \(Conflict\): spec\.mappings\[0\]: maps "quay\.io\/"/,
   );
 });
 
 test('replacing its own older version is not a conflict; other kinds, deletes and unloaded sources are allowed', () => {
   const same = map('a', '2026-01-01T00:00:00Z', [{ from: 'nginx', to: 'b.example/nginx' }]);
-  const updated = reviewMapAdmission(review(same, 'UPDATE'), inputs);
-  assert.ok(updated.ok && updated.answer.response.allowed);
-  const pod = reviewMapAdmission(
+  const updated = ask(review(same, 'UPDATE'), inputs);
+  assert.ok(updated.allowed);
+  const pod = ask(
     { ...review({}), request: { ...review({}).request, kind: { group: '', kind: 'Pod' } } },
     inputs,
   );
-  assert.ok(pod.ok && pod.answer.response.allowed);
-  const del = reviewMapAdmission(review(accepted, 'DELETE'), inputs);
-  assert.ok(del.ok && del.answer.response.allowed);
-  const early = reviewMapAdmission(review(accepted), undefined);
-  assert.ok(early.ok && early.answer.response.allowed);
-  assert.match(early.answer.response.warnings![0]!, /has not loaded the maps yet/);
+  assert.ok(pod.allowed);
+  const del = ask(review(accepted, 'DELETE'), inputs);
+  assert.ok(del.allowed);
+  const early = ask(review(accepted), undefined);
+  assert.ok(early.allowed);
+  assert.match(early.warnings![0]!, /has not loaded the maps yet/);
 });
 
-test('what is not an AdmissionReview is a bad request, not a crash', () => {
-  for (const bad of [
-    null,
-    'x',
-    [],
-    {},
-    { kind: 'AdmissionReview' },
-    { kind: 'AdmissionReview', request: { uid: 5 } },
-  ]) {
-    const result = reviewMapAdmission(bad, inputs);
-    assert.equal(result.ok, false, JSON.stringify(bad));
-  }
-  const noObject = reviewMapAdmission(review(undefined), inputs);
-  assert.ok(noObject.ok);
-  assert.equal(noObject.answer.response.allowed, false);
+test('a map review without an object is refused, not a crash', () => {
+  // Envelopes that are not AdmissionReviews never get here: the server's parseReview answers 400.
+  const noObject = ask(review(undefined), inputs);
+  assert.equal(noObject.allowed, false);
+  assert.equal(noObject.status?.code, 400);
 });

@@ -13,6 +13,7 @@ import type { ClusterMapSourceOptions } from '../../src/controller/map-source.ts
 import { type ClusterMapSource, startClusterMapSource } from '../../src/controller/map-source.ts';
 import { reviewMapAdmission } from '../../src/controller/validate.ts';
 import { decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
+import { parseReview } from '../../src/serve/admission.ts';
 import type { MapState } from '../../src/serve/map-source.ts';
 import { type Kube, startKube } from '../harness/kube.ts';
 
@@ -210,26 +211,24 @@ test('two tenants in one namespace: the later map is rejected with a precise mes
   assert.ok(condition.message.startsWith(lines[1]!.trim()), lines.join('\n'));
 
   // The validating webhook refuses the same object with the same words.
-  const review = reviewMapAdmission(
-    {
-      apiVersion: 'admission.k8s.io/v1',
-      kind: 'AdmissionReview',
-      request: {
-        uid: 'u1',
-        kind: { group: 'pullmap.dev', version: 'v1alpha1', kind: 'ImageMap' },
-        operation: 'UPDATE',
-        namespace: ns,
-        object: JSON.parse(await kube.kubectl(['get', 'im', 'b-team', '-n', ns, '-o', 'json'])),
-      },
+  const envelope = parseReview({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'u1',
+      kind: { group: 'pullmap.dev', version: 'v1alpha1', kind: 'ImageMap' },
+      operation: 'UPDATE',
+      namespace: ns,
+      object: JSON.parse(await kube.kubectl(['get', 'im', 'b-team', '-n', ns, '-o', 'json'])),
     },
-    s.inputs(),
-  );
-  assert.ok(review.ok);
-  assert.equal(review.answer.response.allowed, false);
-  assert.equal(
-    review.answer.response.status?.message,
-    `ImageMap/${ns}/b-team is rejected (Conflict): ${lines[1]!.trim()}`,
-  );
+  });
+  assert.ok(envelope.ok);
+  const review = reviewMapAdmission(envelope.request, {
+    inputs: s.inputs()!,
+    verdicts: s.current()!.analysis.verdicts,
+  });
+  assert.equal(review.allowed, false);
+  assert.equal(review.status?.message, `ImageMap/${ns}/b-team is rejected (Conflict): ${lines[1]!.trim()}`);
 
   const aBefore = await get('im', 'a-team', ns);
   await apply([

@@ -7,8 +7,8 @@
 // accepted generation still serves it. `onRejectedUpdate: 'Undeploy'` serves nothing for a rejected map.
 
 import type { KubeConfig } from '@kubernetes/client-node';
-import { namesOf } from '../core/api/crd.ts';
-import { API_VERSION, GROUP, type MapObject, VERSION } from '../core/api/v1alpha1.ts';
+import { resourcePath } from '../core/api/crd.ts';
+import { API_VERSION, type MapObject } from '../core/api/v1alpha1.ts';
 import {
   type Analysis,
   analyzeMaps,
@@ -71,7 +71,8 @@ export interface ClusterMapSource extends MapSource {
   readonly stats: { analyses: number; statusWrites: number; events: number; watch: ListWatch['stats'][] };
 }
 
-const collectionPath = (plural: string): string => `/apis/${GROUP}/${VERSION}/${plural}`;
+/** One key per map object for this replica's bookkeeping. */
+const idOf = (o: KubeObject): string => o.metadata.uid ?? objectKey(o);
 
 /** The last accepted generation recorded in status, as a map object analyzeMaps can use. */
 function lastAcceptedFromStatus(object: KubeObject): MapObject | undefined {
@@ -108,15 +109,15 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
   const writeStatus = options.writeStatus ?? true;
   let election: LeaderElection | undefined;
   const mayWrite = (): boolean => writeStatus && (election === undefined || election.isLeader());
+  const stats: ClusterMapSource['stats'] = { analyses: 0, statusWrites: 0, events: 0, watch: [] };
   const writer = new StatusWriter({
     client,
     logger,
     concurrency: options.writeConcurrency ?? 4,
     now,
     mayWrite,
+    stats,
   });
-
-  const stats: ClusterMapSource['stats'] = { analyses: 0, statusWrites: 0, events: 0, watch: [] };
 
   function schedule(): void {
     if (scheduled || closed) return;
@@ -127,7 +128,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
   const kinds = (['ImageMap', 'ClusterImageMap'] as const).map((kind) => {
     const watch: ListWatch = new ListWatch({
       client,
-      path: collectionPath(namesOf(kind).plural),
+      path: resourcePath(kind),
       logger,
       ...(options.watch ? { timing: options.watch } : {}),
       onChange: (change: StoreChange) => onChange(watch, change),
@@ -160,17 +161,20 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       const prev = change.previous;
       const lastGen = (o: KubeObject) =>
         (o.status as { lastAccepted?: { generation?: number } } | undefined)?.lastAccepted?.generation;
+      // The same spec, and a recorded last-accepted generation this replica already holds (its own
+      // status write coming back, or another replica's of the same answer): nothing to re-analyse.
+      const held = accepted.get(idOf(next))?.metadata.generation;
       if (
         next.metadata.generation === prev.metadata.generation &&
         next.metadata.generation !== undefined &&
-        lastGen(next) === lastGen(prev)
+        (lastGen(next) === lastGen(prev) || (lastGen(next) ?? 0) <= (held ?? -1))
       ) {
-        const verdict = verdicts.get(next.metadata.uid ?? '');
-        if (verdict && state && mayWrite()) writer.offer(withKind(next, watch), verdict, stats);
+        const verdict = verdicts.get(idOf(next));
+        if (verdict && state && mayWrite()) writer.offer(withKind(next, watch), verdict);
         return;
       }
     }
-    if (change.type === 'deleted' && change.previous) accepted.delete(change.previous.metadata.uid ?? '');
+    if (change.type === 'deleted' && change.previous) accepted.delete(idOf(change.previous));
     const namespace =
       change.type === 'replaced'
         ? undefined
@@ -190,7 +194,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
 
   function inputOf(current: KubeObject): MapInput {
     if (!keepLastAccepted) return { current };
-    const remembered = accepted.get(current.metadata.uid ?? objectKey(current));
+    const remembered = accepted.get(idOf(current));
     const recorded = lastAcceptedFromStatus(current);
     const lastAccepted =
       remembered &&
@@ -245,6 +249,9 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     if (!all) return;
     const changed: Part[] = [];
     if (dirtyAll) {
+      // A relist brings no delete events for maps removed in the gap: forget what is gone.
+      const present = new Set([...all.cluster, ...[...all.namespaces.values()].flat()].map(idOf));
+      for (const id of accepted.keys()) if (!present.has(id)) accepted.delete(id);
       clusterPart = analysePart(all.cluster, undefined);
       changed.push(clusterPart);
       namespaceParts.clear();
@@ -267,15 +274,14 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     for (const part of changed) {
       part.verdicts.forEach((verdict, i) => {
         const object = part.objects[i]!;
-        if (verdict.verdict === 'Accepted')
-          accepted.set(object.metadata.uid ?? objectKey(object), object as unknown as MapObject);
+        if (verdict.verdict === 'Accepted') accepted.set(idOf(object), object as unknown as MapObject);
       });
     }
     const next = new Map<string, MapVerdict>();
     for (const part of parts)
       part.verdicts.forEach((v, i) => {
         const object = part.objects[i]!;
-        next.set(object.metadata.uid ?? objectKey(object), v);
+        next.set(idOf(object), v);
       });
     verdicts = next;
     const analysis: Analysis = {
@@ -295,8 +301,8 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
   function reconcileStatus(objects: readonly KubeObject[]): void {
     if (!mayWrite()) return;
     for (const object of objects) {
-      const verdict = verdicts.get(object.metadata.uid ?? objectKey(object));
-      if (verdict) writer.offer(object, verdict, stats);
+      const verdict = verdicts.get(idOf(object));
+      if (verdict) writer.offer(object, verdict);
     }
   }
 

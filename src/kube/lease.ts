@@ -73,16 +73,29 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
     };
   };
 
+  /**
+   * Request options: stop aborts them, and while leading none may outlast the renew deadline, so a
+   * hung apiserver cannot keep this replica believing it leads after another has taken over.
+   */
+  const bounded = (): { signal: AbortSignal; timeoutMs?: number } =>
+    leading
+      ? {
+          signal: stopController.signal,
+          timeoutMs: Math.max(1, renewDeadlineMs - (performance.now() - lastRenew)),
+        }
+      : { signal: stopController.signal };
+
   async function tryAcquireOrRenew(): Promise<boolean> {
     const now = new Date();
     let lease: LeaseObject | undefined;
     try {
-      lease = (await options.client.request('GET', `${path}/${options.name}`)) as LeaseObject;
+      lease = (await options.client.request('GET', `${path}/${options.name}`, bounded())) as LeaseObject;
     } catch (err) {
       if (!isStatus(err, 404)) throw err;
     }
     if (!lease) {
       current = (await options.client.request('POST', path, {
+        ...bounded(),
         body: {
           apiVersion: 'coordination.k8s.io/v1',
           kind: 'Lease',
@@ -102,6 +115,7 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
     if (holder !== '' && holder !== options.identity && performance.now() - observedAt < duration)
       return false;
     current = (await options.client.request('PUT', `${path}/${options.name}`, {
+      ...bounded(),
       body: { ...lease, spec: desired(lease.spec, now) },
     })) as LeaseObject;
     return true;
@@ -128,7 +142,8 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
   })();
 
   return {
-    isLeader: () => leading,
+    // Leading only while the last renewal is within the deadline, even before the loop notices.
+    isLeader: () => leading && performance.now() - lastRenew < renewDeadlineMs,
     async stop() {
       stopController.abort();
       await loop;

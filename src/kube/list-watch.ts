@@ -4,7 +4,7 @@
 // server restart or a network partition ends no stream by itself). Bookmarks keep healthy watches busy.
 
 import type { Logger } from '../observe/log.ts';
-import { KubeApiError, type KubeClient } from './client.ts';
+import { isStatus, KubeApiError, type KubeClient } from './client.ts';
 
 export interface KubeObject {
   apiVersion?: string;
@@ -93,38 +93,53 @@ export class ListWatch {
     const stop = this.stopController.signal;
     let resourceVersion: string | undefined;
     let failures = 0;
+    /** The watch runs from a list's resourceVersion and has not delivered anything yet. */
+    let fresh = false;
+    const backoff = async (err: unknown): Promise<void> => {
+      const delay = Math.min(
+        this.timing.backoffMaxMs,
+        this.timing.backoffInitialMs * 2 ** Math.min(failures, 16),
+      );
+      failures++;
+      this.options.logger.warn('list-watch failed; retrying', {
+        path: this.options.path,
+        error: err instanceof Error ? err.message : String(err),
+        code: err instanceof KubeApiError ? err.code : undefined,
+        retryInMs: Math.round(delay),
+      });
+      await sleep(delay * (0.8 + 0.4 * Math.random()), stop);
+    };
     while (!stop.aborted) {
       try {
-        if (resourceVersion === undefined) resourceVersion = await this.list();
+        if (resourceVersion === undefined) {
+          resourceVersion = await this.list();
+          failures = 0;
+          fresh = true;
+        }
         const began = performance.now();
         const progressed = await this.watch(resourceVersion, (rv) => {
           resourceVersion = rv;
         });
-        if (progressed) failures = 0;
+        if (progressed) {
+          failures = 0;
+          fresh = false;
+        }
         // A server that ends every watch at once must not turn this loop into a busy one.
         else if (performance.now() - began < 1000)
           throw new KubeApiError('KUBE_BAD_RESPONSE', `watch ${this.options.path}: ended at once`);
       } catch (err) {
         if (stop.aborted) break;
-        if (err instanceof Gone) {
+        // 410 Gone comes as an ERROR event in the stream, or as the status of the watch request itself.
+        if (err instanceof Gone || isStatus(err, 410)) {
           this.stats.gone++;
           this.options.logger.info('watch expired; listing again', { path: this.options.path });
           resourceVersion = undefined;
+          // Expired again straight after a list: back off rather than list in a tight loop.
+          if (fresh) await backoff(err);
           continue;
         }
         this.stats.errors++;
-        const delay = Math.min(
-          this.timing.backoffMaxMs,
-          this.timing.backoffInitialMs * 2 ** Math.min(failures, 16),
-        );
-        failures++;
-        this.options.logger.warn('list-watch failed; retrying', {
-          path: this.options.path,
-          error: err instanceof Error ? err.message : String(err),
-          code: err instanceof KubeApiError ? err.code : undefined,
-          retryInMs: Math.round(delay),
-        });
-        await sleep(delay * (0.8 + 0.4 * Math.random()), stop);
+        await backoff(err);
       }
     }
   }
@@ -151,7 +166,7 @@ export class ListWatch {
     return resourceVersion;
   }
 
-  /** One watch until the server ends it; true when it delivered at least one event. */
+  /** One watch until the server ends it; true when it delivered at least one event (bookmarks count). */
   private async watch(resourceVersion: string, advance: (rv: string) => void): Promise<boolean> {
     this.stats.watches++;
     const abort = new AbortController();
@@ -201,6 +216,7 @@ export class ListWatch {
           if (!object?.metadata) return;
           const rv = object.metadata.resourceVersion;
           if (event.type === 'BOOKMARK') {
+            events++;
             if (rv) advance(rv);
             return;
           }

@@ -27,6 +27,12 @@ export const CRD_NAMES: readonly CrdNames[] = [
 
 export const namesOf = (kind: MapKind): CrdNames => CRD_NAMES.find((n) => n.kind === kind)!;
 
+/** API path of a map kind's collection (all namespaces), or of one object when `name` is given. */
+export function resourcePath(kind: MapKind, namespace?: string, name?: string): string {
+  const scope = namespace ? `namespaces/${namespace}/` : '';
+  return `/apis/${GROUP}/${VERSION}/${scope}${namesOf(kind).plural}${name ? `/${name}` : ''}`;
+}
+
 const ready = '.status.conditions[?(@.type=="Ready")]';
 
 /** The CRD object for one kind, ready to be serialised to YAML or sent to the API. */

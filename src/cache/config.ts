@@ -183,6 +183,12 @@ const schema = object(
             duration('How long a client may take to send its request headers.'),
             '30s',
           ),
+          idleTimeout: optional(
+            duration(
+              'How long a connection may go without any bytes moving either way (a client that stops reading is cut off); longer than the upstream timeouts.',
+            ),
+            '60s',
+          ),
         },
         { description: 'Bounds on what clients can make the cache hold.' },
       ),
@@ -215,6 +221,7 @@ export interface CacheConfig {
   readonly clientAuth: { readonly htpasswd?: string; readonly tokenFile?: string } | undefined;
   readonly maxConnections: number;
   readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -286,6 +293,7 @@ export function checkCacheConfig(value: unknown, source: string): ConfigResult {
       clientAuth: raw.clientAuth,
       maxConnections: raw.limits?.maxConnections ?? 1024,
       requestTimeoutMs: (parseDuration(raw.limits?.requestTimeout ?? '30s') as { ms: number }).ms,
+      idleTimeoutMs: (parseDuration(raw.limits?.idleTimeout ?? '60s') as { ms: number }).ms,
       logLevel: raw.log?.level ?? 'info',
     },
   };

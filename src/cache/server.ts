@@ -384,7 +384,10 @@ export async function startCacheServer(options: CacheServerOptions): Promise<Run
     },
     (req, res) => service.handle(req, res),
   );
-  // Blobs can take long to stream; the request timeout only bounds receiving the request.
+  // Blobs can take long to stream; the request timeout only bounds receiving the request. A connection
+  // on which nothing moves for the idle timeout (a client that stopped reading, holding buffers and a
+  // file handle) is destroyed, which ends the copy to it.
+  server.setTimeout(options.config.idleTimeoutMs, (socket) => socket.destroy());
   server.maxConnections = options.config.maxConnections;
   const { host, port } = options.config.listen;
   await new Promise<void>((resolve, reject) => {

@@ -1,9 +1,11 @@
 // Blobs through the cache: one upstream fetch however many clients ask at once, nothing stored or
 // completely served when upstream sends corrupted or truncated bytes, and nothing half-written visible
-// after the cache process is killed mid-download; a restart keeps what was stored.
+// after the cache process is killed mid-download; a restart keeps what was stored; a client that stops
+// reading is cut off after the idle timeout, releasing the blob's file handle.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, readlink, realpath } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -17,7 +19,7 @@ import {
   unpackOci,
 } from '../harness/cache.ts';
 import { startFaultyUpstream } from '../harness/faulty-upstream.ts';
-import { buildImage, pushImage } from '../harness/images.ts';
+import { buildImage, pushBlob, pushImage, sha256 } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 
@@ -147,6 +149,72 @@ describe('cache: killed mid-download, then restarted', () => {
       }
     } finally {
       await faulty.close();
+    }
+  });
+});
+
+/** Whether this process has `path` open. */
+async function holdsOpen(path: string): Promise<boolean> {
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target === path) return true;
+  }
+  return false;
+}
+
+describe('cache: a client that stops reading', () => {
+  let upstream: TestRegistry;
+  let cache: TestCache;
+  // Far more than the socket buffers on both ends hold, so the copy to the client stalls.
+  const bytes = randomBytes(48 * 1024 * 1024);
+  const blob = { mediaType: 'application/octet-stream', digest: sha256(bytes), size: bytes.length, bytes };
+
+  before(async () => {
+    upstream = await startRegistry();
+    await pushBlob(upstream, 'team/huge', blob);
+    cache = await startTestCache({
+      upstreams: [{ host: upstream.host, plainHttp: true }],
+      limits: { idleTimeout: '1s' },
+    });
+  });
+  after(() => closeAll(cache, upstream));
+
+  it('is cut off after the idle timeout, and the stored blob is no longer held open', async () => {
+    const path = `/v2/${embedRegistry(upstream.host)}/team/huge/blobs/${blob.digest}`;
+    // Not kept alive: the only connection left is the stalled one.
+    const whole = await request(`${cache.url}${path}`, { reset: true });
+    assert.equal(Buffer.compare(Buffer.from(await whole.body.arrayBuffer()), bytes), 0);
+    // Storing (fsync, rename) follows the last byte sent.
+    let stored = await cache.instance.store.statBlob(blob.digest);
+    for (let i = 0; stored === undefined; i++) {
+      assert.ok(i < 100, 'the blob was not stored');
+      await new Promise((r) => setTimeout(r, 50));
+      stored = await cache.instance.store.statBlob(blob.digest);
+    }
+    const file = await realpath(stored.path);
+
+    const [host, port] = cache.host.split(':') as [string, string];
+    const socket = connect(Number(port), host);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => {});
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${cache.host}\r\n\r\n`);
+    await new Promise((resolve) => socket.once('data', resolve));
+    socket.pause();
+    const stalledAt = Date.now();
+    try {
+      assert.ok(await holdsOpen(file), 'the cache reads the stored blob for the client');
+      const connections = (): Promise<number> =>
+        new Promise((resolve, reject) =>
+          cache.instance.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+        );
+      for (let i = 0; (await connections()) > 0 || (await holdsOpen(file)); i++) {
+        assert.ok(i < 150, 'the stalled connection and its file handle are still held after 15 s');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(Date.now() - stalledAt >= 900, 'cut off before the idle timeout');
+    } finally {
+      socket.destroy();
+      await closed;
     }
   });
 });

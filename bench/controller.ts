@@ -135,7 +135,6 @@ export async function runControllerBench(): Promise<BenchResult> {
     for (let n = 1; n <= CHANGES; n++) {
       const { ns, j } = maps[(n * 7919) % maps.length]!;
       const expected = `mirror-${j}.example/v${n}/registry-${j}.example/x:1`;
-      const sent = performance.now();
       const updated = (await client.request('PATCH', path(ns, j), {
         contentType: 'application/merge-patch+json',
         body: { spec: mapBody(ns, j, n).spec },
@@ -165,7 +164,6 @@ export async function runControllerBench(): Promise<BenchResult> {
       ]);
       sourceMs.push(inSnapshot - patched);
       bareMs.push(inWatch - patched);
-      void sent;
     }
     const rss = process.memoryUsage().rss;
     await bare.stop();

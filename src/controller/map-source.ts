@@ -29,6 +29,7 @@ import {
 } from '../kube/list-watch.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
 import type { MapSource, MapState } from '../serve/map-source.ts';
+import { lastAcceptedOf } from './status.ts';
 import { StatusWriter } from './status-writer.ts';
 
 export interface ClusterMapSourceOptions {
@@ -73,18 +74,6 @@ export interface ClusterMapSource extends MapSource {
 
 /** One key per map object for this replica's bookkeeping. */
 const idOf = (o: KubeObject): string => o.metadata.uid ?? objectKey(o);
-
-/** The last accepted generation recorded in status, as a map object analyzeMaps can use. */
-function lastAcceptedFromStatus(object: KubeObject): MapObject | undefined {
-  const kept = (object.status as { lastAccepted?: { generation?: unknown; spec?: unknown } } | undefined)
-    ?.lastAccepted;
-  if (!kept || typeof kept.generation !== 'number' || kept.spec === undefined) return undefined;
-  return {
-    ...object,
-    metadata: { ...object.metadata, generation: kept.generation },
-    spec: kept.spec,
-  } as unknown as MapObject;
-}
 
 export function startClusterMapSource(options: ClusterMapSourceOptions): ClusterMapSource {
   const logger = options.logger ?? silentLogger;
@@ -159,8 +148,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     if (change.type === 'upsert' && change.previous) {
       const next = watch.store.get(change.key)!;
       const prev = change.previous;
-      const lastGen = (o: KubeObject) =>
-        (o.status as { lastAccepted?: { generation?: number } } | undefined)?.lastAccepted?.generation;
+      const lastGen = (o: KubeObject) => lastAcceptedOf(o)?.metadata.generation;
       // The same spec, and a recorded last-accepted generation this replica already holds (its own
       // status write coming back, or another replica's of the same answer): nothing to re-analyse.
       const held = accepted.get(idOf(next))?.metadata.generation;
@@ -195,7 +183,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
   function inputOf(current: KubeObject): MapInput {
     if (!keepLastAccepted) return { current };
     const remembered = accepted.get(idOf(current));
-    const recorded = lastAcceptedFromStatus(current);
+    const recorded = lastAcceptedOf(current);
     const lastAccepted =
       remembered &&
       (recorded === undefined || (remembered.metadata.generation ?? 0) >= (recorded.metadata.generation ?? 0))

@@ -1,7 +1,7 @@
 // What the controller writes into a map's status for a verdict, and whether that differs from what is
 // there. Pure: the clock reading comes in as `now`.
 
-import type { MapSpec } from '../core/api/v1alpha1.ts';
+import type { MapObject, MapSpec } from '../core/api/v1alpha1.ts';
 import { type MapVerdict, verdictMessage } from '../core/mapping/index.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
 
@@ -24,9 +24,20 @@ export interface MapStatus {
 
 const MAX_MESSAGE = 32_768;
 
-export function statusOf(object: KubeObject): Partial<MapStatus> | undefined {
+function statusOf(object: KubeObject): Partial<MapStatus> | undefined {
   const status = object.status;
   return status !== null && typeof status === 'object' ? (status as Partial<MapStatus>) : undefined;
+}
+
+/** The last accepted generation recorded in status, as a map object analyzeMaps can use. */
+export function lastAcceptedOf(object: KubeObject): MapObject | undefined {
+  const kept = statusOf(object)?.lastAccepted as { generation?: unknown; spec?: unknown } | undefined;
+  if (!kept || typeof kept.generation !== 'number' || kept.spec === undefined) return undefined;
+  return {
+    ...object,
+    metadata: { ...object.metadata, generation: kept.generation },
+    spec: kept.spec,
+  } as unknown as MapObject;
 }
 
 export function readyOf(object: KubeObject): ReadyCondition | undefined {

@@ -32,7 +32,7 @@ export interface ListWatchTiming {
   readonly pageSize: number;
 }
 
-export const DEFAULT_LIST_WATCH_TIMING: ListWatchTiming = {
+const DEFAULT_LIST_WATCH_TIMING: ListWatchTiming = {
   stallTimeoutMs: 150_000,
   watchTimeoutSeconds: 300,
   backoffInitialMs: 250,

@@ -14,7 +14,7 @@ export interface CrdNames {
   readonly scope: 'Namespaced' | 'Cluster';
 }
 
-export const CRD_NAMES: readonly CrdNames[] = [
+const CRD_NAMES: readonly CrdNames[] = [
   { kind: 'ImageMap', plural: 'imagemaps', singular: 'imagemap', shortName: 'im', scope: 'Namespaced' },
   {
     kind: 'ClusterImageMap',
@@ -36,7 +36,7 @@ export function resourcePath(kind: MapKind, namespace?: string, name?: string): 
 const ready = '.status.conditions[?(@.type=="Ready")]';
 
 /** The CRD object for one kind, ready to be serialised to YAML or sent to the API. */
-export function mapCrd(names: CrdNames): Record<string, unknown> {
+function mapCrd(names: CrdNames): Record<string, unknown> {
   const root: OpenApiSchema = {
     type: 'object',
     description:

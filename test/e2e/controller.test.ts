@@ -298,14 +298,14 @@ test('an update that breaks an accepted map: the last accepted generation keeps 
 
   // A fresh replica never saw generation 1: it serves it from status.lastAccepted.
   s = source();
-  const fresh = await s.ready();
+  const fresh = await until(s, 'the first list', () => true);
   assert.equal(verdictOf(fresh, name)?.serving, 'previous');
   assert.equal(mapped(fresh, ns, 'ghcr.io/acme/app:1'), 'mirror.example/ghcr.io/acme/app:1');
   await stop(s);
 
   // Undeploy mode serves nothing for the rejected map.
   s = source({ onRejectedUpdate: 'Undeploy', writeStatus: false });
-  const undeployed = await s.ready();
+  const undeployed = await until(s, 'the first list', () => true);
   assert.equal(verdictOf(undeployed, name)?.serving, 'none');
   assert.equal(mapped(undeployed, ns, 'ghcr.io/acme/app:1'), 'ghcr.io/acme/app:1');
   await stop(s);
@@ -361,7 +361,7 @@ test('a namespace map beats a cluster map for the same source; deleting it bring
 test('the source recovers from API server restarts (graceful and killed) and catches up', async (t) => {
   const s = source();
   const ns = await kube.createNamespace({ prefix: 'restart' });
-  await s.ready();
+  await until(s, 'the first list', () => true);
   for (const kill of [false, true]) {
     const watchesBefore = s.stats.watch.reduce((n, w) => n + w.watches, 0);
     await kube.restart({ kill });
@@ -435,7 +435,7 @@ test('two replicas: both serve the same snapshot, exactly one (the Lease holder)
 
 test('pullmap check --config and the controller give the same verdicts for every file in examples/', async (t) => {
   const s = source({ writeStatus: false });
-  await s.ready();
+  await until(s, 'the first list', () => true);
   const dir = join(ROOT, 'examples');
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
     const text = readFileSync(join(dir, file), 'utf8');

@@ -173,21 +173,30 @@ export class ContentStore {
     await unlink(temp.path).catch(() => {});
   }
 
+  /** The stored manifest, counted as a use (its last use is bumped). */
   async getManifest(digest: string): Promise<StoredManifest | undefined> {
-    const path = this.#manifestPath(digest);
+    const manifest = await this.#readManifest(digest);
+    if (manifest) {
+      const path = this.#manifestPath(digest);
+      stat(path).then(
+        (info) => this.#touch(path, info.mtimeMs),
+        () => {},
+      );
+    }
+    return manifest;
+  }
+
+  /** The stored manifest without counting a use (garbage collection looks, it does not use). */
+  async #readManifest(digest: string): Promise<StoredManifest | undefined> {
     let data: Buffer;
     try {
-      data = await readFile(path);
+      data = await readFile(this.#manifestPath(digest));
     } catch (err) {
       if (isMissing(err)) return undefined;
       throw err;
     }
     const nl = data.indexOf(0x0a);
     if (nl <= 0) return undefined;
-    stat(path).then(
-      (info) => this.#touch(path, info.mtimeMs),
-      () => {},
-    );
     return { digest, mediaType: data.subarray(0, nl).toString('utf8'), bytes: data.subarray(nl + 1) };
   }
 
@@ -284,7 +293,7 @@ export class ContentStore {
     const referenced = new Set<string>();
     for (const o of objects) {
       if (o.kind !== 'manifest') continue;
-      const stored = await this.getManifest(o.digest).catch(() => undefined);
+      const stored = await this.#readManifest(o.digest).catch(() => undefined);
       if (stored) for (const d of referencedDigests(stored.bytes)) referenced.add(d);
     }
     for (const d of await this.#taggedDigests()) referenced.add(d);

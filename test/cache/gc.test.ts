@@ -1,11 +1,15 @@
 // Size cap and garbage collection by last use: blobs no cached manifest references go first, then the
 // least recently used; what was evicted is fetched again on the next pull. The cache's clock is moved
-// so "last use" differs without waiting.
+// so "last use" differs without waiting. What one collection keeps and drops is checked on a store
+// directory directly.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
+import { ContentStore, type StoredManifest } from '../../src/cache/store.ts';
 import { embedRegistry } from '../../src/core/reference/index.ts';
 import { closeAll, skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
@@ -79,5 +83,69 @@ describe('cache: size cap and garbage collection', () => {
     assert.equal(await upstream.count({ method: 'GET', uri: `/blobs/${images.b.layer.digest}` }), 2);
     assert.equal(await upstream.count({ method: 'GET', uri: `/blobs/${images.a.layer.digest}` }), 1);
     assert.match(cache.instance.metrics.render(), /pullmap_cache_evictions_total\{kind="blob"\} [1-9]/);
+  });
+});
+
+const digestOf = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+async function putBlob(store: ContentStore, bytes: Buffer): Promise<string> {
+  const digest = digestOf(bytes);
+  const temp = await store.tempFile();
+  await temp.handle.writeFile(bytes);
+  await store.commitBlob(temp, digest, bytes.length);
+  await temp.handle.close();
+  return digest;
+}
+
+async function putManifestOf(store: ContentStore, config: string, layers: string[]): Promise<StoredManifest> {
+  const bytes = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config, size: 1 },
+      layers: layers.map((digest) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar',
+        digest,
+        size: 1,
+      })),
+    }),
+  );
+  const manifest = {
+    digest: digestOf(bytes),
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    bytes,
+  };
+  await store.putManifest(manifest);
+  return manifest;
+}
+
+describe('cache store: one garbage collection', () => {
+  let work: TempDir;
+  let clock = 1_800_000_000_000;
+  const now = (): number => clock;
+  const mtime = async (path: string): Promise<number> => (await stat(path)).mtimeMs;
+  /** The same directory with a cap, opened later: collection runs at the clock of the call. */
+  const capped = (dir: string, maxSize: number): Promise<ContentStore> =>
+    ContentStore.open({ dir, maxSize, fsync: false, now });
+
+  before(async () => {
+    work = await tempDir('cache-gc-store');
+  });
+  after(() => closeAll(work));
+
+  it('reads manifests without counting it as a use', async () => {
+    const dir = join(work.path, 'no-touch');
+    const store = await ContentStore.open({ dir, fsync: false, now });
+    const config = await putBlob(store, randomBytes(100));
+    const layer = await putBlob(store, randomBytes(10_000));
+    const manifest = await putManifestOf(store, config, [layer]);
+    await putBlob(store, randomBytes(50_000)); // referenced by nothing: the one evicted
+    const path = join(dir, 'manifests', 'sha256', manifest.digest.slice('sha256:'.length));
+    const used = await mtime(path);
+    clock += 10 * MINUTE;
+    const gc = await capped(dir, store.usedBytes - 1000);
+    assert.deepEqual(await gc.collect(), { blobs: 1, manifests: 0, bytes: 50_000 });
+    await new Promise((r) => setTimeout(r, 200)); // a use is recorded in the background
+    assert.equal(await mtime(path), used, "collection bumped the manifest's last use");
   });
 });

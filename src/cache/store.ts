@@ -296,12 +296,10 @@ export class ContentStore {
       const stored = await this.#readManifest(o.digest).catch(() => undefined);
       if (stored) for (const d of referencedDigests(stored.bytes)) referenced.add(d);
     }
-    for (const d of await this.#taggedDigests()) referenced.add(d);
-    objects.sort((a, b) => {
-      const ra = referenced.has(a.digest) ? 1 : 0;
-      const rb = referenced.has(b.digest) ? 1 : 0;
-      return ra - rb || a.mtimeMs - b.mtimeMs;
-    });
+    // Only blobs can be garbage: a manifest no tag names was pulled by digest and is kept by last use.
+    const first = (o: { kind: string; digest: string }): number =>
+      o.kind === 'blob' && !referenced.has(o.digest) ? 0 : 1;
+    objects.sort((a, b) => first(a) - first(b) || a.mtimeMs - b.mtimeMs);
     const goal = this.maxSize * LOW_WATER;
     const evicted = { blobs: 0, manifests: 0, bytes: 0 };
     for (const o of objects) {
@@ -319,20 +317,6 @@ export class ContentStore {
     }
     if (evicted.bytes > 0) this.onEvict?.(evicted);
     return evicted;
-  }
-
-  async #taggedDigests(): Promise<string[]> {
-    const dir = join(this.dir, 'tags');
-    const out: string[] = [];
-    for (const name of await readdir(dir)) {
-      try {
-        const rec = JSON.parse(await readFile(join(dir, name), 'utf8')) as { digest?: unknown };
-        if (typeof rec.digest === 'string') out.push(rec.digest);
-      } catch {
-        // unreadable or removed meanwhile: it protects nothing
-      }
-    }
-    return out;
   }
 
   async #objects(): Promise<

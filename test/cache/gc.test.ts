@@ -148,4 +148,21 @@ describe('cache store: one garbage collection', () => {
     await new Promise((r) => setTimeout(r, 200)); // a use is recorded in the background
     assert.equal(await mtime(path), used, "collection bumped the manifest's last use");
   });
+
+  it('evicts only blobs first; a manifest pulled by digest (no tag) waits its turn by last use', async () => {
+    const dir = join(work.path, 'pinned');
+    const store = await ContentStore.open({ dir, fsync: false, now });
+    const old = await putBlob(store, randomBytes(50_000));
+    const oldConfig = await putBlob(store, randomBytes(100));
+    await putManifestOf(store, oldConfig, [old]);
+    clock += MINUTE;
+    const layer = await putBlob(store, randomBytes(10_000));
+    const config = await putBlob(store, randomBytes(100));
+    const pinned = await putManifestOf(store, config, [layer]);
+    clock += MINUTE;
+    const gc = await capped(dir, store.usedBytes - 1000);
+    assert.equal((await gc.collect()).manifests, 0);
+    assert.equal(existsSync(gc.blobPath(old)), false, 'the least recently used blob goes');
+    assert.deepEqual(await gc.getManifest(pinned.digest), pinned, 'the newer digest-pinned manifest stays');
+  });
 });

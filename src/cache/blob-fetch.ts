@@ -5,9 +5,9 @@
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { RegistryClient } from '../registry/client.ts';
-import type { RegistryError, RegistryResult } from '../registry/errors.ts';
+import type { RegistryError } from '../registry/errors.ts';
 import type { ByteSource } from './copy.ts';
-import type { ContentStore, TempFile } from './store.ts';
+import { type ContentStore, StoreWriteError, type TempFile } from './store.ts';
 
 const WRITE_BATCH = 1024 * 1024;
 
@@ -85,9 +85,11 @@ export class Download extends EventEmitter implements ByteSource {
   /** Appends chunks to the temp file; readers see them once written. */
   async write(chunks: readonly Buffer[]): Promise<void> {
     const total = chunks.reduce((sum, c) => sum + c.length, 0);
-    const { bytesWritten } = await this.#temp.handle.writev(chunks, this.#written);
+    const { bytesWritten } = await this.#temp.handle.writev(chunks, this.#written).catch((err: unknown) => {
+      throw new StoreWriteError('download', err);
+    });
     if (bytesWritten !== total)
-      throw new Error(`short write to the store (${bytesWritten} of ${total} bytes)`);
+      throw new StoreWriteError('download', new Error(`short write (${bytesWritten} of ${total} bytes)`));
     this.#written += bytesWritten;
     this.emit('progress');
   }
@@ -110,6 +112,11 @@ export class Download extends EventEmitter implements ByteSource {
   }
 }
 
+/** A download under way, or why none could start: upstream's answer, or the store refusing the write. */
+export type FetchResult =
+  | { readonly ok: true; readonly value: Download }
+  | { readonly ok: false; readonly error: RegistryError | StoreWriteError };
+
 export interface FetchObserver {
   started?(digest: string): void;
   finished?(digest: string, bytes: number, error: Error | undefined): void;
@@ -120,7 +127,7 @@ export class BlobFetcher {
   readonly #store: ContentStore;
   readonly #client: RegistryClient;
   readonly #observer: FetchObserver;
-  readonly #inFlight = new Map<string, Promise<RegistryResult<Download>>>();
+  readonly #inFlight = new Map<string, Promise<FetchResult>>();
 
   constructor(store: ContentStore, client: RegistryClient, observer: FetchObserver = {}) {
     this.#store = store;
@@ -133,7 +140,7 @@ export class BlobFetcher {
   }
 
   /** Resolves once upstream answered (with the download under way) or failed to. */
-  fetch(registry: string, repository: string, digest: string): Promise<RegistryResult<Download>> {
+  fetch(registry: string, repository: string, digest: string): Promise<FetchResult> {
     let pending = this.#inFlight.get(digest);
     if (pending === undefined) {
       pending = this.#start(registry, repository, digest);
@@ -148,7 +155,7 @@ export class BlobFetcher {
     return pending;
   }
 
-  async #start(registry: string, repository: string, digest: string): Promise<RegistryResult<Download>> {
+  async #start(registry: string, repository: string, digest: string): Promise<FetchResult> {
     this.#observer.started?.(digest);
     const answer = await this.#client.getBlob(registry, repository, digest);
     if (!answer.ok) {
@@ -161,11 +168,8 @@ export class BlobFetcher {
       temp = await this.#store.tempFile();
     } catch (err) {
       blob.body.destroy();
-      const error: RegistryError = {
-        code: 'REG_BAD_INPUT',
-        outcome: 'Invalid',
-        message: `cannot write to the cache store: ${(err as Error).message}`,
-      };
+      const error = new StoreWriteError('temp file', err);
+      this.#observer.finished?.(digest, 0, error);
       return { ok: false, error };
     }
     const download = new Download(digest, blob.size, temp);
@@ -199,7 +203,9 @@ export class BlobFetcher {
         throw new Error(`upstream sent ${download.written} of ${download.size} bytes`);
       // Clients get the whole blob now; making it durable in the store (fsync, rename) follows.
       download.verified();
-      await this.#store.commitBlob(temp, download.digest, download.written);
+      await this.#store.commitBlob(temp, download.digest, download.written).catch((err: unknown) => {
+        throw new StoreWriteError('commit', err);
+      });
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
       body.destroy();

@@ -13,7 +13,7 @@ import type { CacheConfig } from './config.ts';
 import { type ByteSource, copyRange } from './copy.ts';
 import { type ManifestAnswer, ManifestResolver } from './manifests.ts';
 import { type ObjectRoute, routeOf } from './route.ts';
-import type { ContentStore } from './store.ts';
+import { type ContentStore, StoreWriteError } from './store.ts';
 
 export const STALE_HEADER = 'x-pullmap-stale';
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
@@ -55,11 +55,15 @@ function sendError(
   res.end(body);
 }
 
-/** How an upstream failure reaches the client: the status and distribution code it stands for. */
-function upstreamFailure(
-  error: RegistryError,
+/**
+ * How a failure reaches the client: the status and distribution code it stands for. The cache's own
+ * store failing is a 503 (the disk may be full; nothing is wrong upstream).
+ */
+function failureOf(
+  error: RegistryError | StoreWriteError,
   unknownCode: string,
 ): { status: number; code: string; message: string } {
+  if (error instanceof StoreWriteError) return { status: 503, code: 'UNAVAILABLE', message: error.message };
   const message = `upstream: ${error.message}`;
   if (error.code === 'REG_NOT_FOUND') return { status: 404, code: unknownCode, message };
   if (error.code === 'REG_RATE_LIMITED') return { status: 429, code: 'TOOMANYREQUESTS', message };
@@ -228,7 +232,7 @@ export class CacheService {
         : await this.#manifests.byTag(route.registry, route.repository, route.tag ?? 'latest');
     if (!answer.ok) {
       this.#m.requests.inc({ kind: 'manifest', result: 'error' });
-      const f = upstreamFailure(answer.error, 'MANIFEST_UNKNOWN');
+      const f = failureOf(answer.error, 'MANIFEST_UNKNOWN');
       sendError(res, f.status, f.code, f.message);
       return;
     }
@@ -275,7 +279,7 @@ export class CacheService {
     const fetched = await this.#blobs.fetch(route.registry, route.repository, digest);
     if (!fetched.ok) {
       this.#m.requests.inc({ kind: 'blob', result: 'error' });
-      const f = upstreamFailure(fetched.error, 'BLOB_UNKNOWN');
+      const f = failureOf(fetched.error, 'BLOB_UNKNOWN');
       sendError(res, f.status, f.code, f.message);
       return;
     }
@@ -285,7 +289,9 @@ export class CacheService {
       // Finished between the answer and now: it is in the store, or it failed.
       const now = download.state === 'done' ? await this.#store.statBlob(digest) : undefined;
       if (now) return this.#sendStored(req, res, digest, now.path, now.size);
-      sendError(res, 502, 'UNAVAILABLE', `upstream: ${download.error?.message ?? 'download failed'}`);
+      const { error } = download;
+      if (error instanceof StoreWriteError) sendError(res, 503, 'UNAVAILABLE', error.message);
+      else sendError(res, 502, 'UNAVAILABLE', `upstream: ${error?.message ?? 'download failed'}`);
       return;
     }
     try {

@@ -57,6 +57,20 @@ export interface Evicted {
   readonly bytes: number;
 }
 
+/** The store could not be written (disk full, permissions, I/O): the cache's own failure, not upstream's. */
+export class StoreWriteError extends Error {
+  override readonly name = 'StoreWriteError';
+  readonly code = 'STORE_WRITE_FAILED';
+  /** The system error code (ENOSPC, EACCES, EIO, ...), when there was one. */
+  readonly causeCode: string | undefined;
+
+  constructor(what: string, err: unknown) {
+    const causeCode = (err as NodeJS.ErrnoException | undefined)?.code;
+    super(`cannot write to the cache store (${what}): ${err instanceof Error ? err.message : String(err)}`);
+    this.causeCode = typeof causeCode === 'string' ? causeCode : undefined;
+  }
+}
+
 export interface StoreOptions {
   readonly dir: string;
   readonly maxSize?: number | undefined;

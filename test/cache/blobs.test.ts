@@ -1,10 +1,11 @@
 // Blobs through the cache: one upstream fetch however many clients ask at once, nothing stored or
 // completely served when upstream sends corrupted or truncated bytes, and nothing half-written visible
 // after the cache process is killed mid-download; a restart keeps what was stored; a client that stops
-// reading is cut off after the idle timeout, releasing the blob's file handle.
+// reading is cut off after the idle timeout, releasing the blob's file handle; a store that cannot be
+// written answers 503, not an upstream error.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir, readlink, realpath } from 'node:fs/promises';
+import { mkdir, readdir, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -216,5 +217,39 @@ describe('cache: a client that stops reading', () => {
       socket.destroy();
       await closed;
     }
+  });
+});
+
+describe('cache: a store that cannot be written', () => {
+  let upstream: TestRegistry;
+  let cache: TestCache;
+  const image = buildImage({ files: { 'disk.txt': 'full\n' } });
+
+  before(async () => {
+    upstream = await startRegistry();
+    await pushImage(upstream, 'team/disk', '1', image);
+    cache = await startTestCache({ upstreams: [{ host: upstream.host, plainHttp: true }] });
+  });
+  after(() => closeAll(cache, upstream));
+
+  it('answers 503 UNAVAILABLE (not an upstream failure) and counts the failed download', async () => {
+    const url = `${cache.url}/v2/${embedRegistry(upstream.host)}/team/disk/blobs/${image.layer.digest}`;
+    const tmp = join(cache.storeDir, 'tmp');
+    // A file where the temp directory was: every temp file fails to open (ENOTDIR), even for root.
+    await rm(tmp, { recursive: true });
+    await writeFile(tmp, '');
+    const res = await request(url);
+    const body = (await res.body.json()) as { errors: { code: string; message: string }[] };
+    assert.equal(res.statusCode, 503);
+    assert.equal(body.errors[0]?.code, 'UNAVAILABLE');
+    assert.doesNotMatch(body.errors[0]?.message ?? '', /^upstream/);
+    assert.match(cache.instance.metrics.render(), /pullmap_cache_download_failures_total 1\n/);
+    assert.match(cache.logs(), /blob download failed/);
+
+    await rm(tmp);
+    await mkdir(tmp);
+    const again = await request(url);
+    assert.equal(again.statusCode, 200);
+    assert.equal(Buffer.compare(Buffer.from(await again.body.arrayBuffer()), image.layer.bytes), 0);
   });
 });

@@ -114,6 +114,8 @@ export class ContentStore {
   readonly #now: () => number;
   #used = 0;
   #collecting: Promise<Evicted> | undefined;
+  /** The collection asked for while one runs: it starts once that one ends, and sees what changed. */
+  #queued: Promise<Evicted> | undefined;
 
   private constructor(options: StoreOptions) {
     this.dir = options.dir;
@@ -291,13 +293,28 @@ export class ContentStore {
 
   /**
    * Frees space down to below the cap by last use; blobs no cached manifest references go first, then
-   * everything (manifests, referenced blobs) oldest first. One collection runs at a time.
+   * everything (manifests, referenced blobs) oldest first. One collection runs at a time; asking during
+   * one queues (at most) one more.
    */
   collect(): Promise<Evicted> {
-    this.#collecting ??= this.#collect().finally(() => {
-      this.#collecting = undefined;
+    const running = this.#collecting;
+    if (running !== undefined) {
+      this.#queued ??= running.then(
+        () => this.#start(),
+        () => this.#start(),
+      );
+      return this.#queued;
+    }
+    return this.#start();
+  }
+
+  #start(): Promise<Evicted> {
+    this.#queued = undefined;
+    const run = this.#collect().finally(() => {
+      if (this.#collecting === run) this.#collecting = undefined;
     });
-    return this.#collecting;
+    this.#collecting = run;
+    return run;
   }
 
   async #collect(): Promise<Evicted> {

@@ -63,8 +63,14 @@ describe('cache: size cap and garbage collection', () => {
     );
     await res.body.dump();
     assert.equal(res.statusCode, 200);
+    // Stored (fsync, rename) after the last byte was sent: wait for that before collecting.
+    for (let i = 0; !/pullmap_cache_downloads_in_flight 0\n/.test(cache.instance.metrics.render()); i++) {
+      assert.ok(i < 100, 'the download of d never finished');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await cache.instance.store.collect();
     assert.equal(await stored('d'), false);
+    assert.match(cache.instance.metrics.render(), /pullmap_cache_evictions_total\{kind="blob"\} 1\n/);
     assert.ok(await stored('a'));
     assert.ok(await stored('b'));
     assert.ok(cache.instance.store.usedBytes <= cap);

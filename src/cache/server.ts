@@ -141,9 +141,11 @@ export class CacheService {
         'pullmap_cache_download_failures_total',
         'Blob downloads that failed (nothing was stored).',
       ),
-      evictions: r.counter('pullmap_cache_evictions_total', 'Objects removed by garbage collection.', [
-        'kind',
-      ]),
+      evictions: r.counter(
+        'pullmap_cache_evictions_total',
+        'Objects and tag records removed by garbage collection.',
+        ['kind'],
+      ),
       evictedBytes: r.counter('pullmap_cache_evicted_bytes_total', 'Bytes removed by garbage collection.'),
     };
     r.gauge('pullmap_cache_store_bytes', 'Bytes held in the store.').collect(() => this.#store.usedBytes);
@@ -153,6 +155,7 @@ export class CacheService {
     this.#store.onEvict = (e) => {
       this.#m.evictions.inc({ kind: 'blob' }, e.blobs);
       this.#m.evictions.inc({ kind: 'manifest' }, e.manifests);
+      this.#m.evictions.inc({ kind: 'tag' }, e.tags);
       this.#m.evictedBytes.inc(undefined, e.bytes);
       this.#log.info('evicted', { ...e, usedBytes: this.#store.usedBytes });
     };

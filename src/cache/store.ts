@@ -54,6 +54,8 @@ export interface TempFile {
 export interface Evicted {
   readonly blobs: number;
   readonly manifests: number;
+  /** Tag records dropped because the manifest they name is gone. */
+  readonly tags: number;
   readonly bytes: number;
 }
 
@@ -293,8 +295,8 @@ export class ContentStore {
 
   /**
    * Frees space down to below the cap by last use; blobs no cached manifest references go first, then
-   * everything (manifests, referenced blobs) oldest first. One collection runs at a time; asking during
-   * one queues (at most) one more.
+   * everything (manifests, referenced blobs) oldest first. Then drops tag records whose manifest is gone.
+   * One collection runs at a time; asking during one queues (at most) one more.
    */
   collect(): Promise<Evicted> {
     const running = this.#collecting;
@@ -318,8 +320,14 @@ export class ContentStore {
   }
 
   async #collect(): Promise<Evicted> {
-    const none = { blobs: 0, manifests: 0, bytes: 0 };
-    if (this.maxSize === undefined || this.#used <= this.maxSize) return none;
+    const evicted = { blobs: 0, manifests: 0, tags: 0, bytes: 0 };
+    if (this.maxSize !== undefined && this.#used > this.maxSize) await this.#evict(this.maxSize, evicted);
+    evicted.tags = await this.#dropOrphanTags();
+    if (evicted.bytes > 0 || evicted.tags > 0) this.onEvict?.(evicted);
+    return evicted;
+  }
+
+  async #evict(maxSize: number, evicted: { blobs: number; manifests: number; bytes: number }): Promise<void> {
     const objects = await this.#objects();
     const referenced = new Set<string>();
     for (const o of objects) {
@@ -331,8 +339,7 @@ export class ContentStore {
     const first = (o: { kind: string; digest: string }): number =>
       o.kind === 'blob' && !referenced.has(o.digest) ? 0 : 1;
     objects.sort((a, b) => first(a) - first(b) || a.mtimeMs - b.mtimeMs);
-    const goal = this.maxSize * LOW_WATER;
-    const evicted = { blobs: 0, manifests: 0, bytes: 0 };
+    const goal = maxSize * LOW_WATER;
     for (const o of objects) {
       if (this.#used <= goal) break;
       try {
@@ -346,8 +353,38 @@ export class ContentStore {
       if (o.kind === 'blob') evicted.blobs++;
       else evicted.manifests++;
     }
-    if (evicted.bytes > 0) this.onEvict?.(evicted);
-    return evicted;
+  }
+
+  /**
+   * Removes tag records that cannot answer: unreadable, or naming a manifest no longer stored. (A record
+   * rewritten for a new digest at this very moment may go too; the tag is then fetched again.)
+   */
+  async #dropOrphanTags(): Promise<number> {
+    const dir = join(this.dir, 'tags');
+    let dropped = 0;
+    for (const name of await readdir(dir)) {
+      const path = join(dir, name);
+      let digest: unknown;
+      try {
+        digest = (JSON.parse(await readFile(path, 'utf8')) as { digest?: unknown }).digest;
+      } catch (err) {
+        if (isMissing(err)) continue;
+      }
+      if (typeof digest === 'string' && DIGEST.test(digest)) {
+        const stored = await stat(this.#manifestPath(digest)).then(
+          () => true,
+          (err: unknown) => !isMissing(err),
+        );
+        if (stored) continue;
+      }
+      await unlink(path).then(
+        () => dropped++,
+        (err: unknown) => {
+          if (!isMissing(err)) throw err;
+        },
+      );
+    }
+    return dropped;
   }
 
   async #objects(): Promise<

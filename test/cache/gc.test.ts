@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -150,7 +150,7 @@ describe('cache store: one garbage collection', () => {
     const used = await mtime(path);
     clock += 10 * MINUTE;
     const gc = await capped(dir, store.usedBytes - 1000);
-    assert.deepEqual(await gc.collect(), { blobs: 1, manifests: 0, bytes: 50_000 });
+    assert.deepEqual(await gc.collect(), { blobs: 1, manifests: 0, tags: 0, bytes: 50_000 });
     await new Promise((r) => setTimeout(r, 200)); // a use is recorded in the background
     assert.equal(await mtime(path), used, "collection bumped the manifest's last use");
   });
@@ -170,5 +170,31 @@ describe('cache store: one garbage collection', () => {
     assert.equal((await gc.collect()).manifests, 0);
     assert.equal(existsSync(gc.blobPath(old)), false, 'the least recently used blob goes');
     assert.deepEqual(await gc.getManifest(pinned.digest), pinned, 'the newer digest-pinned manifest stays');
+  });
+
+  it('drops tag records whose manifest was evicted, and keeps the others', async () => {
+    const dir = join(work.path, 'tags');
+    const store = await ContentStore.open({ dir, fsync: false, now });
+    const name = 'registry.example/team/app';
+    const oldLayer = randomBytes(50_000);
+    const oldConfig = randomBytes(100);
+    // The old manifest is the least recently used object, so it goes first.
+    const old = await putManifestOf(store, digestOf(oldConfig), [digestOf(oldLayer)]);
+    await store.putTag({ name, tag: 'old', digest: old.digest, checkedAt: clock });
+    clock += MINUTE;
+    await putBlob(store, oldLayer);
+    await putBlob(store, oldConfig);
+    const current = await putManifestOf(store, await putBlob(store, randomBytes(100)), [
+      await putBlob(store, randomBytes(10_000)),
+    ]);
+    await store.putTag({ name, tag: 'new', digest: current.digest, checkedAt: clock });
+    clock += MINUTE;
+    const gc = await capped(dir, store.usedBytes - 1000);
+    const evicted = await gc.collect();
+    assert.equal(evicted.manifests, 1);
+    assert.equal(evicted.tags, 1);
+    assert.equal(await gc.getTag(name, 'old'), undefined);
+    assert.equal((await gc.getTag(name, 'new'))?.digest, current.digest);
+    assert.equal((await readdir(join(dir, 'tags'))).length, 1);
   });
 });

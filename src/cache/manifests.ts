@@ -3,9 +3,15 @@
 // compared by digest); when asking fails in a way the config allows, the cached manifest is served and
 // marked stale.
 import { isDue, type Refresh, refreshFor } from '../core/cache/policy.ts';
+import type { ProbeOutcome } from '../core/facts.ts';
 import type { ImageReference } from '../core/reference/index.ts';
 import type { RegistryClient } from '../registry/client.ts';
-import type { RegistryError, RegistryErrorCode, RegistryResult } from '../registry/errors.ts';
+import {
+  outcomeOf,
+  type RegistryError,
+  type RegistryErrorCode,
+  type RegistryResult,
+} from '../registry/errors.ts';
 import type { CacheConfig, StaleKind } from './config.ts';
 import type { ContentStore, StoredManifest } from './store.ts';
 
@@ -26,31 +32,23 @@ export interface ManifestObserver {
   fetched?(): void;
 }
 
-/** Which stale-if-error switch covers a failed revalidation; undefined: never served stale. */
+/** The stale-if-error switch for each outcome a failure stands for; Invalid answers are never served stale. */
+const STALE_BY_OUTCOME: Readonly<Record<ProbeOutcome, StaleKind | undefined>> = {
+  Available: undefined,
+  NotFound: 'notFound',
+  Unauthorized: 'unauthorized',
+  RateLimited: 'rateLimited',
+  Unreachable: 'unreachable',
+  Timeout: 'timeout',
+  Invalid: undefined,
+};
+
+/**
+ * Which stale-if-error switch covers a failed revalidation; undefined: never served stale. Derived from
+ * the outcome the registry errors classify each code as; a 5xx (Unreachable too) has its own switch.
+ */
 export function staleKindOf(code: RegistryErrorCode): StaleKind | undefined {
-  switch (code) {
-    case 'REG_CONNECTION_FAILED':
-    case 'REG_DNS_FAILED':
-    case 'REG_TLS_FAILED':
-      return 'unreachable';
-    case 'REG_TIMEOUT':
-    case 'REG_DEADLINE':
-    case 'REG_BUSY':
-      return 'timeout';
-    case 'REG_SERVER_ERROR':
-      return 'serverError';
-    case 'REG_RATE_LIMITED':
-      return 'rateLimited';
-    case 'REG_UNAUTHORIZED':
-    case 'REG_FORBIDDEN':
-    case 'REG_AUTH_REFUSED':
-    case 'REG_AUTH_UNSUPPORTED':
-      return 'unauthorized';
-    case 'REG_NOT_FOUND':
-      return 'notFound';
-    default:
-      return undefined;
-  }
+  return code === 'REG_SERVER_ERROR' ? 'serverError' : STALE_BY_OUTCOME[outcomeOf(code)];
 }
 
 type Answer = RegistryResult<ManifestAnswer>;

@@ -145,6 +145,11 @@ describe('stale classification', () => {
   it('maps each upstream failure to the switch that covers it, and invalid answers to none', () => {
     assert.equal(staleKindOf('REG_CONNECTION_FAILED'), 'unreachable');
     assert.equal(staleKindOf('REG_DNS_FAILED'), 'unreachable');
+    assert.equal(staleKindOf('REG_TLS_FAILED'), 'unreachable');
+    assert.equal(staleKindOf('REG_BUSY'), 'timeout');
+    assert.equal(staleKindOf('REG_DEADLINE'), 'timeout');
+    assert.equal(staleKindOf('REG_AUTH_UNSUPPORTED'), 'unauthorized');
+    assert.equal(staleKindOf('REG_METHOD_REFUSED'), undefined);
     assert.equal(staleKindOf('REG_TIMEOUT'), 'timeout');
     assert.equal(staleKindOf('REG_SERVER_ERROR'), 'serverError');
     assert.equal(staleKindOf('REG_RATE_LIMITED'), 'rateLimited');

@@ -3,10 +3,11 @@
 //   containerd mirror /v2/<repository>/manifests/<ref>?ns=<host>
 // Pure. Names are checked with the reference grammar, so nothing odd ("..", "%2e", upper case) gets
 // through, and only hosts in `upstreams` are ever answered.
+
 import { checkTag, parseReference, unembedRegistry } from '../core/reference/index.ts';
+import { DIGEST } from '../registry/client.ts';
 
 /** The digests the store keeps (lowercase sha256 and sha512, as registries write them). */
-export const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 
 /** A manifest or blob of one repository of one configured upstream. */
 export interface ObjectRoute {

@@ -20,7 +20,7 @@ import {
   utimes,
 } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DIGEST } from './route.ts';
+import { DIGEST } from '../registry/client.ts';
 
 const TOUCH_AFTER_MS = 60_000;
 /** Collection frees down to this share of the cap, so it does not run again at the next write. */

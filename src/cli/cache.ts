@@ -1,4 +1,5 @@
 // `pullmap cache --config FILE`: runs the pull-through cache until SIGTERM or SIGINT.
+import type { ListenAddress } from '../core/net.ts';
 import { createLogger } from '../observe/log.ts';
 import { readInput, UsageError } from './maps.ts';
 import type { CliIO } from './run.ts';
@@ -6,20 +7,17 @@ import type { CliIO } from './run.ts';
 export interface CacheFlags {
   readonly config: string;
   /** Overrides the config's listen address. */
-  readonly listen: string | undefined;
+  readonly listen: ListenAddress | undefined;
 }
 
-export async function cache(flags: CacheFlags, io: CliIO): Promise<number> {
+/** Runs until `stopped` resolves (SIGTERM or SIGINT in the real command), then closes the cache. */
+export async function cache(flags: CacheFlags, io: CliIO, stopped: Promise<string>): Promise<number> {
   // Loaded here, not at start-up: other commands do not pay for the server and the registry client.
   const { CacheSetupError, parseCacheConfig, startCache } = await import('../cache/index.ts');
   const text = await readInput(flags.config, io.stdin);
-  let parsed = parseCacheConfig(text, flags.config);
-  if (parsed.ok && flags.listen !== undefined) {
-    const raw = { ...(await import('yaml')).parse(text), listen: flags.listen };
-    parsed = (await import('../cache/config.ts')).checkCacheConfig(raw, `--listen / ${flags.config}`);
-  }
+  const parsed = parseCacheConfig(text, flags.config);
   if (!parsed.ok) throw new UsageError(`invalid cache config:\n  ${parsed.errors.join('\n  ')}`);
-  const config = parsed.config;
+  const config = flags.listen ? { ...parsed.config, listen: flags.listen } : parsed.config;
   const log = createLogger({ level: config.logLevel, out: io.stderr, base: { component: 'cache' } });
   let running: Awaited<ReturnType<typeof startCache>>;
   try {
@@ -34,18 +32,7 @@ export async function cache(flags: CacheFlags, io: CliIO): Promise<number> {
     store: config.storage.dir,
     storedBytes: running.store.usedBytes,
   });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      log.info('stopping', { signal });
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      resolve();
-    };
-    const onTerm = (): void => stop('SIGTERM');
-    const onInt = (): void => stop('SIGINT');
-    process.on('SIGTERM', onTerm);
-    process.on('SIGINT', onInt);
-  });
+  log.info('stopping', { signal: await stopped });
   await running.close();
   return 0;
 }

@@ -102,6 +102,21 @@ function duration(value: string, flag: string): number {
   return parsed.ms;
 }
 
+/** Resolves with the signal's name on the first SIGTERM or SIGINT (servers then shut down gracefully). */
+function stopSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      resolve(signal);
+    };
+    const onTerm = () => stop('SIGTERM');
+    const onInt = () => stop('SIGINT');
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+  });
+}
+
 function listenAddress(value: string): ListenAddress {
   const address = parseListenAddress(value);
   if (!address)
@@ -172,9 +187,6 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
         }
       : undefined;
   const { serve } = await import('../serve/command.ts');
-  const stopped = new Promise<string>((resolve) => {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));
-  });
   return serve(
     {
       config: values.config,
@@ -195,7 +207,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
       registry: registryFlags(values),
       cluster,
     },
-    { stderr: io.stderr, stopped },
+    { stderr: io.stderr, stopped: stopSignal() },
   );
 }
 
@@ -271,7 +283,8 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         });
         if (values.config === undefined)
           throw new UsageError('cache needs --config FILE (see examples/cache/cache.yaml)');
-        return await cache({ config: values.config, listen: values.listen }, io);
+        const listen = values.listen === undefined ? undefined : listenAddress(values.listen);
+        return await cache({ config: values.config, listen }, io, stopSignal());
       }
       case '--version':
       case 'version':

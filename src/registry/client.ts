@@ -28,7 +28,8 @@ const MAX_HOSTS = 256;
 /** How long a host that refused manifest HEAD is asked with GET before HEAD is tried again. */
 export const HEAD_REFUSAL_MEMORY_MS = 60 * 60_000;
 const ACCEPT = MANIFEST_ACCEPT.join(', ');
-const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+/** The digests this client (and the cache's store) can verify: sha256 and sha512. */
+export const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 
 export interface RegistryClientOptions {
   /** Settings per registry host as references name it ("127.0.0.1:5000", "docker.io"). */

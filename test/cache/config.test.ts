@@ -207,7 +207,7 @@ describe('pullmap cache command', () => {
         [['cache', '--config', bad], /upstreams\[0\]\.plainHttp: must be true or false/],
         [['cache', '--config', join(dir, 'absent.yaml')], /cannot read .*absent\.yaml: no such file/],
         [['cache', '--config', missingCa], /upstreams\[0\]\.caFile: cannot read .*nope\.pem/],
-        [['cache', '--config', missingCa, '--listen', 'nowhere'], /listen: "nowhere" is not host:port/],
+        [['cache', '--config', missingCa, '--listen', 'nowhere'], /--listen "nowhere" is not HOST:PORT/],
       ];
       for (const [args, expected] of cases) {
         let stderr = '';

@@ -56,8 +56,10 @@ describe('cache: client authentication', () => {
       const layout = await skopeoCopy(ref, work.path, ['--src-creds', creds]);
       assert.deepEqual(await unpackOci(layout), { 'secret.txt': 'only for cluster nodes\n' });
     }
-    await assert.rejects(skopeoCopy(ref, work.path));
-    await assert.rejects(skopeoCopy(ref, work.path, ['--src-creds', 'node:wrong']));
+    // Refused for want of credentials, not for any other reason.
+    const refused = /unauthorized|authentication required|401/i;
+    await assert.rejects(skopeoCopy(ref, work.path), refused);
+    await assert.rejects(skopeoCopy(ref, work.path, ['--src-creds', 'node:wrong']), refused);
     const res = await request(`${basic.url}/v2/`);
     const body = (await res.body.json()) as { errors: { code: string }[] };
     assert.equal(res.statusCode, 401);
@@ -67,7 +69,7 @@ describe('cache: client authentication', () => {
 
   it('token: ctr pulls with the token as password; Bearer works; a wrong token is refused', async () => {
     const ref = `${token.host}/${embedRegistry(upstream.host)}/team/app:1`;
-    await assert.rejects(containerd.ctr(['images', 'pull', '--plain-http', ref]));
+    await assert.rejects(containerd.ctr(['images', 'pull', '--plain-http', ref]), /unauthorized|401/i);
     await containerd.ctr(['images', 'pull', '--plain-http', '--user', `node:${TOKEN}`, ref]);
     const url = `${token.url}/v2/${embedRegistry(upstream.host)}/team/app/manifests/1`;
     const ok = await request(url, { headers: { authorization: `Bearer ${TOKEN}` } });

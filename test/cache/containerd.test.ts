@@ -68,14 +68,18 @@ describe('cache: containerd pulls', () => {
   it('hosts.toml mirror: ctr asks the cache with ?ns= and never the upstream directly', async () => {
     const hostsDir = await mirrorHostsDir(work.path, upstream.host, cache.host);
     const before = await upstream.count({ uri: 'web/site/manifests' });
+    const hits = (): number =>
+      Number(
+        /pullmap_cache_requests_total\{kind="manifest",result="hit"\} (\d+)/.exec(
+          cache.instance.metrics.render(),
+        )?.[1] ?? 0,
+      );
+    const hitsBefore = hits();
     const files = await pullAndRead(`${upstream.host}/web/site:2`, ['--hosts-dir', hostsDir]);
     assert.deepEqual(files, { 'srv/index.html': '<h1>via ctr</h1>\n' });
     // Everything came from the cache's store: the tag was fresh, so upstream was not even asked.
     assert.equal(await upstream.count({ uri: 'web/site/manifests' }), before);
-    assert.match(
-      cache.instance.metrics.render(),
-      /pullmap_cache_requests_total\{kind="manifest",result="hit"\} [1-9]/,
-    );
+    assert.ok(hits() > hitsBefore, 'the manifest was answered from the store');
   });
 });
 

@@ -41,11 +41,6 @@ export class Download extends EventEmitter implements ByteSource {
     return this.#error;
   }
 
-  /** Bytes readers may have: all once verified, else all but the last one. */
-  visible(): number {
-    return this.#verified ? this.#written : Math.max(0, this.#written - 1);
-  }
-
   /** Releases the last byte to readers: the content is whole and correct. */
   verified(): void {
     this.#verified = true;
@@ -68,8 +63,9 @@ export class Download extends EventEmitter implements ByteSource {
     return this.#temp.handle.read(buffer, 0, length, position).then((r) => r.bytesRead);
   }
 
+  /** Bytes readers may have: all once verified, else all but the last one. */
   available(): number {
-    return this.visible();
+    return this.#verified ? this.#written : Math.max(0, this.#written - 1);
   }
 
   complete(): boolean {

@@ -98,12 +98,7 @@ function repeatTo(block: Buffer, length: number): Buffer {
 }
 
 /** SHA-crypt ($5$ / $6$) of `password` with `salt` and `rounds`: the hash part of the entry. */
-export function shaCrypt(
-  algorithm: 'sha256' | 'sha512',
-  password: string,
-  salt: string,
-  rounds: number,
-): string {
+function shaCrypt(algorithm: 'sha256' | 'sha512', password: string, salt: string, rounds: number): string {
   const H = (...parts: Buffer[]): Buffer => {
     const h = createHash(algorithm);
     for (const p of parts) h.update(p);
@@ -145,7 +140,6 @@ export function shaCrypt(
 interface CryptEntry {
   readonly algorithm: 'sha256' | 'sha512';
   readonly rounds: number;
-  readonly roundsText: string;
   readonly salt: string;
   readonly hash: string;
 }
@@ -175,7 +169,6 @@ export function parseHtpasswd(
     users.set(user, {
       algorithm: m[1] === '5' ? 'sha256' : 'sha512',
       rounds,
-      roundsText: m[2] ?? '',
       salt: m[4] as string,
       hash: m[5] as string,
     });

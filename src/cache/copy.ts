@@ -4,7 +4,7 @@
 // fresh buffer per read lets the allocator's heap grow under load).
 import type { Writable } from 'node:stream';
 
-export const CHUNK = 512 * 1024;
+const CHUNK = 512 * 1024;
 const POOL_MAX = 32;
 const pool: Buffer[] = [];
 
@@ -27,7 +27,7 @@ export interface ByteSource {
   more(): Promise<void>;
 }
 
-export class ClientGone extends Error {
+class ClientGone extends Error {
   override readonly name = 'ClientGone';
 }
 

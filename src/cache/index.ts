@@ -14,7 +14,7 @@ import { type RunningCache, startCacheServer } from './server.ts';
 import { ContentStore } from './store.ts';
 
 export { type CacheConfig, checkCacheConfig, parseCacheConfig } from './config.ts';
-export { type RunningCache, STALE_HEADER } from './server.ts';
+export type { RunningCache } from './server.ts';
 
 /** A problem with the files a config names; the message says which field and what to do. */
 export class CacheSetupError extends Error {

@@ -92,8 +92,7 @@ function parseRange(
   return { start, end };
 }
 
-export class CacheService {
-  readonly #config: CacheConfig;
+class CacheService {
   readonly #store: ContentStore;
   readonly #log: Logger;
   readonly #auth: ClientAuth | undefined;
@@ -105,7 +104,6 @@ export class CacheService {
 
   constructor(options: CacheServerOptions) {
     const now = options.now ?? Date.now;
-    this.#config = options.config;
     this.#store = options.store;
     this.#log = options.log;
     this.#auth = options.clientAuth;

@@ -90,7 +90,7 @@ function isMissing(err: unknown): boolean {
 }
 
 /** Digests a manifest names: config, layers, and (for an index) its manifests. */
-export function referencedDigests(bytes: Buffer): string[] {
+function referencedDigests(bytes: Buffer): string[] {
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString('utf8'));

@@ -170,7 +170,7 @@ describe('download hold-back', () => {
       const path = join(dir, 'x.part');
       const download = new Download(D, 8, { path, handle: await open(path, 'wx+') });
       await download.write([Buffer.from('1234'), Buffer.from('5678')]);
-      assert.equal(download.visible(), 7);
+      assert.equal(download.available(), 7);
       assert.ok(download.acquire());
       const chunks: Buffer[] = [];
       const out = new PassThrough();

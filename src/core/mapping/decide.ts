@@ -17,7 +17,7 @@ import {
   type ImageReference,
   parseReference,
 } from '../reference/index.ts';
-import { applyTarget, type MapRef, mapRefName, type Rule } from './rule.ts';
+import { applyTarget, type MapRef, mapRefName, type Pattern, type Rule } from './rule.ts';
 import { type Labels, selects } from './selector.ts';
 import { isCacheRouted, lookupKeys, type MapSnapshot, type ScopeIndex, scopesFor } from './snapshot.ts';
 
@@ -146,9 +146,148 @@ function validTarget(text: string | undefined): ImageReference | undefined {
   return parsed.ok ? parsed.ref : undefined;
 }
 
+/** One candidate of a rule for one image, worked out once per snapshot. */
+export type PreparedCandidate =
+  | { readonly ok: false; readonly invalid: Reason }
+  | {
+      readonly ok: true;
+      readonly ref: ImageReference;
+      /** formatReference(ref): the name probes ask about. */
+      readonly name: string;
+      readonly request: ProbeRequest;
+      /** The image the pod gets when this candidate is chosen (after cache routing). */
+      readonly image: string;
+      /** CacheRouted, or TargetInvalid when routing would not give a valid reference. */
+      readonly routing: Reason | undefined;
+    };
+
+/** What a rule makes of one image, whatever the pod. */
+interface PreparedRule {
+  readonly matched: Reason;
+  readonly mutableKept: Reason | undefined;
+  readonly candidates: readonly PreparedCandidate[];
+}
+
+/** What a snapshot can say about an image before any pod context; kept in snapshot.images. */
+export type PreparedImage =
+  | { readonly ok: false; readonly invalid: Reason }
+  | {
+      readonly ok: true;
+      readonly ref: ImageReference;
+      /** formatReference(ref). */
+      readonly formatted: string;
+      readonly tag: string | undefined;
+      readonly cacheRouted: boolean;
+      readonly keys: readonly string[];
+      readonly rules: Map<Rule, PreparedRule>;
+    };
+
+function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
+  const known = snapshot.images.get(input);
+  if (known !== undefined) return known;
+  const parsed = parseReference(input);
+  if (!parsed.ok)
+    return snapshot.images.set(input, {
+      ok: false,
+      invalid: { code: 'InvalidReference', message: describeReferenceError(input, parsed.error) },
+    });
+  const ref = parsed.ref;
+  const tag = effectiveTag(ref);
+  return snapshot.images.set(input, {
+    ok: true,
+    ref,
+    formatted: formatReference(ref),
+    tag,
+    cacheRouted: isCacheRouted(snapshot, ref),
+    keys: lookupKeys(ref, tag),
+    rules: new Map(),
+  });
+}
+
+function prepareCandidate(
+  snapshot: MapSnapshot,
+  rule: Rule,
+  target: Pattern,
+  ref: ImageReference,
+  tag: string | undefined,
+): PreparedCandidate {
+  const map = rule.map;
+  const text = applyTarget(rule, target, ref, tag);
+  const candidate = validTarget(text);
+  if (!candidate)
+    return {
+      ok: false,
+      invalid: {
+        code: 'TargetInvalid',
+        message: `target ${JSON.stringify(text ?? target.key)} would not be a valid reference (too long, or a registry that cannot be a path component)`,
+      },
+    };
+  const name = formatReference(candidate);
+  let image = name;
+  let routing: Reason | undefined;
+  if (map.spec.cache?.enabled) {
+    const address = map.spec.cache.address ?? snapshot.options.cacheAddress;
+    const host = embedRegistry(candidate.registry);
+    const routed =
+      host === undefined
+        ? undefined
+        : validTarget(`${address}/${host}/${name.slice(candidate.registry.length + 1)}`);
+    if (routed) {
+      image = formatReference(routed);
+      routing = { code: 'CacheRouted', message: `routed through the pullmap cache at ${address}` };
+    } else {
+      routing = {
+        code: 'TargetInvalid',
+        message: `${name} cannot be routed through the cache at ${address} (the result would not be a valid reference); used directly`,
+      };
+    }
+  }
+  return {
+    ok: true,
+    ref: candidate,
+    name,
+    request: probeRequest(name, map.positiveTtlMs, map.negativeTtlMs),
+    image,
+    routing,
+  };
+}
+
+function prepareRule(
+  snapshot: MapSnapshot,
+  image: Extract<PreparedImage, { ok: true }>,
+  rule: Rule,
+): PreparedRule {
+  const known = image.rules.get(rule);
+  if (known !== undefined) return known;
+  const { ref, tag } = image;
+  const map = rule.map;
+  const mutable =
+    ref.digest === undefined &&
+    tag !== undefined &&
+    map.mutableTags?.test(tag) === true &&
+    map.spec.mutableTagPolicy !== 'Map';
+  const prepared: PreparedRule = {
+    matched: {
+      code: 'Matched',
+      message: `${entryName(rule)} matches (from ${JSON.stringify(rule.mapping.from)})`,
+    },
+    mutableKept: mutable
+      ? {
+          code: 'MutableTagKept',
+          message: `tag "${tag}" is a mutable tag of ${mapRefName(map.ref)}; it keeps its original registry`,
+        }
+      : undefined,
+    // With mutable tags kept the candidates are never needed.
+    candidates: mutable ? [] : rule.targets.map((t) => prepareCandidate(snapshot, rule, t, ref, tag)),
+  };
+  image.rules.set(rule, prepared);
+  return prepared;
+}
+
 /**
  * Decides where `input` is pulled from for a pod described by `ctx`. Pure: existence answers come
- * from `facts`; when one it needs is missing, the outcome is Pending with the probes to make.
+ * from `facts`; when one it needs is missing, the outcome is Pending with the probes to make. What
+ * does not depend on the pod (parsing, index keys, candidates) is worked out once per snapshot.
  */
 export function decideImage(
   snapshot: MapSnapshot,
@@ -156,14 +295,10 @@ export function decideImage(
   ctx: DecisionContext,
   facts: ExistenceFacts,
 ): ImageDecision {
-  const parsed = parseReference(input);
-  if (!parsed.ok) {
-    return unchanged(input, undefined, 'Invalid', [
-      { code: 'InvalidReference', message: describeReferenceError(input, parsed.error) },
-    ]);
-  }
-  const ref = parsed.ref;
-  if (isCacheRouted(snapshot, ref)) {
+  const image = prepareImage(snapshot, input);
+  if (!image.ok) return unchanged(input, undefined, 'Invalid', [image.invalid]);
+  const ref = image.ref;
+  if (image.cacheRouted) {
     return unchanged(input, ref, 'Unchanged', [
       {
         code: 'AlreadyMapped',
@@ -173,30 +308,19 @@ export function decideImage(
   }
   const scopes = scopesFor(snapshot, ctx.namespace, ref.registry);
   if (scopes.length === 0) return unchanged(input, ref, 'Unchanged', [NO_MATCH]);
-  const tag = effectiveTag(ref);
-  const keys = lookupKeys(ref, tag);
-  const producer = find(scopes, keys, ctx, 'targets');
+  const producer = find(scopes, image.keys, ctx, 'targets');
   if (producer) {
     const message = `the image is already a target of ${entryName(producer)}; pullmap never maps an image twice`;
     return unchanged(input, ref, 'Unchanged', [{ code: 'AlreadyMapped', message }]);
   }
-  const rule = find(scopes, keys, ctx, 'sources');
+  const rule = find(scopes, image.keys, ctx, 'sources');
   if (!rule) return unchanged(input, ref, 'Unchanged', [NO_MATCH]);
 
   const map = rule.map;
-  const reasons: Reason[] = [
-    { code: 'Matched', message: `${entryName(rule)} matches (from ${JSON.stringify(rule.mapping.from)})` },
-  ];
-  if (
-    ref.digest === undefined &&
-    tag !== undefined &&
-    map.mutableTags?.test(tag) &&
-    map.spec.mutableTagPolicy !== 'Map'
-  ) {
-    reasons.push({
-      code: 'MutableTagKept',
-      message: `tag "${tag}" is a mutable tag of ${mapRefName(map.ref)}; it keeps its original registry`,
-    });
+  const prepared = prepareRule(snapshot, image, rule);
+  const reasons: Reason[] = [prepared.matched];
+  if (prepared.mutableKept) {
+    reasons.push(prepared.mutableKept);
     return unchanged(input, ref, 'Unchanged', reasons, rule);
   }
   if (
@@ -211,24 +335,18 @@ export function decideImage(
   }
 
   // Candidates in order; with Always there is exactly one.
-  let chosen: ImageReference | undefined;
+  let chosen: Extract<PreparedCandidate, { ok: true }> | undefined;
   const pending: ProbeRequest[] = [];
-  for (const target of rule.targets) {
-    const text = applyTarget(rule, target, ref, tag);
-    const candidate = validTarget(text);
-    if (!candidate) {
-      reasons.push({
-        code: 'TargetInvalid',
-        message: `target ${JSON.stringify(text ?? target.key)} would not be a valid reference (too long, or a registry that cannot be a path component)`,
-      });
+  for (const candidate of prepared.candidates) {
+    if (!candidate.ok) {
+      reasons.push(candidate.invalid);
       continue;
     }
     if (rule.mapping.when !== 'IfExists') {
       chosen = candidate;
       break;
     }
-    const name = formatReference(candidate);
-    const request = probeRequest(name, map.positiveTtlMs, map.negativeTtlMs);
+    const { name, request } = candidate;
     const answer = facts(name, request);
     if (answer === undefined) {
       pending.push(request);
@@ -279,27 +397,15 @@ export function decideImage(
       });
     return unchanged(input, ref, 'Unchanged', reasons, rule);
   }
-
-  let image = formatReference(chosen);
-  if (map.spec.cache?.enabled) {
-    const address = map.spec.cache.address ?? snapshot.options.cacheAddress;
-    const host = embedRegistry(chosen.registry);
-    const routed =
-      host === undefined
-        ? undefined
-        : validTarget(`${address}/${host}/${image.slice(chosen.registry.length + 1)}`);
-    if (routed) {
-      image = formatReference(routed);
-      reasons.push({ code: 'CacheRouted', message: `routed through the pullmap cache at ${address}` });
-    } else {
-      reasons.push({
-        code: 'TargetInvalid',
-        message: `${image} cannot be routed through the cache at ${address} (the result would not be a valid reference); used directly`,
-      });
-    }
-  }
-  if (image === formatReference(ref)) {
-    return unchanged(input, ref, 'Unchanged', reasons, rule);
-  }
-  return { input, ref, outcome: 'Mapped', image, rule: matchedRule(rule), reasons, pendingProbes: [] };
+  if (chosen.routing) reasons.push(chosen.routing);
+  if (chosen.image === image.formatted) return unchanged(input, ref, 'Unchanged', reasons, rule);
+  return {
+    input,
+    ref,
+    outcome: 'Mapped',
+    image: chosen.image,
+    rule: matchedRule(rule),
+    reasons,
+    pendingProbes: [],
+  };
 }

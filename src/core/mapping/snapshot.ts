@@ -2,6 +2,8 @@
 // however many maps and mappings there are.
 
 import { formatName, type ImageReference } from '../reference/index.ts';
+import type { PreparedImage } from './decide.ts';
+import { BoundedMemo } from './memo.ts';
 import type { CompiledMap, Pattern, Rule } from './rule.ts';
 
 export interface ScopeIndex {
@@ -33,7 +35,12 @@ export interface MapSnapshot {
   readonly options: SnapshotOptions;
   /** Cache addresses in use, as embedded first components are matched against them. */
   readonly cacheHosts: ReadonlySet<string>;
+  /** What decideImage worked out about each image seen under these maps, before any pod context. */
+  readonly images: BoundedMemo<PreparedImage>;
 }
+
+/** Distinct images whose preparation a snapshot keeps (a few hundred bytes each). */
+export const IMAGE_MEMO_LIMIT = 4096;
 
 const emptyScope = (): ScopeIndex => ({
   sources: new Map(),
@@ -85,7 +92,14 @@ export function buildSnapshot(
       }
     }
   }
-  return { maps: sorted, cluster, namespaces, options, cacheHosts };
+  return {
+    maps: sorted,
+    cluster,
+    namespaces,
+    options,
+    cacheHosts,
+    images: new BoundedMemo(IMAGE_MEMO_LIMIT),
+  };
 }
 
 /**

@@ -30,7 +30,8 @@ export interface ExistenceSource {
  * most reviews this way, with no timers, promises or second pass.
  */
 export function decideFromCache<T>(decide: (facts: ExistenceFacts) => T, source: ExistenceSource): T {
-  return decide((c, request) => source.peek?.(c, request && probeOptions(request, undefined)));
+  // A ProbeRequest carries the TTL fields of ProbeOptions, so it is passed as it is.
+  return decide((c, request) => source.peek?.(c, request));
 }
 
 const MAX_ROUNDS = 8;
@@ -49,7 +50,7 @@ export async function decideWithProbes<T extends { readonly pendingProbes: reado
   const facts: ExistenceFacts = (c, request) => {
     let answer = known.get(c);
     if (answer === undefined && source.peek) {
-      answer = source.peek(c, request && probeOptions(request, undefined));
+      answer = source.peek(c, request);
       if (answer !== undefined) known.set(c, answer);
     }
     return answer;

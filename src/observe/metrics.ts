@@ -42,13 +42,19 @@ abstract class Family<Series> implements Metric {
   protected abstract fresh(): Series;
 
   protected at(labels: Labels | undefined): Series {
-    const values = this.labelNames.map((n) => labels?.[n] ?? '');
-    const key = values.join('\u0000');
-    let entry = this.series.get(key);
-    if (!entry) {
-      entry = { values, data: this.fresh() };
-      this.series.set(key, entry);
-    }
+    // The key is the label values joined by NUL; with one label it is the value itself, so the hot
+    // path (one label, a series that exists) allocates nothing.
+    const names = this.labelNames;
+    const key =
+      names.length === 0
+        ? ''
+        : names.length === 1
+          ? (labels?.[names[0]!] ?? '')
+          : names.map((n) => labels?.[n] ?? '').join('\u0000');
+    const known = this.series.get(key);
+    if (known) return known.data;
+    const entry = { values: names.map((n) => labels?.[n] ?? ''), data: this.fresh() };
+    this.series.set(key, entry);
     return entry.data;
   }
 

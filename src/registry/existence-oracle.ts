@@ -119,6 +119,8 @@ interface Entry {
   readonly storedAt: number;
   /** For failures only: fixed when stored, since Retry-After decides it. */
   readonly failureTtlMs: number;
+  /** The oracle's touch count when the entry last moved to the recent end. */
+  moved: number;
 }
 
 export const DEFAULT_POSITIVE_TTL_MS = 5 * 60_000;
@@ -154,8 +156,12 @@ export class ExistenceOracle {
   readonly #maxEntries: number;
   readonly #probeTimeoutMs: number;
   readonly #observer: OracleObserver | undefined;
-  // Map order is recency order: a hit is moved to the end, eviction takes from the front.
+  // Map order is recency order: a hit is moved to the end, eviction takes from the front. A hit on an
+  // entry that moved within the last quarter of the capacity's touches stays put: it cannot reach the
+  // front before it is touched again, so hot entries are never evicted, and the hot path skips a
+  // delete and insert per hit.
   readonly #entries = new Map<string, Entry>();
+  #touches = 0;
   readonly #inflight = new Map<string, Promise<Entry>>();
   #hits = 0;
   #misses = 0;
@@ -199,8 +205,7 @@ export class ExistenceOracle {
     if (entry !== undefined) {
       const ageMs = Math.max(0, now - entry.storedAt);
       if (ageMs < this.#ttlFor(entry, options)) {
-        this.#entries.delete(key);
-        this.#entries.set(key, entry);
+        this.#touch(key, entry);
         this.#hits++;
         this.#emit({ kind: 'hit', candidate: key, outcome: entry.report.outcome, ageMs });
         return answer(entry.report, true, ageMs);
@@ -251,8 +256,7 @@ export class ExistenceOracle {
     }
     const ageMs = Math.max(0, this.#now() - entry.storedAt);
     if (ageMs >= this.#ttlFor(entry, options)) return undefined;
-    this.#entries.delete(key);
-    this.#entries.set(key, entry);
+    this.#touch(key, entry);
     this.#hits++;
     this.#emit({ kind: 'hit', candidate: key, outcome: entry.report.outcome, ageMs });
     return answer(entry.report, true, ageMs);
@@ -306,7 +310,12 @@ export class ExistenceOracle {
         latencyMs,
         status: report.status,
       });
-      const entry: Entry = { report, storedAt: this.#now(), failureTtlMs: this.#failureTtl(report) };
+      const entry: Entry = {
+        report,
+        storedAt: this.#now(),
+        failureTtlMs: this.#failureTtl(report),
+        moved: 0,
+      };
       this.#store(key, entry);
       this.#inflight.delete(key);
       return entry;
@@ -335,7 +344,17 @@ export class ExistenceOracle {
     return this.#failureTtlMs;
   }
 
+  /** Marks a hit: moves the entry to the recent end unless it moved recently enough (see #entries). */
+  #touch(key: string, entry: Entry): void {
+    const now = ++this.#touches;
+    if (now - entry.moved <= this.#maxEntries >> 2) return;
+    entry.moved = now;
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+  }
+
   #store(key: string, entry: Entry): void {
+    entry.moved = ++this.#touches;
     this.#entries.delete(key);
     this.#entries.set(key, entry);
     while (this.#entries.size > this.#maxEntries) {
@@ -358,12 +377,13 @@ export class ExistenceOracle {
 }
 
 function answer(report: ProbeReport, cached: boolean, ageMs: number): ExistenceAnswer {
-  return {
+  const out: { -readonly [K in keyof ExistenceAnswer]: ExistenceAnswer[K] } = {
     outcome: report.outcome,
     cached,
     ageMs,
-    ...(report.digest === undefined ? {} : { digest: report.digest }),
-    ...(report.status === undefined ? {} : { status: report.status }),
-    ...(report.detail === undefined ? {} : { detail: report.detail }),
   };
+  if (report.digest !== undefined) out.digest = report.digest;
+  if (report.status !== undefined) out.status = report.status;
+  if (report.detail !== undefined) out.detail = report.detail;
+  return out;
 }

@@ -207,6 +207,20 @@ describe('ExistenceOracle', () => {
     assert.equal(stats.evictions, 2);
   });
 
+  it('never evicts an answer that keeps being asked for, however many others come and go', async () => {
+    const { oracle, script } = scripted({ maxEntries: 16 });
+    await oracle.exists('r.io/hot:1');
+    for (let i = 0; i < 400; i++) {
+      await oracle.exists(`r.io/cold-${i}:1`);
+      // Asked every third new image: often enough to be among the 16 most recent at all times.
+      if (i % 3 === 0) assert.ok(oracle.peek('r.io/hot:1'), `hot answer evicted after ${i} others`);
+    }
+    assert.equal(script.calls.filter((c) => c.includes('/hot')).length, 1);
+    assert.equal(oracle.stats().entries, 16);
+    // An answer nobody asks for again is evicted in its turn.
+    assert.equal(oracle.peek('r.io/cold-0:1'), undefined);
+  });
+
   it('answers Timeout at the caller’s deadline and still caches the late answer', async () => {
     const { oracle, script, events } = scripted();
     let open: () => void = () => {};

@@ -53,9 +53,12 @@ const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' 
 const escapePointer = (s: string): string => s.replaceAll('~', '~0').replaceAll('/', '~1');
 
 function stringRecord(value: unknown): Record<string, string> {
-  if (!isObject(value)) return {};
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value)) if (typeof v === 'string') out[k] = v;
+  if (!isObject(value)) return out;
+  for (const k in value) {
+    const v = value[k];
+    if (typeof v === 'string' && Object.hasOwn(value, k)) out[k] = v;
+  }
   return out;
 }
 
@@ -110,7 +113,7 @@ export function planPod(
     if (original !== undefined && original !== c.image && !changedNow) {
       // This container's image is pullmap's own earlier answer (reinvocation, or an update that
       // leaves the image as it was).
-      containers.push({ ...c, decision: undefined, skipped: `already mapped from ${original}` });
+      containers.push(containerPlan(c, undefined, `already mapped from ${original}`));
       continue;
     }
     if (changedNow && original !== undefined) {
@@ -126,8 +129,8 @@ export function planPod(
       pullPolicy: c.pullPolicy,
     };
     const decision = decideImage(snapshot, c.image, dctx, facts);
-    containers.push({ ...c, decision, skipped: undefined });
-    pending.push(...decision.pendingProbes);
+    containers.push(containerPlan(c, decision, undefined));
+    for (const probe of decision.pendingProbes) pending.push(probe);
     if (decision.outcome === 'Invalid')
       warnings.push(
         `pullmap: container ${c.name}: ${decision.reasons[0]?.message ?? 'invalid image'}; left unchanged`,
@@ -150,5 +153,25 @@ export function planPod(
       for (const [k, v] of Object.entries(values))
         patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
   }
-  return { skipped: undefined, containers, patch, pendingProbes: mergeProbeRequests(pending), warnings };
+  return {
+    skipped: undefined,
+    containers,
+    patch,
+    pendingProbes: pending.length === 0 ? pending : mergeProbeRequests(pending),
+    warnings,
+  };
 }
+
+const containerPlan = (
+  c: ContainerImage,
+  decision: ImageDecision | undefined,
+  skipped: string | undefined,
+): ContainerPlan => ({
+  list: c.list,
+  index: c.index,
+  name: c.name,
+  image: c.image,
+  pullPolicy: c.pullPolicy,
+  decision,
+  skipped,
+});

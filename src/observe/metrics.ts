@@ -103,6 +103,15 @@ export class Counter extends ValueFamily {
   inc(labels?: Labels, by = 1): void {
     this.at(labels).value += by;
   }
+  /** One series, found once: for a hot path that always counts under the same labels. */
+  bind(labels?: Labels): { inc(by?: number): void } {
+    const data = this.at(labels);
+    return {
+      inc: (by = 1) => {
+        data.value += by;
+      },
+    };
+  }
 }
 
 export class Gauge extends ValueFamily {
@@ -147,8 +156,12 @@ export class Histogram extends Family<HistogramSeries> {
     s.sum += value;
     s.count++;
     // Non-cumulative per bucket; render() accumulates.
-    const i = this.buckets.findIndex((b) => value <= b);
-    if (i >= 0) s.counts[i] = (s.counts[i] ?? 0) + 1;
+    const buckets = this.buckets;
+    for (let i = 0; i < buckets.length; i++)
+      if (value <= buckets[i]!) {
+        s.counts[i] = (s.counts[i] ?? 0) + 1;
+        break;
+      }
   }
 
   count(labels?: Labels): number {

@@ -89,6 +89,19 @@ export function reviewEnvelope(response: AdmissionResponse): Json {
   return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response };
 }
 
+/**
+ * `reviewEnvelope(response)` as JSON text, written field by field: the patch is base64 (only
+ * A–Z a–z 0–9 + / =), which JSON carries as it is, so the largest field is copied rather than scanned.
+ */
+export function reviewJson(response: AdmissionResponse): string {
+  let out = `{"apiVersion":"${ADMISSION_API_VERSION}","kind":"AdmissionReview","response":{"uid":${JSON.stringify(response.uid)},"allowed":${response.allowed}`;
+  if (response.patchType !== undefined) out += `,"patchType":"${response.patchType}"`;
+  if (response.patch !== undefined) out += `,"patch":"${response.patch}"`;
+  if (response.warnings !== undefined) out += `,"warnings":${JSON.stringify(response.warnings)}`;
+  if (response.status !== undefined) out += `,"status":${JSON.stringify(response.status)}`;
+  return `${out}}}`;
+}
+
 // The apiserver shows warnings to kubectl users; keep them few and short.
 const MAX_WARNINGS = 8;
 const MAX_WARNING_CHARS = 250;
@@ -130,17 +143,24 @@ export interface PodReviewDeps {
 const POD_OPERATIONS = new Set(['CREATE', 'UPDATE']);
 
 /** Warnings for containers whose registry could not be asked (the image was kept). */
-function probeWarnings(plan: PodPlan): string[] {
-  const out: string[] = [];
+function probeWarnings(plan: PodPlan): readonly string[] {
+  let out: string[] | undefined;
   for (const c of plan.containers) {
-    const failed = c.decision?.reasons.find((r) => r.probe && isProbeFailure(r.probe.outcome));
-    if (failed?.probe && c.decision?.outcome !== 'Mapped')
+    const decision = c.decision;
+    if (decision === undefined || decision.outcome === 'Mapped') continue;
+    for (const reason of decision.reasons) {
+      if (reason.probe === undefined || !isProbeFailure(reason.probe.outcome)) continue;
+      out ??= [];
       out.push(
-        `pullmap: container ${c.name}: could not ask ${failed.candidate ?? 'the registry'} (${failed.probe.outcome}); kept ${c.image}`,
+        `pullmap: container ${c.name}: could not ask ${reason.candidate ?? 'the registry'} (${reason.probe.outcome}); kept ${c.image}`,
       );
+      break;
+    }
   }
-  return out;
+  return out ?? NONE;
 }
+
+const NONE: readonly string[] = [];
 
 /**
  * Mutates a Pod (CREATE, UPDATE, or the ephemeralcontainers subresource). Requests for anything else
@@ -185,12 +205,13 @@ export function reviewPod(
 }
 
 function planned(uid: string, plan: PodPlan): PodReviewResult {
-  const warnings = [...plan.warnings, ...probeWarnings(plan)];
+  const failed = probeWarnings(plan);
+  const warnings = failed.length === 0 ? plan.warnings : [...plan.warnings, ...failed];
   if (plan.patch.length === 0) return { kind: 'planned', plan, response: allow(uid, warnings) };
-  const response: AdmissionResponse = {
-    ...allow(uid, warnings),
-    patchType: 'JSONPatch',
-    patch: Buffer.from(JSON.stringify(plan.patch)).toString('base64'),
-  };
+  const patch = Buffer.from(JSON.stringify(plan.patch)).toString('base64');
+  const response: AdmissionResponse =
+    warnings.length === 0
+      ? { uid, allowed: true, patchType: 'JSONPatch', patch }
+      : { uid, allowed: true, patchType: 'JSONPatch', patch, warnings: clip(warnings) };
   return { kind: 'planned', plan, response };
 }

@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Logger } from '../observe/log.ts';
 import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
-import { type AdmissionRequest, type AdmissionResponse, parseReview, reviewEnvelope } from './admission.ts';
+import { type AdmissionRequest, type AdmissionResponse, parseReview, reviewJson } from './admission.ts';
 import { type FileWatch, filesStamp, watchFiles } from './watch-files.ts';
 
 /** Answers a review; synchronously when it can (the common, cached case). */
@@ -60,9 +60,7 @@ class HttpError extends Error {
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const payload = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
-  res.end(payload);
+  sendText(res, status, JSON.stringify(body), 'application/json');
 }
 
 function sendText(
@@ -138,6 +136,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     'path',
     'code',
   ]);
+  const reviewsAnswered = requests.bind({ path: 'review', code: '200' });
   const tlsReloads = metrics.counter('pullmap_tls_reloads_total', 'Serving certificate reloads by result.', [
     'result',
   ]);
@@ -167,8 +166,8 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     if (!envelope.ok) throw new HttpError(400, envelope.message);
     const answer = review(envelope.request);
     const send = (response: AdmissionResponse) => {
-      sendJson(res, 200, reviewEnvelope(response));
-      requests.inc({ path: 'review', code: '200' });
+      sendText(res, 200, reviewJson(response), 'application/json');
+      reviewsAnswered.inc();
     };
     if (answer instanceof Promise) answer.then(send, (err) => refuse(res, path, 'review', err));
     else send(answer);

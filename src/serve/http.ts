@@ -174,7 +174,9 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const url = req.url ?? '/';
+    const query = url.indexOf('?');
+    const path = query === -1 ? url : url.slice(0, query);
     const review = options.reviews.get(path);
     const label = review
       ? 'review'
@@ -184,7 +186,11 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     try {
       if (review) {
         if (req.method !== 'POST') throw new HttpError(405, `${path} accepts POST only`);
-        const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+        const declaredType = req.headers['content-type'];
+        const type =
+          declaredType === 'application/json'
+            ? declaredType
+            : (declaredType ?? '').split(';')[0]?.trim().toLowerCase();
         if (type !== 'application/json')
           throw new HttpError(
             415,

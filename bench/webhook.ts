@@ -4,7 +4,7 @@
 // `allowed: true`. Both servers run as child processes and take the same load from this process,
 // in alternating rounds. Then 100,000 reviews, with pullmap's RSS sampled along the way.
 
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
@@ -100,6 +100,31 @@ function load(
     if (i % 16 === 0) check(text);
     if (onProgress && (i + 1) % 10_000 === 0) await onProgress(i + 1);
   });
+}
+
+/** CPU time (user + system) a process has used so far, in microseconds, from /proc. */
+async function cpuMicros(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at ") "; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/**
+ * Runs a round and reports the server's and this load generator's CPU per review: on a small machine
+ * the two share the cores, so the ratio moves with the load generator's share too.
+ */
+async function measured(
+  pid: number,
+  run: () => Promise<ClosedLoop>,
+): Promise<ClosedLoop & { serverUs: number; clientUs: number }> {
+  const server0 = await cpuMicros(pid);
+  const client0 = process.cpuUsage();
+  const loop = await run();
+  const client = process.cpuUsage(client0);
+  const serverUs = ((await cpuMicros(pid)) - server0) / loop.count;
+  return { ...loop, serverUs, clientUs: (client.user + client.system) / loop.count };
 }
 
 /** Resident set and V8 heap in use, from pullmap's own /metrics. */
@@ -213,14 +238,15 @@ export async function runWebhookBench(): Promise<BenchResult[]> {
       if (!JSON.parse(json).response.allowed) throw new Error('baseline did not allow');
     };
     const body = (i: number) => review(i);
-    const before = await registry.count();
     await load(agent, `${pmUrl}/mutate-pods`, body, checkPullmap, WARMUP_MS);
     await load(agent, baseUrl, body, checkBaseline, WARMUP_MS);
-    const pm: ClosedLoop[] = [];
-    const base: ClosedLoop[] = [];
+    const before = await registry.count();
+    const [pmPid, basePid] = [daemons[0]!.pid, daemons[1]!.pid];
+    const pm: Awaited<ReturnType<typeof measured>>[] = [];
+    const base: Awaited<ReturnType<typeof measured>>[] = [];
     for (let r = 0; r < ROUNDS; r++) {
-      pm.push(await load(agent, `${pmUrl}/mutate-pods`, body, checkPullmap, ROUND_MS));
-      base.push(await load(agent, baseUrl, body, checkBaseline, ROUND_MS));
+      pm.push(await measured(pmPid, () => load(agent, `${pmUrl}/mutate-pods`, body, checkPullmap, ROUND_MS)));
+      base.push(await measured(basePid, () => load(agent, baseUrl, body, checkBaseline, ROUND_MS)));
     }
     const probes = (await registry.count()) - before;
     const pmRate = median(pm.map((l) => l.perSecond));
@@ -236,6 +262,9 @@ export async function runWebhookBench(): Promise<BenchResult[]> {
     console.log(
       `  minimal HTTPS: ${baseRate.toFixed(0)} reviews/s, p50 ${p(baseLat, 50)} ms, p99 ${p(baseLat, 99)} ms (rounds: ${base.map((l) => l.perSecond.toFixed(0)).join(', ')})`,
     );
+    const cpu = (ls: typeof pm) =>
+      `server ${median(ls.map((l) => l.serverUs)).toFixed(0)} µs, load generator ${median(ls.map((l) => l.clientUs)).toFixed(0)} µs`;
+    console.log(`  CPU per review (median of rounds): pullmap ${cpu(pm)}; minimal HTTPS ${cpu(base)}`);
     console.log(`  registry requests during the measured rounds: ${probes} (the cache was warm)`);
     const throughputRatio = pmRate / baseRate;
     const p99Ratio = percentile(pmLat, 99) / percentile(baseLat, 99);

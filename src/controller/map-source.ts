@@ -138,7 +138,10 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
   const namespaceParts = new Map<string, Part>();
   let dirtyAll = true;
   const dirtyNamespaces = new Set<string>();
+  /** Set by the re-check timer and new leadership; cleared by any change that can alter verdicts. */
+  let recheckOnly = false;
   const recheckAll = (): void => {
+    if (!dirtyAll && dirtyNamespaces.size === 0) recheckOnly = true;
     dirtyAll = true;
     schedule();
   };
@@ -167,6 +170,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       change.type === 'replaced'
         ? undefined
         : (watch.store.get(change.key)?.metadata.namespace ?? change.previous?.metadata.namespace);
+    recheckOnly = false;
     if (namespace === undefined) dirtyAll = true;
     else dirtyNamespaces.add(namespace);
     schedule();
@@ -276,6 +280,15 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       verdicts: parts.flatMap((p) => p.verdicts),
       accepted: parts.flatMap((p) => p.accepted),
     };
+    const wasRecheck = recheckOnly;
+    recheckOnly = false;
+    if (wasRecheck && state && sameAnalysis(state.analysis, analysis)) {
+      // A periodic re-check that found what is in force already: the webhook keeps its snapshot
+      // (and what it has memoised about images), and the version stays, so logs and metrics show
+      // only real changes. Status is still reconciled.
+      reconcileStatus(changed.flatMap((p) => p.objects));
+      return;
+    }
     state = {
       snapshot: buildSnapshot(analysis.accepted, snapshotOptions),
       analysis,
@@ -284,6 +297,20 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     resolveReady(state);
     for (const listener of listeners) listener(state);
     reconcileStatus(changed.flatMap((p) => p.objects));
+  }
+
+  /** Same verdicts, findings and accepted maps (kind, name, generation, order and spec). */
+  function sameAnalysis(a: Analysis, b: Analysis): boolean {
+    const text = (x: Analysis) =>
+      JSON.stringify([
+        x.verdicts.map((v) => [v.name, v.generation, v.verdict, v.serving, v.servingGeneration, v.findings]),
+        x.accepted.map((m) => [m.ref, m.order, m.spec]),
+      ]);
+    return (
+      a.verdicts.length === b.verdicts.length &&
+      a.accepted.length === b.accepted.length &&
+      text(a) === text(b)
+    );
   }
 
   function reconcileStatus(objects: readonly KubeObject[]): void {

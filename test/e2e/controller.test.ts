@@ -358,6 +358,35 @@ test('a namespace map beats a cluster map for the same source; deleting it bring
   await stop(s);
 });
 
+test('the periodic re-check analyses again but keeps the snapshot when nothing changed', async () => {
+  const s = source({ recheckIntervalMs: 200 });
+  const ns = await kube.createNamespace({ prefix: 'recheck' });
+  await apply([imageMap(ns, 'steady', [{ from: 'registry.recheck.example/', to: 'mirror.example/rc/' }])]);
+  const first = await until(
+    s,
+    'map served',
+    (st) => verdictOf(st, `ImageMap/${ns}/steady`)?.serving === 'current',
+  );
+  // Let any status write of the source itself come back through the watch first.
+  await new Promise((r) => setTimeout(r, 500));
+  const settled = s.current()!;
+  const analyses = s.stats.analyses;
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.ok(s.stats.analyses >= analyses + 3, `re-checks ran (${s.stats.analyses - analyses} analyses)`);
+  assert.equal(s.current(), settled, 'same state object: same snapshot, same version');
+  assert.ok(settled.version >= first.version);
+
+  // A real change still swaps.
+  await apply([imageMap(ns, 'steady', [{ from: 'registry.recheck.example/', to: 'mirror.example/rc2/' }])]);
+  const changed = await until(
+    s,
+    'new spec served',
+    (st) => mapped(st, ns, 'registry.recheck.example/a:1') === 'mirror.example/rc2/a:1',
+  );
+  assert.ok(changed.version > settled.version);
+  await stop(s);
+});
+
 test('the source recovers from API server restarts (graceful and killed) and catches up', async (t) => {
   const s = source();
   const ns = await kube.createNamespace({ prefix: 'restart' });

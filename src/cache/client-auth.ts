@@ -1,7 +1,9 @@
-// Optional authentication of the cache's own clients: htpasswd Basic (SHA-256/SHA-512 crypt entries,
-// what `htpasswd -2` / `-5` write; Node has no bcrypt) or one static token, sent as a Bearer token or
-// as the password of Basic auth (so clients that only speak Basic, like ctr --user, can use it).
+// Optional authentication of the cache's own clients: htpasswd Basic (bcrypt entries, what
+// `htpasswd -B` writes and docker-registry's htpasswd auth reads, or SHA-256/SHA-512 crypt entries from
+// `htpasswd -2` / `-5`) or one static token, sent as a Bearer token or as the password of Basic auth
+// (so clients that only speak Basic, like ctr --user, can use it).
 import { createHash, timingSafeEqual } from 'node:crypto';
+import bcrypt from 'bcryptjs';
 
 export interface ClientAuth {
   /** undefined when the Authorization header is accepted, else why not. */
@@ -137,14 +139,22 @@ function shaCrypt(algorithm: 'sha256' | 'sha512', password: string, salt: string
   return out;
 }
 
-interface CryptEntry {
-  readonly algorithm: 'sha256' | 'sha512';
-  readonly rounds: number;
-  readonly salt: string;
-  readonly hash: string;
-}
+type CryptEntry =
+  | {
+      readonly algorithm: 'sha256' | 'sha512';
+      readonly rounds: number;
+      readonly salt: string;
+      readonly hash: string;
+    }
+  | { readonly algorithm: 'bcrypt'; readonly hash: string };
 
 const ENTRY = /^\$([56])\$(rounds=(\d{1,9})\$)?([^$:\n]{0,16})\$([./0-9A-Za-z]{43}|[./0-9A-Za-z]{86})$/;
+const BCRYPT_ENTRY = /^\$2[aby]\$(\d\d)\$[./0-9A-Za-z]{53}$/;
+/**
+ * bcrypt is checked on the request path, once per new client (accepted headers are remembered) and on
+ * every wrong password; above this cost one check takes seconds in JavaScript.
+ */
+const BCRYPT_MAX_COST = 12;
 
 /** Parses an htpasswd file; unusable lines are errors naming the line and the fix. */
 export function parseHtpasswd(
@@ -158,10 +168,23 @@ export function parseHtpasswd(
     if (line === '' || line.startsWith('#')) return;
     const colon = line.indexOf(':');
     const user = line.slice(0, colon);
-    const m = colon > 0 ? ENTRY.exec(line.slice(colon + 1)) : null;
+    const value = line.slice(colon + 1);
+    const bcryptEntry = colon > 0 ? BCRYPT_ENTRY.exec(value) : null;
+    if (bcryptEntry) {
+      const cost = Number(bcryptEntry[1]);
+      if (cost < 4 || cost > BCRYPT_MAX_COST) {
+        errors.push(
+          `${source}:${i + 1}: bcrypt cost ${cost} is outside 4..${BCRYPT_MAX_COST}; the cache checks passwords while clients wait: recreate the entry with "htpasswd -B -C 10"`,
+        );
+        return;
+      }
+      users.set(user, { algorithm: 'bcrypt', hash: value });
+      return;
+    }
+    const m = colon > 0 ? ENTRY.exec(value) : null;
     if (!m) {
       errors.push(
-        `${source}:${i + 1}: not a "user:$5$..." or "user:$6$..." entry; create entries with "htpasswd -2" or "htpasswd -5" (bcrypt and MD5 are not supported)`,
+        `${source}:${i + 1}: not a "user:$2y$...", "user:$5$..." or "user:$6$..." entry; create entries with "htpasswd -B", "htpasswd -2" or "htpasswd -5" (MD5, SHA-1 and crypt(3) DES are not supported)`,
       );
       return;
     }
@@ -187,8 +210,11 @@ export function htpasswdAuth(users: ReadonlyMap<string, CryptEntry>): ClientAuth
       const creds = basicCredentials(header);
       const entry = creds && users.get(creds.user);
       if (!creds || !entry) return 'unknown user or wrong password';
-      const hash = shaCrypt(entry.algorithm, creds.password, entry.salt, entry.rounds);
-      if (!sameSecret(hash, entry.hash)) return 'unknown user or wrong password';
+      const ok =
+        entry.algorithm === 'bcrypt'
+          ? bcrypt.compareSync(creds.password, entry.hash)
+          : sameSecret(shaCrypt(entry.algorithm, creds.password, entry.salt, entry.rounds), entry.hash);
+      if (!ok) return 'unknown user or wrong password';
       if (accepted.size >= ACCEPTED_MAX) accepted.clear();
       accepted.add(key);
       return undefined;

@@ -169,7 +169,7 @@ const schema = object(
     clientAuth: optional(
       object(
         {
-          htpasswd: optional(path('htpasswd file with SHA-256 or SHA-512 crypt entries (htpasswd -2 / -5).')),
+          htpasswd: optional(path('htpasswd file: bcrypt or SHA-crypt entries (htpasswd -B / -2 / -5).')),
           tokenFile: optional(path('File holding a static bearer token clients must send.')),
         },
         { description: 'Authentication of clients; none by default.' },

@@ -38,6 +38,7 @@ describe('cache: client authentication', () => {
     const lines = [
       (await execFileAsync(htpasswd, ['-nb2', 'node', 'node-password'])).stdout.trim(),
       (await execFileAsync(htpasswd, ['-nb5', 'admin', 'admin password'])).stdout.trim(),
+      (await execFileAsync(htpasswd, ['-nbB', 'registry', 'bcrypt password'])).stdout.trim(),
     ];
     const htpasswdPath = join(work.path, 'htpasswd');
     await writeFile(htpasswdPath, `${lines.join('\n')}\n`);
@@ -50,9 +51,9 @@ describe('cache: client authentication', () => {
   });
   after(() => closeAll(containerd, basic, token, upstream, work));
 
-  it('htpasswd: skopeo pulls with either user, and is refused without or with wrong credentials', async () => {
+  it('htpasswd: skopeo pulls as any user (SHA-256, SHA-512 and bcrypt entries), and is refused without or with wrong credentials', async () => {
     const ref = `${basic.host}/${embedRegistry(upstream.host)}/team/app:1`;
-    for (const creds of ['node:node-password', 'admin:admin password']) {
+    for (const creds of ['node:node-password', 'admin:admin password', 'registry:bcrypt password']) {
       const layout = await skopeoCopy(ref, work.path, ['--src-creds', creds]);
       assert.deepEqual(await unpackOci(layout), { 'secret.txt': 'only for cluster nodes\n' });
     }
@@ -60,6 +61,7 @@ describe('cache: client authentication', () => {
     const refused = /unauthorized|authentication required|401/i;
     await assert.rejects(skopeoCopy(ref, work.path), refused);
     await assert.rejects(skopeoCopy(ref, work.path, ['--src-creds', 'node:wrong']), refused);
+    await assert.rejects(skopeoCopy(ref, work.path, ['--src-creds', 'registry:wrong']), refused);
     const res = await request(`${basic.url}/v2/`);
     const body = (await res.body.json()) as { errors: { code: string }[] };
     assert.equal(res.statusCode, 401);
@@ -82,10 +84,18 @@ describe('cache: client authentication', () => {
 
   it('refuses htpasswd entries it cannot check, naming the line and the fix', () => {
     const parsed = parseHtpasswd(
-      'ok:$5$salt$' + 'a'.repeat(43) + '\nold:$2y$05$abcdefghijklmnopqrstuu\n',
+      [
+        `ok:$5$salt$${'a'.repeat(43)}`,
+        'cut:$2y$05$abcdefghijklmnopqrstuu',
+        'md5:$apr1$salt$abcdefghijklmnopqrstuv',
+        `slow:$2y$14$${'a'.repeat(53)}`,
+        `fine:$2b$10$${'a'.repeat(53)}`,
+      ].join('\n'),
       'users',
     );
-    assert.equal(parsed.users.size, 1);
-    assert.match(parsed.errors[0] ?? '', /^users:2: .*htpasswd -2/);
+    assert.deepEqual([...parsed.users.keys()], ['ok', 'fine']);
+    assert.match(parsed.errors[0] ?? '', /^users:2: .*htpasswd -B/);
+    assert.match(parsed.errors[1] ?? '', /^users:3: .*MD5/);
+    assert.match(parsed.errors[2] ?? '', /^users:4: bcrypt cost 14 .*htpasswd -B -C 10/);
   });
 });

@@ -13,7 +13,7 @@ export interface ClientAuth {
 }
 
 const REALM = 'Basic realm="pullmap-cache", charset="UTF-8"';
-/** Accepted headers remembered, so the crypt rounds are paid once per client, not per request. */
+/** Headers remembered (accepted and refused, each), so the crypt rounds are paid once per client, not per request. */
 const ACCEPTED_MAX = 1024;
 
 function sha(text: string | Buffer): Buffer {
@@ -200,21 +200,30 @@ export function parseHtpasswd(
 }
 
 export function htpasswdAuth(users: ReadonlyMap<string, CryptEntry>): ClientAuth {
+  // Both answers are remembered: the users are fixed for the life of this checker, and a client that
+  // keeps retrying a wrong password (a misconfigured node) must not cost a bcrypt check per request.
   const accepted = new Set<string>();
+  const refused = new Set<string>();
   return {
     challenge: REALM,
     check(header) {
       if (header === undefined) return 'this cache needs a user name and password (Basic auth)';
       const key = sha(header).toString('hex');
       if (accepted.has(key)) return undefined;
+      if (refused.has(key)) return 'unknown user or wrong password';
       const creds = basicCredentials(header);
       const entry = creds && users.get(creds.user);
-      if (!creds || !entry) return 'unknown user or wrong password';
       const ok =
-        entry.algorithm === 'bcrypt'
-          ? bcrypt.compareSync(creds.password, entry.hash)
-          : sameSecret(shaCrypt(entry.algorithm, creds.password, entry.salt, entry.rounds), entry.hash);
-      if (!ok) return 'unknown user or wrong password';
+        entry === undefined
+          ? false
+          : entry.algorithm === 'bcrypt'
+            ? bcrypt.compareSync(creds!.password, entry.hash)
+            : sameSecret(shaCrypt(entry.algorithm, creds!.password, entry.salt, entry.rounds), entry.hash);
+      if (!ok) {
+        if (refused.size >= ACCEPTED_MAX) refused.clear();
+        refused.add(key);
+        return 'unknown user or wrong password';
+      }
       if (accepted.size >= ACCEPTED_MAX) accepted.clear();
       accepted.add(key);
       return undefined;

@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { parseHtpasswd } from '../../src/cache/client-auth.ts';
+import { htpasswdAuth, parseHtpasswd } from '../../src/cache/client-auth.ts';
 import { embedRegistry } from '../../src/core/reference/index.ts';
 import {
   type Containerd,
@@ -80,6 +80,22 @@ describe('cache: client authentication', () => {
     const bad = await request(url, { headers: { authorization: 'Bearer not-the-token' } });
     await bad.body.dump();
     assert.equal(bad.statusCode, 401);
+  });
+
+  it('a remembered refusal never shadows the right password, nor a remembered acceptance a wrong one', async () => {
+    const line = (await execFileAsync(requireCommand('htpasswd'), ['-nbB', 'u', 'right'])).stdout.trim();
+    const parsed = parseHtpasswd(line, 'users');
+    assert.deepEqual(parsed.errors, []);
+    const auth = htpasswdAuth(parsed.users);
+    const basicOf = (pw: string) => `Basic ${Buffer.from(`u:${pw}`).toString('base64')}`;
+    for (let round = 0; round < 2; round++) {
+      assert.equal(auth.check(basicOf('wrong')), 'unknown user or wrong password');
+      assert.equal(auth.check(basicOf('right')), undefined);
+      assert.equal(
+        auth.check(`Basic ${Buffer.from('nobody:right').toString('base64')}`),
+        'unknown user or wrong password',
+      );
+    }
   });
 
   it('refuses htpasswd entries it cannot check, naming the line and the fix', () => {

@@ -146,20 +146,20 @@ function validTarget(text: string | undefined): ImageReference | undefined {
   return parsed.ok ? parsed.ref : undefined;
 }
 
-/** One candidate of a rule for one image, worked out once per snapshot. */
-export type PreparedCandidate =
-  | { readonly ok: false; readonly invalid: Reason }
-  | {
-      readonly ok: true;
-      readonly ref: ImageReference;
-      /** formatReference(ref): the name probes ask about. */
-      readonly name: string;
-      readonly request: ProbeRequest;
-      /** The image the pod gets when this candidate is chosen (after cache routing). */
-      readonly image: string;
-      /** CacheRouted, or TargetInvalid when routing would not give a valid reference. */
-      readonly routing: Reason | undefined;
-    };
+/** Something worked out once per snapshot: usable, or the reason it is not. */
+type Prepared<T> = { readonly ok: false; readonly invalid: Reason } | ({ readonly ok: true } & T);
+
+/** One candidate of a rule for one image. */
+export type PreparedCandidate = Prepared<{
+  readonly ref: ImageReference;
+  /** formatReference(ref): the name probes ask about. */
+  readonly name: string;
+  readonly request: ProbeRequest;
+  /** The image the pod gets when this candidate is chosen (after cache routing). */
+  readonly image: string;
+  /** CacheRouted, or TargetInvalid when routing would not give a valid reference. */
+  readonly routing: Reason | undefined;
+}>;
 
 /** What a rule makes of one image, whatever the pod. */
 interface PreparedRule {
@@ -169,18 +169,15 @@ interface PreparedRule {
 }
 
 /** What a snapshot can say about an image before any pod context; kept in snapshot.images. */
-export type PreparedImage =
-  | { readonly ok: false; readonly invalid: Reason }
-  | {
-      readonly ok: true;
-      readonly ref: ImageReference;
-      /** formatReference(ref). */
-      readonly formatted: string;
-      readonly tag: string | undefined;
-      readonly cacheRouted: boolean;
-      readonly keys: readonly string[];
-      readonly rules: Map<Rule, PreparedRule>;
-    };
+export type PreparedImage = Prepared<{
+  readonly ref: ImageReference;
+  /** formatReference(ref). */
+  readonly formatted: string;
+  readonly tag: string | undefined;
+  readonly cacheRouted: boolean;
+  readonly keys: readonly string[];
+  readonly rules: Map<Rule, PreparedRule>;
+}>;
 
 function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
   const known = snapshot.images.get(input);

@@ -272,6 +272,9 @@ class CacheService {
 
   async #blob(req: IncomingMessage, res: ServerResponse, route: ObjectRoute): Promise<void> {
     const digest = route.digest as string;
+    // A stored blob is served whichever repository (or configured upstream) asks for it: the digest
+    // names verified bytes, and every client already reaches, through the cache's own credentials, the
+    // repository the blob came from, so this grants no new access (README: "Blobs").
     const stored = await this.#store.statBlob(digest);
     if (stored) {
       this.#m.requests.inc({ kind: 'blob', result: 'hit' });

@@ -20,6 +20,7 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     upstream = await startRegistry();
     work = await tempDir('cache-pull');
     await pushImage(upstream, 'team/app', '1.0', image);
+    await pushImage(upstream, 'team/copy', '1.0', image);
     cache = await startTestCache({ upstreams: [{ host: upstream.host, plainHttp: true }] });
     prefix = `${cache.host}/${embedRegistry(upstream.host)}`;
   });
@@ -36,6 +37,17 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     const layout = await skopeoCopy(`${prefix}/team/app:1.0`, work.path);
     assert.equal((await unpackOci(layout))['app/hello.txt'], 'hello through the cache\n');
     assert.equal(await upstream.count({ method: 'GET', uri: '/blobs/' }), blobGets);
+  });
+
+  it('serves blobs stored for one repository to another of the same upstream without fetching them', async () => {
+    const asked = { uri: '/team/copy/' };
+    const before = (await upstream.requests(asked)).length;
+    const layout = await skopeoCopy(`${prefix}/team/copy:1.0`, work.path);
+    assert.equal((await unpackOci(layout))['app/hello.txt'], 'hello through the cache\n');
+    // Upstream is asked only about the tag, under its own repository; the blobs come from the store.
+    const requests = (await upstream.requests(asked)).slice(before);
+    assert.ok(requests.length > 0);
+    for (const r of requests) assert.match(r.uri, /^\/v2\/team\/copy\/manifests\//, `${r.method} ${r.uri}`);
   });
 
   it('answers manifests with the headers clients rely on', async () => {

@@ -135,6 +135,11 @@ export class BlobFetcher {
     return this.#inFlight.size;
   }
 
+  /** Whether a download of `digest` is starting or under way. */
+  downloading(digest: string): boolean {
+    return this.#inFlight.has(digest);
+  }
+
   /** Resolves once upstream answered (with the download under way) or failed to. */
   fetch(registry: string, repository: string, digest: string): Promise<FetchResult> {
     let pending = this.#inFlight.get(digest);

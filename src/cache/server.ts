@@ -73,6 +73,14 @@ function failureOf(
   return { status: 502, code: 'UNAVAILABLE', message };
 }
 
+/** The source behind a HEAD answered from upstream: headers only, never read. */
+const NO_BYTES: ByteSource = {
+  available: () => 0,
+  complete: () => true,
+  read: () => Promise.reject(new Error('a HEAD answer has no bytes')),
+  more: () => Promise.reject(new Error('a HEAD answer has no bytes')),
+};
+
 /** One range "bytes=a-b", "bytes=a-" or "bytes=-n" against `size`; null: unsatisfiable; undefined: whole. */
 function parseRange(
   header: string | undefined,
@@ -94,6 +102,7 @@ function parseRange(
 
 class CacheService {
   readonly #store: ContentStore;
+  readonly #client: RegistryClient;
   readonly #log: Logger;
   readonly #auth: ClientAuth | undefined;
   readonly #upstreams: ReadonlySet<string>;
@@ -105,6 +114,7 @@ class CacheService {
   constructor(options: CacheServerOptions) {
     const now = options.now ?? Date.now;
     this.#store = options.store;
+    this.#client = options.client;
     this.#log = options.log;
     this.#auth = options.clientAuth;
     this.#upstreams = new Set(options.config.upstreams.map((u) => u.host));
@@ -279,6 +289,22 @@ class CacheService {
     if (stored) {
       this.#m.requests.inc({ kind: 'blob', result: 'hit' });
       return this.#sendStored(req, res, digest, stored.path, stored.size);
+    }
+    // A HEAD of a blob nobody is downloading is answered from upstream's HEAD: checking that a blob
+    // exists should not cost fetching it whole.
+    if (req.method === 'HEAD' && !this.#blobs.downloading(digest)) {
+      const head = await this.#client.headBlob(route.registry, route.repository, digest);
+      if (!head.ok) {
+        this.#m.requests.inc({ kind: 'blob', result: 'error' });
+        const f = failureOf(head.error, 'BLOB_UNKNOWN');
+        sendError(res, f.status, f.code, f.message);
+        return;
+      }
+      if (head.value.size !== undefined) {
+        this.#m.requests.inc({ kind: 'blob', result: 'miss' });
+        return this.#send(req, res, digest, head.value.size, NO_BYTES, 'upstream');
+      }
+      // Without a length upstream, the HEAD is answered from a download, as a GET would be.
     }
     const fetched = await this.#blobs.fetch(route.registry, route.repository, digest);
     if (!fetched.ok) {

@@ -91,6 +91,12 @@ export interface BlobStream {
   readonly contentRange: string | undefined;
 }
 
+export interface BlobHead {
+  /** Content-Length of the blob, when the registry (or the storage it redirects to) sent one. */
+  readonly size: number | undefined;
+  readonly digest: string;
+}
+
 export interface BlobOptions extends CallOptions {
   /** Passed through as the Range header ("bytes=0-99"); a range answer is not digest-verified. */
   readonly range?: string | undefined;
@@ -268,6 +274,40 @@ export class RegistryClient {
           status: 200,
         });
       return { status: 200, bytes, mediaType, digest };
+    });
+  }
+
+  /** HEAD a blob: whether the repository has it, and its size; follows redirects like `getBlob`. */
+  headBlob(
+    registry: string,
+    repository: string,
+    digest: string,
+    options: CallOptions = {},
+  ): Promise<RegistryResult<BlobHead>> {
+    const what = `blob ${registry}/${repository}@${digest}`;
+    const parsed = parseReference(`${registry}/${repository}@${digest}`);
+    if (!parsed.ok || !DIGEST.test(digest)) {
+      const reason = parsed.ok ? 'unsupported digest' : parsed.error.message;
+      return Promise.resolve({
+        ok: false,
+        error: new RegistryFailure('REG_BAD_INPUT', `${what}: ${reason}`).toError(),
+      });
+    }
+    const repo = parsed.ref.repository;
+    return this.#call(registry, what, options, async (ctx) => {
+      const res = await this.#send(ctx, repo, {
+        method: 'HEAD',
+        path: `/v2/${repo}/blobs/${digest}`,
+        headers: {},
+      });
+      if (res.statusCode !== 200) throw await failureFromStatus(res, 'HEAD', ctx.what, this.#now());
+      await discard(res.body);
+      const announced = header(res.headers, 'docker-content-digest');
+      if (announced !== undefined && announced !== digest)
+        throw new RegistryFailure('REG_DIGEST_MISMATCH', `${ctx.what}: registry announced ${announced}`, {
+          status: 200,
+        });
+      return { size: contentLength(res), digest };
     });
   }
 

@@ -15,12 +15,14 @@ describe('cache: path-prefixed pulls with skopeo', () => {
   let work: TempDir;
   let prefix: string;
   const image = buildImage({ files: { 'app/hello.txt': 'hello through the cache\n', 'etc/version': '1\n' } });
+  const headOnly = buildImage({ files: { 'head.txt': 'only ever asked about\n' } });
 
   before(async () => {
     upstream = await startRegistry();
     work = await tempDir('cache-pull');
     await pushImage(upstream, 'team/app', '1.0', image);
     await pushImage(upstream, 'team/copy', '1.0', image);
+    await pushImage(upstream, 'team/head', '1', headOnly);
     cache = await startTestCache({ upstreams: [{ host: upstream.host, plainHttp: true }] });
     prefix = `${cache.host}/${embedRegistry(upstream.host)}`;
   });
@@ -78,6 +80,27 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     const bad = await request(url, { headers: { range: `bytes=${image.layer.size + 5}-` } });
     await bad.body.dump();
     assert.equal(bad.statusCode, 416);
+  });
+
+  it('answers HEAD of an uncached blob from upstream HEAD, without downloading it', async () => {
+    const digest = headOnly.layer.digest;
+    const url = `${cache.url}/v2/${embedRegistry(upstream.host)}/team/head/blobs/${digest}`;
+    const heads = await upstream.count({ method: 'HEAD', uri: digest }); // the push asked too
+    const res = await request(url, { method: 'HEAD' });
+    await res.body.dump();
+    assert.equal(res.statusCode, 200);
+    assert.equal(Number(res.headers['content-length']), headOnly.layer.size);
+    assert.equal(res.headers['docker-content-digest'], digest);
+    await new Promise((r) => setTimeout(r, 200)); // a download, had one started, would be done by now
+    assert.equal(await cache.instance.store.statBlob(digest), undefined);
+    assert.equal(await upstream.count({ method: 'GET', uri: digest }), 0);
+    assert.equal(await upstream.count({ method: 'HEAD', uri: digest }), heads + 1);
+
+    const unknown = await request(url.replace(digest, `sha256:${'1'.repeat(64)}`), { method: 'HEAD' });
+    await unknown.body.dump();
+    assert.equal(unknown.statusCode, 404);
+    const got = await request(url);
+    assert.deepEqual(Buffer.from(await got.body.arrayBuffer()), headOnly.layer.bytes);
   });
 
   it('answers distribution errors: unknown manifest, unknown upstream, invalid names, pushes', async () => {

@@ -183,6 +183,15 @@ describe('RegistryClient against an anonymous registry', () => {
     assert.equal(errorCode(badDigest), 'REG_BAD_INPUT');
   });
 
+  it('asks whether a blob exists with HEAD, answering its size', async () => {
+    const head = await client.headBlob(registry.host, 'team/app', image.layer.digest);
+    assert.ok(head.ok, JSON.stringify(head));
+    assert.deepEqual(head.value, { size: image.layer.size, digest: image.layer.digest });
+    const missing = await client.headBlob(registry.host, 'team/app', `sha256:${'1'.repeat(64)}`);
+    assert.equal(errorCode(missing), 'REG_NOT_FOUND');
+    assert.equal(errorCode(await client.headBlob(registry.host, 'team/app', 'md5:abc')), 'REG_BAD_INPUT');
+  });
+
   it('keeps connections alive across HEADs', async () => {
     const fresh = plain(registry.host);
     for (let i = 0; i < 20; i++) {

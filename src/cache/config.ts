@@ -151,6 +151,12 @@ const schema = object(
               { description: 'Refresh policies by repository and tag.', maxItems: 256 },
             ),
           ),
+          timeout: optional(
+            duration(
+              'Bound on asking upstream about a cached tag when staleIfError.timeout lets the cached copy be served instead; shorter than the upstream timeout, so a hung upstream does not hold pulls up.',
+            ),
+            '5s',
+          ),
         },
         { description: 'When cached tags are asked about upstream again. Digests never are.' },
       ),
@@ -218,6 +224,8 @@ export interface CacheConfig {
   readonly refreshDefault: Refresh;
   readonly refreshRules: readonly RefreshRule[];
   readonly staleIfError: Readonly<Record<StaleKind, boolean>>;
+  /** refresh.timeout: how long a revalidation may take before the cached copy is served stale. */
+  readonly revalidateTimeoutMs: number;
   readonly clientAuth: { readonly htpasswd?: string; readonly tokenFile?: string } | undefined;
   readonly maxConnections: number;
   readonly requestTimeoutMs: number;
@@ -290,6 +298,7 @@ export function checkCacheConfig(value: unknown, source: string): ConfigResult {
         StaleKind,
         boolean
       >,
+      revalidateTimeoutMs: (parseDuration(raw.refresh?.timeout ?? '5s') as { ms: number }).ms,
       clientAuth: raw.clientAuth,
       maxConnections: raw.limits?.maxConnections ?? 1024,
       requestTimeoutMs: (parseDuration(raw.limits?.requestTimeout ?? '30s') as { ms: number }).ms,

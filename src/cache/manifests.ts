@@ -117,20 +117,25 @@ export class ManifestResolver {
   }
 
   async #revalidate(ref: ImageReference, cached: StoredManifest): Promise<Answer> {
+    // When a timeout may be answered with the cached copy, a hung upstream gets refresh.timeout, not
+    // the whole upstream timeout; otherwise the client would wait for the full timeout to get an error.
+    const signal = this.#config.staleIfError.timeout
+      ? AbortSignal.timeout(this.#config.revalidateTimeoutMs)
+      : undefined;
     // Registries that refuse manifest HEAD (405/501) are asked with GET; the client remembers the host.
-    const head = await this.#client.manifestExists(ref);
+    const head = await this.#client.manifestExists(ref, { signal });
     if (!head.ok) return head;
     const digest = head.value.digest;
     if (digest === cached.digest) return { ok: true, value: { manifest: cached, source: 'cache' } };
-    if (digest === undefined) return this.#fetch(ref);
+    if (digest === undefined) return this.#fetch(ref, signal);
     const stored = await this.#store.getManifest(digest);
     if (stored) return { ok: true, value: { manifest: stored, source: 'cache' } };
-    return this.#fetch({ ...ref, digest });
+    return this.#fetch({ ...ref, digest }, signal);
   }
 
-  async #fetch(ref: ImageReference): Promise<Answer> {
+  async #fetch(ref: ImageReference, signal?: AbortSignal): Promise<Answer> {
     this.#observer.fetched?.();
-    const got = await this.#client.getManifest(ref);
+    const got = await this.#client.getManifest(ref, { signal });
     if (!got.ok) return got;
     const manifest: StoredManifest = {
       digest: got.value.digest,

@@ -142,3 +142,54 @@ describe('cache: stale-if-error when upstream refuses the cache credentials (tok
     }
   });
 });
+
+describe('cache: stale-if-error when upstream hangs', () => {
+  let upstream: TestRegistry;
+  let work: TempDir;
+  let on: TestCache;
+  let off: TestCache;
+
+  before(async () => {
+    upstream = await startRegistry();
+    work = await tempDir('cache-stale-hang');
+    await pushImage(upstream, 'team/hung', '1', image);
+    const storage = { dir: join(work.path, 'store') };
+    // Upstream gets 20 s (or 1.5 s) per request; revalidating a cached tag gets 300 ms when it may be
+    // answered stale.
+    on = await startTestCache({
+      upstreams: [{ host: upstream.host, plainHttp: true, timeout: '20s' }],
+      storage,
+      refresh: { default: 'Always', timeout: '300ms' },
+    });
+    off = await startTestCache({
+      upstreams: [{ host: upstream.host, plainHttp: true, timeout: '1500ms' }],
+      storage,
+      refresh: { default: 'Always', timeout: '300ms' },
+      staleIfError: { timeout: false },
+    });
+    await skopeoCopy(`${on.host}/${embedRegistry(upstream.host)}/team/hung:1`, work.path);
+    // A stopped process still completes TCP handshakes (the kernel does) but never answers.
+    process.kill(upstream.daemon.pid, 'SIGSTOP');
+  });
+  after(async () => {
+    process.kill(upstream.daemon.pid, 'SIGCONT');
+    await closeAll(on, off, upstream, work);
+  });
+
+  it('serves the cached manifest after refresh.timeout, not after the upstream timeout', async () => {
+    const started = performance.now();
+    const r = await getManifest(on, upstream.host, 'team/hung/manifests/1');
+    const ms = performance.now() - started;
+    assert.equal(r.status, 200);
+    assert.equal(r.stale, 'timeout');
+    assert.ok(ms < 5000, `answered in ${ms.toFixed(0)} ms`);
+  });
+
+  it('waits for the upstream timeout when no stale copy may be served', async () => {
+    const started = performance.now();
+    const r = await getManifest(off, upstream.host, 'team/hung/manifests/1');
+    const ms = performance.now() - started;
+    assert.equal(r.status, 504);
+    assert.ok(ms >= 1400, `answered in ${ms.toFixed(0)} ms, before the upstream timeout`);
+  });
+});

@@ -96,9 +96,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
           image: c.image,
           outcome: c.skipped ? 'Skipped' : c.decision?.outcome,
           to: c.decision?.outcome === 'Mapped' ? c.decision.image : undefined,
-          rule: c.decision?.rule
-            ? `${c.decision.rule.mapName} spec.mappings[${c.decision.rule.entry}]`
-            : undefined,
+          rule: c.decision?.rule?.entryName,
           reason: c.skipped ?? c.decision?.reasons[0]?.code,
         })),
       });

@@ -60,6 +60,8 @@ export interface MatchedRule {
   readonly mapName: string;
   /** Index in the map's spec.mappings. */
   readonly entry: number;
+  /** "ClusterImageMap/hub spec.mappings[0]": how logs and the mapped-by annotation name the entry. */
+  readonly entryName: string;
   readonly from: string;
   readonly to: readonly string[];
 }
@@ -79,17 +81,18 @@ export interface ImageDecision {
   readonly pendingProbes: readonly ProbeRequest[];
 }
 
+const entryName = (rule: Rule): string => `${mapRefName(rule.map.ref)} spec.mappings[${rule.index}]`;
+
 function matchedRule(rule: Rule): MatchedRule {
   return {
     map: rule.map.ref,
     mapName: mapRefName(rule.map.ref),
     entry: rule.index,
+    entryName: entryName(rule),
     from: rule.mapping.from,
     to: rule.mapping.to,
   };
 }
-
-const entryName = (rule: Rule): string => `${mapRefName(rule.map.ref)} spec.mappings[${rule.index}]`;
 
 /** Whether a rule's map applies to this pod (scope and selectors). */
 function applies(rule: Rule, ctx: DecisionContext): boolean {
@@ -99,20 +102,51 @@ function applies(rule: Rule, ctx: DecisionContext): boolean {
   return selects(spec.podSelector, ctx.podLabels);
 }
 
-/** The first applicable rule for any key, most specific key first; namespaced before cluster per key. */
-function find(
-  scopes: readonly ScopeIndex[],
-  keys: readonly string[],
-  ctx: DecisionContext,
-  which: 'sources' | 'targets',
-): Rule | undefined {
-  for (const key of keys) {
+/**
+ * The rules an image's index keys reach in one namespace's scopes, in the order they are tried: most
+ * specific key first, namespaced before cluster per key. Selectors are applied per pod (firstApplicable).
+ */
+interface ScopeMatches {
+  /** Rules whose targets cover the image: it was probably mapped already. */
+  readonly producers: readonly Rule[];
+  readonly sources: readonly Rule[];
+}
+
+function rulesFor(scopes: readonly ScopeIndex[], keys: readonly string[], targets: boolean): Rule[] {
+  const out: Rule[] = [];
+  for (const key of keys)
     for (const scope of scopes) {
-      const rules = scope[which].get(key);
-      if (rules) for (const rule of rules) if (applies(rule, ctx)) return rule;
+      const rules = (targets ? scope.targets : scope.sources).get(key);
+      if (rules) for (const rule of rules) out.push(rule);
     }
-  }
+  return out;
+}
+
+function firstApplicable(rules: readonly Rule[], ctx: DecisionContext): Rule | undefined {
+  for (const rule of rules) if (applies(rule, ctx)) return rule;
   return undefined;
+}
+
+/** Namespaces whose matches one image keeps (a pod's namespace is the only context they depend on). */
+const NAMESPACES_PER_IMAGE = 16;
+const CLUSTER_ONLY = '\u0000';
+
+function matchesIn(
+  snapshot: MapSnapshot,
+  image: Extract<PreparedImage, { ok: true }>,
+  namespace: string | undefined,
+): ScopeMatches {
+  const key = namespace ?? CLUSTER_ONLY;
+  const known = image.matches.get(key);
+  if (known !== undefined) return known;
+  const scopes = scopesFor(snapshot, namespace, image.ref.registry);
+  const matches: ScopeMatches = {
+    producers: rulesFor(scopes, image.keys, true),
+    sources: rulesFor(scopes, image.keys, false),
+  };
+  if (image.matches.size >= NAMESPACES_PER_IMAGE) image.matches.clear();
+  image.matches.set(key, matches);
+  return matches;
 }
 
 const NO_MATCH: Reason = { code: 'NoMatch', message: 'no mapping applies to this image' };
@@ -122,14 +156,14 @@ const unchanged = (
   ref: ImageReference | undefined,
   outcome: DecisionOutcome,
   reasons: Reason[],
-  rule?: Rule,
+  rule?: MatchedRule,
   pendingProbes: readonly ProbeRequest[] = [],
 ): ImageDecision => ({
   input,
   ref,
   outcome,
   image: input,
-  rule: rule && matchedRule(rule),
+  rule,
   reasons,
   pendingProbes,
 });
@@ -163,6 +197,7 @@ export type PreparedCandidate = Prepared<{
 
 /** What a rule makes of one image, whatever the pod. */
 interface PreparedRule {
+  readonly rule: MatchedRule;
   readonly matched: Reason;
   readonly mutableKept: Reason | undefined;
   readonly candidates: readonly PreparedCandidate[];
@@ -177,6 +212,8 @@ export type PreparedImage = Prepared<{
   readonly cacheRouted: boolean;
   readonly keys: readonly string[];
   readonly rules: Map<Rule, PreparedRule>;
+  /** By namespace (CLUSTER_ONLY for none). */
+  readonly matches: Map<string, ScopeMatches>;
 }>;
 
 function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
@@ -198,6 +235,7 @@ function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
     cacheRouted: isCacheRouted(snapshot, ref),
     keys: lookupKeys(ref, tag),
     rules: new Map(),
+    matches: new Map(),
   });
 }
 
@@ -264,6 +302,7 @@ function prepareRule(
     map.mutableTags?.test(tag) === true &&
     map.spec.mutableTagPolicy !== 'Map';
   const prepared: PreparedRule = {
+    rule: matchedRule(rule),
     matched: {
       code: 'Matched',
       message: `${entryName(rule)} matches (from ${JSON.stringify(rule.mapping.from)})`,
@@ -303,14 +342,13 @@ export function decideImage(
       },
     ]);
   }
-  const scopes = scopesFor(snapshot, ctx.namespace, ref.registry);
-  if (scopes.length === 0) return unchanged(input, ref, 'Unchanged', [NO_MATCH]);
-  const producer = find(scopes, image.keys, ctx, 'targets');
+  const matches = matchesIn(snapshot, image, ctx.namespace);
+  const producer = firstApplicable(matches.producers, ctx);
   if (producer) {
     const message = `the image is already a target of ${entryName(producer)}; pullmap never maps an image twice`;
     return unchanged(input, ref, 'Unchanged', [{ code: 'AlreadyMapped', message }]);
   }
-  const rule = find(scopes, image.keys, ctx, 'sources');
+  const rule = firstApplicable(matches.sources, ctx);
   if (!rule) return unchanged(input, ref, 'Unchanged', [NO_MATCH]);
 
   const map = rule.map;
@@ -318,7 +356,7 @@ export function decideImage(
   const reasons: Reason[] = [prepared.matched];
   if (prepared.mutableKept) {
     reasons.push(prepared.mutableKept);
-    return unchanged(input, ref, 'Unchanged', reasons, rule);
+    return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
   }
   if (
     map.spec.pullPolicyAlways === 'KeepOriginal' &&
@@ -328,7 +366,7 @@ export function decideImage(
       code: 'PullPolicyAlwaysKept',
       message: `imagePullPolicy is Always and ${mapRefName(map.ref)} keeps such images on their original registry`,
     });
-    return unchanged(input, ref, 'Unchanged', reasons, rule);
+    return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
   }
 
   // Candidates in order; with Always there is exactly one.
@@ -374,7 +412,7 @@ export function decideImage(
           message:
             'a candidate registry could not be asked; onProbeError: KeepOriginal keeps the original image',
         });
-        return unchanged(input, ref, 'Unchanged', reasons, rule);
+        return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
       }
       continue;
     }
@@ -385,23 +423,23 @@ export function decideImage(
       probe: answer,
     });
   }
-  if (pending.length > 0) return unchanged(input, ref, 'Pending', reasons, rule, pending);
+  if (pending.length > 0) return unchanged(input, ref, 'Pending', reasons, prepared.rule, pending);
   if (!chosen) {
     if (rule.mapping.when === 'IfExists')
       reasons.push({
         code: 'NoCandidateHasImage',
         message: 'no candidate registry has the image; it keeps its original registry',
       });
-    return unchanged(input, ref, 'Unchanged', reasons, rule);
+    return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
   }
   if (chosen.routing) reasons.push(chosen.routing);
-  if (chosen.image === image.formatted) return unchanged(input, ref, 'Unchanged', reasons, rule);
+  if (chosen.image === image.formatted) return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
   return {
     input,
     ref,
     outcome: 'Mapped',
     image: chosen.image,
-    rule: matchedRule(rule),
+    rule: prepared.rule,
     reasons,
     pendingProbes: [],
   };

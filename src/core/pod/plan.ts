@@ -138,7 +138,7 @@ export function planPod(
     if (decision.outcome !== 'Mapped' || !decision.rule) continue;
     patch.push({ op: 'replace', path: `/spec/${c.list}/${c.index}/image`, value: decision.image });
     originals[c.name] = c.image;
-    mappedBy[c.name] = `${decision.rule.mapName} spec.mappings[${decision.rule.entry}]`;
+    mappedBy[c.name] = decision.rule.entryName;
     recorded = true;
   }
 

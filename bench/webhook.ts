@@ -19,8 +19,13 @@ const CONCURRENCY = 32;
 const ROUND_MS = 3000;
 const ROUNDS = 3;
 const WARMUP_MS = 1500;
-/** The Node flags the image runs pullmap with (Dockerfile ENTRYPOINT): a small young generation. */
-const NODE_FLAGS = ['--max-semi-space-size=4'];
+/** The Node flags the image runs pullmap with, read from the Dockerfile's ENTRYPOINT so the two agree. */
+async function imageNodeFlags(): Promise<string[]> {
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
+  const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(dockerfile)?.[1];
+  if (!entrypoint) throw new Error('Dockerfile: no ENTRYPOINT in exec form');
+  return (JSON.parse(entrypoint) as string[]).filter((arg) => arg.startsWith('--'));
+}
 const RSS_REVIEWS = Number(process.env.BENCH_RSS_REVIEWS ?? 100_000);
 
 const BASELINE = `
@@ -187,7 +192,7 @@ export async function runWebhookBench(): Promise<BenchResult[]> {
         name: 'pullmap serve',
         command: process.execPath,
         args: [
-          ...NODE_FLAGS,
+          ...(await imageNodeFlags()),
           join(ROOT, 'dist/pullmap.js'),
           'serve',
           '--listen',

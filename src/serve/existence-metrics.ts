@@ -20,9 +20,13 @@ export function existenceMetrics(metrics: Registry): OracleObserver {
     'pullmap_existence_cache_evictions_total',
     'Answers evicted from the LRU.',
   );
+  // Every cached answer a review uses is a hit: that series is bound once.
+  const hits = lookups.bind({ result: 'hit' });
   return (event) => {
     switch (event.kind) {
       case 'hit':
+        hits.inc();
+        break;
       case 'miss':
       case 'coalesced':
         lookups.inc({ result: event.kind });

@@ -69,7 +69,8 @@ function sendText(
   body: string,
   type = 'text/plain; charset=utf-8',
 ): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  // Headers as a flat list: Node writes them as they are, without walking an object.
+  res.writeHead(status, ['content-type', type, 'content-length', String(Buffer.byteLength(body))]);
   res.end(body);
 }
 

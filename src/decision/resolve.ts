@@ -30,8 +30,13 @@ export interface ExistenceSource {
  * most reviews this way, with no timers, promises or second pass.
  */
 export function decideFromCache<T>(decide: (facts: ExistenceFacts) => T, source: ExistenceSource): T {
+  return decide(cachedFacts(source));
+}
+
+/** The answers `source` has cached, under the asking map's TTLs; never asks a registry. */
+export function cachedFacts(source: ExistenceSource): ExistenceFacts {
   // A ProbeRequest carries the TTL fields of ProbeOptions, so it is passed as it is.
-  return decide((c, request) => source.peek?.(c, request));
+  return (c, request) => source.peek?.(c, request);
 }
 
 const MAX_ROUNDS = 8;

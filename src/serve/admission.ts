@@ -4,9 +4,10 @@
 
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/selector.ts';
-import { type PodPlan, planPod, podImages } from '../core/pod/plan.ts';
-import { decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
+import { type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
+import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import type { MapState } from './map-source.ts';
+import type { PlanMemo } from './plan-memo.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -138,6 +139,8 @@ export interface PodReviewDeps {
    * (probes still pending then count as Timeout).
    */
   readonly signal: () => AbortSignal;
+  /** Whole plans remembered across reviews (the webhook keeps one); absent: every pod is decided afresh. */
+  readonly memo?: PlanMemo<EncodedPlan> | undefined;
 }
 
 const POD_OPERATIONS = new Set(['CREATE', 'UPDATE']);
@@ -198,17 +201,39 @@ export function reviewPod(
     previousImages: request.operation === 'UPDATE' ? podImages(request.oldObject) : undefined,
   };
   const snapshot = deps.state.snapshot;
-  const decide = (facts: ExistenceFacts) => planPod(snapshot, request.object, ctx, facts);
-  const cached = decideFromCache(decide, deps.existence);
-  if (cached.pendingProbes.length === 0) return planned(uid, cached);
-  return decideWithProbes(decide, deps.existence, deps.signal).then((plan) => planned(uid, plan));
+  const object = request.object;
+  const decide = (facts: ExistenceFacts) => planPod(snapshot, object, ctx, facts);
+  const key = deps.memo && planInputsKey(object, ctx);
+  if (deps.memo && key !== undefined) {
+    const known = deps.memo.get(snapshot, key, deps.existence);
+    if (known) return planned(uid, known.plan, known.derived);
+    const fresh = deps.memo.plan(snapshot, key, cachedFacts(deps.existence), decide, encodePlan);
+    if (fresh.plan.pendingProbes.length === 0) return planned(uid, fresh.plan, fresh.derived);
+  } else {
+    const cached = decideFromCache(decide, deps.existence);
+    if (cached.pendingProbes.length === 0) return planned(uid, cached, encodePlan(cached));
+  }
+  return decideWithProbes(decide, deps.existence, deps.signal).then((plan) =>
+    planned(uid, plan, encodePlan(plan)),
+  );
 }
 
-function planned(uid: string, plan: PodPlan): PodReviewResult {
+/** What a response needs from a plan, whoever the pod: the encoded patch and the warnings. */
+export interface EncodedPlan {
+  readonly patch: string | undefined;
+  readonly warnings: readonly string[];
+}
+
+function encodePlan(plan: PodPlan): EncodedPlan {
   const failed = probeWarnings(plan);
-  const warnings = failed.length === 0 ? plan.warnings : [...plan.warnings, ...failed];
-  if (plan.patch.length === 0) return { kind: 'planned', plan, response: allow(uid, warnings) };
-  const patch = Buffer.from(JSON.stringify(plan.patch)).toString('base64');
+  return {
+    patch: plan.patch.length === 0 ? undefined : Buffer.from(JSON.stringify(plan.patch)).toString('base64'),
+    warnings: failed.length === 0 ? plan.warnings : [...plan.warnings, ...failed],
+  };
+}
+
+function planned(uid: string, plan: PodPlan, { patch, warnings }: EncodedPlan): PodReviewResult {
+  if (patch === undefined) return { kind: 'planned', plan, response: allow(uid, warnings) };
   const response: AdmissionResponse =
     warnings.length === 0
       ? { uid, allowed: true, patchType: 'JSONPatch', patch }

@@ -11,11 +11,13 @@ import {
   type AdmissionResponse,
   allow,
   deny,
+  type EncodedPlan,
   type PodReviewResult,
   reviewPod,
 } from './admission.ts';
 import type { ReviewHandler } from './http.ts';
 import type { MapSource, MapState } from './map-source.ts';
+import { PlanMemo } from './plan-memo.ts';
 
 export type FailurePolicy = 'Ignore' | 'Fail';
 
@@ -54,6 +56,16 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
     ['reason'],
   );
   const latency = metrics.histogram('pullmap_admission_duration_seconds', 'Time to answer a pod review.');
+  // Pods of one workload share containers, labels and annotations: their plans are reused while the
+  // maps and the existence answers they consulted stay the same.
+  const memo = new PlanMemo<EncodedPlan>();
+  const memoLookups = metrics.counter(
+    'pullmap_plan_memo_lookups_total',
+    'Pod reviews answered with a plan remembered from an identical pod (hit), or decided (miss).',
+    ['result'],
+  );
+  memoLookups.collect(() => memo.hits, { result: 'hit' });
+  memoLookups.collect(() => memo.misses, { result: 'miss' });
 
   const fail = (request: AdmissionRequest, reason: string, message: string): AdmissionResponse => {
     failures.inc({ reason });
@@ -157,6 +169,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
         existence: options.existence,
         namespaceLabels: options.namespaceLabels,
         signal,
+        memo,
       });
       if (!(outcome instanceof Promise)) {
         observe();

@@ -5,7 +5,7 @@ import { type ExistenceFacts, mergeProbeRequests, type ProbeRequest } from '../f
 import { type DecisionContext, decideImage, type ImageDecision } from '../mapping/decide.ts';
 import type { Labels } from '../mapping/selector.ts';
 import type { MapSnapshot } from '../mapping/snapshot.ts';
-import { type ContainerImage, containerImages } from './locate.ts';
+import { CONTAINER_LISTS, type ContainerImage, containerImages } from './locate.ts';
 
 export const ANNOTATION_ORIGINAL_IMAGES = 'pullmap.dev/original-images';
 export const ANNOTATION_MAPPED_BY = 'pullmap.dev/mapped-by';
@@ -71,6 +71,35 @@ function jsonAnnotation(annotations: Record<string, string>, key: string): Recor
   } catch {
     return {};
   }
+}
+
+/**
+ * Every input planPod reads besides the snapshot and the existence answers, as one string: two pods with
+ * the same key get the same plan under the same maps and answers. Undefined for what is not worth
+ * remembering (an UPDATE, which compares with the stored pod, or an object that is not a pod).
+ */
+export function planInputsKey(pod: unknown, ctx: PodContext): string | undefined {
+  if (ctx.previousImages !== undefined || !isObject(pod) || !isObject(pod.spec)) return undefined;
+  const metadata = isObject(pod.metadata) ? pod.metadata : {};
+  const annotations = metadata.annotations;
+  const parts: unknown[] = [
+    ctx.namespace,
+    ctx.namespaceLabels,
+    metadata.labels ?? null,
+    isObject(annotations)
+      ? [annotations[OPT_OUT], annotations[ANNOTATION_ORIGINAL_IMAGES], annotations[ANNOTATION_MAPPED_BY]]
+      : null,
+  ];
+  for (const list of CONTAINER_LISTS) {
+    const containers = pod.spec[list];
+    if (!Array.isArray(containers)) {
+      parts.push(null);
+      continue;
+    }
+    // Every element keeps its place, so the indexes in the patch are part of the key.
+    parts.push(containers.map((c: unknown) => (isObject(c) ? [c.name, c.image, c.imagePullPolicy] : 0)));
+  }
+  return JSON.stringify(parts);
 }
 
 export function planPod(

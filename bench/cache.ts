@@ -11,7 +11,7 @@ import { spawnCache } from '../test/harness/cache.ts';
 import { buildImage, pushBlob, pushImage, sha256 } from '../test/harness/images.ts';
 import { type Daemon, freePort, requireCommand, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
-import { type BenchResult, median } from './measure.ts';
+import { type BenchResult, imageNodeFlags, median } from './measure.ts';
 
 const BLOB_MB = 200;
 const WARM_ROUNDS = 5;
@@ -95,7 +95,8 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     const cache = await spawnCache(
       { upstreams: [{ host: upstream.host, plainHttp: true }], log: { level: 'warn' } },
       work.path,
-      { bundle: true }, // what ships: dist/pullmap.js ("npm run bench" builds it first)
+      // What ships: dist/pullmap.js ("npm run bench" builds it first), with the image's Node flags.
+      { bundle: true, nodeFlags: await imageNodeFlags() },
     );
     stops.unshift(() => cache.daemon.stop());
     const cacheBase = `http://${cache.host}/v2/127.0.0.1_${upstream.port}`;

@@ -1,6 +1,7 @@
 // Timing primitives shared by the benchmarks: fixed-length rounds, medians, percentiles. Subject and
 // baseline rounds alternate so that CPU frequency drift and GC pressure hit both sides alike.
 
+import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 
 export interface RoundPlan {
@@ -126,4 +127,15 @@ export async function closedLoop(
     perSecond: (latenciesMs.length * 1000) / elapsed,
     latenciesMs,
   };
+}
+
+/**
+ * The Node flags the image runs pullmap with, read from the Dockerfile's ENTRYPOINT, so the benchmarks
+ * measure what ships.
+ */
+export async function imageNodeFlags(): Promise<string[]> {
+  const dockerfile = await readFile(new URL('../Dockerfile', import.meta.url), 'utf8');
+  const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(dockerfile)?.[1];
+  if (!entrypoint) throw new Error('Dockerfile: no ENTRYPOINT in exec form');
+  return (JSON.parse(entrypoint) as string[]).filter((arg) => arg.startsWith('--'));
 }

@@ -12,7 +12,14 @@ import { buildImage, pushImage } from '../test/harness/images.ts';
 import { type Daemon, freePort, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { makePki } from '../test/harness/tls.ts';
-import { type BenchResult, type ClosedLoop, closedLoop, median, percentile } from './measure.ts';
+import {
+  type BenchResult,
+  type ClosedLoop,
+  closedLoop,
+  imageNodeFlags,
+  median,
+  percentile,
+} from './measure.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CONCURRENCY = 32;
@@ -20,13 +27,6 @@ const ROUND_MS = 3000;
 const ROUNDS = 5;
 const UNIQUE_ROUNDS = 2;
 const WARMUP_MS = 1500;
-/** The Node flags the image runs pullmap with, read from the Dockerfile's ENTRYPOINT so the two agree. */
-async function imageNodeFlags(): Promise<string[]> {
-  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
-  const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(dockerfile)?.[1];
-  if (!entrypoint) throw new Error('Dockerfile: no ENTRYPOINT in exec form');
-  return (JSON.parse(entrypoint) as string[]).filter((arg) => arg.startsWith('--'));
-}
 const RSS_REVIEWS = Number(process.env.BENCH_RSS_REVIEWS ?? 100_000);
 
 const BASELINE = `

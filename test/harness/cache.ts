@@ -98,7 +98,7 @@ const BUNDLE = join(ROOT, 'dist', 'pullmap.js');
 export async function spawnCache(
   input: CacheConfigInput,
   dir: string,
-  options: { bundle?: boolean } = {},
+  options: { bundle?: boolean; nodeFlags?: readonly string[] } = {},
 ): Promise<CacheProcess> {
   const port = await freePort();
   const config = await configFor(input, dir, port);
@@ -108,7 +108,7 @@ export async function spawnCache(
   const daemon = await startDaemon({
     name: 'pullmap cache',
     command: process.execPath,
-    args: [options.bundle ? BUNDLE : MAIN, 'cache', '--config', configPath],
+    args: [...(options.nodeFlags ?? []), options.bundle ? BUNDLE : MAIN, 'cache', '--config', configPath],
     ready: async () => (await fetch(`http://${host}/healthz`)).ok,
   });
   return { host, daemon, configPath };

@@ -129,6 +129,18 @@ interface SendRequest {
 
 const AUTH_FAILURES = new Set(['REG_UNAUTHORIZED', 'REG_FORBIDDEN', 'REG_AUTH_REFUSED']);
 
+/** The normalised repository of a blob request, or why the request is unusable. */
+function blobRepository(registry: string, repository: string, digest: string): string | { reason: string } {
+  const parsed = parseReference(`${registry}/${repository}@${digest}`);
+  if (!parsed.ok) return { reason: parsed.error.message };
+  return DIGEST.test(digest) ? parsed.ref.repository : { reason: 'unsupported digest' };
+}
+
+const badInput = (what: string, reason: string): RegistryResult<never> => ({
+  ok: false,
+  error: new RegistryFailure('REG_BAD_INPUT', `${what}: ${reason}`).toError(),
+});
+
 export class RegistryClient {
   readonly #endpoints: Readonly<Record<string, EndpointSettings>>;
   readonly #defaults: EndpointSettings;
@@ -285,15 +297,8 @@ export class RegistryClient {
     options: CallOptions = {},
   ): Promise<RegistryResult<BlobHead>> {
     const what = `blob ${registry}/${repository}@${digest}`;
-    const parsed = parseReference(`${registry}/${repository}@${digest}`);
-    if (!parsed.ok || !DIGEST.test(digest)) {
-      const reason = parsed.ok ? 'unsupported digest' : parsed.error.message;
-      return Promise.resolve({
-        ok: false,
-        error: new RegistryFailure('REG_BAD_INPUT', `${what}: ${reason}`).toError(),
-      });
-    }
-    const repo = parsed.ref.repository;
+    const repo = blobRepository(registry, repository, digest);
+    if (typeof repo !== 'string') return Promise.resolve(badInput(what, repo.reason));
     return this.#call(registry, what, options, async (ctx) => {
       const res = await this.#send(ctx, repo, {
         method: 'HEAD',
@@ -319,15 +324,8 @@ export class RegistryClient {
     options: BlobOptions = {},
   ): Promise<RegistryResult<BlobStream>> {
     const what = `blob ${registry}/${repository}@${digest}`;
-    const parsed = parseReference(`${registry}/${repository}@${digest}`);
-    if (!parsed.ok || !DIGEST.test(digest)) {
-      const reason = parsed.ok ? 'unsupported digest' : parsed.error.message;
-      return Promise.resolve({
-        ok: false,
-        error: new RegistryFailure('REG_BAD_INPUT', `${what}: ${reason}`).toError(),
-      });
-    }
-    const repo = parsed.ref.repository;
+    const repo = blobRepository(registry, repository, digest);
+    if (typeof repo !== 'string') return Promise.resolve(badInput(what, repo.reason));
     return this.#call(registry, what, options, async (ctx) => {
       const headers: Record<string, string> = {};
       if (options.range !== undefined) headers['range'] = options.range;

@@ -39,7 +39,7 @@ export interface MapSnapshot {
   readonly images: BoundedMemo<PreparedImage>;
 }
 
-/** Distinct images whose preparation a snapshot keeps (a few hundred bytes each). */
+/** Distinct images whose preparation a snapshot keeps (each up to a few KB, with its per-namespace matches). */
 export const IMAGE_MEMO_LIMIT = 4096;
 
 const emptyScope = (): ScopeIndex => ({

@@ -4,8 +4,8 @@
 import type { ExistenceAnswer, ExistenceFacts } from '../src/core/facts.ts';
 import type { PreparedImage } from '../src/core/mapping/decide.ts';
 import { analyzeMaps, buildSnapshot, type MapSnapshot } from '../src/core/mapping/index.ts';
-import { BoundedMemo } from '../src/core/mapping/memo.ts';
 import { IMAGE_MEMO_LIMIT } from '../src/core/mapping/snapshot.ts';
+import { BoundedMemo } from '../src/core/memo.ts';
 import { type PodContext, planPod } from '../src/core/pod/plan.ts';
 import { type MapFixture, mapFixture, POD_NAMESPACE, TOTAL_MAPPINGS } from './map-fixture.ts';
 import { type BenchResult, compareThroughput, formatRate, formatSpread, sink } from './measure.ts';

@@ -4,6 +4,7 @@
 // (so clients that only speak Basic, like ctr --user, can use it).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcryptjs';
+import { BoundedMemo } from '../core/memo.ts';
 
 export interface ClientAuth {
   /** undefined when the Authorization header is accepted, else why not. */
@@ -202,8 +203,8 @@ export function parseHtpasswd(
 export function htpasswdAuth(users: ReadonlyMap<string, CryptEntry>): ClientAuth {
   // Both answers are remembered: the users are fixed for the life of this checker, and a client that
   // keeps retrying a wrong password (a misconfigured node) must not cost a bcrypt check per request.
-  const accepted = new Set<string>();
-  const refused = new Set<string>();
+  const accepted = new BoundedMemo<true>(ACCEPTED_MAX);
+  const refused = new BoundedMemo<true>(ACCEPTED_MAX);
   return {
     challenge: REALM,
     check(header) {
@@ -220,12 +221,10 @@ export function htpasswdAuth(users: ReadonlyMap<string, CryptEntry>): ClientAuth
             ? bcrypt.compareSync(creds!.password, entry.hash)
             : sameSecret(shaCrypt(entry.algorithm, creds!.password, entry.salt, entry.rounds), entry.hash);
       if (!ok) {
-        if (refused.size >= ACCEPTED_MAX) refused.clear();
-        refused.add(key);
+        refused.set(key, true);
         return 'unknown user or wrong password';
       }
-      if (accepted.size >= ACCEPTED_MAX) accepted.clear();
-      accepted.add(key);
+      accepted.set(key, true);
       return undefined;
     },
   };

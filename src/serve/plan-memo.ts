@@ -6,6 +6,7 @@
 
 import type { ExistenceFacts, ProbeOutcome, ProbeRequest } from '../core/facts.ts';
 import type { MapSnapshot } from '../core/mapping/index.ts';
+import { BoundedMemo } from '../core/memo.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 
@@ -34,20 +35,29 @@ export const MAX_KEY_CHARS = 8192;
 
 /** Plans remembered per map snapshot; at most `limit`, starting over when full or when the maps change. */
 export class PlanMemo<T> {
-  readonly #limit: number;
   #snapshot: MapSnapshot | undefined;
-  readonly #entries = new Map<string, Entry<T>>();
+  readonly #entries: BoundedMemo<Entry<T>>;
   /**
    * Keys seen once. A plan is kept only when its key comes a second time: pods that never repeat (a
-   * label of their own) then cost a set entry, not a plan that lives long enough to burden the GC.
+   * label of their own) then cost a key, not a plan that lives long enough to burden the GC.
    */
-  readonly #seen = new Set<string>();
-  /** Lookups answered with a remembered plan, and lookups that had to decide. */
-  hits = 0;
-  misses = 0;
+  readonly #seen: BoundedMemo<true>;
+  #hits = 0;
+  #misses = 0;
 
   constructor(limit = 1024) {
-    this.#limit = limit;
+    this.#entries = new BoundedMemo(limit);
+    this.#seen = new BoundedMemo(limit);
+  }
+
+  /** Lookups answered with a remembered plan. */
+  get hits(): number {
+    return this.#hits;
+  }
+
+  /** Lookups that had to decide. */
+  get misses(): number {
+    return this.#misses;
   }
 
   /** The remembered plan for `key`, if every answer it consulted is still cached with the same outcome. */
@@ -56,22 +66,22 @@ export class PlanMemo<T> {
       this.#entries.clear();
       this.#seen.clear();
       this.#snapshot = snapshot;
-      this.misses++;
+      this.#misses++;
       return undefined;
     }
     const entry = this.#entries.get(key);
     if (entry === undefined || source.peek === undefined) {
-      this.misses++;
+      this.#misses++;
       return undefined;
     }
     for (const c of entry.consulted) {
       if (source.peek(c.candidate, c.request)?.outcome !== c.outcome) {
         this.#entries.delete(key);
-        this.misses++;
+        this.#misses++;
         return undefined;
       }
     }
-    this.hits++;
+    this.#hits++;
     return entry;
   }
 
@@ -101,13 +111,8 @@ export class PlanMemo<T> {
       snapshot === this.#snapshot &&
       key.length <= MAX_KEY_CHARS
     ) {
-      if (!this.#seen.has(key)) {
-        if (this.#seen.size >= this.#limit) this.#seen.clear();
-        this.#seen.add(key);
-      } else {
-        if (this.#entries.size >= this.#limit) this.#entries.clear();
-        this.#entries.set(key, entry);
-      }
+      if (this.#seen.has(key)) this.#entries.set(key, entry);
+      else this.#seen.set(key, true);
     }
     return entry;
   }

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { ExistenceFacts, ProbeOutcome } from '../../src/core/facts.ts';
 import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../../src/core/mapping/index.ts';
-import { BoundedMemo } from '../../src/core/mapping/memo.ts';
+import { BoundedMemo } from '../../src/core/memo.ts';
 
 const maps = [
   {

@@ -8,6 +8,7 @@ import {
   type ProbeRequest,
   probeRequest,
 } from '../facts.ts';
+import { BoundedMemo } from '../memo.ts';
 import { defaultPullPolicy } from '../pod/locate.ts';
 import {
   describeReferenceError,
@@ -140,13 +141,10 @@ function matchesIn(
   const known = image.matches.get(key);
   if (known !== undefined) return known;
   const scopes = scopesFor(snapshot, namespace, image.ref.registry);
-  const matches: ScopeMatches = {
+  return image.matches.set(key, {
     producers: rulesFor(scopes, image.keys, true),
     sources: rulesFor(scopes, image.keys, false),
-  };
-  if (image.matches.size >= NAMESPACES_PER_IMAGE) image.matches.clear();
-  image.matches.set(key, matches);
-  return matches;
+  });
 }
 
 const NO_MATCH: Reason = { code: 'NoMatch', message: 'no mapping applies to this image' };
@@ -213,7 +211,7 @@ export type PreparedImage = Prepared<{
   readonly keys: readonly string[];
   readonly rules: Map<Rule, PreparedRule>;
   /** By namespace (CLUSTER_ONLY for none). */
-  readonly matches: Map<string, ScopeMatches>;
+  readonly matches: BoundedMemo<ScopeMatches>;
 }>;
 
 function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
@@ -235,7 +233,7 @@ function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
     cacheRouted: isCacheRouted(snapshot, ref),
     keys: lookupKeys(ref, tag),
     rules: new Map(),
-    matches: new Map(),
+    matches: new BoundedMemo(NAMESPACES_PER_IMAGE),
   });
 }
 

@@ -1,9 +1,9 @@
 // The accepted maps, indexed for the webhook's hot path: every lookup is a handful of hash probes,
 // however many maps and mappings there are.
 
+import { BoundedMemo } from '../memo.ts';
 import { formatName, type ImageReference } from '../reference/index.ts';
 import type { PreparedImage } from './decide.ts';
-import { BoundedMemo } from './memo.ts';
 import type { CompiledMap, Pattern, Rule } from './rule.ts';
 
 export interface ScopeIndex {

@@ -14,7 +14,7 @@ import { startRegistry } from '../test/harness/registry.ts';
 import { type BenchResult, imageNodeFlags, median } from './measure.ts';
 
 const BLOB_MB = 200;
-const WARM_ROUNDS = 5;
+const WARM_ROUNDS = 9;
 const MANIFEST_ROUND_MS = 1500;
 const MANIFEST_ROUNDS = 3;
 const MANIFEST_CONCURRENCY = 16;

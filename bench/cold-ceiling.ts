@@ -1,0 +1,138 @@
+// `npm run bench:ceiling`: how close to the reference a Node.js process can get on a cold pull-through,
+// next to what the cache does. Fresh 200 MB blobs are pulled cold, once through each of:
+//   reference   the Debian docker-registry in proxy mode (streams to the client and stores the blob
+//               through a second, background fetch from upstream)
+//   pullmap     the cache as shipped (dist/pullmap.js with the image's Node flags)
+//   minimal     bench/minimal-pull-through.ts: a raw socket into reused buffers, inline hash and a
+//               synchronous positional write; the floor of per-byte work for a Node.js process
+//   no store    the same without writing the blob anywhere (hash and pass-through only)
+// The order rotates per blob. Prints each round (MB/s and CPU ms of the serving process), then medians
+// and ratios against the reference. Loopback only; about a minute and a half.
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { spawnCache } from '../test/harness/cache.ts';
+import { pushBlob, sha256 } from '../test/harness/images.ts';
+import { freePort, requireCommand, startDaemon, tempDir } from '../test/harness/process.ts';
+import { startRegistry } from '../test/harness/registry.ts';
+import { imageNodeFlags, median } from './measure.ts';
+
+const BLOBS = 3;
+const BLOB_BYTES = 200 * 1024 * 1024;
+const REPOSITORY = 'bench/ceiling';
+
+/** User plus system CPU of a process so far, in ms. */
+async function cpuMs(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+async function pull(url: string, pid: number): Promise<{ mbps: number; cpu: number }> {
+  const before = await cpuMs(pid);
+  const start = performance.now();
+  const res = await request(url);
+  if (res.statusCode !== 200) throw new Error(`GET ${url} answered ${res.statusCode}`);
+  let bytes = 0;
+  for await (const chunk of res.body) bytes += (chunk as Buffer).length;
+  const seconds = (performance.now() - start) / 1000;
+  if (bytes !== BLOB_BYTES) throw new Error(`GET ${url} came back with ${bytes} bytes`);
+  return { mbps: bytes / 1e6 / seconds, cpu: (await cpuMs(pid)) - before };
+}
+
+const work = await tempDir('bench-ceiling');
+const upstream = await startRegistry();
+const stops: (() => Promise<void>)[] = [() => upstream.close(), () => work.remove()];
+try {
+  const digests: string[] = [];
+  for (let i = 0; i < BLOBS; i++) {
+    const bytes = randomBytes(BLOB_BYTES);
+    const digest = sha256(bytes);
+    await pushBlob(upstream, REPOSITORY, {
+      mediaType: 'application/octet-stream',
+      digest,
+      size: bytes.length,
+      bytes,
+    });
+    digests.push(digest);
+  }
+  const flags = await imageNodeFlags();
+
+  const proxyPort = await freePort();
+  const proxyConfig = join(work.path, 'proxy.yml');
+  await writeFile(
+    proxyConfig,
+    JSON.stringify({
+      version: 0.1,
+      log: { level: 'error', accesslog: { disabled: true } },
+      storage: { filesystem: { rootdirectory: join(work.path, 'proxy-data') } },
+      http: { addr: `127.0.0.1:${proxyPort}`, secret: 'bench' },
+      proxy: { remoteurl: upstream.url },
+    }),
+  );
+  const proxy = await startDaemon({
+    name: 'docker-registry (proxy)',
+    command: requireCommand('docker-registry'),
+    args: ['serve', proxyConfig],
+    ready: async () => (await fetch(`http://127.0.0.1:${proxyPort}/v2/`)).ok,
+  });
+  stops.unshift(() => proxy.stop());
+  const cache = await spawnCache(
+    { upstreams: [{ host: upstream.host, plainHttp: true }], log: { level: 'warn' } },
+    work.path,
+    { bundle: true, nodeFlags: flags },
+  );
+  stops.unshift(() => cache.daemon.stop());
+  const minimal = async (extra: string[]) => {
+    const port = await freePort();
+    const daemon = await startDaemon({
+      name: 'minimal pull-through',
+      command: process.execPath,
+      args: [
+        ...flags,
+        new URL('./minimal-pull-through.ts', import.meta.url).pathname,
+        String(port),
+        String(upstream.port),
+        REPOSITORY,
+        work.path,
+        ...extra,
+      ],
+      ready: async () => (await fetch(`http://127.0.0.1:${port}/`)).ok,
+    });
+    stops.unshift(() => daemon.stop());
+    return { base: `http://127.0.0.1:${port}/`, pid: daemon.pid };
+  };
+  const servers = [
+    { name: 'reference', base: `http://127.0.0.1:${proxyPort}/v2/${REPOSITORY}/blobs/`, pid: proxy.pid },
+    {
+      name: 'pullmap',
+      base: `http://${cache.host}/v2/127.0.0.1_${upstream.port}/${REPOSITORY}/blobs/`,
+      pid: cache.daemon.pid,
+    },
+    { name: 'minimal', ...(await minimal([])) },
+    { name: 'no store', ...(await minimal(['--no-store'])) },
+  ];
+  const results = new Map(servers.map((s) => [s.name, [] as { mbps: number; cpu: number }[]]));
+  console.log('## cold pull-through ceiling (200 MB blobs, loopback)');
+  for (const [round, digest] of digests.entries()) {
+    // Upstream's copy is read once first, so nobody pays for upstream's disk.
+    await pull(`${upstream.url}/v2/${REPOSITORY}/blobs/${digest}`, proxy.pid);
+    const line: string[] = [];
+    for (let k = 0; k < servers.length; k++) {
+      const server = servers[(round + k) % servers.length]!;
+      const r = await pull(`${server.base}${digest}`, server.pid);
+      results.get(server.name)!.push(r);
+      line.push(`${server.name} ${r.mbps.toFixed(0)} MB/s (${r.cpu} ms CPU)`);
+    }
+    console.log(`round ${round + 1}: ${line.join(', ')}`);
+  }
+  const reference = median(results.get('reference')!.map((r) => r.mbps));
+  for (const [name, rs] of results) {
+    const mbps = median(rs.map((r) => r.mbps));
+    console.log(
+      `${name.padEnd(10)} median ${mbps.toFixed(0)} MB/s, ${median(rs.map((r) => r.cpu)).toFixed(0)} ms CPU per blob  RATIO ${(mbps / reference).toFixed(2)}`,
+    );
+  }
+} finally {
+  for (const stop of stops) await stop().catch(() => {});
+}

@@ -56,7 +56,11 @@ async function peakRssMb(pid: number): Promise<number> {
   return kb / 1024;
 }
 
-async function startProxyRegistry(remote: string, dir: string): Promise<{ host: string; daemon: Daemon }> {
+/** docker-registry in proxy mode in front of `remote`, storing under `dir`. */
+export async function startProxyRegistry(
+  remote: string,
+  dir: string,
+): Promise<{ host: string; daemon: Daemon }> {
   const port = await freePort();
   const configPath = join(dir, 'proxy.yml');
   const config = {

@@ -9,13 +9,13 @@
 // The order rotates per blob. Prints each round (MB/s and CPU ms of the serving process), then medians
 // and ratios against the reference. Loopback only; about a minute and a half.
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { request } from 'undici';
 import { spawnCache } from '../test/harness/cache.ts';
 import { pushBlob, sha256 } from '../test/harness/images.ts';
-import { freePort, requireCommand, startDaemon, tempDir } from '../test/harness/process.ts';
+import { freePort, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
+import { startProxyRegistry } from './cache.ts';
 import { imageNodeFlags, median } from './measure.ts';
 
 const BLOBS = 3;
@@ -58,24 +58,7 @@ try {
   }
   const flags = await imageNodeFlags();
 
-  const proxyPort = await freePort();
-  const proxyConfig = join(work.path, 'proxy.yml');
-  await writeFile(
-    proxyConfig,
-    JSON.stringify({
-      version: 0.1,
-      log: { level: 'error', accesslog: { disabled: true } },
-      storage: { filesystem: { rootdirectory: join(work.path, 'proxy-data') } },
-      http: { addr: `127.0.0.1:${proxyPort}`, secret: 'bench' },
-      proxy: { remoteurl: upstream.url },
-    }),
-  );
-  const proxy = await startDaemon({
-    name: 'docker-registry (proxy)',
-    command: requireCommand('docker-registry'),
-    args: ['serve', proxyConfig],
-    ready: async () => (await fetch(`http://127.0.0.1:${proxyPort}/v2/`)).ok,
-  });
+  const { host: proxyHost, daemon: proxy } = await startProxyRegistry(upstream.url, work.path);
   stops.unshift(() => proxy.stop());
   const cache = await spawnCache(
     { upstreams: [{ host: upstream.host, plainHttp: true }], log: { level: 'warn' } },
@@ -103,7 +86,7 @@ try {
     return { base: `http://127.0.0.1:${port}/`, pid: daemon.pid };
   };
   const servers = [
-    { name: 'reference', base: `http://127.0.0.1:${proxyPort}/v2/${REPOSITORY}/blobs/`, pid: proxy.pid },
+    { name: 'reference', base: `http://${proxyHost}/v2/${REPOSITORY}/blobs/`, pid: proxy.pid },
     {
       name: 'pullmap',
       base: `http://${cache.host}/v2/127.0.0.1_${upstream.port}/${REPOSITORY}/blobs/`,

@@ -21,7 +21,7 @@ const MANIFEST_CONCURRENCY = 16;
 const RSS_TARGET_MB = 150;
 
 /** GETs `url` and discards the body; returns bytes read and seconds taken. */
-async function download(url: string): Promise<{ bytes: number; seconds: number }> {
+export async function download(url: string): Promise<{ bytes: number; seconds: number }> {
   const start = performance.now();
   const res = await request(url);
   if (res.statusCode !== 200)

@@ -7,37 +7,25 @@
 //               synchronous positional write; the floor of per-byte work for a Node.js process
 //   no store    the same without writing the blob anywhere (hash and pass-through only)
 // The order rotates per blob. Prints each round (MB/s and CPU ms of the serving process), then medians
-// and ratios against the reference. Loopback only; about a minute and a half.
+// and ratios against the reference. Loopback only; about 20 seconds.
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { request } from 'undici';
 import { spawnCache } from '../test/harness/cache.ts';
 import { pushBlob, sha256 } from '../test/harness/images.ts';
 import { freePort, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
-import { startProxyRegistry } from './cache.ts';
-import { imageNodeFlags, median } from './measure.ts';
+import { download, startProxyRegistry } from './cache.ts';
+import { cpuMicros, imageNodeFlags, median } from './measure.ts';
 
 const BLOBS = 3;
 const BLOB_BYTES = 200 * 1024 * 1024;
 const REPOSITORY = 'bench/ceiling';
 
-/** User plus system CPU of a process so far, in ms. */
-async function cpuMs(pid: number): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
+/** One cold GET through a server: MB/s, and the CPU ms the serving process spent on it. */
 async function pull(url: string, pid: number): Promise<{ mbps: number; cpu: number }> {
-  const before = await cpuMs(pid);
-  const start = performance.now();
-  const res = await request(url);
-  if (res.statusCode !== 200) throw new Error(`GET ${url} answered ${res.statusCode}`);
-  let bytes = 0;
-  for await (const chunk of res.body) bytes += (chunk as Buffer).length;
-  const seconds = (performance.now() - start) / 1000;
+  const before = await cpuMicros(pid);
+  const { bytes, seconds } = await download(url);
   if (bytes !== BLOB_BYTES) throw new Error(`GET ${url} came back with ${bytes} bytes`);
-  return { mbps: bytes / 1e6 / seconds, cpu: (await cpuMs(pid)) - before };
+  return { mbps: bytes / 1e6 / seconds, cpu: ((await cpuMicros(pid)) - before) / 1000 };
 }
 
 const work = await tempDir('bench-ceiling');
@@ -99,13 +87,13 @@ try {
   console.log('## cold pull-through ceiling (200 MB blobs, loopback)');
   for (const [round, digest] of digests.entries()) {
     // Upstream's copy is read once first, so nobody pays for upstream's disk.
-    await pull(`${upstream.url}/v2/${REPOSITORY}/blobs/${digest}`, proxy.pid);
+    await download(`${upstream.url}/v2/${REPOSITORY}/blobs/${digest}`);
     const line: string[] = [];
     for (let k = 0; k < servers.length; k++) {
       const server = servers[(round + k) % servers.length]!;
       const r = await pull(`${server.base}${digest}`, server.pid);
       results.get(server.name)!.push(r);
-      line.push(`${server.name} ${r.mbps.toFixed(0)} MB/s (${r.cpu} ms CPU)`);
+      line.push(`${server.name} ${r.mbps.toFixed(0)} MB/s (${r.cpu.toFixed(0)} ms CPU)`);
     }
     console.log(`round ${round + 1}: ${line.join(', ')}`);
   }

@@ -139,3 +139,12 @@ export async function imageNodeFlags(): Promise<string[]> {
   if (!entrypoint) throw new Error('Dockerfile: no ENTRYPOINT in exec form');
   return (JSON.parse(entrypoint) as string[]).filter((arg) => arg.startsWith('--'));
 }
+
+/** CPU time (user + system) a process has used so far, in microseconds, from /proc. */
+export async function cpuMicros(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at ") "; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux

@@ -4,7 +4,7 @@
 // `allowed: true`. Both servers run as child processes and take the same load from this process,
 // in alternating rounds. Then 100,000 reviews, with pullmap's RSS sampled along the way.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
@@ -16,6 +16,7 @@ import {
   type BenchResult,
   type ClosedLoop,
   closedLoop,
+  cpuMicros,
   imageNodeFlags,
   median,
   percentile,
@@ -112,15 +113,6 @@ function load(
     if (onProgress && (i + 1) % 10_000 === 0) await onProgress(i + 1);
   });
 }
-
-/** CPU time (user + system) a process has used so far, in microseconds, from /proc. */
-async function cpuMicros(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at ") "; utime and stime are 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
-}
-const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 /**
  * Runs a round and reports the server's and this load generator's CPU per review: on a small machine

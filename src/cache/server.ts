@@ -236,15 +236,20 @@ class CacheService {
     }
   }
 
+  /** Counts a request that failed upstream or in the store and answers with the matching error. */
+  #failed(res: ServerResponse, kind: 'manifest' | 'blob', error: RegistryError | StoreWriteError): void {
+    this.#m.requests.inc({ kind, result: 'error' });
+    const f = failureOf(error, kind === 'manifest' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN');
+    sendError(res, f.status, f.code, f.message);
+  }
+
   async #manifest(req: IncomingMessage, res: ServerResponse, route: ObjectRoute): Promise<void> {
     const answer =
       route.digest !== undefined
         ? await this.#manifests.byDigest(route.registry, route.repository, route.digest)
         : await this.#manifests.byTag(route.registry, route.repository, route.tag ?? 'latest');
     if (!answer.ok) {
-      this.#m.requests.inc({ kind: 'manifest', result: 'error' });
-      const f = failureOf(answer.error, 'MANIFEST_UNKNOWN');
-      sendError(res, f.status, f.code, f.message);
+      this.#failed(res, 'manifest', answer.error);
       return;
     }
     const { manifest, source, stale } = answer.value as ManifestAnswer;
@@ -295,9 +300,7 @@ class CacheService {
     if (req.method === 'HEAD' && !this.#blobs.downloading(digest)) {
       const head = await this.#client.headBlob(route.registry, route.repository, digest);
       if (!head.ok) {
-        this.#m.requests.inc({ kind: 'blob', result: 'error' });
-        const f = failureOf(head.error, 'BLOB_UNKNOWN');
-        sendError(res, f.status, f.code, f.message);
+        this.#failed(res, 'blob', head.error);
         return;
       }
       if (head.value.size !== undefined) {
@@ -308,9 +311,7 @@ class CacheService {
     }
     const fetched = await this.#blobs.fetch(route.registry, route.repository, digest);
     if (!fetched.ok) {
-      this.#m.requests.inc({ kind: 'blob', result: 'error' });
-      const f = failureOf(fetched.error, 'BLOB_UNKNOWN');
-      sendError(res, f.status, f.code, f.message);
+      this.#failed(res, 'blob', fetched.error);
       return;
     }
     this.#m.requests.inc({ kind: 'blob', result: 'miss' });

@@ -121,6 +121,14 @@ export function globMatch(pattern: string, name: string): boolean {
   return p === pattern.length;
 }
 
+/** One character of a class range at pattern[i], "\\"-escaped or not; an unescaped "-" or "]" is malformed. */
+function classChar(pattern: string, i: number): { ch: string; next: number } | undefined {
+  let c = pattern[i];
+  if (c === '\\') c = pattern[++i];
+  else if (c === '-' || c === ']') return undefined;
+  return c === undefined ? undefined : { ch: c, next: i + 1 };
+}
+
 /** Matches `ch` against the class starting at pattern[start] === "["; undefined when malformed. */
 function matchClass(
   pattern: string,
@@ -142,30 +150,17 @@ function matchClass(
       break;
     }
     first = false;
-    let lo = pattern[i] as string;
-    if (lo === '\\') {
-      i++;
-      if (i >= pattern.length) return undefined;
-      lo = pattern[i] as string;
-    } else if (lo === '-' || lo === ']') {
-      return undefined;
-    }
-    i++;
-    let hi = lo;
+    const lo = classChar(pattern, i);
+    if (lo === undefined) return undefined;
+    i = lo.next;
+    let hi = lo.ch;
     if (pattern[i] === '-') {
-      i++;
-      if (i >= pattern.length) return undefined;
-      hi = pattern[i] as string;
-      if (hi === '\\') {
-        i++;
-        if (i >= pattern.length) return undefined;
-        hi = pattern[i] as string;
-      } else if (hi === ']' || hi === '-') {
-        return undefined;
-      }
-      i++;
+      const upper = classChar(pattern, i + 1);
+      if (upper === undefined) return undefined;
+      hi = upper.ch;
+      i = upper.next;
     }
-    if (lo <= ch && ch <= hi) matched = true;
+    if (lo.ch <= ch && ch <= hi) matched = true;
   }
   return { matched: matched !== negated, next: i };
 }

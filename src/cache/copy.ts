@@ -75,6 +75,8 @@ export async function copyRange(
       pos += n;
       if (pending) await pending;
       pending = write(out, buffer.subarray(0, n), gone);
+      // Awaited at the next turn; until then a client gone must not count as unhandled.
+      pending.catch(() => {});
       onBytes(n);
     }
     if (pending) await pending;

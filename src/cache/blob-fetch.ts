@@ -1,36 +1,107 @@
 // Missing blobs are fetched from upstream once, however many clients ask at the same time: the first
-// request starts a download into a temp file and every request (the first included) reads that file as
-// it grows. The last byte is held back until the digest is verified, so no client ever receives a whole
-// body that was corrupted or truncated upstream: a failed download ends their connections early.
+// request starts a download and every request (the first included) reads it as it grows. The last byte
+// is held back until the digest is verified, so no client ever receives a whole body that was corrupted
+// or truncated upstream: a failed download ends their connections early.
+//
+// Upstream's bytes are gathered into a ring of up to RING units of UNIT bytes. A full unit is written to
+// the temp file in the background (several writes may be in flight) and stays in memory until its write
+// is done and the ring needs it again, so clients keeping up are served from memory: nobody waits for
+// the disk unless the disk falls RING units behind upstream, or a client falls behind the ring (it then
+// reads the file). Memory per download is fixed, however large the blob.
+//
+// Where the filesystem allows it, the units are written with O_DIRECT: a blob streamed through once
+// does not fill the page cache on its way in, and copying into freshly allocated page-cache memory is,
+// on some virtual machines, the costliest part of a cold pull (README, cache: "Throughput").
 import { EventEmitter } from 'node:events';
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { RegistryClient } from '../registry/client.ts';
 import type { RegistryError } from '../registry/errors.ts';
+import { Semaphore } from '../registry/semaphore.ts';
+import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
 import { type ContentStore, StoreWriteError, type TempFile } from './store.ts';
 
-const WRITE_BATCH = 1024 * 1024;
+/** Units per download: 4 MiB of a blob in memory, so the disk may lag upstream by as much. */
+export const RING = 8;
+/** Unit writes in flight per download (each holds a thread of libuv's pool). */
+const WRITERS = 2;
+
+function isDirectRefusal(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EINVAL' || code === 'EOPNOTSUPP';
+}
+
+/** A unit of the ring: bytes [start, start + UNIT) of the blob (fewer for the last one). */
+interface Slot {
+  readonly buffer: Buffer;
+  readonly start: number;
+  /** Where its bytes end, once it is full (or the blob ended). */
+  end: number;
+  /** Its write to the file, started once it is full (or the blob ended). */
+  write: Promise<void> | undefined;
+  done: boolean;
+}
 
 /** One upstream download of one blob, readable by any number of clients while it runs. */
 export class Download extends EventEmitter implements ByteSource {
   readonly digest: string;
   /** Content-Length announced upstream, when it was. */
   readonly size: number | undefined;
-  #written = 0;
   #state: 'running' | 'done' | 'failed' = 'running';
-  /** Every byte is written and hashes to the digest (storing it may still be under way). */
+  /** Every byte is received and hashes to the digest (storing it may still be under way). */
   #verified = false;
   #error: Error | undefined;
   #readers = 0;
   #closed = false;
   readonly #temp: TempFile;
+  /** The O_DIRECT handle while direct I/O works; undefined once refused (or never offered). */
+  #direct: FileHandle | undefined;
+  readonly #onDirectRefused: () => void;
+  /** Units in memory, in blob order; the last one is being filled. */
+  #ring: Slot[] = [];
+  /** Aligned units held for the ring (given back when the download is over). */
+  #units: Buffer[];
+  /** Bytes received so far. */
+  #received = 0;
+  /** Bytes on disk, counted from 0 (every write before them is done). */
+  #written = 0;
+  readonly #writers = new Semaphore(WRITERS);
+  /** An append is waiting for a unit to be written. */
+  #waiting = false;
+  /** Units the ring may hold: the aligned units taken, or RING ordinary ones. */
+  readonly #capacity: number;
+  /** The first write that failed; later appends and the end fail with it. */
+  #writeError: Error | undefined;
 
-  constructor(digest: string, size: number | undefined, temp: TempFile) {
+  constructor(
+    digest: string,
+    size: number | undefined,
+    temp: TempFile,
+    onDirectRefused: () => void = () => {},
+  ) {
     super();
     this.setMaxListeners(0);
     this.digest = digest;
     this.size = size;
     this.#temp = temp;
+    this.#onDirectRefused = onDirectRefused;
+    this.#units = [];
+    if (temp.direct) {
+      const wanted = size === undefined ? RING : Math.max(1, Math.min(RING, Math.ceil(size / UNIT)));
+      for (let i = 0; i < wanted; i++) {
+        const unit = takeAligned();
+        if (unit === undefined) break;
+        this.#units.push(unit);
+      }
+      if (this.#units.length === wanted) this.#direct = temp.direct;
+      else {
+        // Every aligned unit is in use: this download uses ordinary memory and the page cache.
+        for (const unit of this.#units) giveAligned(unit);
+        this.#units = [];
+      }
+    }
+    this.#capacity = this.#units.length > 0 ? this.#units.length : RING;
   }
 
   get state(): 'running' | 'done' | 'failed' {
@@ -59,13 +130,25 @@ export class Download extends EventEmitter implements ByteSource {
     this.#maybeClose();
   }
 
+  /** Reads from the ring when the bytes are still there (synchronously), else from the file. */
   read(buffer: Buffer, length: number, position: number): Promise<number> {
-    return this.#temp.handle.read(buffer, 0, length, position).then((r) => r.bytesRead);
+    const first = this.#ring[0];
+    if (first !== undefined && position >= first.start) {
+      const slot = this.#ring[Math.floor((position - first.start) / UNIT)] as Slot;
+      const offset = position - slot.start;
+      const n = Math.min(length, UNIT - offset, this.#received - position);
+      return Promise.resolve(slot.buffer.copy(buffer, 0, offset, offset + n));
+    }
+    // Everything before the ring is on disk. A client this far behind reads through the page cache
+    // (ordinary buffers, any offset): direct reads would need aligned buffers for every client.
+    const span = Math.min(length, this.#written - position);
+    if (span <= 0) return Promise.resolve(0);
+    return this.#temp.handle.read(buffer, 0, span, position).then((r) => r.bytesRead);
   }
 
   /** Bytes readers may have: all once verified, else all but the last one. */
   available(): number {
-    return this.#verified ? this.#written : Math.max(0, this.#written - 1);
+    return this.#verified ? this.#received : Math.max(0, this.#received - 1);
   }
 
   complete(): boolean {
@@ -78,20 +161,144 @@ export class Download extends EventEmitter implements ByteSource {
     return new Promise((resolve) => this.once('progress', resolve));
   }
 
-  /** Appends chunks to the temp file; readers see them once written. */
-  async write(chunks: readonly Buffer[]): Promise<void> {
-    const total = chunks.reduce((sum, c) => sum + c.length, 0);
-    const { bytesWritten } = await this.#temp.handle.writev(chunks, this.#written).catch((err: unknown) => {
-      throw new StoreWriteError('download', err);
+  /**
+   * Takes upstream's next bytes. Answers a promise when the ring is full of units not yet on disk: the
+   * rest of the chunk is taken once one is, and nothing more may be appended before it resolves.
+   */
+  append(chunk: Buffer): Promise<void> | undefined {
+    if (this.#writeError) return Promise.reject(this.#writeError);
+    if (this.#waiting) throw new Error('append() while an earlier append is still waiting for the disk');
+    const stopped = this.#fill(chunk, 0);
+    return stopped < 0 ? undefined : this.#fillAfterWrite(chunk, stopped);
+  }
+
+  /** Copies `chunk` from `at` into the ring: -1 when all of it went in, else where a full ring stopped it. */
+  #fill(chunk: Buffer, at: number): number {
+    const from = at;
+    while (at < chunk.length) {
+      let slot = this.#ring.at(-1);
+      if (slot === undefined || slot.write !== undefined) {
+        slot = this.#nextSlot();
+        if (slot === undefined) break;
+      }
+      const n = chunk.copy(slot.buffer, this.#received - slot.start, at);
+      this.#received += n;
+      at += n;
+      if (this.#received === slot.start + UNIT) this.#flush(slot);
+    }
+    if (at > from) this.emit('progress');
+    return at < chunk.length ? at : -1;
+  }
+
+  async #fillAfterWrite(chunk: Buffer, at: number): Promise<void> {
+    this.#waiting = true;
+    try {
+      while (at >= 0) {
+        await (this.#ring[0] as Slot).write;
+        at = this.#fill(chunk, at);
+      }
+    } finally {
+      this.#waiting = false;
+    }
+  }
+
+  /** A unit for the next bytes: a new one while the ring is short, else the oldest if it is on disk. */
+  #nextSlot(): Slot | undefined {
+    let buffer: Buffer;
+    if (this.#ring.length < this.#capacity) {
+      buffer = this.#units[this.#ring.length] ?? Buffer.allocUnsafeSlow(UNIT);
+    } else {
+      const oldest = this.#ring[0] as Slot;
+      if (!oldest.done) return undefined;
+      this.#ring.shift();
+      buffer = oldest.buffer;
+    }
+    const slot: Slot = { buffer, start: this.#received, end: this.#received, write: undefined, done: false };
+    this.#ring.push(slot);
+    return slot;
+  }
+
+  /** Queues a unit's write; WRITERS run at once, started in order, and may finish in any order. */
+  #flush(slot: Slot): void {
+    slot.end = this.#received;
+    slot.write = this.#writers.acquire().then(async (release) => {
+      try {
+        await this.#write(slot.buffer, slot.end - slot.start, slot.start);
+      } finally {
+        release();
+      }
     });
-    if (bytesWritten !== total)
-      throw new StoreWriteError('download', new Error(`short write (${bytesWritten} of ${total} bytes)`));
-    this.#written += bytesWritten;
+    slot.write = slot.write.then(
+      () => {
+        slot.done = true;
+        // Units leave the ring oldest first and only once written, so what is on disk is everything
+        // before the ring and then the ring's run of written units.
+        for (const s of this.#ring) {
+          if (!s.done) break;
+          this.#written = Math.max(this.#written, s.end);
+        }
+      },
+      (err: unknown) => {
+        this.#writeError ??= err as Error;
+        throw err;
+      },
+    );
+    slot.write.catch(() => {});
+  }
+
+  /** Writes what is left and waits for every write; the file then holds exactly the bytes appended. */
+  async end(): Promise<void> {
+    const last = this.#ring.at(-1);
+    if (last !== undefined && last.write === undefined && this.#received > last.start) this.#flush(last);
+    for (const slot of this.#ring) await slot.write;
+    if (this.#writeError) throw this.#writeError;
     this.emit('progress');
   }
 
-  get written(): number {
-    return this.#written;
+  /** Gives the units back once no write uses them; call when the download is over, however it went. */
+  async dispose(): Promise<void> {
+    for (const slot of this.#ring) await slot.write?.catch(() => {});
+    this.#ring = [];
+    for (const unit of this.#units) giveAligned(unit);
+    this.#units = [];
+  }
+
+  async #write(unit: Buffer, length: number, position: number): Promise<void> {
+    try {
+      const direct = this.#direct;
+      if (direct) {
+        try {
+          // A short last unit is written whole (direct I/O writes aligned lengths) and cut back after.
+          const span = alignUp(length);
+          await this.#exactly(direct, unit, span, position);
+          if (span !== length) await direct.truncate(position + length);
+          return;
+        } catch (err) {
+          if (!isDirectRefusal(err)) throw err;
+          this.#refuseDirect();
+        }
+      }
+      await this.#exactly(this.#temp.handle, unit, length, position);
+    } catch (err) {
+      throw err instanceof StoreWriteError ? err : new StoreWriteError('download', err);
+    }
+  }
+
+  async #exactly(handle: FileHandle, unit: Buffer, length: number, position: number): Promise<void> {
+    const { bytesWritten } = await handle.write(unit, 0, length, position);
+    if (bytesWritten !== length)
+      throw new StoreWriteError('download', new Error(`short write (${bytesWritten} of ${length} bytes)`));
+  }
+
+  #refuseDirect(): void {
+    // Not closed here: a read or write may still be using it; #maybeClose closes it with the file.
+    if (this.#direct === undefined) return;
+    this.#direct = undefined;
+    this.#onDirectRefused();
+  }
+
+  get received(): number {
+    return this.#received;
   }
 
   finish(error: Error | undefined): void {
@@ -105,6 +312,7 @@ export class Download extends EventEmitter implements ByteSource {
     if (this.#state === 'running' || this.#readers > 0 || this.#closed) return;
     this.#closed = true;
     this.#temp.handle.close().catch(() => {});
+    this.#temp.direct?.close().catch(() => {});
   }
 }
 
@@ -166,14 +374,14 @@ export class BlobFetcher {
     const blob = answer.value;
     let temp: TempFile;
     try {
-      temp = await this.#store.tempFile();
+      temp = await this.#store.tempFile({ direct: true });
     } catch (err) {
       blob.body.destroy();
       const error = new StoreWriteError('temp file', err);
       this.#observer.finished?.(digest, 0, error);
       return { ok: false, error };
     }
-    const download = new Download(digest, blob.size, temp);
+    const download = new Download(digest, blob.size, temp, () => this.#store.directIORefused());
     void this.#pump(download, blob.body, temp);
     return { ok: true, value: download };
   }
@@ -182,29 +390,16 @@ export class BlobFetcher {
     let error: Error | undefined;
     try {
       // The client's stream fails at its end when the content does not hash to the digest.
-      // Chunks are written in batches (fewer system calls, fewer wake-ups for readers), one batch in
-      // flight while the next one arrives from upstream.
-      let batch: Buffer[] = [];
-      let batched = 0;
-      let writing: Promise<void> = Promise.resolve();
       for await (const chunk of body) {
-        batch.push(chunk as Buffer);
-        batched += (chunk as Buffer).length;
-        if (batched >= WRITE_BATCH) {
-          await writing;
-          writing = download.write(batch);
-          writing.catch(() => {});
-          batch = [];
-          batched = 0;
-        }
+        const wait = download.append(chunk as Buffer);
+        if (wait) await wait;
       }
-      await writing;
-      if (batch.length > 0) await download.write(batch);
-      if (download.size !== undefined && download.written !== download.size)
-        throw new Error(`upstream sent ${download.written} of ${download.size} bytes`);
+      await download.end();
+      if (download.size !== undefined && download.received !== download.size)
+        throw new Error(`upstream sent ${download.received} of ${download.size} bytes`);
       // Clients get the whole blob now; making it durable in the store (fsync, rename) follows.
       download.verified();
-      await this.#store.commitBlob(temp, download.digest, download.written).catch((err: unknown) => {
+      await this.#store.commitBlob(temp, download.digest, download.received).catch((err: unknown) => {
         throw new StoreWriteError('commit', err);
       });
     } catch (err) {
@@ -212,9 +407,10 @@ export class BlobFetcher {
       body.destroy();
       await this.#store.discard(temp);
     }
+    await download.dispose();
     // Leave the map before readers can see the end, so a late request finds the stored file instead.
     this.#inFlight.delete(download.digest);
     download.finish(error);
-    this.#observer.finished?.(download.digest, download.written, error);
+    this.#observer.finished?.(download.digest, download.received, error);
   }
 }

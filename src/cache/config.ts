@@ -122,6 +122,13 @@ const schema = object(
           dir: required(path('Directory of the content-addressed store; kept across restarts.')),
           maxSize: optional(size),
           fsync: optional(boolean({ description: 'fsync each object before it becomes visible.' }), true),
+          directIO: optional(
+            boolean({
+              description:
+                'Write downloading blobs with O_DIRECT (past the page cache) where the filesystem allows it.',
+            }),
+            true,
+          ),
         },
         { description: 'Where cached content lives.' },
       ),
@@ -219,7 +226,12 @@ export type UpstreamConfig = Infer<typeof upstream>;
 
 export interface CacheConfig {
   readonly listen: { readonly host: string; readonly port: number };
-  readonly storage: { readonly dir: string; readonly maxSize: number | undefined; readonly fsync: boolean };
+  readonly storage: {
+    readonly dir: string;
+    readonly maxSize: number | undefined;
+    readonly fsync: boolean;
+    readonly directIO: boolean;
+  };
   readonly upstreams: readonly UpstreamConfig[];
   readonly refreshDefault: Refresh;
   readonly refreshRules: readonly RefreshRule[];
@@ -290,7 +302,12 @@ export function checkCacheConfig(value: unknown, source: string): ConfigResult {
     ok: true,
     config: {
       listen,
-      storage: { dir: raw.storage.dir, maxSize: raw.storage.maxSize, fsync: raw.storage.fsync ?? true },
+      storage: {
+        dir: raw.storage.dir,
+        maxSize: raw.storage.maxSize,
+        fsync: raw.storage.fsync ?? true,
+        directIO: raw.storage.directIO ?? true,
+      },
       upstreams: raw.upstreams,
       refreshDefault: refreshOf(raw.refresh?.default ?? 'Interval(1h)'),
       refreshRules: rules,

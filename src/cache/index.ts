@@ -120,6 +120,7 @@ export async function startCache(
       dir: config.storage.dir,
       maxSize: config.storage.maxSize,
       fsync: config.storage.fsync,
+      directIO: config.storage.directIO,
       now,
     });
   } catch (err) {

@@ -7,6 +7,7 @@
 //   tmp/                    downloads and writes in progress
 // Last use is the file's mtime, bumped (at most once a minute) when the object is served.
 import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import {
   type FileHandle,
   mkdir,
@@ -48,7 +49,13 @@ export interface StoredBlob {
 
 export interface TempFile {
   readonly path: string;
+  /** Open for reading and writing through the page cache. */
   readonly handle: FileHandle;
+  /**
+   * The same file opened with O_DIRECT, when asked for and the filesystem allows it: reads and writes
+   * through it must be aligned (aligned.ts) and skip the page cache.
+   */
+  readonly direct?: FileHandle | undefined;
 }
 
 export interface Evicted {
@@ -77,6 +84,8 @@ export interface StoreOptions {
   readonly dir: string;
   readonly maxSize?: number | undefined;
   readonly fsync?: boolean | undefined;
+  /** Let downloads write (and be read back) with O_DIRECT where the filesystem supports it. */
+  readonly directIO?: boolean | undefined;
   readonly now?: (() => number) | undefined;
 }
 
@@ -113,6 +122,7 @@ export class ContentStore {
   readonly dir: string;
   readonly maxSize: number | undefined;
   readonly #fsync: boolean;
+  #directIO: boolean;
   readonly #now: () => number;
   #used = 0;
   #collecting: Promise<Evicted> | undefined;
@@ -123,6 +133,7 @@ export class ContentStore {
     this.dir = options.dir;
     this.maxSize = options.maxSize;
     this.#fsync = options.fsync ?? true;
+    this.#directIO = (options.directIO ?? true) && constants.O_DIRECT !== undefined;
     this.#now = options.now ?? Date.now;
   }
 
@@ -167,10 +178,36 @@ export class ContentStore {
     }
   }
 
-  /** A fresh file under tmp/, open for reading and writing. */
-  async tempFile(): Promise<TempFile> {
+  /** Whether downloads may still use O_DIRECT (configured, and not yet refused by the filesystem). */
+  get directIO(): boolean {
+    return this.#directIO;
+  }
+
+  /** The filesystem refused an O_DIRECT read or write: later downloads use the page cache. */
+  directIORefused(): void {
+    this.#directIO = false;
+  }
+
+  /**
+   * A fresh file under tmp/, open for reading and writing; with `direct`, also opened with O_DIRECT when
+   * the store may (a filesystem refusing the flag turns it off for good, and the file is still made).
+   */
+  async tempFile(options: { direct?: boolean } = {}): Promise<TempFile> {
     const path = join(this.dir, 'tmp', `${randomBytes(12).toString('hex')}.part`);
-    return { path, handle: await open(path, 'wx+', 0o644) };
+    const handle = await open(path, 'wx+', 0o644);
+    if (!options.direct || !this.#directIO) return { path, handle };
+    try {
+      return { path, handle, direct: await open(path, constants.O_RDWR | constants.O_DIRECT) };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EINVAL' || code === 'EOPNOTSUPP') {
+        this.directIORefused();
+        return { path, handle };
+      }
+      await handle.close().catch(() => {});
+      await this.discard({ path, handle });
+      throw err;
+    }
   }
 
   /** Makes a complete, verified temp file visible as the blob `digest`. */

@@ -169,7 +169,9 @@ describe('download hold-back', () => {
     try {
       const path = join(dir, 'x.part');
       const download = new Download(D, 8, { path, handle: await open(path, 'wx+') });
-      await download.write([Buffer.from('1234'), Buffer.from('5678')]);
+      download.append(Buffer.from('1234'));
+      download.append(Buffer.from('5678'));
+      await download.end();
       assert.equal(download.available(), 7);
       assert.ok(download.acquire());
       const chunks: Buffer[] = [];

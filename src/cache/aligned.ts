@@ -9,7 +9,7 @@
 // buffers and page-cached writes, slower on some machines but equally correct.
 
 /** Alignment for offsets and lengths of direct I/O: 4 KiB covers 512-byte and 4 KiB logical blocks. */
-export const ALIGNMENT = 4096;
+const ALIGNMENT = 4096;
 /** Size of every aligned unit. */
 export const UNIT = 512 * 1024;
 const UNITS_PER_ARENA = 16;

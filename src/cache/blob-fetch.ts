@@ -20,17 +20,12 @@ import type { RegistryError } from '../registry/errors.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
-import { type ContentStore, StoreWriteError, type TempFile } from './store.ts';
+import { type ContentStore, isDirectIORefusal, StoreWriteError, type TempFile } from './store.ts';
 
 /** Units per download: 4 MiB of a blob in memory, so the disk may lag upstream by as much. */
 export const RING = 8;
 /** Unit writes in flight per download (each holds a thread of libuv's pool). */
 const WRITERS = 2;
-
-function isDirectRefusal(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'EINVAL' || code === 'EOPNOTSUPP';
-}
 
 /** A unit of the ring: bytes [start, start + UNIT) of the blob (fewer for the last one). */
 interface Slot {
@@ -221,29 +216,27 @@ export class Download extends EventEmitter implements ByteSource {
   /** Queues a unit's write; WRITERS run at once, started in order, and may finish in any order. */
   #flush(slot: Slot): void {
     slot.end = this.#received;
-    slot.write = this.#writers.acquire().then(async (release) => {
-      try {
-        await this.#write(slot.buffer, slot.end - slot.start, slot.start);
-      } finally {
-        release();
-      }
-    });
-    slot.write = slot.write.then(
-      () => {
-        slot.done = true;
-        // Units leave the ring oldest first and only once written, so what is on disk is everything
-        // before the ring and then the ring's run of written units.
-        for (const s of this.#ring) {
-          if (!s.done) break;
-          this.#written = Math.max(this.#written, s.end);
-        }
-      },
-      (err: unknown) => {
-        this.#writeError ??= err as Error;
-        throw err;
-      },
-    );
+    slot.write = this.#writeSlot(slot);
     slot.write.catch(() => {});
+  }
+
+  async #writeSlot(slot: Slot): Promise<void> {
+    const release = await this.#writers.acquire();
+    try {
+      await this.#write(slot.buffer, slot.end - slot.start, slot.start);
+    } catch (err) {
+      this.#writeError ??= err as Error;
+      throw err;
+    } finally {
+      release();
+    }
+    slot.done = true;
+    // Units leave the ring oldest first and only once written, so what is on disk is everything before
+    // the ring and then the ring's run of written units.
+    for (const s of this.#ring) {
+      if (!s.done) break;
+      this.#written = Math.max(this.#written, s.end);
+    }
   }
 
   /** Writes what is left and waits for every write; the file then holds exactly the bytes appended. */
@@ -274,7 +267,7 @@ export class Download extends EventEmitter implements ByteSource {
           if (span !== length) await direct.truncate(position + length);
           return;
         } catch (err) {
-          if (!isDirectRefusal(err)) throw err;
+          if (!isDirectIORefusal(err)) throw err;
           this.#refuseDirect();
         }
       }

@@ -94,6 +94,12 @@ function split(digest: string): [string, string] {
   return [digest.slice(0, colon), digest.slice(colon + 1)];
 }
 
+/** The filesystem does not do O_DIRECT (at open, or at a read or write through such a handle). */
+export function isDirectIORefusal(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EINVAL' || code === 'EOPNOTSUPP';
+}
+
 function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT';
 }
@@ -199,8 +205,7 @@ export class ContentStore {
     try {
       return { path, handle, direct: await open(path, constants.O_RDWR | constants.O_DIRECT) };
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EINVAL' || code === 'EOPNOTSUPP') {
+      if (isDirectIORefusal(err)) {
         this.directIORefused();
         return { path, handle };
       }

@@ -141,6 +141,9 @@ const CONNECTION_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_CLOSED',
   'UND_ERR_DESTROYED',
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  // The blob transport (wire.ts).
+  'PULLMAP_CLOSED_EARLY',
+  'PULLMAP_CANCELLED',
 ]);
 
 const TIMEOUT_CODES: ReadonlySet<string> = new Set([
@@ -148,6 +151,9 @@ const TIMEOUT_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
   'ETIMEDOUT',
+  'PULLMAP_CONNECT_TIMEOUT',
+  'PULLMAP_HEADERS_TIMEOUT',
+  'PULLMAP_BODY_TIMEOUT',
 ]);
 
 function errorCode(err: unknown): string | undefined {
@@ -180,7 +186,7 @@ export function classifyNetworkError(err: unknown, where: string): RegistryFailu
     return new RegistryFailure('REG_DNS_FAILED', `${where}: host name does not resolve (${code})`, extra);
   if (TLS_VERIFY_CODES.has(code) || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_'))
     return new RegistryFailure('REG_TLS_FAILED', `${where}: TLS failed (${code}): ${text}`, extra);
-  if (code.startsWith('HPE_'))
+  if (code.startsWith('HPE_') || code === 'PULLMAP_HTTP_PROTOCOL')
     return new RegistryFailure('REG_INVALID_RESPONSE', `${where}: not an HTTP answer (${code})`, extra);
   if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE')
     return new RegistryFailure('REG_TOO_LARGE', `${where}: answer too large`, extra);

@@ -14,8 +14,7 @@
 // on some virtual machines, the costliest part of a cold pull (README, cache: "Throughput").
 import { EventEmitter } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import type { RegistryClient } from '../registry/client.ts';
+import type { BlobStream, RegistryClient } from '../registry/client.ts';
 import type { RegistryError } from '../registry/errors.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
@@ -369,24 +368,22 @@ export class BlobFetcher {
     try {
       temp = await this.#store.tempFile({ direct: true });
     } catch (err) {
-      blob.body.destroy();
+      blob.cancel();
       const error = new StoreWriteError('temp file', err);
       this.#observer.finished?.(digest, 0, error);
       return { ok: false, error };
     }
     const download = new Download(digest, blob.size, temp, () => this.#store.directIORefused());
-    void this.#pump(download, blob.body, temp);
+    void this.#pump(download, blob, temp);
     return { ok: true, value: download };
   }
 
-  async #pump(download: Download, body: Readable, temp: TempFile): Promise<void> {
+  async #pump(download: Download, blob: BlobStream, temp: TempFile): Promise<void> {
     let error: Error | undefined;
     try {
-      // The client's stream fails at its end when the content does not hash to the digest.
-      for await (const chunk of body) {
-        const wait = download.append(chunk as Buffer);
-        if (wait) await wait;
-      }
+      // Fails at the end when the content does not hash to the digest. The ring copies each chunk
+      // (or, when full, holds the transfer until it can).
+      await blob.pipeTo((chunk) => download.append(chunk));
       await download.end();
       if (download.size !== undefined && download.received !== download.size)
         throw new Error(`upstream sent ${download.received} of ${download.size} bytes`);
@@ -397,7 +394,7 @@ export class BlobFetcher {
       });
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
-      body.destroy();
+      blob.cancel();
       await this.#store.discard(temp);
     }
     await download.dispose();

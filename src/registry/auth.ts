@@ -7,7 +7,7 @@ import type { RegistryCredential } from './credentials.ts';
 import { untilAborted } from './deadline.ts';
 import { isLoopbackHost } from './endpoint.ts';
 import { RegistryFailure } from './errors.ts';
-import { discard, exchange, failureFromStatus, readBounded } from './http.ts';
+import { discard, exchange, failureFromStatus, readBounded, undiciHop } from './http.ts';
 
 /** The token specification's default lifetime when the server names none. */
 export const DEFAULT_TOKEN_LIFETIME_MS = 60_000;
@@ -212,7 +212,7 @@ export class Authorizer {
       accept: 'application/json',
     };
     if (body !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded';
-    const res = await exchange(request.dispatcher, {
+    const res = await exchange(undiciHop(request.dispatcher), {
       method,
       url,
       headers,

@@ -2,7 +2,7 @@
 // Agent per registry host keeps connections alive; a semaphore per host bounds requests in flight;
 // every call has a hard timeout and honours the caller's signal; every result is typed.
 import { createHash } from 'node:crypto';
-import { PassThrough, type Readable, Transform, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent } from 'undici';
 import type { ImageReference } from '../core/reference/index.ts';
@@ -12,7 +12,18 @@ import { type AuthChallenge, parseChallenges } from './challenge.ts';
 import type { RegistryCredential } from './credentials.ts';
 import { type Endpoint, type EndpointSettings, resolveEndpoint } from './endpoint.ts';
 import { classifyNetworkError, RegistryFailure, type RegistryResult } from './errors.ts';
-import { abandon, discard, type Exchange, exchange, failureFromStatus, header, readBounded } from './http.ts';
+import {
+  abandon,
+  discard,
+  type Exchange,
+  exchange,
+  failureFromStatus,
+  type Hop,
+  header,
+  readBounded,
+  undiciHop,
+  wireHop,
+} from './http.ts';
 import type { CredentialSource } from './keyring.ts';
 import {
   bareMediaType,
@@ -21,6 +32,7 @@ import {
   MANIFEST_ACCEPT,
 } from './media-types.ts';
 import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
+import { type BodySink, readableOf } from './wire.ts';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_QUEUE_PER_HOST = 512;
@@ -79,11 +91,23 @@ export interface Manifest {
   readonly digest: string;
 }
 
+/**
+ * A blob's body on its way. It holds one of the host's request slots until it is read to the end or
+ * cancelled, so one of `pipeTo`, `stream` or `cancel` must be called, once.
+ */
 export interface BlobStream {
   /** 200 for the whole blob, 206 for a range. */
   readonly status: 200 | 206;
-  /** Must be read to the end or destroyed: it holds one of the host's request slots until then. */
-  readonly body: Readable;
+  /**
+   * Hands the body to `sink` chunk by chunk (views valid during the call, or until the promise it
+   * returns settles; the connection waits for that). Resolves once the body is whole and, for a whole
+   * blob, hashes to its digest; rejects with a RegistryFailure, or with the sink's own error.
+   */
+  pipeTo(sink: BodySink): Promise<void>;
+  /** The body as a stream of copies (same checks), for consumers that want one. */
+  stream(): Readable;
+  /** Closes the connection without reading the rest. */
+  cancel(): void;
   /** Content-Length of this answer, when sent. */
   readonly size: number | undefined;
   readonly digest: string;
@@ -105,6 +129,10 @@ export interface BlobOptions extends CallOptions {
 interface HostState {
   readonly endpoint: Endpoint;
   readonly dispatcher: Agent;
+  /** Requests through the pool. */
+  readonly hop: Hop;
+  /** Blob GETs, each on a connection of its own (wire.ts). */
+  readonly wireHop: Hop;
   readonly semaphore: Semaphore;
   /** The last challenge this host sent, so later requests can authenticate up front. */
   challenge: AuthChallenge | undefined;
@@ -125,6 +153,8 @@ interface SendRequest {
   readonly method: 'GET' | 'HEAD';
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** Through the blob transport: the answer's body, if a success, is `Exchange.wire`. */
+  readonly wire?: boolean;
 }
 
 const AUTH_FAILURES = new Set(['REG_UNAUTHORIZED', 'REG_FORBIDDEN', 'REG_AUTH_REFUSED']);
@@ -333,28 +363,60 @@ export class RegistryClient {
         method: 'GET',
         path: `/v2/${repo}/blobs/${digest}`,
         headers,
+        wire: true,
       });
-      if (res.statusCode !== 200 && res.statusCode !== 206)
-        throw await failureFromStatus(res, 'GET', ctx.what, this.#now());
-      const release = ctx.detach();
-      const size = contentLength(res);
+      if (res.wire === undefined) throw await failureFromStatus(res, 'GET', ctx.what, this.#now());
+      const wire = res.wire;
+      const whole = res.statusCode === 200;
+      const detached = ctx.detach();
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        detached();
+      };
       const signal = ctx.signal;
-      const toFailure = (err: unknown): RegistryFailure =>
-        signal.aborted
-          ? new RegistryFailure('REG_DEADLINE', `${what}: the caller's deadline passed while streaming`)
-          : classifyNetworkError(err, what);
-      // Our own stream in front of undici's: destroying it early is quiet, and it frees the slot.
-      const body: Transform = res.statusCode === 200 ? new DigestVerifier(digest, what) : new PassThrough();
-      res.body.on('error', (err) => body.destroy(toFailure(err)));
-      res.body.pipe(body);
-      body.once('close', () => {
-        if (!res.body.destroyed) abandon(res.body);
+      const pipeTo = async (sink: BodySink): Promise<void> => {
+        const hash = whole ? createHash(digest.startsWith('sha512:') ? 'sha512' : 'sha256') : undefined;
+        // The sink's own failure is passed on as it is; everything else is the registry's.
+        let sinkError: { error: unknown } | undefined;
+        const take = (chunk: Buffer): Promise<void> | undefined => {
+          hash?.update(chunk);
+          try {
+            return sink(chunk)?.catch((error: unknown) => {
+              sinkError = { error };
+              throw error;
+            });
+          } catch (error) {
+            sinkError = { error };
+            throw error;
+          }
+        };
+        try {
+          await wire.pipeTo(take);
+        } catch (err) {
+          if (sinkError) throw sinkError.error;
+          throw signal.aborted
+            ? new RegistryFailure('REG_DEADLINE', `${what}: the caller's deadline passed while streaming`)
+            : classifyNetworkError(err, what);
+        } finally {
+          release();
+        }
+        if (hash === undefined) return;
+        const actual = `${digest.slice(0, digest.indexOf(':'))}:${hash.digest('hex')}`;
+        if (actual !== digest)
+          throw new RegistryFailure('REG_DIGEST_MISMATCH', `${what}: content hashes to ${actual}`);
+      };
+      const cancel = () => {
+        wire.cancel();
         release();
-      });
+      };
       return {
-        status: res.statusCode === 206 ? 206 : 200,
-        body,
-        size,
+        status: whole ? 200 : 206,
+        pipeTo,
+        stream: () => readableOf(pipeTo, cancel),
+        cancel,
+        size: contentLength(res),
         digest,
         contentRange: header(res.headers, 'content-range'),
       } satisfies BlobStream;
@@ -377,20 +439,20 @@ export class RegistryClient {
     const resolved = resolveEndpoint(registry, this.#endpoints[registry] ?? this.#defaults);
     if (!resolved.ok) throw new RegistryFailure(resolved.code, resolved.message);
     const endpoint = resolved.endpoint;
+    // A private CA is trusted in addition to the system roots, as Docker's certs.d does.
+    const ca = endpoint.caPem.length > 0 ? [...rootCertificates, ...endpoint.caPem] : undefined;
     const dispatcher = new Agent({
       connections: endpoint.maxConcurrent,
       keepAliveTimeout: 30_000,
-      connect: {
-        timeout: endpoint.connectTimeoutMs,
-        // A private CA is trusted in addition to the system roots, as Docker's certs.d does.
-        ...(endpoint.caPem.length > 0 ? { ca: [...rootCertificates, ...endpoint.caPem] } : {}),
-      },
+      connect: { timeout: endpoint.connectTimeoutMs, ...(ca ? { ca } : {}) },
       // Blob redirects may lead elsewhere, but not to an unbounded number of places.
       maxOrigins: 16,
     });
     const state: HostState = {
       endpoint,
       dispatcher,
+      hop: undiciHop(dispatcher),
+      wireHop: wireHop({ connectTimeoutMs: endpoint.connectTimeoutMs, ca }),
       semaphore: new Semaphore(endpoint.maxConcurrent, this.#maxQueue),
       challenge: undefined,
       headRefusedUntil: 0,
@@ -566,7 +628,7 @@ export class RegistryClient {
 
   #exchange(ctx: CallContext, request: SendRequest, authorization: string | undefined): Promise<Exchange> {
     const { endpoint } = ctx.state;
-    return exchange(ctx.state.dispatcher, {
+    return exchange(request.wire ? ctx.state.wireHop : ctx.state.hop, {
       method: request.method,
       url: new URL(request.path, endpoint.origin),
       headers: { 'user-agent': this.#userAgent, ...request.headers },
@@ -651,30 +713,4 @@ function manifestDocumentType(bytes: Buffer, what: string): string | undefined {
     });
   const embedded = (doc as { mediaType?: unknown }).mediaType;
   return typeof embedded === 'string' && isManifestMediaType(embedded) ? embedded : undefined;
-}
-
-/** Passes a blob through while hashing it; fails at the end when the digest does not match. */
-class DigestVerifier extends Transform {
-  readonly #expected: string;
-  readonly #what: string;
-  readonly #hash: ReturnType<typeof createHash>;
-
-  constructor(expected: string, what: string) {
-    super();
-    this.#expected = expected;
-    this.#what = what;
-    this.#hash = createHash(expected.startsWith('sha512:') ? 'sha512' : 'sha256');
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#hash.update(chunk);
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    const algorithm = this.#expected.slice(0, this.#expected.indexOf(':'));
-    const actual = `${algorithm}:${this.#hash.digest('hex')}`;
-    if (actual === this.#expected) callback();
-    else callback(new RegistryFailure('REG_DIGEST_MISMATCH', `${this.#what}: content hashes to ${actual}`));
-  }
 }

@@ -3,6 +3,8 @@
 // no alignment guarantee (large ones come from malloc, 16 bytes past a page boundary); a WebAssembly
 // memory's backing store is page-aligned, so units carved from one at multiples of UNIT are aligned.
 //
+// The memory is shared (SharedArrayBuffer): the hashing thread (digester.ts) reads a unit in place.
+//
 // Memories are reserved in arenas and never returned (a unit goes back to the free list), and there
 // are at most MAX_ARENAS of them: each reserves a large stretch of address space, and the engine caps
 // the total. When every unit is taken, `takeAligned` answers undefined and callers use ordinary
@@ -18,11 +20,13 @@ const WASM_PAGE = 64 * 1024;
 
 // The TypeScript library this project compiles against (no DOM) does not declare WebAssembly.Memory.
 interface WasmMemory {
-  readonly buffer: ArrayBuffer;
+  readonly buffer: SharedArrayBuffer;
 }
 const { Memory } = (
   globalThis as unknown as {
-    WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory };
+    WebAssembly: {
+      Memory: new (descriptor: { initial: number; maximum: number; shared: true }) => WasmMemory;
+    };
   }
 ).WebAssembly;
 
@@ -36,7 +40,7 @@ function grow(): boolean {
   let memory: WasmMemory;
   try {
     const pages = (UNIT * UNITS_PER_ARENA) / WASM_PAGE;
-    memory = new Memory({ initial: pages, maximum: pages });
+    memory = new Memory({ initial: pages, maximum: pages, shared: true });
   } catch {
     // The engine refused the reservation: carry on with ordinary buffers.
     arenas = MAX_ARENAS;
@@ -50,7 +54,7 @@ function grow(): boolean {
   return true;
 }
 
-/** A free aligned unit of UNIT bytes, or undefined when all are in use. */
+/** A free aligned unit of UNIT bytes in shared memory, or undefined when all are in use. */
 export function takeAligned(): Buffer | undefined {
   if (free.length === 0 && !grow()) return undefined;
   const unit = free.pop() as Buffer;

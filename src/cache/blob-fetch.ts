@@ -15,10 +15,11 @@
 import { EventEmitter } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
 import type { BlobStream, RegistryClient } from '../registry/client.ts';
-import type { RegistryError } from '../registry/errors.ts';
+import { type RegistryError, RegistryFailure } from '../registry/errors.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
+import { type Digester, digesterFor } from './digester.ts';
 import { type ContentStore, isDirectIORefusal, StoreWriteError, type TempFile } from './store.ts';
 
 /** Units per download: 4 MiB of a blob in memory, so the disk may lag upstream by as much. */
@@ -35,6 +36,9 @@ interface Slot {
   /** Its write to the file, started once it is full (or the blob ended). */
   write: Promise<void> | undefined;
   done: boolean;
+  /** Its hashing, started with the write; the unit is reused only once both are over. */
+  hash: Promise<void> | undefined;
+  hashed: boolean;
 }
 
 /** One upstream download of one blob, readable by any number of clients while it runs. */
@@ -65,8 +69,10 @@ export class Download extends EventEmitter implements ByteSource {
   #waiting = false;
   /** Units the ring may hold: the aligned units taken, or RING ordinary ones. */
   readonly #capacity: number;
-  /** The first write that failed; later appends and the end fail with it. */
+  /** The first write (or hashing) that failed; later appends and the end fail with it. */
   #writeError: Error | undefined;
+  /** Hashes the units as they fill: off the main thread when they are in shared memory. */
+  readonly #digester: Digester;
 
   constructor(
     digest: string,
@@ -81,21 +87,21 @@ export class Download extends EventEmitter implements ByteSource {
     this.#temp = temp;
     this.#onDirectRefused = onDirectRefused;
     this.#units = [];
-    if (temp.direct) {
-      const wanted = size === undefined ? RING : Math.max(1, Math.min(RING, Math.ceil(size / UNIT)));
-      for (let i = 0; i < wanted; i++) {
-        const unit = takeAligned();
-        if (unit === undefined) break;
-        this.#units.push(unit);
-      }
-      if (this.#units.length === wanted) this.#direct = temp.direct;
-      else {
-        // Every aligned unit is in use: this download uses ordinary memory and the page cache.
-        for (const unit of this.#units) giveAligned(unit);
-        this.#units = [];
-      }
+    const wanted = size === undefined ? RING : Math.max(1, Math.min(RING, Math.ceil(size / UNIT)));
+    for (let i = 0; i < wanted; i++) {
+      const unit = takeAligned();
+      if (unit === undefined) break;
+      this.#units.push(unit);
+    }
+    if (this.#units.length === wanted) this.#direct = temp.direct;
+    else {
+      // Every aligned unit is in use: this download uses ordinary memory, the page cache and hashes
+      // on the main thread.
+      for (const unit of this.#units) giveAligned(unit);
+      this.#units = [];
     }
     this.#capacity = this.#units.length > 0 ? this.#units.length : RING;
+    this.#digester = digesterFor(digest, this.#units.length > 0);
   }
 
   get state(): 'running' | 'done' | 'failed' {
@@ -188,7 +194,9 @@ export class Download extends EventEmitter implements ByteSource {
     this.#waiting = true;
     try {
       while (at >= 0) {
-        await (this.#ring[0] as Slot).write;
+        const oldest = this.#ring[0] as Slot;
+        await oldest.write;
+        await oldest.hash;
         at = this.#fill(chunk, at);
       }
     } finally {
@@ -196,27 +204,52 @@ export class Download extends EventEmitter implements ByteSource {
     }
   }
 
-  /** A unit for the next bytes: a new one while the ring is short, else the oldest if it is on disk. */
+  /** A unit for the next bytes: a new one while the ring is short, else the oldest once on disk and hashed. */
   #nextSlot(): Slot | undefined {
     let buffer: Buffer;
     if (this.#ring.length < this.#capacity) {
       buffer = this.#units[this.#ring.length] ?? Buffer.allocUnsafeSlow(UNIT);
     } else {
       const oldest = this.#ring[0] as Slot;
-      if (!oldest.done) return undefined;
+      if (!oldest.done || !oldest.hashed) return undefined;
       this.#ring.shift();
       buffer = oldest.buffer;
     }
-    const slot: Slot = { buffer, start: this.#received, end: this.#received, write: undefined, done: false };
+    const slot: Slot = {
+      buffer,
+      start: this.#received,
+      end: this.#received,
+      write: undefined,
+      done: false,
+      hash: undefined,
+      hashed: false,
+    };
     this.#ring.push(slot);
     return slot;
   }
 
-  /** Queues a unit's write; WRITERS run at once, started in order, and may finish in any order. */
+  /**
+   * Queues a unit's write (WRITERS run at once, started in order, and may finish in any order) and its
+   * hashing (in order).
+   */
   #flush(slot: Slot): void {
     slot.end = this.#received;
     slot.write = this.#writeSlot(slot);
     slot.write.catch(() => {});
+    const hashing = this.#digester.update(slot.buffer, slot.end - slot.start);
+    if (hashing === undefined) slot.hashed = true;
+    else {
+      slot.hash = hashing.then(
+        () => {
+          slot.hashed = true;
+        },
+        (err: Error) => {
+          this.#writeError ??= err;
+          throw err;
+        },
+      );
+      slot.hash.catch(() => {});
+    }
   }
 
   async #writeSlot(slot: Slot): Promise<void> {
@@ -238,18 +271,29 @@ export class Download extends EventEmitter implements ByteSource {
     }
   }
 
-  /** Writes what is left and waits for every write; the file then holds exactly the bytes appended. */
-  async end(): Promise<void> {
+  /**
+   * Writes what is left and waits for every write and hashing; the file then holds exactly the bytes
+   * appended. Answers their digest ("sha256:...").
+   */
+  async end(): Promise<string> {
     const last = this.#ring.at(-1);
     if (last !== undefined && last.write === undefined && this.#received > last.start) this.#flush(last);
-    for (const slot of this.#ring) await slot.write;
+    for (const slot of this.#ring) {
+      await slot.write;
+      await slot.hash;
+    }
     if (this.#writeError) throw this.#writeError;
     this.emit('progress');
+    return this.#digester.digest();
   }
 
   /** Gives the units back once no write uses them; call when the download is over, however it went. */
   async dispose(): Promise<void> {
-    for (const slot of this.#ring) await slot.write?.catch(() => {});
+    for (const slot of this.#ring) {
+      await slot.write?.catch(() => {});
+      await slot.hash?.catch(() => {});
+    }
+    this.#digester.dispose();
     this.#ring = [];
     for (const unit of this.#units) giveAligned(unit);
     this.#units = [];
@@ -358,7 +402,8 @@ export class BlobFetcher {
 
   async #start(registry: string, repository: string, digest: string): Promise<FetchResult> {
     this.#observer.started?.(digest);
-    const answer = await this.#client.getBlob(registry, repository, digest);
+    // The download checks the digest itself, hashing off the main thread (digester.ts).
+    const answer = await this.#client.getBlob(registry, repository, digest, { checkDigest: false });
     if (!answer.ok) {
       this.#observer.finished?.(digest, 0, new Error(answer.error.message));
       return answer;
@@ -374,17 +419,21 @@ export class BlobFetcher {
       return { ok: false, error };
     }
     const download = new Download(digest, blob.size, temp, () => this.#store.directIORefused());
-    void this.#pump(download, blob, temp);
+    void this.#pump(download, blob, temp, `${registry}/${repository}`);
     return { ok: true, value: download };
   }
 
-  async #pump(download: Download, blob: BlobStream, temp: TempFile): Promise<void> {
+  async #pump(download: Download, blob: BlobStream, temp: TempFile, repository: string): Promise<void> {
     let error: Error | undefined;
     try {
-      // Fails at the end when the content does not hash to the digest. The ring copies each chunk
-      // (or, when full, holds the transfer until it can).
+      // The ring copies each chunk (or, when full, holds the transfer until it can) and hashes it.
       await blob.pipeTo((chunk) => download.append(chunk));
-      await download.end();
+      const actual = await download.end();
+      if (actual !== download.digest)
+        throw new RegistryFailure(
+          'REG_DIGEST_MISMATCH',
+          `blob ${repository}@${download.digest}: content hashes to ${actual}`,
+        );
       if (download.size !== undefined && download.received !== download.size)
         throw new Error(`upstream sent ${download.received} of ${download.size} bytes`);
       // Clients get the whole blob now; making it durable in the store (fsync, rename) follows.

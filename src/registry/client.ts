@@ -101,7 +101,8 @@ export interface BlobStream {
   /**
    * Hands the body to `sink` chunk by chunk (views valid during the call, or until the promise it
    * returns settles; the connection waits for that). Resolves once the body is whole and, for a whole
-   * blob, hashes to its digest; rejects with a RegistryFailure, or with the sink's own error.
+   * blob (unless `checkDigest: false`), hashes to its digest; rejects with a RegistryFailure, or with
+   * the sink's own error.
    */
   pipeTo(sink: BodySink): Promise<void>;
   /** The body as a stream of copies (same checks), for consumers that want one. */
@@ -124,6 +125,8 @@ export interface BlobHead {
 export interface BlobOptions extends CallOptions {
   /** Passed through as the Range header ("bytes=0-99"); a range answer is not digest-verified. */
   readonly range?: string | undefined;
+  /** false: the caller checks the digest of what it receives (the cache does, off the main thread). */
+  readonly checkDigest?: boolean | undefined;
 }
 
 interface HostState {
@@ -368,6 +371,7 @@ export class RegistryClient {
       if (res.wire === undefined) throw await failureFromStatus(res, 'GET', ctx.what, this.#now());
       const wire = res.wire;
       const whole = res.statusCode === 200;
+      const check = whole && options.checkDigest !== false;
       const detached = ctx.detach();
       let released = false;
       const release = () => {
@@ -377,7 +381,7 @@ export class RegistryClient {
       };
       const signal = ctx.signal;
       const pipeTo = async (sink: BodySink): Promise<void> => {
-        const hash = whole ? createHash(digest.startsWith('sha512:') ? 'sha512' : 'sha256') : undefined;
+        const hash = check ? createHash(digest.startsWith('sha512:') ? 'sha512' : 'sha256') : undefined;
         // The sink's own failure is passed on as it is; everything else is the registry's.
         let sinkError: { error: unknown } | undefined;
         const take = (chunk: Buffer): Promise<void> | undefined => {

@@ -7,7 +7,8 @@
 // the temp file in the background (several writes may be in flight) and stays in memory until its write
 // is done and the ring needs it again, so clients keeping up are served from memory: nobody waits for
 // the disk unless the disk falls RING units behind upstream, or a client falls behind the ring (it then
-// reads the file). Memory per download is fixed, however large the blob.
+// reads the file). Memory per download is fixed, however large the blob. Each full unit is also hashed,
+// in place, by a worker thread (digester.ts); the download checks the digest itself.
 //
 // Where the filesystem allows it, the units are written with O_DIRECT: a blob streamed through once
 // does not fill the page cache on its way in, and copying into freshly allocated page-cache memory is,
@@ -24,7 +25,10 @@ import { type ContentStore, isDirectIORefusal, StoreWriteError, type TempFile } 
 
 /** Units per download: 4 MiB of a blob in memory, so the disk may lag upstream by as much. */
 export const RING = 8;
-/** Unit writes in flight per download (each holds a thread of libuv's pool). */
+/**
+ * Unit writes in flight per download (each holds a thread of libuv's pool). More did not help on the
+ * test VM: concurrent direct writes extending one ext4 file wait for each other on the inode's lock.
+ */
 const WRITERS = 2;
 
 /** A unit of the ring: bytes [start, start + UNIT) of the blob (fewer for the last one). */

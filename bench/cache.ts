@@ -5,8 +5,9 @@
 //   manifest requests/s (by digest, 16 concurrent), and the cache's peak RSS while it serves >1 GB.
 // Ratios are pullmap / reference (higher is better for speed). Bounded: about a minute.
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { spawnCache } from '../test/harness/cache.ts';
 import { buildImage, pushBlob, pushImage, sha256 } from '../test/harness/images.ts';
@@ -16,7 +17,9 @@ import { type BenchResult, imageNodeFlags, median } from './measure.ts';
 
 const BLOB_MB = 200;
 /** Fresh blobs pulled cold; one cold pull is too noisy a sample on a shared machine. */
-const COLD_BLOBS = 3;
+const COLD_BLOBS = 5;
+/** A first, unmeasured cold pull through each side, so neither is measured while it warms up. */
+const WARMUP_MB = 16;
 const WARM_ROUNDS = 9;
 const MANIFEST_ROUND_MS = 1500;
 const MANIFEST_ROUNDS = 3;
@@ -60,6 +63,32 @@ async function peakRssMb(pid: number): Promise<number> {
 }
 
 /** docker-registry in proxy mode in front of `remote`, storing under `dir`. */
+/**
+ * Waits until a server's copy of a blob is in place. docker-registry's proxy stores what it streamed
+ * through a second fetch from upstream in the background, and pullmap makes its copy durable (fsync,
+ * rename) after the last byte: neither may overlap the next measurement.
+ */
+export async function untilStored(file: string, size: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const stored = await stat(file).catch(() => undefined);
+    if (stored?.size === size) return;
+    await sleep(20);
+  }
+  throw new Error(`${file} did not reach ${size} bytes within 30 s`);
+}
+
+/** Where the proxy started by startProxyRegistry(…, dir) stores a blob. */
+export function proxyBlobFile(dir: string, digest: string): string {
+  const hex = digest.slice('sha256:'.length);
+  return join(dir, 'proxy-data/docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+}
+
+/** Where a cache with store directory `storeDir` keeps a blob. */
+export function cacheBlobFile(storeDir: string, digest: string): string {
+  return join(storeDir, 'blobs', 'sha256', digest.slice('sha256:'.length));
+}
+
 export async function startProxyRegistry(
   remote: string,
   dir: string,
@@ -91,6 +120,14 @@ export async function runCacheBench(): Promise<BenchResult[]> {
   const upstream = await startRegistry();
   const stops: (() => Promise<void>)[] = [() => upstream.close(), () => work.remove()];
   try {
+    const warmup = randomBytes(WARMUP_MB * 1024 * 1024);
+    const warmupDigest = sha256(warmup);
+    await pushBlob(upstream, 'bench/big', {
+      mediaType: 'application/octet-stream',
+      digest: warmupDigest,
+      size: warmup.length,
+      bytes: warmup,
+    });
     const coldDigests: string[] = [];
     for (let i = 0; i < COLD_BLOBS; i++) {
       const bytes = randomBytes(BLOB_MB * 1024 * 1024);
@@ -123,6 +160,8 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     // Cold: the first GET through each goes to upstream while it is stored. Upstream's copy is read
     // once first, so neither side pays for upstream's disk, and the direct speed is the ceiling. Who
     // goes first alternates per blob.
+    for (const base of [cacheBase, proxyBase]) await download(`${base}/bench/big/blobs/${warmupDigest}`);
+    await untilStored(proxyBlobFile(work.path, warmupDigest), warmup.length);
     const directRates: number[] = [];
     const coldCache: number[] = [];
     const coldProxy: number[] = [];
@@ -135,10 +174,13 @@ export async function runCacheBench(): Promise<BenchResult[]> {
         const pulled = await download(`${base}${path}`);
         if (pulled.bytes !== big.size) throw new Error('cold GET came back short');
         (base === cacheBase ? coldCache : coldProxy).push(mbps(pulled.bytes, pulled.seconds));
+        // Its background work would otherwise compete with what is measured next.
+        await untilStored(
+          base === proxyBase ? proxyBlobFile(work.path, digest) : cacheBlobFile(cache.storeDir, digest),
+          big.size,
+        );
       }
     }
-    // Let the reference finish writing its copy before its warm rounds.
-    await download(`${proxyBase}${blobPath}`);
 
     const warmCache: number[] = [];
     const warmProxy: number[] = [];

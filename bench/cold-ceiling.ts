@@ -13,7 +13,7 @@ import { spawnCache } from '../test/harness/cache.ts';
 import { pushBlob, sha256 } from '../test/harness/images.ts';
 import { freePort, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
-import { download, startProxyRegistry } from './cache.ts';
+import { cacheBlobFile, download, proxyBlobFile, startProxyRegistry, untilStored } from './cache.ts';
 import { cpuMicros, imageNodeFlags, median } from './measure.ts';
 
 const BLOBS = 3;
@@ -92,6 +92,9 @@ try {
     for (let k = 0; k < servers.length; k++) {
       const server = servers[(round + k) % servers.length]!;
       const r = await pull(`${server.base}${digest}`, server.pid);
+      // Background work (the reference's own copy, the cache's fsync and rename) must not overlap the next.
+      if (server.name === 'reference') await untilStored(proxyBlobFile(work.path, digest), BLOB_BYTES);
+      if (server.name === 'pullmap') await untilStored(cacheBlobFile(cache.storeDir, digest), BLOB_BYTES);
       results.get(server.name)!.push(r);
       line.push(`${server.name} ${r.mbps.toFixed(0)} MB/s (${r.cpu.toFixed(0)} ms CPU)`);
     }

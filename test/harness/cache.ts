@@ -85,6 +85,8 @@ export interface CacheProcess {
   readonly host: string;
   readonly daemon: Daemon;
   readonly configPath: string;
+  /** The store directory from its config. */
+  readonly storeDir: string;
 }
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -111,7 +113,7 @@ export async function spawnCache(
     args: [...(options.nodeFlags ?? []), options.bundle ? BUNDLE : MAIN, 'cache', '--config', configPath],
     ready: async () => (await fetch(`http://${host}/healthz`)).ok,
   });
-  return { host, daemon, configPath };
+  return { host, daemon, configPath, storeDir: (config['storage'] as { dir: string }).dir };
 }
 
 /** `skopeo copy` of `ref` (plain HTTP) into an OCI layout; returns the layout directory. */

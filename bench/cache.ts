@@ -73,7 +73,7 @@ export async function untilStored(file: string, size: number): Promise<void> {
   while (Date.now() < deadline) {
     const stored = await stat(file).catch(() => undefined);
     if (stored?.size === size) return;
-    await sleep(20);
+    await sleep(5);
   }
   throw new Error(`${file} did not reach ${size} bytes within 30 s`);
 }
@@ -165,12 +165,16 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     const directRates: number[] = [];
     const coldCache: number[] = [];
     const coldProxy: number[] = [];
+    // From the request until the server's own copy is in place: the whole cost of a cold blob.
+    const storedCache: number[] = [];
+    const storedProxy: number[] = [];
     for (const [i, digest] of coldDigests.entries()) {
       const direct = await download(`${upstream.url}/v2/bench/big/blobs/${digest}`);
       directRates.push(mbps(direct.bytes, direct.seconds));
       const path = `/bench/big/blobs/${digest}`;
       const order = i % 2 === 0 ? [cacheBase, proxyBase] : [proxyBase, cacheBase];
       for (const base of order) {
+        const start = performance.now();
         const pulled = await download(`${base}${path}`);
         if (pulled.bytes !== big.size) throw new Error('cold GET came back short');
         (base === cacheBase ? coldCache : coldProxy).push(mbps(pulled.bytes, pulled.seconds));
@@ -179,6 +183,8 @@ export async function runCacheBench(): Promise<BenchResult[]> {
           base === proxyBase ? proxyBlobFile(work.path, digest) : cacheBlobFile(cache.storeDir, digest),
           big.size,
         );
+        const stored = (performance.now() - start) / 1000;
+        (base === cacheBase ? storedCache : storedProxy).push(mbps(big.size, stored));
       }
     }
 
@@ -228,6 +234,7 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     const rssProxy = await peakRssMb(proxy.daemon.pid);
 
     const cold = median(coldCache) / median(coldProxy);
+    const coldStored = median(storedCache) / median(storedProxy);
     const warm = median(warmCache) / median(warmProxy);
     const manifests = median(mCache) / median(mProxy);
     console.log('## 5. pull-through cache vs docker-registry proxy (same upstream, loopback)');
@@ -236,6 +243,9 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     );
     console.log(
       `cold 200 MB   pullmap ${median(coldCache).toFixed(0)} MB/s, reference ${median(coldProxy).toFixed(0)} MB/s (medians of ${COLD_BLOBS} blobs; pullmap ${coldCache.map((r) => r.toFixed(0)).join(', ')}; reference ${coldProxy.map((r) => r.toFixed(0)).join(', ')})  RATIO ${cold.toFixed(2)}`,
+    );
+    console.log(
+      `  until stored pullmap ${median(storedCache).toFixed(0)} MB/s, reference ${median(storedProxy).toFixed(0)} MB/s (request to the server's own copy in place; docker-registry stores through a second, background fetch)  RATIO ${coldStored.toFixed(2)}`,
     );
     console.log(
       `warm 200 MB   pullmap ${median(warmCache).toFixed(0)} MB/s, reference ${median(warmProxy).toFixed(0)} MB/s (median of ${WARM_ROUNDS})  RATIO ${warm.toFixed(2)}`,
@@ -264,6 +274,13 @@ export async function runCacheBench(): Promise<BenchResult[]> {
         measured: `${median(coldCache).toFixed(0)} MB/s`,
         ratio: `${cold.toFixed(2)} x docker-registry proxy`,
         pass: cold >= 0.9,
+      },
+      {
+        name: 'cache: cold, until stored',
+        target: 'report',
+        measured: `${median(storedCache).toFixed(0)} MB/s`,
+        ratio: `${coldStored.toFixed(2)} x docker-registry proxy`,
+        pass: true,
       },
       {
         name: 'cache: manifests by digest',

@@ -22,10 +22,20 @@ export class DigesterError extends Error {
   override readonly name = 'DigesterError';
 }
 
-/** `digest` is "sha256:..." or "sha512:..."; units from shared memory go to the worker. */
+/**
+ * `digest` is "sha256:..." or "sha512:..."; units from shared memory go to the worker. A worker that
+ * cannot be started (thread limits) leaves hashing on the main thread: slower, equally correct.
+ */
 export function digesterFor(digest: string, shared: boolean): Digester {
   const algorithm = digest.startsWith('sha512:') ? 'sha512' : 'sha256';
-  return shared ? new WorkerDigester(algorithm) : new InlineDigester(algorithm);
+  if (shared) {
+    try {
+      return new WorkerDigester(algorithm);
+    } catch {
+      // Falls through to inline hashing.
+    }
+  }
+  return new InlineDigester(algorithm);
 }
 
 class InlineDigester implements Digester {

@@ -91,10 +91,13 @@ export function readableOf(pipeTo: (sink: BodySink) => Promise<void>, cancel: ()
   return out;
 }
 
-function headerValue(name: string, value: string): string {
+/** One header line; a name that is not a token, or a value with a line break, is refused. */
+function headerLine(name: string, value: string): string {
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name))
+    throw new WireError('ERR_INVALID_HTTP_TOKEN', `invalid header name ${JSON.stringify(name)}`);
   // A line break in a value would let it add headers (or a second request) of its own.
   if (/[\r\n\0]/.test(value)) throw new WireError('ERR_INVALID_CHAR', `header ${name} contains a line break`);
-  return value;
+  return `${name}: ${value}\r\n`;
 }
 
 class Connection implements WireResponse {
@@ -125,8 +128,7 @@ class Connection implements WireResponse {
     const { url } = request;
     // Built first: a header that cannot be sent fails the call before anything is opened.
     let lines = `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n`;
-    for (const [name, value] of Object.entries(request.headers))
-      lines += `${name}: ${headerValue(name, value)}\r\n`;
+    for (const [name, value] of Object.entries(request.headers)) lines += headerLine(name, value);
     lines += '\r\n';
     this.#request = request;
     this.#resolveHead = resolve;

@@ -216,7 +216,7 @@ describe('wireGet', () => {
     assert.ok((await first).equals(BODY));
   });
 
-  it('refuses a header value with a line break before connecting', async () => {
+  it('refuses a header value with a line break, or a name that is not a token, before connecting', async () => {
     const before = connections;
     await assert.rejects(
       get('/length', { headers: { authorization: 'Bearer x\r\nX-Injected: 1' } }),
@@ -225,6 +225,10 @@ describe('wireGet', () => {
         return true;
       },
     );
+    await assert.rejects(get('/length', { headers: { 'bad name': 'x' } }), (err: unknown) => {
+      assert.equal((err as { code?: string }).code, 'ERR_INVALID_HTTP_TOKEN');
+      return true;
+    });
     assert.equal(connections, before);
   });
 

@@ -13,10 +13,13 @@ import { Readable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { type BodyFramer, framer, framingOf, MAX_HEAD_BYTES, ProtocolError, parseHead } from './http1.ts';
 
-/** Bytes per socket read. */
-const READ_BUFFER = 256 * 1024;
+/**
+ * Bytes per socket read. Larger reads mean fewer callbacks: on the test VM a cold 200 MB pull through
+ * the cache took about 10% less CPU with 1 MiB than with 256 KiB, and was as much faster.
+ */
+const READ_BUFFER = 1024 * 1024;
 /** Read buffers kept for later connections (the rest are left to the garbage collector). */
-const POOL_MAX = 16;
+const POOL_MAX = 8;
 const pool: Buffer[] = [];
 
 /** A failure of the transport itself; `code` says which (classifyNetworkError reads it). */

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { classifyNetworkError } from '../../src/registry/errors.ts';
 import { type WireResponse, wireGet } from '../../src/registry/wire.ts';
 
-const BODY = randomBytes(3 * 1024 * 1024 + 17);
+const BODY = randomBytes(6 * 1024 * 1024 + 17);
 
 function listen(server: Server | NetServer): Promise<number> {
   return new Promise((resolve) =>

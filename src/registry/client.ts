@@ -184,6 +184,8 @@ export class RegistryClient {
   readonly #userAgent: string;
   readonly #hosts = new Map<string, HostState>();
   readonly #auth: Authorizer;
+  /** Aborted by `close`: ends blob transfers, which run on connections of their own (wire.ts). */
+  readonly #closing = new AbortController();
 
   constructor(options: RegistryClientOptions = {}) {
     this.#endpoints = options.endpoints ?? {};
@@ -400,6 +402,7 @@ export class RegistryClient {
           await wire.pipeTo(take);
         } catch (err) {
           if (sinkError) throw sinkError.error;
+          if (err instanceof RegistryFailure) throw err;
           throw signal.aborted
             ? new RegistryFailure('REG_DEADLINE', `${what}: the caller's deadline passed while streaming`)
             : classifyNetworkError(err, what);
@@ -432,6 +435,7 @@ export class RegistryClient {
    * and a slow registry must not hold the process up). The client must not be used afterwards.
    */
   async close(): Promise<void> {
+    this.#closing.abort(new RegistryFailure('REG_CONNECTION_FAILED', 'the registry client was closed'));
     const states = [...this.#hosts.values()];
     this.#hosts.clear();
     await Promise.all(states.map((s) => s.dispatcher.destroy().catch(() => {})));
@@ -638,7 +642,8 @@ export class RegistryClient {
       headers: { 'user-agent': this.#userAgent, ...request.headers },
       authorization,
       authOrigin: endpoint.origin,
-      signal: ctx.signal,
+      // Closing the client destroys the pools; a blob's own connection is ended through its signal.
+      signal: request.wire ? AbortSignal.any([ctx.signal, this.#closing.signal]) : ctx.signal,
       timeoutMs: ctx.timeoutMs,
       allowPlainRedirect: endpoint.scheme === 'http',
     });

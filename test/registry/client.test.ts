@@ -11,6 +11,7 @@ import type { RegistryCredential } from '../../src/registry/credentials.ts';
 import { RegistryFailure, type RegistryResult } from '../../src/registry/errors.ts';
 import { CredentialKeyring } from '../../src/registry/keyring.ts';
 import { OCI_INDEX, OCI_MANIFEST } from '../../src/registry/media-types.ts';
+import { startFaultyUpstream } from '../harness/faulty-upstream.ts';
 import { buildImage, buildIndex, pushImage, pushIndex } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
@@ -578,5 +579,29 @@ describe('RegistryClient against slow and rate-limiting registries', () => {
       [result.error.code, result.error.outcome, result.error.status, result.error.retryAfterMs],
       ['REG_RATE_LIMITED', 'RateLimited', 429, 7000],
     );
+  });
+});
+
+describe('RegistryClient.close and blob transfers', () => {
+  it('ends a blob transfer under way (it runs on a connection of its own)', async () => {
+    const image = buildImage({ files: { 'big.bin': 'x'.repeat(256 * 1024) } });
+    const upstream = await startFaultyUpstream('team/app', 'v1', image, { [image.layer.digest]: 'stall' });
+    const client = new RegistryClient({
+      endpoints: { [upstream.host]: { scheme: 'http', requestTimeoutMs: 60_000 } },
+    });
+    try {
+      const blob = await client.getBlob(upstream.host, 'team/app', image.layer.digest);
+      assert.ok(blob.ok, JSON.stringify(blob));
+      const reading = blob.value.pipeTo(() => undefined);
+      await upstream.stalled();
+      await client.close();
+      await assert.rejects(reading, (err: unknown) => {
+        assert.ok(err instanceof RegistryFailure);
+        assert.equal(err.code, 'REG_CONNECTION_FAILED');
+        return true;
+      });
+    } finally {
+      await upstream.close();
+    }
   });
 });

@@ -77,6 +77,7 @@ export class Download extends EventEmitter implements ByteSource {
   #writeError: Error | undefined;
   /** Hashes the units as they fill: off the main thread when they are in shared memory. */
   readonly #digester: Digester;
+  #digest: Promise<string> | undefined;
 
   constructor(
     digest: string,
@@ -276,19 +277,34 @@ export class Download extends EventEmitter implements ByteSource {
   }
 
   /**
-   * Writes what is left and waits for every write and hashing; the file then holds exactly the bytes
-   * appended. Answers their digest ("sha256:...").
+   * The digest of everything appended ("sha256:..."), once every unit is hashed; writes may still be
+   * under way (clients may have the blob before it is stored, never before it is verified).
    */
-  async end(): Promise<string> {
-    const last = this.#ring.at(-1);
-    if (last !== undefined && last.write === undefined && this.#received > last.start) this.#flush(last);
+  digested(): Promise<string> {
+    this.#flushLast();
+    this.#digest ??= (async () => {
+      for (const slot of this.#ring) await slot.hash;
+      if (this.#writeError) throw this.#writeError;
+      return this.#digester.digest();
+    })();
+    return this.#digest;
+  }
+
+  /** Writes what is left and waits for every write and hashing; the file then holds exactly the bytes appended. */
+  async end(): Promise<void> {
+    this.#flushLast();
     for (const slot of this.#ring) {
       await slot.write;
       await slot.hash;
     }
     if (this.#writeError) throw this.#writeError;
     this.emit('progress');
-    return this.#digester.digest();
+  }
+
+  /** Starts the write and hashing of a last, partly filled unit. */
+  #flushLast(): void {
+    const last = this.#ring.at(-1);
+    if (last !== undefined && last.write === undefined && this.#received > last.start) this.#flush(last);
   }
 
   /** Gives the units back once no write uses them; call when the download is over, however it went. */
@@ -432,7 +448,7 @@ export class BlobFetcher {
     try {
       // The ring copies each chunk (or, when full, holds the transfer until it can) and hashes it.
       await blob.pipeTo((chunk) => download.append(chunk));
-      const actual = await download.end();
+      const actual = await download.digested();
       if (actual !== download.digest)
         throw new RegistryFailure(
           'REG_DIGEST_MISMATCH',
@@ -440,8 +456,10 @@ export class BlobFetcher {
         );
       if (download.size !== undefined && download.received !== download.size)
         throw new Error(`upstream sent ${download.received} of ${download.size} bytes`);
-      // Clients get the whole blob now; making it durable in the store (fsync, rename) follows.
+      // Clients get the whole blob now, from memory or from what is on disk; storing it (the last
+      // writes, fsync, rename) follows.
       download.verified();
+      await download.end();
       await this.#store.commitBlob(temp, download.digest, download.received).catch((err: unknown) => {
         throw new StoreWriteError('commit', err);
       });

@@ -8,6 +8,7 @@
 //   no store    the same without writing the blob anywhere (hash and pass-through only)
 // The order rotates per blob. Prints each round (MB/s and CPU ms of the serving process), then medians
 // and ratios against the reference. Loopback only; about 20 seconds.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { spawnCache } from '../test/harness/cache.ts';
 import { pushBlob, sha256 } from '../test/harness/images.ts';
@@ -95,6 +96,8 @@ try {
       // Background work (the reference's own copy, the cache's fsync and rename) must not overlap the next.
       if (server.name === 'reference') await untilStored(proxyBlobFile(work.path, digest), BLOB_BYTES);
       if (server.name === 'pullmap') await untilStored(cacheBlobFile(cache.storeDir, digest), BLOB_BYTES);
+      // Nor the kernel's writeback of what went through the page cache.
+      execFileSync('sync');
       results.get(server.name)!.push(r);
       line.push(`${server.name} ${r.mbps.toFixed(0)} MB/s (${r.cpu.toFixed(0)} ms CPU)`);
     }

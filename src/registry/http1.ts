@@ -8,9 +8,10 @@ export const MAX_HEAD_BYTES = 64 * 1024;
 /** A chunk-size line (with extensions) or trailer line longer than this is refused. */
 const MAX_LINE = 4096;
 
-/** The answer is not HTTP/1.1 as RFC 9112 frames it. */
+/** The answer is not HTTP/1.1 as RFC 9112 frames it; `code` is what classifyNetworkError reads. */
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
+  readonly code = 'PULLMAP_HTTP_PROTOCOL';
 }
 
 export interface ResponseHead {

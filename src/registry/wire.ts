@@ -199,7 +199,7 @@ class Connection implements WireResponse {
       const end = this.#head.indexOf('\r\n\r\n', from);
       if (end < 0) {
         if (this.#head.length > MAX_HEAD_BYTES)
-          this.#fail(new ProtocolErrorWithCode(`response head larger than ${MAX_HEAD_BYTES} bytes`));
+          this.#fail(new ProtocolError(`response head larger than ${MAX_HEAD_BYTES} bytes`));
         return this.#state === 'head';
       }
       let framing: ReturnType<typeof framingOf>;
@@ -215,7 +215,7 @@ class Connection implements WireResponse {
         this.statusCode = head.statusCode;
         this.headers = head.headers;
       } catch (err) {
-        this.#fail(err instanceof ProtocolError ? new ProtocolErrorWithCode(err.message) : (err as Error));
+        this.#fail(err as Error);
         return false;
       }
       this.#framer = framer(framing);
@@ -357,11 +357,5 @@ class Connection implements WireResponse {
 
   #giveBuffer(): void {
     if (pool.length < POOL_MAX) pool.push(this.#buffer);
-  }
-}
-
-class ProtocolErrorWithCode extends WireError {
-  constructor(message: string) {
-    super('PULLMAP_HTTP_PROTOCOL', message);
   }
 }

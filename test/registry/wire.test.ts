@@ -58,6 +58,12 @@ describe('wireGet', () => {
       res.write(BODY.subarray(0, 1000), () => res.socket?.destroy());
     },
     '/not-found': (_req, res) => res.writeHead(404, { 'content-length': 2 }).end('{}'),
+    '/bad-chunk': (req, res) => {
+      // A chunk size that is not hex, past Node.js's own framing.
+      res.writeHead(200, { 'transfer-encoding': 'chunked' });
+      res.flushHeaders();
+      req.socket.write('zz\r\nhello\r\n');
+    },
   };
 
   before(async () => {
@@ -168,6 +174,17 @@ describe('wireGet', () => {
       return sleep(300);
     });
     assert.ok(body.equals(BODY));
+  });
+
+  it('fails a malformed chunked body as an invalid answer', async () => {
+    const res = await get('/bad-chunk');
+    await assert.rejects(
+      res.pipeTo(() => undefined),
+      (err: unknown) => {
+        assert.equal(classifyNetworkError(err, 'x').code, 'REG_INVALID_RESPONSE');
+        return true;
+      },
+    );
   });
 
   it('fails a body cut short as a connection failure', async () => {

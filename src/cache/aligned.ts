@@ -12,8 +12,11 @@
 
 /** Alignment for offsets and lengths of direct I/O: 4 KiB covers 512-byte and 4 KiB logical blocks. */
 const ALIGNMENT = 4096;
-/** Size of every aligned unit. */
-export const UNIT = 512 * 1024;
+/**
+ * Size of every aligned unit, so of every direct write. Under load, 1 MiB writes kept up with upstream
+ * better than 512 KiB ones (fewer syscalls and thread wake-ups per byte) and 2 MiB ones.
+ */
+export const UNIT = 1024 * 1024;
 const UNITS_PER_ARENA = 16;
 const MAX_ARENAS = 4;
 const WASM_PAGE = 64 * 1024;

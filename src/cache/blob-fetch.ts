@@ -23,7 +23,7 @@ import type { ByteSource } from './copy.ts';
 import { type Digester, digesterFor } from './digester.ts';
 import { type ContentStore, isDirectIORefusal, StoreWriteError, type TempFile } from './store.ts';
 
-/** Units per download: 4 MiB of a blob in memory, so the disk may lag upstream by as much. */
+/** Units per download: 8 MiB of a blob in memory, so the disk may lag upstream by as much. */
 export const RING = 8;
 /**
  * Unit writes in flight per download (each holds a thread of libuv's pool). More did not help on the

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { giveAligned, takeAligned, UNIT } from '../../src/cache/aligned.ts';
-import { Download, RING } from '../../src/cache/blob-fetch.ts';
+import { Download, OVERFLOW_RING, RING } from '../../src/cache/blob-fetch.ts';
 import { copyRange } from '../../src/cache/copy.ts';
 import { ContentStore, StoreWriteError } from '../../src/cache/store.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
@@ -93,16 +93,18 @@ describe('cache download: ring, file and clients', () => {
     const taken: Buffer[] = [];
     for (let unit = takeAligned(); unit !== undefined; unit = takeAligned()) taken.push(unit);
     try {
+      // Longer than the small ring such a download keeps, so its units are reused.
+      const longer = randomBytes((OVERFLOW_RING + 3) * UNIT + 777);
       const temp2 = await on.tempFile({ direct: true });
-      const b = new Download(digestOf(bytes), undefined, temp2);
+      const b = new Download(digestOf(longer), undefined, temp2);
       const got2 = reader(b);
-      await feed(b, bytes);
+      await feed(b, longer);
       b.verified();
-      assert.ok((await got2).equals(bytes));
+      assert.ok((await got2).equals(longer));
       await on.commitBlob(temp2, b.digest, b.received);
       await b.dispose();
       b.finish(undefined);
-      assert.ok((await readFile(on.blobPath(b.digest))).equals(bytes));
+      assert.ok((await readFile(on.blobPath(b.digest))).equals(longer));
     } finally {
       for (const unit of taken) giveAligned(unit);
     }

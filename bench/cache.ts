@@ -18,7 +18,7 @@ import { type BenchResult, imageNodeFlags, median } from './measure.ts';
 
 const BLOB_MB = 200;
 /** Fresh blobs pulled cold; one cold pull is too noisy a sample on a shared machine. */
-const COLD_BLOBS = 5;
+const COLD_BLOBS = 7;
 /** A first, unmeasured cold pull through each side, so neither is measured while it warms up. */
 const WARMUP_MB = 16;
 const WARM_ROUNDS = 9;

@@ -18,6 +18,17 @@ function listen(server: Server | NetServer): Promise<number> {
   );
 }
 
+/** Rejects with an error that classifies as `code`; answers the error for further checks. */
+async function failsAs(promise: Promise<unknown>, code: string): Promise<Error> {
+  let caught: unknown;
+  await assert.rejects(promise, (err: unknown) => {
+    caught = err;
+    return true;
+  });
+  assert.equal(classifyNetworkError(caught, 'x').code, code);
+  return caught as Error;
+}
+
 async function collect(
   res: WireResponse,
   sink?: (chunk: Buffer) => Promise<void> | undefined,
@@ -149,19 +160,14 @@ describe('wireGet', () => {
   });
 
   it('times out waiting for the head, and between body bytes', async () => {
-    await assert.rejects(get('/silent', { timeoutMs: 200 }), (err: unknown) => {
-      assert.equal(classifyNetworkError(err, 'x').code, 'REG_TIMEOUT');
-      return true;
-    });
+    await failsAs(get('/silent', { timeoutMs: 200 }), 'REG_TIMEOUT');
     const res = await get('/stall', { timeoutMs: 200 });
     let received = 0;
-    await assert.rejects(
-      res.pipeTo((chunk) => {
-        received += chunk.length;
-        return undefined;
-      }),
-      (err: unknown) => classifyNetworkError(err, 'x').code === 'REG_TIMEOUT',
-    );
+    const reading = res.pipeTo((chunk) => {
+      received += chunk.length;
+      return undefined;
+    });
+    await failsAs(reading, 'REG_TIMEOUT');
     assert.equal(received, 1000);
   });
 
@@ -178,25 +184,19 @@ describe('wireGet', () => {
 
   it('fails a malformed chunked body as an invalid answer', async () => {
     const res = await get('/bad-chunk');
-    await assert.rejects(
+    await failsAs(
       res.pipeTo(() => undefined),
-      (err: unknown) => {
-        assert.equal(classifyNetworkError(err, 'x').code, 'REG_INVALID_RESPONSE');
-        return true;
-      },
+      'REG_INVALID_RESPONSE',
     );
   });
 
   it('fails a body cut short as a connection failure', async () => {
     const res = await get('/cut');
-    await assert.rejects(
+    const err = await failsAs(
       res.pipeTo(() => undefined),
-      (err: unknown) => {
-        assert.equal(classifyNetworkError(err, 'x').code, 'REG_CONNECTION_FAILED');
-        assert.match((err as Error).message, /after 1000 body bytes/);
-        return true;
-      },
+      'REG_CONNECTION_FAILED',
     );
+    assert.match(err.message, /after 1000 body bytes/);
   });
 
   it('stops at once when the caller aborts, and when the consumer fails', async () => {
@@ -217,12 +217,9 @@ describe('wireGet', () => {
   it('closes the connection on cancel, and refuses a second read', async () => {
     const res = await get('/stall');
     res.cancel();
-    await assert.rejects(
+    await failsAs(
       res.pipeTo(() => undefined),
-      (err: unknown) => {
-        assert.equal(classifyNetworkError(err, 'x').code, 'REG_CONNECTION_FAILED');
-        return true;
-      },
+      'REG_CONNECTION_FAILED',
     );
     const twice = await get('/length');
     const first = collect(twice);

@@ -23,6 +23,11 @@ export interface ResponseHead {
 const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: .*)?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
+/** Whether `name` is an RFC 9110 token, as header field names must be. */
+export function isToken(name: string): boolean {
+  return TOKEN.test(name);
+}
+
 /** Parses a head without its final empty line ("HTTP/1.1 200 OK\r\nName: value\r\n..."). */
 export function parseHead(text: string): ResponseHead {
   const lines = text.split('\r\n');
@@ -34,7 +39,7 @@ export function parseHead(text: string): ResponseHead {
     const colon = line.indexOf(':');
     const name = colon > 0 ? line.slice(0, colon) : '';
     // RFC 9112 §5.1: no whitespace between the name and the colon; obsolete line folding is refused.
-    if (!TOKEN.test(name)) throw new ProtocolError(`malformed header line ${JSON.stringify(line)}`);
+    if (!isToken(name)) throw new ProtocolError(`malformed header line ${JSON.stringify(line)}`);
     const key = name.toLowerCase();
     const value = line.slice(colon + 1).trim();
     const seen = headers[key];

@@ -126,8 +126,6 @@ class Connection implements WireResponse {
   #rejectBody: ((err: Error) => void) | undefined;
   /** The consumer returned a promise that has not settled: the socket is paused for it. */
   #held = false;
-  /** The connection closed, ending a close-delimited body, while the consumer was held. */
-  #eof = false;
   #error: Error | undefined;
   #buffer: Buffer;
   #timer: NodeJS.Timeout;
@@ -297,9 +295,7 @@ class Connection implements WireResponse {
             if (this.#state !== 'body') return;
             this.#arm(this.#request.timeoutMs, 'PULLMAP_BODY_TIMEOUT', 'no body bytes');
             try {
-              if (!this.#feed(data, i + 1, done)) return;
-              if (this.#eof) this.#finish();
-              else this.#socket.resume();
+              if (this.#feed(data, i + 1, done)) this.#socket.resume();
             } catch (err) {
               this.#fail(err as Error);
             }
@@ -324,10 +320,10 @@ class Connection implements WireResponse {
   }
 
   #closed(): void {
-    if (this.#state === 'body' && (this.#framer as BodyFramer).closeEnds()) {
-      // The body ends with the connection; bytes the consumer is still taking come first.
-      if (this.#held) this.#eof = true;
-      else this.#finish();
+    // A close ends a close-delimited body. It is only seen while reading, so never while the consumer
+    // holds a chunk (the socket is paused then): closing then is a failure like any other.
+    if (this.#state === 'body' && !this.#held && (this.#framer as BodyFramer).closeEnds()) {
+      this.#finish();
       return;
     }
     const received = this.#framer?.received ?? 0;

@@ -24,12 +24,17 @@ import { type Digester, digesterFor } from './digester.ts';
 import { type ContentStore, isDirectIORefusal, StoreWriteError, type TempFile } from './store.ts';
 
 /**
- * Units per download: 16 MiB of a blob in memory, so the disk may lag upstream by as much. Direct
- * writes under load come in bursts; in A/B runs (8 fresh blobs, rotating order) a ring of 16 units of
- * 1 MiB kept cold pulls at 0.95-0.98x of the reference where 8 units gave 0.66-0.82x, and 32 units of
- * 512 KiB 0.93x. The aligned pool (64 MiB) holds four such rings.
+ * Units per download: up to 32 MiB of a blob in memory, so the disk may lag upstream by as much. Direct
+ * writes under load come in bursts of several milliseconds each; in A/B runs (8-10 fresh blobs, rotating
+ * order, three runs) a ring of 32 units of 1 MiB kept cold pulls at 0.94-1.07x of the reference where
+ * 16 units gave 0.73-1.06x (and 8 units 0.66-0.82x). The aligned pool (64 MiB) holds two full rings.
  */
-export const RING = 16;
+export const RING = 32;
+/**
+ * Fewest aligned units worth a direct-I/O ring: a download finding fewer free in the pool (and needing
+ * more) uses OVERFLOW_RING ordinary units and the page cache instead.
+ */
+export const MIN_RING = 8;
 /** Units of ordinary memory for a download that finds the aligned pool used up: memory stays bounded. */
 export const OVERFLOW_RING = 4;
 /**
@@ -78,7 +83,7 @@ export class Download extends EventEmitter implements ByteSource {
   readonly #writers = new Semaphore(WRITERS);
   /** An append is waiting for a unit to be written. */
   #waiting = false;
-  /** Units the ring may hold: the aligned units taken, or OVERFLOW_RING ordinary ones. */
+  /** Units the ring may hold: the aligned units taken (RING at most), or OVERFLOW_RING ordinary ones. */
   readonly #capacity: number;
   /** The first write (or hashing) that failed; later appends and the end fail with it. */
   #writeError: Error | undefined;
@@ -105,10 +110,10 @@ export class Download extends EventEmitter implements ByteSource {
       if (unit === undefined) break;
       this.#units.push(unit);
     }
-    if (this.#units.length === wanted) this.#direct = temp.direct;
+    if (this.#units.length >= Math.min(wanted, MIN_RING)) this.#direct = temp.direct;
     else {
-      // Every aligned unit is in use: this download uses ordinary memory, the page cache and hashes
-      // on the main thread.
+      // The aligned pool is (nearly) used up: this download uses ordinary memory, the page cache and
+      // hashes on the main thread.
       for (const unit of this.#units) giveAligned(unit);
       this.#units = [];
     }

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { giveAligned, takeAligned, UNIT } from '../../src/cache/aligned.ts';
-import { Download, OVERFLOW_RING, RING } from '../../src/cache/blob-fetch.ts';
+import { Download, MIN_RING, OVERFLOW_RING, RING } from '../../src/cache/blob-fetch.ts';
 import { copyRange } from '../../src/cache/copy.ts';
 import { ContentStore, StoreWriteError } from '../../src/cache/store.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
@@ -105,6 +105,39 @@ describe('cache download: ring, file and clients', () => {
       await b.dispose();
       b.finish(undefined);
       assert.ok((await readFile(on.blobPath(b.digest))).equals(longer));
+    } finally {
+      for (const unit of taken) giveAligned(unit);
+    }
+  });
+
+  it('takes the aligned units left in the pool when fewer than a full ring are free', async () => {
+    const store = await storeAt('partial');
+    const taken: Buffer[] = [];
+    for (let unit = takeAligned(); unit !== undefined; unit = takeAligned()) taken.push(unit);
+    // Leave MIN_RING free: a blob needing more than that gets exactly those, written directly.
+    const left = taken.splice(0, MIN_RING);
+    for (const unit of left) giveAligned(unit);
+    try {
+      const bytes = randomBytes((MIN_RING + 5) * UNIT + 4321);
+      const temp = await store.tempFile({ direct: true });
+      const d = new Download(digestOf(bytes), bytes.length, temp);
+      const spare = takeAligned();
+      if (spare) giveAligned(spare);
+      const got = reader(d);
+      await feed(d, bytes);
+      d.verified();
+      assert.ok((await got).equals(bytes));
+      await store.commitBlob(temp, d.digest, d.received);
+      await d.dispose();
+      d.finish(undefined);
+      assert.ok((await readFile(store.blobPath(d.digest))).equals(bytes));
+      assert.ok(spare === undefined, 'the download held every free unit');
+      const back = Array.from({ length: MIN_RING }, () => takeAligned());
+      assert.ok(
+        back.every((u) => u !== undefined),
+        'dispose gave the units back to the pool',
+      );
+      for (const unit of back) giveAligned(unit as Buffer);
     } finally {
       for (const unit of taken) giveAligned(unit);
     }

@@ -10,9 +10,10 @@
 // reads the file). Memory per download is fixed, however large the blob. Each full unit is also hashed,
 // in place, by a worker thread (digester.ts); the download checks the digest itself.
 //
-// Where the filesystem allows it, the units are written with O_DIRECT: a blob streamed through once
-// does not fill the page cache on its way in, and copying into freshly allocated page-cache memory is,
-// on some virtual machines, the costliest part of a cold pull (README, cache: "Throughput").
+// Where the filesystem allows it, the units are written with O_DIRECT, in order, by a thread of their own
+// (writer.ts): a blob streamed through once does not fill the page cache on its way in, and copying into
+// freshly allocated page-cache memory is, on some virtual machines, the costliest part of a cold pull
+// (README, cache: "Throughput").
 import { EventEmitter } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
 import type { BlobStream, RegistryClient } from '../registry/client.ts';
@@ -22,14 +23,16 @@ import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
 import { type Digester, digesterFor } from './digester.ts';
 import { type ContentStore, isDirectIORefusal, StoreWriteError, type TempFile } from './store.ts';
+import { writeOnThread, writerAvailable } from './writer.ts';
 
 /**
- * Units per download: up to 32 MiB of a blob in memory, so the disk may lag upstream by as much. Direct
- * writes under load come in bursts of several milliseconds each; in A/B runs (8-10 fresh blobs, rotating
- * order, three runs) a ring of 32 units of 1 MiB kept cold pulls at 0.94-1.07x of the reference where
- * 16 units gave 0.73-1.06x (and 8 units 0.66-0.82x). The aligned pool (64 MiB) holds two full rings.
+ * Units per download: up to 24 MiB of a blob in memory, so the disk may lag upstream by as much. Direct
+ * writes under load come in bursts of several milliseconds each. Time a download waited for a free unit
+ * (ring full of unwritten units), medians over 8 fresh 200 MB blobs in two runs, writes on the writing
+ * thread: 16 units 8-12 ms per blob, 24 units 2-3 ms, 32 units 0-1 ms. 24 keeps the cache's peak RSS
+ * in the benchmark near 141-143 MiB (the target is < 150; each helper thread costs ~11 MiB, thread.ts).
  */
-export const RING = 32;
+export const RING = 24;
 /**
  * Fewest aligned units worth a direct-I/O ring: a download finding fewer free in the pool (and needing
  * more) uses OVERFLOW_RING ordinary units and the page cache instead.
@@ -38,8 +41,9 @@ export const MIN_RING = 8;
 /** Units of ordinary memory for a download that finds the aligned pool used up: memory stays bounded. */
 export const OVERFLOW_RING = 4;
 /**
- * Unit writes in flight per download (each holds a thread of libuv's pool). More did not help on the
- * test VM: concurrent direct writes extending one ext4 file wait for each other on the inode's lock.
+ * Unit writes in flight per download on libuv's pool: writes through the page cache, and direct ones
+ * when the writing thread (writer.ts) could not be started. More did not help on the test VM:
+ * concurrent direct writes extending one ext4 file wait for each other on the inode's lock.
  */
 const WRITERS = 2;
 
@@ -81,6 +85,8 @@ export class Download extends EventEmitter implements ByteSource {
   /** Bytes on disk, counted from 0 (every write before them is done). */
   #written = 0;
   readonly #writers = new Semaphore(WRITERS);
+  /** Direct writes go to the writing thread (writer.ts), when it could be started. */
+  #writerThread = false;
   /** An append is waiting for a unit to be written. */
   #waiting = false;
   /** Units the ring may hold: the aligned units taken (RING at most), or OVERFLOW_RING ordinary ones. */
@@ -110,8 +116,10 @@ export class Download extends EventEmitter implements ByteSource {
       if (unit === undefined) break;
       this.#units.push(unit);
     }
-    if (this.#units.length >= Math.min(wanted, MIN_RING)) this.#direct = temp.direct;
-    else {
+    if (this.#units.length >= Math.min(wanted, MIN_RING)) {
+      this.#direct = temp.direct;
+      this.#writerThread = this.#direct !== undefined && writerAvailable();
+    } else {
       // The aligned pool is (nearly) used up: this download uses ordinary memory, the page cache and
       // hashes on the main thread.
       for (const unit of this.#units) giveAligned(unit);
@@ -270,14 +278,16 @@ export class Download extends EventEmitter implements ByteSource {
   }
 
   async #writeSlot(slot: Slot): Promise<void> {
-    const release = await this.#writers.acquire();
+    // Direct writes from shared units go to the writing thread, which takes them in order; the others
+    // each hold one of WRITERS threads of libuv's pool.
+    const release = this.#offThread(slot.buffer) ? undefined : await this.#writers.acquire();
     try {
       await this.#write(slot.buffer, slot.end - slot.start, slot.start);
     } catch (err) {
       this.#writeError ??= err as Error;
       throw err;
     } finally {
-      release();
+      release?.();
     }
     slot.done = true;
     // Units leave the ring oldest first and only once written, so what is on disk is everything before
@@ -338,7 +348,7 @@ export class Download extends EventEmitter implements ByteSource {
         try {
           // A short last unit is written whole (direct I/O writes aligned lengths) and cut back after.
           const span = alignUp(length);
-          await this.#exactly(direct, unit, span, position);
+          await this.#exactly(direct, unit, span, position, this.#offThread(unit));
           if (span !== length) await direct.truncate(position + length);
           return;
         } catch (err) {
@@ -346,16 +356,29 @@ export class Download extends EventEmitter implements ByteSource {
           this.#refuseDirect();
         }
       }
-      await this.#exactly(this.#temp.handle, unit, length, position);
+      await this.#exactly(this.#temp.handle, unit, length, position, false);
     } catch (err) {
       throw err instanceof StoreWriteError ? err : new StoreWriteError('download', err);
     }
   }
 
-  async #exactly(handle: FileHandle, unit: Buffer, length: number, position: number): Promise<void> {
-    const { bytesWritten } = await handle.write(unit, 0, length, position);
-    if (bytesWritten !== length)
-      throw new StoreWriteError('download', new Error(`short write (${bytesWritten} of ${length} bytes)`));
+  async #exactly(
+    handle: FileHandle,
+    unit: Buffer,
+    length: number,
+    position: number,
+    onThread: boolean,
+  ): Promise<void> {
+    const written = onThread
+      ? await writeOnThread(handle.fd, unit, length, position)
+      : (await handle.write(unit, 0, length, position)).bytesWritten;
+    if (written !== length)
+      throw new StoreWriteError('download', new Error(`short write (${written} of ${length} bytes)`));
+  }
+
+  /** Whether a write of `unit` goes to the writing thread: a direct write from shared memory. */
+  #offThread(unit: Buffer): boolean {
+    return this.#direct !== undefined && this.#writerThread && unit.buffer instanceof SharedArrayBuffer;
   }
 
   #refuseDirect(): void {

@@ -1,12 +1,12 @@
 // Hashing a download off the main thread. SHA-256 is the largest single cost of a cold pull-through
 // (about 120 ms of CPU per 200 MB here, README, cache: "Throughput"); on the main thread it delays
-// every other byte of every download. A download's units live in shared memory (aligned.ts), so one
-// worker thread can hash them in place while the main thread moves the next bytes: the unit is kept
-// unchanged until the worker says it is done with it.
+// every other byte of every download. A download's units live in shared memory (aligned.ts), so the
+// helper thread (thread.ts) can hash them in place while the main thread moves the next bytes: the
+// unit is kept unchanged until the thread says it is done with it.
 //
 // A download whose units are ordinary buffers (the shared pool was exhausted) is hashed inline.
 import { createHash } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
+import { HelperThread } from './thread.ts';
 
 export interface Digester {
   /** Hashes `unit[0, length)` after everything before it; the bytes must not change until it settles. */
@@ -59,9 +59,8 @@ class InlineDigester implements Digester {
   dispose(): void {}
 }
 
-// The worker keeps one hash per digest under way and answers each message in order. It is CommonJS
-// source run with `eval`, so it needs no file of its own next to the bundle.
-const WORKER_SOURCE = `
+// The thread keeps one hash per digest under way and answers each update and digest, in order.
+const HASH_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const hashes = new Map();
@@ -69,111 +68,60 @@ parentPort.on('message', (m) => {
   if (m.op === 'start') hashes.set(m.id, createHash(m.algorithm));
   else if (m.op === 'update') {
     hashes.get(m.id).update(new Uint8Array(m.memory, m.offset, m.length));
-    parentPort.postMessage({ id: m.id, op: 'updated' });
+    parentPort.postMessage({ seq: m.seq });
   } else if (m.op === 'digest') {
     const hex = hashes.get(m.id).digest('hex');
     hashes.delete(m.id);
-    parentPort.postMessage({ id: m.id, op: 'digest', hex });
+    parentPort.postMessage({ seq: m.seq, hex });
   } else if (m.op === 'drop') hashes.delete(m.id);
 });
 `;
 
-interface Reply {
-  readonly id: number;
-  readonly op: 'updated' | 'digest';
-  readonly hex?: string;
-}
-
-interface Waiter {
-  resolve(hex: string | undefined): void;
-  reject(err: Error): void;
-}
-
-/** The one hashing thread, started on first use and restarted after a failure. */
-class HashThread {
-  #worker: Worker | undefined;
-  #nextId = 1;
-  /** Per digest, its requests not yet answered, in order (the worker answers in order). */
-  readonly #waiting = new Map<number, Waiter[]>();
-  /** Requests not yet answered: the thread keeps the process alive only while there are some. */
-  #outstanding = 0;
-
-  open(algorithm: string): number {
-    const id = this.#nextId++;
-    this.#waiting.set(id, []);
-    this.#post({ op: 'start', id, algorithm });
-    return id;
-  }
-
-  ask(id: number, message: Record<string, unknown>): Promise<string | undefined> {
-    const queue = this.#waiting.get(id);
-    if (queue === undefined) return Promise.reject(new DigesterError('the hashing thread was restarted'));
-    return new Promise((resolve, reject) => {
-      queue.push({ resolve, reject });
-      this.#post({ ...message, id });
-      if (this.#outstanding++ === 0) this.#worker?.ref();
-    });
-  }
-
-  close(id: number): void {
-    if (this.#waiting.delete(id)) this.#post({ op: 'drop', id });
-  }
-
-  #post(message: Record<string, unknown>): void {
-    this.#thread().postMessage(message);
-  }
-
-  #thread(): Worker {
-    if (this.#worker) return this.#worker;
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
-    worker.on('message', (reply: Reply) => {
-      if (--this.#outstanding === 0) worker.unref();
-      this.#waiting.get(reply.id)?.shift()?.resolve(reply.hex);
-    });
-    const fail = (err: Error) => {
-      if (this.#worker !== worker) return;
-      this.#worker = undefined;
-      this.#outstanding = 0;
-      const error = new DigesterError(`the hashing thread failed: ${err.message}`);
-      for (const queue of this.#waiting.values()) for (const w of queue.splice(0)) w.reject(error);
-      // Its hashes are gone with it: every digest it held is lost.
-      this.#waiting.clear();
-    };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
-    // Idle, it must not keep the process alive (unref after the listeners: adding one refs it again).
-    worker.unref();
-    this.#worker = worker;
-    return worker;
-  }
-}
-
-const thread = new HashThread();
+/** The one hashing thread every download shares. */
+const hashing = new HelperThread(HASH_SOURCE);
+let nextId = 1;
 
 class WorkerDigester implements Digester {
   readonly #algorithm: string;
-  readonly #id: number;
+  readonly #id = nextId++;
+  /** The thread holding this digest's state: a restarted thread no longer has it. */
+  readonly #generation: number;
 
   constructor(algorithm: string) {
     this.#algorithm = algorithm;
-    this.#id = thread.open(algorithm);
+    this.#generation = hashing.start();
+    hashing.tell({ op: 'start', id: this.#id, algorithm });
   }
 
   update(unit: Buffer, length: number): Promise<void> {
     if (!(unit.buffer instanceof SharedArrayBuffer))
       return Promise.reject(new DigesterError('a unit outside shared memory cannot be hashed off-thread'));
-    return thread
-      .ask(this.#id, { op: 'update', memory: unit.buffer, offset: unit.byteOffset, length })
-      .then(() => {});
+    return this.#ask({
+      op: 'update',
+      id: this.#id,
+      memory: unit.buffer,
+      offset: unit.byteOffset,
+      length,
+    }).then(() => {});
   }
 
   async digest(): Promise<string> {
-    const hex = await thread.ask(this.#id, { op: 'digest' });
-    thread.close(this.#id);
-    return `${this.#algorithm}:${hex}`;
+    const { hex } = await this.#ask({ op: 'digest', id: this.#id });
+    return `${this.#algorithm}:${hex as string}`;
   }
 
   dispose(): void {
-    thread.close(this.#id);
+    if (hashing.running(this.#generation)) hashing.tell({ op: 'drop', id: this.#id });
   }
+
+  #ask(message: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (!hashing.running(this.#generation))
+      return Promise.reject(new DigesterError('the hashing thread was restarted: this digest is lost'));
+    return hashing.ask(message, (reason) => new DigesterError(`the hashing thread failed: ${reason}`));
+  }
+}
+
+/** Ends the hashing thread; digests under way fail with DigesterError, later ones start a new thread. */
+export function stopHashing(): Promise<void> {
+  return hashing.terminate();
 }

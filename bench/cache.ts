@@ -184,12 +184,19 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     // From the request until the server's own copy is in place: the whole cost of a cold blob.
     const storedCache: number[] = [];
     const storedProxy: number[] = [];
+    // Per cold blob, how long pullmap held upstream back waiting for its disk (from its /metrics).
+    const diskWaitMs: number[] = [];
+    const diskWait = async (): Promise<number> => {
+      const text = await (await fetch(`http://${cache.host}/metrics`)).text();
+      return Number(/^pullmap_cache_download_disk_wait_seconds_total (\S+)$/m.exec(text)?.[1] ?? 0);
+    };
     for (const [i, digest] of coldDigests.entries()) {
       const direct = await download(`${upstream.url}/v2/bench/big/blobs/${digest}`);
       directRates.push(mbps(direct.bytes, direct.seconds));
       const path = `/bench/big/blobs/${digest}`;
       const order = i % 2 === 0 ? [cacheBase, proxyBase] : [proxyBase, cacheBase];
       for (const base of order) {
+        const waited = base === cacheBase ? await diskWait() : 0;
         const start = performance.now();
         const pulled = await download(`${base}${path}`);
         if (pulled.bytes !== big.size) throw new Error('cold GET came back short');
@@ -200,6 +207,7 @@ export async function runCacheBench(): Promise<BenchResult[]> {
           big.size,
         );
         const stored = (performance.now() - start) / 1000;
+        if (base === cacheBase) diskWaitMs.push(((await diskWait()) - waited) * 1000);
         (base === cacheBase ? storedCache : storedProxy).push(mbps(big.size, stored));
         // Nor may the kernel's writeback of what it wrote through the page cache (docker-registry).
         execFileSync('sync');
@@ -261,6 +269,9 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     );
     console.log(
       `cold 200 MB   pullmap ${median(coldCache).toFixed(0)} MB/s, reference ${median(coldProxy).toFixed(0)} MB/s (medians of ${COLD_BLOBS} blobs; pullmap ${coldCache.map((r) => r.toFixed(0)).join(', ')}; reference ${coldProxy.map((r) => r.toFixed(0)).join(', ')})  RATIO ${cold.toFixed(2)}`,
+    );
+    console.log(
+      `  disk wait   pullmap held upstream back for its disk ${diskWaitMs.map((ms) => ms.toFixed(0)).join(', ')} ms per blob`,
     );
     console.log(
       `  until stored pullmap ${median(storedCache).toFixed(0)} MB/s, reference ${median(storedProxy).toFixed(0)} MB/s (request to the server's own copy in place; docker-registry stores through a second, background fetch)  RATIO ${coldStored.toFixed(2)}`,

@@ -89,6 +89,8 @@ export class Download extends EventEmitter implements ByteSource {
   #writerThread = false;
   /** An append is waiting for a unit to be written. */
   #waiting = false;
+  /** Milliseconds appends have waited for units to be written (upstream held back by the disk). */
+  #diskWaitMs = 0;
   /** Units the ring may hold: the aligned units taken (RING at most), or OVERFLOW_RING ordinary ones. */
   readonly #capacity: number;
   /** The first write (or hashing) that failed; later appends and the end fail with it. */
@@ -217,6 +219,7 @@ export class Download extends EventEmitter implements ByteSource {
 
   async #fillAfterWrite(chunk: Buffer, at: number): Promise<void> {
     this.#waiting = true;
+    const since = performance.now();
     try {
       while (at >= 0) {
         const oldest = this.#ring[0] as Slot;
@@ -226,6 +229,7 @@ export class Download extends EventEmitter implements ByteSource {
       }
     } finally {
       this.#waiting = false;
+      this.#diskWaitMs += performance.now() - since;
     }
   }
 
@@ -392,6 +396,11 @@ export class Download extends EventEmitter implements ByteSource {
     return this.#received;
   }
 
+  /** Seconds upstream was held back because every unit of the ring was still being written or hashed. */
+  get diskWaitSeconds(): number {
+    return this.#diskWaitMs / 1000;
+  }
+
   finish(error: Error | undefined): void {
     this.#state = error ? 'failed' : 'done';
     this.#error = error;
@@ -414,7 +423,8 @@ export type FetchResult =
 
 export interface FetchObserver {
   started?(digest: string): void;
-  finished?(digest: string, bytes: number, error: Error | undefined): void;
+  /** `diskWaitSeconds`: how long the download held upstream back waiting for its writes (and hashing). */
+  finished?(digest: string, bytes: number, error: Error | undefined, diskWaitSeconds: number): void;
 }
 
 /** Starts or joins the one download of each missing blob. */
@@ -460,7 +470,7 @@ export class BlobFetcher {
     // The download checks the digest itself, hashing off the main thread (digester.ts).
     const answer = await this.#client.getBlob(registry, repository, digest, { checkDigest: false });
     if (!answer.ok) {
-      this.#observer.finished?.(digest, 0, new Error(answer.error.message));
+      this.#observer.finished?.(digest, 0, new Error(answer.error.message), 0);
       return answer;
     }
     const blob = answer.value;
@@ -470,7 +480,7 @@ export class BlobFetcher {
     } catch (err) {
       blob.cancel();
       const error = new StoreWriteError('temp file', err);
-      this.#observer.finished?.(digest, 0, error);
+      this.#observer.finished?.(digest, 0, error, 0);
       return { ok: false, error };
     }
     const download = new Download(digest, blob.size, temp, () => this.#store.directIORefused());
@@ -507,6 +517,6 @@ export class BlobFetcher {
     // Leave the map before readers can see the end, so a late request finds the stored file instead.
     this.#inFlight.delete(download.digest);
     download.finish(error);
-    this.#observer.finished?.(download.digest, download.received, error);
+    this.#observer.finished?.(download.digest, download.received, error, download.diskWaitSeconds);
   }
 }

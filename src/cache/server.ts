@@ -155,6 +155,10 @@ class CacheService {
         ['kind'],
       ),
       evictedBytes: r.counter('pullmap_cache_evicted_bytes_total', 'Bytes removed by garbage collection.'),
+      diskWait: r.counter(
+        'pullmap_cache_download_disk_wait_seconds_total',
+        'Time blob downloads held upstream back because the disk had not yet taken the bytes they buffered.',
+      ),
     };
     r.gauge('pullmap_cache_store_bytes', 'Bytes held in the store.').collect(() => this.#store.usedBytes);
     r.gauge('pullmap_cache_downloads_in_flight', 'Blob downloads under way.').collect(
@@ -173,7 +177,8 @@ class CacheService {
     });
     this.#blobs = new BlobFetcher(options.store, options.client, {
       started: () => this.#m.fetches.inc({ kind: 'blob' }),
-      finished: (digest, bytes, error) => {
+      finished: (digest, bytes, error, diskWaitSeconds) => {
+        this.#m.diskWait.inc(undefined, diskWaitSeconds);
         if (!error) return;
         this.#m.failedDownloads.inc();
         this.#log.warn('blob download failed; nothing stored', { digest, bytes, error });

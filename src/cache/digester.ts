@@ -17,7 +17,7 @@ export interface Digester {
   dispose(): void;
 }
 
-/** The worker thread dies or cannot start: downloads hashing there fail with this. */
+/** The hashing thread died: digests it held are lost, and the downloads hashing there fail with this. */
 export class DigesterError extends Error {
   override readonly name = 'DigesterError';
 }

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { giveAligned, takeAligned, UNIT } from '../../src/cache/aligned.ts';
 import { Download, MIN_RING, OVERFLOW_RING, RING } from '../../src/cache/blob-fetch.ts';
 import { copyRange } from '../../src/cache/copy.ts';
-import { ContentStore, StoreWriteError } from '../../src/cache/store.ts';
+import { ContentStore, StoreWriteError, type TempFile } from '../../src/cache/store.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 
 const digestOf = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -39,6 +39,25 @@ async function feed(download: Download, bytes: Buffer): Promise<void> {
     if (i % 3 === 0) await new Promise((r) => setImmediate(r));
   }
   await download.end();
+}
+
+/**
+ * Ends a fed download as the fetcher does (verified, stored, disposed), checking that the client and the
+ * stored file got exactly `bytes`.
+ */
+async function settle(
+  store: ContentStore,
+  temp: TempFile,
+  download: Download,
+  got: Promise<Buffer>,
+  bytes: Buffer,
+): Promise<void> {
+  download.verified();
+  assert.ok((await got).equals(bytes), 'the client got every byte');
+  await store.commitBlob(temp, download.digest, download.received);
+  await download.dispose();
+  download.finish(undefined);
+  assert.ok((await readFile(store.blobPath(download.digest))).equals(bytes), 'the stored file is exact');
 }
 
 describe('cache download: ring, file and clients', () => {
@@ -99,12 +118,7 @@ describe('cache download: ring, file and clients', () => {
       const b = new Download(digestOf(longer), undefined, temp2);
       const got2 = reader(b);
       await feed(b, longer);
-      b.verified();
-      assert.ok((await got2).equals(longer));
-      await on.commitBlob(temp2, b.digest, b.received);
-      await b.dispose();
-      b.finish(undefined);
-      assert.ok((await readFile(on.blobPath(b.digest))).equals(longer));
+      await settle(on, temp2, b, got2, longer);
     } finally {
       for (const unit of taken) giveAligned(unit);
     }
@@ -128,12 +142,7 @@ describe('cache download: ring, file and clients', () => {
       await d.append(bytes);
       await d.end();
       assert.ok(d.diskWaitSeconds > 0, 'the wait for the disk is counted');
-      d.verified();
-      assert.ok((await got).equals(bytes));
-      await store.commitBlob(temp, d.digest, d.received);
-      await d.dispose();
-      d.finish(undefined);
-      assert.ok((await readFile(store.blobPath(d.digest))).equals(bytes));
+      await settle(store, temp, d, got, bytes);
       assert.ok(spare === undefined, 'the download held every free unit');
       const back = Array.from({ length: MIN_RING }, () => takeAligned());
       assert.ok(

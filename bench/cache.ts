@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { spawnCache } from '../test/harness/cache.ts';
-import { buildImage, pushBlob, pushImage, sha256 } from '../test/harness/images.ts';
+import { buildImage, type PushTarget, pushBlob, pushImage, sha256 } from '../test/harness/images.ts';
 import { type Daemon, freePort, requireCommand, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { type BenchResult, imageNodeFlags, median } from './measure.ts';
@@ -78,7 +78,6 @@ async function peakRssMb(pid: number): Promise<number> {
   return kb / 1024;
 }
 
-/** docker-registry in proxy mode in front of `remote`, storing under `dir`. */
 /**
  * Waits until a server's copy of a blob is in place. docker-registry's proxy stores what it streamed
  * through a second fetch from upstream in the background, and pullmap makes its copy durable (fsync,
@@ -105,6 +104,7 @@ export function cacheBlobFile(storeDir: string, digest: string): string {
   return join(storeDir, 'blobs', 'sha256', digest.slice('sha256:'.length));
 }
 
+/** docker-registry in proxy mode in front of `remote`, storing under `dir`. */
 export async function startProxyRegistry(
   remote: string,
   dir: string,
@@ -131,31 +131,24 @@ export async function startProxyRegistry(
 
 const mbps = (bytes: number, seconds: number): number => bytes / 1e6 / seconds;
 
+/** Pushes `size` fresh random bytes to `repository` upstream as a blob; answers its digest. */
+export async function pushRandomBlob(target: PushTarget, repository: string, size: number): Promise<string> {
+  const bytes = randomBytes(size);
+  const digest = sha256(bytes);
+  await pushBlob(target, repository, { mediaType: 'application/octet-stream', digest, size, bytes });
+  return digest;
+}
+
 export async function runCacheBench(): Promise<BenchResult[]> {
   const work = await tempDir('bench-cache');
   const upstream = await startRegistry();
   const stops: (() => Promise<void>)[] = [() => upstream.close(), () => work.remove()];
   try {
-    const warmup = randomBytes(WARMUP_MB * 1024 * 1024);
-    const warmupDigest = sha256(warmup);
-    await pushBlob(upstream, 'bench/big', {
-      mediaType: 'application/octet-stream',
-      digest: warmupDigest,
-      size: warmup.length,
-      bytes: warmup,
-    });
+    const warmupSize = WARMUP_MB * 1024 * 1024;
+    const warmupDigest = await pushRandomBlob(upstream, 'bench/big', warmupSize);
     const coldDigests: string[] = [];
-    for (let i = 0; i < COLD_BLOBS; i++) {
-      const bytes = randomBytes(BLOB_MB * 1024 * 1024);
-      const digest = sha256(bytes);
-      await pushBlob(upstream, 'bench/big', {
-        mediaType: 'application/octet-stream',
-        digest,
-        size: bytes.length,
-        bytes,
-      });
-      coldDigests.push(digest);
-    }
+    for (let i = 0; i < COLD_BLOBS; i++)
+      coldDigests.push(await pushRandomBlob(upstream, 'bench/big', BLOB_MB * 1024 * 1024));
     const big = { digest: coldDigests[0] as string, size: BLOB_MB * 1024 * 1024 };
     const small = buildImage({ files: { 'x.txt': 'manifest benchmark\n' } });
     await pushImage(upstream, 'bench/small', '1', small);
@@ -177,7 +170,7 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     // once first, so neither side pays for upstream's disk, and the direct speed is the ceiling. Who
     // goes first alternates per blob.
     for (const base of [cacheBase, proxyBase]) await download(`${base}/bench/big/blobs/${warmupDigest}`);
-    await untilStored(proxyBlobFile(work.path, warmupDigest), warmup.length);
+    await untilStored(proxyBlobFile(work.path, warmupDigest), warmupSize);
     const directRates: number[] = [];
     const coldCache: number[] = [];
     const coldProxy: number[] = [];

@@ -9,12 +9,17 @@
 // The order rotates per blob. Prints each round (MB/s and CPU ms of the serving process), then medians
 // and ratios against the reference. Loopback only; about 20 seconds.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { spawnCache } from '../test/harness/cache.ts';
-import { pushBlob, sha256 } from '../test/harness/images.ts';
 import { freePort, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
-import { cacheBlobFile, download, proxyBlobFile, startProxyRegistry, untilStored } from './cache.ts';
+import {
+  cacheBlobFile,
+  download,
+  proxyBlobFile,
+  pushRandomBlob,
+  startProxyRegistry,
+  untilStored,
+} from './cache.ts';
 import { cpuMicros, imageNodeFlags, median } from './measure.ts';
 
 const BLOBS = 3;
@@ -34,17 +39,7 @@ const upstream = await startRegistry();
 const stops: (() => Promise<void>)[] = [() => upstream.close(), () => work.remove()];
 try {
   const digests: string[] = [];
-  for (let i = 0; i < BLOBS; i++) {
-    const bytes = randomBytes(BLOB_BYTES);
-    const digest = sha256(bytes);
-    await pushBlob(upstream, REPOSITORY, {
-      mediaType: 'application/octet-stream',
-      digest,
-      size: bytes.length,
-      bytes,
-    });
-    digests.push(digest);
-  }
+  for (let i = 0; i < BLOBS; i++) digests.push(await pushRandomBlob(upstream, REPOSITORY, BLOB_BYTES));
   const flags = await imageNodeFlags();
 
   const { host: proxyHost, daemon: proxy } = await startProxyRegistry(upstream.url, work.path);

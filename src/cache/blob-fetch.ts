@@ -258,8 +258,8 @@ export class Download extends EventEmitter implements ByteSource {
   }
 
   /**
-   * Queues a unit's write (WRITERS run at once, started in order, and may finish in any order) and its
-   * hashing (in order).
+   * Queues a unit's write (in order on the writing thread; else WRITERS at once on libuv's pool, started
+   * in order and finishing in any order) and its hashing (in order).
    */
   #flush(slot: Slot): void {
     slot.end = this.#received;
@@ -284,7 +284,7 @@ export class Download extends EventEmitter implements ByteSource {
   async #writeSlot(slot: Slot): Promise<void> {
     // Direct writes from shared units go to the writing thread, which takes them in order; the others
     // each hold one of WRITERS threads of libuv's pool.
-    const release = this.#offThread(slot.buffer) ? undefined : await this.#writers.acquire();
+    const release = this.#onThread() ? undefined : await this.#writers.acquire();
     try {
       await this.#write(slot.buffer, slot.end - slot.start, slot.start);
     } catch (err) {
@@ -352,7 +352,7 @@ export class Download extends EventEmitter implements ByteSource {
         try {
           // A short last unit is written whole (direct I/O writes aligned lengths) and cut back after.
           const span = alignUp(length);
-          await this.#exactly(direct, unit, span, position, this.#offThread(unit));
+          await this.#exactly(direct, unit, span, position, this.#writerThread);
           if (span !== length) await direct.truncate(position + length);
           return;
         } catch (err) {
@@ -380,9 +380,9 @@ export class Download extends EventEmitter implements ByteSource {
       throw new StoreWriteError('download', new Error(`short write (${written} of ${length} bytes)`));
   }
 
-  /** Whether a write of `unit` goes to the writing thread: a direct write from shared memory. */
-  #offThread(unit: Buffer): boolean {
-    return this.#direct !== undefined && this.#writerThread && unit.buffer instanceof SharedArrayBuffer;
+  /** Whether the next write goes to the writing thread (direct I/O is only offered with shared units). */
+  #onThread(): boolean {
+    return this.#direct !== undefined && this.#writerThread;
   }
 
   #refuseDirect(): void {

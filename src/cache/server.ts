@@ -157,7 +157,7 @@ class CacheService {
       evictedBytes: r.counter('pullmap_cache_evicted_bytes_total', 'Bytes removed by garbage collection.'),
       diskWait: r.counter(
         'pullmap_cache_download_disk_wait_seconds_total',
-        'Time blob downloads held upstream back because the disk had not yet taken the bytes they buffered.',
+        'Time blob downloads held upstream back because every unit of their ring was still being written (or hashed).',
       ),
     };
     r.gauge('pullmap_cache_store_bytes', 'Bytes held in the store.').collect(() => this.#store.usedBytes);

@@ -78,7 +78,10 @@ parentPort.on('message', (m) => {
 `;
 
 /** The one hashing thread every download shares. */
-const hashing = new HelperThread(HASH_SOURCE);
+const hashing = new HelperThread(
+  HASH_SOURCE,
+  (reason) => new DigesterError(`the hashing thread failed: ${reason}`),
+);
 let nextId = 1;
 
 class WorkerDigester implements Digester {
@@ -117,7 +120,7 @@ class WorkerDigester implements Digester {
   #ask(message: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (!hashing.running(this.#generation))
       return Promise.reject(new DigesterError('the hashing thread was restarted: this digest is lost'));
-    return hashing.ask(message, (reason) => new DigesterError(`the hashing thread failed: ${reason}`));
+    return hashing.ask(message);
   }
 }
 

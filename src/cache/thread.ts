@@ -11,19 +11,20 @@ import { Worker } from 'node:worker_threads';
 interface Waiter {
   resolve(reply: Record<string, unknown>): void;
   reject(err: Error): void;
-  /** The error this question fails with when the thread dies. */
-  lost(reason: string): Error;
 }
 
 export class HelperThread {
   readonly #source: string;
+  /** The error unanswered questions fail with when the thread dies. */
+  readonly #lost: (reason: string) => Error;
   #worker: Worker | undefined;
   #generation = 0;
   #seq = 0;
   readonly #waiting = new Map<number, Waiter>();
 
-  constructor(source: string) {
+  constructor(source: string, lost: (reason: string) => Error) {
     this.#source = source;
+    this.#lost = lost;
   }
 
   /**
@@ -46,11 +47,11 @@ export class HelperThread {
   }
 
   /** Sends a message (as `{ ...message, seq }`) and answers the reply carrying the same `seq`. */
-  ask(message: Record<string, unknown>, lost: (reason: string) => Error): Promise<Record<string, unknown>> {
+  ask(message: Record<string, unknown>): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
       const worker = this.#thread();
       const seq = ++this.#seq;
-      this.#waiting.set(seq, { resolve, reject, lost });
+      this.#waiting.set(seq, { resolve, reject });
       if (this.#waiting.size === 1) worker.ref();
       worker.postMessage({ ...message, seq });
     });
@@ -72,7 +73,8 @@ export class HelperThread {
       this.#worker = undefined;
       const waiters = [...this.#waiting.values()];
       this.#waiting.clear();
-      for (const waiter of waiters) waiter.reject(waiter.lost(reason));
+      const error = this.#lost(reason);
+      for (const waiter of waiters) waiter.reject(error);
     };
     worker.on('error', (err) => fail(err.message));
     worker.on('exit', (code) => fail(`exited with code ${code}`));

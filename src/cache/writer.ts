@@ -23,13 +23,16 @@ parentPort.on('message', (m) => {
 });
 `;
 
-/** The one writing thread every download shares. */
-const writing = new HelperThread(WRITE_SOURCE);
-
 /** The writing thread died (a write under way is not known to be on disk). */
 export class WriterError extends Error {
   override readonly name = 'WriterError';
 }
+
+/** The one writing thread every download shares. */
+const writing = new HelperThread(
+  WRITE_SOURCE,
+  (reason) => new WriterError(`the writing thread failed: ${reason}`),
+);
 
 /** Whether the writing thread runs (starting it if need be); false: write through libuv's pool instead. */
 export function writerAvailable(): boolean {
@@ -54,10 +57,14 @@ export async function writeOnThread(
 ): Promise<number> {
   if (!(unit.buffer instanceof SharedArrayBuffer))
     throw new WriterError('a unit outside shared memory cannot be written off-thread');
-  const reply = await writing.ask(
-    { op: 'write', fd, memory: unit.buffer, offset: unit.byteOffset, length, position },
-    (reason) => new WriterError(`the writing thread failed: ${reason}`),
-  );
+  const reply = await writing.ask({
+    op: 'write',
+    fd,
+    memory: unit.buffer,
+    offset: unit.byteOffset,
+    length,
+    position,
+  });
   if (typeof reply.written === 'number') return reply.written;
   throw Object.assign(new Error(String(reply.message)), { code: reply.code });
 }

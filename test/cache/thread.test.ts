@@ -26,9 +26,8 @@ parentPort.on('message', (m) => {
 
 describe('helper thread', () => {
   it('matches each answer to its question, and a dead thread fails what it had not answered', async () => {
-    const thread = new HelperThread(ECHO);
-    const lost = (reason: string) => new Error(`echo lost: ${reason}`);
-    const ask = (n: number) => thread.ask({ n }, lost).then((r) => r.n);
+    const thread = new HelperThread(ECHO, (reason) => new Error(`echo lost: ${reason}`));
+    const ask = (n: number) => thread.ask({ n }).then((r) => r.n);
     const first = thread.start();
     assert.deepEqual(await Promise.all([1, 2, 3, 10, 19].map(ask)), [2, 4, 6, 20, 38]);
 

@@ -6,6 +6,7 @@
 //
 // A download whose units are ordinary buffers (the shared pool was exhausted) is hashed inline.
 import { createHash } from 'node:crypto';
+import { digestAlgorithm } from '../registry/client.ts';
 import { HelperThread } from './thread.ts';
 
 export interface Digester {
@@ -27,7 +28,7 @@ export class DigesterError extends Error {
  * cannot be started (thread limits) leaves hashing on the main thread: slower, equally correct.
  */
 export function digesterFor(digest: string, shared: boolean): Digester {
-  const algorithm = digest.startsWith('sha512:') ? 'sha512' : 'sha256';
+  const algorithm = digestAlgorithm(digest);
   if (shared) {
     try {
       return new WorkerDigester(algorithm);

@@ -43,6 +43,11 @@ const ACCEPT = MANIFEST_ACCEPT.join(', ');
 /** The digests this client (and the cache's store) can verify: sha256 and sha512. */
 export const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 
+/** The hash a digest of DIGEST's form names, as node:crypto calls it. */
+export function digestAlgorithm(digest: string): 'sha256' | 'sha512' {
+  return digest.startsWith('sha512:') ? 'sha512' : 'sha256';
+}
+
 export interface RegistryClientOptions {
   /** Settings per registry host as references name it ("127.0.0.1:5000", "docker.io"). */
   readonly endpoints?: Readonly<Record<string, EndpointSettings>> | undefined;
@@ -383,7 +388,7 @@ export class RegistryClient {
       };
       const signal = ctx.signal;
       const pipeTo = async (sink: BodySink): Promise<void> => {
-        const hash = check ? createHash(digest.startsWith('sha512:') ? 'sha512' : 'sha256') : undefined;
+        const hash = check ? createHash(digestAlgorithm(digest)) : undefined;
         // The sink's own failure is passed on as it is; everything else is the registry's.
         let sinkError: { error: unknown } | undefined;
         const take = (chunk: Buffer): Promise<void> | undefined => {
@@ -410,7 +415,7 @@ export class RegistryClient {
           release();
         }
         if (hash === undefined) return;
-        const actual = `${digest.slice(0, digest.indexOf(':'))}:${hash.digest('hex')}`;
+        const actual = `${digestAlgorithm(digest)}:${hash.digest('hex')}`;
         if (actual !== digest)
           throw new RegistryFailure('REG_DIGEST_MISMATCH', `${what}: content hashes to ${actual}`);
       };

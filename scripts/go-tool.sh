@@ -17,7 +17,9 @@ name="${1:-}"
 case "$name" in
   helm) package=helm.sh/helm/v4/cmd/helm version=v4.3.2 ;;
   crictl) package=sigs.k8s.io/cri-tools/cmd/crictl version=v1.37.0 ;;
-  weed) package=github.com/seaweedfs/seaweedfs/weed version=v0.0.0-20261109003541-7506e5f91cd6 ;;
+  # SeaweedFS's go.mod has a replace directive, which `go install pkg@version` refuses: built in its
+  # own module instead (see build_in_module below).
+  weed) package=github.com/seaweedfs/seaweedfs/weed version=v0.0.0-20261109003541-7506e5f91cd6 module=github.com/seaweedfs/seaweedfs ;;
   *) die "unknown tool '$name' (usage: $0 helm|crictl|weed [--cached-only])" ;;
 esac
 cached_only=false
@@ -54,8 +56,24 @@ trap 'rm -rf "$work"' EXIT
 log="$cache/$name-$version.build.log"
 echo "go-tool.sh: building $package@$version with $(go version) (log $log)" >&2
 started=$SECONDS
-if ! GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 GOBIN="$work" \
-  go install -trimpath -ldflags "-s -w" "$package@$version" >"$log" 2>&1; then
+export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
+
+build_in_module() {
+  # The module's own go.mod (with its replace directives) decides the build: download the module,
+  # copy it out of the read-only module cache and build the package inside it.
+  local dir
+  dir="$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -n "$dir" && -d "$dir" ]] || return 1
+  cp -r "$dir" "$work/src" && chmod -R u+w "$work/src"
+  (cd "$work/src" && go build -trimpath -ldflags "-s -w" -o "$work/$(basename "$package")" "./${package#"$module"/}")
+}
+
+if [[ -n "${module:-}" ]]; then
+  build_in_module >"$log" 2>&1 || {
+    tail -n 40 "$log" >&2
+    die "building $package of $module@$version failed (full log: $log)"
+  }
+elif ! GOBIN="$work" go install -trimpath -ldflags "-s -w" "$package@$version" >"$log" 2>&1; then
   tail -n 40 "$log" >&2
   die "go install $package@$version failed (full log: $log)"
 fi

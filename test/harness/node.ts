@@ -78,6 +78,8 @@ export interface TestNode {
   readonly crictl: ((args: readonly string[]) => Promise<string>) | undefined;
   /** Lets the runtime pull from `host` ("127.0.0.1:PORT", "localhost:PORT") over plain HTTP. */
   plainHttp(host: string): Promise<void>;
+  /** Sends pulls that name `host` to a closed loopback port: a name used only in specs never resolves. */
+  unreachable(host: string): Promise<void>;
   /** Imports an OCI (or docker) archive into the CRI namespace, as `ctr images import` does. */
   loadImage(archive: string | Buffer): Promise<void>;
   /** Removes every name of the image `ref` (tag, digest and ID) and waits for containerd to collect it. */
@@ -661,6 +663,10 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
           join(hostsDir, host, 'hosts.toml'),
           `server = "http://${host}"\n\n[host."http://${host}"]\n  capabilities = ["pull", "resolve"]\n`,
         );
+      },
+      async unreachable(host) {
+        await mkdir(join(hostsDir, host), { recursive: true });
+        await writeFile(join(hostsDir, host, 'hosts.toml'), 'server = "http://127.0.0.1:1"\n');
       },
       async loadImage(input) {
         let path = input as string;

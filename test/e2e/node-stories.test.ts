@@ -146,6 +146,8 @@ function pod(
     spec: {
       nodeName: node.name,
       terminationGracePeriodSeconds: 1,
+      // No cluster DNS runs: the node's resolv.conf, without kubelet's warning event on every pod.
+      dnsPolicy: 'Default',
       containers: Object.entries(images).map(([container, image]) => ({ name: container, image })),
       ...extra,
     },

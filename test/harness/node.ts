@@ -749,7 +749,14 @@ export interface RunningPod {
   readonly startMs: number;
 }
 
-/** Waits until every container of the pod runs; the error names its state and events otherwise. */
+// Waiting reasons that will not turn into a running container on their own within a test's time.
+const FAILED_WAITING =
+  /^(ErrImagePull|ImagePullBackOff|ErrImageNeverPull|InvalidImageName|CreateContainerConfigError|CreateContainerError|CrashLoopBackOff|RunContainerError)$/;
+
+/**
+ * Waits until every container of the pod runs; fails at once when one cannot (a failed pull, a crash),
+ * with the container states and the pod's events.
+ */
 export async function waitForPodRunning(
   kube: Kube,
   namespace: string,
@@ -758,6 +765,15 @@ export async function waitForPodRunning(
 ): Promise<RunningPod> {
   const started = performance.now();
   let last: Record<string, any> | undefined;
+  const failure = (why: string): Promise<Error> =>
+    podEvents(kube, namespace, name)
+      .catch(() => [] as string[])
+      .then(
+        (events) =>
+          new Error(
+            `pod ${namespace}/${name} ${why}: ${JSON.stringify(last?.['status']?.containerStatuses ?? last?.['status'])}\nevents:\n${events.join('\n')}`,
+          ),
+      );
   while (performance.now() - started < timeoutMs) {
     last = JSON.parse(await kube.kubectl(['get', 'pod', '-n', namespace, name, '-o', 'json'])) as Record<
       string,
@@ -771,10 +787,9 @@ export async function waitForPodRunning(
     ) {
       return { pod: last, startMs: performance.now() - started };
     }
+    const stuck = statuses.find((s) => FAILED_WAITING.test(String(s['state']?.waiting?.reason ?? '')));
+    if (stuck) throw await failure(`cannot run (${stuck['state'].waiting.reason})`);
     await new Promise((r) => setTimeout(r, 250));
   }
-  const events = await podEvents(kube, namespace, name).catch(() => []);
-  throw new Error(
-    `pod ${namespace}/${name} not running after ${timeoutMs} ms: ${JSON.stringify(last?.['status']?.containerStatuses ?? last?.['status'])}\nevents:\n${events.join('\n')}`,
-  );
+  throw await failure(`not running after ${timeoutMs} ms`);
 }

@@ -261,6 +261,16 @@ async function pidsMentioning(needle: string): Promise<number[]> {
   return found.filter((pid) => pid !== process.pid);
 }
 
+/**
+ * The mounted cgroup hierarchies: /sys/fs/cgroup itself on a cgroup v2 machine, else one directory per v1
+ * hierarchy (cpu, memory, ..., and the v2 `unified` mount of a hybrid setup like this sandbox's).
+ */
+async function cgroupHierarchies(): Promise<string[]> {
+  if (existsSync(join(CGROUP_ROOT, 'cgroup.controllers'))) return [CGROUP_ROOT];
+  const entries = await readdir(CGROUP_ROOT, { withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isDirectory()).map((e) => join(CGROUP_ROOT, e.name));
+}
+
 /** Every cgroup directory at or below `relative` in each mounted hierarchy, deepest first. */
 async function cgroupDirs(relative: string): Promise<string[]> {
   const out: string[] = [];
@@ -274,8 +284,8 @@ async function cgroupDirs(relative: string): Promise<string[]> {
     for (const e of entries) if (e.isDirectory()) await walk(join(dir, e.name));
     out.push(dir);
   };
-  for (const hierarchy of await readdir(CGROUP_ROOT)) {
-    const top = join(CGROUP_ROOT, hierarchy, relative);
+  for (const hierarchy of await cgroupHierarchies()) {
+    const top = join(hierarchy, relative);
     if (existsSync(top)) await walk(top);
   }
   return out;
@@ -385,8 +395,8 @@ async function sweepStaleNodes(): Promise<void> {
   const ip = requireCommand('ip');
   const stalePrefix = join(tmpdir(), DIR_PREFIX);
   await killPids(await pidsMentioning(stalePrefix));
-  for (const hierarchy of await readdir(CGROUP_ROOT).catch(() => [] as string[])) {
-    for (const entry of await readdir(join(CGROUP_ROOT, hierarchy)).catch(() => [] as string[])) {
+  for (const hierarchy of await cgroupHierarchies()) {
+    for (const entry of await readdir(hierarchy).catch(() => [] as string[])) {
       if (entry.startsWith(DIR_PREFIX)) await removeCgroups(entry);
     }
   }
@@ -576,13 +586,13 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
     const containerdMs = performance.now() - t0;
 
     // kubelet's pods go below a cgroup of their own in every hierarchy, removed as a whole at stop().
-    for (const hierarchy of await readdir(CGROUP_ROOT)) {
-      const cg = join(CGROUP_ROOT, hierarchy, cgroupRoot);
+    for (const hierarchy of await cgroupHierarchies()) {
+      const cg = join(hierarchy, cgroupRoot);
       await mkdir(cg, { recursive: true });
-      if (hierarchy === 'cpuset') {
+      if (hierarchy === join(CGROUP_ROOT, 'cpuset')) {
         // A new v1 cpuset starts with no CPUs and no memory nodes: copy the parent's.
         for (const file of ['cpuset.cpus', 'cpuset.mems']) {
-          await writeFile(join(cg, file), await readFile(join(CGROUP_ROOT, hierarchy, file), 'utf8'));
+          await writeFile(join(cg, file), await readFile(join(hierarchy, file), 'utf8'));
         }
       }
     }

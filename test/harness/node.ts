@@ -532,7 +532,8 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
     // What the kubelet changes outside its directory, recorded before it starts.
     const tunables: Record<string, string> = {};
     for (const key of KERNEL_TUNABLES) {
-      tunables[key] = (await readFile(`/proc/sys/${key}`, 'utf8').catch(() => '')).trim();
+      const value = (await readFile(`/proc/sys/${key}`, 'utf8').catch(() => '')).trim();
+      if (value) tunables[key] = value;
     }
     const state: HostState = { tunables, createdDirs: HOST_DIRS.filter((d) => !existsSync(d)) };
     await writeFile(HOST_STATE_PATH, JSON.stringify(state));

@@ -369,6 +369,7 @@ describe('story 003 on the node: mutable tags through the cache, and the cache w
     assert.ok(removed.includes(cachedRef), `removed ${removed.join(', ')}`);
     assert.equal(await node.hasImage(cachedRef), false);
     const staleBefore = await cacheMetric('pullmap_cache_stale_responses_total{reason="unreachable"}');
+    const bytesBefore = await servedBytes();
 
     const third = await runPod(t, pod('tool-3', ns, { tool: source() }));
     assert.equal(third.logs['tool'], 'marker: story 003: latest v2\n', 'the last copy the cache had');
@@ -381,6 +382,9 @@ describe('story 003 on the node: mutable tags through the cache, and the cache w
       'the cache answered with its stale copy because upstream was unreachable',
     );
     assert.equal(await node.hasImage(cachedRef), true);
+    t.diagnostic(
+      `with upstream down the cache served ${(await servedBytes()) - bytesBefore} bytes from its store`,
+    );
   });
 });
 

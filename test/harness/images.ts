@@ -47,11 +47,23 @@ export interface BuiltIndex {
   readonly index: Blob;
 }
 
+/** A file in a layer: text or bytes (mode 0644), or bytes with a mode (e.g. 0o755 for a program). */
+export type LayerFile = string | Buffer | { readonly content: string | Buffer; readonly mode: number };
+
+/** What a runtime reads from the image config to start a container (OCI image config `config`). */
+export interface RunConfig {
+  readonly Entrypoint?: readonly string[];
+  readonly Cmd?: readonly string[];
+  readonly Env?: readonly string[];
+}
+
 export interface ImageSpec {
   /** Files in the single layer: path → content. Default: one file naming the platform. */
-  readonly files?: Readonly<Record<string, string>>;
+  readonly files?: Readonly<Record<string, LayerFile>>;
   readonly platform?: Platform;
   readonly format?: ImageFormat;
+  /** How a container of this image starts; default none (images only pulled, never run). */
+  readonly run?: RunConfig;
 }
 
 export function sha256(bytes: Buffer): string {
@@ -74,14 +86,16 @@ function octal(value: number, width: number): string {
   return `${value.toString(8).padStart(width - 1, '0')}\0`;
 }
 
-/** A ustar archive with regular files, owner 0:0, mode 0644, mtime 0: the same bytes every time. */
-export function tarArchive(files: Readonly<Record<string, string>>): Buffer {
+/** A ustar archive with regular files, owner 0:0, mode 0644 unless given, mtime 0: the same bytes every time. */
+export function tarArchive(files: Readonly<Record<string, LayerFile>>): Buffer {
   const parts: Buffer[] = [];
-  for (const [name, text] of Object.entries(files).sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const content = Buffer.from(text, 'utf8');
+  for (const [name, file] of Object.entries(files).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const data = typeof file === 'string' || Buffer.isBuffer(file) ? file : file.content;
+    const mode = typeof file === 'string' || Buffer.isBuffer(file) ? 0o644 : file.mode;
+    const content = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     const header = Buffer.alloc(512, 0);
     writeField(header, 0, 100, name);
-    writeField(header, 100, 8, octal(0o644, 8));
+    writeField(header, 100, 8, octal(mode, 8));
     writeField(header, 108, 8, octal(0, 8));
     writeField(header, 116, 8, octal(0, 8));
     writeField(header, 124, 12, octal(content.length, 12));
@@ -113,7 +127,7 @@ export function buildImage(spec: ImageSpec = {}): BuiltImage {
       JSON.stringify({
         architecture: platform.architecture,
         os: platform.os,
-        config: {},
+        config: spec.run ?? {},
         rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
       }),
     ),
@@ -264,4 +278,30 @@ export async function deleteManifest(target: PushTarget, repository: string, dig
     new URL(`/v2/${repository}/manifests/${digest}`, target.url),
   );
   if (res.status !== 202) throw new Error(`manifest DELETE answered ${res.status}`);
+}
+
+/**
+ * An OCI image layout as a tar archive (what `ctr images import` and `skopeo copy oci-archive:` read),
+ * holding one image under `name` (a full reference such as `localhost/pullmap-test/pause:1`).
+ */
+export function ociArchive(image: BuiltImage, name: string): Buffer {
+  if (image.format !== 'oci') throw new Error('ociArchive: the image must be built with format "oci"');
+  const tag = name.slice(name.lastIndexOf(':') + 1);
+  const index = {
+    schemaVersion: 2,
+    mediaType: MEDIA.oci.index,
+    manifests: [
+      {
+        ...descriptor(image.manifest),
+        annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': tag },
+      },
+    ],
+  };
+  const files: Record<string, LayerFile> = {
+    'oci-layout': JSON.stringify({ imageLayoutVersion: '1.0.0' }),
+    'index.json': JSON.stringify(index),
+  };
+  for (const b of [image.layer, image.config, image.manifest])
+    files[`blobs/${b.digest.replace(':', '/')}`] = b.bytes;
+  return tarArchive(files);
 }

@@ -89,7 +89,7 @@ export async function kubeApiserverBinary(): Promise<string> {
 
 // setpriv makes the kernel kill a daemon when the test process dies, even by SIGKILL, so crashed test
 // runs leave no orphans; it execs in place, so the PID stays the daemon's.
-function withParentDeathSignal(
+export function withParentDeathSignal(
   command: string,
   args: readonly string[],
 ): { command: string; args: string[] } {

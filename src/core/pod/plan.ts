@@ -99,6 +99,14 @@ export function planInputsKey(pod: unknown, ctx: PodContext): string | undefined
     // Every element keeps its place, so the indexes in the patch are part of the key.
     parts.push(containers.map((c: unknown) => (isObject(c) ? [c.name, c.image, c.imagePullPolicy] : 0)));
   }
+  const volumes = pod.spec.volumes;
+  parts.push(
+    Array.isArray(volumes)
+      ? volumes.map((v: unknown) =>
+          isObject(v) && isObject(v.image) ? [v.name, v.image.reference, v.image.pullPolicy] : 0,
+        )
+      : null,
+  );
   return JSON.stringify(parts);
 }
 
@@ -162,10 +170,10 @@ export function planPod(
     for (const probe of decision.pendingProbes) pending.push(probe);
     if (decision.outcome === 'Invalid')
       warnings.push(
-        `pullmap: container ${c.name}: ${decision.reasons[0]?.message ?? 'invalid image'}; left unchanged`,
+        `pullmap: ${describeImage(c)}: ${decision.reasons[0]?.message ?? 'invalid image'}; left unchanged`,
       );
     if (decision.outcome !== 'Mapped' || !decision.rule) continue;
-    patch.push({ op: 'replace', path: `/spec/${c.list}/${c.index}/image`, value: decision.image });
+    patch.push({ op: 'replace', path: `/spec/${c.path.join('/')}`, value: decision.image });
     originals[c.name] = c.image;
     mappedBy[c.name] = decision.rule.entryName;
     recorded = true;
@@ -191,6 +199,10 @@ export function planPod(
   };
 }
 
+/** "container app" or "image volume data", for warnings. */
+export const describeImage = (c: ContainerImage): string =>
+  c.list === 'volumes' ? `image volume ${c.name.slice('volume:'.length)}` : `container ${c.name}`;
+
 const containerPlan = (
   c: ContainerImage,
   decision: ImageDecision | undefined,
@@ -201,6 +213,7 @@ const containerPlan = (
   name: c.name,
   image: c.image,
   pullPolicy: c.pullPolicy,
+  path: c.path,
   decision,
   skipped,
 });

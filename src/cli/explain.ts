@@ -53,6 +53,7 @@ function describe(input: string, decision: ImageDecision | undefined): Record<st
           entry: decision.rule.entry,
           from: decision.rule.from,
           to: decision.rule.to,
+          ...(decision.rule.pullSecret !== undefined ? { pullSecret: decision.rule.pullSecret } : {}),
         }
       : null;
     out.reasons = decision.reasons.map((r) => ({

@@ -6,6 +6,7 @@ import { type DecisionContext, decideImage, type ImageDecision } from '../mappin
 import type { Labels } from '../mapping/selector.ts';
 import type { MapSnapshot } from '../mapping/snapshot.ts';
 import { CONTAINER_LISTS, type ContainerImage, containerImages } from './locate.ts';
+import { addPullSecrets } from './pull-secrets.ts';
 
 export const ANNOTATION_ORIGINAL_IMAGES = 'pullmap.dev/original-images';
 export const ANNOTATION_MAPPED_BY = 'pullmap.dev/mapped-by';
@@ -100,6 +101,7 @@ export function planInputsKey(pod: unknown, ctx: PodContext): string | undefined
     parts.push(containers.map((c: unknown) => (isObject(c) ? [c.name, c.image, c.imagePullPolicy] : 0)));
   }
   const volumes = pod.spec.volumes;
+  parts.push(pod.spec.imagePullSecrets ?? null);
   parts.push(
     Array.isArray(volumes)
       ? volumes.map((v: unknown) =>
@@ -141,6 +143,7 @@ export function planPod(
   const patch: JsonPatchOp[] = [];
   const pending: ProbeRequest[] = [];
   const warnings: string[] = [];
+  const pullSecrets = new Set<string>();
   let recorded = false;
 
   for (const c of containerImages(pod.spec)) {
@@ -176,8 +179,13 @@ export function planPod(
     patch.push({ op: 'replace', path: `/spec/${c.path.join('/')}`, value: decision.image });
     originals[c.name] = c.image;
     mappedBy[c.name] = decision.rule.entryName;
+    if (decision.rule.pullSecret !== undefined) pullSecrets.add(decision.rule.pullSecret);
     recorded = true;
   }
+  // imagePullSecrets cannot change after creation (an UPDATE that adds one is refused), so only a
+  // CREATE gets them; images an update maps keep the pod's existing secrets.
+  if (ctx.previousImages === undefined)
+    for (const op of addPullSecrets(pod.spec, pullSecrets)) patch.push(op);
 
   if (recorded) {
     const values = {

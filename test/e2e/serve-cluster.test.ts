@@ -209,3 +209,140 @@ describe('maps from the cluster', () => {
     assert.ok((await pullmap.metric('pullmap_controller_events_total'))! > 0, 'and recorded events');
   });
 });
+
+/** Polls `read` until `done` holds for its value (watches and the copier are asynchronous). */
+async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string): Promise<T> {
+  let value = await read();
+  for (let i = 0; i < 100 && !done(value); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    value = await read();
+  }
+  assert.ok(
+    done(value),
+    `${what}: last seen ${JSON.stringify(value)}\n${pullmap.daemon.output().slice(-2000)}`,
+  );
+  return value;
+}
+
+describe('pull secrets for mirrors', () => {
+  const dockerConfig = (password: string) => ({
+    '.dockerconfigjson': Buffer.from(
+      JSON.stringify({ auths: { 'creds-mirror.example': { username: 'u', password } } }),
+    ).toString('base64'),
+  });
+  const copyIn = (namespace: string) => () =>
+    core
+      .readNamespacedSecret({ name: 'pullmap-mirror-creds', namespace })
+      .then((s) => s.data?.['.dockerconfigjson'])
+      .catch(() => undefined);
+
+  it('copies a ClusterImageMap secret where the map applies, keeps it in sync, and pods name it once', async () => {
+    await core.createNamespacedSecret({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'mirror-creds' },
+        type: 'kubernetes.io/dockerconfigjson',
+        data: dockerConfig('one'),
+      },
+    });
+    const selected = await kube.createNamespace({ prefix: 'creds', labels: { creds: 'copy' } });
+    const other = await kube.createNamespace({ prefix: 'nocreds' });
+    const map = (pullSecret: string | undefined) => ({
+      apiVersion: 'pullmap.dev/v1alpha1',
+      kind: 'ClusterImageMap',
+      metadata: { name: 'creds' },
+      spec: {
+        mappings: [
+          {
+            from: 'ghcr.io/creds-e2e/',
+            to: 'creds-mirror.example/ghcr/',
+            ...(pullSecret ? { pullSecret } : {}),
+          },
+        ],
+        namespaceSelector: { matchLabels: { creds: 'copy' } },
+      },
+    });
+    await apply([map('mirror-creds')]);
+    await until(copyIn(selected), (d) => d === dockerConfig('one')['.dockerconfigjson'], 'the copy is made');
+    const copy = await core.readNamespacedSecret({ name: 'pullmap-mirror-creds', namespace: selected });
+    assert.equal(copy.type, 'kubernetes.io/dockerconfigjson');
+    assert.equal(copy.metadata?.labels?.['pullmap.dev/copy-of'], 'mirror-creds');
+    assert.equal(await copyIn(other)(), undefined, 'no copy where the map does not apply');
+    // A namespace labelled later gets its copy without any pod asking for it.
+    const later = await kube.createNamespace({ prefix: 'later', labels: { creds: 'copy' } });
+    await until(copyIn(later), (d) => d !== undefined, 'a new namespace gets a copy');
+
+    const body = {
+      metadata: { generateName: 'p-' },
+      spec: {
+        imagePullSecrets: [{ name: 'own' }],
+        containers: [
+          { name: 'a', image: 'ghcr.io/creds-e2e/app:1' },
+          { name: 'b', image: 'ghcr.io/creds-e2e/side:1' },
+        ],
+      },
+    };
+    const pod = await until(
+      () => core.createNamespacedPod({ namespace: selected, body }),
+      (p) => p.spec?.containers[0]?.image === 'creds-mirror.example/ghcr/app:1',
+      'the pod is mapped',
+    );
+    assert.deepEqual(
+      pod.spec?.imagePullSecrets?.map((s) => s.name),
+      ['own', 'pullmap-mirror-creds'],
+    );
+
+    await core.replaceNamespacedSecret({
+      name: 'mirror-creds',
+      namespace: 'default',
+      body: {
+        metadata: { name: 'mirror-creds' },
+        type: 'kubernetes.io/dockerconfigjson',
+        data: dockerConfig('two'),
+      },
+    });
+    await until(
+      copyIn(selected),
+      (d) => d === dockerConfig('two')['.dockerconfigjson'],
+      'the copy follows its source',
+    );
+
+    await apply([map(undefined)]);
+    await until(copyIn(selected), (d) => d === undefined, 'an unused copy is removed');
+    await until(copyIn(later), (d) => d === undefined, 'from every namespace');
+  });
+
+  it('an ImageMap names a Secret of its own namespace; nothing is copied for it', async () => {
+    const ns = await kube.createNamespace({ prefix: 'tenantcreds' });
+    await apply([
+      {
+        apiVersion: 'pullmap.dev/v1alpha1',
+        kind: 'ImageMap',
+        metadata: { name: 'own', namespace: ns },
+        spec: {
+          mappings: [
+            { from: 'ghcr.io/tenant-e2e/', to: 'tenant-mirror.example/', pullSecret: 'tenant-creds' },
+          ],
+        },
+      },
+    ]);
+    const pod = await until(
+      () =>
+        core.createNamespacedPod({
+          namespace: ns,
+          body: {
+            metadata: { generateName: 'p-' },
+            spec: { containers: [{ name: 'a', image: 'ghcr.io/tenant-e2e/x:1' }] },
+          },
+        }),
+      (p) => p.spec?.containers[0]?.image === 'tenant-mirror.example/x:1',
+      'the pod is mapped',
+    );
+    assert.deepEqual(
+      pod.spec?.imagePullSecrets?.map((s) => s.name),
+      ['tenant-creds'],
+    );
+    const secrets = await core.listNamespacedSecret({ namespace: ns, labelSelector: 'pullmap.dev/copy-of' });
+    assert.equal(secrets.items.length, 0);
+  });
+});

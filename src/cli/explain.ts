@@ -30,7 +30,7 @@ async function* inputLines(options: ExplainOptions, io: CliIO): AsyncGenerator<s
   }
 }
 
-function describe(input: string, decision: ImageDecision | undefined): Record<string, unknown> {
+export function describe(input: string, decision: ImageDecision | undefined): Record<string, unknown> {
   const parsed = parseReference(input);
   if (!parsed.ok) return { input, valid: false, error: parsed.error.message, code: parsed.error.code };
   const ref = parsed.ref;
@@ -66,7 +66,7 @@ function describe(input: string, decision: ImageDecision | undefined): Record<st
   return out;
 }
 
-function text(d: Record<string, unknown>): string {
+export function text(d: Record<string, unknown>): string {
   if (!d.valid) return `${d.input}\n  invalid: ${d.error}\n`;
   const lines = [`${d.input}`, `  normalized  ${d.normalized}`, `  familiar    ${d.familiar}`];
   if (d.outcome !== undefined) {

@@ -2,6 +2,7 @@
 // follows them through its watch, ClusterImageMap namespaceSelectors see namespace labels, and the
 // validating webhook refuses a conflicting map at apply time with the controller's words.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -344,5 +345,90 @@ describe('pull secrets for mirrors', () => {
     );
     const secrets = await core.listNamespacedSecret({ namespace: ns, labelSelector: 'pullmap.dev/copy-of' });
     assert.equal(secrets.items.length, 0);
+  });
+});
+
+describe('pullmap explain --pod', () => {
+  const explainPod = (pod: string) => {
+    const bin = fileURLToPath(new URL('../../dist/pullmap.js', import.meta.url));
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'explain', '--pod', pod, '--kubeconfig', kube.kubeconfigPath, '-o', 'json'],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  };
+  const map = (to: string) => ({
+    apiVersion: 'pullmap.dev/v1alpha1',
+    kind: 'ClusterImageMap',
+    metadata: { name: 'explain-e2e' },
+    spec: { mappings: [{ from: 'ghcr.io/explain-e2e/', to }] },
+  });
+
+  it("shows each image's original, what it was mapped to and by which entry, and the decision now", async () => {
+    const ns = await kube.createNamespace({ prefix: 'explain' });
+    await apply([map('first.example/')]);
+    const body = {
+      metadata: { name: 'web' },
+      spec: {
+        containers: [
+          { name: 'app', image: 'ghcr.io/explain-e2e/app:1' },
+          { name: 'other', image: 'registry.k8s.io/pause:3.10' },
+        ],
+        volumes: [{ name: 'models', image: { reference: 'ghcr.io/explain-e2e/models:v3' } }],
+      },
+    };
+    // The webhook sees the new map through its watch: recreate the pod until it is mapped.
+    await until(
+      async () => {
+        await core
+          .deleteNamespacedPod({ name: 'web', namespace: ns, gracePeriodSeconds: 0 })
+          .catch(() => undefined);
+        await until(
+          () =>
+            core.readNamespacedPod({ name: 'web', namespace: ns }).then(
+              () => true,
+              () => false,
+            ),
+          (exists) => !exists,
+          'the old pod is gone',
+        );
+        return (await core.createNamespacedPod({ namespace: ns, body })).spec?.containers[0]?.image;
+      },
+      (image) => image === 'first.example/app:1',
+      'the pod is mapped',
+    );
+    await apply([map('second.example/')]);
+    const [app, other, models] = explainPod(`${ns}/web`);
+    assert.equal(app?.pod, `${ns}/web`);
+    assert.equal(app?.container, 'app');
+    assert.equal(app?.input, 'ghcr.io/explain-e2e/app:1', 'the original, from the annotation');
+    assert.equal(app?.image, 'first.example/app:1', 'what it was mapped to');
+    assert.equal(app?.mappedBy, 'ClusterImageMap/explain-e2e spec.mappings[0]');
+    assert.equal(app?.outcome, 'Mapped');
+    assert.equal(app?.mapped, 'second.example/app:1', 'what the maps decide now');
+    assert.equal((app?.rule as { map?: string } | undefined)?.map, 'ClusterImageMap/explain-e2e');
+    assert.equal(other?.input, 'registry.k8s.io/pause:3.10');
+    assert.equal(other?.mappedBy, null);
+    assert.equal(other?.outcome, 'Unchanged');
+    assert.equal(models?.volume, 'models');
+    assert.equal(models?.input, 'ghcr.io/explain-e2e/models:v3');
+    assert.equal(models?.image, 'first.example/models:v3');
+    assert.equal(models?.mapped, 'second.example/models:v3');
+  });
+
+  it('a pod that does not exist is exit 2 with its name', async () => {
+    const bin = fileURLToPath(new URL('../../dist/pullmap.js', import.meta.url));
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'explain', '--pod', 'default/nope', '--kubeconfig', kube.kubeconfigPath],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, 'pullmap: pod default/nope does not exist\n');
   });
 });

@@ -2,6 +2,7 @@
 // they get the same decision, patch and annotations, under keys that cannot collide with containers.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { ExistenceAnswer } from '../../src/core/facts.ts';
 import { scanManifests, spliceImages } from '../../src/core/manifest/rewrite.ts';
 import { analyzeMaps, buildSnapshot } from '../../src/core/mapping/index.ts';
 import { containerImages } from '../../src/core/pod/locate.ts';
@@ -115,6 +116,46 @@ describe('image volumes', () => {
     p.spec.volumes[1]!.image!.pullPolicy = 'Always';
     const plan = planPod(keep, p, ns, () => undefined);
     assert.equal(plan.containers.find((c) => c.name === 'volume:data')?.decision?.outcome, 'Unchanged');
+  });
+
+  test('IfExists asks about the volume image, and stage 2 routes it through the cache', () => {
+    const routed = buildSnapshot(
+      analyzeMaps([
+        {
+          current: {
+            apiVersion: 'pullmap.dev/v1alpha1',
+            kind: 'ClusterImageMap',
+            metadata: { name: 'edge' },
+            spec: {
+              mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/', when: 'IfExists' }],
+              cache: { enabled: true },
+            },
+          },
+        },
+      ]).accepted,
+    );
+    const p = {
+      kind: 'Pod',
+      metadata: {},
+      spec: { volumes: [{ name: 'm', image: { reference: 'acme/models:v3' } }] },
+    };
+    const pending = planPod(routed, p, ns, () => undefined);
+    assert.deepEqual(
+      pending.pendingProbes.map((r) => r.candidate),
+      ['mirror.local/hub/acme/models:v3'],
+    );
+    assert.deepEqual(pending.patch, []);
+    const plan = planPod(
+      routed,
+      p,
+      ns,
+      (): ExistenceAnswer => ({ outcome: 'Available', cached: true, ageMs: 0, detail: 'test' }),
+    );
+    assert.deepEqual(plan.patch[0], {
+      op: 'replace',
+      path: '/spec/volumes/0/image/reference',
+      value: 'localhost:7439/mirror.local/hub/acme/models:v3',
+    });
   });
 
   test('the plan memo key changes with a volume image', () => {

@@ -313,6 +313,30 @@ describe('pull secrets for mirrors', () => {
     await until(copyIn(later), (d) => d === undefined, 'from every namespace');
   });
 
+  it('deploy/webhook RBAC lets the controller manage copies, and no more than that on Secrets', async () => {
+    const root = fileURLToPath(new URL('../../deploy/webhook/', import.meta.url));
+    await kube.kubectl(['apply', '-f', `${root}namespace.yaml`, '-f', `${root}rbac.yaml`]);
+    const can = (verb: string, where: string[]) =>
+      kube
+        .kubectl([
+          'auth',
+          'can-i',
+          verb,
+          'secrets',
+          '--as=system:serviceaccount:pullmap-system:pullmap',
+          ...where,
+        ])
+        .then(
+          (out) => out.trim(),
+          () => 'no',
+        );
+    for (const verb of ['get', 'list', 'watch', 'create', 'update', 'delete'])
+      assert.equal(await can(verb, ['-n', 'some-tenant']), 'yes', verb);
+    assert.equal(await can('list', ['--all-namespaces']), 'yes');
+    for (const verb of ['patch', 'deletecollection'])
+      assert.equal(await can(verb, ['-n', 'some-tenant']), 'no', verb);
+  });
+
   it('an ImageMap names a Secret of its own namespace; nothing is copied for it', async () => {
     const ns = await kube.createNamespace({ prefix: 'tenantcreds' });
     await apply([

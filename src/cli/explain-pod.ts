@@ -43,12 +43,17 @@ function record(annotations: Json, key: string): Record<string, string> {
   }
 }
 
-/** The maps in force in the cluster, analysed as the controller does (last accepted generations too). */
-async function clusterMaps(client: KubeClient, io: CliIO): Promise<MapSnapshot> {
+/**
+ * The maps in force for one namespace, analysed as the controller does (last accepted generations
+ * too). A namespace's verdicts depend only on its own ImageMaps and the ClusterImageMaps, so those are
+ * all it reads (a tenant who may read their own namespace needs no cluster-wide list of ImageMaps).
+ */
+async function clusterMaps(client: KubeClient, namespace: string, io: CliIO): Promise<MapSnapshot> {
   const objects: KubeObject[] = [];
   for (const kind of KINDS) {
     try {
-      const list = (await client.request('GET', resourcePath(kind))) as { items?: KubeObject[] };
+      const path = resourcePath(kind, kind === 'ImageMap' ? namespace : undefined);
+      const list = (await client.request('GET', path)) as { items?: KubeObject[] };
       for (const item of list.items ?? []) objects.push({ ...item, apiVersion: API_VERSION, kind });
     } catch (err) {
       if (isStatus(err, 404))
@@ -109,7 +114,7 @@ export async function explainPod(options: ExplainPodOptions, io: CliIO): Promise
       if (isStatus(err, 404)) throw new UsageError(`pod ${namespace}/${name} does not exist`);
       throw err;
     }
-    snapshot ??= await clusterMaps(client, io);
+    snapshot ??= await clusterMaps(client, namespace, io);
     let namespaceLabels: Record<string, string> = { 'kubernetes.io/metadata.name': namespace };
     try {
       const ns = (await client.request(

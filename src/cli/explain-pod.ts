@@ -12,9 +12,11 @@ import { ANNOTATION_MAPPED_BY, ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../co
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import { isStatus, KubeApiError, type KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
-import { describe, text } from './explain.ts';
-import { loadMaps, UsageError } from './maps.ts';
+import { configMaps, describe, text } from './explain.ts';
 import type { CliIO } from './run.ts';
+
+/** Input this command cannot use: printed as one line, exit 2 (like a usage error). */
+class PodInputError extends Error {}
 
 export interface ExplainPodOptions {
   /** NAMESPACE/NAME */
@@ -57,7 +59,7 @@ async function clusterMaps(client: KubeClient, namespace: string, io: CliIO): Pr
       for (const item of list.items ?? []) objects.push({ ...item, apiVersion: API_VERSION, kind });
     } catch (err) {
       if (isStatus(err, 404))
-        throw new UsageError(
+        throw new PodInputError(
           'the cluster has no pullmap map CRDs; install deploy/crds or give --config FILE',
         );
       throw err;
@@ -72,20 +74,27 @@ async function clusterMaps(client: KubeClient, namespace: string, io: CliIO): Pr
 }
 
 export async function explainPod(options: ExplainPodOptions, io: CliIO): Promise<number> {
+  try {
+    return await explainLivePod(options, io);
+  } catch (err) {
+    if (!(err instanceof PodInputError)) throw err;
+    io.stderr.write(`pullmap: ${err.message}\n`);
+    return 2;
+  }
+}
+
+async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<number> {
   const slash = options.pod.indexOf('/');
   const namespace = options.pod.slice(0, slash);
   const name = options.pod.slice(slash + 1);
   if (slash <= 0 || name === '' || name.includes('/'))
-    throw new UsageError(
+    throw new PodInputError(
       `--pod ${JSON.stringify(options.pod)} is not NAMESPACE/NAME; write it like default/web-0`,
     );
   let snapshot: MapSnapshot | undefined;
   if (options.config !== undefined) {
-    const maps = await loadMaps(options.config, io.stdin);
-    if (maps.errors.length > 0) {
-      for (const e of maps.errors) io.stderr.write(`${e}\n`);
-      return 2;
-    }
+    const maps = await configMaps(options.config, io);
+    if (maps === undefined) return 2;
     snapshot = maps.snapshot;
   }
   const [{ KubeConfig }, { kubeClient }] = await Promise.all([
@@ -98,7 +107,7 @@ export async function explainPod(options: ExplainPodOptions, io: CliIO): Promise
     else kubeConfig.loadFromDefault();
     if (!kubeConfig.getCurrentCluster()) throw new Error('it names no current cluster');
   } catch (err) {
-    throw new UsageError(
+    throw new PodInputError(
       `--pod: cannot use the kubeconfig${options.kubeconfig ? ` ${options.kubeconfig}` : ''}: ${(err as Error).message}; give --kubeconfig FILE`,
     );
   }
@@ -111,7 +120,7 @@ export async function explainPod(options: ExplainPodOptions, io: CliIO): Promise
         `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`,
       )) as KubeObject;
     } catch (err) {
-      if (isStatus(err, 404)) throw new UsageError(`pod ${namespace}/${name} does not exist`);
+      if (isStatus(err, 404)) throw new PodInputError(`pod ${namespace}/${name} does not exist`);
       throw err;
     }
     snapshot ??= await clusterMaps(client, namespace, io);
@@ -169,7 +178,7 @@ export async function explainPod(options: ExplainPodOptions, io: CliIO): Promise
     }
     return 0;
   } catch (err) {
-    if (err instanceof KubeApiError) throw new UsageError(`--pod ${options.pod}: ${err.message}`);
+    if (err instanceof KubeApiError) throw new PodInputError(`--pod ${options.pod}: ${err.message}`);
     throw err;
   } finally {
     await client.close();

@@ -77,18 +77,24 @@ export function text(d: Record<string, unknown>): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Loads a config for explaining: undefined (errors printed) when it is unusable; unused maps warned about. */
+export async function configMaps(config: string, io: CliIO): Promise<LoadedMaps | undefined> {
+  const maps = await loadMaps(config, io.stdin);
+  if (maps.errors.length > 0) {
+    for (const e of maps.errors) io.stderr.write(`${e}\n`);
+    return undefined;
+  }
+  for (const v of maps.analysis.verdicts) {
+    if (v.verdict !== 'Accepted') io.stderr.write(`warning: map not used: ${formatVerdict(v).join('\n')}\n`);
+  }
+  return maps;
+}
+
 export async function explain(options: ExplainOptions, io: CliIO): Promise<number> {
   let maps: LoadedMaps | undefined;
   if (options.config !== undefined) {
-    maps = await loadMaps(options.config, io.stdin);
-    if (maps.errors.length > 0) {
-      for (const e of maps.errors) io.stderr.write(`${e}\n`);
-      return 2;
-    }
-    for (const v of maps.analysis.verdicts) {
-      if (v.verdict !== 'Accepted')
-        io.stderr.write(`warning: map not used: ${formatVerdict(v).join('\n')}\n`);
-    }
+    maps = await configMaps(options.config, io);
+    if (maps === undefined) return 2;
   }
   const namespaceLabels = { 'kubernetes.io/metadata.name': options.namespace, ...options.namespaceLabels };
   for await (const input of inputLines(options, io)) {

@@ -61,6 +61,20 @@ describe('pullmap explain', () => {
     assert.equal(kept.outcome, 'Unchanged');
     assert.ok(kept.reasons.some((x: { code: string }) => x.code === 'MutableTagKept'));
   });
+  test("the rule names the Secret pods get for it (pullmap's copy for a ClusterImageMap)", () => {
+    const cfg = file(
+      'secret.yaml',
+      `apiVersion: pullmap.dev/v1alpha1
+kind: ClusterImageMap
+metadata: {name: hub}
+spec:
+  mappings: [{from: "docker.io/", to: "mirror.local/hub/", pullSecret: mirror-creds}]
+`,
+    );
+    const r = pullmap(['explain', '-o', 'json', '--config', cfg, 'nginx:1.27']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).rule.pullSecret, 'pullmap-mirror-creds');
+  });
   test('a broken config is exit 2 with a located message and no stack trace', () => {
     const bad = file(
       'bad.yaml',

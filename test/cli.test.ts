@@ -1,7 +1,7 @@
 // The CLI as users run it: the built bundle in a child process, real files, real exit codes.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type TempDir, tempDir } from './harness/process.ts';
@@ -60,6 +60,20 @@ describe('pullmap explain', () => {
     assert.equal(mapped.rule.map, 'ClusterImageMap/edge');
     assert.equal(kept.outcome, 'Unchanged');
     assert.ok(kept.reasons.some((x: { code: string }) => x.code === 'MutableTagKept'));
+  });
+  test("the rule names the Secret pods get for it (pullmap's copy for a ClusterImageMap)", () => {
+    const cfg = file(
+      'secret.yaml',
+      `apiVersion: pullmap.dev/v1alpha1
+kind: ClusterImageMap
+metadata: {name: hub}
+spec:
+  mappings: [{from: "docker.io/", to: "mirror.local/hub/", pullSecret: mirror-creds}]
+`,
+    );
+    const r = pullmap(['explain', '-o', 'json', '--config', cfg, 'nginx:1.27']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).rule.pullSecret, 'pullmap-mirror-creds');
   });
   test('a broken config is exit 2 with a located message and no stack trace', () => {
     const bad = file(
@@ -141,5 +155,59 @@ describe('pullmap rewrite', () => {
   });
   test('without -f it is a usage error', () => {
     assert.equal(pullmap(['rewrite']).code, 2);
+  });
+});
+
+describe('a CLI that behaves like one', () => {
+  const version = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')).version;
+  test('every command prints its own usage for --help and -h, exit 0', () => {
+    for (const command of ['explain', 'rewrite', 'check', 'serve', 'cache'])
+      for (const flag of ['--help', '-h']) {
+        const r = pullmap([command, flag]);
+        assert.equal(r.code, 0, `${command} ${flag}: ${r.stderr}`);
+        assert.match(r.stdout, new RegExp(`^Usage: pullmap ${command} `), `${command} ${flag}`);
+        assert.equal(r.stderr, '');
+      }
+    assert.match(pullmap(['help', 'cache']).stdout, /^Usage: pullmap cache --config FILE/);
+    assert.match(pullmap(['--help']).stdout, /Usage: pullmap explain[\s\S]*Usage: pullmap cache/);
+  });
+  test("--version prints package.json's version once, with a newline", () => {
+    const r = pullmap(['--version']);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, `${version}\n`);
+  });
+  test('unknown flags and stray arguments name themselves and the usage line', () => {
+    const r = pullmap(['explain', '--bogus', 'nginx']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.split('\n')[0], 'pullmap: explain: unknown flag --bogus');
+    assert.match(r.stderr.split('\n')[1]!, /^Usage: pullmap explain \[IMAGE\.\.\.\]/);
+    const cache = pullmap(['cache', '--lisen', '127.0.0.1:1']);
+    assert.equal(cache.code, 2);
+    assert.match(cache.stderr, /^pullmap: cache: unknown flag --lisen\nUsage: pullmap cache --config FILE/);
+    const stray = pullmap(['check', 'maps.yaml']);
+    assert.equal(stray.code, 2);
+    assert.match(stray.stderr, /check: unexpected argument "maps\.yaml"\nUsage: pullmap check --config FILE/);
+    const missing = pullmap(['rewrite', '-f']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /rewrite: .*--file.*\nUsage: pullmap rewrite/);
+  });
+  test('explain --pod needs NAMESPACE/NAME and no images; --kubeconfig needs --pod', () => {
+    assert.match(pullmap(['explain', '--pod', 'web']).stderr, /--pod "web" is not NAMESPACE\/NAME/);
+    assert.match(pullmap(['explain', '--pod', 'a/b', 'nginx']).stderr, /give no IMAGE arguments/);
+    assert.match(pullmap(['explain', '--kubeconfig', 'k', 'nginx']).stderr, /--kubeconfig needs --pod/);
+  });
+  test('under a Node.js older than 24 it says so in one line and exits 2', (t) => {
+    const old = '/usr/bin/node';
+    const probe = spawnSync(old, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+    if (probe.status !== 0 || Number(probe.stdout.split('.')[0]) >= 24) {
+      t.skip(`no Node.js older than 24 at ${old}`);
+      return;
+    }
+    for (const args of [['--version'], ['explain', '--config', 'examples/default.yaml', 'nginx:1.27']]) {
+      const r = spawnSync(old, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.status, 2);
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, /^pullmap: needs Node\.js 24 or newer, but runs on v\d+\.[^\n]*\n$/);
+    }
   });
 });

@@ -30,7 +30,7 @@ async function* inputLines(options: ExplainOptions, io: CliIO): AsyncGenerator<s
   }
 }
 
-function describe(input: string, decision: ImageDecision | undefined): Record<string, unknown> {
+export function describe(input: string, decision: ImageDecision | undefined): Record<string, unknown> {
   const parsed = parseReference(input);
   if (!parsed.ok) return { input, valid: false, error: parsed.error.message, code: parsed.error.code };
   const ref = parsed.ref;
@@ -53,6 +53,7 @@ function describe(input: string, decision: ImageDecision | undefined): Record<st
           entry: decision.rule.entry,
           from: decision.rule.from,
           to: decision.rule.to,
+          ...(decision.rule.pullSecret !== undefined ? { pullSecret: decision.rule.pullSecret } : {}),
         }
       : null;
     out.reasons = decision.reasons.map((r) => ({
@@ -65,7 +66,7 @@ function describe(input: string, decision: ImageDecision | undefined): Record<st
   return out;
 }
 
-function text(d: Record<string, unknown>): string {
+export function text(d: Record<string, unknown>): string {
   if (!d.valid) return `${d.input}\n  invalid: ${d.error}\n`;
   const lines = [`${d.input}`, `  normalized  ${d.normalized}`, `  familiar    ${d.familiar}`];
   if (d.outcome !== undefined) {
@@ -76,18 +77,24 @@ function text(d: Record<string, unknown>): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Loads a config for explaining: undefined (errors printed) when it is unusable; unused maps warned about. */
+export async function configMaps(config: string, io: CliIO): Promise<LoadedMaps | undefined> {
+  const maps = await loadMaps(config, io.stdin);
+  if (maps.errors.length > 0) {
+    for (const e of maps.errors) io.stderr.write(`${e}\n`);
+    return undefined;
+  }
+  for (const v of maps.analysis.verdicts) {
+    if (v.verdict !== 'Accepted') io.stderr.write(`warning: map not used: ${formatVerdict(v).join('\n')}\n`);
+  }
+  return maps;
+}
+
 export async function explain(options: ExplainOptions, io: CliIO): Promise<number> {
   let maps: LoadedMaps | undefined;
   if (options.config !== undefined) {
-    maps = await loadMaps(options.config, io.stdin);
-    if (maps.errors.length > 0) {
-      for (const e of maps.errors) io.stderr.write(`${e}\n`);
-      return 2;
-    }
-    for (const v of maps.analysis.verdicts) {
-      if (v.verdict !== 'Accepted')
-        io.stderr.write(`warning: map not used: ${formatVerdict(v).join('\n')}\n`);
-    }
+    maps = await configMaps(options.config, io);
+    if (maps === undefined) return 2;
   }
   const namespaceLabels = { 'kubernetes.io/metadata.name': options.namespace, ...options.namespaceLabels };
   for await (const input of inputLines(options, io)) {

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { cache } from './cache.ts';
@@ -17,39 +18,107 @@ export interface CliIO {
   env: NodeJS.ProcessEnv;
 }
 
-const VERSION = '0.1.0';
+/** The one source of the version: package.json, bundled in at build time. */
+export const VERSION: string = pkg.version;
+
+/** Each command's usage, printed by `pullmap COMMAND --help` and named in its flag errors. */
+const USAGE = {
+  explain: `Usage: pullmap explain [IMAGE...] [--config FILE] [--namespace NS] [--labels k=v,...]
+                       [--pull-policy Always|IfNotPresent|Never] [--output text|json]
+       pullmap explain --pod NAMESPACE/NAME [--kubeconfig FILE] [--config FILE] [--output text|json]
+  Parse images (arguments, or stdin one per line) and, with a config, show where each one goes and why.
+  --pod: each image of a live pod (containers and image volumes): its original (from the pod's
+  annotations), what it was mapped to and by which map entry, and what the maps decide now (the
+  cluster's maps, or --config FILE).
+`,
+  rewrite: `Usage: pullmap rewrite -f FILE|- [--config FILE] [--namespace NS]
+  Rewrite the images of Kubernetes manifests (containers and image volumes of pods and pod templates);
+  every other byte is kept (usable as a Helm post-renderer).
+`,
+  check: `Usage: pullmap check --config FILE
+  Validate a config of ImageMap/ClusterImageMap objects; print every error and conflict (exit 1 if any).
+`,
+  serve: `Usage: pullmap serve [--config FILE] [--listen HOST:PORT] (--tls-cert FILE --tls-key FILE | --no-tls)
+                     [--deadline DUR] [--failure-policy Ignore|Fail] [--log-level debug|info|warn|error]
+       pullmap serve --maps-from cluster [--kubeconfig FILE] [--lease-namespace NS] [--identity NAME]
+                     [--no-leader-election] [--recheck-interval DUR] [--on-rejected-update KeepLastAccepted|Undeploy]
+  The admission webhook (POST /mutate-pods; /healthz, /readyz, /metrics). Maps come from FILE, from the
+  embedded default without --config, or from the cluster's map objects (list-watch; the Lease holder
+  writes their status and copies ClusterImageMap pull secrets, and POST /validate-maps checks map
+  objects). --no-tls is for loopback addresses only. More flags: --cache-address,
+  --exclude-namespaces, --shutdown-delay, --shutdown-grace, --max-request-bytes, --reload-interval,
+  and the registry flags.
+`,
+  cache: `Usage: pullmap cache --config FILE [--listen HOST:PORT]
+  Run the OCI pull-through cache (see examples/cache/cache.yaml) until SIGTERM.
+`,
+} as const;
+type Command = keyof typeof USAGE;
+
+const REGISTRY_HELP = `
+Registry access for when: IfExists (explain, rewrite and serve):
+  --plain-http HOST     talk plain HTTP to HOST (loopback registries; repeatable)
+  --registry-ca FILE    trust this CA (PEM) for registries (repeatable)
+  --docker-config FILE  credentials from a docker config.json
+  --probe-timeout DUR   how long one decision waits for registries (default 5s)
+`;
+
+const usageOf = (command: Command): string =>
+  command === 'explain' || command === 'rewrite' || command === 'serve'
+    ? `${USAGE[command]}${REGISTRY_HELP}`
+    : USAGE[command];
 
 const HELP = `pullmap ${VERSION}: decides where every container image is pulled from
 
-Usage:
-  pullmap explain [IMAGE...] [--config FILE] [--namespace NS] [--labels k=v,...]
-                  [--pull-policy Always|IfNotPresent|Never] [--output text|json]
-      Parse images (arguments, or stdin one per line) and, with a config, show where each one goes and why.
-  pullmap rewrite -f FILE|- [--config FILE] [--namespace NS]
-      Rewrite the images of Kubernetes manifests; every other byte is kept (usable as a Helm post-renderer).
-
-  Registry access for when: IfExists (explain and rewrite):
-      --plain-http HOST     talk plain HTTP to HOST (loopback registries; repeatable)
-      --registry-ca FILE    trust this CA (PEM) for registries (repeatable)
-      --docker-config FILE  credentials from a docker config.json
-      --probe-timeout DUR   how long one decision waits for registries (default 5s)
-  pullmap check --config FILE
-      Validate a config of ImageMap/ClusterImageMap objects; print every error and conflict.
-  pullmap serve [--config FILE] [--listen HOST:PORT] (--tls-cert FILE --tls-key FILE | --no-tls)
-                [--deadline DUR] [--failure-policy Ignore|Fail] [--log-level debug|info|warn|error]
-      The admission webhook (POST /mutate-pods; /healthz, /readyz, /metrics). Maps come from FILE, or
-      from the embedded default without --config. --no-tls is for loopback addresses only. More flags:
-      --cache-address, --exclude-namespaces, --shutdown-delay, --shutdown-grace, --max-request-bytes,
-      --reload-interval, and the registry flags above.
-  pullmap serve --maps-from cluster [--kubeconfig FILE] [--lease-namespace NS] [--identity NAME]
-                [--no-leader-election] [--recheck-interval DUR] [--on-rejected-update KeepLastAccepted|Undeploy]
-      Maps from the cluster's ImageMap/ClusterImageMap objects (list-watch); the Lease holder writes
-      their status. Adds POST /validate-maps, the validating webhook for map objects.
-  pullmap cache --config FILE [--listen HOST:PORT]
-      Run the OCI pull-through cache (see examples/cache/cache.yaml) until SIGTERM.
-
-Exit codes: 0 ok, 1 problems found (check), 2 usage or unusable input.
+${Object.values(USAGE).join('\n')}${REGISTRY_HELP}
+Run "pullmap COMMAND --help" for one command. Exit codes: 0 ok, 1 problems found (check), 2 usage or
+unusable input. pullmap prints no colour (NO_COLOR needs nothing).
 `;
+
+/**
+ * parseArgs with the errors a user can act on: an unknown flag is named with the command's usage line,
+ * found from parseArgs' tokens rather than its message.
+ */
+function parseFlags<O extends ParseArgsOptionsConfig>(
+  command: Command,
+  args: readonly string[],
+  options: O,
+  allowPositionals = false,
+) {
+  const usageLine = USAGE[command].split('\n')[0]!;
+  const { tokens } = parseArgs({
+    args: [...args],
+    options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const token of tokens) {
+    if (token.kind === 'option' && !Object.hasOwn(options, token.name))
+      throw new UsageError(`${command}: unknown flag ${token.rawName}\n${usageLine}`);
+    if (token.kind === 'positional' && !allowPositionals)
+      throw new UsageError(`${command}: unexpected argument ${JSON.stringify(token.value)}\n${usageLine}`);
+  }
+  try {
+    return parseArgs({ args: [...args], options, allowPositionals, strict: true });
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))
+      throw new UsageError(`${command}: ${(err as Error).message}\n${usageLine}`);
+    throw err;
+  }
+}
+
+/** `--help` or `-h` among a command's arguments (before a `--`). */
+function wantsHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+  }
+  return false;
+}
+
+const isCommand = (c: string | undefined): c is Command => c !== undefined && Object.hasOwn(USAGE, c);
 
 function labels(text: string | undefined, flag: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -127,32 +196,29 @@ function listenAddress(value: string): ListenAddress {
 }
 
 async function serveCommand(rest: readonly string[], io: CliIO): Promise<number> {
-  const { values } = parseArgs({
-    args: [...rest],
-    options: {
-      config: { type: 'string', short: 'c' },
-      listen: { type: 'string', default: '0.0.0.0:8443' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'no-tls': { type: 'boolean', default: false },
-      deadline: { type: 'string', default: '3s' },
-      'failure-policy': { type: 'string', default: 'Ignore' },
-      'cache-address': { type: 'string', default: 'localhost:7439' },
-      'exclude-namespaces': { type: 'string', default: 'kube-system,pullmap-system' },
-      'log-level': { type: 'string', default: 'info' },
-      'shutdown-delay': { type: 'string', default: '5s' },
-      'shutdown-grace': { type: 'string', default: '25s' },
-      'max-request-bytes': { type: 'string', default: String(8 * 1024 * 1024) },
-      'reload-interval': { type: 'string', default: '10s' },
-      'maps-from': { type: 'string', default: 'file' },
-      kubeconfig: { type: 'string' },
-      'lease-namespace': { type: 'string' },
-      identity: { type: 'string' },
-      'no-leader-election': { type: 'boolean', default: false },
-      'recheck-interval': { type: 'string', default: '60s' },
-      'on-rejected-update': { type: 'string', default: 'KeepLastAccepted' },
-      ...REGISTRY_OPTIONS,
-    },
+  const { values } = parseFlags('serve', rest, {
+    config: { type: 'string', short: 'c' },
+    listen: { type: 'string', default: '0.0.0.0:8443' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'no-tls': { type: 'boolean', default: false },
+    deadline: { type: 'string', default: '3s' },
+    'failure-policy': { type: 'string', default: 'Ignore' },
+    'cache-address': { type: 'string', default: 'localhost:7439' },
+    'exclude-namespaces': { type: 'string', default: 'kube-system,pullmap-system' },
+    'log-level': { type: 'string', default: 'info' },
+    'shutdown-delay': { type: 'string', default: '5s' },
+    'shutdown-grace': { type: 'string', default: '25s' },
+    'max-request-bytes': { type: 'string', default: String(8 * 1024 * 1024) },
+    'reload-interval': { type: 'string', default: '10s' },
+    'maps-from': { type: 'string', default: 'file' },
+    kubeconfig: { type: 'string' },
+    'lease-namespace': { type: 'string' },
+    identity: { type: 'string' },
+    'no-leader-election': { type: 'boolean', default: false },
+    'recheck-interval': { type: 'string', default: '60s' },
+    'on-rejected-update': { type: 'string', default: 'KeepLastAccepted' },
+    ...REGISTRY_OPTIONS,
   });
   const cert = values['tls-cert'];
   const key = values['tls-key'];
@@ -214,22 +280,47 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
 /** Runs one pullmap command and returns its exit code. User errors are messages, never stack traces. */
 export async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const [command, ...rest] = argv;
+  if (isCommand(command) && wantsHelp(rest)) {
+    io.stdout.write(usageOf(command));
+    return 0;
+  }
   try {
     switch (command) {
       case 'explain': {
-        const { values, positionals } = parseArgs({
-          args: rest,
-          allowPositionals: true,
-          options: {
+        const { values, positionals } = parseFlags(
+          'explain',
+          rest,
+          {
             config: { type: 'string', short: 'c' },
             namespace: { type: 'string', short: 'n', default: 'default' },
             labels: { type: 'string', short: 'l' },
             'namespace-labels': { type: 'string' },
             'pull-policy': { type: 'string' },
             output: { type: 'string', short: 'o', default: 'text' },
+            pod: { type: 'string' },
+            kubeconfig: { type: 'string' },
             ...REGISTRY_OPTIONS,
           },
-        });
+          true,
+        );
+        const output = oneOf(values.output, ['text', 'json'], '--output') ?? 'text';
+        if (values.pod !== undefined) {
+          if (positionals.length > 0)
+            throw new UsageError("explain --pod explains the pod's images; give no IMAGE arguments with it");
+          const podExistence = await existenceFromFlags(registryFlags(values));
+          const { explainPod } = await import('./explain-pod.ts');
+          return await explainPod(
+            {
+              pod: values.pod,
+              kubeconfig: values.kubeconfig,
+              config: values.config,
+              output,
+              existence: podExistence.source,
+            },
+            io,
+          ).finally(() => podExistence.close());
+        }
+        if (values.kubeconfig !== undefined) throw new UsageError('--kubeconfig needs --pod NAMESPACE/NAME');
         const existence = await existenceFromFlags(registryFlags(values));
         return await explain(
           {
@@ -239,21 +330,18 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
             podLabels: labels(values.labels, '--labels'),
             namespaceLabels: labels(values['namespace-labels'], '--namespace-labels'),
             pullPolicy: oneOf(values['pull-policy'], ['Always', 'IfNotPresent', 'Never'], '--pull-policy'),
-            output: oneOf(values.output, ['text', 'json'], '--output') ?? 'text',
+            output,
             existence: existence.source,
           },
           io,
         ).finally(() => existence.close());
       }
       case 'rewrite': {
-        const { values } = parseArgs({
-          args: rest,
-          options: {
-            file: { type: 'string', short: 'f' },
-            config: { type: 'string', short: 'c' },
-            namespace: { type: 'string', short: 'n', default: 'default' },
-            ...REGISTRY_OPTIONS,
-          },
+        const { values } = parseFlags('rewrite', rest, {
+          file: { type: 'string', short: 'f' },
+          config: { type: 'string', short: 'c' },
+          namespace: { type: 'string', short: 'n', default: 'default' },
+          ...REGISTRY_OPTIONS,
         });
         if (values.file === undefined) throw new UsageError('rewrite needs -f FILE (or -f - for stdin)');
         if (values.file === '-' && values.config === '-')
@@ -270,16 +358,16 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         ).finally(() => existence.close());
       }
       case 'check': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+        const { values } = parseFlags('check', rest, { config: { type: 'string', short: 'c' } });
         if (values.config === undefined) throw new UsageError('check needs --config FILE');
         return await check({ config: values.config }, io);
       }
       case 'serve':
         return await serveCommand(rest, io);
       case 'cache': {
-        const { values } = parseArgs({
-          args: rest,
-          options: { config: { type: 'string', short: 'c' }, listen: { type: 'string' } },
+        const { values } = parseFlags('cache', rest, {
+          config: { type: 'string', short: 'c' },
+          listen: { type: 'string' },
         });
         if (values.config === undefined)
           throw new UsageError('cache needs --config FILE (see examples/cache/cache.yaml)');
@@ -290,10 +378,16 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
       case 'version':
         io.stdout.write(`${VERSION}\n`);
         return 0;
+      case 'help':
+        if (isCommand(rest[0])) {
+          io.stdout.write(usageOf(rest[0]));
+          return 0;
+        }
+        io.stdout.write(HELP);
+        return 0;
       case undefined:
       case '-h':
       case '--help':
-      case 'help':
         io.stdout.write(HELP);
         return command === undefined ? 2 : 0;
       default:

@@ -4,7 +4,7 @@
 
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/selector.ts';
-import { type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
+import { describeImage, type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
 import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import type { MapState } from './map-source.ts';
 import type { PlanMemo } from './plan-memo.ts';
@@ -155,7 +155,7 @@ function probeWarnings(plan: PodPlan): readonly string[] {
       if (reason.probe === undefined || !isProbeFailure(reason.probe.outcome)) continue;
       out ??= [];
       out.push(
-        `pullmap: container ${c.name}: could not ask ${reason.candidate ?? 'the registry'} (${reason.probe.outcome}); kept ${c.image}`,
+        `pullmap: ${describeImage(c)}: could not ask ${reason.candidate ?? 'the registry'} (${reason.probe.outcome}); kept ${c.image}`,
       );
       break;
     }

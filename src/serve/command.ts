@@ -93,7 +93,10 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     namespaceLabels = (ns) => cluster.namespaces.labels(ns);
     clusterReady = () => cluster.namespaces.synced();
     reviews.set(VALIDATE_MAPS_PATH, cluster.validate);
-    closers.push(() => cluster.namespaces.stop());
+    closers.push(
+      () => cluster.namespaces.stop(),
+      () => cluster.copier.close(),
+    );
   } else {
     try {
       source = await startFileSource({
@@ -175,13 +178,19 @@ async function startCluster(
   metrics: Registry,
   onSwap: (state: MapState) => void,
 ) {
-  const [{ KubeConfig }, { startClusterMapSource }, { reviewMapAdmission }, { kubeClient }] =
-    await Promise.all([
-      import('@kubernetes/client-node'),
-      import('../controller/map-source.ts'),
-      import('../controller/validate.ts'),
-      import('../kube/client.ts'),
-    ]);
+  const [
+    { KubeConfig },
+    { startClusterMapSource },
+    { reviewMapAdmission },
+    { kubeClient },
+    { startPullSecretCopier },
+  ] = await Promise.all([
+    import('@kubernetes/client-node'),
+    import('../controller/map-source.ts'),
+    import('../controller/validate.ts'),
+    import('../kube/client.ts'),
+    import('../controller/pull-secrets.ts'),
+  ]);
   const kubeConfig = new KubeConfig();
   try {
     if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
@@ -204,6 +213,16 @@ async function startCluster(
   });
   source.subscribe(onSwap);
   const namespaces = watchNamespaceLabels(kubeClient(kubeConfig), logger);
+  // ClusterImageMaps' pull secrets live in pullmap's namespace (the Lease's); copies go where they apply.
+  const copier = startPullSecretCopier({
+    client: kubeClient(kubeConfig),
+    namespace: options.leaseNamespace,
+    source,
+    logger: logger.with({ component: 'pull-secrets' }),
+  });
+  metrics
+    .counter('pullmap_pull_secret_copies_written_total', 'Pull secret copies created, updated or deleted.')
+    .collect(() => copier.stats.created + copier.stats.updated + copier.stats.deleted);
   metrics
     .gauge('pullmap_controller_leader', '1 when this replica holds the Lease and writes status.')
     .collect(() => (source.isLeader() ? 1 : 0));
@@ -224,5 +243,5 @@ async function startCluster(
       inputs && state ? { inputs, verdicts: state.analysis.verdicts } : undefined,
     );
   };
-  return { source, namespaces, validate };
+  return { source, namespaces, validate, copier };
 }

@@ -2,6 +2,7 @@
 // follows them through its watch, ClusterImageMap namespaceSelectors see namespace labels, and the
 // validating webhook refuses a conflicting map at apply time with the controller's words.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -207,5 +208,251 @@ describe('maps from the cluster', () => {
       'the leader wrote status',
     );
     assert.ok((await pullmap.metric('pullmap_controller_events_total'))! > 0, 'and recorded events');
+  });
+});
+
+/** Polls `read` until `done` holds for its value (watches and the copier are asynchronous). */
+async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string): Promise<T> {
+  let value = await read();
+  for (let i = 0; i < 100 && !done(value); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    value = await read();
+  }
+  assert.ok(
+    done(value),
+    `${what}: last seen ${JSON.stringify(value)}\n${pullmap.daemon.output().slice(-2000)}`,
+  );
+  return value;
+}
+
+describe('pull secrets for mirrors', () => {
+  const dockerConfig = (password: string) => ({
+    '.dockerconfigjson': Buffer.from(
+      JSON.stringify({ auths: { 'creds-mirror.example': { username: 'u', password } } }),
+    ).toString('base64'),
+  });
+  const copyIn = (namespace: string) => () =>
+    core
+      .readNamespacedSecret({ name: 'pullmap-mirror-creds', namespace })
+      .then((s) => s.data?.['.dockerconfigjson'])
+      .catch(() => undefined);
+
+  it('copies a ClusterImageMap secret where the map applies, keeps it in sync, and pods name it once', async () => {
+    await core.createNamespacedSecret({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'mirror-creds' },
+        type: 'kubernetes.io/dockerconfigjson',
+        data: dockerConfig('one'),
+      },
+    });
+    const selected = await kube.createNamespace({ prefix: 'creds', labels: { creds: 'copy' } });
+    const other = await kube.createNamespace({ prefix: 'nocreds' });
+    const map = (pullSecret: string | undefined) => ({
+      apiVersion: 'pullmap.dev/v1alpha1',
+      kind: 'ClusterImageMap',
+      metadata: { name: 'creds' },
+      spec: {
+        mappings: [
+          {
+            from: 'ghcr.io/creds-e2e/',
+            to: 'creds-mirror.example/ghcr/',
+            ...(pullSecret ? { pullSecret } : {}),
+          },
+        ],
+        namespaceSelector: { matchLabels: { creds: 'copy' } },
+      },
+    });
+    await apply([map('mirror-creds')]);
+    await until(copyIn(selected), (d) => d === dockerConfig('one')['.dockerconfigjson'], 'the copy is made');
+    const copy = await core.readNamespacedSecret({ name: 'pullmap-mirror-creds', namespace: selected });
+    assert.equal(copy.type, 'kubernetes.io/dockerconfigjson');
+    assert.equal(copy.metadata?.labels?.['pullmap.dev/copy-of'], 'mirror-creds');
+    assert.equal(await copyIn(other)(), undefined, 'no copy where the map does not apply');
+    // A namespace labelled later gets its copy without any pod asking for it.
+    const later = await kube.createNamespace({ prefix: 'later', labels: { creds: 'copy' } });
+    await until(copyIn(later), (d) => d !== undefined, 'a new namespace gets a copy');
+
+    const body = {
+      metadata: { generateName: 'p-' },
+      spec: {
+        imagePullSecrets: [{ name: 'own' }],
+        containers: [
+          { name: 'a', image: 'ghcr.io/creds-e2e/app:1' },
+          { name: 'b', image: 'ghcr.io/creds-e2e/side:1' },
+        ],
+      },
+    };
+    const pod = await until(
+      () => core.createNamespacedPod({ namespace: selected, body }),
+      (p) => p.spec?.containers[0]?.image === 'creds-mirror.example/ghcr/app:1',
+      'the pod is mapped',
+    );
+    assert.deepEqual(
+      pod.spec?.imagePullSecrets?.map((s) => s.name),
+      ['own', 'pullmap-mirror-creds'],
+    );
+
+    await core.replaceNamespacedSecret({
+      name: 'mirror-creds',
+      namespace: 'default',
+      body: {
+        metadata: { name: 'mirror-creds' },
+        type: 'kubernetes.io/dockerconfigjson',
+        data: dockerConfig('two'),
+      },
+    });
+    await until(
+      copyIn(selected),
+      (d) => d === dockerConfig('two')['.dockerconfigjson'],
+      'the copy follows its source',
+    );
+
+    await apply([map(undefined)]);
+    await until(copyIn(selected), (d) => d === undefined, 'an unused copy is removed');
+    await until(copyIn(later), (d) => d === undefined, 'from every namespace');
+  });
+
+  it('deploy/webhook RBAC lets the controller manage copies, and no more than that on Secrets', async () => {
+    const root = fileURLToPath(new URL('../../deploy/webhook/', import.meta.url));
+    await kube.kubectl(['apply', '-f', `${root}namespace.yaml`, '-f', `${root}rbac.yaml`]);
+    const can = (verb: string, where: string[]) =>
+      kube
+        .kubectl([
+          'auth',
+          'can-i',
+          verb,
+          'secrets',
+          '--as=system:serviceaccount:pullmap-system:pullmap',
+          ...where,
+        ])
+        .then(
+          (out) => out.trim(),
+          () => 'no',
+        );
+    for (const verb of ['get', 'list', 'watch', 'create', 'update', 'delete'])
+      assert.equal(await can(verb, ['-n', 'some-tenant']), 'yes', verb);
+    assert.equal(await can('list', ['--all-namespaces']), 'yes');
+    for (const verb of ['patch', 'deletecollection'])
+      assert.equal(await can(verb, ['-n', 'some-tenant']), 'no', verb);
+  });
+
+  it('an ImageMap names a Secret of its own namespace; nothing is copied for it', async () => {
+    const ns = await kube.createNamespace({ prefix: 'tenantcreds' });
+    await apply([
+      {
+        apiVersion: 'pullmap.dev/v1alpha1',
+        kind: 'ImageMap',
+        metadata: { name: 'own', namespace: ns },
+        spec: {
+          mappings: [
+            { from: 'ghcr.io/tenant-e2e/', to: 'tenant-mirror.example/', pullSecret: 'tenant-creds' },
+          ],
+        },
+      },
+    ]);
+    const pod = await until(
+      () =>
+        core.createNamespacedPod({
+          namespace: ns,
+          body: {
+            metadata: { generateName: 'p-' },
+            spec: { containers: [{ name: 'a', image: 'ghcr.io/tenant-e2e/x:1' }] },
+          },
+        }),
+      (p) => p.spec?.containers[0]?.image === 'tenant-mirror.example/x:1',
+      'the pod is mapped',
+    );
+    assert.deepEqual(
+      pod.spec?.imagePullSecrets?.map((s) => s.name),
+      ['tenant-creds'],
+    );
+    const secrets = await core.listNamespacedSecret({ namespace: ns, labelSelector: 'pullmap.dev/copy-of' });
+    assert.equal(secrets.items.length, 0);
+  });
+});
+
+describe('pullmap explain --pod', () => {
+  const explainPod = (pod: string) => {
+    const bin = fileURLToPath(new URL('../../dist/pullmap.js', import.meta.url));
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'explain', '--pod', pod, '--kubeconfig', kube.kubeconfigPath, '-o', 'json'],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  };
+  const map = (to: string) => ({
+    apiVersion: 'pullmap.dev/v1alpha1',
+    kind: 'ClusterImageMap',
+    metadata: { name: 'explain-e2e' },
+    spec: { mappings: [{ from: 'ghcr.io/explain-e2e/', to }] },
+  });
+
+  it("shows each image's original, what it was mapped to and by which entry, and the decision now", async () => {
+    const ns = await kube.createNamespace({ prefix: 'explain' });
+    await apply([map('first.example/')]);
+    const body = {
+      metadata: { name: 'web' },
+      spec: {
+        containers: [
+          { name: 'app', image: 'ghcr.io/explain-e2e/app:1' },
+          { name: 'other', image: 'registry.k8s.io/pause:3.10' },
+        ],
+        volumes: [{ name: 'models', image: { reference: 'ghcr.io/explain-e2e/models:v3' } }],
+      },
+    };
+    // The webhook sees the new map through its watch: recreate the pod until it is mapped.
+    await until(
+      async () => {
+        await core
+          .deleteNamespacedPod({ name: 'web', namespace: ns, gracePeriodSeconds: 0 })
+          .catch(() => undefined);
+        await until(
+          () =>
+            core.readNamespacedPod({ name: 'web', namespace: ns }).then(
+              () => true,
+              () => false,
+            ),
+          (exists) => !exists,
+          'the old pod is gone',
+        );
+        return (await core.createNamespacedPod({ namespace: ns, body })).spec?.containers[0]?.image;
+      },
+      (image) => image === 'first.example/app:1',
+      'the pod is mapped',
+    );
+    await apply([map('second.example/')]);
+    const [app, other, models] = explainPod(`${ns}/web`);
+    assert.equal(app?.pod, `${ns}/web`);
+    assert.equal(app?.container, 'app');
+    assert.equal(app?.input, 'ghcr.io/explain-e2e/app:1', 'the original, from the annotation');
+    assert.equal(app?.image, 'first.example/app:1', 'what it was mapped to');
+    assert.equal(app?.mappedBy, 'ClusterImageMap/explain-e2e spec.mappings[0]');
+    assert.equal(app?.outcome, 'Mapped');
+    assert.equal(app?.mapped, 'second.example/app:1', 'what the maps decide now');
+    assert.equal((app?.rule as { map?: string } | undefined)?.map, 'ClusterImageMap/explain-e2e');
+    assert.equal(other?.input, 'registry.k8s.io/pause:3.10');
+    assert.equal(other?.mappedBy, null);
+    assert.equal(other?.outcome, 'Unchanged');
+    assert.equal(models?.volume, 'models');
+    assert.equal(models?.input, 'ghcr.io/explain-e2e/models:v3');
+    assert.equal(models?.image, 'first.example/models:v3');
+    assert.equal(models?.mapped, 'second.example/models:v3');
+  });
+
+  it('a pod that does not exist is exit 2 with its name', async () => {
+    const bin = fileURLToPath(new URL('../../dist/pullmap.js', import.meta.url));
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'explain', '--pod', 'default/nope', '--kubeconfig', kube.kubeconfigPath],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, 'pullmap: pod default/nope does not exist\n');
   });
 });

@@ -217,6 +217,42 @@ describe('pods through the real apiserver', () => {
     );
   });
 
+  it('rewrites image volumes, recorded under volume:NAME beside a container of the same name', async () => {
+    // ImageVolume is beta and on by default in 1.35: the apiserver keeps spec.volumes[].image without a gate.
+    const namespace = await kube.createNamespace({ prefix: 'imgvol' });
+    await core.createNamespacedPod({
+      namespace,
+      body: pod(
+        'models',
+        { models: 'nginx:1.27' },
+        {
+          volumes: [
+            { name: 'models', image: { reference: 'acme/models:v3', pullPolicy: 'IfNotPresent' } },
+            { name: 'tip', image: { reference: 'acme/models:latest' } },
+          ],
+        },
+      ),
+    });
+    const stored = await core.readNamespacedPod({ name: 'models', namespace });
+    assert.deepEqual(
+      stored.spec?.volumes?.map((v) => v.image?.reference),
+      [`${MIRROR}acme/models:v3`, 'acme/models:latest'],
+    );
+    assert.equal(stored.spec?.containers[0]?.image, `${MIRROR}library/nginx:1.27`);
+    assert.deepEqual(JSON.parse(stored.metadata?.annotations?.['pullmap.dev/original-images'] ?? '{}'), {
+      models: 'nginx:1.27',
+      'volume:models': 'acme/models:v3',
+    });
+    assert.equal(
+      JSON.parse(stored.metadata?.annotations?.['pullmap.dev/mapped-by'] ?? '{}')['volume:models'],
+      'ClusterImageMap/hub spec.mappings[0]',
+    );
+    // A labels-only update re-admits the pod: nothing is mapped twice.
+    stored.metadata!.labels = { touched: 'yes' };
+    const updated = await core.replaceNamespacedPod({ name: 'models', namespace, body: stored });
+    assert.equal(updated.spec?.volumes?.[0]?.image?.reference, `${MIRROR}acme/models:v3`);
+  });
+
   it('rewrites a pod made from a Deployment template the way the ReplicaSet controller makes it', async () => {
     const namespace = await kube.createNamespace({ prefix: 'deploy' });
     const apps = kube.kubeConfig().makeApiClient(AppsV1Api);

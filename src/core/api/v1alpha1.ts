@@ -27,6 +27,10 @@ export type MapKind = (typeof KINDS)[number];
 /** Bounds that keep one object's cost to the webhook and the controller small. */
 export const LIMITS = { mappings: 500, candidates: 8, mutableTags: 64, referenceLength: 512 } as const;
 
+/** Secret names are DNS subdomains; pullmap's copies add "pullmap-" (8 characters) within the 253 limit. */
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const PULL_SECRET_MAX_LENGTH = 245;
+
 /** A Go-style duration string ("90s", "10m", "1h30m"); also used by the cache's config file. */
 export const duration = (description: string) =>
   string({
@@ -113,6 +117,19 @@ export const mappingSchema = object(
           'With IfExists, when a candidate registry cannot be asked (unreachable, timeout, rate-limited): keep the original image, or try the next candidate.',
       }),
       'KeepOriginal',
+    ),
+    pullSecret: optional(
+      string({
+        description:
+          "A kubernetes.io/dockerconfigjson Secret with the credentials for the targets, added to imagePullSecrets of pods this mapping rewrites. An ImageMap names a Secret in its own namespace; a ClusterImageMap one in pullmap's namespace, which pullmap copies as pullmap-<name> into every namespace the map selects.",
+        minLength: 1,
+        maxLength: PULL_SECRET_MAX_LENGTH,
+        example: 'mirror-credentials',
+        validate: (s) =>
+          DNS_SUBDOMAIN.test(s)
+            ? undefined
+            : 'is not a Secret name; use lowercase letters, digits, "-" and ".", starting and ending with a letter or digit',
+      }),
     ),
   },
   { description: 'One mapping rule.' },

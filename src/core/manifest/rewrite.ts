@@ -66,7 +66,7 @@ export function scanManifests(text: string, source: string): ManifestScan {
       const objectName = `${String(root.value.kind)}/${typeof meta.name === 'string' ? meta.name : '?'}`;
       for (const loc of findPodSpecs(root.value)) {
         for (const c of containerImages(loc.spec)) {
-          const path = [...root.path, ...loc.path, c.list, c.index, 'image'];
+          const path = [...root.path, ...loc.path, ...c.path];
           const node = doc.getIn(path, true);
           if (!isScalar(node) || !node.range) continue;
           images.push({

@@ -10,6 +10,7 @@ import {
 } from '../facts.ts';
 import { BoundedMemo } from '../memo.ts';
 import { defaultPullPolicy } from '../pod/locate.ts';
+import { podPullSecretName } from '../pod/pull-secrets.ts';
 import {
   describeReferenceError,
   effectiveTag,
@@ -65,6 +66,8 @@ export interface MatchedRule {
   readonly entryName: string;
   readonly from: string;
   readonly to: readonly string[];
+  /** The Secret the pod must name in imagePullSecrets for the target (pullmap's copy for a ClusterImageMap). */
+  readonly pullSecret: string | undefined;
 }
 
 export interface ImageDecision {
@@ -92,6 +95,10 @@ function matchedRule(rule: Rule): MatchedRule {
     entryName: entryName(rule),
     from: rule.mapping.from,
     to: rule.mapping.to,
+    pullSecret:
+      rule.mapping.pullSecret === undefined
+        ? undefined
+        : podPullSecretName(rule.map.ref.kind, rule.mapping.pullSecret),
   };
 }
 

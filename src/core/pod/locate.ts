@@ -3,7 +3,14 @@
 // spec.jobTemplate.spec.template. Found by shape, so custom PodTemplate-bearing kinds work too.
 
 export const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
-export type ContainerList = (typeof CONTAINER_LISTS)[number];
+/** Where a pod pulls images from: the container lists, and image volumes (spec.volumes[].image). */
+export type ContainerList = (typeof CONTAINER_LISTS)[number] | 'volumes';
+
+/**
+ * Annotation key of an image volume: container names are DNS labels, which cannot hold ":", so
+ * "volume:NAME" never collides with a container of the same name.
+ */
+export const volumeKey = (name: string): string => `volume:${name}`;
 
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -19,9 +26,12 @@ export interface PodSpecLocation {
 export interface ContainerImage {
   readonly list: ContainerList;
   readonly index: number;
+  /** The container's name; for an image volume `volume:NAME` (volumeKey), the key in the annotations. */
   readonly name: string;
   readonly image: string;
   readonly pullPolicy: string | undefined;
+  /** Segments from the pod spec to the image string: containers/0/image, volumes/1/image/reference. */
+  readonly path: readonly (string | number)[];
 }
 
 export function findPodSpecs(object: unknown): PodSpecLocation[] {
@@ -46,7 +56,10 @@ export function findPodSpecs(object: unknown): PodSpecLocation[] {
   return out;
 }
 
-/** Every container with a string image, in the order the kubelet starts them. */
+/**
+ * Every image the pod pulls: each container with a string image, in the order the kubelet starts them,
+ * then each image volume (spec.volumes[].image.reference, with its pullPolicy).
+ */
 export function containerImages(spec: Json): ContainerImage[] {
   const out: ContainerImage[] = [];
   for (const list of CONTAINER_LISTS) {
@@ -60,9 +73,22 @@ export function containerImages(spec: Json): ContainerImage[] {
         name: typeof c.name === 'string' ? c.name : `${list}[${index}]`,
         image: c.image,
         pullPolicy: typeof c.imagePullPolicy === 'string' ? c.imagePullPolicy : undefined,
+        path: [list, index, 'image'],
       });
     });
   }
+  if (Array.isArray(spec.volumes))
+    spec.volumes.forEach((v: unknown, index) => {
+      if (!isObject(v) || !isObject(v.image) || typeof v.image.reference !== 'string') return;
+      out.push({
+        list: 'volumes',
+        index,
+        name: volumeKey(typeof v.name === 'string' ? v.name : `volumes[${index}]`),
+        image: v.image.reference,
+        pullPolicy: typeof v.image.pullPolicy === 'string' ? v.image.pullPolicy : undefined,
+        path: ['volumes', index, 'image', 'reference'],
+      });
+    });
   return out;
 }
 

@@ -6,6 +6,7 @@ import { type DecisionContext, decideImage, type ImageDecision } from '../mappin
 import type { Labels } from '../mapping/selector.ts';
 import type { MapSnapshot } from '../mapping/snapshot.ts';
 import { CONTAINER_LISTS, type ContainerImage, containerImages } from './locate.ts';
+import { addPullSecrets } from './pull-secrets.ts';
 
 export const ANNOTATION_ORIGINAL_IMAGES = 'pullmap.dev/original-images';
 export const ANNOTATION_MAPPED_BY = 'pullmap.dev/mapped-by';
@@ -99,6 +100,15 @@ export function planInputsKey(pod: unknown, ctx: PodContext): string | undefined
     // Every element keeps its place, so the indexes in the patch are part of the key.
     parts.push(containers.map((c: unknown) => (isObject(c) ? [c.name, c.image, c.imagePullPolicy] : 0)));
   }
+  const volumes = pod.spec.volumes;
+  parts.push(pod.spec.imagePullSecrets ?? null);
+  parts.push(
+    Array.isArray(volumes)
+      ? volumes.map((v: unknown) =>
+          isObject(v) && isObject(v.image) ? [v.name, v.image.reference, v.image.pullPolicy] : 0,
+        )
+      : null,
+  );
   return JSON.stringify(parts);
 }
 
@@ -133,6 +143,7 @@ export function planPod(
   const patch: JsonPatchOp[] = [];
   const pending: ProbeRequest[] = [];
   const warnings: string[] = [];
+  const pullSecrets = new Set<string>();
   let recorded = false;
 
   for (const c of containerImages(pod.spec)) {
@@ -162,14 +173,19 @@ export function planPod(
     for (const probe of decision.pendingProbes) pending.push(probe);
     if (decision.outcome === 'Invalid')
       warnings.push(
-        `pullmap: container ${c.name}: ${decision.reasons[0]?.message ?? 'invalid image'}; left unchanged`,
+        `pullmap: ${describeImage(c)}: ${decision.reasons[0]?.message ?? 'invalid image'}; left unchanged`,
       );
     if (decision.outcome !== 'Mapped' || !decision.rule) continue;
-    patch.push({ op: 'replace', path: `/spec/${c.list}/${c.index}/image`, value: decision.image });
+    patch.push({ op: 'replace', path: `/spec/${c.path.join('/')}`, value: decision.image });
     originals[c.name] = c.image;
     mappedBy[c.name] = decision.rule.entryName;
+    if (decision.rule.pullSecret !== undefined) pullSecrets.add(decision.rule.pullSecret);
     recorded = true;
   }
+  // imagePullSecrets cannot change after creation (an UPDATE that adds one is refused), so only a
+  // CREATE gets them; images an update maps keep the pod's existing secrets.
+  if (ctx.previousImages === undefined)
+    for (const op of addPullSecrets(pod.spec, pullSecrets)) patch.push(op);
 
   if (recorded) {
     const values = {
@@ -191,6 +207,10 @@ export function planPod(
   };
 }
 
+/** "container app" or "image volume data", for warnings. */
+export const describeImage = (c: ContainerImage): string =>
+  c.list === 'volumes' ? `image volume ${c.name.slice('volume:'.length)}` : `container ${c.name}`;
+
 const containerPlan = (
   c: ContainerImage,
   decision: ImageDecision | undefined,
@@ -201,6 +221,7 @@ const containerPlan = (
   name: c.name,
   image: c.image,
   pullPolicy: c.pullPolicy,
+  path: c.path,
   decision,
   skipped,
 });

@@ -1,0 +1,186 @@
+// `pullmap explain --pod NAMESPACE/NAME`: why a live pod has the images it has. For each container and
+// image volume: the original (from pullmap.dev/original-images), the image the pod holds, the map
+// entry that mapped it (pullmap.dev/mapped-by), and what the maps in force would decide now, as the
+// same JSON object `explain -o json` prints for an image, with those fields added.
+
+import { lastAcceptedOf } from '../controller/status.ts';
+import { resourcePath } from '../core/api/crd.ts';
+import { API_VERSION, KINDS } from '../core/api/v1alpha1.ts';
+import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../core/mapping/index.ts';
+import { containerImages } from '../core/pod/locate.ts';
+import { ANNOTATION_MAPPED_BY, ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../core/pod/plan.ts';
+import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
+import { isStatus, KubeApiError, type KubeClient } from '../kube/client.ts';
+import type { KubeObject } from '../kube/list-watch.ts';
+import { configMaps, describe, text } from './explain.ts';
+import type { CliIO } from './run.ts';
+
+/** Input this command cannot use: printed as one line, exit 2 (like a usage error). */
+class PodInputError extends Error {}
+
+export interface ExplainPodOptions {
+  /** NAMESPACE/NAME */
+  pod: string;
+  kubeconfig: string | undefined;
+  /** Maps from this file instead of the cluster's map objects. */
+  config: string | undefined;
+  output: 'text' | 'json';
+  existence: ExistenceSource;
+}
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+function record(annotations: Json, key: string): Record<string, string> {
+  const text = annotations[key];
+  if (typeof text !== 'string') return {};
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (!isObject(parsed)) return {};
+    return Object.fromEntries(
+      Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === 'string'),
+    );
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * The maps in force for one namespace, analysed as the controller does (last accepted generations
+ * too). A namespace's verdicts depend only on its own ImageMaps and the ClusterImageMaps, so those are
+ * all it reads (a tenant who may read their own namespace needs no cluster-wide list of ImageMaps).
+ */
+async function clusterMaps(client: KubeClient, namespace: string, io: CliIO): Promise<MapSnapshot> {
+  const objects: KubeObject[] = [];
+  for (const kind of KINDS) {
+    try {
+      const path = resourcePath(kind, kind === 'ImageMap' ? namespace : undefined);
+      const list = (await client.request('GET', path)) as { items?: KubeObject[] };
+      for (const item of list.items ?? []) objects.push({ ...item, apiVersion: API_VERSION, kind });
+    } catch (err) {
+      if (isStatus(err, 404))
+        throw new PodInputError(
+          'the cluster has no pullmap map CRDs; install deploy/crds or give --config FILE',
+        );
+      throw err;
+    }
+  }
+  const analysis = analyzeMaps(
+    objects.map((current) => ({ current, lastAccepted: lastAcceptedOf(current) })),
+  );
+  for (const v of analysis.verdicts)
+    if (v.verdict !== 'Accepted') io.stderr.write(`warning: map ${v.name} is ${v.verdict}\n`);
+  return buildSnapshot(analysis.accepted);
+}
+
+export async function explainPod(options: ExplainPodOptions, io: CliIO): Promise<number> {
+  try {
+    return await explainLivePod(options, io);
+  } catch (err) {
+    if (!(err instanceof PodInputError)) throw err;
+    io.stderr.write(`pullmap: ${err.message}\n`);
+    return 2;
+  }
+}
+
+async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<number> {
+  const slash = options.pod.indexOf('/');
+  const namespace = options.pod.slice(0, slash);
+  const name = options.pod.slice(slash + 1);
+  if (slash <= 0 || name === '' || name.includes('/'))
+    throw new PodInputError(
+      `--pod ${JSON.stringify(options.pod)} is not NAMESPACE/NAME; write it like default/web-0`,
+    );
+  let snapshot: MapSnapshot | undefined;
+  if (options.config !== undefined) {
+    const maps = await configMaps(options.config, io);
+    if (maps === undefined) return 2;
+    snapshot = maps.snapshot;
+  }
+  const [{ KubeConfig }, { kubeClient }] = await Promise.all([
+    import('@kubernetes/client-node'),
+    import('../kube/client.ts'),
+  ]);
+  const kubeConfig = new KubeConfig();
+  try {
+    if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
+    else kubeConfig.loadFromDefault();
+    if (!kubeConfig.getCurrentCluster()) throw new Error('it names no current cluster');
+  } catch (err) {
+    throw new PodInputError(
+      `--pod: cannot use the kubeconfig${options.kubeconfig ? ` ${options.kubeconfig}` : ''}: ${(err as Error).message}; give --kubeconfig FILE`,
+    );
+  }
+  const client = kubeClient(kubeConfig, { timeoutMs: 10_000 });
+  try {
+    let pod: KubeObject;
+    try {
+      pod = (await client.request(
+        'GET',
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`,
+      )) as KubeObject;
+    } catch (err) {
+      if (isStatus(err, 404)) throw new PodInputError(`pod ${namespace}/${name} does not exist`);
+      throw err;
+    }
+    snapshot ??= await clusterMaps(client, namespace, io);
+    let namespaceLabels: Record<string, string> = { 'kubernetes.io/metadata.name': namespace };
+    try {
+      const ns = (await client.request(
+        'GET',
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}`,
+      )) as KubeObject;
+      if (isObject(ns.metadata.labels)) namespaceLabels = ns.metadata.labels as Record<string, string>;
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err; // not allowed to read namespaces: the name label only
+    }
+    const metadata = pod.metadata;
+    const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
+    const podLabels = isObject(metadata.labels) ? (metadata.labels as Record<string, string>) : {};
+    const originals = record(annotations, ANNOTATION_ORIGINAL_IMAGES);
+    const mappedBy = record(annotations, ANNOTATION_MAPPED_BY);
+    const skipped =
+      podLabels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true'
+        ? `the pod opts out with ${OPT_OUT}: "true"`
+        : snapshot.options.excludedNamespaces.includes(namespace)
+          ? `namespace ${namespace} is excluded`
+          : undefined;
+    const spec = isObject(pod.spec) ? pod.spec : {};
+    const current = snapshot;
+    for (const c of containerImages(spec)) {
+      const original = originals[c.name] ?? c.image;
+      const ctx = { namespace, namespaceLabels, podLabels, pullPolicy: c.pullPolicy };
+      const decision = await decideWithProbes(
+        (facts) => decideImage(current, original, ctx, facts),
+        options.existence,
+      );
+      const d: Record<string, unknown> = {
+        pod: `${namespace}/${name}`,
+        ...(c.list === 'volumes' ? { volume: c.name.slice('volume:'.length) } : { container: c.name }),
+        ...describe(original, decision),
+        image: c.image,
+        mappedBy: mappedBy[c.name] ?? null,
+        ...(skipped ? { skipped } : {}),
+      };
+      if (options.output === 'json') io.stdout.write(`${JSON.stringify(d)}\n`);
+      else {
+        const head = `${d.pod} ${c.list === 'volumes' ? `volume ${d.volume}` : `container ${d.container}`}`;
+        io.stdout.write(
+          `${head}\n  original    ${original}\n  image       ${c.image}${d.mappedBy ? ` (mapped by ${d.mappedBy})` : ''}\n${skipped ? `  skipped     ${skipped}\n` : ''}${text(
+            d,
+          )
+            .split('\n')
+            .slice(1)
+            .map((l) => (l ? `${l}\n` : ''))
+            .join('')}`,
+        );
+      }
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof KubeApiError) throw new PodInputError(`--pod ${options.pod}: ${err.message}`);
+    throw err;
+  } finally {
+    await client.close();
+  }
+}

@@ -481,4 +481,55 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       assert.equal(await exists(object), false, `${object.join(' ')} is gone after uninstall`);
     assert.ok(await exists(['crd', 'clusterimagemaps.pullmap.dev']));
   });
+  test('the PVC cache and, once the cluster serves the ServiceMonitor API, ServiceMonitors (auto)', async () => {
+    const namespace = 'cache-pvc';
+    await kube.kubectl(['apply', '-f', join(HERE, 'servicemonitor-crd.yaml')]);
+    await kube.kubectl([
+      'wait',
+      '--for=condition=Established',
+      'crd/servicemonitors.monitoring.coreos.com',
+      '--timeout=60s',
+    ]);
+    const inNs = (args: string[]): Promise<string> =>
+      helm.ok([...args, '--namespace', namespace], { kubeconfig: kube.kubeconfigPath });
+    const notes = await inNs([
+      'install',
+      'pullmap-pvc',
+      CHART,
+      '--create-namespace',
+      '--set',
+      'cache.enabled=true',
+      '--set',
+      'cache.mode=pvc',
+    ]);
+    assert.match(notes, /set webhook\.cacheAddress/, 'the notes say what the PVC cache needs');
+    const pvc = await get(['-n', namespace, 'pvc', 'pullmap-pvc-cache-store']);
+    assert.equal(pvc.spec.resources.requests.storage, '25Gi');
+    const deployment = await get(['-n', namespace, 'deployment', 'pullmap-pvc-cache']);
+    assert.equal(deployment.spec.strategy.type, 'Recreate');
+    assert.equal(
+      deployment.spec.template.spec.volumes.find((v: Obj) => v.name === 'store').persistentVolumeClaim
+        .claimName,
+      'pullmap-pvc-cache-store',
+    );
+    const service = await get(['-n', namespace, 'service', 'pullmap-pvc-cache']);
+    assert.equal(service.spec.type, 'NodePort');
+    assert.equal(service.spec.ports[0].nodePort, 30439);
+    const webhookMonitor = await get(['-n', namespace, 'servicemonitor', 'pullmap-pvc-webhook']);
+    assert.equal(webhookMonitor.spec.endpoints[0].scheme, 'https');
+    assert.equal(webhookMonitor.spec.endpoints[0].tlsConfig.ca.secret.name, 'pullmap-pvc-webhook-tls');
+    assert.ok(await exists(['-n', namespace, 'servicemonitor', 'pullmap-pvc-cache']));
+
+    await inNs(['uninstall', 'pullmap-pvc']);
+    // The claim carries the pvc-protection finalizer, which only the controller-manager (absent here)
+    // removes: Helm's delete shows as a deletion timestamp.
+    const deleted = await get(['-n', namespace, 'pvc', 'pullmap-pvc-cache-store']);
+    assert.ok(deleted.metadata.deletionTimestamp, 'uninstall deletes the claim it made');
+    for (const object of [
+      ['-n', namespace, 'deployment', 'pullmap-pvc-cache'],
+      ['-n', namespace, 'servicemonitor', 'pullmap-pvc-webhook'],
+      ['mutatingwebhookconfiguration', 'pullmap-pvc'],
+    ])
+      assert.equal(await exists(object), false, `${object.join(' ')} is gone after uninstall`);
+  });
 });

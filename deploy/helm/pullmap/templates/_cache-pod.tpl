@@ -18,7 +18,9 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
 spec:
-  {{- with .Values.cache.priorityClassName }}
+  {{- $priority := .Values.cache.priorityClassName -}}
+  {{- if kindIs "invalid" $priority }}{{ $priority = ternary "system-node-critical" "" $daemonset }}{{ end }}
+  {{- with $priority }}
   priorityClassName: {{ . }}
   {{- end }}
   terminationGracePeriodSeconds: {{ .Values.cache.terminationGracePeriodSeconds }}

@@ -214,6 +214,7 @@ describe('helm lint and template', () => {
       ],
       [['--set', 'webhook.leaderElection=false'], /webhook\.leaderElection=false needs webhook\.replicas=1/],
       [['--set', 'webhok.replicas=1'], /webhok/],
+      [['--set', 'tls.existingSecret=my-tls'], /tls\.existingSecret needs tls\.caBundle/],
     ];
     for (const [flags, message] of refused) {
       const result = await helm.run(['template', 'pullmap', CHART, ...flags]);
@@ -247,6 +248,15 @@ describe('what the chart renders, pullmap accepts', () => {
       pod.volumes.some((v: Obj) => v.name === 'secret-hub' && v.secret.secretName === 'dockerhub-pull'),
       'the credentials Secret is mounted',
     );
+    // hostNetwork: the cache listens on the node's loopback itself; no hostPort, no Service to reach it.
+    const hostNet = objects(await template('cache-daemonset', ['--set', 'cache.daemonset.hostNetwork=true']));
+    const hostNetPod = find(hostNet, 'DaemonSet')!.spec.template.spec;
+    assert.equal(hostNetPod.hostNetwork, true);
+    assert.equal(hostNetPod.containers[0].ports[0].hostPort, undefined);
+    assert.ok(hostNetPod.containers[0].args.includes('--listen=127.0.0.1:7439'));
+    const hostNetConfig = parseCacheConfig(find(hostNet, 'ConfigMap')!.data['cache.yaml'], 'hostNetwork');
+    assert.ok(hostNetConfig.ok && hostNetConfig.config.listen.host === '127.0.0.1');
+    assert.equal(find(hostNet, 'Service', 'pullmap-cache'), undefined);
     const pvc = objects(await template('cache-pvc'));
     assert.equal(find(pvc, 'PersistentVolumeClaim')!.spec.resources.requests.storage, '60Gi');
     assert.equal(find(pvc, 'Deployment', 'pullmap-cache')!.metadata.namespace, 'pullmap-cache');

@@ -85,6 +85,9 @@ true
 {{- if and .Values.certManager.enabled .Values.tls.existingSecret -}}
 {{- fail "certManager.enabled and tls.existingSecret contradict each other: the certificate comes from one place; unset one" -}}
 {{- end -}}
+{{- if and .Values.tls.existingSecret (not .Values.tls.caBundle) (not (hasKey (.Values.webhook.annotations | default dict) "cert-manager.io/inject-ca-from")) -}}
+{{- fail "tls.existingSecret needs tls.caBundle (the base64 PEM of the CA that signed it), or a CA injector annotation in webhook.annotations: without either the apiserver cannot trust the webhook" -}}
+{{- end -}}
 {{- if and (not .Values.webhook.leaderElection) (gt (int .Values.webhook.replicas) 1) -}}
 {{- fail "webhook.leaderElection=false needs webhook.replicas=1: several replicas would all write map status" -}}
 {{- end -}}

@@ -130,7 +130,9 @@ export function kubeClient(kubeConfig: KubeConfig, options: KubeClientOptions = 
   return {
     async request(method, path, req = {}) {
       const what = `${method} ${path}`;
-      const deadline = AbortSignal.timeout(req.timeoutMs ?? timeoutMs);
+      // AbortSignal.timeout takes whole milliseconds only (a fraction throws a RangeError); callers compute
+      // what is left of a deadline from performance.now(), so round up here.
+      const deadline = AbortSignal.timeout(Math.max(1, Math.ceil(req.timeoutMs ?? timeoutMs)));
       const signal = req.signal ? AbortSignal.any([deadline, req.signal]) : deadline;
       try {
         const { headers, dispatcher } = await prepare();

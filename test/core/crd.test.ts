@@ -1,18 +1,23 @@
-// The CRDs in deploy/crds/ are exactly what the schema source generates, and they have the shape the
-// API server demands of a structural schema (checked for real in test/e2e/controller.test.ts).
+// The CRDs in deploy/crds/ and in the Helm chart's crds/ are exactly what the schema source generates,
+// and they have the shape the API server demands of a structural schema (checked for real in
+// test/e2e/controller.test.ts and test/deploy/helm.test.ts).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { mapCrds } from '../../src/core/api/crd.ts';
+import { CRD_DIRS, mapCrds } from '../../src/core/api/crd.ts';
 import { mapSpecSchema } from '../../src/core/api/v1alpha1.ts';
 
-const dir = join(import.meta.dirname, '..', '..', 'deploy', 'crds');
+const root = join(import.meta.dirname, '..', '..');
+const dir = join(root, 'deploy', 'crds');
 
-test('deploy/crds/ matches the schema source (run "node scripts/gen-crds.ts" after a schema change)', () => {
-  for (const { file, yaml } of mapCrds()) {
-    assert.equal(readFileSync(join(dir, file), 'utf8'), yaml, `deploy/crds/${file} is stale`);
+test('deploy/crds/ and the chart\'s crds/ match the schema source (run "node scripts/gen-crds.ts" after a schema change)', () => {
+  assert.deepEqual(CRD_DIRS, ['deploy/crds', 'deploy/helm/pullmap/crds']);
+  for (const crdDir of CRD_DIRS) {
+    for (const { file, yaml } of mapCrds()) {
+      assert.equal(readFileSync(join(root, crdDir, file), 'utf8'), yaml, `${crdDir}/${file} is stale`);
+    }
   }
 });
 

@@ -13,6 +13,7 @@ import type { ClusterMapSourceOptions } from '../../src/controller/map-source.ts
 import { type ClusterMapSource, startClusterMapSource } from '../../src/controller/map-source.ts';
 import { reviewMapAdmission } from '../../src/controller/validate.ts';
 import { decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
+import { kubeClient } from '../../src/kube/client.ts';
 import { parseReview } from '../../src/serve/admission.ts';
 import type { MapState } from '../../src/serve/map-source.ts';
 import { type Kube, startKube } from '../harness/kube.ts';
@@ -406,6 +407,20 @@ test('the source recovers from API server restarts (graceful and killed) and cat
     t.diagnostic(`${kill ? 'SIGKILL' : 'SIGTERM'}: ${JSON.stringify(s.stats.watch)}`);
   }
   await stop(s);
+});
+
+test('a request deadline that is not a whole number of milliseconds is honoured, not refused', async () => {
+  // The Lease holder bounds each renewal by what is left of its renew deadline (performance.now()
+  // arithmetic): a fractional deadline made every renewal while leading fail, and leadership flap.
+  const client = kubeClient(kube.kubeConfig());
+  try {
+    const version = (await client.request('GET', '/version', { timeoutMs: 1999.37 })) as {
+      gitVersion?: string;
+    };
+    assert.match(version.gitVersion ?? '', /^v1\./);
+  } finally {
+    await client.close();
+  }
 });
 
 test('two replicas: both serve the same snapshot, exactly one (the Lease holder) writes status', async () => {

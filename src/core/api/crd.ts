@@ -1,6 +1,6 @@
 // The CustomResourceDefinitions of ImageMap and ClusterImageMap, derived from the schema declarations in
-// v1alpha1.ts: `scripts/gen-crds.ts` writes them to deploy/crds/, and a test fails when those files are
-// stale. Pure: objects in, objects out.
+// v1alpha1.ts: `scripts/gen-crds.ts` writes them to each of CRD_DIRS, and a test fails when those files
+// are stale. Pure: objects in, objects out.
 
 import { stringify } from 'yaml';
 import type { OpenApiSchema } from '../schema/dsl.ts';
@@ -94,7 +94,10 @@ function mapCrd(names: CrdNames): Record<string, unknown> {
   };
 }
 
-/** File name under deploy/crds/, the CRD it holds and its YAML text, for both kinds. */
+/** Where the generated CRD files live, relative to the repository: kustomize's and the Helm chart's. */
+export const CRD_DIRS: readonly string[] = ['deploy/crds', 'deploy/helm/pullmap/crds'];
+
+/** File name under each of CRD_DIRS, the CRD it holds and its YAML text, for both kinds. */
 export function mapCrds(): { file: string; crd: Record<string, unknown>; yaml: string }[] {
   return CRD_NAMES.map((names) => {
     const crd = mapCrd(names);

@@ -1,0 +1,545 @@
+// The Helm chart (deploy/helm/pullmap): `helm lint --strict`; `helm template` with a few value sets
+// against golden files; what it renders is accepted by pullmap itself (serve and cache flags, the cache
+// config, the ClusterImageMaps); and `helm install` / `upgrade` / `uninstall` against a real
+// kube-apiserver (no kubelet: the test asserts on the objects the apiserver holds, and runs the rendered
+// webhook command itself, with the chart's ServiceAccount, to prove the RBAC and the certificate).
+//
+// Golden files: test/deploy/helm/golden/<case>.yaml, the `helm template` output for
+// test/deploy/helm/values/<case>.yaml with the generated certificate data replaced by "<generated>".
+// After an intended chart change, rewrite them and review the diff:
+//   UPDATE_GOLDEN=1 node --test test/deploy/helm.test.ts
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
+import { parseCacheConfig } from '../../src/cache/config.ts';
+import { CHART, type Helm, startHelm } from '../harness/helm.ts';
+import { type Kube, startKube } from '../harness/kube.ts';
+import { execFileAsync, freePort, startDaemon, tempDir } from '../harness/process.ts';
+import { PULLMAP } from '../harness/pullmap.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const HERE = join(import.meta.dirname, 'helm');
+const NAMESPACE = 'pullmap-system';
+// Fixed, so Capabilities.KubeVersion (and the golden files) do not follow the helm binary's client-go.
+const KUBE_VERSION = '1.35.4';
+
+type Obj = Record<string, any>;
+
+interface Case {
+  name: string;
+  /** Extra `helm template` flags. */
+  flags?: readonly string[];
+}
+
+const CASES: readonly Case[] = [
+  { name: 'defaults' },
+  { name: 'cache-daemonset' },
+  { name: 'cache-pvc' },
+  { name: 'cert-manager' },
+  { name: 'maps' },
+  { name: 'service-monitor', flags: ['--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor'] },
+];
+
+const valuesFile = (name: string): string[] => {
+  const file = join(HERE, 'values', `${name}.yaml`);
+  return existsSync(file) ? ['-f', file] : [];
+};
+
+let helm: Helm;
+
+before(async () => {
+  helm = await startHelm();
+});
+
+after(async () => {
+  await helm?.stop();
+});
+
+async function template(name: string, extra: readonly string[] = []): Promise<string> {
+  const c = CASES.find((x) => x.name === name);
+  return helm.ok([
+    'template',
+    'pullmap',
+    CHART,
+    '--namespace',
+    NAMESPACE,
+    '--kube-version',
+    KUBE_VERSION,
+    ...valuesFile(name),
+    ...(c?.flags ?? []),
+    ...extra,
+  ]);
+}
+
+const objects = (text: string): Obj[] =>
+  parseAllDocuments(text)
+    .map((d) => d.toJSON() as Obj | null)
+    .filter((o): o is Obj => o !== null);
+
+const find = (list: Obj[], kind: string, name?: string): Obj | undefined =>
+  list.find((o) => o.kind === kind && (name === undefined || o.metadata?.name === name));
+
+/** Generated keys and certificates differ on every render; the golden files hold a placeholder. */
+const normalise = (text: string): string =>
+  text.replace(/^(\s*(?:tls\.crt|tls\.key|ca\.crt|caBundle): )[A-Za-z0-9+/=]{64,}$/gm, '$1<generated>');
+
+const pem = (base64: string): string => Buffer.from(base64, 'base64').toString('utf8');
+
+/** Asserts that `caBase64` signed the certificate in `certBase64` for the webhook Service's names. */
+function assertServingCert(caBase64: string, certBase64: string, service: string): void {
+  const ca = new X509Certificate(pem(caBase64));
+  const cert = new X509Certificate(pem(certBase64));
+  assert.ok(ca.ca, 'the caBundle is a CA certificate');
+  assert.ok(cert.verify(ca.publicKey), 'the serving certificate is signed by the caBundle');
+  assert.ok(cert.checkIssued(ca), 'the serving certificate names the CA as issuer');
+  for (const name of [service, `${service}.${NAMESPACE}.svc`, `${service}.${NAMESPACE}.svc.cluster.local`])
+    assert.equal(cert.checkHost(name), name, `the certificate is valid for ${name}`);
+  assert.ok(new Date(cert.validTo).getTime() > Date.now() + 300 * 24 * 3600_000, 'valid for years');
+}
+
+test("Chart.yaml's version and appVersion are package.json's version (the image tag defaults to it)", () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const chart = parseYaml(readFileSync(join(CHART, 'Chart.yaml'), 'utf8')) as Obj;
+  assert.equal(chart.version, pkg.version);
+  assert.equal(chart.appVersion, pkg.version);
+});
+
+describe('helm lint and template', () => {
+  test('helm lint --strict passes with the defaults and every value set', async () => {
+    for (const c of CASES) {
+      const result = await helm.run(['lint', '--strict', CHART, ...valuesFile(c.name)]);
+      assert.equal(result.code, 0, `${c.name}:\n${result.stdout}${result.stderr}`);
+      assert.match(result.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    }
+  });
+
+  for (const c of CASES) {
+    test(`helm template matches golden/${c.name}.yaml`, async () => {
+      const rendered = normalise(await template(c.name));
+      const file = join(HERE, 'golden', `${c.name}.yaml`);
+      if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, rendered);
+      assert.ok(existsSync(file), `${file} is missing; run with UPDATE_GOLDEN=1 to write it`);
+      assert.equal(
+        rendered,
+        readFileSync(file, 'utf8'),
+        `golden/${c.name}.yaml differs (UPDATE_GOLDEN=1 rewrites it)`,
+      );
+    });
+  }
+
+  test('the defaults mirror deploy/webhook: failure policy, reinvocation, side effects, exclusions', async () => {
+    const list = objects(await template('defaults'));
+    const mutating = find(list, 'MutatingWebhookConfiguration', 'pullmap')!;
+    const plain = parseYaml(
+      readFileSync(join(ROOT, 'deploy', 'webhook', 'mutating-webhook.yaml'), 'utf8'),
+    ) as Obj;
+    const { clientConfig: _c, ...chartHook } = mutating.webhooks[0];
+    const { clientConfig: _p, ...plainHook } = plain.webhooks[0];
+    assert.deepEqual(chartHook, plainHook);
+    const validating = find(list, 'ValidatingWebhookConfiguration', 'pullmap-maps')!;
+    assert.equal(validating.webhooks[0].failurePolicy, 'Ignore');
+    assert.equal(validating.webhooks[0].clientConfig.service.path, '/validate-maps');
+    // No Prometheus Operator API offered to helm template: no ServiceMonitor.
+    assert.equal(find(list, 'ServiceMonitor'), undefined);
+    assert.equal(find(list, 'DaemonSet'), undefined, 'the cache is off by default');
+    const deployment = find(list, 'Deployment', 'pullmap-webhook')!;
+    const pod = deployment.spec.template.spec;
+    assert.equal(pod.containers[0].image, 'ghcr.io/pullmap/pullmap:0.1.0');
+    assert.equal(pod.securityContext.runAsUser, 65532);
+    assert.equal(pod.containers[0].securityContext.readOnlyRootFilesystem, true);
+    assert.equal(deployment.spec.template.metadata.labels['pullmap.dev/ignore'], 'true');
+  });
+
+  test('the self-signed serving certificate verifies against both caBundles', async () => {
+    const list = objects(await template('defaults'));
+    const secret = find(list, 'Secret', 'pullmap-webhook-tls')!;
+    assert.equal(secret.type, 'kubernetes.io/tls');
+    assertServingCert(secret.data['ca.crt'], secret.data['tls.crt'], 'pullmap-webhook');
+    for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration'])
+      assert.equal(find(list, kind)!.webhooks[0].clientConfig.caBundle, secret.data['ca.crt'], kind);
+    // The key belongs to the certificate.
+    const { createPrivateKey, createPublicKey } = await import('node:crypto');
+    const key = createPrivateKey(pem(secret.data['tls.key']));
+    const cert = new X509Certificate(pem(secret.data['tls.crt']));
+    assert.deepEqual(
+      createPublicKey(key).export({ format: 'der', type: 'spki' }),
+      cert.publicKey.export({ format: 'der', type: 'spki' }),
+    );
+  });
+
+  test('cert-manager: no generated Secret, the CA injector annotation on both webhook configurations', async () => {
+    const list = objects(await template('cert-manager'));
+    assert.equal(find(list, 'Secret'), undefined);
+    const cert = find(list, 'Certificate', 'pullmap-webhook')!;
+    assert.equal(cert.spec.secretName, 'pullmap-webhook-tls');
+    assert.ok(cert.spec.dnsNames.includes(`pullmap-webhook.${NAMESPACE}.svc`));
+    for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
+      const config = find(list, kind)!;
+      assert.equal(
+        config.metadata.annotations['cert-manager.io/inject-ca-from'],
+        `${NAMESPACE}/pullmap-webhook`,
+      );
+      assert.equal(config.webhooks[0].clientConfig.caBundle, undefined, `${kind} has no caBundle of its own`);
+    }
+    assert.equal(find(list, 'MutatingWebhookConfiguration')!.webhooks[0].failurePolicy, 'Fail');
+    const args: string[] = find(list, 'Deployment')!.spec.template.spec.containers[0].args;
+    assert.ok(args.includes('--failure-policy=Fail'), 'pullmap itself refuses pods on its failures too');
+  });
+
+  test('an existing Secret: no generated certificate, the given caBundle', async () => {
+    const caBundle = Buffer.from('-----BEGIN CERTIFICATE-----\n...\n').toString('base64');
+    const list = objects(
+      await template('defaults', ['--set', 'tls.existingSecret=my-tls', '--set', `tls.caBundle=${caBundle}`]),
+    );
+    assert.equal(find(list, 'Secret'), undefined);
+    assert.equal(find(list, 'MutatingWebhookConfiguration')!.webhooks[0].clientConfig.caBundle, caBundle);
+    const volumes = find(list, 'Deployment')!.spec.template.spec.volumes;
+    assert.deepEqual(volumes[0], { name: 'tls', secret: { secretName: 'my-tls' } });
+  });
+
+  test('values that do not fit are refused with the value named', async () => {
+    const refused: [string[], RegExp][] = [
+      [['--set', 'cache.mode=hostpath'], /cache\/mode.*daemonset.*pvc/],
+      [['--set', 'webhook.failurePolicy=Never'], /webhook\/failurePolicy/],
+      [['--set', 'logLevel=verbose'], /logLevel/],
+      [['--set', 'webhook.deadline=5s'], /webhook\.deadline \(5s\) must be below webhook\.timeoutSeconds/],
+      [
+        ['--set', 'certManager.enabled=true', '--set', 'tls.existingSecret=x'],
+        /certManager\.enabled and tls\.existingSecret/,
+      ],
+      [['--set', 'webhook.leaderElection=false'], /webhook\.leaderElection=false needs webhook\.replicas=1/],
+      [['--set', 'webhok.replicas=1'], /webhok/],
+      [['--set', 'tls.existingSecret=my-tls'], /tls\.existingSecret needs tls\.caBundle/],
+    ];
+    for (const [flags, message] of refused) {
+      const result = await helm.run(['template', 'pullmap', CHART, ...flags]);
+      assert.notEqual(result.code, 0, flags.join(' '));
+      assert.match(result.stderr, message, flags.join(' '));
+    }
+  });
+});
+
+describe('what the chart renders, pullmap accepts', () => {
+  test('the rendered cache configs parse, and the DaemonSet publishes on the node loopback only', async () => {
+    for (const name of ['cache-daemonset', 'cache-pvc', 'service-monitor']) {
+      const list = objects(await template(name));
+      const config = find(list, 'ConfigMap', 'pullmap-cache-config')!;
+      const parsed = parseCacheConfig(config.data['cache.yaml'], `${name}: cache.yaml`);
+      assert.ok(parsed.ok, `${name}: ${parsed.ok ? '' : parsed.errors.join('\n')}`);
+      assert.equal(parsed.config.storage.dir, '/var/lib/pullmap/cache');
+      assert.deepEqual(parsed.config.listen, { host: '0.0.0.0', port: 7439 });
+    }
+    const ds = find(objects(await template('cache-daemonset')), 'DaemonSet', 'pullmap-cache')!;
+    const pod = ds.spec.template.spec;
+    assert.deepEqual(pod.containers[0].ports[0], {
+      name: 'registry',
+      containerPort: 7439,
+      hostPort: 7439,
+      hostIP: '127.0.0.1',
+      protocol: 'TCP',
+    });
+    assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
+    assert.ok(
+      pod.volumes.some((v: Obj) => v.name === 'secret-hub' && v.secret.secretName === 'dockerhub-pull'),
+      'the credentials Secret is mounted',
+    );
+    // hostNetwork: the cache listens on the node's loopback itself; no hostPort, no Service to reach it.
+    const hostNet = objects(await template('cache-daemonset', ['--set', 'cache.daemonset.hostNetwork=true']));
+    const hostNetPod = find(hostNet, 'DaemonSet')!.spec.template.spec;
+    assert.equal(hostNetPod.hostNetwork, true);
+    assert.equal(hostNetPod.containers[0].ports[0].hostPort, undefined);
+    assert.ok(hostNetPod.containers[0].args.includes('--listen=127.0.0.1:7439'));
+    const hostNetConfig = parseCacheConfig(find(hostNet, 'ConfigMap')!.data['cache.yaml'], 'hostNetwork');
+    assert.ok(hostNetConfig.ok && hostNetConfig.config.listen.host === '127.0.0.1');
+    assert.equal(find(hostNet, 'Service', 'pullmap-cache'), undefined);
+    const pvc = objects(await template('cache-pvc'));
+    assert.equal(find(pvc, 'PersistentVolumeClaim')!.spec.resources.requests.storage, '60Gi');
+    assert.equal(find(pvc, 'Deployment', 'pullmap-cache')!.metadata.namespace, 'pullmap-cache');
+    assert.equal(find(pvc, 'Service', 'pullmap-cache')!.spec.ports[0].nodePort, 30439);
+  });
+
+  test('pullmap cache starts with the rendered args and config (store and port moved to the test)', async () => {
+    const dir = await tempDir('helm-cache');
+    try {
+      const list = objects(await template('cache-daemonset'));
+      const config = parseYaml(find(list, 'ConfigMap')!.data['cache.yaml']) as Obj;
+      config.storage.dir = join(dir.path, 'store');
+      // The credentials file the Secret would provide.
+      const auth = join(dir.path, 'hub.json');
+      await writeFile(
+        auth,
+        JSON.stringify({ auths: { 'docker.io': { auth: Buffer.from('u:p').toString('base64') } } }),
+      );
+      config.upstreams[0].dockerConfig = auth;
+      await writeFile(join(dir.path, 'cache.yaml'), stringify(config));
+      const args: string[] = find(list, 'DaemonSet')!.spec.template.spec.containers[0].args;
+      const port = await freePort();
+      const localArgs = args.map((a) =>
+        a.startsWith('--config=')
+          ? `--config=${join(dir.path, 'cache.yaml')}`
+          : a.startsWith('--listen=')
+            ? `--listen=127.0.0.1:${port}`
+            : a,
+      );
+      assert.deepEqual(
+        localArgs.map((a) => a.split('=')[0]),
+        ['cache', '--config', '--listen'],
+      );
+      const daemon = await startDaemon({
+        name: 'pullmap cache',
+        command: process.execPath,
+        args: [PULLMAP, ...localArgs],
+        ready: async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200,
+      });
+      await daemon.stop();
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test('pullmap check accepts the ClusterImageMaps rendered from values', async () => {
+    const dir = await tempDir('helm-maps');
+    try {
+      const maps = objects(await template('maps')).filter((o) => o.kind === 'ClusterImageMap');
+      assert.deepEqual(maps.map((m) => m.metadata.name).sort(), ['bootcamp', 'mirror']);
+      const file = join(dir.path, 'maps.yaml');
+      await writeFile(file, maps.map((m) => stringify(m)).join('---\n'));
+      const { stdout } = await execFileAsync(process.execPath, [PULLMAP, 'check', '--config', file]);
+      assert.match(stdout, /mirror/);
+    } finally {
+      await dir.remove();
+    }
+  });
+});
+
+/** GET over HTTPS trusting `caPem`, checking the certificate against `servername`. */
+function httpsStatus(url: string, caPem: string, servername: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ca: caPem, servername, agent: false, timeout: 2000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('helm install, upgrade and uninstall against a real kube-apiserver', () => {
+  let kube: Kube;
+  const get = async (args: string[]): Promise<Obj> =>
+    JSON.parse(await kube.kubectl(['get', ...args, '-o', 'json']));
+  const exists = async (args: string[]): Promise<boolean> => {
+    try {
+      await kube.kubectl(['get', ...args, '-o', 'name']);
+      return true;
+    } catch (err) {
+      if (/NotFound|not found/.test(String(err))) return false;
+      throw err;
+    }
+  };
+  const helmKube = (args: string[]): Promise<string> =>
+    helm.ok([...args, '--namespace', NAMESPACE], { kubeconfig: kube.kubeconfigPath });
+
+  before(async () => {
+    kube = await startKube();
+  });
+
+  after(async () => {
+    await kube?.stop();
+  });
+
+  test('install creates the webhook, its certificate, RBAC, the cache DaemonSet and the maps; upgrade keeps the certificate; uninstall removes them', async (t) => {
+    const started = performance.now();
+    await helmKube([
+      'install',
+      'pullmap',
+      CHART,
+      '--create-namespace',
+      '--set',
+      'cache.enabled=true',
+      ...valuesFile('maps'),
+    ]);
+    t.diagnostic(`helm install: ${Math.round(performance.now() - started)} ms`);
+
+    // CRDs from the chart's crds/, established, and the maps from values accepted by their schema.
+    for (const crd of ['imagemaps.pullmap.dev', 'clusterimagemaps.pullmap.dev'])
+      assert.equal((await get(['crd', crd])).metadata.labels['app.kubernetes.io/part-of'], 'pullmap');
+    const mirror = await get(['clusterimagemap', 'mirror']);
+    assert.equal(mirror.spec.mappings[0].when, 'Always', 'the CRD schema defaulted the omitted field');
+    assert.equal(mirror.spec.mappings[1].naming, 'zarf');
+    assert.equal((await get(['clusterimagemap', 'bootcamp'])).spec.namespaceSelector.matchLabels.team, 'web');
+
+    const deployment = await get(['-n', NAMESPACE, 'deployment', 'pullmap-webhook']);
+    assert.equal(deployment.spec.replicas, 2);
+    assert.equal(deployment.spec.template.spec.serviceAccountName, 'pullmap');
+    assert.equal((await get(['-n', NAMESPACE, 'service', 'pullmap-webhook'])).spec.ports[0].port, 443);
+    assert.equal((await get(['-n', NAMESPACE, 'pdb', 'pullmap-webhook'])).spec.minAvailable, 1);
+    const ds = await get(['-n', NAMESPACE, 'daemonset', 'pullmap-cache']);
+    assert.equal(ds.spec.template.spec.containers[0].ports[0].hostIP, '127.0.0.1');
+    assert.ok(await exists(['-n', NAMESPACE, 'configmap', 'pullmap-cache-config']));
+    for (const object of [
+      ['clusterrole', 'pullmap'],
+      ['clusterrolebinding', 'pullmap'],
+      ['-n', NAMESPACE, 'role', 'pullmap-leader-election'],
+      ['-n', NAMESPACE, 'rolebinding', 'pullmap-leader-election'],
+      ['-n', NAMESPACE, 'serviceaccount', 'pullmap'],
+    ])
+      assert.ok(await exists(object), object.join(' '));
+
+    const secret = await get(['-n', NAMESPACE, 'secret', 'pullmap-webhook-tls']);
+    const mutating = await get(['mutatingwebhookconfiguration', 'pullmap']);
+    const validating = await get(['validatingwebhookconfiguration', 'pullmap-maps']);
+    assertServingCert(mutating.webhooks[0].clientConfig.caBundle, secret.data['tls.crt'], 'pullmap-webhook');
+    assert.equal(validating.webhooks[0].clientConfig.caBundle, mutating.webhooks[0].clientConfig.caBundle);
+
+    // The webhook command as the Deployment holds it, run here with the chart's ServiceAccount: it
+    // loads the maps (ready), elects itself and writes their status, serving with the Secret's certificate.
+    const dir = await tempDir('helm-serve');
+    try {
+      const token = (await kube.kubectl(['-n', NAMESPACE, 'create', 'token', 'pullmap'])).trim();
+      const kubeconfig = parseYaml(readFileSync(kube.kubeconfigPath, 'utf8')) as Obj;
+      kubeconfig.users = [{ name: 'admin', user: { token } }];
+      await writeFile(join(dir.path, 'kubeconfig'), stringify(kubeconfig));
+      await writeFile(join(dir.path, 'tls.crt'), pem(secret.data['tls.crt']));
+      await writeFile(join(dir.path, 'tls.key'), pem(secret.data['tls.key']));
+      const port = await freePort();
+      const container = deployment.spec.template.spec.containers[0];
+      const args = (container.args as string[]).map((a) =>
+        a.startsWith('--listen=')
+          ? `--listen=127.0.0.1:${port}`
+          : a.startsWith('--tls-cert=')
+            ? `--tls-cert=${join(dir.path, 'tls.crt')}`
+            : a.startsWith('--tls-key=')
+              ? `--tls-key=${join(dir.path, 'tls.key')}`
+              : a,
+      );
+      const caPem = pem(mutating.webhooks[0].clientConfig.caBundle);
+      const serve = await startDaemon({
+        name: 'pullmap serve (chart args)',
+        command: process.execPath,
+        args: [PULLMAP, ...args, `--kubeconfig=${join(dir.path, 'kubeconfig')}`],
+        env: { ...process.env, POD_NAME: 'pullmap-webhook-test', POD_NAMESPACE: NAMESPACE },
+        readyTimeoutMs: 60_000,
+        ready: async () =>
+          (await httpsStatus(
+            `https://127.0.0.1:${port}/readyz`,
+            caPem,
+            `pullmap-webhook.${NAMESPACE}.svc`,
+          )) === 200,
+      });
+      try {
+        const deadline = Date.now() + 60_000;
+        let ready: Obj | undefined;
+        while (Date.now() < deadline) {
+          ready = (await get(['clusterimagemap', 'mirror'])).status?.conditions?.find(
+            (c: Obj) => c.type === 'Ready',
+          );
+          if (ready) break;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        assert.equal(
+          ready?.status,
+          'True',
+          `map status written by the chart's ServiceAccount:\n${serve.output().slice(-3000)}`,
+        );
+        const lease = await get(['-n', NAMESPACE, 'lease', 'pullmap-controller']);
+        assert.equal(lease.spec.holderIdentity, 'pullmap-webhook-test');
+      } finally {
+        await serve.stop();
+      }
+    } finally {
+      await dir.remove();
+    }
+
+    // Upgrade: the certificate found in the cluster is kept, the change applied.
+    await helmKube(['upgrade', 'pullmap', CHART, '--reuse-values', '--set', 'webhook.replicas=3']);
+    const secretAfter = await get(['-n', NAMESPACE, 'secret', 'pullmap-webhook-tls']);
+    assert.equal(
+      secretAfter.data['tls.crt'],
+      secret.data['tls.crt'],
+      'upgrade keeps the serving certificate',
+    );
+    assert.equal(secretAfter.data['tls.key'], secret.data['tls.key']);
+    assert.equal(
+      (await get(['mutatingwebhookconfiguration', 'pullmap'])).webhooks[0].clientConfig.caBundle,
+      mutating.webhooks[0].clientConfig.caBundle,
+    );
+    assert.equal((await get(['-n', NAMESPACE, 'deployment', 'pullmap-webhook'])).spec.replicas, 3);
+
+    // Uninstall removes what the release made; CRDs stay (Helm never deletes crds/, so maps users
+    // created survive a reinstall).
+    await helmKube(['uninstall', 'pullmap']);
+    for (const object of [
+      ['-n', NAMESPACE, 'deployment', 'pullmap-webhook'],
+      ['-n', NAMESPACE, 'service', 'pullmap-webhook'],
+      ['-n', NAMESPACE, 'secret', 'pullmap-webhook-tls'],
+      ['-n', NAMESPACE, 'daemonset', 'pullmap-cache'],
+      ['-n', NAMESPACE, 'configmap', 'pullmap-cache-config'],
+      ['mutatingwebhookconfiguration', 'pullmap'],
+      ['validatingwebhookconfiguration', 'pullmap-maps'],
+      ['clusterrole', 'pullmap'],
+      ['clusterrolebinding', 'pullmap'],
+      ['clusterimagemap', 'mirror'],
+      ['clusterimagemap', 'bootcamp'],
+    ])
+      assert.equal(await exists(object), false, `${object.join(' ')} is gone after uninstall`);
+    assert.ok(await exists(['crd', 'clusterimagemaps.pullmap.dev']));
+  });
+  test('the PVC cache and, once the cluster serves the ServiceMonitor API, ServiceMonitors (auto)', async () => {
+    const namespace = 'cache-pvc';
+    await kube.kubectl(['apply', '-f', join(HERE, 'servicemonitor-crd.yaml')]);
+    await kube.kubectl([
+      'wait',
+      '--for=condition=Established',
+      'crd/servicemonitors.monitoring.coreos.com',
+      '--timeout=60s',
+    ]);
+    const inNs = (args: string[]): Promise<string> =>
+      helm.ok([...args, '--namespace', namespace], { kubeconfig: kube.kubeconfigPath });
+    const notes = await inNs([
+      'install',
+      'pullmap-pvc',
+      CHART,
+      '--create-namespace',
+      '--set',
+      'cache.enabled=true',
+      '--set',
+      'cache.mode=pvc',
+    ]);
+    assert.match(notes, /set webhook\.cacheAddress/, 'the notes say what the PVC cache needs');
+    const pvc = await get(['-n', namespace, 'pvc', 'pullmap-pvc-cache-store']);
+    assert.equal(pvc.spec.resources.requests.storage, '25Gi');
+    const deployment = await get(['-n', namespace, 'deployment', 'pullmap-pvc-cache']);
+    assert.equal(deployment.spec.strategy.type, 'Recreate');
+    assert.equal(
+      deployment.spec.template.spec.volumes.find((v: Obj) => v.name === 'store').persistentVolumeClaim
+        .claimName,
+      'pullmap-pvc-cache-store',
+    );
+    const service = await get(['-n', namespace, 'service', 'pullmap-pvc-cache']);
+    assert.equal(service.spec.type, 'NodePort');
+    assert.equal(service.spec.ports[0].nodePort, 30439);
+    const webhookMonitor = await get(['-n', namespace, 'servicemonitor', 'pullmap-pvc-webhook']);
+    assert.equal(webhookMonitor.spec.endpoints[0].scheme, 'https');
+    assert.equal(webhookMonitor.spec.endpoints[0].tlsConfig.ca.secret.name, 'pullmap-pvc-webhook-tls');
+    assert.ok(await exists(['-n', namespace, 'servicemonitor', 'pullmap-pvc-cache']));
+
+    await inNs(['uninstall', 'pullmap-pvc']);
+    // The claim carries the pvc-protection finalizer, which only the controller-manager (absent here)
+    // removes: Helm's delete shows as a deletion timestamp.
+    const deleted = await get(['-n', namespace, 'pvc', 'pullmap-pvc-cache-store']);
+    assert.ok(deleted.metadata.deletionTimestamp, 'uninstall deletes the claim it made');
+    for (const object of [
+      ['-n', namespace, 'deployment', 'pullmap-pvc-cache'],
+      ['-n', namespace, 'servicemonitor', 'pullmap-pvc-webhook'],
+      ['mutatingwebhookconfiguration', 'pullmap-pvc'],
+    ])
+      assert.equal(await exists(object), false, `${object.join(' ')} is gone after uninstall`);
+  });
+});

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds a Kubernetes component (kube-apiserver, kubelet) from Go modules (no distro ships a current one)
-# and caches the binary outside the repo; prints the binary's path on stdout. Cached runs return at once.
-# Both come from the same release, so the real node of the e2e tests matches its apiserver.
+# Builds a Kubernetes component (kube-apiserver, kubelet, kube-controller-manager, kube-scheduler) from Go
+# modules (no distro ships a current one) and caches the binary outside the repo; prints the binary's path
+# on stdout. Cached runs return at once. All come from one release, so the e2e cluster's parts match.
 # See ../shared/test-infra.md §5.
 #   usage: scripts/kube-binary.sh COMPONENT                # build if needed, print path
 #          scripts/kube-binary.sh COMPONENT --cached-only  # never build: exit 3 if not cached (test harness)
@@ -19,8 +19,8 @@ die() {
 
 component="${1:-}"
 case "$component" in
-  kube-apiserver | kubelet) ;;
-  *) die "unknown component '$component' (usage: $0 kube-apiserver|kubelet [--cached-only])" ;;
+  kube-apiserver | kubelet | kube-controller-manager | kube-scheduler) ;;
+  *) die "unknown component '$component' (usage: $0 kube-apiserver|kubelet|kube-controller-manager|kube-scheduler [--cached-only])" ;;
 esac
 binary="$cache/$component-v$version"
 cached_only=false

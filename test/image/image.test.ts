@@ -15,6 +15,7 @@ import {
   unpackImage,
 } from '../harness/image.ts';
 import { execFileAsync, type TempDir, tempDir } from '../harness/process.ts';
+import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 
 const repo = new URL('../../', import.meta.url);
 const { version } = JSON.parse(await readFile(new URL('package.json', repo), 'utf8')) as { version: string };
@@ -151,9 +152,22 @@ console.log(JSON.stringify({ uid: u.uid, gid: u.gid, user: u.username, home: u.h
     });
   });
 
-  it('is reproducible: a second build of the same commit writes the same archive, byte for byte', async () => {
-    const second = join(work.path, 'second.oci.tar');
-    assert.equal(await runBuildImage(['--output', second]), second);
-    assert.equal(await sha256(second), await sha256(image.archive));
+  it('is reproducible: a second build writes the same archive byte for byte, and --push keeps the digest', async () => {
+    let registry: TestRegistry | undefined;
+    try {
+      registry = await startRegistry();
+      const second = join(work.path, 'second.oci.tar');
+      const pushed = `${registry.host}/pullmap:${version}`;
+      assert.equal(await runBuildImage(['--output', second, '--push', pushed]), second);
+      assert.equal(await sha256(second), await sha256(image.archive));
+      const response = await fetch(`${registry.url}/v2/pullmap/manifests/${version}`, {
+        method: 'HEAD',
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      });
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get('docker-content-digest'), image.digest);
+    } finally {
+      await registry?.close();
+    }
   });
 });

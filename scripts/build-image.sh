@@ -195,6 +195,7 @@ else
   log "reusing the Debian layer built $(date -u -r "$rootfs_tar" +%F) ($rootfs_tar; --refresh-rootfs for Debian's updates)"
 fi
 log "Debian packages: $(tr '\n' ' ' <"${rootfs_tar%.tar}.packages")"
+debian_seconds=$((SECONDS - start))
 
 # Node, as npm installed it, with its licence.
 mkdir -p "$work/node/nodejs/bin"
@@ -208,6 +209,8 @@ layer_tar "$work/node" "$work/node.tar" 0
 chmod -R u=rwX,go=rX "$work/app"
 chmod 0755 "$work/app/app/dist/pullmap.js"
 layer_tar "$work/app" "$work/app.tar" "$SOURCE_DATE_EPOCH"
+
+bundle_seconds=$((SECONDS - start - debian_seconds))
 
 # Assemble. Only the final config and manifest remain after gc.
 layout="$work/layout"
@@ -242,7 +245,7 @@ mv "$tmp_out" "$output"
 
 manifest="$(sed -n 's/.*"digest":"\(sha256:[0-9a-f]*\)".*/\1/p' "$layout/index.json")"
 size_mb="$(du -sm "$layout/blobs" | cut -f1)"
-log "built pullmap:$version ($arch, Node $node_version) in $((SECONDS - start)) s: manifest $manifest, ${size_mb} MB compressed"
+log "built pullmap:$version ($arch, Node $node_version) in $((SECONDS - start)) s (Debian layer ${debian_seconds} s, Node and bundle ${bundle_seconds} s, compressing and assembling $((SECONDS - start - debian_seconds - bundle_seconds)) s): manifest $manifest, ${size_mb} MB compressed"
 
 if [[ -n $push ]]; then
   tls=()

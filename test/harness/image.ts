@@ -10,6 +10,8 @@ import { execFileAsync, type TempDir, tempDir } from './process.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 export const buildImageScript = join(repo, 'scripts/build-image.sh');
+/** The repository deploy/'s manifests name; `ctr images import --base-name` it to run them unchanged. */
+export const imageRepository = 'ghcr.io/pullmap/pullmap';
 
 export interface ImageConfig {
   User?: string;

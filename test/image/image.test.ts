@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Containerd, closeAll, startContainerd } from '../harness/cache.ts';
 import {
+  imageRepository,
   type PullmapImage,
   pullmapImage,
   runBuildImage,
@@ -62,8 +63,9 @@ describe('container image (scripts/build-image.sh)', () => {
     work = await tempDir('image-test');
     containerd = await startContainerd();
     // The archive's ref name is only the tag; --base-name gives it a repository.
-    await containerd.ctr(['images', 'import', '--base-name', 'localhost/pullmap', image.archive]);
-    ref = `localhost/pullmap:${image.tag}`;
+    await containerd.ctr(['images', 'import', '--base-name', imageRepository, image.archive]);
+    ref = `${imageRepository}:${image.tag}`;
+    assert.match(await containerd.ctr(['images', 'ls', '-q']), new RegExp(`^${ref}$`, 'm'));
   });
   after(() => closeAll(containerd, unpacked?.dir, work));
 

@@ -48,7 +48,7 @@ die() {
 }
 usage() {
   echo "usage: scripts/build-image.sh [--output FILE] [--push REF] [--refresh-rootfs]" >&2
-  exit 2
+  exit "${1:-2}"
 }
 log() { echo "build-image.sh: $*" >&2; }
 
@@ -65,7 +65,7 @@ while (($#)); do
     --push) [[ $# -ge 2 ]] || usage; push="$2"; shift 2 ;;
     --push=*) push="${1#*=}"; shift ;;
     --refresh-rootfs) refresh=true; shift ;;
-    -h | --help) usage ;;
+    -h | --help) usage 0 ;;
     *) echo "build-image.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done

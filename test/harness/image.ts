@@ -31,17 +31,33 @@ export interface PullmapImage {
   readonly digest: string;
 }
 
-/** Runs the build script; resolves with the archive path it printed (its only stdout line). */
+/**
+ * Runs the build script; resolves with the archive path it printed (its only stdout line). With `lock`,
+ * waits for that lock file first and does not build if `reuse` exists by then (another process built it).
+ */
 export async function runBuildImage(
   args: readonly string[],
-  env: NodeJS.ProcessEnv = process.env,
+  options: { env?: NodeJS.ProcessEnv; lock?: string; reuse?: string } = {},
 ): Promise<string> {
-  if (process.getuid?.() !== 0)
+  if (process.getuid?.() !== 0) {
     throw new Error('scripts/build-image.sh needs root (mmdebstrap, file owners)');
+  }
+  const [file, ...argv] = options.lock
+    ? [
+        'flock',
+        options.lock,
+        'bash',
+        '-c',
+        'reuse=$1; shift; if [[ -e $reuse ]]; then echo "$reuse"; else exec bash "$0" "$@"; fi',
+        buildImageScript,
+        options.reuse ?? '',
+        ...args,
+      ]
+    : ['bash', buildImageScript, ...args];
   try {
-    const { stdout } = await execFileAsync('bash', [buildImageScript, ...args], {
+    const { stdout } = await execFileAsync(file!, argv, {
       cwd: repo,
-      env,
+      env: options.env ?? process.env,
       timeout: 15 * 60_000,
       maxBuffer: 16 * 1024 * 1024,
     });
@@ -52,7 +68,7 @@ export async function runBuildImage(
   }
 }
 
-/** sha256 over the commit and every file that goes into the image (bundle sources, scripts, lockfile). */
+/** sha256 over the commit and every file that goes into the image (sources, examples, scripts, lockfile). */
 async function sourceKey(): Promise<string> {
   const hash = createHash('sha256');
   const { stdout: head } = await execFileAsync('git', ['rev-parse', 'HEAD'], { cwd: repo });
@@ -68,6 +84,7 @@ async function sourceKey(): Promise<string> {
   };
   await walk('src');
   await walk('scripts');
+  await walk('examples'); // examples/default.yaml is bundled
   for (const file of ['package.json', 'package-lock.json', 'tsconfig.json']) {
     hash.update(`${file}\0`).update(await readFile(join(repo, file)));
   }
@@ -88,7 +105,11 @@ export function pullmapImage(): Promise<PullmapImage> {
     const archive = join(dir, name);
     if (!existsSync(archive)) {
       await mkdir(dir, { recursive: true });
-      const printed = await runBuildImage(['--output', archive]);
+      // Test files run in parallel processes: the first one builds, the others wait and reuse its archive.
+      const printed = await runBuildImage(['--output', archive], {
+        lock: join(dir, 'build.lock'),
+        reuse: archive,
+      });
       if (printed !== archive) throw new Error(`build-image.sh printed "${printed}", expected ${archive}`);
       // Archives of earlier source states are never used again (~55 MB each).
       for (const old of await readdir(dir)) {

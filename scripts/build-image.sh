@@ -5,8 +5,8 @@
 # are the Dockerfile's final stage; keep the two in step.
 #
 #   usage: scripts/build-image.sh [--output FILE] [--push REF] [--refresh-rootfs]
-#     --output FILE     the OCI archive to write (default .tmp/image/pullmap-VERSION.oci.tar); written
-#                       atomically, so a reader never sees half an archive
+#     --output FILE     the OCI archive to write (default .tmp/image/pullmap-VERSION.oci.tar in the
+#                       repo); written atomically, so a reader never sees half an archive
 #     --push REF        also copy the image to a registry with skopeo, digest preserved
 #                       (e.g. 127.0.0.1:5000/pullmap:0.1.0; plain HTTP for loopback hosts)
 #     --refresh-rootfs  rebuild the cached Debian layer (picks up Debian's updates; changes the digest)
@@ -52,6 +52,7 @@ usage() {
 }
 log() { echo "build-image.sh: $*" >&2; }
 
+caller_dir="$PWD"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
@@ -103,7 +104,9 @@ fi
 export SOURCE_DATE_EPOCH
 created="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
 revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-output="${output:-.tmp/image/pullmap-$version.oci.tar}"
+# A relative --output is relative to where the script was started; the default lies in the repo.
+[[ -z $output || $output == /* ]] || output="$caller_dir/$output"
+output="${output:-$repo/.tmp/image/pullmap-$version.oci.tar}"
 mkdir -p "$(dirname "$output")"
 output="$(cd "$(dirname "$output")" && pwd)/$(basename "$output")"
 

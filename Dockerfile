@@ -1,5 +1,8 @@
-# The pullmap image: the esbuild bundle (dependencies included) on a distroless Node 24 base.
-# Not built by CI here (no container builder on the CI machines); `npm run build` is what it runs.
+# The pullmap image: the esbuild bundle (dependencies included) on a distroless Node 24 base, for people
+# who build with Docker. Here and in CI the image is built by scripts/build-image.sh instead (no base
+# image from outside: Debian packages, the npm Node binary, the same bundle), with this final stage's
+# layout (/nodejs/bin/node, /app/dist), USER, WORKDIR, ENTRYPOINT and CMD; test/image/image.test.ts
+# reads those four lines from this file and fails if the built image disagrees.
 FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./

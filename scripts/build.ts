@@ -1,12 +1,16 @@
 // Bundles the CLI as ESM: the entry holds what every command needs; code behind dynamic imports
 // (the registry client and undici) goes to chunks loaded only when used, keeping cold start fast.
+//   usage: node scripts/build.ts [OUTDIR]   (default dist; scripts/build-image.sh builds into a fresh
+//          directory of its own, so stale chunks of earlier builds never reach the image)
 import { chmod } from 'node:fs/promises';
+import { join } from 'node:path';
 import { build } from 'esbuild';
 
-const outfile = 'dist/pullmap.js';
+const outdir = process.argv[2] ?? 'dist';
+const outfile = join(outdir, 'pullmap.js');
 await build({
   entryPoints: ['src/cli/main.ts'],
-  outdir: 'dist',
+  outdir,
   entryNames: 'pullmap',
   chunkNames: 'chunks/[name]-[hash]',
   splitting: true,

@@ -319,7 +319,13 @@ describe('rotation and reload without restart', () => {
     const config = join(dir.path, 'reload.yaml');
     const map = (to: string) =>
       `apiVersion: pullmap.dev/v1alpha1\nkind: ClusterImageMap\nmetadata: { name: m }\nspec:\n  mappings:\n    - { from: docker.io/, to: ${to} }\n`;
-    await writeFile(config, map('one.example/'));
+    // Replaced the way a ConfigMap volume or an editor's save-as does (written aside, renamed): a
+    // writeFile in place is truncated first, and a reload in between would read an empty file (no maps).
+    const replace = async (text: string) => {
+      await writeFile(`${config}.new`, text);
+      await rename(`${config}.new`, config);
+    };
+    await replace(map('one.example/'));
     const pm = await startPullmap({ tls: tls(), args: ['--config', config, '--reload-interval', '100ms'] });
     const imageOf = async () =>
       patchOf((await pm.review(podReview({ a: 'nginx:1.27' }))).json.response).find((p) =>
@@ -332,9 +338,9 @@ describe('rotation and reload without restart', () => {
     };
     try {
       assert.equal(await imageOf(), 'one.example/library/nginx:1.27');
-      await writeFile(config, map('two.example/'));
+      await replace(map('two.example/'));
       assert.equal(await waitFor('two.example/library/nginx:1.27'), 'two.example/library/nginx:1.27');
-      await writeFile(config, 'kind: [unclosed');
+      await replace('kind: [unclosed');
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(
         await imageOf(),

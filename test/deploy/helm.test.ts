@@ -141,6 +141,12 @@ describe('helm lint and template', () => {
     const { clientConfig: _c, ...chartHook } = mutating.webhooks[0];
     const { clientConfig: _p, ...plainHook } = plain.webhooks[0];
     assert.deepEqual(chartHook, plainHook);
+    const plainRbac = objects(readFileSync(join(ROOT, 'deploy', 'webhook', 'rbac.yaml'), 'utf8'));
+    assert.deepEqual(
+      find(list, 'ClusterRole', 'pullmap')?.rules,
+      find(plainRbac, 'ClusterRole')?.rules,
+      'the ClusterRole grants what deploy/webhook grants',
+    );
     const validating = find(list, 'ValidatingWebhookConfiguration', 'pullmap-maps')!;
     assert.equal(validating.webhooks[0].failurePolicy, 'Ignore');
     assert.equal(validating.webhooks[0].clientConfig.service.path, '/validate-maps');

@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { loadMapsFromText } from '../../src/cli/maps.ts';
 import type { ProbeOutcome } from '../../src/core/facts.ts';
 import { DEFAULT_SNAPSHOT_OPTIONS } from '../../src/core/mapping/index.ts';
+import { loadMapsFromText } from '../../src/core/mapping/load.ts';
 import type { ImageReference } from '../../src/core/reference/index.ts';
 import { ExistenceOracle } from '../../src/registry/existence-oracle.ts';
 import {

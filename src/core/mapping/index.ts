@@ -15,6 +15,7 @@ export {
   type Reason,
   type ReasonCode,
 } from './decide.ts';
+export { type LoadedMaps, loadMapsFromText } from './load.ts';
 export { type CompiledMap, compileMap, type MapRef, mapRefName, type Rule } from './rule.ts';
 export { type Labels, selects } from './selector.ts';
 export {

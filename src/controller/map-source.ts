@@ -18,6 +18,7 @@ import {
   type MapVerdict,
   type SnapshotOptions,
 } from '../core/mapping/index.ts';
+import type { MapSource, MapState } from '../decision/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import { type LeaderElection, startLeaderElection } from '../kube/lease.ts';
 import {
@@ -28,7 +29,6 @@ import {
   type StoreChange,
 } from '../kube/list-watch.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
-import type { MapSource, MapState } from '../serve/map-source.ts';
 import { lastAcceptedOf } from './status.ts';
 import { StatusWriter } from './status-writer.ts';
 

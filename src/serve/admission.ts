@@ -5,8 +5,8 @@
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/selector.ts';
 import { type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
+import type { MapState } from '../decision/map-source.ts';
 import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
-import type { MapState } from './map-source.ts';
 import type { PlanMemo } from './plan-memo.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';

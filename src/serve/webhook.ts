@@ -3,6 +3,7 @@
 // unless the operator chose failurePolicy Fail. One debug line per decision.
 
 import type { Labels } from '../core/mapping/selector.ts';
+import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
@@ -16,7 +17,6 @@ import {
   reviewPod,
 } from './admission.ts';
 import type { ReviewHandler } from './http.ts';
-import type { MapSource, MapState } from './map-source.ts';
 import { PlanMemo } from './plan-memo.ts';
 
 export type FailurePolicy = 'Ignore' | 'Fail';

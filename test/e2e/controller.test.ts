@@ -13,8 +13,8 @@ import { type ClusterMapSource, startClusterMapSource } from '../../src/controll
 import { reviewMapAdmission } from '../../src/controller/validate.ts';
 import { decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
 import { loadMapsFromText } from '../../src/core/mapping/load.ts';
+import type { MapState } from '../../src/decision/map-source.ts';
 import { parseReview } from '../../src/serve/admission.ts';
-import type { MapState } from '../../src/serve/map-source.ts';
 import { type Kube, startKube } from '../harness/kube.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');

@@ -11,10 +11,10 @@ import { formatVerdict } from '../../src/cli/check.ts';
 import type { ClusterMapSourceOptions } from '../../src/controller/map-source.ts';
 import { type ClusterMapSource, startClusterMapSource } from '../../src/controller/map-source.ts';
 import { reviewMapAdmission } from '../../src/controller/validate.ts';
+import { parseReview } from '../../src/core/api/admission.ts';
 import { decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
 import { loadMapsFromText } from '../../src/core/mapping/load.ts';
 import type { MapState } from '../../src/decision/map-source.ts';
-import { parseReview } from '../../src/serve/admission.ts';
 import { type Kube, startKube } from '../harness/kube.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');

@@ -3,7 +3,7 @@
 
 import { BoundedMemo } from '../memo.ts';
 import { formatName, type ImageReference } from '../reference/index.ts';
-import type { PreparedImage } from './decide.ts';
+import type { PreparedImage } from './prepared.ts';
 import type { CompiledMap, Pattern, Rule } from './rule.ts';
 
 export interface ScopeIndex {

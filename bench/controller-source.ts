@@ -7,9 +7,9 @@
 // { type: 'memory' }: answer with process.memoryUsage(). Child → parent first: { type: 'ready', maps,
 // ms } after the first snapshot.
 
-import { KubeConfig } from '@kubernetes/client-node';
 import { startClusterMapSource } from '../src/controller/map-source.ts';
 import { decideImage } from '../src/core/mapping/index.ts';
+import { loadKubeConfig } from '../src/kube/config.ts';
 import { silentLogger } from '../src/observe/log.ts';
 
 export type ToSource =
@@ -27,9 +27,9 @@ const send = (message: FromSource): void => {
 /** Milliseconds since the epoch with sub-millisecond resolution, comparable across processes. */
 const now = (): number => performance.timeOrigin + performance.now();
 
-const kubeConfig = new KubeConfig();
-kubeConfig.loadFromFile(process.argv[2] as string);
 const started = performance.now();
+// As `pullmap serve --maps-from cluster --kubeconfig FILE` loads it.
+const kubeConfig = await loadKubeConfig({ path: process.argv[2] as string });
 const source = startClusterMapSource({ kubeConfig, writeStatus: false, logger: silentLogger });
 const first = await source.ready();
 send({ type: 'ready', maps: first.analysis.verdicts.length, ms: performance.now() - started });

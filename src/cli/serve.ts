@@ -175,18 +175,16 @@ async function startCluster(
   metrics: Registry,
   onSwap: (state: MapState) => void,
 ) {
-  const [{ KubeConfig }, { startClusterMapSource }, { reviewMapAdmission }, { kubeClient }] =
+  const [{ loadKubeConfig }, { startClusterMapSource }, { reviewMapAdmission }, { kubeClient }] =
     await Promise.all([
-      import('@kubernetes/client-node'),
+      import('../kube/config.ts'),
       import('../controller/map-source.ts'),
       import('../controller/validate.ts'),
       import('../kube/client.ts'),
     ]);
-  const kubeConfig = new KubeConfig();
+  let kubeConfig: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
-    if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
-    else kubeConfig.loadFromDefault();
-    if (!kubeConfig.getCurrentCluster()) throw new Error('it names no current cluster');
+    kubeConfig = await loadKubeConfig({ path: options.kubeconfig });
   } catch (err) {
     throw new UsageError(
       `--maps-from cluster: cannot use the kubeconfig${options.kubeconfig ? ` ${options.kubeconfig}` : ''}: ${(err as Error).message}; give --kubeconfig FILE or run in a pod`,

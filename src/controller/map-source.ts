@@ -6,7 +6,6 @@
 // and spec) whenever a generation is accepted, so a restarted or newly started replica that never saw the
 // accepted generation still serves it. `onRejectedUpdate: 'Undeploy'` serves nothing for a rejected map.
 
-import type { KubeConfig } from '@kubernetes/client-node';
 import { resourcePath } from '../core/api/crd.ts';
 import { API_VERSION, type MapObject } from '../core/api/v1alpha1.ts';
 import {
@@ -20,6 +19,7 @@ import {
 } from '../core/mapping/index.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
+import type { KubeCredentials } from '../kube/config.ts';
 import { type LeaderElection, startLeaderElection } from '../kube/lease.ts';
 import {
   type KubeObject,
@@ -33,7 +33,7 @@ import { lastAcceptedOf } from './status.ts';
 import { StatusWriter } from './status-writer.ts';
 
 export interface ClusterMapSourceOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly kubeConfig: KubeCredentials;
   readonly snapshotOptions?: SnapshotOptions;
   /** Rejected maps are re-checked on every change in scope and also this often (default 60 s). */
   readonly recheckIntervalMs?: number;

@@ -1,10 +1,11 @@
 // A small Kubernetes API client: JSON requests with a deadline and a size cap, and watch streams read
-// line by line with a bounded line length. Credentials come from a client-node KubeConfig (in-cluster
-// service account, kubeconfig tokens or client certificates), applied on every request so that rotated
-// tokens are picked up. Failures are KubeApiError with a stable code.
+// line by line with a bounded line length. Credentials come from KubeCredentials (config.ts's reader or
+// a client-node KubeConfig: in-cluster service account, kubeconfig tokens or client certificates),
+// applied on every request so that rotated tokens are picked up. Failures are KubeApiError with a
+// stable code.
 
-import type { KubeConfig } from '@kubernetes/client-node';
 import { Agent, type Dispatcher, fetch } from 'undici';
+import type { KubeCredentials } from './config.ts';
 
 export type KubeErrorCode =
   | 'KUBE_HTTP' // the API answered with an error status (see status and reason)
@@ -100,7 +101,7 @@ function transportError(err: unknown, what: string, signal: AbortSignal | undefi
   );
 }
 
-export function kubeClient(kubeConfig: KubeConfig, options: KubeClientOptions = {}): KubeClient {
+export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptions = {}): KubeClient {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024 * 1024;
   const cluster = kubeConfig.getCurrentCluster();

@@ -102,6 +102,14 @@ export function readableOf(pipeTo: (sink: BodySink) => Promise<void>, cancel: ()
   return out;
 }
 
+const LF = 10;
+const CR = 13;
+
+function hasBareLf(bytes: Buffer): boolean {
+  for (let i = bytes.indexOf(LF); i >= 0; i = bytes.indexOf(LF, i + 1)) if (bytes[i - 1] !== CR) return true;
+  return false;
+}
+
 /** One header line; a name that is not a token, or a value with a line break, is refused. */
 function headerLine(name: string, value: string): string {
   if (!isToken(name))
@@ -203,9 +211,13 @@ class Connection implements WireResponse {
     this.#head = Buffer.concat([this.#head, bytes]);
     for (;;) {
       const end = this.#head.indexOf('\r\n\r\n', from);
-      if (end < 0) {
+      if (end < 0 || end > MAX_HEAD_BYTES) {
         if (this.#head.length > MAX_HEAD_BYTES)
           this.#fail(new ProtocolError(`response head larger than ${MAX_HEAD_BYTES} bytes`));
+        // Lines ended by LF alone would never give the CRLF CRLF awaited here: refused now rather
+        // than at the timeout (parseHead refuses a bare LF inside a head that does end).
+        else if (hasBareLf(this.#head))
+          this.#fail(new ProtocolError('a line of the response head ends in LF without CR'));
         return this.#state === 'head';
       }
       let framing: ReturnType<typeof framingOf>;

@@ -3,7 +3,13 @@
 // machinery cost about as much CPU as everything else the cache does per byte (README, cache:
 // "Throughput"). Here the socket reads into one reused buffer (`onread`) and the body goes, as views of
 // that buffer, straight to the consumer's callback; a consumer that needs time returns a promise and
-// the socket pauses until it settles.
+// the socket pauses until it settles. Measured in one run (a 200 MiB Content-Length body from a raw
+// loopback server in another process, 6 alternating rounds): 145 ms of main-thread CPU with undici's
+// request and its body stream, 42 ms here.
+//
+// Framing (http1.ts) is strict: test/registry/wire-hostile.test.ts sends it request-smuggling shapes,
+// bad chunk sizes, oversized and split heads, bare LFs and early closes, and expects a typed error (or
+// the exact body) without waiting for a timeout; undici refuses the same broken shapes.
 //
 // The connection is closed after the answer (`Connection: close`): a blob is one long transfer, so
 // keeping connections alive would save a handshake per blob at the price of a pool to manage.

@@ -7,7 +7,8 @@
 // Why not client-node's API client (the project keeps client-node for kubeconfigs config.ts does not
 // read): importing @kubernetes/client-node loads its whole generated API; measured on this machine a
 // process that imports it has 118 MiB RSS against 40 MiB for bare node, and the webhook's pod has a
-// 256 MiB limit (deploy/webhook). This client needs a dozen paths of two API groups plus watches.
+// 256 MiB limit (deploy/webhook). This client needs five resources (the two map kinds and their
+// status, namespaces, events, Leases) and watches.
 
 import { Agent, type Dispatcher, fetch } from 'undici';
 import type { KubeCredentials } from './config.ts';

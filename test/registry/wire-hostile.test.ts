@@ -1,8 +1,9 @@
 // The blob transport (wire.ts + http1.ts) against a hostile server: a raw socket on loopback that
 // answers with request-smuggling shapes, bad chunk sizes, oversized or split heads, bare LFs and early
 // closes. Every answer must end in a typed error (classified by code, never by message) or in exactly
-// the body a correct parser reads, and never hang: each case must settle well inside its test's
-// timeout, and before the transport's own timeouts unless the case is a stall.
+// the body a correct parser reads, and never hang. The transport's timeouts are set far beyond each
+// test's, so a case that waits instead of refusing fails as a hung test; refusing is told apart from
+// timing out by the error's code, never by the clock.
 import assert from 'node:assert/strict';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -66,8 +67,8 @@ function serve(steps: readonly Step[], end: Script['end'] = 'close'): string {
   return path;
 }
 
-/** The transport's timeouts in these tests: a case that should fail at once must beat them. */
-const TIMEOUT_MS = 3000;
+/** The transport's timeouts, beyond each test's (OPTS): only the stall cases set shorter ones. */
+const TIMEOUT_MS = 60_000;
 
 /** The whole exchange: head, then the body read to its end. Resolves with status and body. */
 async function exchange(path: string, timeoutMs = TIMEOUT_MS): Promise<{ status: number; body: Buffer }> {
@@ -86,17 +87,14 @@ async function exchange(path: string, timeoutMs = TIMEOUT_MS): Promise<{ status:
   return { status: res.statusCode, body: Buffer.concat(parts) };
 }
 
-/** Fails with the registry error `code`, and sooner than `withinMs` (no waiting for a timeout). */
-async function failsAs(path: string, code: string, withinMs = TIMEOUT_MS / 2): Promise<Error> {
-  const started = performance.now();
+/** Fails with the registry error `code` (a refusal or a close: REG_TIMEOUT would mean it waited). */
+async function failsAs(path: string, code: string): Promise<Error> {
   let caught: unknown;
   await assert.rejects(exchange(path), (err: unknown) => {
     caught = err;
     return true;
   });
-  const elapsed = performance.now() - started;
   assert.equal(classifyNetworkError(caught, 'x').code, code, `error was: ${(caught as Error).message}`);
-  assert.ok(elapsed < withinMs, `took ${elapsed.toFixed(0)} ms: waited for a timeout instead of refusing`);
   return caught as Error;
 }
 
@@ -305,7 +303,6 @@ describe('early close and stalls', () => {
     'an answer that never comes, and a body that stops, time out (typed) instead of hanging',
     OPTS,
     async () => {
-      const started = performance.now();
       await assert.rejects(
         exchange(serve([], 'keep'), 300),
         (err) => classifyNetworkError(err, 'x').code === 'REG_TIMEOUT',
@@ -318,7 +315,6 @@ describe('early close and stalls', () => {
         exchange(serve([ok, 'X-Slow: 1\r\n'], 'keep'), 300),
         (err) => classifyNetworkError(err, 'x').code === 'REG_TIMEOUT',
       );
-      assert.ok(performance.now() - started < 3000);
     },
   );
 

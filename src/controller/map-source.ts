@@ -17,6 +17,7 @@ import {
   type MapVerdict,
   type SnapshotOptions,
 } from '../core/mapping/index.ts';
+import { updateSnapshot } from '../core/mapping/snapshot.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';
@@ -259,6 +260,8 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       namespaceParts.set(ns, part);
       changed.push(part);
     }
+    // Without a full re-analysis, only these namespaces' maps changed: the snapshot keeps the rest.
+    const onlyIn = dirtyAll ? undefined : new Set(dirtyNamespaces);
     dirtyAll = false;
     dirtyNamespaces.clear();
     stats.analyses++;
@@ -290,7 +293,10 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       return;
     }
     state = {
-      snapshot: buildSnapshot(analysis.accepted, snapshotOptions),
+      snapshot:
+        state && onlyIn
+          ? updateSnapshot(state.snapshot, analysis.accepted, onlyIn)
+          : buildSnapshot(analysis.accepted, snapshotOptions),
       analysis,
       version: (state?.version ?? 0) + 1,
     };

@@ -2,8 +2,8 @@
 // mappings, against the same pod with no maps at all (parsing and plumbing only).
 
 import type { ExistenceAnswer, ExistenceFacts } from '../src/core/facts.ts';
-import type { PreparedImage } from '../src/core/mapping/decide.ts';
 import { analyzeMaps, buildSnapshot, type MapSnapshot } from '../src/core/mapping/index.ts';
+import type { PreparedImage } from '../src/core/mapping/prepared.ts';
 import { IMAGE_MEMO_LIMIT } from '../src/core/mapping/snapshot.ts';
 import { BoundedMemo } from '../src/core/memo.ts';
 import { type PodContext, planPod } from '../src/core/pod/plan.ts';

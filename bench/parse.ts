@@ -61,11 +61,17 @@ export function runParseBench(): BenchResult {
     sink.value += acc;
     return corpus.length;
   };
+  const cpu0 = process.threadCpuUsage();
+  const wall0 = performance.now();
   const { subject, baseline } = compareThroughput(pullmap, naive, {
     warmupMs: 500,
     roundMs: 400,
     rounds: 7,
   });
+  const cpu = process.threadCpuUsage(cpu0);
+  // On a shared machine the thread gets less than a core and every rate drops with it; the share says
+  // how much, and the ratio to the baseline (measured in alternating rounds) stays comparable.
+  const share = (cpu.user + cpu.system) / 1000 / (performance.now() - wall0);
   const ratio = subject.perSecond / baseline.perSecond;
 
   console.log('## 1. parse + normalise');
@@ -73,6 +79,9 @@ export function runParseBench(): BenchResult {
   console.log(`pullmap    ${formatRate(subject.perSecond)} refs/s  (${formatSpread(subject)})`);
   console.log(`baseline   ${formatRate(baseline.perSecond)} refs/s  (${formatSpread(baseline)})`);
   console.log(`RATIO      pullmap/baseline = ${ratio.toFixed(3)}`);
+  console.log(
+    `CPU        the benchmark thread ran ${(share * 100).toFixed(0)}% of the time${share < 0.9 ? ' (a busy machine: rates are low by about that much)' : ''}`,
+  );
   console.log('');
   return {
     name: 'parse+normalise',

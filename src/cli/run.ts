@@ -252,7 +252,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
             'KeepLastAccepted',
         }
       : undefined;
-  const { serve } = await import('../serve/command.ts');
+  const { serve } = await import('./serve.ts');
   return serve(
     {
       config: values.config,

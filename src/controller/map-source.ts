@@ -6,7 +6,6 @@
 // and spec) whenever a generation is accepted, so a restarted or newly started replica that never saw the
 // accepted generation still serves it. `onRejectedUpdate: 'Undeploy'` serves nothing for a rejected map.
 
-import type { KubeConfig } from '@kubernetes/client-node';
 import { resourcePath } from '../core/api/crd.ts';
 import { API_VERSION, type MapObject } from '../core/api/v1alpha1.ts';
 import {
@@ -18,7 +17,10 @@ import {
   type MapVerdict,
   type SnapshotOptions,
 } from '../core/mapping/index.ts';
+import { updateSnapshot } from '../core/mapping/snapshot.ts';
+import type { MapSource, MapState } from '../decision/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
+import type { KubeCredentials } from '../kube/config.ts';
 import { type LeaderElection, startLeaderElection } from '../kube/lease.ts';
 import {
   type KubeObject,
@@ -28,12 +30,11 @@ import {
   type StoreChange,
 } from '../kube/list-watch.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
-import type { MapSource, MapState } from '../serve/map-source.ts';
 import { lastAcceptedOf } from './status.ts';
 import { StatusWriter } from './status-writer.ts';
 
 export interface ClusterMapSourceOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly kubeConfig: KubeCredentials;
   readonly snapshotOptions?: SnapshotOptions;
   /** Rejected maps are re-checked on every change in scope and also this often (default 60 s). */
   readonly recheckIntervalMs?: number;
@@ -259,6 +260,8 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       namespaceParts.set(ns, part);
       changed.push(part);
     }
+    // Without a full re-analysis, only these namespaces' maps changed: the snapshot keeps the rest.
+    const onlyIn = dirtyAll ? undefined : new Set(dirtyNamespaces);
     dirtyAll = false;
     dirtyNamespaces.clear();
     stats.analyses++;
@@ -290,7 +293,10 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       return;
     }
     state = {
-      snapshot: buildSnapshot(analysis.accepted, snapshotOptions),
+      snapshot:
+        state && onlyIn
+          ? updateSnapshot(state.snapshot, analysis.accepted, onlyIn)
+          : buildSnapshot(analysis.accepted, snapshotOptions),
       analysis,
       version: (state?.version ?? 0) + 1,
     };

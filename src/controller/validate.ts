@@ -4,9 +4,9 @@
 // controller would reject it, with the same words. Maps that the candidate would get rejected are
 // named in warnings. Pure: the HTTP server (src/serve) parses the review and writes the answer.
 
+import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../core/api/admission.ts';
 import { GROUP, KINDS } from '../core/api/v1alpha1.ts';
 import { analyzeMaps, findingLines, type MapInput, type MapVerdict } from '../core/mapping/index.ts';
-import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../serve/admission.ts';
 
 const rejection = (v: MapVerdict, what: string): string =>
   `${v.name} ${what} (${v.verdict}): ${findingLines(v).join('; ')}`;

@@ -1,5 +1,11 @@
 // Structured logs: one JSON object per line on stderr, with a level filter. Fields are plain data; an
 // Error is reduced to its name, code and message so a log line never carries a stack by accident.
+//
+// Why not pino: measured in one run on this machine (interleaved rounds, a decision line with six
+// fields to a stream that discards): 500 k lines per CPU-second here, 434 k with pino 10; importing pino
+// costs +10 MiB RSS and 27 ms against +1 MiB and 1 ms for this file; and pino 10 writes an Error under
+// `err` with its stack (left out here on purpose) and one under any other key without its message
+// (checked: `{"cause":{"code":"EX"}}`). 70 lines do not need a dependency.
 
 import type { Writable } from 'node:stream';
 

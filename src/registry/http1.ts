@@ -16,11 +16,15 @@ export class ProtocolError extends Error {
 
 export interface ResponseHead {
   readonly statusCode: number;
+  /** HTTP/1.0 or 1.1 (absent: 1.1). */
+  readonly version?: '1.0' | '1.1';
   /** Lower-case names; a header sent more than once is an array, as undici gives it. */
   readonly headers: IncomingHttpHeaders;
 }
 
-const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: .*)?$/;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: .*)?$/;
+/** Control characters other than HTAB: never in a field value (RFC 9110 §5.5), nor CR or LF alone. */
+const CONTROL = /[\0-\x08\x0a-\x1f\x7f]/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Whether `name` is an RFC 9110 token, as header field names must be. */
@@ -41,13 +45,17 @@ export function parseHead(text: string): ResponseHead {
     // RFC 9112 §5.1: no whitespace between the name and the colon; obsolete line folding is refused.
     if (!isToken(name)) throw new ProtocolError(`malformed header line ${JSON.stringify(line)}`);
     const key = name.toLowerCase();
-    const value = line.slice(colon + 1).trim();
+    const raw = line.slice(colon + 1);
+    // A bare CR or LF would end the line for some other parser (response splitting); NUL and other
+    // controls are not field content. Checked before trimming, which would drop a trailing LF.
+    if (CONTROL.test(raw)) throw new ProtocolError(`header ${name} holds a control character`);
+    const value = raw.trim();
     const seen = headers[key];
     if (seen === undefined) headers[key] = value;
     else if (Array.isArray(seen)) seen.push(value);
     else headers[key] = [seen, value];
   }
-  return { statusCode: Number(status[1]), headers };
+  return { statusCode: Number(status[2]), version: status[1] === '0' ? '1.0' : '1.1', headers };
 }
 
 /** How the body of a response to a GET ends. */
@@ -62,7 +70,13 @@ export function framingOf(head: ResponseHead): Framing {
   const status = head.statusCode;
   if (status < 200 || status === 204 || status === 304) return { kind: 'none' };
   const te = head.headers['transfer-encoding'];
+  const cl = head.headers['content-length'];
   if (te !== undefined) {
+    // RFC 9112 §6.1 and §6.3: both, or a transfer coding in HTTP/1.0, "ought to be handled as an error"
+    // (what request smuggling and response splitting look like); undici refuses both too.
+    if (cl !== undefined)
+      throw new ProtocolError('both Transfer-Encoding and Content-Length: the framing is ambiguous');
+    if (head.version === '1.0') throw new ProtocolError('Transfer-Encoding in an HTTP/1.0 answer');
     const codings = (Array.isArray(te) ? te.join(',') : te)
       .split(',')
       .map((c) => c.trim().toLowerCase())
@@ -72,7 +86,6 @@ export function framingOf(head: ResponseHead): Framing {
       throw new ProtocolError(`unsupported Transfer-Encoding ${JSON.stringify(te)}`);
     return { kind: 'chunked' };
   }
-  const cl = head.headers['content-length'];
   if (cl !== undefined) {
     const values = new Set(
       (Array.isArray(cl) ? cl : [cl]).flatMap((v: string) => v.split(',').map((part) => part.trim())),

@@ -3,10 +3,9 @@
 // by symlink, which stat follows); a change that does not load keeps the maps in force and is logged.
 
 import { readFile } from 'node:fs/promises';
-import { type LoadedMaps, loadMapsFromText } from '../cli/maps.ts';
-import type { SnapshotOptions } from '../core/mapping/index.ts';
+import { type LoadedMaps, loadMapsFromText, type SnapshotOptions } from '../core/mapping/index.ts';
+import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { Logger } from '../observe/log.ts';
-import type { MapSource, MapState } from './map-source.ts';
 import { filesStamp, watchFiles } from './watch-files.ts';
 
 export class ConfigError extends Error {

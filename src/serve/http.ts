@@ -12,9 +12,14 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
+import {
+  type AdmissionRequest,
+  type AdmissionResponse,
+  parseReview,
+  reviewJson,
+} from '../core/api/admission.ts';
 import type { Logger } from '../observe/log.ts';
 import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
-import { type AdmissionRequest, type AdmissionResponse, parseReview, reviewJson } from './admission.ts';
 import { type FileWatch, filesStamp, watchFiles } from './watch-files.ts';
 
 /** Answers a review; synchronously when it can (the common, cached case). */

@@ -2,21 +2,14 @@
 // and fails open (admits the pod unchanged, with a warning and a metric) on any failure of its own,
 // unless the operator chose failurePolicy Fail. One debug line per decision.
 
+import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../core/api/admission.ts';
 import type { Labels } from '../core/mapping/selector.ts';
+import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
-import {
-  type AdmissionRequest,
-  type AdmissionResponse,
-  allow,
-  deny,
-  type EncodedPlan,
-  type PodReviewResult,
-  reviewPod,
-} from './admission.ts';
+import { type EncodedPlan, type PodReviewResult, reviewPod } from './admission.ts';
 import type { ReviewHandler } from './http.ts';
-import type { MapSource, MapState } from './map-source.ts';
 import { PlanMemo } from './plan-memo.ts';
 
 export type FailurePolicy = 'Ignore' | 'Fail';

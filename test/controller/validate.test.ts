@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type MapsInForce, reviewMapAdmission } from '../../src/controller/validate.ts';
+import { parseReview } from '../../src/core/api/admission.ts';
 import { analyzeMaps, type MapInput, verdictMessage } from '../../src/core/mapping/index.ts';
 import type { KubeObject } from '../../src/kube/list-watch.ts';
-import { parseReview } from '../../src/serve/admission.ts';
 
 const map = (name: string, created: string, mappings: object[], namespace = 'team'): KubeObject => ({
   apiVersion: 'pullmap.dev/v1alpha1',

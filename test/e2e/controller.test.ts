@@ -8,14 +8,14 @@ import { join } from 'node:path';
 import { after, afterEach, before, test } from 'node:test';
 import { parseAllDocuments, stringify } from 'yaml';
 import { formatVerdict } from '../../src/cli/check.ts';
-import { loadMapsFromText } from '../../src/cli/maps.ts';
 import type { ClusterMapSourceOptions } from '../../src/controller/map-source.ts';
 import { type ClusterMapSource, startClusterMapSource } from '../../src/controller/map-source.ts';
 import { reviewMapAdmission } from '../../src/controller/validate.ts';
+import { parseReview } from '../../src/core/api/admission.ts';
 import { decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
+import { loadMapsFromText } from '../../src/core/mapping/load.ts';
+import type { MapState } from '../../src/decision/map-source.ts';
 import { kubeClient } from '../../src/kube/client.ts';
-import { parseReview } from '../../src/serve/admission.ts';
-import type { MapState } from '../../src/serve/map-source.ts';
 import { type Kube, startKube } from '../harness/kube.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');

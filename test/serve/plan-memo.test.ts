@@ -4,19 +4,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { loadMapsFromText } from '../../src/cli/maps.ts';
+import { type AdmissionRequest, parseReview } from '../../src/core/api/admission.ts';
 import type { ProbeOutcome } from '../../src/core/facts.ts';
 import { DEFAULT_SNAPSHOT_OPTIONS } from '../../src/core/mapping/index.ts';
+import { loadMapsFromText } from '../../src/core/mapping/load.ts';
 import type { ImageReference } from '../../src/core/reference/index.ts';
+import type { MapState } from '../../src/decision/map-source.ts';
 import { ExistenceOracle } from '../../src/registry/existence-oracle.ts';
-import {
-  type AdmissionRequest,
-  type EncodedPlan,
-  type PodReviewResult,
-  parseReview,
-  reviewPod,
-} from '../../src/serve/admission.ts';
-import type { MapState } from '../../src/serve/map-source.ts';
+import { type EncodedPlan, type PodReviewResult, reviewPod } from '../../src/serve/admission.ts';
 import { MAX_KEY_CHARS, PlanMemo } from '../../src/serve/plan-memo.ts';
 
 const MAPS = `

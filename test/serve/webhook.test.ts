@@ -2,10 +2,10 @@
 // own failure, so the pod is admitted unchanged (Ignore) or refused (Fail), with a metric either way.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { parseReview } from '../../src/core/api/admission.ts';
+import type { MapSource } from '../../src/decision/map-source.ts';
 import { silentLogger } from '../../src/observe/log.ts';
 import { Registry } from '../../src/observe/metrics.ts';
-import { parseReview } from '../../src/serve/admission.ts';
-import type { MapSource } from '../../src/serve/map-source.ts';
 import { createPodWebhook, type FailurePolicy, probeDeadline } from '../../src/serve/webhook.ts';
 import { podReview } from '../harness/pullmap.ts';
 

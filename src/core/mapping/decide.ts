@@ -19,7 +19,15 @@ import {
   type ImageReference,
   parseReference,
 } from '../reference/index.ts';
-import { applyTarget, type MapRef, mapRefName, type Pattern, type Rule } from './rule.ts';
+import type {
+  MatchedRule,
+  PreparedCandidate,
+  PreparedImage,
+  PreparedRule,
+  Reason,
+  ScopeMatches,
+} from './prepared.ts';
+import { applyTarget, mapRefName, type Pattern, type Rule } from './rule.ts';
 import { type Labels, selects } from './selector.ts';
 import { isCacheRouted, lookupKeys, type MapSnapshot, type ScopeIndex, scopesFor } from './snapshot.ts';
 
@@ -32,43 +40,7 @@ export interface DecisionContext {
   readonly pullPolicy?: string | undefined;
 }
 
-export type ReasonCode =
-  | 'InvalidReference'
-  | 'AlreadyMapped'
-  | 'NoMatch'
-  | 'Matched'
-  | 'MutableTagKept'
-  | 'PullPolicyAlwaysKept'
-  | 'TargetInvalid'
-  | 'CandidateAvailable'
-  | 'CandidateMissing'
-  | 'CandidateProbeFailed'
-  | 'CandidateUnknown'
-  | 'ProbeFailureKeptOriginal'
-  | 'NoCandidateHasImage'
-  | 'CacheRouted';
-
-export interface Reason {
-  readonly code: ReasonCode;
-  readonly message: string;
-  readonly candidate?: string;
-  readonly probe?: ExistenceAnswer;
-}
-
 export type DecisionOutcome = 'Mapped' | 'Unchanged' | 'Invalid' | 'Pending';
-
-export interface MatchedRule {
-  readonly map: MapRef;
-  readonly mapName: string;
-  /** Index in the map's spec.mappings. */
-  readonly entry: number;
-  /** "ClusterImageMap/hub spec.mappings[0]": how logs and the mapped-by annotation name the entry. */
-  readonly entryName: string;
-  readonly from: string;
-  readonly to: readonly string[];
-  /** The Secret the pod must name in imagePullSecrets for the target (pullmap's copy for a ClusterImageMap). */
-  readonly pullSecret: string | undefined;
-}
 
 export interface ImageDecision {
   readonly input: string;
@@ -108,16 +80,6 @@ function applies(rule: Rule, ctx: DecisionContext): boolean {
   if (rule.map.ref.namespace === undefined && !selects(spec.namespaceSelector, ctx.namespaceLabels))
     return false;
   return selects(spec.podSelector, ctx.podLabels);
-}
-
-/**
- * The rules an image's index keys reach in one namespace's scopes, in the order they are tried: most
- * specific key first, namespaced before cluster per key. Selectors are applied per pod (firstApplicable).
- */
-interface ScopeMatches {
-  /** Rules whose targets cover the image: it was probably mapped already. */
-  readonly producers: readonly Rule[];
-  readonly sources: readonly Rule[];
 }
 
 function rulesFor(scopes: readonly ScopeIndex[], keys: readonly string[], targets: boolean): Rule[] {
@@ -184,42 +146,6 @@ function validTarget(text: string | undefined): ImageReference | undefined {
   const parsed = parseReference(text);
   return parsed.ok ? parsed.ref : undefined;
 }
-
-/** Something worked out once per snapshot: usable, or the reason it is not. */
-type Prepared<T> = { readonly ok: false; readonly invalid: Reason } | ({ readonly ok: true } & T);
-
-/** One candidate of a rule for one image. */
-export type PreparedCandidate = Prepared<{
-  readonly ref: ImageReference;
-  /** formatReference(ref): the name probes ask about. */
-  readonly name: string;
-  readonly request: ProbeRequest;
-  /** The image the pod gets when this candidate is chosen (after cache routing). */
-  readonly image: string;
-  /** CacheRouted, or TargetInvalid when routing would not give a valid reference. */
-  readonly routing: Reason | undefined;
-}>;
-
-/** What a rule makes of one image, whatever the pod. */
-interface PreparedRule {
-  readonly rule: MatchedRule;
-  readonly matched: Reason;
-  readonly mutableKept: Reason | undefined;
-  readonly candidates: readonly PreparedCandidate[];
-}
-
-/** What a snapshot can say about an image before any pod context; kept in snapshot.images. */
-export type PreparedImage = Prepared<{
-  readonly ref: ImageReference;
-  /** formatReference(ref). */
-  readonly formatted: string;
-  readonly tag: string | undefined;
-  readonly cacheRouted: boolean;
-  readonly keys: readonly string[];
-  readonly rules: Map<Rule, PreparedRule>;
-  /** By namespace (CLUSTER_ONLY for none). */
-  readonly matches: BoundedMemo<ScopeMatches>;
-}>;
 
 function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
   const known = snapshot.images.get(input);

@@ -11,10 +11,9 @@ export {
   type DecisionOutcome,
   decideImage,
   type ImageDecision,
-  type MatchedRule,
-  type Reason,
-  type ReasonCode,
 } from './decide.ts';
+export { type LoadedMaps, loadMapsFromText } from './load.ts';
+export type { MatchedRule, Reason, ReasonCode } from './prepared.ts';
 export { type CompiledMap, compileMap, type MapRef, mapRefName, type Rule } from './rule.ts';
 export { type Labels, selects } from './selector.ts';
 export {

@@ -3,7 +3,7 @@
 
 import { BoundedMemo } from '../memo.ts';
 import { formatName, type ImageReference } from '../reference/index.ts';
-import type { PreparedImage } from './decide.ts';
+import type { PreparedImage } from './prepared.ts';
 import type { CompiledMap, Pattern, Rule } from './rule.ts';
 
 export interface ScopeIndex {
@@ -66,38 +66,93 @@ function scopeMayMatch(scope: ScopeIndex, registry: string): boolean {
   return scope.hasAll || scope.registries.has(registry);
 }
 
+function sortByOrder(maps: readonly CompiledMap[]): CompiledMap[] {
+  return [...maps].sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+}
+
+/** Adds a map's rules to its scope's index; `sorted` order keeps older maps first in every list. */
+function index(scope: ScopeIndex, map: CompiledMap): void {
+  for (const rule of map.rules) {
+    add(scope.sources, rule.source.key, rule);
+    note(scope, rule.source);
+    if (rule.identity) continue;
+    for (const target of rule.targets) {
+      add(scope.targets, target.key, rule);
+      note(scope, target);
+    }
+  }
+}
+
+function cacheHostsOf(maps: readonly CompiledMap[], options: SnapshotOptions): Set<string> {
+  const hosts = new Set<string>();
+  for (const map of maps)
+    if (map.spec.cache?.enabled) hosts.add(map.spec.cache.address ?? options.cacheAddress);
+  return hosts;
+}
+
 /** Builds the index over maps that the consistency analysis accepted. */
 export function buildSnapshot(
   maps: readonly CompiledMap[],
   options: SnapshotOptions = DEFAULT_SNAPSHOT_OPTIONS,
 ): MapSnapshot {
-  const sorted = [...maps].sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+  const sorted = sortByOrder(maps);
   const cluster = emptyScope();
   const namespaces = new Map<string, ScopeIndex>();
-  const cacheHosts = new Set<string>();
   for (const map of sorted) {
     let scope = cluster;
     if (map.ref.namespace !== undefined) {
       scope = namespaces.get(map.ref.namespace) ?? emptyScope();
       namespaces.set(map.ref.namespace, scope);
     }
-    if (map.spec.cache?.enabled) cacheHosts.add(map.spec.cache.address ?? options.cacheAddress);
-    for (const rule of map.rules) {
-      add(scope.sources, rule.source.key, rule);
-      note(scope, rule.source);
-      if (rule.identity) continue;
-      for (const target of rule.targets) {
-        add(scope.targets, target.key, rule);
-        note(scope, target);
-      }
-    }
+    index(scope, map);
   }
   return {
     maps: sorted,
     cluster,
     namespaces,
     options,
-    cacheHosts,
+    cacheHosts: cacheHostsOf(sorted, options),
+    images: new BoundedMemo(IMAGE_MEMO_LIMIT),
+  };
+}
+
+/**
+ * The snapshot of `maps` when, since `previous` was built, only the maps of the `changed` namespaces
+ * differ (the cluster's maps and every other namespace's are the same objects): the other scopes are
+ * taken over as they are, which a snapshot never changes once built. Equal to buildSnapshot(maps,
+ * previous.options); what a change in one namespace costs no longer grows with all the others (about
+ * 3 MiB per change at 2,000 maps, kept until the next change, was most of the controller's garbage).
+ */
+export function updateSnapshot(
+  previous: MapSnapshot,
+  maps: readonly CompiledMap[],
+  changed: ReadonlySet<string>,
+): MapSnapshot {
+  const sorted = sortByOrder(maps);
+  const namespaces = new Map<string, ScopeIndex>();
+  for (const map of sorted) {
+    const ns = map.ref.namespace;
+    if (ns === undefined) continue;
+    if (!changed.has(ns)) {
+      const kept = previous.namespaces.get(ns);
+      if (kept) {
+        namespaces.set(ns, kept);
+        continue;
+      }
+    }
+    let scope = namespaces.get(ns);
+    if (!scope) {
+      scope = emptyScope();
+      namespaces.set(ns, scope);
+    }
+    index(scope, map);
+  }
+  return {
+    maps: sorted,
+    cluster: previous.cluster,
+    namespaces,
+    options: previous.options,
+    cacheHosts: cacheHostsOf(sorted, previous.options),
     images: new BoundedMemo(IMAGE_MEMO_LIMIT),
   };
 }

@@ -3,20 +3,20 @@
 // reviews finish).
 
 import type { Writable } from 'node:stream';
-import { existenceFromFlags, type RegistryFlags } from '../cli/existence.ts';
-import { UsageError } from '../cli/maps.ts';
 import { DEFAULT_SNAPSHOT_OPTIONS, type SnapshotOptions } from '../core/mapping/index.ts';
 import type { Labels } from '../core/mapping/selector.ts';
 import { isLoopbackName } from '../core/net.ts';
+import type { MapSource, MapState } from '../decision/map-source.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';
 import { Registry } from '../observe/metrics.ts';
-import { DEFAULT_MAPS_TEXT } from './default-maps.ts';
-import { existenceMetrics } from './existence-metrics.ts';
-import { ConfigError, startFileSource } from './file-source.ts';
-import { type ReviewHandler, startHttp } from './http.ts';
-import type { MapSource, MapState } from './map-source.ts';
-import { watchNamespaceLabels } from './namespaces.ts';
-import { createPodWebhook, type FailurePolicy } from './webhook.ts';
+import { DEFAULT_MAPS_TEXT } from '../serve/default-maps.ts';
+import { existenceMetrics } from '../serve/existence-metrics.ts';
+import { ConfigError, startFileSource } from '../serve/file-source.ts';
+import { type ReviewHandler, startHttp } from '../serve/http.ts';
+import { watchNamespaceLabels } from '../serve/namespaces.ts';
+import { createPodWebhook, type FailurePolicy } from '../serve/webhook.ts';
+import { existenceFromFlags, type RegistryFlags } from './existence.ts';
+import { UsageError } from './maps.ts';
 
 export const MUTATE_PODS_PATH = '/mutate-pods';
 export const VALIDATE_MAPS_PATH = '/validate-maps';
@@ -179,23 +179,21 @@ async function startCluster(
   onSwap: (state: MapState) => void,
 ) {
   const [
-    { KubeConfig },
+    { loadKubeConfig },
     { startClusterMapSource },
     { reviewMapAdmission },
     { kubeClient },
     { startPullSecretCopier },
   ] = await Promise.all([
-    import('@kubernetes/client-node'),
+    import('../kube/config.ts'),
     import('../controller/map-source.ts'),
     import('../controller/validate.ts'),
     import('../kube/client.ts'),
     import('../controller/pull-secrets.ts'),
   ]);
-  const kubeConfig = new KubeConfig();
+  let kubeConfig: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
-    if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
-    else kubeConfig.loadFromDefault();
-    if (!kubeConfig.getCurrentCluster()) throw new Error('it names no current cluster');
+    kubeConfig = await loadKubeConfig({ path: options.kubeconfig });
   } catch (err) {
     throw new UsageError(
       `--maps-from cluster: cannot use the kubeconfig${options.kubeconfig ? ` ${options.kubeconfig}` : ''}: ${(err as Error).message}; give --kubeconfig FILE or run in a pod`,

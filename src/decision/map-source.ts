@@ -1,6 +1,8 @@
 // Where the webhook's maps come from. Admissions read `current()`, an in-memory snapshot that is
 // swapped whole when maps change; no admission ever calls the Kubernetes API or reads a file.
-// Implementations: a config file (the embedded default or --config) and the cluster controller.
+// Implementations: a config file (serve/file-source.ts: the embedded default or --config) and the
+// cluster controller (controller/map-source.ts); the webhook reads it. It lives here, below both, as
+// the existence source (resolve.ts) does: the two things a decision is made against.
 
 import type { Analysis, MapSnapshot } from '../core/mapping/index.ts';
 

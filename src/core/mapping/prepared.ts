@@ -1,0 +1,90 @@
+// What a decision works out about an image once per map snapshot, before any pod context, and the
+// reason and rule types it carries. snapshot.ts keeps these per image (MapSnapshot.images) and
+// decide.ts fills them; both import this file, neither the other.
+
+import type { ExistenceAnswer, ProbeRequest } from '../facts.ts';
+import type { BoundedMemo } from '../memo.ts';
+import type { ImageReference } from '../reference/index.ts';
+import type { MapRef, Rule } from './rule.ts';
+
+export type ReasonCode =
+  | 'InvalidReference'
+  | 'AlreadyMapped'
+  | 'NoMatch'
+  | 'Matched'
+  | 'MutableTagKept'
+  | 'PullPolicyAlwaysKept'
+  | 'TargetInvalid'
+  | 'CandidateAvailable'
+  | 'CandidateMissing'
+  | 'CandidateProbeFailed'
+  | 'CandidateUnknown'
+  | 'ProbeFailureKeptOriginal'
+  | 'NoCandidateHasImage'
+  | 'CacheRouted';
+
+export interface Reason {
+  readonly code: ReasonCode;
+  readonly message: string;
+  readonly candidate?: string;
+  readonly probe?: ExistenceAnswer;
+}
+
+export interface MatchedRule {
+  readonly map: MapRef;
+  readonly mapName: string;
+  /** Index in the map's spec.mappings. */
+  readonly entry: number;
+  /** "ClusterImageMap/hub spec.mappings[0]": how logs and the mapped-by annotation name the entry. */
+  readonly entryName: string;
+  readonly from: string;
+  readonly to: readonly string[];
+  /** The Secret the pod must name in imagePullSecrets for the target (pullmap's copy for a ClusterImageMap). */
+  readonly pullSecret: string | undefined;
+}
+
+/**
+ * The rules an image's index keys reach in one namespace's scopes, in the order they are tried: most
+ * specific key first, namespaced before cluster per key. Selectors are applied per pod (firstApplicable).
+ */
+export interface ScopeMatches {
+  /** Rules whose targets cover the image: it was probably mapped already. */
+  readonly producers: readonly Rule[];
+  readonly sources: readonly Rule[];
+}
+
+/** Something worked out once per snapshot: usable, or the reason it is not. */
+type Prepared<T> = { readonly ok: false; readonly invalid: Reason } | ({ readonly ok: true } & T);
+
+/** One candidate of a rule for one image. */
+export type PreparedCandidate = Prepared<{
+  readonly ref: ImageReference;
+  /** formatReference(ref): the name probes ask about. */
+  readonly name: string;
+  readonly request: ProbeRequest;
+  /** The image the pod gets when this candidate is chosen (after cache routing). */
+  readonly image: string;
+  /** CacheRouted, or TargetInvalid when routing would not give a valid reference. */
+  readonly routing: Reason | undefined;
+}>;
+
+/** What a rule makes of one image, whatever the pod. */
+export interface PreparedRule {
+  readonly rule: MatchedRule;
+  readonly matched: Reason;
+  readonly mutableKept: Reason | undefined;
+  readonly candidates: readonly PreparedCandidate[];
+}
+
+/** What a snapshot can say about an image before any pod context; kept in snapshot.images. */
+export type PreparedImage = Prepared<{
+  readonly ref: ImageReference;
+  /** formatReference(ref). */
+  readonly formatted: string;
+  readonly tag: string | undefined;
+  readonly cacheRouted: boolean;
+  readonly keys: readonly string[];
+  readonly rules: Map<Rule, PreparedRule>;
+  /** By namespace (CLUSTER_ONLY for none). */
+  readonly matches: BoundedMemo<ScopeMatches>;
+}>;

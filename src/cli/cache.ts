@@ -1,8 +1,8 @@
 // `pullmap cache --config FILE`: runs the pull-through cache until SIGTERM or SIGINT.
 import type { ListenAddress } from '../core/net.ts';
 import { createLogger } from '../observe/log.ts';
+import type { CliIO } from './io.ts';
 import { readInput, UsageError } from './maps.ts';
-import type { CliIO } from './run.ts';
 
 export interface CacheFlags {
   readonly config: string;

@@ -1,6 +1,6 @@
 import { findingLines, type MapVerdict, servingNote } from '../core/mapping/index.ts';
+import type { CliIO } from './io.ts';
 import { loadMaps } from './maps.ts';
-import type { CliIO } from './run.ts';
 
 export function formatVerdict(v: MapVerdict): string[] {
   if (v.verdict === 'Accepted') return [`${'ok'.padEnd(10)}${v.name}`];

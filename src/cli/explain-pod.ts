@@ -13,7 +13,7 @@ import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import { isStatus, KubeApiError, type KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
 import { configMaps, describe, text } from './explain.ts';
-import type { CliIO } from './run.ts';
+import type { CliIO } from './io.ts';
 
 /** Input this command cannot use: printed as one line, exit 2 (like a usage error). */
 class PodInputError extends Error {}

@@ -5,8 +5,8 @@ import { decideImage, type ImageDecision } from '../core/mapping/index.ts';
 import { formatFamiliar, formatNormalized, parseReference } from '../core/reference/index.ts';
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import { formatVerdict } from './check.ts';
+import type { CliIO } from './io.ts';
 import { type LoadedMaps, loadMaps } from './maps.ts';
-import type { CliIO } from './run.ts';
 
 export interface ExplainOptions {
   images: string[];

@@ -4,8 +4,8 @@ import { scanManifests, spliceImages } from '../core/manifest/rewrite.ts';
 import { decideImage } from '../core/mapping/index.ts';
 import { buildSnapshot, type MapSnapshot } from '../core/mapping/snapshot.ts';
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
+import type { CliIO } from './io.ts';
 import { loadMaps, readInput } from './maps.ts';
-import type { CliIO } from './run.ts';
 
 export interface RewriteOptions {
   file: string;

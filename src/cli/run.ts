@@ -1,5 +1,4 @@
 import { hostname } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
@@ -8,15 +7,9 @@ import { cache } from './cache.ts';
 import { check } from './check.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { explain } from './explain.ts';
+import type { CliIO } from './io.ts';
 import { UsageError } from './maps.ts';
 import { rewrite } from './rewrite.ts';
-
-export interface CliIO {
-  stdin: Readable;
-  stdout: Writable;
-  stderr: Writable;
-  env: NodeJS.ProcessEnv;
-}
 
 /** The one source of the version: package.json, bundled in at build time. */
 export const VERSION: string = pkg.version;

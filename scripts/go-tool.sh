@@ -17,7 +17,9 @@ name="${1:-}"
 case "$name" in
   helm) package=helm.sh/helm/v4/cmd/helm version=v4.3.2 ;;
   crictl) package=sigs.k8s.io/cri-tools/cmd/crictl version=v1.37.0 ;;
-  weed) package=github.com/seaweedfs/seaweedfs/weed version=v0.0.0-20261109003541-7506e5f91cd6 ;;
+  # SeaweedFS's go.mod has replace directives, which `go install pkg@version` refuses: it is built
+  # inside its downloaded module (where they apply) instead.
+  weed) package=github.com/seaweedfs/seaweedfs/weed version=v0.0.0-20261109003541-7506e5f91cd6 module=github.com/seaweedfs/seaweedfs ;;
   *) die "unknown tool '$name' (usage: $0 helm|crictl|weed [--cached-only])" ;;
 esac
 cached_only=false
@@ -54,8 +56,15 @@ trap 'rm -rf "$work"' EXIT
 log="$cache/$name-$version.build.log"
 echo "go-tool.sh: building $package@$version with $(go version) (log $log)" >&2
 started=$SECONDS
-if ! GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 GOBIN="$work" \
-  go install -trimpath -ldflags "-s -w" "$package@$version" >"$log" 2>&1; then
+export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
+if [[ -n "${module:-}" ]]; then
+  if ! dir="$(go mod download -json "$module@$version" 2>>"$log" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" ||
+    [[ -z "$dir" ]] ||
+    ! (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$work/$(basename "$package")" "./${package#"$module"/}") >>"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "go build of $package@$version failed (full log: $log)"
+  fi
+elif ! GOBIN="$work" go install -trimpath -ldflags "-s -w" "$package@$version" >"$log" 2>&1; then
   tail -n 40 "$log" >&2
   die "go install $package@$version failed (full log: $log)"
 fi

@@ -19,7 +19,7 @@
 // and the garbage collector gets all LastModified values from the listings it makes anyway.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, unlink } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -164,7 +164,10 @@ export class S3Store implements CacheStore {
           }),
       requestHandler: {
         connectionTimeout: s3.connectTimeoutMs,
+        // Until the answer starts (a hung service is an error, not a warning), and then idle gaps.
         requestTimeout: s3.timeoutMs,
+        throwOnRequestTimeout: true,
+        socketTimeout: s3.timeoutMs,
         httpAgent: new HttpAgent(agentOptions),
         httpsAgent: new HttpsAgent({
           ...agentOptions,
@@ -365,6 +368,24 @@ export class S3Store implements CacheStore {
       if (there?.size === size) return;
       const release = await this.#uploads.acquire();
       try {
+        if (size <= PART_SIZE) {
+          // One PUT of bytes in memory (at most a part's worth): its length is known up front.
+          const bytes = await readFile(temp.path);
+          if (bytes.length !== size) throw new Error(`spooled ${bytes.length} of ${size} bytes`);
+          await this.#call(`upload blob ${digest}`, () =>
+            this.#client.send(
+              new PutObjectCommand({
+                Bucket: this.#bucket,
+                Key: key,
+                Body: bytes,
+                ContentType: 'application/octet-stream',
+              }),
+            ),
+          );
+          this.#used += size;
+          this.#afterWrite();
+          return;
+        }
         const upload = new Upload({
           client: this.#client,
           params: {

@@ -115,6 +115,13 @@ export async function startS3(): Promise<TestS3> {
     `-s3.port=${ports.s3}`,
     `-s3.port.grpc=${ports.s3 + 10_000}`,
     `-s3.config=${configPath}`,
+    // Loopback only: no usage report to the project's telemetry server, no Iceberg or Lance endpoints.
+    '-master.telemetry=false',
+    '-s3.port.iceberg=0',
+    '-s3.port.lance=0',
+    '-volume.preStopSeconds=0',
+    `-filer.localSocket=${join(temp.path, 'filer.sock')}`,
+    `-s3.localSocket=${join(temp.path, 's3.sock')}`,
   ];
   await mkdir(join(temp.path, 'data'), { recursive: true });
   const client = new S3Client({

@@ -330,7 +330,9 @@ export class S3Store implements CacheStore {
     if (this.#touched.size >= TOUCH_MEMO_MAX) this.#touched.clear();
     this.#touched.set(key, now);
     this.#client
-      .send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.#usedKey(key), Body: '' }))
+      .send(
+        new PutObjectCommand({ Bucket: this.#bucket, Key: this.#usedKey(key), Body: '', ContentLength: 0 }),
+      )
       .catch((err: unknown) => {
         this.#touched.delete(key);
         this.#onBackgroundError('record a use', this.#unavailable('record a use', err));
@@ -641,6 +643,14 @@ export class S3Store implements CacheStore {
       }
     }
     this.#used = total;
+    // Markers of objects gone (evicted by another replica), and leases of replicas that died long ago
+    // with nobody asking for that blob since: small, but they would pile up.
+    const stored = new Set(objects.map((o) => o.key));
+    for (const u of used)
+      if (!stored.has(`${this.#prefix}${u.key.slice(`${this.#prefix}used/`.length)}`))
+        await this.#delete(u.key);
+    const longAgo = Date.now() - Math.max(STALE_UPLOAD_MS, 10 * this.#config.downloadLeaseMs);
+    for (const l of await this.#list('downloading/')) if (l.modified < longAgo) await this.#delete(l.key);
     for (const t of await this.#list('tags/')) {
       const got = await this.#getSmall(t.key, 'read a tag record');
       let digest: unknown;

@@ -309,6 +309,26 @@ describe('cache on S3: upstream down, S3 down, redirects, garbage collection', {
     assert.deepEqual([got.status, got.digest], [200, image.layer.digest], got.text);
   });
 
+  it('refuses to start on a bucket that does not exist, naming storage.s3 and what to check', async () => {
+    await assert.rejects(
+      startTestCache({
+        upstreams: [{ host: upstream.host, plainHttp: true }],
+        storage: { s3: s3.storage('pullmap-no-such-bucket') },
+      }),
+      (err: Error) => {
+        assert.match(
+          err.message,
+          /^storage\.s3: cannot use pullmap-no-such-bucket at http:\/\/127\.0\.0\.1:\d+: /,
+        );
+        assert.match(
+          err.message,
+          /cannot list the bucket: .*NoSuchBucket.*check endpoint, bucket \(it must exist\)/,
+        );
+        return true;
+      },
+    );
+  });
+
   it('serve: redirect answers blob GETs with a presigned URL that skopeo follows', async () => {
     const redirecting = await startTestCache({
       upstreams: [{ host: upstream.host, plainHttp: true }],

@@ -57,6 +57,7 @@ log="$cache/$name-$version.build.log"
 echo "go-tool.sh: building $package@$version with $(go version) (log $log)" >&2
 started=$SECONDS
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
+: >"$log"
 if [[ -n "${module:-}" ]]; then
   if ! dir="$(go mod download -json "$module@$version" 2>>"$log" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" ||
     [[ -z "$dir" ]] ||

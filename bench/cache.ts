@@ -1,5 +1,7 @@
 // Benchmark 5: the pullmap cache against the Debian docker-registry in proxy mode, both in front of the
-// same upstream docker-registry holding the same content, all on loopback, in one run:
+// same upstream docker-registry holding the same content, all on loopback, in one run (and, when the
+// SeaweedFS binary is built, the cache on S3 beside them, plus N concurrent pulls through two S3
+// replicas counting upstream fetches):
 //   cold pull-through of 200 MB blobs (first GET through each; COLD_BLOBS fresh blobs, medians), warm
 //   throughput of one of them,
 //   manifest requests/s (by digest, 16 concurrent), and the cache's peak RSS while it serves >1 GB.
@@ -7,15 +9,16 @@
 // Bounded: about a minute.
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { request } from 'undici';
-import { spawnCache } from '../test/harness/cache.ts';
+import { type CacheProcess, spawnCache } from '../test/harness/cache.ts';
 import { buildImage, type PushTarget, pushBlob, pushImage, sha256 } from '../test/harness/images.ts';
 import { type Daemon, freePort, requireCommand, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
+import { startS3, type TestS3, weedBinary } from '../test/harness/s3.ts';
 import { type BenchResult, imageNodeFlags, median } from './measure.ts';
 
 const BLOB_MB = 200;
@@ -28,6 +31,9 @@ const MANIFEST_ROUND_MS = 1500;
 const MANIFEST_ROUNDS = 3;
 const MANIFEST_CONCURRENCY = 16;
 const RSS_TARGET_MB = 150;
+/** Concurrent pulls of one fresh blob through two S3-backed replicas (half through each). */
+const REPLICA_PULLS = 8;
+const REPLICA_BLOB_MB = 64;
 
 const execFileAsync = promisify(execFile);
 
@@ -131,6 +137,61 @@ export async function startProxyRegistry(
 
 const mbps = (bytes: number, seconds: number): number => bytes / 1e6 / seconds;
 
+/** Waits until a cache has no download under way (its copy is committed: renamed, or uploaded to S3). */
+async function untilIdle(host: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const text = await (await fetch(`http://${host}/metrics`)).text();
+    if (/^pullmap_cache_downloads_in_flight 0$/m.test(text)) return;
+    await sleep(5);
+  }
+  throw new Error(`the cache at ${host} still downloads after 60 s`);
+}
+
+/** The S3 side of the benchmark, when SeaweedFS is built; undefined (with a note) when it is not. */
+async function startS3Side(
+  upstreamHost: string,
+  dir: string,
+  stops: (() => Promise<void>)[],
+): Promise<{ s3: TestS3; bucket: string; replica(name: string): Promise<CacheProcess> } | undefined> {
+  try {
+    await weedBinary();
+  } catch {
+    console.log('(S3-backed cache skipped: no SeaweedFS binary; run "bash scripts/go-tool.sh weed" once)\n');
+    return undefined;
+  }
+  let s3: TestS3;
+  try {
+    s3 = await startS3();
+  } catch (err) {
+    console.log(
+      `(S3-backed cache skipped: SeaweedFS did not start: ${(err as Error).message.slice(0, 300)})\n`,
+    );
+    return undefined;
+  }
+  stops.unshift(() => s3.close());
+  const bucket = await s3.bucket();
+  return {
+    s3,
+    bucket,
+    replica: async (name) => {
+      const at = join(dir, name);
+      await mkdir(at, { recursive: true });
+      const cache = await spawnCache(
+        {
+          upstreams: [{ host: upstreamHost, plainHttp: true }],
+          storage: { s3: s3.storage(bucket) },
+          log: { level: 'warn' },
+        },
+        at,
+        { bundle: true, nodeFlags: await imageNodeFlags() },
+      );
+      stops.unshift(() => cache.daemon.stop());
+      return cache;
+    },
+  };
+}
+
 /** Pushes `size` fresh random bytes to `repository` upstream as a blob; answers its digest. */
 export async function pushRandomBlob(target: PushTarget, repository: string, size: number): Promise<string> {
   const bytes = randomBytes(size);
@@ -162,21 +223,28 @@ export async function runCacheBench(): Promise<BenchResult[]> {
       { bundle: true, nodeFlags: await imageNodeFlags() },
     );
     stops.unshift(() => cache.daemon.stop());
+    const s3Side = await startS3Side(upstream.host, work.path, stops);
+    const s3Cache = s3Side ? await s3Side.replica('s3-a') : undefined;
     const cacheBase = `http://${cache.host}/v2/127.0.0.1_${upstream.port}`;
     const proxyBase = `http://${proxy.host}/v2`;
+    const s3Base = s3Cache ? `http://${s3Cache.host}/v2/127.0.0.1_${upstream.port}` : undefined;
+    const sides = [cacheBase, proxyBase, ...(s3Base ? [s3Base] : [])];
     const blobPath = `/bench/big/blobs/${big.digest}`;
 
     // Cold: the first GET through each goes to upstream while it is stored. Upstream's copy is read
     // once first, so neither side pays for upstream's disk, and the direct speed is the ceiling. Who
     // goes first alternates per blob.
-    for (const base of [cacheBase, proxyBase]) await download(`${base}/bench/big/blobs/${warmupDigest}`);
+    for (const base of sides) await download(`${base}/bench/big/blobs/${warmupDigest}`);
     await untilStored(proxyBlobFile(work.path, warmupDigest), warmupSize);
+    if (s3Cache) await untilIdle(s3Cache.host);
     const directRates: number[] = [];
     const coldCache: number[] = [];
     const coldProxy: number[] = [];
     // From the request until the server's own copy is in place: the whole cost of a cold blob.
     const storedCache: number[] = [];
     const storedProxy: number[] = [];
+    const coldS3: number[] = [];
+    const storedS3: number[] = [];
     // Per cold blob, how long pullmap held upstream back waiting for its disk (from its /metrics).
     const diskWaitMs: number[] = [];
     const diskWait = async (): Promise<number> => {
@@ -187,21 +255,28 @@ export async function runCacheBench(): Promise<BenchResult[]> {
       const direct = await download(`${upstream.url}/v2/bench/big/blobs/${digest}`);
       directRates.push(mbps(direct.bytes, direct.seconds));
       const path = `/bench/big/blobs/${digest}`;
-      const order = i % 2 === 0 ? [cacheBase, proxyBase] : [proxyBase, cacheBase];
+      // Who goes first rotates per blob.
+      const order = sides.map((_, k) => sides[(i + k) % sides.length] as string);
       for (const base of order) {
         const waited = base === cacheBase ? await diskWait() : 0;
         const start = performance.now();
         const pulled = await download(`${base}${path}`);
         if (pulled.bytes !== big.size) throw new Error('cold GET came back short');
-        (base === cacheBase ? coldCache : coldProxy).push(mbps(pulled.bytes, pulled.seconds));
-        // Its background work would otherwise compete with what is measured next.
-        await untilStored(
-          base === proxyBase ? proxyBlobFile(work.path, digest) : cacheBlobFile(cache.storeDir, digest),
-          big.size,
+        (base === cacheBase ? coldCache : base === proxyBase ? coldProxy : coldS3).push(
+          mbps(pulled.bytes, pulled.seconds),
         );
+        // Its background work would otherwise compete with what is measured next.
+        if (base === s3Base && s3Cache) await untilIdle(s3Cache.host);
+        else
+          await untilStored(
+            base === proxyBase ? proxyBlobFile(work.path, digest) : cacheBlobFile(cache.storeDir, digest),
+            big.size,
+          );
         const stored = (performance.now() - start) / 1000;
         if (base === cacheBase) diskWaitMs.push(((await diskWait()) - waited) * 1000);
-        (base === cacheBase ? storedCache : storedProxy).push(mbps(big.size, stored));
+        (base === cacheBase ? storedCache : base === proxyBase ? storedProxy : storedS3).push(
+          mbps(big.size, stored),
+        );
         // Nor may the kernel's writeback of what it wrote through the page cache (docker-registry).
         execFileSync('sync');
       }
@@ -217,6 +292,36 @@ export async function runCacheBench(): Promise<BenchResult[]> {
       const [c, p] = first === cacheBase ? [a, b] : [b, a];
       warmCache.push(mbps(c.bytes, c.seconds));
       warmProxy.push(mbps(p.bytes, p.seconds));
+    }
+    const warmS3: number[] = [];
+    const warmProxyBesideS3: number[] = [];
+    if (s3Base)
+      for (let i = 0; i < WARM_ROUNDS; i++) {
+        // Interleaved with the reference again, so both see the same machine.
+        const p = await download(`${proxyBase}${blobPath}`);
+        const s = await download(`${s3Base}${blobPath}`);
+        warmProxyBesideS3.push(mbps(p.bytes, p.seconds));
+        warmS3.push(mbps(s.bytes, s.seconds));
+      }
+
+    // N concurrent pulls of one fresh blob, half through each of two S3-backed replicas: how often
+    // upstream is asked for it (the target is once).
+    let replicaFetches: number | undefined;
+    let replicaSeconds = 0;
+    if (s3Side && s3Base && s3Cache) {
+      const second = await s3Side.replica('s3-b');
+      const secondBase = `http://${second.host}/v2/127.0.0.1_${upstream.port}`;
+      const digest = await pushRandomBlob(upstream, 'bench/big', REPLICA_BLOB_MB * 1024 * 1024);
+      const before = await upstream.count({ method: 'GET', uri: digest });
+      const start = performance.now();
+      const pulls = await Promise.all(
+        Array.from({ length: REPLICA_PULLS }, (_, k) =>
+          download(`${k % 2 === 0 ? s3Base : secondBase}/bench/big/blobs/${digest}`),
+        ),
+      );
+      replicaSeconds = (performance.now() - start) / 1000;
+      for (const p of pulls) if (p.bytes !== REPLICA_BLOB_MB * 1024 * 1024) throw new Error('short pull');
+      replicaFetches = (await upstream.count({ method: 'GET', uri: digest })) - before;
     }
 
     const manifestPath = `/bench/small/manifests/${small.manifest.digest}`;
@@ -249,6 +354,7 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     // >1 GB served at once: five concurrent GETs of the warm blob (plus everything served above).
     const served = await Promise.all(Array.from({ length: 5 }, () => download(`${cacheBase}${blobPath}`)));
     const servedBytes = served.reduce((sum, s) => sum + s.bytes, 0);
+    const rssS3 = s3Cache ? await peakRssMb(s3Cache.daemon.pid) : undefined;
     const rssCache = await peakRssMb(cache.daemon.pid);
     const rssProxy = await peakRssMb(proxy.daemon.pid);
 
@@ -281,8 +387,50 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     console.log(
       `peak RSS      pullmap ${rssCache.toFixed(0)} MiB over the whole run (last step served ${(servedBytes / 1e9).toFixed(2)} GB at once), reference ${rssProxy.toFixed(0)} MiB`,
     );
+    const s3Results: BenchResult[] = [];
+    if (coldS3.length > 0) {
+      const coldRatio = median(coldS3) / median(coldProxy);
+      const storedRatio = median(storedS3) / median(storedProxy);
+      const warmRatio = median(warmS3) / median(warmProxyBesideS3);
+      console.log(
+        `S3 cold       pullmap on S3 ${median(coldS3).toFixed(0)} MB/s (${coldS3.map((r) => r.toFixed(0)).join(', ')}), disk ${median(coldCache).toFixed(0)} MB/s, reference ${median(coldProxy).toFixed(0)} MB/s  RATIO ${coldRatio.toFixed(2)} (vs disk ${(median(coldS3) / median(coldCache)).toFixed(2)})`,
+      );
+      console.log(
+        `  until stored pullmap on S3 ${median(storedS3).toFixed(0)} MB/s (uploaded to the bucket after the digest checked out)  RATIO ${storedRatio.toFixed(2)}`,
+      );
+      console.log(
+        `S3 warm       pullmap on S3 ${median(warmS3).toFixed(0)} MB/s (streamed from SeaweedFS), disk ${median(warmCache).toFixed(0)} MB/s, reference ${median(warmProxyBesideS3).toFixed(0)} MB/s (rounds interleaved with the S3 side)  RATIO ${warmRatio.toFixed(2)}`,
+      );
+      console.log(
+        `S3 replicas   ${REPLICA_PULLS} concurrent pulls of one ${REPLICA_BLOB_MB} MB blob through two replicas: ${replicaFetches} upstream fetch(es), ${replicaSeconds.toFixed(1)} s; peak RSS of an S3 replica ${rssS3?.toFixed(0)} MiB`,
+      );
+      s3Results.push(
+        {
+          name: 'cache on S3: warm 200 MB blob',
+          target: 'report',
+          measured: `${median(warmS3).toFixed(0)} MB/s`,
+          ratio: `${warmRatio.toFixed(2)} x docker-registry proxy`,
+          pass: true,
+        },
+        {
+          name: 'cache on S3: cold pull-through',
+          target: 'report',
+          measured: `${median(coldS3).toFixed(0)} MB/s`,
+          ratio: `${coldRatio.toFixed(2)} x docker-registry proxy`,
+          pass: true,
+        },
+        {
+          name: 'cache on S3: upstream fetches',
+          target: `1 for ${REPLICA_PULLS} pulls, 2 replicas`,
+          measured: `${replicaFetches}`,
+          ratio: '-',
+          pass: replicaFetches === 1,
+        },
+      );
+    }
     console.log('');
     return [
+      ...s3Results,
       {
         name: 'cache: warm 200 MB blob',
         target: '>= 1.0x reference',

@@ -22,7 +22,14 @@ import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
 import { type Digester, digesterFor } from './digester.ts';
-import { type ContentStore, isDirectIORefusal, StoreWriteError, type TempFile } from './store.ts';
+import {
+  type CacheStore,
+  type DownloadClaim,
+  isDirectIORefusal,
+  type StoredBlob,
+  StoreWriteError,
+  type TempFile,
+} from './store.ts';
 import { writeOnThread, writerAvailable } from './writer.ts';
 
 /**
@@ -416,9 +423,13 @@ export class Download extends EventEmitter implements ByteSource {
   }
 }
 
-/** A download under way, or why none could start: upstream's answer, or the store refusing the write. */
+/**
+ * A download under way; or the blob, which another replica sharing the store stored meanwhile; or why
+ * no download could start: upstream's answer, or the store refusing the write.
+ */
 export type FetchResult =
   | { readonly ok: true; readonly value: Download }
+  | { readonly ok: true; readonly value: { readonly stored: StoredBlob } }
   | { readonly ok: false; readonly error: RegistryError | StoreWriteError };
 
 export interface FetchObserver {
@@ -429,12 +440,12 @@ export interface FetchObserver {
 
 /** Starts or joins the one download of each missing blob. */
 export class BlobFetcher {
-  readonly #store: ContentStore;
+  readonly #store: CacheStore;
   readonly #client: RegistryClient;
   readonly #observer: FetchObserver;
   readonly #inFlight = new Map<string, Promise<FetchResult>>();
 
-  constructor(store: ContentStore, client: RegistryClient, observer: FetchObserver = {}) {
+  constructor(store: CacheStore, client: RegistryClient, observer: FetchObserver = {}) {
     this.#store = store;
     this.#client = client;
     this.#observer = observer;
@@ -457,7 +468,7 @@ export class BlobFetcher {
       this.#inFlight.set(digest, pending);
       pending.then(
         (r) => {
-          if (!r.ok) this.#inFlight.delete(digest);
+          if (!r.ok || !(r.value instanceof Download)) this.#inFlight.delete(digest);
         },
         () => this.#inFlight.delete(digest),
       );
@@ -466,10 +477,21 @@ export class BlobFetcher {
   }
 
   async #start(registry: string, repository: string, digest: string): Promise<FetchResult> {
+    // A store shared with other replicas: wait for one of them that is fetching this blob, rather
+    // than fetching it too. Failing to ask (the store is down) does not stop the download: clients are
+    // served from it whether or not it can be stored.
+    const claim: DownloadClaim | undefined = this.#store.claim
+      ? await this.#store.claim(digest).catch(() => undefined)
+      : undefined;
+    if (claim?.kind === 'stored') return { ok: true, value: { stored: claim.blob } };
+    const release = (): void => {
+      if (claim?.kind === 'fetch') void claim.release().catch(() => {});
+    };
     this.#observer.started?.(digest);
     // The download checks the digest itself, hashing off the main thread (digester.ts).
     const answer = await this.#client.getBlob(registry, repository, digest, { checkDigest: false });
     if (!answer.ok) {
+      release();
       this.#observer.finished?.(digest, 0, new Error(answer.error.message), 0);
       return answer;
     }
@@ -478,13 +500,14 @@ export class BlobFetcher {
     try {
       temp = await this.#store.tempFile({ direct: true });
     } catch (err) {
+      release();
       blob.cancel();
       const error = new StoreWriteError('temp file', err);
       this.#observer.finished?.(digest, 0, error, 0);
       return { ok: false, error };
     }
     const download = new Download(digest, blob.size, temp, () => this.#store.directIORefused());
-    void this.#pump(download, blob, temp, `${registry}/${repository}`);
+    void this.#pump(download, blob, temp, `${registry}/${repository}`).finally(release);
     return { ok: true, value: download };
   }
 

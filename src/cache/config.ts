@@ -91,6 +91,103 @@ const upstream = object(
   { description: 'An upstream registry the cache may fetch from. No other host is ever contacted.' },
 );
 
+const bucketName = string({
+  description: 'The bucket (created beforehand; the cache never creates or deletes buckets).',
+  example: 'pullmap-cache',
+  minLength: 3,
+  maxLength: 63,
+  validate: (s) =>
+    /^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(s)
+      ? undefined
+      : 'must be a bucket name: lowercase letters, digits, "." and "-", starting and ending with a letter or digit',
+});
+
+const s3Storage = object(
+  {
+    bucket: required(bucketName),
+    endpoint: optional(
+      string({
+        description:
+          'URL of an S3-compatible service ("https://s3.example.net:9000"); without it, AWS S3 of the region.',
+        example: 'https://s3.example.net:9000',
+        minLength: 1,
+        maxLength: 2048,
+        validate: (s) => {
+          let url: URL;
+          try {
+            url = new URL(s);
+          } catch {
+            return 'must be a URL such as "https://s3.example.net:9000"';
+          }
+          if (url.protocol !== 'http:' && url.protocol !== 'https:')
+            return 'must be an http:// or https:// URL';
+          if (url.pathname !== '/' || url.search !== '' || url.username !== '')
+            return 'must be the service URL alone (no path, query or credentials); the bucket goes in bucket';
+          return undefined;
+        },
+      }),
+    ),
+    region: optional(
+      string({ description: 'Signing region.', example: 'us-east-1', minLength: 1 }),
+      'us-east-1',
+    ),
+    prefix: optional(
+      string({
+        description:
+          'Key prefix every object of the cache is stored under ("pullmap/"); empty: the bucket root.',
+        maxLength: 512,
+        validate: (s) =>
+          s.startsWith('/') ? 'must not start with "/" (keys are relative to the bucket)' : undefined,
+      }),
+      '',
+    ),
+    forcePathStyle: optional(
+      boolean({ description: 'Address the bucket as <endpoint>/<bucket> rather than <bucket>.<endpoint>.' }),
+      false,
+    ),
+    credentialsFile: optional(
+      path(
+        'AWS shared credentials file (INI: aws_access_key_id, aws_secret_access_key); without it, the standard AWS chain (environment, shared config, web identity, instance metadata).',
+      ),
+    ),
+    profile: optional(
+      string({ description: 'Profile of credentialsFile to use.', example: 'default', minLength: 1 }),
+    ),
+    caFile: optional(path('PEM file of extra CAs trusted for the endpoint.')),
+    timeout: optional(
+      duration('Bound on one S3 request until its answer starts (and idle gaps in a body).'),
+      '30s',
+    ),
+    connectTimeout: optional(duration('TCP and TLS connect timeout.'), '5s'),
+    maxConcurrent: optional(integer({ description: 'S3 requests in flight at once.', minimum: 1 }), 32),
+    serve: optional(
+      oneOf(['stream', 'redirect'] as const, {
+        description:
+          'stream: blobs are read from S3 and sent by the cache; redirect: GETs of stored blobs are answered with a 307 to a presigned URL (clients must reach the endpoint).',
+      }),
+      'stream',
+    ),
+    redirectExpiry: optional(duration('Lifetime of a presigned blob URL (serve: redirect).'), '10m'),
+    downloadLease: optional(
+      duration(
+        'Lifetime of the marker a replica writes while it downloads a blob (renewed every third of it): other replicas wait for that blob instead of fetching it too, and take over once it expires.',
+      ),
+      '30s',
+    ),
+    peerWait: optional(
+      duration('The longest a replica waits for another replica’s download before fetching the blob itself.'),
+      '5m',
+    ),
+    gcInterval: optional(
+      duration(
+        'How often each replica sums the bucket and collects above maxSize (other replicas write too).',
+      ),
+      '10m',
+    ),
+  },
+  { description: 'Store in an S3-compatible bucket shared by any number of cache replicas.' },
+);
+
 const refreshPolicy = string({
   description: 'Always, Never or Interval(<duration>).',
   example: 'Interval(1h)',
@@ -119,7 +216,12 @@ const schema = object(
     storage: required(
       object(
         {
-          dir: required(path('Directory of the content-addressed store; kept across restarts.')),
+          dir: optional(
+            path(
+              'Directory of the content-addressed store, kept across restarts; with s3, only the temp files of downloads in flight.',
+            ),
+          ),
+          s3: optional(s3Storage),
           maxSize: optional(size),
           fsync: optional(boolean({ description: 'fsync each object before it becomes visible.' }), true),
           directIO: optional(
@@ -222,12 +324,58 @@ const schema = object(
 );
 
 type Raw = Infer<typeof schema>;
+
+export interface S3StorageConfig {
+  readonly bucket: string;
+  readonly endpoint: string | undefined;
+  readonly region: string;
+  /** "" or ending in "/". */
+  readonly prefix: string;
+  readonly forcePathStyle: boolean;
+  readonly credentialsFile: string | undefined;
+  readonly profile: string | undefined;
+  readonly caFile: string | undefined;
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly maxConcurrent: number;
+  readonly serve: 'stream' | 'redirect';
+  readonly redirectExpiryMs: number;
+  readonly downloadLeaseMs: number;
+  readonly peerWaitMs: number;
+  readonly gcIntervalMs: number;
+}
+
+const msOf = (text: string): number => (parseDuration(text) as { ms: number }).ms;
+
+function s3Of(raw: NonNullable<Raw['storage']['s3']>): S3StorageConfig {
+  const prefix = raw.prefix ?? '';
+  return {
+    bucket: raw.bucket,
+    endpoint: raw.endpoint,
+    region: raw.region ?? 'us-east-1',
+    prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`,
+    forcePathStyle: raw.forcePathStyle ?? false,
+    credentialsFile: raw.credentialsFile,
+    profile: raw.profile,
+    caFile: raw.caFile,
+    timeoutMs: msOf(raw.timeout ?? '30s'),
+    connectTimeoutMs: msOf(raw.connectTimeout ?? '5s'),
+    maxConcurrent: raw.maxConcurrent ?? 32,
+    serve: raw.serve ?? 'stream',
+    redirectExpiryMs: msOf(raw.redirectExpiry ?? '10m'),
+    downloadLeaseMs: msOf(raw.downloadLease ?? '30s'),
+    peerWaitMs: msOf(raw.peerWait ?? '5m'),
+    gcIntervalMs: msOf(raw.gcInterval ?? '10m'),
+  };
+}
 export type UpstreamConfig = Infer<typeof upstream>;
 
 export interface CacheConfig {
   readonly listen: { readonly host: string; readonly port: number };
   readonly storage: {
-    readonly dir: string;
+    /** With s3: where downloads in flight are spooled (undefined: the OS temp directory). */
+    readonly dir: string | undefined;
+    readonly s3: S3StorageConfig | undefined;
     readonly maxSize: number | undefined;
     readonly fsync: boolean;
     readonly directIO: boolean;
@@ -283,6 +431,32 @@ export function checkCacheConfig(value: unknown, source: string): ConfigResult {
           message: 'username and passwordFile go together; set both or neither',
         });
     });
+    if (raw.storage.dir === undefined && raw.storage.s3 === undefined)
+      issues.push({
+        path: 'storage',
+        message: 'set dir (a store on local disk) or s3 (a bucket shared by replicas)',
+      });
+    const s3 = raw.storage.s3;
+    if (s3 !== undefined) {
+      if (s3.profile !== undefined && s3.credentialsFile === undefined)
+        issues.push({
+          path: 'storage.s3.profile',
+          message:
+            'names a profile of credentialsFile; set credentialsFile too (or use AWS_PROFILE with the standard chain)',
+        });
+      const lease = msOf(s3.downloadLease ?? '30s');
+      if (lease < 3_000)
+        issues.push({
+          path: 'storage.s3.downloadLease',
+          message: 'must be at least 3s (it is renewed every third of it)',
+        });
+      const expiry = msOf(s3.redirectExpiry ?? '10m');
+      if (expiry < 10_000 || expiry > 7 * 24 * 3_600_000)
+        issues.push({
+          path: 'storage.s3.redirectExpiry',
+          message: 'must be between 10s and 7d (the longest a presigned URL may live)',
+        });
+    }
     if (
       raw.clientAuth &&
       (raw.clientAuth.htpasswd === undefined) === (raw.clientAuth.tokenFile === undefined)
@@ -304,6 +478,7 @@ export function checkCacheConfig(value: unknown, source: string): ConfigResult {
       listen,
       storage: {
         dir: raw.storage.dir,
+        s3: raw.storage.s3 === undefined ? undefined : s3Of(raw.storage.s3),
         maxSize: raw.storage.maxSize,
         fsync: raw.storage.fsync ?? true,
         directIO: raw.storage.directIO ?? true,

@@ -11,7 +11,7 @@ import { CredentialKeyring, type CredentialSource } from '../registry/keyring.ts
 import { type ClientAuth, htpasswdAuth, parseHtpasswd, tokenAuth } from './client-auth.ts';
 import type { CacheConfig, UpstreamConfig } from './config.ts';
 import { type RunningCache, startCacheServer } from './server.ts';
-import { ContentStore } from './store.ts';
+import { type CacheStore, ContentStore } from './store.ts';
 
 export { type CacheConfig, checkCacheConfig, parseCacheConfig } from './config.ts';
 export type { RunningCache } from './server.ts';
@@ -22,7 +22,7 @@ export class CacheSetupError extends Error {
 }
 
 export interface CacheInstance extends RunningCache {
-  readonly store: ContentStore;
+  readonly store: CacheStore;
   readonly metrics: Registry;
 }
 
@@ -100,6 +100,44 @@ async function clientAuthOf(config: CacheConfig): Promise<ClientAuth | undefined
   return undefined;
 }
 
+async function openStore(config: CacheConfig, log: Logger, now: () => number): Promise<CacheStore> {
+  const { storage } = config;
+  if (storage.s3 === undefined) {
+    const dir = storage.dir as string;
+    try {
+      return await ContentStore.open({
+        dir,
+        maxSize: storage.maxSize,
+        fsync: storage.fsync,
+        directIO: storage.directIO,
+        now,
+      });
+    } catch (err) {
+      throw new CacheSetupError(`storage.dir: cannot use ${dir}: ${(err as Error).message}`);
+    }
+  }
+  const s3 = storage.s3;
+  const caPem = s3.caFile === undefined ? undefined : await readNamed('storage.s3.caFile', s3.caFile);
+  if (s3.credentialsFile !== undefined) await readNamed('storage.s3.credentialsFile', s3.credentialsFile);
+  // Loaded only here: the AWS SDK costs the disk store neither start-up time nor memory.
+  const { S3Store } = await import('./s3-store.ts');
+  try {
+    return await S3Store.open({
+      s3,
+      spoolDir: storage.dir,
+      maxSize: storage.maxSize,
+      directIO: storage.directIO,
+      caPem,
+      now,
+      onBackgroundError: (what, err) => log.warn(`store: cannot ${what}`, { error: err }),
+    });
+  } catch (err) {
+    throw new CacheSetupError(
+      `storage.s3: cannot use ${s3.bucket}${s3.endpoint ? ` at ${s3.endpoint}` : ''}: ${(err as Error).message}; check endpoint, bucket (it must exist), credentials and region`,
+    );
+  }
+}
+
 /** Starts a cache; `close()` stops serving and closes upstream connections. */
 export async function startCache(
   config: CacheConfig,
@@ -114,18 +152,12 @@ export async function startCache(
     userAgent: 'pullmap-cache',
   });
   const clientAuth = await clientAuthOf(config);
-  let store: ContentStore;
+  let store: CacheStore;
   try {
-    store = await ContentStore.open({
-      dir: config.storage.dir,
-      maxSize: config.storage.maxSize,
-      fsync: config.storage.fsync,
-      directIO: config.storage.directIO,
-      now,
-    });
+    store = await openStore(config, log, now);
   } catch (err) {
     await client.close();
-    throw new CacheSetupError(`storage.dir: cannot use ${config.storage.dir}: ${(err as Error).message}`);
+    throw err;
   }
   const metrics = new Registry();
   metrics.processMetrics(now(), now);
@@ -146,6 +178,7 @@ export async function startCache(
     close: async () => {
       await running.close();
       await client.close();
+      await store.close?.();
     },
   };
 }

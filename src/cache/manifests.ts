@@ -13,7 +13,7 @@ import {
   type RegistryResult,
 } from '../registry/errors.ts';
 import type { CacheConfig, StaleKind } from './config.ts';
-import type { ContentStore, StoredManifest } from './store.ts';
+import type { CacheStore, StoredManifest } from './store.ts';
 
 export type ManifestSource = 'cache' | 'upstream';
 
@@ -54,7 +54,7 @@ export function staleKindOf(code: RegistryErrorCode): StaleKind | undefined {
 type Answer = RegistryResult<ManifestAnswer>;
 
 export class ManifestResolver {
-  readonly #store: ContentStore;
+  readonly #store: CacheStore;
   readonly #client: RegistryClient;
   readonly #config: CacheConfig;
   readonly #now: () => number;
@@ -63,7 +63,7 @@ export class ManifestResolver {
   readonly #inFlight = new Map<string, Promise<Answer>>();
 
   constructor(
-    store: ContentStore,
+    store: CacheStore,
     client: RegistryClient,
     config: CacheConfig,
     now: () => number,

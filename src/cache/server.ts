@@ -1,6 +1,5 @@
 // The cache's HTTP server: the read-only half of the OCI distribution API, plus /metrics and health.
 // Every answer that is not content is the distribution error JSON; pushes are UNSUPPORTED.
-import { type FileHandle, open } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../observe/log.ts';
@@ -13,14 +12,14 @@ import type { CacheConfig } from './config.ts';
 import { type ByteSource, copyRange } from './copy.ts';
 import { type ManifestAnswer, ManifestResolver } from './manifests.ts';
 import { type ObjectRoute, routeOf } from './route.ts';
-import { type ContentStore, StoreWriteError } from './store.ts';
+import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store.ts';
 
 export const STALE_HEADER = 'x-pullmap-stale';
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
 
 export interface CacheServerOptions {
   readonly config: CacheConfig;
-  readonly store: ContentStore;
+  readonly store: CacheStore;
   readonly client: RegistryClient;
   readonly metrics: Registry;
   readonly log: Logger;
@@ -101,7 +100,7 @@ function parseRange(
 }
 
 class CacheService {
-  readonly #store: ContentStore;
+  readonly #store: CacheStore;
   readonly #client: RegistryClient;
   readonly #log: Logger;
   readonly #auth: ClientAuth | undefined;
@@ -188,6 +187,12 @@ class CacheService {
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.#handle(req, res).catch((err: unknown) => {
+      if (err instanceof StoreUnavailableError) {
+        this.#log.warn('store unavailable', { url: req.url, error: err.message });
+        if (!res.headersSent) sendError(res, 503, 'UNAVAILABLE', err.message);
+        else res.destroy();
+        return;
+      }
       this.#log.error('request failed', { url: req.url, error: err });
       if (!res.headersSent) sendError(res, 500, 'UNKNOWN', 'internal error; see the cache log');
       else res.destroy();
@@ -298,7 +303,7 @@ class CacheService {
     const stored = await this.#store.statBlob(digest);
     if (stored) {
       this.#m.requests.inc({ kind: 'blob', result: 'hit' });
-      return this.#sendStored(req, res, digest, stored.path, stored.size);
+      return this.#sendStored(req, res, digest, stored);
     }
     // A HEAD of a blob nobody is downloading is answered from upstream's HEAD: checking that a blob
     // exists should not cost fetching it whole.
@@ -319,12 +324,17 @@ class CacheService {
       this.#failed(res, 'blob', fetched.error);
       return;
     }
+    if ('stored' in fetched.value) {
+      // Another replica sharing the store fetched it while this one waited.
+      this.#m.requests.inc({ kind: 'blob', result: 'hit' });
+      return this.#sendStored(req, res, digest, fetched.value.stored);
+    }
     this.#m.requests.inc({ kind: 'blob', result: 'miss' });
     const download = fetched.value;
     if (!download.acquire()) {
       // Finished between the answer and now: it is in the store, or it failed.
       const now = download.state === 'done' ? await this.#store.statBlob(digest) : undefined;
-      if (now) return this.#sendStored(req, res, digest, now.path, now.size);
+      if (now) return this.#sendStored(req, res, digest, now);
       const { error } = download;
       if (error instanceof StoreWriteError) sendError(res, 503, 'UNAVAILABLE', error.message);
       else sendError(res, 502, 'UNAVAILABLE', `upstream: ${error?.message ?? 'download failed'}`);
@@ -341,27 +351,26 @@ class CacheService {
     req: IncomingMessage,
     res: ServerResponse,
     digest: string,
-    path: string,
-    size: number,
+    blob: StoredBlob,
   ): Promise<void> {
-    let handle: FileHandle;
-    try {
-      handle = await open(path, 'r');
-    } catch {
+    if (req.method === 'GET' && this.#store.blobUrl) {
+      // serve: redirect; the client fetches the bytes from the bucket itself (Range included).
+      const location = await this.#store.blobUrl(digest);
+      res.writeHead(307, { ...API_VERSION, location, 'docker-content-digest': digest, 'content-length': 0 });
+      res.end();
+      return;
+    }
+    if (req.method === 'HEAD') return this.#send(req, res, digest, blob.size, NO_BYTES, 'cache');
+    const reader = await this.#store.openBlob(digest, blob);
+    if (reader === undefined) {
       // Evicted between the look-up and now.
       sendError(res, 503, 'UNAVAILABLE', 'the blob was just evicted; retry');
       return;
     }
-    const source: ByteSource = {
-      available: () => size,
-      complete: () => true,
-      read: (buffer, length, position) => handle.read(buffer, 0, length, position).then((r) => r.bytesRead),
-      more: () => Promise.reject(new Error('a stored blob does not grow')),
-    };
     try {
-      await this.#send(req, res, digest, size, source, 'cache');
+      await this.#send(req, res, digest, blob.size, reader, 'cache');
     } finally {
-      await handle.close().catch(() => {});
+      await reader.close();
     }
   }
 

@@ -22,6 +22,7 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DIGEST } from '../registry/client.ts';
+import type { ByteSource } from './copy.ts';
 
 const TOUCH_AFTER_MS = 60_000;
 /** Collection frees down to this share of the cap, so it does not run again at the next write. */
@@ -43,8 +44,89 @@ export interface TagRecord {
 }
 
 export interface StoredBlob {
-  readonly path: string;
+  /** The file holding it, for a store on local disk. */
+  readonly path?: string | undefined;
   readonly size: number;
+}
+
+/** The bytes of a stored blob, read in order from where the first read asks (copy.ts). */
+export interface BlobReader extends ByteSource {
+  close(): Promise<void>;
+}
+
+/**
+ * What a replica sharing the store with others should do about a missing blob: fetch it (others are
+ * told to wait until `release`), or serve it, because another replica stored it meanwhile.
+ */
+export type DownloadClaim =
+  | { readonly kind: 'fetch'; release(): Promise<void> }
+  | { readonly kind: 'stored'; readonly blob: StoredBlob };
+
+/**
+ * What the cache needs of a store: the disk store below, or a bucket (s3-store.ts). Downloads are spooled
+ * to a local temp file either way (blob-fetch.ts reads clients from it) and committed once verified.
+ */
+export interface CacheStore {
+  readonly usedBytes: number;
+  readonly maxSize: number | undefined;
+  onEvict: ((evicted: Evicted) => void) | undefined;
+  statBlob(digest: string): Promise<StoredBlob | undefined>;
+  /** Opens a blob `statBlob` found; undefined when it is gone meanwhile (evicted). */
+  openBlob(digest: string, blob: StoredBlob): Promise<BlobReader | undefined>;
+  /** With serve: redirect, a URL a client may fetch the stored blob from itself. */
+  blobUrl?(digest: string): Promise<string>;
+  /** Stores shared between replicas: keeps two of them from fetching one blob at once (when it can). */
+  claim?(digest: string): Promise<DownloadClaim>;
+  readonly directIO: boolean;
+  directIORefused(): void;
+  tempFile(options?: { direct?: boolean }): Promise<TempFile>;
+  commitBlob(temp: TempFile, digest: string, size: number): Promise<void>;
+  discard(temp: TempFile): Promise<void>;
+  getManifest(digest: string): Promise<StoredManifest | undefined>;
+  putManifest(manifest: StoredManifest): Promise<void>;
+  getTag(name: string, tag: string): Promise<TagRecord | undefined>;
+  putTag(record: TagRecord): Promise<void>;
+  collect(): Promise<Evicted>;
+  close?(): Promise<void>;
+}
+
+/**
+ * A fresh file in `dir`, open for reading and writing; with `direct`, also opened with O_DIRECT (a
+ * filesystem refusing the flag calls `refused`, and the file is still made).
+ */
+export async function openTempFile(dir: string, direct: boolean, refused: () => void): Promise<TempFile> {
+  const path = join(dir, `${randomBytes(12).toString('hex')}.part`);
+  const handle = await open(path, 'wx+', 0o644);
+  if (!direct) return { path, handle };
+  try {
+    return { path, handle, direct: await open(path, constants.O_RDWR | constants.O_DIRECT) };
+  } catch (err) {
+    if (isDirectIORefusal(err)) {
+      refused();
+      return { path, handle };
+    }
+    await handle.close().catch(() => {});
+    await unlink(path).catch(() => {});
+    throw err;
+  }
+}
+
+/** A stored blob file as a reader: any offset, any order. */
+export async function fileReader(path: string, size: number): Promise<BlobReader | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+  return {
+    available: () => size,
+    complete: () => true,
+    read: (buffer, length, position) => handle.read(buffer, 0, length, position).then((r) => r.bytesRead),
+    more: () => Promise.reject(new Error('a stored blob does not grow')),
+    close: () => handle.close().catch(() => {}),
+  };
 }
 
 export interface TempFile {
@@ -80,6 +162,15 @@ export class StoreWriteError extends Error {
   }
 }
 
+/**
+ * The store could not be read or written because the service behind it failed (S3 unreachable, timing
+ * out, refusing the credentials): the cache's own failure; clients get a 503 naming it.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError';
+  readonly code = 'STORE_UNAVAILABLE';
+}
+
 export interface StoreOptions {
   readonly dir: string;
   readonly maxSize?: number | undefined;
@@ -105,7 +196,7 @@ function isMissing(err: unknown): boolean {
 }
 
 /** Digests a manifest names: config, layers, and (for an index) its manifests. */
-function referencedDigests(bytes: Buffer): string[] {
+export function referencedDigests(bytes: Buffer): string[] {
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -124,7 +215,7 @@ function referencedDigests(bytes: Buffer): string[] {
   return out;
 }
 
-export class ContentStore {
+export class ContentStore implements CacheStore {
   readonly dir: string;
   readonly maxSize: number | undefined;
   readonly #fsync: boolean;
@@ -172,7 +263,7 @@ export class ContentStore {
     return join(this.dir, 'tags', `${createHash('sha256').update(`${name}:${tag}`).digest('hex')}.json`);
   }
 
-  async statBlob(digest: string): Promise<StoredBlob | undefined> {
+  async statBlob(digest: string): Promise<{ path: string; size: number } | undefined> {
     const path = this.blobPath(digest);
     try {
       const info = await stat(path);
@@ -198,21 +289,14 @@ export class ContentStore {
    * A fresh file under tmp/, open for reading and writing; with `direct`, also opened with O_DIRECT when
    * the store may (a filesystem refusing the flag turns it off for good, and the file is still made).
    */
-  async tempFile(options: { direct?: boolean } = {}): Promise<TempFile> {
-    const path = join(this.dir, 'tmp', `${randomBytes(12).toString('hex')}.part`);
-    const handle = await open(path, 'wx+', 0o644);
-    if (!options.direct || !this.#directIO) return { path, handle };
-    try {
-      return { path, handle, direct: await open(path, constants.O_RDWR | constants.O_DIRECT) };
-    } catch (err) {
-      if (isDirectIORefusal(err)) {
-        this.directIORefused();
-        return { path, handle };
-      }
-      await handle.close().catch(() => {});
-      await this.discard({ path, handle });
-      throw err;
-    }
+  tempFile(options: { direct?: boolean } = {}): Promise<TempFile> {
+    return openTempFile(join(this.dir, 'tmp'), (options.direct ?? false) && this.#directIO, () =>
+      this.directIORefused(),
+    );
+  }
+
+  openBlob(_digest: string, blob: StoredBlob): Promise<BlobReader | undefined> {
+    return fileReader(blob.path as string, blob.size);
   }
 
   /** Makes a complete, verified temp file visible as the blob `digest`. */

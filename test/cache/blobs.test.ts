@@ -192,7 +192,7 @@ describe('cache: a client that stops reading', () => {
       await new Promise((r) => setTimeout(r, 50));
       stored = await cache.instance.store.statBlob(blob.digest);
     }
-    const file = await realpath(stored.path);
+    const file = await realpath(stored.path as string);
 
     const [host, port] = cache.host.split(':') as [string, string];
     const socket = connect(Number(port), host);

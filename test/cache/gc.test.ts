@@ -38,7 +38,7 @@ describe('cache: size cap and garbage collection', () => {
   };
   // Looked at directly: asking the store would count as a use.
   const stored = async (name: keyof typeof images): Promise<boolean> =>
-    existsSync(cache.instance.store.blobPath(images[name].layer.digest));
+    existsSync((cache.instance.store as ContentStore).blobPath(images[name].layer.digest));
 
   before(async () => {
     upstream = await startRegistry();

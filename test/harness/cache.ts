@@ -70,7 +70,7 @@ export async function startTestCache(
   return {
     host: instance.address,
     url: `http://${instance.address}`,
-    storeDir: checked.config.storage.dir,
+    storeDir: checked.config.storage.dir as string,
     instance,
     logs: () => text,
     stop,

@@ -143,3 +143,71 @@ export async function startRateLimitedRegistry(retryAfterSeconds: number): Promi
   });
   return stub(server, () => count, new Set());
 }
+
+export interface ThrottlingProxy extends LoopbackStub {
+  /** Blob GETs received for `digest`. */
+  blobGets(digest: string): number;
+  /** Body bytes of blob `digest` sent so far, over every request for it. */
+  blobBytesSent(digest: string): number;
+}
+
+/**
+ * Forwards every request to a plain-HTTP `upstream` and sends blob bodies at about `bytesPerSecond`
+ * each, so a download is still under way when a test acts (another replica asks, a replica is killed).
+ */
+export async function startThrottlingProxy(
+  upstream: string,
+  bytesPerSecond: number,
+): Promise<ThrottlingProxy> {
+  const target = new URL(upstream);
+  let count = 0;
+  const gets = new Map<string, number>();
+  const sent = new Map<string, number>();
+  const timers = new Set<NodeJS.Timeout>();
+  const server = await listen((req, res) => {
+    if (req.url !== '/v2/') count++;
+    const blob = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(req.url ?? '')?.[1];
+    if (blob === undefined || req.method !== 'GET') {
+      forward(target, req, res);
+      return;
+    }
+    gets.set(blob, (gets.get(blob) ?? 0) + 1);
+    const out = httpRequest(
+      {
+        host: target.hostname,
+        port: target.port,
+        method: 'GET',
+        path: req.url,
+        headers: { ...req.headers, host: target.host },
+      },
+      (upstreamRes) => {
+        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+        upstreamRes.on('data', (chunk: Buffer) => {
+          upstreamRes.pause();
+          res.write(chunk);
+          sent.set(blob, (sent.get(blob) ?? 0) + chunk.length);
+          const timer = setTimeout(
+            () => {
+              timers.delete(timer);
+              upstreamRes.resume();
+            },
+            (chunk.length / bytesPerSecond) * 1000,
+          );
+          timers.add(timer);
+        });
+        upstreamRes.on('end', () => res.end());
+        res.on('close', () => upstreamRes.destroy());
+      },
+    );
+    out.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    out.end();
+  });
+  return {
+    ...stub(server, () => count, timers),
+    blobGets: (digest) => gets.get(digest) ?? 0,
+    blobBytesSent: (digest) => sent.get(digest) ?? 0,
+  };
+}

@@ -1,0 +1,766 @@
+// The cache's store in an S3-compatible bucket, shared by any number of cache replicas. Loaded only
+// in S3 mode (index.ts imports it dynamically), so the AWS SDK costs the disk store nothing.
+//
+// Layout under the configured prefix, content-addressed like the disk store (store.ts):
+//   blobs/<alg>/<hex>            blob bytes
+//   manifests/<alg>/<hex>        manifest bytes; Content-Type is the media type
+//   tags/<sha256>.json           { name, tag, digest, checkedAt }, keyed by a hash of "<host>/<repo>:<tag>"
+//   used/<kind>/<alg>/<hex>      empty; written when an object is served (by each replica at most once
+//                                per TOUCH_AFTER_MS): its LastModified is the object's last use
+//   downloading/<alg>/<hex>      { owner, expiresAt }: a replica is fetching this blob (the lease)
+//
+// Nothing is written under a blob's key before its digest is verified: a download is spooled to a local
+// temp file (clients are served from it, blob-fetch.ts) and uploaded, as one PUT or a multipart upload,
+// only after the digest checked out. A failed upload is aborted; a crash mid-upload leaves an incomplete
+// multipart upload, which is invisible to readers and aborted at the next start of any replica.
+//
+// Last use: S3 cannot change an object's LastModified without copying it, and tagging every read would
+// be a write per pull. A `used/` marker is an empty PUT at most once per object, replica and interval,
+// and the garbage collector gets all LastModified values from the listings it makes anyway.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, unlink } from 'node:fs/promises';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  type GetObjectCommandOutput,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { fromIni } from '@aws-sdk/credential-provider-ini';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { DIGEST, digestAlgorithm } from '../registry/client.ts';
+import { Semaphore } from '../registry/semaphore.ts';
+import type { S3StorageConfig } from './config.ts';
+import {
+  type BlobReader,
+  type CacheStore,
+  type DownloadClaim,
+  type Evicted,
+  openTempFile,
+  referencedDigests,
+  type StoredBlob,
+  type StoredManifest,
+  StoreUnavailableError,
+  StoreWriteError,
+  type TagRecord,
+  type TempFile,
+} from './store.ts';
+
+/** A replica records a use of one object at most this often. */
+const TOUCH_AFTER_MS = 15 * 60_000;
+/** Entries of the touch memo before it is cleared (bounded memory). */
+const TOUCH_MEMO_MAX = 100_000;
+const LOW_WATER = 0.9;
+/**
+ * Multipart part size and parts in flight per upload: 32 MiB in memory per upload. 200 MB to SeaweedFS on
+ * the test VM: 16 MiB x 2 and x 4 67 MB/s, 8 MiB x 4 53 MB/s, 32 MiB x 2 57 MB/s (the service was the limit).
+ */
+const PART_SIZE = 16 * 2 ** 20;
+const PART_QUEUE = 2;
+/** Uploads at once (each holds PART_SIZE x PART_QUEUE). */
+const UPLOADS = 2;
+/** Manifests and tag records larger than this are not read (registries cap manifests at 4 MiB). */
+const MAX_SMALL_OBJECT = 8 * 2 ** 20;
+/** How often a waiting replica looks whether the blob another one downloads is stored. */
+const PEER_POLL_MS = 200;
+/** Multipart uploads older than this, under the prefix, are crash leftovers: aborted at start. */
+const STALE_UPLOAD_MS = 3_600_000;
+
+export interface S3StoreOptions {
+  readonly s3: S3StorageConfig;
+  /** Local directory for temp files of downloads in flight; undefined: a fresh one in the OS temp dir. */
+  readonly spoolDir: string | undefined;
+  readonly maxSize: number | undefined;
+  readonly directIO: boolean;
+  /** PEM of extra CAs trusted for the endpoint. */
+  readonly caPem?: string | undefined;
+  readonly now?: (() => number) | undefined;
+  /** Reports failures of background work (garbage collection, last-use markers). */
+  readonly onBackgroundError?: ((what: string, err: unknown) => void) | undefined;
+}
+
+interface Listed {
+  readonly key: string;
+  readonly size: number;
+  readonly modified: number;
+}
+
+interface Lease {
+  readonly owner: string;
+  readonly expiresAt: number;
+}
+
+function status(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}
+
+const isNotFound = (err: unknown): boolean => status(err) === 404;
+/** A conditional write lost: the key exists (412), or a concurrent conditional write won (409). */
+const isConditionLost = (err: unknown): boolean => status(err) === 412 || status(err) === 409;
+
+function split(digest: string): [string, string] {
+  const colon = digest.indexOf(':');
+  return [digest.slice(0, colon), digest.slice(colon + 1)];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+export class S3Store implements CacheStore {
+  readonly maxSize: number | undefined;
+  onEvict: ((evicted: Evicted) => void) | undefined;
+  readonly blobUrl?: (digest: string) => Promise<string>;
+  readonly #config: S3StorageConfig;
+  readonly #client: S3Client;
+  readonly #bucket: string;
+  readonly #prefix: string;
+  readonly #where: string;
+  readonly #spool: string;
+  readonly #ownSpool: boolean;
+  readonly #now: () => number;
+  readonly #onBackgroundError: (what: string, err: unknown) => void;
+  readonly #uploads = new Semaphore(UPLOADS);
+  /** This replica's name in leases. */
+  readonly #owner = randomBytes(8).toString('hex');
+  readonly #touched = new Map<string, number>();
+  #directIO: boolean;
+  #used = 0;
+  #collecting: Promise<Evicted> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  private constructor(options: S3StoreOptions, spool: string, ownSpool: boolean) {
+    const s3 = options.s3;
+    this.#config = s3;
+    this.maxSize = options.maxSize;
+    this.#bucket = s3.bucket;
+    this.#prefix = s3.prefix;
+    this.#where = `bucket ${s3.bucket}${s3.endpoint ? ` at ${s3.endpoint}` : ` in ${s3.region}`}`;
+    this.#spool = spool;
+    this.#ownSpool = ownSpool;
+    this.#directIO = options.directIO;
+    this.#now = options.now ?? Date.now;
+    this.#onBackgroundError = options.onBackgroundError ?? (() => {});
+    const agentOptions = { keepAlive: true, maxSockets: s3.maxConcurrent };
+    const config: S3ClientConfig = {
+      region: s3.region,
+      forcePathStyle: s3.forcePathStyle,
+      ...(s3.endpoint === undefined ? {} : { endpoint: s3.endpoint }),
+      ...(s3.credentialsFile === undefined
+        ? {}
+        : {
+            credentials: fromIni({
+              filepath: s3.credentialsFile,
+              configFilepath: s3.credentialsFile,
+              ...(s3.profile === undefined ? {} : { profile: s3.profile }),
+            }),
+          }),
+      requestHandler: {
+        connectionTimeout: s3.connectTimeoutMs,
+        // Until the answer starts (a hung service is an error, not a warning), and then idle gaps.
+        requestTimeout: s3.timeoutMs,
+        throwOnRequestTimeout: true,
+        socketTimeout: s3.timeoutMs,
+        httpAgent: new HttpAgent(agentOptions),
+        httpsAgent: new HttpsAgent({
+          ...agentOptions,
+          ...(options.caPem === undefined ? {} : { ca: options.caPem }),
+        }),
+      },
+      // Checksums only where S3 requires them: S3-compatible services differ in which trailing-checksum
+      // encodings they accept; blobs are verified against their digest before upload.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 3,
+    };
+    this.#client = new S3Client(config);
+    if (s3.serve === 'redirect')
+      this.blobUrl = (digest) =>
+        getSignedUrl(
+          this.#client,
+          new GetObjectCommand({ Bucket: this.#bucket, Key: this.#blobKey(digest) }),
+          {
+            expiresIn: Math.floor(s3.redirectExpiryMs / 1000),
+          },
+        );
+  }
+
+  /** Checks that the bucket answers, prepares the spool, aborts uploads a crash left, sums what is stored. */
+  static async open(options: S3StoreOptions): Promise<S3Store> {
+    const ownSpool = options.spoolDir === undefined;
+    let spool: string;
+    if (options.spoolDir === undefined) spool = await mkdtemp(join(tmpdir(), 'pullmap-cache-spool-'));
+    else {
+      spool = join(options.spoolDir, 'tmp');
+      await rm(spool, { recursive: true, force: true });
+      await mkdir(spool, { recursive: true });
+    }
+    const store = new S3Store(options, spool, ownSpool);
+    try {
+      await store.#call('list the bucket', () =>
+        store.#client.send(
+          new ListObjectsV2Command({ Bucket: store.#bucket, Prefix: store.#prefix, MaxKeys: 1 }),
+        ),
+      );
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    void store
+      .#abortStaleUploads()
+      .catch((err: unknown) => store.#onBackgroundError('abort stale uploads', err));
+    if (options.maxSize !== undefined && options.s3.gcIntervalMs > 0) {
+      store.#timer = setInterval(() => {
+        void store.collect().catch((err: unknown) => store.#onBackgroundError('garbage collection', err));
+      }, options.s3.gcIntervalMs);
+      store.#timer.unref();
+    }
+    return store;
+  }
+
+  async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#client.destroy();
+    if (this.#ownSpool) await rm(this.#spool, { recursive: true, force: true }).catch(() => {});
+  }
+
+  /** Bytes held by blobs and manifests: summed at each collection, plus what this replica wrote since. */
+  get usedBytes(): number {
+    return this.#used;
+  }
+
+  get directIO(): boolean {
+    return this.#directIO;
+  }
+
+  directIORefused(): void {
+    this.#directIO = false;
+  }
+
+  #blobKey(digest: string): string {
+    const [alg, hex] = split(digest);
+    return `${this.#prefix}blobs/${alg}/${hex}`;
+  }
+
+  #manifestKey(digest: string): string {
+    const [alg, hex] = split(digest);
+    return `${this.#prefix}manifests/${alg}/${hex}`;
+  }
+
+  #tagKey(name: string, tag: string): string {
+    return `${this.#prefix}tags/${createHash('sha256').update(`${name}:${tag}`).digest('hex')}.json`;
+  }
+
+  #usedKey(objectKey: string): string {
+    return `${this.#prefix}used/${objectKey.slice(this.#prefix.length)}`;
+  }
+
+  #leaseKey(digest: string): string {
+    const [alg, hex] = split(digest);
+    return `${this.#prefix}downloading/${alg}/${hex}`;
+  }
+
+  /** Runs one S3 call; a failure of the service becomes StoreUnavailableError naming the bucket. */
+  async #call<T>(what: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      throw this.#unavailable(what, err);
+    }
+  }
+
+  #unavailable(what: string, err: unknown): StoreUnavailableError {
+    if (err instanceof StoreUnavailableError) return err;
+    const e = err as { name?: string; message?: string; code?: string } | undefined;
+    const http = status(err);
+    const detail = [e?.name, http === undefined ? undefined : `HTTP ${http}`, e?.code]
+      .filter(Boolean)
+      .join(', ');
+    return new StoreUnavailableError(
+      `cache store unavailable (storage.s3, ${this.#where}): cannot ${what}: ${e?.message ?? String(err)}${detail ? ` (${detail})` : ''}`,
+    );
+  }
+
+  /** Reads a small object whole; undefined when it does not exist. */
+  async #getSmall(
+    key: string,
+    what: string,
+  ): Promise<{ bytes: Buffer; contentType: string | undefined } | undefined> {
+    return this.#call(what, async () => {
+      let res: GetObjectCommandOutput;
+      try {
+        res = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }));
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+      if (res.ContentLength !== undefined && res.ContentLength > MAX_SMALL_OBJECT) {
+        (res.Body as unknown as Readable | undefined)?.destroy();
+        return undefined;
+      }
+      const bytes = Buffer.from((await res.Body?.transformToByteArray()) ?? new Uint8Array());
+      return { bytes, contentType: res.ContentType };
+    });
+  }
+
+  async #head(key: string, what: string): Promise<{ size: number } | undefined> {
+    return this.#call(what, async () => {
+      try {
+        const res = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
+        return { size: res.ContentLength ?? 0 };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    });
+  }
+
+  /** Records a use of the object at `key` (background; at most once per TOUCH_AFTER_MS per replica). */
+  #touch(key: string): void {
+    const now = this.#now();
+    const last = this.#touched.get(key);
+    if (last !== undefined && now - last < TOUCH_AFTER_MS) return;
+    if (this.#touched.size >= TOUCH_MEMO_MAX) this.#touched.clear();
+    this.#touched.set(key, now);
+    this.#client
+      .send(
+        new PutObjectCommand({ Bucket: this.#bucket, Key: this.#usedKey(key), Body: '', ContentLength: 0 }),
+      )
+      .catch((err: unknown) => {
+        this.#touched.delete(key);
+        this.#onBackgroundError('record a use', this.#unavailable('record a use', err));
+      });
+  }
+
+  async statBlob(digest: string): Promise<StoredBlob | undefined> {
+    const key = this.#blobKey(digest);
+    const found = await this.#head(key, `look up blob ${digest}`);
+    if (found) this.#touch(key);
+    return found;
+  }
+
+  async openBlob(digest: string, blob: StoredBlob): Promise<BlobReader | undefined> {
+    return new ObjectReader(this.#client, this.#bucket, this.#blobKey(digest), blob.size, (err) =>
+      this.#unavailable(`read blob ${digest}`, err),
+    );
+  }
+
+  tempFile(options: { direct?: boolean } = {}): Promise<TempFile> {
+    return openTempFile(this.#spool, (options.direct ?? false) && this.#directIO, () =>
+      this.directIORefused(),
+    );
+  }
+
+  async discard(temp: TempFile): Promise<void> {
+    await unlink(temp.path).catch(() => {});
+  }
+
+  /** Uploads a complete, verified temp file as the blob `digest` (unless a peer stored it already). */
+  async commitBlob(temp: TempFile, digest: string, size: number): Promise<void> {
+    const key = this.#blobKey(digest);
+    try {
+      const there = await this.#head(key, `look up blob ${digest}`);
+      if (there?.size === size) return;
+      const release = await this.#uploads.acquire();
+      try {
+        if (size <= PART_SIZE) {
+          // One PUT of bytes in memory (at most a part's worth): its length is known up front.
+          const bytes = await readFile(temp.path);
+          if (bytes.length !== size) throw new Error(`spooled ${bytes.length} of ${size} bytes`);
+          await this.#call(`upload blob ${digest}`, () =>
+            this.#client.send(
+              new PutObjectCommand({
+                Bucket: this.#bucket,
+                Key: key,
+                Body: bytes,
+                ContentType: 'application/octet-stream',
+              }),
+            ),
+          );
+          this.#used += size;
+          this.#afterWrite();
+          return;
+        }
+        const upload = new Upload({
+          client: this.#client,
+          params: {
+            Bucket: this.#bucket,
+            Key: key,
+            Body: createReadStream(temp.path, { highWaterMark: 1 << 20 }),
+            ContentType: 'application/octet-stream',
+          },
+          partSize: PART_SIZE,
+          queueSize: PART_QUEUE,
+          // A failed multipart upload is aborted: no parts are left behind.
+          leavePartsOnError: false,
+        });
+        await this.#call(`upload blob ${digest}`, () => upload.done());
+      } finally {
+        release();
+      }
+      this.#used += size;
+      this.#afterWrite();
+    } catch (err) {
+      throw err instanceof StoreWriteError ? err : new StoreWriteError('upload', err);
+    } finally {
+      await this.discard(temp);
+    }
+  }
+
+  async getManifest(digest: string): Promise<StoredManifest | undefined> {
+    const key = this.#manifestKey(digest);
+    const got = await this.#getSmall(key, `read manifest ${digest}`);
+    if (!got || got.contentType === undefined) return undefined;
+    // Checked on the way out too: a manifest is small, and a wrong one must never be served.
+    if (createHash(digestAlgorithm(digest)).update(got.bytes).digest('hex') !== split(digest)[1])
+      return undefined;
+    this.#touch(key);
+    return { digest, mediaType: got.contentType, bytes: got.bytes };
+  }
+
+  async putManifest(manifest: StoredManifest): Promise<void> {
+    await this.#call(`store manifest ${manifest.digest}`, () =>
+      this.#client.send(
+        new PutObjectCommand({
+          Bucket: this.#bucket,
+          Key: this.#manifestKey(manifest.digest),
+          Body: manifest.bytes,
+          ContentType: manifest.mediaType,
+        }),
+      ),
+    );
+    this.#used += manifest.bytes.length;
+    this.#afterWrite();
+  }
+
+  async getTag(name: string, tag: string): Promise<TagRecord | undefined> {
+    const got = await this.#getSmall(this.#tagKey(name, tag), `read tag ${name}:${tag}`);
+    if (!got) return undefined;
+    try {
+      const rec = JSON.parse(got.bytes.toString('utf8')) as TagRecord;
+      if (
+        rec.name !== name ||
+        rec.tag !== tag ||
+        !DIGEST.test(rec.digest) ||
+        typeof rec.checkedAt !== 'number'
+      )
+        return undefined;
+      return rec;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async putTag(record: TagRecord): Promise<void> {
+    await this.#call(`store tag ${record.name}:${record.tag}`, () =>
+      this.#client.send(
+        new PutObjectCommand({
+          Bucket: this.#bucket,
+          Key: this.#tagKey(record.name, record.tag),
+          Body: JSON.stringify(record),
+          ContentType: 'application/json',
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Before fetching `digest`: whether another replica stored it, or is fetching it (then this one waits,
+   * up to peerWait, while that replica's lease is alive). The lease is created with a conditional write
+   * (If-None-Match: *) and read back, so a service that ignores the condition costs at most an extra
+   * fetch, never a wrong answer.
+   */
+  async claim(digest: string): Promise<DownloadClaim> {
+    const key = this.#leaseKey(digest);
+    const deadline = this.#now() + this.#config.peerWaitMs;
+    for (;;) {
+      const stored = await this.statBlob(digest);
+      if (stored) return { kind: 'stored', blob: stored };
+      if (await this.#takeLease(key)) return this.#holding(key);
+      const lease = await this.#readLease(key);
+      if (lease === undefined) continue; // released (or deleted) between the two calls
+      if (lease.owner === this.#owner) return this.#holding(key);
+      if (lease.expiresAt < Date.now()) {
+        // Its holder died (or lost the bucket): take over.
+        await this.#call('drop an expired lease', () =>
+          this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })),
+        );
+        continue;
+      }
+      if (this.#now() >= deadline) return { kind: 'fetch', release: async () => {} };
+      await sleep(PEER_POLL_MS);
+    }
+  }
+
+  async #takeLease(key: string): Promise<boolean> {
+    const body: Lease = { owner: this.#owner, expiresAt: Date.now() + this.#config.downloadLeaseMs };
+    try {
+      await this.#client.send(
+        new PutObjectCommand({
+          Bucket: this.#bucket,
+          Key: key,
+          Body: JSON.stringify(body),
+          ContentType: 'application/json',
+          IfNoneMatch: '*',
+        }),
+      );
+    } catch (err) {
+      if (isConditionLost(err)) return false;
+      throw this.#unavailable('write a download lease', err);
+    }
+    // Read back: the lease is ours only if it says so (the condition may have been ignored).
+    return (await this.#readLease(key))?.owner === this.#owner;
+  }
+
+  async #readLease(key: string): Promise<Lease | undefined> {
+    const got = await this.#getSmall(key, 'read a download lease');
+    if (!got) return undefined;
+    try {
+      const lease = JSON.parse(got.bytes.toString('utf8')) as Lease;
+      if (typeof lease.owner === 'string' && typeof lease.expiresAt === 'number') return lease;
+    } catch {
+      // unreadable: treated as expired
+    }
+    return { owner: '', expiresAt: 0 };
+  }
+
+  /** A held lease: renewed every third of its lifetime until released (deleted). */
+  #holding(key: string): DownloadClaim {
+    const renew = setInterval(() => {
+      const body: Lease = { owner: this.#owner, expiresAt: Date.now() + this.#config.downloadLeaseMs };
+      this.#client
+        .send(new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: JSON.stringify(body) }))
+        .catch((err: unknown) => this.#onBackgroundError('renew a download lease', err));
+    }, this.#config.downloadLeaseMs / 3);
+    renew.unref();
+    let released = false;
+    return {
+      kind: 'fetch',
+      release: async () => {
+        if (released) return;
+        released = true;
+        clearInterval(renew);
+        await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })).catch(() => {});
+      },
+    };
+  }
+
+  #afterWrite(): void {
+    if (this.maxSize !== undefined && this.#used > this.maxSize)
+      void this.collect().catch((err: unknown) => this.#onBackgroundError('garbage collection', err));
+  }
+
+  async #list(sub: string): Promise<Listed[]> {
+    const out: Listed[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.#call(`list ${sub}`, () =>
+        this.#client.send(
+          new ListObjectsV2Command({
+            Bucket: this.#bucket,
+            Prefix: `${this.#prefix}${sub}`,
+            ...(token === undefined ? {} : { ContinuationToken: token }),
+          }),
+        ),
+      );
+      for (const o of page.Contents ?? [])
+        if (o.Key !== undefined)
+          out.push({ key: o.Key, size: o.Size ?? 0, modified: o.LastModified?.getTime() ?? 0 });
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+    return out;
+  }
+
+  async #delete(key: string): Promise<void> {
+    await this.#call('delete an object', () =>
+      this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })),
+    );
+  }
+
+  /**
+   * Sums the bucket (what every replica stored) and, above maxSize, frees down to 90 % of it by last
+   * use: blobs no stored manifest references first, then everything oldest first; then drops tag records
+   * whose manifest is gone. Replicas collecting at once delete the same objects: harmless.
+   */
+  collect(): Promise<Evicted> {
+    this.#collecting ??= this.#collect().finally(() => {
+      this.#collecting = undefined;
+    });
+    return this.#collecting;
+  }
+
+  async #collect(): Promise<Evicted> {
+    const evicted = { blobs: 0, manifests: 0, tags: 0, bytes: 0 };
+    const [blobs, manifests, used] = [
+      await this.#list('blobs/'),
+      await this.#list('manifests/'),
+      await this.#list('used/'),
+    ];
+    const lastUse = new Map<string, number>();
+    for (const u of used)
+      lastUse.set(`${this.#prefix}${u.key.slice(`${this.#prefix}used/`.length)}`, u.modified);
+    const digestOf = (key: string): string => {
+      const rest = key.slice(this.#prefix.length).split('/');
+      return `${rest[1]}:${rest[2]}`;
+    };
+    const objects = [
+      ...blobs.map((o) => ({ ...o, kind: 'blob' as const })),
+      ...manifests.map((o) => ({ ...o, kind: 'manifest' as const })),
+    ]
+      .filter((o) => DIGEST.test(digestOf(o.key)))
+      .map((o) => ({ ...o, digest: digestOf(o.key), use: Math.max(o.modified, lastUse.get(o.key) ?? 0) }));
+    let total = objects.reduce((sum, o) => sum + o.size, 0);
+    const live = new Set(objects.filter((o) => o.kind === 'manifest').map((o) => o.digest));
+    if (this.maxSize !== undefined && total > this.maxSize) {
+      const referenced = new Set<string>();
+      for (const o of objects) {
+        if (o.kind !== 'manifest') continue;
+        const got = await this.#getSmall(o.key, 'read a manifest');
+        if (got) for (const d of referencedDigests(got.bytes)) referenced.add(d);
+      }
+      const first = (o: { kind: string; digest: string }): number =>
+        o.kind === 'blob' && !referenced.has(o.digest) ? 0 : 1;
+      objects.sort((a, b) => first(a) - first(b) || a.use - b.use);
+      const goal = this.maxSize * LOW_WATER;
+      for (const o of objects) {
+        if (total <= goal) break;
+        await this.#delete(o.key);
+        await this.#delete(this.#usedKey(o.key)).catch(() => {});
+        total -= o.size;
+        evicted.bytes += o.size;
+        if (o.kind === 'blob') evicted.blobs++;
+        else {
+          evicted.manifests++;
+          live.delete(o.digest);
+        }
+      }
+    }
+    this.#used = total;
+    // Markers of objects gone (evicted by another replica), and leases of replicas that died long ago
+    // with nobody asking for that blob since: small, but they would pile up.
+    const stored = new Set(objects.map((o) => o.key));
+    for (const u of used)
+      if (!stored.has(`${this.#prefix}${u.key.slice(`${this.#prefix}used/`.length)}`))
+        await this.#delete(u.key);
+    const longAgo = Date.now() - Math.max(STALE_UPLOAD_MS, 10 * this.#config.downloadLeaseMs);
+    for (const l of await this.#list('downloading/')) if (l.modified < longAgo) await this.#delete(l.key);
+    for (const t of await this.#list('tags/')) {
+      const got = await this.#getSmall(t.key, 'read a tag record');
+      let digest: unknown;
+      try {
+        digest = got && (JSON.parse(got.bytes.toString('utf8')) as { digest?: unknown }).digest;
+      } catch {
+        // unreadable: dropped
+      }
+      if (!got) continue;
+      if (typeof digest === 'string' && live.has(digest)) continue;
+      await this.#delete(t.key);
+      evicted.tags++;
+    }
+    if (evicted.bytes > 0 || evicted.tags > 0) this.onEvict?.(evicted);
+    return evicted;
+  }
+
+  async #abortStaleUploads(): Promise<void> {
+    const page = await this.#call('list multipart uploads', () =>
+      this.#client.send(
+        new ListMultipartUploadsCommand({ Bucket: this.#bucket, Prefix: `${this.#prefix}blobs/` }),
+      ),
+    );
+    for (const u of page.Uploads ?? []) {
+      if (u.Key === undefined || u.UploadId === undefined) continue;
+      if (u.Initiated !== undefined && Date.now() - u.Initiated.getTime() < STALE_UPLOAD_MS) continue;
+      await this.#client
+        .send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: u.Key, UploadId: u.UploadId }))
+        .catch(() => {});
+    }
+  }
+}
+
+/** A stored blob read from the bucket, in order, from where the first read asks (a ranged GET). */
+class ObjectReader implements BlobReader {
+  readonly #client: S3Client;
+  readonly #bucket: string;
+  readonly #key: string;
+  readonly #size: number;
+  readonly #failure: (err: unknown) => Error;
+  #body: Readable | undefined;
+  #chunks: AsyncIterator<Buffer> | undefined;
+  #pending: Buffer | undefined;
+  #position = -1;
+
+  constructor(client: S3Client, bucket: string, key: string, size: number, failure: (err: unknown) => Error) {
+    this.#client = client;
+    this.#bucket = bucket;
+    this.#key = key;
+    this.#size = size;
+    this.#failure = failure;
+  }
+
+  available(): number {
+    return this.#size;
+  }
+
+  complete(): boolean {
+    return true;
+  }
+
+  more(): Promise<void> {
+    return Promise.reject(new Error('a stored blob does not grow'));
+  }
+
+  async read(buffer: Buffer, length: number, position: number): Promise<number> {
+    if (position !== this.#position) await this.#open(position);
+    let chunk = this.#pending;
+    if (chunk === undefined || chunk.length === 0) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await (this.#chunks as AsyncIterator<Buffer>).next();
+      } catch (err) {
+        throw this.#failure(err);
+      }
+      if (next.done) return 0;
+      chunk = next.value;
+    }
+    const n = chunk.copy(buffer, 0, 0, Math.min(length, chunk.length));
+    this.#pending = chunk.subarray(n);
+    this.#position += n;
+    return n;
+  }
+
+  async #open(position: number): Promise<void> {
+    await this.close();
+    let res: { Body?: unknown };
+    try {
+      res = await this.#client.send(
+        new GetObjectCommand({
+          Bucket: this.#bucket,
+          Key: this.#key,
+          Range: `bytes=${position}-${this.#size - 1}`,
+        }),
+      );
+    } catch (err) {
+      throw this.#failure(err);
+    }
+    this.#body = res.Body as Readable;
+    this.#chunks = this.#body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    this.#pending = undefined;
+    this.#position = position;
+  }
+
+  async close(): Promise<void> {
+    this.#body?.destroy();
+    this.#body = undefined;
+    this.#chunks = undefined;
+  }
+}

@@ -142,6 +142,11 @@ describe('helm lint and template', () => {
     const { clientConfig: _c, ...chartHook } = mutating.webhooks[0];
     const { clientConfig: _p, ...plainHook } = plain.webhooks[0];
     assert.deepEqual(chartHook, plainHook);
+    // The same permissions as the plain manifests (pull secret copies included).
+    const plainRbac = parseAllDocuments(readFileSync(join(ROOT, 'deploy', 'webhook', 'rbac.yaml'), 'utf8'))
+      .map((d) => d.toJSON() as Obj)
+      .filter(Boolean);
+    assert.deepEqual(find(list, 'ClusterRole', 'pullmap')!.rules, find(plainRbac, 'ClusterRole')!.rules);
     const validating = find(list, 'ValidatingWebhookConfiguration', 'pullmap-maps')!;
     assert.equal(validating.webhooks[0].failurePolicy, 'Ignore');
     assert.equal(validating.webhooks[0].clientConfig.service.path, '/validate-maps');

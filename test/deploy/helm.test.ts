@@ -394,6 +394,12 @@ function httpsStatus(url: string, caPem: string, servername: string): Promise<nu
   });
 }
 
+// The apiserver calls a Service-based webhook at the Service's ClusterIP, which nothing serves here (no
+// kube-proxy) and which is not on loopback: creating the chart's maps would send SYNs off the machine.
+// The installs point both webhooks at a closed loopback port instead (refused at once; failurePolicy
+// Ignore admits), which also installs the url variant against a real apiserver.
+const NO_CLUSTER_IP = ['--set', 'webhook.url=https://127.0.0.1:1', '--set', 'tls.ipAddresses={127.0.0.1}'];
+
 describe('helm install, upgrade and uninstall against a real kube-apiserver', () => {
   let kube: Kube;
   const get = async (args: string[]): Promise<Obj> =>
@@ -428,6 +434,7 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       '--set',
       'cache.enabled=true',
       ...valuesFile('maps'),
+      ...NO_CLUSTER_IP,
     ]);
     t.diagnostic(`helm install: ${Math.round(performance.now() - started)} ms`);
 
@@ -461,6 +468,12 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
     const validating = await get(['validatingwebhookconfiguration', 'pullmap-maps']);
     assertServingCert(mutating.webhooks[0].clientConfig.caBundle, secret.data['tls.crt'], 'pullmap-webhook');
     assert.equal(validating.webhooks[0].clientConfig.caBundle, mutating.webhooks[0].clientConfig.caBundle);
+    assert.equal(mutating.webhooks[0].clientConfig.url, 'https://127.0.0.1:1/mutate-pods');
+    assert.equal(
+      new X509Certificate(pem(secret.data['tls.crt'])).checkIP('127.0.0.1'),
+      '127.0.0.1',
+      'the certificate names the url host',
+    );
 
     // The webhook command as the Deployment holds it, run here with the chart's ServiceAccount: it
     // loads the maps (ready), elects itself and writes their status, serving with the Secret's certificate.
@@ -575,6 +588,7 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       'cache.enabled=true',
       '--set',
       'cache.mode=pvc',
+      ...NO_CLUSTER_IP,
     ]);
     assert.match(notes, /set webhook\.cacheAddress/, 'the notes say what the PVC cache needs');
     const pvc = await get(['-n', namespace, 'pvc', 'pullmap-pvc-cache-store']);

@@ -97,8 +97,9 @@ export interface TestNode {
    */
   containerLog(namespace: string, pod: string, container: string): Promise<string>;
   /**
-   * TCP connections of this network namespace with the node's address or a Service ClusterIP at one end,
-   * seen since the node started ("local -> remote"); [] while the network rule holds.
+   * TCP connections of this network namespace with the node's address or a ClusterIP of this cluster's
+   * Services at one end, seen since the node started ("local -> remote"); [] while the network rule
+   * holds. Only this cluster's ClusterIPs count: other test files' clusters use the same range.
    */
   offLimitsConnections(): Promise<string[]>;
   /** The last `maxChars` of kubelet's and containerd's output. */
@@ -766,7 +767,15 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
       },
       async offLimitsConnections() {
         await offLimits.sample();
-        return offLimits.found();
+        const clusterIps = new Set(
+          (await kube.kubectl(['get', 'services', '-A', '-o', 'jsonpath={.items[*].spec.clusterIPs[*]}']))
+            .split(/\s+/)
+            .filter(Boolean),
+        );
+        return offLimits.found().filter((c) => {
+          const ends = c.split(' -> ').map((end) => end.slice(0, end.lastIndexOf(':')));
+          return ends.some((ip) => ip === NODE_IP || clusterIps.has(ip));
+        });
       },
       logs: (maxChars = 16_000) =>
         `--- kubelet ---\n${kubeletDaemon?.output().slice(-maxChars) ?? ''}\n--- containerd ---\n${containerd?.output().slice(-maxChars) ?? ''}`,

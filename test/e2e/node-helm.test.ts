@@ -30,6 +30,7 @@ const NAMESPACE = 'pullmap-system';
 // A registry name that only exists in the pods' specs: the webhook maps it away, and the node sends a
 // pull that names it to a closed loopback port.
 const EDGE_SOURCE = 'registry.edge.example';
+const PRIVATE_SOURCE = 'registry.private.example';
 
 const notRoot =
   process.getuid?.() !== 0
@@ -44,6 +45,9 @@ let node: TestNode;
 let controlPlane: ControlPlane;
 let helm: Helm;
 let mirror: TestRegistry;
+/** Issue 17 §2: a mirror that wants credentials (htpasswd). */
+let privateMirror: TestRegistry;
+const PULLER = { user: 'puller', password: 'pull-secret-password' };
 let dir: TempDir;
 let webhookPort: number;
 let cachePort: number;
@@ -116,10 +120,15 @@ before(async () => {
   image = { ...built, configDigest: (JSON.parse(manifest) as { config: { digest: string } }).config.digest };
   dir = await tempDir('e2e-node-helm');
   kube = await startKube({ serviceAccounts: true });
-  mirror = await startRegistry();
+  [mirror, privateMirror] = await Promise.all([
+    startRegistry(),
+    startRegistry({ auth: { kind: 'htpasswd', users: { [PULLER.user]: PULLER.password } } }),
+  ]);
   [webhookPort, cachePort] = await Promise.all([freePort(), freePort()]);
   node = await startNode(kube);
   await node.plainHttp(mirror.host);
+  await node.plainHttp(privateMirror.host);
+  await node.unreachable(PRIVATE_SOURCE);
   await node.plainHttp(`127.0.0.1:${cachePort}`);
   await node.unreachable(EDGE_SOURCE);
   await node.loadImage(image.archive, { baseName: imageRepository });
@@ -165,14 +174,30 @@ after(async () => {
   await controlPlane?.stop();
   await node?.stop();
   await mirror?.close();
+  await privateMirror?.close();
   await helm?.stop();
   await kube?.stop();
   await dir?.remove();
 });
 
+/** Waits until the webhook pod's watch has the maps that turn the pod's first image into `want` (dry runs). */
+async function untilAdmitted(pod: Obj, want: string): Promise<void> {
+  let admitted = '';
+  for (let i = 0; i < 150 && admitted !== want; i++) {
+    admitted = (
+      await kube.kubectl(
+        ['create', '--dry-run=server', '-o', 'jsonpath={.spec.containers[0].image}', '-f', '-'],
+        stringify(pod),
+      )
+    ).trim();
+    if (admitted !== want) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(admitted, want, 'the webhook pod never mapped the image');
+}
+
 /** A namespace whose `default` ServiceAccount exists (the ServiceAccount admission plugin requires it). */
-async function namespaceWithAccount(prefix: string): Promise<string> {
-  const ns = await kube.createNamespace({ prefix });
+async function namespaceWithAccount(prefix: string, labels?: Record<string, string>): Promise<string> {
+  const ns = await kube.createNamespace({ prefix, ...(labels ? { labels } : {}) });
   for (let i = 0; i < 200; i++) {
     const found = await kube
       .kubectl(['get', 'serviceaccount', '-n', ns, 'default', '-o', 'name'])
@@ -270,18 +295,7 @@ describe('pullmap installed by its chart, running as pods on the node', { skip: 
         containers: [{ name: 'app', image: original }],
       },
     });
-    // The webhook pod's watch has the map once a dry run comes back rewritten.
-    let admitted = '';
-    for (let i = 0; i < 150 && admitted !== expected; i++) {
-      admitted = (
-        await kube.kubectl(
-          ['create', '--dry-run=server', '-o', 'jsonpath={.spec.containers[0].image}', '-f', '-'],
-          stringify(manifest('dry-run')),
-        )
-      ).trim();
-      if (admitted !== expected) await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(admitted, expected, 'the webhook pod never mapped the image');
+    await untilAdmitted(manifest('dry-run'), expected);
     const ready = (await getJson(['clusterimagemap', 'edge']))['status']?.conditions?.find(
       (c: Obj) => c['type'] === 'Ready',
     );
@@ -328,6 +342,118 @@ describe('pullmap installed by its chart, running as pods on the node', { skip: 
       'the cache pod fetched from the mirror',
     );
     t.diagnostic(`cache pod served ${served} bytes (layer ${app.layer.size}, config ${app.config.size})`);
+  });
+});
+
+describe('issue 17 §2 on the node: a mirror that needs credentials, with the pull secret pullmap copies', {
+  skip: notRoot,
+}, () => {
+  it('without the copy the pull is refused (401); with the Secret in pullmap-system copied, the same pod spec runs', async (t) => {
+    const app = await markerImage('issue 17: from the private mirror, with the copied pull secret');
+    await pushImage(privateMirror, 'private/team/app', '2.0', app);
+    await apply({
+      apiVersion: 'pullmap.dev/v1alpha1',
+      kind: 'ClusterImageMap',
+      metadata: { name: 'private' },
+      spec: {
+        mappings: [
+          { from: `${PRIVATE_SOURCE}/`, to: `${privateMirror.host}/private/`, pullSecret: 'mirror-pull' },
+        ],
+        namespaceSelector: { matchLabels: { 'pullmap.dev/test-tenant': 'private' } },
+      },
+    });
+    const ns = await namespaceWithAccount('helm-creds', { 'pullmap.dev/test-tenant': 'private' });
+    const original = `${PRIVATE_SOURCE}/team/app:2.0`;
+    const expected = `${privateMirror.host}/private/team/app:2.0`;
+    const manifest = (name: string): Obj => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: ns },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        dnsPolicy: 'Default',
+        automountServiceAccountToken: false,
+        containers: [{ name: 'app', image: original }],
+      },
+    });
+    await untilAdmitted(manifest('dry-run'), expected);
+
+    // The map names a Secret that does not exist yet: the pod refers to the copy, which is not there.
+    await apply(manifest('before-copy'));
+    const refused = await waitForPodRunning(kube, ns, 'before-copy', 60_000).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    assert.ok(refused, 'the pull without credentials must fail');
+    assert.ok(
+      (await privateMirror.count({ uri: '/manifests/', status: 401 })) > 0,
+      'the private mirror refused the node (401)',
+    );
+    assert.match(refused.message, /ErrImagePull|ImagePullBackOff/);
+    assert.match(refused.message, /401 Unauthorized|unauthorized/i, refused.message);
+    const before = await getJson(['pod', '-n', ns, 'before-copy']);
+    assert.deepEqual(before['spec'].imagePullSecrets, [{ name: 'pullmap-mirror-pull' }]);
+    assert.equal(before['spec'].containers[0].image, expected);
+    t.diagnostic(
+      `pod before-copy: ${refused.message
+        .split('\n')
+        .filter((l) => /Failed/.test(l))
+        .join('\n  ')}`,
+    );
+    await kube.kubectl([
+      'delete',
+      'pod',
+      '-n',
+      ns,
+      'before-copy',
+      '--grace-period=0',
+      '--force',
+      '--wait=false',
+    ]);
+
+    // The cluster administrator's Secret in pullmap's namespace; the webhook pod (Lease holder) copies it.
+    const auth = Buffer.from(`${PULLER.user}:${PULLER.password}`).toString('base64');
+    await apply({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/dockerconfigjson',
+      metadata: { name: 'mirror-pull', namespace: NAMESPACE },
+      data: {
+        '.dockerconfigjson': Buffer.from(
+          JSON.stringify({ auths: { [privateMirror.host]: { auth } } }),
+        ).toString('base64'),
+      },
+    });
+    let copy: Obj | undefined;
+    for (let i = 0; i < 300 && !copy; i++) {
+      copy = await getJson(['secret', '-n', ns, 'pullmap-mirror-pull']).catch(() => undefined);
+      if (!copy) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(copy, 'the webhook pod copied the Secret into the namespace');
+    assert.equal(copy['type'], 'kubernetes.io/dockerconfigjson');
+    assert.equal(copy['metadata'].labels?.['pullmap.dev/copy-of'] !== undefined, true, 'labelled as a copy');
+
+    const pullsBefore = await privateMirror.count({ method: 'GET', uri: '/manifests/', status: 200 });
+    const t0 = performance.now();
+    await apply(manifest('with-copy'));
+    const running = await waitForPodRunning(kube, ns, 'with-copy');
+    const events = await podEvents(kube, ns, 'with-copy');
+    t.diagnostic(
+      `pod with-copy: running ${(performance.now() - t0).toFixed(0)} ms after create; events:\n  ${events.join('\n  ')}`,
+    );
+    assert.deepEqual(running.pod['spec'].imagePullSecrets, [{ name: 'pullmap-mirror-pull' }]);
+    assert.equal(
+      String(running.pod['status'].containerStatuses[0].imageID).replace(/^.*@/, ''),
+      app.manifest.digest,
+    );
+    assert.equal(
+      await node.containerLog(ns, 'with-copy', 'app'),
+      'marker: issue 17: from the private mirror, with the copied pull secret\n',
+    );
+    // docker-registry's htpasswd auth answers 200 only to a request with valid credentials: the node
+    // sent the copied Secret's (its access log does not name the user).
+    const pulls = await privateMirror.count({ method: 'GET', uri: '/manifests/', status: 200 });
+    assert.ok(pulls > pullsBefore, 'the node fetched the manifest from the private mirror, authenticated');
   });
 });
 

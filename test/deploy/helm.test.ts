@@ -42,6 +42,7 @@ const CASES: readonly Case[] = [
   { name: 'cache-pvc' },
   { name: 'cert-manager' },
   { name: 'maps' },
+  { name: 'host-network' },
   { name: 'service-monitor', flags: ['--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor'] },
 ];
 
@@ -141,12 +142,11 @@ describe('helm lint and template', () => {
     const { clientConfig: _c, ...chartHook } = mutating.webhooks[0];
     const { clientConfig: _p, ...plainHook } = plain.webhooks[0];
     assert.deepEqual(chartHook, plainHook);
-    const plainRbac = objects(readFileSync(join(ROOT, 'deploy', 'webhook', 'rbac.yaml'), 'utf8'));
-    assert.deepEqual(
-      find(list, 'ClusterRole', 'pullmap')?.rules,
-      find(plainRbac, 'ClusterRole')?.rules,
-      'the ClusterRole grants what deploy/webhook grants',
-    );
+    // The same permissions as the plain manifests (pull secret copies included).
+    const plainRbac = parseAllDocuments(readFileSync(join(ROOT, 'deploy', 'webhook', 'rbac.yaml'), 'utf8'))
+      .map((d) => d.toJSON() as Obj)
+      .filter(Boolean);
+    assert.deepEqual(find(list, 'ClusterRole', 'pullmap')!.rules, find(plainRbac, 'ClusterRole')!.rules);
     const validating = find(list, 'ValidatingWebhookConfiguration', 'pullmap-maps')!;
     assert.equal(validating.webhooks[0].failurePolicy, 'Ignore');
     assert.equal(validating.webhooks[0].clientConfig.service.path, '/validate-maps');
@@ -197,6 +197,55 @@ describe('helm lint and template', () => {
     assert.ok(args.includes('--failure-policy=Fail'), 'pullmap itself refuses pods on its failures too');
   });
 
+  test('host network: webhook and cache on the node loopback, the webhooks called by URL, the certificate for that IP', async () => {
+    const list = objects(await template('host-network'));
+    const pod = find(list, 'Deployment', 'pullmap-webhook')!.spec.template.spec;
+    assert.equal(pod.hostNetwork, true);
+    assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet');
+    const container = pod.containers[0];
+    assert.ok(container.args.includes('--listen=127.0.0.1:18443'), container.args.join(' '));
+    assert.equal(container.ports[0].containerPort, 18443);
+    // The kubelet would probe the pod IP (the node's address) unless the probe names the listen address.
+    for (const probe of [container.readinessProbe, container.livenessProbe]) {
+      assert.equal(probe.httpGet.host, '127.0.0.1');
+      assert.equal(probe.httpGet.scheme, 'HTTPS');
+    }
+    assert.deepEqual(
+      container.env.filter((e: Obj) => e.name.startsWith('KUBERNETES_SERVICE_')),
+      [
+        { name: 'KUBERNETES_SERVICE_HOST', value: '127.0.0.1' },
+        { name: 'KUBERNETES_SERVICE_PORT', value: '16443' },
+      ],
+      'extraEnv points the in-cluster client at the apiserver',
+    );
+    assert.equal(find(list, 'PodDisruptionBudget'), undefined);
+    const mutating = find(list, 'MutatingWebhookConfiguration')!.webhooks[0].clientConfig;
+    const validating = find(list, 'ValidatingWebhookConfiguration')!.webhooks[0].clientConfig;
+    assert.deepEqual(Object.keys(mutating).sort(), ['caBundle', 'url']);
+    assert.equal(mutating.url, 'https://127.0.0.1:18443/mutate-pods');
+    assert.equal(validating.url, 'https://127.0.0.1:18443/validate-maps');
+    const secret = find(list, 'Secret', 'pullmap-webhook-tls')!;
+    assertServingCert(mutating.caBundle, secret.data['tls.crt'], 'pullmap-webhook');
+    const cert = new X509Certificate(pem(secret.data['tls.crt']));
+    assert.equal(cert.checkIP('127.0.0.1'), '127.0.0.1', 'tls.ipAddresses are in the certificate');
+    assert.equal(cert.checkIP('10.0.0.1'), undefined);
+    // Without the values the defaults keep the Service and no IP names.
+    const defaults = objects(await template('defaults'));
+    const plainCert = new X509Certificate(pem(find(defaults, 'Secret')!.data['tls.crt']));
+    assert.equal(plainCert.checkIP('127.0.0.1'), undefined);
+    const defaultPod = find(defaults, 'Deployment')!.spec.template.spec;
+    assert.equal(defaultPod.hostNetwork, undefined);
+    assert.equal(defaultPod.containers[0].readinessProbe.httpGet.host, undefined);
+    assert.ok(defaultPod.containers[0].args.includes('--listen=0.0.0.0:8443'));
+    const cacheDs = find(list, 'DaemonSet', 'pullmap-cache')!.spec.template.spec;
+    assert.equal(cacheDs.hostNetwork, true);
+    assert.ok(cacheDs.containers[0].args.includes('--listen=127.0.0.1:17439'));
+    assert.equal(
+      cacheDs.volumes.find((v: Obj) => v.name === 'store').hostPath.path,
+      '/var/lib/pullmap-test/cache',
+    );
+  });
+
   test('an existing Secret: no generated certificate, the given caBundle', async () => {
     const caBundle = Buffer.from('-----BEGIN CERTIFICATE-----\n...\n').toString('base64');
     const list = objects(
@@ -221,6 +270,15 @@ describe('helm lint and template', () => {
       [['--set', 'webhook.leaderElection=false'], /webhook\.leaderElection=false needs webhook\.replicas=1/],
       [['--set', 'webhok.replicas=1'], /webhok/],
       [['--set', 'tls.existingSecret=my-tls'], /tls\.existingSecret needs tls\.caBundle/],
+      [
+        ['--set', 'webhook.url=https://10.1.2.3:9443'],
+        /webhook\.url names 10\.1\.2\.3, which the self-signed certificate does not: add it to tls\.ipAddresses/,
+      ],
+      [['--set', 'webhook.url=https://127.0.0.1:9443/mutate'], /webhook\/url/],
+      [
+        ['--set', 'webhook.hostNetwork=true', '--set', 'webhook.listenHost=127.0.0.1'],
+        /webhook\.listenHost=127\.0\.0\.1 with hostNetwork .* set webhook\.url/,
+      ],
     ];
     for (const [flags, message] of refused) {
       const result = await helm.run(['template', 'pullmap', CHART, ...flags]);
@@ -336,6 +394,12 @@ function httpsStatus(url: string, caPem: string, servername: string): Promise<nu
   });
 }
 
+// The apiserver calls a Service-based webhook at the Service's ClusterIP, which nothing serves here (no
+// kube-proxy) and which is not on loopback: creating the chart's maps would send SYNs off the machine.
+// The installs point both webhooks at a closed loopback port instead (refused at once; failurePolicy
+// Ignore admits), which also installs the url variant against a real apiserver.
+const NO_CLUSTER_IP = ['--set', 'webhook.url=https://127.0.0.1:1', '--set', 'tls.ipAddresses={127.0.0.1}'];
+
 describe('helm install, upgrade and uninstall against a real kube-apiserver', () => {
   let kube: Kube;
   const get = async (args: string[]): Promise<Obj> =>
@@ -370,6 +434,7 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       '--set',
       'cache.enabled=true',
       ...valuesFile('maps'),
+      ...NO_CLUSTER_IP,
     ]);
     t.diagnostic(`helm install: ${Math.round(performance.now() - started)} ms`);
 
@@ -403,6 +468,12 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
     const validating = await get(['validatingwebhookconfiguration', 'pullmap-maps']);
     assertServingCert(mutating.webhooks[0].clientConfig.caBundle, secret.data['tls.crt'], 'pullmap-webhook');
     assert.equal(validating.webhooks[0].clientConfig.caBundle, mutating.webhooks[0].clientConfig.caBundle);
+    assert.equal(mutating.webhooks[0].clientConfig.url, 'https://127.0.0.1:1/mutate-pods');
+    assert.equal(
+      new X509Certificate(pem(secret.data['tls.crt'])).checkIP('127.0.0.1'),
+      '127.0.0.1',
+      'the certificate names the url host',
+    );
 
     // The webhook command as the Deployment holds it, run here with the chart's ServiceAccount: it
     // loads the maps (ready), elects itself and writes their status, serving with the Secret's certificate.
@@ -517,6 +588,7 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       'cache.enabled=true',
       '--set',
       'cache.mode=pvc',
+      ...NO_CLUSTER_IP,
     ]);
     assert.match(notes, /set webhook\.cacheAddress/, 'the notes say what the PVC cache needs');
     const pvc = await get(['-n', namespace, 'pvc', 'pullmap-pvc-cache-store']);

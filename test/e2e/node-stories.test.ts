@@ -15,14 +15,7 @@ import { embedRegistry } from '../../src/core/reference/index.ts';
 import { type CacheProcess, spawnCache } from '../harness/cache.ts';
 import { ociArchive, pushImage } from '../harness/images.ts';
 import { type Kube, startKube } from '../harness/kube.ts';
-import {
-  markerImage,
-  NODE_APISERVER_ARGS,
-  podEvents,
-  startNode,
-  type TestNode,
-  waitForPodRunning,
-} from '../harness/node.ts';
+import { markerImage, podEvents, startNode, type TestNode, waitForPodRunning } from '../harness/node.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { type Pullmap, startPullmap } from '../harness/pullmap.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
@@ -55,7 +48,7 @@ before(async () => {
   if (notRoot) return;
   dir = await tempDir('e2e-node');
   pki = await makePki(dir.path);
-  kube = await startKube({ apiserverArgs: NODE_APISERVER_ARGS });
+  kube = await startKube();
   panicBefore = await readFile('/proc/sys/kernel/panic', 'utf8');
   [mirror, upstream, origin] = await Promise.all([startRegistry(), startRegistry(), startRegistry()]);
   node = await startNode(kube);
@@ -194,7 +187,7 @@ async function runPod(
   for (const c of manifest.spec.containers) {
     // The program prints its marker right away, but the log file may trail the "running" state briefly.
     for (let i = 0; i < 40; i++) {
-      logs[c.name] = await kube.kubectl(['logs', '-n', namespace, name, '-c', c.name]);
+      logs[c.name] = await node.containerLog(namespace, name, c.name);
       if (logs[c.name]) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -431,6 +424,12 @@ describe('story 000 on the node: when: IfExists with one image at the mirror and
     assert.equal(kept.logs['app'], 'marker: story 000: only at the origin\n');
     assert.equal(kept.pod['metadata'].annotations?.['pullmap.dev/original-images'], undefined);
     assert.equal(digestOf(kept.pod), onlyOrigin.manifest.digest);
+  });
+});
+
+describe('the network rule of the node tests', { skip: notRoot }, () => {
+  it('nothing in this network namespace connected to the node address or a Service ClusterIP', async () => {
+    assert.deepEqual(await node.offLimitsConnections(), [], 'every connection went to 127.0.0.0/8');
   });
 });
 

@@ -19,6 +19,11 @@ export interface KubeOptions {
   etcdBinary?: string;
   /** Extra kube-apiserver flags (e.g. --feature-gates=...); later flags override earlier ones. */
   apiserverArgs?: readonly string[];
+  /**
+   * Keep the ServiceAccount admission plugin on (pods get token volumes). Off by default: without a
+   * controller-manager nobody creates the `default` accounts it requires (see control-plane.ts).
+   */
+  serviceAccounts?: boolean;
   readyTimeoutMs?: number;
 }
 
@@ -238,7 +243,7 @@ async function startKubeOnce(options: KubeOptions): Promise<Kube> {
       '--authorization-mode=RBAC',
       `--token-auth-file=${p('tokens.csv')}`,
       // No controller-manager creates service accounts, so pods would be refused without this.
-      '--disable-admission-plugins=ServiceAccount',
+      ...(options.serviceAccounts ? [] : ['--disable-admission-plugins=ServiceAccount']),
       '--allow-privileged=true',
       '--profiling=false',
       '--endpoint-reconciler-type=none',

@@ -6,17 +6,14 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { endianness, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { type BuiltImage, buildImage, ociArchive } from './images.ts';
 import { type Kube, withParentDeathSignal } from './kube.ts';
 import { type Daemon, execFileAsync, freePort, requireCommand, startDaemon, tempDir } from './process.ts';
-
-/** Flags the apiserver needs to reach a harness node: the kubelet's name resolves nowhere, its IP does. */
-export const NODE_APISERVER_ARGS: readonly string[] = ['--kubelet-preferred-address-types=InternalIP'];
 
 /** The sandbox ("pause") image every pod's sandbox runs; imported at start, never pulled. */
 export const PAUSE_IMAGE = 'localhost/pullmap-test/pause:1';
@@ -26,6 +23,10 @@ export const PAUSE_IMAGE = 'localhost/pullmap-test/pause:1';
 // machine. The same bridge carries pods that have their own network namespace.
 const SUBNET = '10.251.0.0/24';
 const NODE_IP = '10.251.0.1';
+// The network rule of these tests: processes of this machine's network namespace connect to 127.0.0.0/8
+// only (or to pods inside their own namespaces), never to the node's address nor to a Service ClusterIP
+// (startKube's --service-cluster-ip-range; no kube-proxy runs). offLimitsConnections() checks it.
+const OFF_LIMITS = /^(10\.251\.0\.1|10\.0\.0\.\d+)$/;
 const LOCK_PATH = join(tmpdir(), 'pullmap-node.lock');
 /** Survives a crashed run, so the next node restores what this one changed outside its directory. */
 const HOST_STATE_PATH = join(tmpdir(), 'pullmap-node.host-state.json');
@@ -80,12 +81,27 @@ export interface TestNode {
   plainHttp(host: string): Promise<void>;
   /** Sends pulls that name `host` to a closed loopback port: a name used only in specs never resolves. */
   unreachable(host: string): Promise<void>;
-  /** Imports an OCI (or docker) archive into the CRI namespace, as `ctr images import` does. */
-  loadImage(archive: string | Buffer): Promise<void>;
+  /**
+   * Imports an OCI (or docker) archive into the CRI namespace, as `ctr images import` does; with
+   * `baseName`, an archive whose ref names only a tag (build-image.sh's "0.1.0") is named baseName:tag.
+   */
+  loadImage(archive: string | Buffer, options?: { baseName?: string }): Promise<void>;
   /** Removes every name of the image `ref` (tag, digest and ID) and waits for containerd to collect it. */
   removeImage(ref: string): Promise<readonly string[]>;
   /** Whether the runtime holds an image under `ref`. */
   hasImage(ref: string): Promise<boolean>;
+  /**
+   * What a container printed, read from the kubelet's pod log files on the node (no kubectl logs: that
+   * would make the apiserver connect to the kubelet, which listens on 127.0.0.1 only). The newest pod of
+   * that name; the container's latest run.
+   */
+  containerLog(namespace: string, pod: string, container: string): Promise<string>;
+  /**
+   * TCP connections of this network namespace with the node's address or a ClusterIP of this cluster's
+   * Services at one end, seen since the node started ("local -> remote"); [] while the network rule
+   * holds. Only this cluster's ClusterIPs count: other test files' clusters use the same range.
+   */
+  offLimitsConnections(): Promise<string[]>;
   /** The last `maxChars` of kubelet's and containerd's output. */
   logs(maxChars?: number): string;
   /** Stops kubelet, every pod process and containerd; unmounts and removes everything. Idempotent. */
@@ -445,6 +461,47 @@ state = "${dir}/containerd/state"
 `;
 }
 
+const ipv4 = (hex: string): string => {
+  // /proc/net/tcp prints each address as the 32-bit value in host byte order, in hex.
+  const order = endianness() === 'LE' ? [3, 2, 1, 0] : [0, 1, 2, 3];
+  return order.map((i) => Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join('.');
+};
+
+/**
+ * Samples /proc/net/tcp (this process's network namespace, the one kubelet, containerd, the apiserver and
+ * host-network pods share) a few times a second for sockets with an off-limits address at either end (a
+ * connection to a local address may take it as its source too). Both ends of a connection routed
+ * through loopback are in the table and the closing end stays in TIME_WAIT for a minute, so even short
+ * connections are seen; a SYN to a ClusterIP that nobody answers sits in SYN_SENT for seconds. Sockets
+ * present at the start (an earlier node's TIME_WAIT) are not counted.
+ */
+function watchOffLimits(): { sample(): Promise<void>; found(): string[]; stop(): void } {
+  const seen = new Set<string>();
+  const before = new Set<string>();
+  let first = true;
+  const sample = async (): Promise<void> => {
+    const text = await readFile('/proc/net/tcp', 'utf8').catch(() => '');
+    for (const line of text.split('\n').slice(1)) {
+      const [, local, remote, state] = line.trim().split(/\s+/);
+      if (!local || !remote || state === '0A') continue; // 0A: LISTEN
+      const [localIp = '', localPort = ''] = local.split(':');
+      const [remoteIp = '', remotePort = ''] = remote.split(':');
+      if (!OFF_LIMITS.test(ipv4(localIp)) && !OFF_LIMITS.test(ipv4(remoteIp))) continue;
+      const key = `${ipv4(localIp)}:${Number.parseInt(localPort, 16)} -> ${ipv4(remoteIp)}:${Number.parseInt(remotePort, 16)}`;
+      (first ? before : seen).add(key);
+    }
+    first = false;
+  };
+  void sample();
+  const timer = setInterval(() => void sample(), 200);
+  timer.unref();
+  return {
+    sample,
+    found: () => [...seen].filter((c) => !before.has(c)),
+    stop: () => clearInterval(timer),
+  };
+}
+
 /** Starts containerd (CRI on) and a kubelet registered with `kube`; resolves once the Node is Ready. */
 export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<TestNode> {
   const started = performance.now();
@@ -520,9 +577,11 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
     const state = await readHostState();
     if (state) await restoreHost(state);
     process.removeListener('exit', onExit);
+    offLimits.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   };
 
+  const offLimits = watchOffLimits();
   try {
     await sweepStaleNodes();
     const tmp = await tempDir(`node-${id}`);
@@ -605,7 +664,9 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
       stringify({
         apiVersion: 'kubelet.config.k8s.io/v1beta1',
         kind: 'KubeletConfiguration',
-        address: NODE_IP,
+        // The kubelet's API (logs, exec, metrics) on loopback only, and for nobody: no test needs the
+        // apiserver to call the kubelet, so it never connects to the node's address.
+        address: '127.0.0.1',
         port,
         readOnlyPort: 0,
         healthzBindAddress: '127.0.0.1',
@@ -617,9 +678,9 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
         failCgroupV1: false,
         failSwapOn: false,
         podLogsDir: join(dir, 'pod-logs'),
-        // Serving certificate: kubelet signs its own (in --root-dir); the apiserver does not verify it.
-        // The apiserver reaches kubelet without client credentials, for logs and exec.
-        authentication: { anonymous: { enabled: true }, webhook: { enabled: false } },
+        // Serving certificate: kubelet signs its own (in --root-dir). No client is authenticated (no
+        // anonymous access, no client CA, no webhook), so every request to its API is refused.
+        authentication: { anonymous: { enabled: false }, webhook: { enabled: false } },
         authorization: { mode: 'AlwaysAllow' },
         // The disk may be fuller than the defaults like: no evictions, no image garbage collection.
         evictionHard: { 'nodefs.available': '0%', 'nodefs.inodesFree': '0%', 'imagefs.available': '0%' },
@@ -679,14 +740,17 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
         await mkdir(join(hostsDir, host), { recursive: true });
         await writeFile(join(hostsDir, host, 'hosts.toml'), 'server = "http://127.0.0.1:1"\n');
       },
-      async loadImage(input) {
+      async loadImage(input, loadOptions = {}) {
         let path = input as string;
         if (Buffer.isBuffer(input)) {
           path = join(dir, `image-${randomBytes(4).toString('hex')}.tar`);
           await writeFile(path, input);
         }
-        await ctr(['images', 'import', path]);
+        const baseName = loadOptions.baseName ? ['--base-name', loadOptions.baseName] : [];
+        await ctr(['images', 'import', ...baseName, path]);
       },
+      containerLog: (namespace, podName, container) =>
+        readContainerLog(join(dir, 'pod-logs'), namespace, podName, container),
       async removeImage(ref) {
         const rows = (await ctr(['images', 'list']))
           .split('\n')
@@ -700,6 +764,18 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
       },
       async hasImage(ref) {
         return (await ctr(['images', 'list', '--quiet'])).split('\n').includes(ref);
+      },
+      async offLimitsConnections() {
+        await offLimits.sample();
+        const clusterIps = new Set(
+          (await kube.kubectl(['get', 'services', '-A', '-o', 'jsonpath={.items[*].spec.clusterIPs[*]}']))
+            .split(/\s+/)
+            .filter(Boolean),
+        );
+        return offLimits.found().filter((c) => {
+          const ends = c.split(' -> ').map((end) => end.slice(0, end.lastIndexOf(':')));
+          return ends.some((ip) => ip === NODE_IP || clusterIps.has(ip));
+        });
       },
       logs: (maxChars = 16_000) =>
         `--- kubelet ---\n${kubeletDaemon?.output().slice(-maxChars) ?? ''}\n--- containerd ---\n${containerd?.output().slice(-maxChars) ?? ''}`,
@@ -722,6 +798,38 @@ export async function startNode(kube: Kube, options: NodeOptions = {}): Promise<
     if (output && !String(err).includes(output.slice(-200))) (err as Error).message += `\n${output}`;
     throw err;
   }
+}
+
+/**
+ * A container's output from the kubelet's log files (`<podLogsDir>/<ns>_<pod>_<uid>/<container>/<n>.log`,
+ * CRI format: `<time> <stream> <P|F> <text>`, P a partial line continued by the next entry).
+ */
+async function readContainerLog(
+  podLogsDir: string,
+  namespace: string,
+  pod: string,
+  container: string,
+): Promise<string> {
+  const prefix = `${namespace}_${pod}_`;
+  const candidates: { path: string; mtime: number }[] = [];
+  for (const entry of await readdir(podLogsDir).catch(() => [] as string[])) {
+    if (!entry.startsWith(prefix)) continue;
+    const containerDir = join(podLogsDir, entry, container);
+    for (const file of await readdir(containerDir).catch(() => [] as string[])) {
+      if (!file.endsWith('.log')) continue;
+      const path = join(containerDir, file);
+      candidates.push({ path, mtime: (await stat(path)).mtimeMs });
+    }
+  }
+  const newest = candidates.sort((a, b) => b.mtime - a.mtime)[0];
+  if (!newest) return '';
+  let out = '';
+  for (const line of (await readFile(newest.path, 'utf8')).split('\n')) {
+    const match = /^\S+ (?:stdout|stderr) ([PF]) (.*)$/.exec(line);
+    if (!match) continue;
+    out += match[1] === 'F' ? `${match[2]}\n` : match[2];
+  }
+  return out;
 }
 
 /** A pod's events as "Reason: message" lines, oldest first (what `kubectl describe pod` shows). */

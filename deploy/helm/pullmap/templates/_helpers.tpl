@@ -94,6 +94,15 @@ true
 {{- if and .Values.cache.enabled .Values.cache.daemonset.hostNetwork (ne .Values.cache.mode "daemonset") -}}
 {{- fail "cache.daemonset.hostNetwork only applies to cache.mode=daemonset" -}}
 {{- end -}}
+{{- if and .Values.webhook.url (not .Values.certManager.enabled) (not .Values.tls.existingSecret) -}}
+{{- $host := regexReplaceAll ":[0-9]+$" (.Values.webhook.url | trimPrefix "https://") "" | trimAll "[]" -}}
+{{- if not (has $host (concat .Values.tls.ipAddresses (include "pullmap.webhookDnsNames" . | fromJsonArray))) -}}
+{{- fail (printf "webhook.url names %s, which the self-signed certificate does not: add it to tls.ipAddresses (for an IP), or use a Service name" $host) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.webhook.hostNetwork (eq .Values.webhook.listenHost "127.0.0.1") (not .Values.webhook.url) -}}
+{{- fail "webhook.listenHost=127.0.0.1 with hostNetwork is reachable from the node only, not through the Service: set webhook.url (e.g. https://127.0.0.1:PORT) for an apiserver on the same machine" -}}
+{{- end -}}
 {{- if and .Values.cache.existingConfigSecret (not .Values.cache.enabled) -}}
 {{- fail "cache.existingConfigSecret is set but cache.enabled is false; set cache.enabled=true" -}}
 {{- end -}}

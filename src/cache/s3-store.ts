@@ -49,6 +49,7 @@ import {
   type DownloadClaim,
   type Evicted,
   openTempFile,
+  parseTagRecord,
   referencedDigests,
   type StoredBlob,
   type StoredManifest,
@@ -445,20 +446,7 @@ export class S3Store implements CacheStore {
 
   async getTag(name: string, tag: string): Promise<TagRecord | undefined> {
     const got = await this.#getSmall(this.#tagKey(name, tag), `read tag ${name}:${tag}`);
-    if (!got) return undefined;
-    try {
-      const rec = JSON.parse(got.bytes.toString('utf8')) as TagRecord;
-      if (
-        rec.name !== name ||
-        rec.tag !== tag ||
-        !DIGEST.test(rec.digest) ||
-        typeof rec.checkedAt !== 'number'
-      )
-        return undefined;
-      return rec;
-    } catch {
-      return undefined;
-    }
+    return got ? parseTagRecord(got.bytes.toString('utf8'), name, tag) : undefined;
   }
 
   async putTag(record: TagRecord): Promise<void> {

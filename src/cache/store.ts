@@ -215,6 +215,21 @@ export function referencedDigests(bytes: Buffer): string[] {
   return out;
 }
 
+/**
+ * A stored tag record, or undefined when it is unreadable or names another tag (a damaged or foreign
+ * record is a cache miss, never an answer). Both stores keep tag records in this one JSON shape.
+ */
+export function parseTagRecord(text: string, name: string, tag: string): TagRecord | undefined {
+  try {
+    const rec = JSON.parse(text) as TagRecord;
+    if (rec.name !== name || rec.tag !== tag || !DIGEST.test(rec.digest) || typeof rec.checkedAt !== 'number')
+      return undefined;
+    return rec;
+  } catch {
+    return undefined;
+  }
+}
+
 export class ContentStore implements CacheStore {
   readonly dir: string;
   readonly maxSize: number | undefined;
@@ -366,19 +381,7 @@ export class ContentStore implements CacheStore {
       if (isMissing(err)) return undefined;
       throw err;
     }
-    try {
-      const rec = JSON.parse(text) as TagRecord;
-      if (
-        rec.name !== name ||
-        rec.tag !== tag ||
-        !DIGEST.test(rec.digest) ||
-        typeof rec.checkedAt !== 'number'
-      )
-        return undefined;
-      return rec;
-    } catch {
-      return undefined;
-    }
+    return parseTagRecord(text, name, tag);
   }
 
   async putTag(record: TagRecord): Promise<void> {

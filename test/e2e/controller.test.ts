@@ -16,7 +16,7 @@ import { decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
 import { loadMapsFromText } from '../../src/core/mapping/load.ts';
 import type { MapState } from '../../src/decision/map-source.ts';
 import { kubeClient } from '../../src/kube/client.ts';
-import { type Kube, startKube } from '../harness/kube.ts';
+import { installCrds, type Kube, startKube } from '../harness/kube.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 let kube: Kube;
@@ -24,14 +24,7 @@ const sources: ClusterMapSource[] = [];
 
 before(async () => {
   kube = await startKube();
-  await kube.kubectl(['apply', '-k', join(ROOT, 'deploy', 'crds')]);
-  await kube.kubectl([
-    'wait',
-    '--for=condition=Established',
-    'crd/imagemaps.pullmap.dev',
-    'crd/clusterimagemaps.pullmap.dev',
-    '--timeout=60s',
-  ]);
+  await installCrds(kube);
 });
 
 // A failed test must not leave a source writing status into the next one.

@@ -9,19 +9,17 @@ import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { embedRegistry } from '../../src/core/reference/index.ts';
 import { type CacheProcess, spawnCache } from '../harness/cache.ts';
 import { ociArchive, pushImage } from '../harness/images.ts';
-import { type Kube, startKube } from '../harness/kube.ts';
+import { installCrds, type Kube, startKube } from '../harness/kube.ts';
 import { markerImage, podEvents, startNode, type TestNode, waitForPodRunning } from '../harness/node.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { type Pullmap, startPullmap } from '../harness/pullmap.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 import { makePki, type TestPki } from '../harness/tls.ts';
 
-const CRDS = fileURLToPath(new URL('../../deploy/crds/', import.meta.url));
 // A registry name that only exists in the pods' specs: the webhook maps it away, and the node sends a
 // pull that names it to a closed loopback port, so nothing could ever leave the machine.
 const EDGE_SOURCE = 'registry.edge.example';
@@ -67,14 +65,7 @@ before(async () => {
   );
   await node.plainHttp(cache.host);
 
-  await kube.kubectl(['apply', '-k', CRDS]);
-  await kube.kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=30s',
-    'crd/imagemaps.pullmap.dev',
-    'crd/clusterimagemaps.pullmap.dev',
-  ]);
+  await installCrds(kube);
   pullmap = await startPullmap({
     tls: { certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem },
     args: [

@@ -7,12 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { type Kube, startKube } from '../harness/kube.ts';
+import { installCrds, type Kube, startKube } from '../harness/kube.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { type Pullmap, startPullmap } from '../harness/pullmap.ts';
 import { makePki, type TestPki } from '../harness/tls.ts';
-
-const CRDS = fileURLToPath(new URL('../../deploy/crds/', import.meta.url));
 
 let kube: Kube;
 let dir: TempDir;
@@ -30,14 +28,7 @@ before(async () => {
   pki = await makePki(dir.path);
   kube = await startKube();
   core = kube.kubeConfig().makeApiClient(CoreV1Api);
-  await kube.kubectl(['apply', '-k', CRDS]);
-  await kube.kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=30s',
-    'crd/imagemaps.pullmap.dev',
-    'crd/clusterimagemaps.pullmap.dev',
-  ]);
+  await installCrds(kube);
   pullmap = await startPullmap({
     tls: { certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem },
     args: ['--maps-from', 'cluster', '--kubeconfig', kube.kubeconfigPath, '--lease-namespace', 'default'],

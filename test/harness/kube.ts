@@ -127,6 +127,20 @@ function httpsGet(url: string, ca: string, token: string): Promise<{ status: num
 let namespaceCounter = 0;
 
 /** Starts etcd and kube-apiserver on free loopback ports; call stop() in an after() hook. */
+const CRDS = fileURLToPath(new URL('../../deploy/crds/', import.meta.url));
+
+/** Applies pullmap's CRDs (deploy/crds) and waits until the apiserver serves both kinds. */
+export async function installCrds(kube: Kube): Promise<void> {
+  await kube.kubectl(['apply', '-k', CRDS]);
+  await kube.kubectl([
+    'wait',
+    '--for=condition=Established',
+    '--timeout=60s',
+    'crd/imagemaps.pullmap.dev',
+    'crd/clusterimagemaps.pullmap.dev',
+  ]);
+}
+
 export async function startKube(options: KubeOptions = {}): Promise<Kube> {
   // freePort() releases its port before the daemon binds it, so a parallel test can win the race: retry.
   for (let attempt = 1; ; attempt++) {

@@ -74,7 +74,7 @@ done
 
 [[ $(id -u) == 0 ]] || die "must run as root (mmdebstrap's root mode, and files owned by 0 and 65532)"
 for tool in mmdebstrap umoci tar dpkg-deb sha256sum; do
-  command -v "$tool" >/dev/null || die "$tool is not installed; run 'bash .ci/run' once or apt-get install it"
+  command -v "$tool" >/dev/null || die "$tool is not installed; run 'bash scripts/test-prereqs.sh' once or apt-get install it"
 done
 [[ -z $push ]] || command -v skopeo >/dev/null || die "skopeo is not installed (needed for --push)"
 

@@ -3,7 +3,7 @@
 // and the TypeScript types all derive from the declarations below.
 
 import { parseDuration } from '../duration.ts';
-import { checkTagPattern } from '../mapping/tag-pattern.ts';
+import { checkTagPattern, checkTagPatternList } from '../mapping/tag-pattern.ts';
 import {
   boolean,
   type Infer,
@@ -147,7 +147,7 @@ export const mapSpecSchema = object(
     mutableTags: optional(
       list(
         string({
-          description: 'A regular expression matched against the whole tag.',
+          description: 'A regular expression (RE2 syntax) matched against the whole tag.',
           minLength: 1,
           maxLength: 256,
           validate: checkTagPattern,
@@ -156,6 +156,7 @@ export const mapSpecSchema = object(
           description:
             'Tags that may move (like "latest" or "15"); images with them follow mutableTagPolicy.',
           maxItems: LIMITS.mutableTags,
+          validate: checkTagPatternList,
         },
       ),
       [],

@@ -139,7 +139,7 @@ export function integer(options: Docs & { minimum?: number }): Schema<number> {
 
 export function list<T>(
   items: Schema<T>,
-  options: Docs & { minItems?: number; maxItems?: number },
+  options: Docs & { minItems?: number; maxItems?: number; validate?: (items: T[]) => string | undefined },
 ): Schema<T[]> {
   const openApi: OpenApiSchema = { type: 'array', description: options.description, items: items.openApi };
   if (options.minItems !== undefined) openApi.minItems = options.minItems;
@@ -164,7 +164,13 @@ export function list<T>(
       }
       const before = issues.length;
       const out = value.map((item, i) => items.check(item, `${path}[${i}]`, issues));
-      return issues.length === before ? (out as T[]) : undefined;
+      if (issues.length !== before) return undefined;
+      const problem = options.validate?.(out as T[]);
+      if (problem !== undefined) {
+        issues.push({ path, message: problem });
+        return undefined;
+      }
+      return out as T[];
     },
   };
 }

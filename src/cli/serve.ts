@@ -105,6 +105,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
         snapshotOptions,
         reloadIntervalMs: options.reloadIntervalMs,
         logger,
+        metrics,
         onSwap,
       });
     } catch (err) {

@@ -168,6 +168,32 @@ describe('consistency', () => {
         'spec.mutableTags',
         /together compile to \d+ steps; at most 4000/,
       ],
+      [
+        map('ClusterImageMap', 'UPPER_case', { mappings: [{ from: 'a.io/', to: 'b.io/' }] }),
+        'metadata.name',
+        /is not a valid Kubernetes name: use lowercase letters, digits, "-" and "\.".* \(such as "upper-case"\)/,
+      ],
+      [
+        map('ImageMap', 'x', { mappings: [{ from: 'a.io/', to: 'b.io/' }] }, { namespace: 'team.a' }),
+        'metadata.namespace',
+        /is not a valid Kubernetes name: use lowercase letters, digits and "-".* \(such as "team-a"\)/,
+      ],
+      [
+        map('ClusterImageMap', 'x', {
+          mappings: [{ from: 'a.io/', to: 'b.io/' }],
+          existence: { positiveTTL: '1000000h' },
+        }),
+        'spec.existence.positiveTTL',
+        /is too large; the maximum is 8784h \(366 days\)/,
+      ],
+      [
+        map('ClusterImageMap', 'x', {
+          mappings: [{ from: 'a.io/', to: 'b.io/' }],
+          existence: { negativeTTL: '1 minute' },
+        }),
+        'spec.existence.negativeTTL',
+        /is not a duration; write it like "90s"/,
+      ],
       [map('ClusterImageMap', 'x', { mappings: [] }), 'spec.mappings', /at least 1 item/],
       [
         map(

@@ -87,6 +87,15 @@ describe('pattern semantics', () => {
       assert.equal(m.matches(no), false, no);
   });
 
+  test('plain tags (compared as strings) and patterns mix in one list', () => {
+    const m = compileTagPatterns(['latest', '1\\.27', 'v1.2', 'nightly-[0-9]+']);
+    assert.ok(m);
+    for (const yes of ['latest', '1.27', 'v1.2', 'v1x2', 'nightly-20261206'])
+      assert.equal(m.matches(yes), true, yes);
+    for (const no of ['1x27', 'Latest', 'latest1', 'nightly-', 'v1.2.3'])
+      assert.equal(m.matches(no), false, no);
+  });
+
   test('flags stay inside the pattern that sets them', () => {
     const m = compileTagPatterns(['(?i)stable', 'edge']);
     assert.ok(m);

@@ -18,8 +18,15 @@ export interface WholeMatch {
   matches(text: string): boolean;
 }
 
+// Most patterns are plain tags ("latest", "stable", "1\.27"): those are compared as strings, so the
+// engine is not even compiled for them (`pullmap explain` cold start: docs/decisions.md).
+const LITERAL = /^(?:[A-Za-z0-9_-]|\\\.)+$/;
+const literalOf = (pattern: string): string | undefined =>
+  LITERAL.test(pattern) ? pattern.replaceAll('\\.', '.') : undefined;
+
 /** A message saying what is wrong with the pattern, or undefined when it is usable. */
 export function checkTagPattern(pattern: string): string | undefined {
+  if (literalOf(pattern) !== undefined) return undefined;
   // Estimated before compiling, so a huge pattern is refused without paying for its compilation.
   const estimate = estimateSteps(pattern);
   if (estimate > PATTERN_LIMITS.steps) return tooLarge(`about ${estimate}`);
@@ -44,15 +51,24 @@ export function checkTagPatternList(patterns: readonly string[]): string | undef
 /** Compiles valid patterns into one matcher of whole strings: "latest" does not match "latest-1.2". */
 export function compileTagPatterns(patterns: readonly string[]): WholeMatch | undefined {
   if (patterns.length === 0) return undefined;
+  const literals = new Set<string>();
+  const others: string[] = [];
+  for (const p of patterns) {
+    const literal = literalOf(p);
+    if (literal === undefined) others.push(p);
+    else literals.add(literal);
+  }
+  if (others.length === 0) return { matches: (text) => literals.has(text) };
   // Each pattern in its own group: flags such as (?i) stay inside it, and each was checked alone.
-  const compiled = RE2JS.compile(patterns.map((p) => `(?:${p})`).join('|'));
-  return { matches: (text) => compiled.matches(text) };
+  const compiled = RE2JS.compile(others.map((p) => `(?:${p})`).join('|'));
+  return { matches: (text) => literals.has(text) || compiled.matches(text) };
 }
 
 const tooLarge = (steps: string): string =>
   `compiles to ${steps} steps; at most ${PATTERN_LIMITS.steps} are allowed (a counted repetition such as {100} copies what it repeats): use smaller counts`;
 
 function stepsOf(pattern: string): number {
+  if (literalOf(pattern) !== undefined) return pattern.length;
   try {
     return RE2JS.compile(pattern).programSize();
   } catch {

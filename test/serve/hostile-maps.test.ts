@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type TempDir, tempDir } from '../harness/process.ts';
-import { patchOf, podReview, startPullmap } from '../harness/pullmap.ts';
+import { execFileAsync, type TempDir, tempDir } from '../harness/process.ts';
+import { PULLMAP, patchOf, podReview, startPullmap } from '../harness/pullmap.ts';
 
 let dir: TempDir;
 before(async () => {
@@ -62,9 +62,15 @@ describe('catastrophic mutableTags patterns in a served config', () => {
     }
   });
 
-  it('refuses a pattern RE2 cannot express at start-up, naming the field', async () => {
+  it('refuses a pattern RE2 cannot express in check and at start-up, naming the field', async () => {
     const config = join(dir.path, 'lookaround.yaml');
     await writeFile(config, mapYaml('mirror.example/', ['latest', '(?!rc)[a-z]+']));
+    const check = await execFileAsync(process.execPath, [PULLMAP, 'check', '--config', config]).then(
+      () => assert.fail('check accepted a lookaround'),
+      (err: { code: number; stdout: string }) => err,
+    );
+    assert.equal(check.code, 1);
+    assert.match(check.stdout, /spec\.mutableTags\[1\]: uses the lookaround \(\?! \.\.\.\)/);
     await assert.rejects(startPullmap({ args: ['--config', config] }), (err: Error) => {
       assert.match(
         err.message,
@@ -128,12 +134,20 @@ describe('a config file that goes bad while serving', () => {
       assert.equal(await image(), 'one.example/library/nginx:1.27');
       assert.equal((await pm.call('/healthz')).status, 200);
 
+      // Over the size limit: refused unread, with the limit (renamed over the symlink).
+      await replace(`${mapYaml('three.example/')}${'#'.repeat(5 * 1024 * 1024)}\n`);
+      await until('the large file is refused', async () => (await failures()) === 4);
+      assert.match(
+        JSON.stringify(errorLogs().at(-1)),
+        /is 524\d{4} bytes; a map file may have at most 4194304 bytes/,
+      );
+      assert.equal(await image(), 'one.example/library/nginx:1.27');
+
       // Fixed: the new maps apply and the file is in force again.
-      await unlink(config);
       await replace(mapYaml('two.example/'));
       await until('the fixed file applies', async () => (await image()) === 'two.example/library/nginx:1.27');
       assert.equal(await inForce(), 1);
-      assert.equal(await failures(), 3);
+      assert.equal(await failures(), 4);
     } finally {
       await pm.stop();
     }

@@ -93,9 +93,9 @@ function syntaxProblem(err: unknown): string {
 const COUNT = /^\{(\d{1,9})(,(\d{0,9}))?\}/;
 
 /**
- * An upper estimate of the compiled size, read from the text: one step per atom, a group is the sum of
- * its parts, and {n,m} multiplies what it follows by its largest count. It only guards compilation:
- * RE2JS parses the pattern properly afterwards.
+ * An estimate of the compiled size, read from the text: one step per atom, a group is the sum of its
+ * parts, and {n,m} multiplies what it follows. It only guards compilation (RE2JS parses the pattern
+ * properly afterwards, and its real size is checked too).
  */
 function estimateSteps(pattern: string): number {
   const frames: Array<{ sum: number; last: number }> = [{ sum: 0, last: 0 }];
@@ -114,6 +114,7 @@ function estimateSteps(pattern: string): number {
         const literal = (end < 0 ? pattern.length : end) - (i + 2);
         i = end < 0 ? pattern.length : end + 1;
         atom(Math.max(literal, 1));
+        top().last = 1; // a quantifier after \E repeats the last character only
         continue;
       }
       i++;
@@ -143,10 +144,12 @@ function estimateSteps(pattern: string): number {
     } else if (c === '{' && COUNT.test(pattern.slice(i, i + 24))) {
       const m = COUNT.exec(pattern.slice(i, i + 24)) as RegExpExecArray;
       const low = Number(m[1]);
-      const high = m[2] === undefined ? low : m[3] === '' ? low + 1 : Number(m[3]);
+      // {n,m}: n copies, then m-n optional ones costing two steps each; {n,}: n copies and a loop.
+      const copies =
+        m[2] === undefined ? low : m[3] === '' ? low + 1 : low + 2 * Math.max(Number(m[3]) - low, 0);
       const f = top();
-      f.sum += f.last * (Math.max(low, high, 1) - 1);
-      f.last *= Math.max(low, high, 1);
+      f.sum += f.last * (Math.max(copies, 1) - 1);
+      f.last *= Math.max(copies, 1);
       i += m[0].length - 1;
     } else atom(1);
   }

@@ -3,7 +3,7 @@
 // and the TypeScript types all derive from the declarations below.
 
 import { MAX_DURATION_TEXT, parseDuration } from '../duration.ts';
-import { checkTagPattern, checkTagPatternList } from '../mapping/tag-pattern.ts';
+import { checkTagPattern, patternList } from '../mapping/tag-pattern.ts';
 import {
   boolean,
   type Infer,
@@ -164,19 +164,20 @@ export const mapSpecSchema = object(
       }),
     ),
     mutableTags: optional(
-      list(
-        string({
-          description: 'A regular expression (RE2 syntax) matched against the whole tag.',
-          minLength: 1,
-          maxLength: 256,
-          validate: checkTagPattern,
-        }),
-        {
-          description:
-            'Tags that may move (like "latest" or "15"); images with them follow mutableTagPolicy.',
-          maxItems: LIMITS.mutableTags,
-          validate: checkTagPatternList,
-        },
+      patternList(
+        list(
+          string({
+            description: 'A regular expression (RE2 syntax) matched against the whole tag.',
+            minLength: 1,
+            maxLength: 256,
+            validate: checkTagPattern,
+          }),
+          {
+            description:
+              'Tags that may move (like "latest" or "15"); images with them follow mutableTagPolicy.',
+            maxItems: LIMITS.mutableTags,
+          },
+        ),
       ),
       [],
     ),

@@ -4,6 +4,7 @@
 // and no lookaround; those are refused with the reason. docs/decisions.md says why re2js.
 
 import { RE2JS, RE2JSException } from 're2js';
+import type { Schema } from '../schema/dsl.ts';
 
 /**
  * Bounds on the compiled size ("steps": RE2 program instructions). A counted repetition copies what it
@@ -40,12 +41,32 @@ export function checkTagPattern(pattern: string): string | undefined {
   return steps > PATTERN_LIMITS.steps ? tooLarge(String(steps)) : undefined;
 }
 
-/** For a whole list of valid patterns: a message when together they are too large, else undefined. */
+/** For a whole list of patterns: a message when together they are too large, else undefined. */
 export function checkTagPatternList(patterns: readonly string[]): string | undefined {
-  const total = patterns.reduce((n, p) => n + stepsOf(p), 0);
+  const total = patterns.reduce((n, p) => n + estimateSteps(p), 0);
   return total > PATTERN_LIMITS.listSteps
-    ? `the patterns together compile to ${total} steps; at most ${PATTERN_LIMITS.listSteps} are allowed: merge or shorten them`
+    ? `the patterns together compile to about ${total} steps; at most ${PATTERN_LIMITS.listSteps} are allowed: merge or shorten them`
     : undefined;
+}
+
+/**
+ * A list of patterns whose total size is checked before any of them is compiled, so a list of 64
+ * large patterns costs an estimate, not 64 compilations.
+ */
+export function patternList(items: Schema<string[]>): Schema<string[]> {
+  return {
+    openApi: items.openApi,
+    check(value, path, issues) {
+      if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
+        const problem = checkTagPatternList(value);
+        if (problem !== undefined) {
+          issues.push({ path, message: problem });
+          return undefined;
+        }
+      }
+      return items.check(value, path, issues);
+    },
+  };
 }
 
 /** Compiles valid patterns into one matcher of whole strings: "latest" does not match "latest-1.2". */
@@ -66,15 +87,6 @@ export function compileTagPatterns(patterns: readonly string[]): WholeMatch | un
 
 const tooLarge = (steps: string): string =>
   `compiles to ${steps} steps; at most ${PATTERN_LIMITS.steps} are allowed (a counted repetition such as {100} copies what it repeats): use smaller counts`;
-
-function stepsOf(pattern: string): number {
-  if (literalOf(pattern) !== undefined) return pattern.length;
-  try {
-    return RE2JS.compile(pattern).programSize();
-  } catch {
-    return 0;
-  }
-}
 
 function syntaxProblem(err: unknown): string {
   if (!(err instanceof RE2JSException)) throw err;

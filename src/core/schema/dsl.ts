@@ -139,7 +139,7 @@ export function integer(options: Docs & { minimum?: number }): Schema<number> {
 
 export function list<T>(
   items: Schema<T>,
-  options: Docs & { minItems?: number; maxItems?: number; validate?: (items: T[]) => string | undefined },
+  options: Docs & { minItems?: number; maxItems?: number },
 ): Schema<T[]> {
   const openApi: OpenApiSchema = { type: 'array', description: options.description, items: items.openApi };
   if (options.minItems !== undefined) openApi.minItems = options.minItems;
@@ -164,13 +164,7 @@ export function list<T>(
       }
       const before = issues.length;
       const out = value.map((item, i) => items.check(item, `${path}[${i}]`, issues));
-      if (issues.length !== before) return undefined;
-      const problem = options.validate?.(out as T[]);
-      if (problem !== undefined) {
-        issues.push({ path, message: problem });
-        return undefined;
-      }
-      return out as T[];
+      return issues.length === before ? (out as T[]) : undefined;
     },
   };
 }

@@ -136,7 +136,26 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     assert.equal(base.headers['docker-distribution-api-version'], 'registry/2.0');
     await base.body.dump();
     const text = await (await request(`${cache.url}/metrics`)).body.text();
-    assert.match(text, /pullmap_cache_requests_total\{kind="blob",result="hit"\} [1-9]/);
+    assert.ok(
+      text.includes(`pullmap_cache_requests_total{kind="blob",upstream="${upstream.host}",result="hit"} `),
+    );
+    assert.match(text, /pullmap_cache_requests_total\{kind="blob",upstream="[^"]+",result="hit"\} [1-9]/);
+    // Latency by kind and upstream: only configured hosts are label values.
+    assert.match(
+      text,
+      new RegExp(
+        `pullmap_cache_request_duration_seconds_count\\{kind="blob",upstream="${upstream.host}"\\} [1-9]`,
+      ),
+    );
+    assert.match(text, /^pullmap_build_info\{version="\d+\.\d+\.\d+[^"]*",nodejs="[^"]+"\} 1$/m);
+    for (const name of [
+      'process_cpu_seconds_total',
+      'process_start_time_seconds',
+      'process_open_fds',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_seconds',
+    ])
+      assert.match(text, new RegExp(`^${name} [0-9.e+-]+$`, 'm'), name);
     assert.match(text, /pullmap_cache_served_bytes_total\{source="cache"\} [1-9]/);
     assert.match(text, /pullmap_cache_store_bytes [1-9]/);
   });

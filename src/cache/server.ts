@@ -168,6 +168,12 @@ class CacheService {
       ),
     };
     r.gauge('pullmap_cache_store_bytes', 'Bytes held in the store.').collect(() => this.#store.usedBytes);
+    // With the bytes held, what "store near full" alerts divide by.
+    if (this.#store.maxSize !== undefined)
+      r.gauge(
+        'pullmap_cache_store_max_bytes',
+        'storage.maxSize: above it, garbage collection evicts.',
+      ).collect(() => this.#store.maxSize ?? Number.NaN);
     r.gauge('pullmap_cache_downloads_in_flight', 'Blob downloads under way.').collect(
       () => this.#blobs.inFlight,
     );

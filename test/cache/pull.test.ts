@@ -23,7 +23,10 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     await pushImage(upstream, 'team/app', '1.0', image);
     await pushImage(upstream, 'team/copy', '1.0', image);
     await pushImage(upstream, 'team/head', '1', headOnly);
-    cache = await startTestCache({ upstreams: [{ host: upstream.host, plainHttp: true }] });
+    cache = await startTestCache({
+      upstreams: [{ host: upstream.host, plainHttp: true }],
+      storage: { maxSize: '1Gi' },
+    });
     prefix = `${cache.host}/${embedRegistry(upstream.host)}`;
   });
   after(() => closeAll(cache, upstream, work));
@@ -158,5 +161,6 @@ describe('cache: path-prefixed pulls with skopeo', () => {
       assert.match(text, new RegExp(`^${name} [0-9.e+-]+$`, 'm'), name);
     assert.match(text, /pullmap_cache_served_bytes_total\{source="cache"\} [1-9]/);
     assert.match(text, /pullmap_cache_store_bytes [1-9]/);
+    assert.match(text, /^pullmap_cache_store_max_bytes 1073741824$/m);
   });
 });

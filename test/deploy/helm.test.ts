@@ -787,6 +787,48 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
     await helmKube(['uninstall', 'pullmap']);
   });
 
+  test("upgrading from a release that did not own the CRDs (the chart's crds/): refused, then adopted the README's two ways", async () => {
+    const crds = ['imagemaps.pullmap.dev', 'clusterimagemaps.pullmap.dev'];
+    // What a crds/ install leaves: the CRDs without Helm's ownership label and annotations.
+    const disown = async () => {
+      await kube.kubectl([
+        'annotate',
+        'crd',
+        ...crds,
+        'meta.helm.sh/release-name-',
+        'meta.helm.sh/release-namespace-',
+      ]);
+      await kube.kubectl(['label', 'crd', ...crds, 'app.kubernetes.io/managed-by-']);
+    };
+    for (const adopt of ['--take-ownership', 'label and annotate'] as const) {
+      await disown();
+      await helmKube(['install', 'pullmap', CHART, '--set', 'crds.enabled=false', ...NO_CLUSTER_IP]);
+      const upgrade = ['upgrade', 'pullmap', CHART, '--reuse-values', '--set', 'crds.enabled=true'];
+      const refused = await helm.run([...upgrade, '--namespace', NAMESPACE], {
+        kubeconfig: kube.kubeconfigPath,
+      });
+      assert.notEqual(refused.code, 0, adopt);
+      assert.match(refused.stderr, /invalid ownership metadata|cannot be imported/, refused.stderr);
+      if (adopt === '--take-ownership') await helmKube([...upgrade, '--take-ownership']);
+      else {
+        await kube.kubectl(['label', 'crd', ...crds, 'app.kubernetes.io/managed-by=Helm']);
+        await kube.kubectl([
+          'annotate',
+          'crd',
+          ...crds,
+          'meta.helm.sh/release-name=pullmap',
+          `meta.helm.sh/release-namespace=${NAMESPACE}`,
+        ]);
+        await helmKube(upgrade);
+      }
+      const crd = await get(['crd', 'imagemaps.pullmap.dev']);
+      assert.equal(crd.metadata.annotations['meta.helm.sh/release-name'], 'pullmap', adopt);
+      assert.equal(crd.metadata.annotations['helm.sh/resource-policy'], 'keep', adopt);
+      await helmKube(['uninstall', 'pullmap']);
+      assert.ok(await exists(['crd', 'imagemaps.pullmap.dev']), 'kept');
+    }
+  });
+
   test('the PVC cache and, once the cluster serves the ServiceMonitor API, ServiceMonitors (auto)', async () => {
     const namespace = 'cache-pvc';
     await kube.kubectl(['apply', '-f', join(HERE, 'servicemonitor-crd.yaml')]);

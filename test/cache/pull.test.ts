@@ -138,7 +138,13 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     assert.equal(base.statusCode, 200);
     assert.equal(base.headers['docker-distribution-api-version'], 'registry/2.0');
     await base.body.dump();
+    // A host that is not an upstream is refused, and counted under "other", never as a label of its own.
+    const stranger = await request(`${cache.url}/v2/stranger.example/team/app/manifests/1`);
+    assert.equal(stranger.statusCode, 404);
+    await stranger.body.dump();
     const text = await (await request(`${cache.url}/metrics`)).body.text();
+    assert.doesNotMatch(text, /stranger\.example/);
+    assert.match(text, /pullmap_cache_request_duration_seconds_count\{kind="other",upstream="other"\} [1-9]/);
     assert.ok(
       text.includes(`pullmap_cache_requests_total{kind="blob",upstream="${upstream.host}",result="hit"} `),
     );

@@ -8,6 +8,7 @@ import { loadMapsFromText } from '../../src/core/mapping/index.ts';
 import type { MapSource } from '../../src/decision/map-source.ts';
 import { createLogger, LogLimiter, silentLogger } from '../../src/observe/log.ts';
 import { Registry } from '../../src/observe/metrics.ts';
+import { existenceMetrics, MAX_REGISTRIES } from '../../src/serve/existence-metrics.ts';
 import {
   createPodWebhook,
   type FailurePolicy,
@@ -149,5 +150,26 @@ describe('signals for the on-call engineer', () => {
     assert.deepEqual(limiter.take('a'), { suppressed: 0 }, 'a forgotten key logs at once');
     now = 1000;
     assert.deepEqual(limiter.take('c'), { suppressed: 0 });
+  });
+});
+
+describe('probe metrics by registry', () => {
+  it('label the first MAX_REGISTRIES registries by host and the rest "other", so a pod cannot grow the series', () => {
+    const metrics = new Registry();
+    const observe = existenceMetrics(metrics);
+    for (let i = 0; i < MAX_REGISTRIES + 8; i++)
+      observe({ kind: 'probe', candidate: `r${i}.example/app:1`, outcome: 'Unreachable', latencyMs: 5 });
+    observe({ kind: 'probe', candidate: 'r0.example/other:2', outcome: 'Available', latencyMs: 1 });
+    observe({ kind: 'deadline', candidate: 'r1.example/app:1' });
+    const text = metrics.render();
+    const hosts = new Set(
+      [...text.matchAll(/pullmap_existence_probes_total\{registry="([^"]+)"/g)].map((m) => m[1]),
+    );
+    assert.equal(hosts.size, MAX_REGISTRIES + 1);
+    assert.ok(hosts.has('other'));
+    assert.match(text, /pullmap_existence_probes_total\{registry="other",outcome="Unreachable"\} 8/);
+    assert.match(text, /pullmap_existence_probes_total\{registry="r0\.example",outcome="Available"\} 1/);
+    assert.match(text, /pullmap_existence_probe_duration_seconds_count\{registry="r0\.example"\} 2/);
+    assert.match(text, /pullmap_existence_deadline_exceeded_total\{registry="r1\.example"\} 1/);
   });
 });

@@ -39,7 +39,7 @@ export function cacheUpstreamFindings(
               ? undefined
               : target.ref.registry;
         if (registry === undefined || known.has(registry)) return;
-        const path = `spec.mappings[${rule.index}].to${Array.isArray(rule.mapping.to) ? `[${j}]` : ''}`;
+        const path = `spec.mappings[${rule.index}].to${rule.targets.length > 1 ? `[${j}]` : ''}`;
         findings.push({
           map: mapRefName(map.ref),
           path,

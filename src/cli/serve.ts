@@ -138,6 +138,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
         snapshotOptions,
         reloadIntervalMs: options.reloadIntervalMs,
         logger,
+        metrics,
         onSwap: onFileSwap,
       });
     } catch (err) {

@@ -71,7 +71,7 @@ async function clusterMaps(client: KubeClient, namespace: string, io: CliIO): Pr
     objects.map((current) => ({ current, lastAccepted: lastAcceptedOf(current) })),
   );
   for (const v of analysis.verdicts)
-    if (v.verdict !== 'Accepted') io.stderr.write(`warning: map ${v.name} is ${v.verdict}\n`);
+    if (v.verdict !== 'Accepted') io.stderr.write(`warning: map ${printable(v.name)} is ${v.verdict}\n`);
   return buildSnapshot(analysis.accepted);
 }
 

@@ -287,8 +287,8 @@ to and by which map entry, and what the maps decide now.`,
   rewrite: {
     synopsis: ['pullmap rewrite -f FILE|- --config PATH... [--namespace NS]'],
     about: `Rewrite the images of Kubernetes manifests (containers and image volumes of pods and pod
-templates); every other byte is kept. As a Helm post-renderer: deploy/helm-plugin (Helm 4), or an
-executable running "pullmap rewrite -f - --config maps.yaml" (Helm 3).`,
+templates); every other byte is kept. As a Helm post-renderer: the plugin in deploy/helm-plugin (Helm 4:
+--post-renderer pullmap --post-renderer-args --config=maps.yaml), or its render.sh (Helm 3).`,
     flags: REWRITE_FLAGS,
   },
   check: {

@@ -4,18 +4,19 @@
 // and checked by `pullmap check`.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { parseCacheConfig } from '../src/cache/config.ts';
-import { CHART, type Helm, startHelm } from './harness/helm.ts';
+import { CHART, helmBinary } from './harness/helm.ts';
 import { type TempDir, tempDir } from './harness/process.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const BIN = join(ROOT, 'dist', 'pullmap.js');
 const PLUGIN = join(ROOT, 'deploy', 'helm-plugin');
 const RENDER = join(PLUGIN, 'render.sh');
+const PULLMAP = `${process.execPath} ${BIN}`;
 
 type Obj = Record<string, any>;
 const objects = (text: string): Obj[] =>
@@ -33,15 +34,48 @@ spec:
 `;
 
 let dir: TempDir;
-let helm: Helm;
 let chart: string;
 let maps: string;
+let helmBin: string;
+let runs = 0;
+
+/**
+ * Runs helm under this test's own Helm homes, its stderr a file opened for appending, as a terminal or a CI log behaves (the
+ * plugin writes pullmap's messages to Helm's stderr, which a socket, Node's usual stdio, would refuse).
+ */
+function helm(args: readonly string[]): { code: number | null; stdout: string; stderr: string } {
+  const errPath = join(dir.path, `helm-${++runs}.err`);
+  const errFd = openSync(errPath, 'a'); // O_APPEND: helm and the plugin each open it
+  try {
+    const r = spawnSync(helmBin, args, {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', errFd],
+      timeout: 120_000,
+      maxBuffer: 64 * 1024 * 1024,
+      env: {
+        ...process.env,
+        HELM_CACHE_HOME: join(dir.path, 'helm', 'cache'),
+        HELM_CONFIG_HOME: join(dir.path, 'helm', 'config'),
+        HELM_DATA_HOME: join(dir.path, 'helm', 'data'),
+        KUBECONFIG: join(dir.path, 'no-kubeconfig'),
+        // The plugin runs pullmap from $PULLMAP: this checkout's bundle under the tests' Node.js.
+        PULLMAP,
+      },
+    });
+    return { code: r.status, stdout: r.stdout, stderr: readFileSync(errPath, 'utf8') };
+  } finally {
+    closeSync(errFd);
+  }
+}
+const helmOk = (args: readonly string[]): string => {
+  const r = helm(args);
+  assert.equal(r.code, 0, `helm ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+};
 
 before(async () => {
   dir = await tempDir('cli-helm');
-  // The plugin runs pullmap from $PULLMAP: this checkout's bundle under the Node.js running the tests.
-  process.env.PULLMAP = `${process.execPath} ${BIN}`;
-  helm = await startHelm();
+  helmBin = await helmBinary();
   chart = join(dir.path, 'web');
   mkdirSync(join(chart, 'templates'), { recursive: true });
   writeFileSync(join(chart, 'Chart.yaml'), 'apiVersion: v2\nname: web\nversion: 0.1.0\n');
@@ -79,19 +113,18 @@ spec:
   writeFileSync(maps, MAPS);
 });
 after(async () => {
-  await helm?.stop();
   await dir?.remove();
 });
 
 describe('the Helm 4 post-renderer plugin (deploy/helm-plugin)', () => {
   test('helm plugin install, then --post-renderer pullmap --post-renderer-args maps the images', async () => {
-    const installed = await helm.run(['plugin', 'install', PLUGIN]);
+    const installed = helm(['plugin', 'install', PLUGIN]);
     assert.equal(installed.code, 0, installed.stderr);
-    const listed = await helm.ok(['plugin', 'list']);
+    const listed = helmOk(['plugin', 'list']);
     assert.match(listed, /^pullmap\s+0\.1\.0\s+postrenderer\/v1/m);
 
-    const plain = await helm.ok(['template', 'web', chart]);
-    const rendered = await helm.ok([
+    const plain = helmOk(['template', 'web', chart]);
+    const rendered = helmOk([
       'template',
       'web',
       chart,
@@ -110,17 +143,23 @@ describe('the Helm 4 post-renderer plugin (deploy/helm-plugin)', () => {
       'mirror.local/quay/prometheus/nginx-exporter:1.4',
       'registry.k8s.io/pause:3.10',
     ]);
-    // Only the mapped image strings changed: comments, quoting and every other byte are Helm's.
-    assert.equal(
-      rendered,
-      plain
-        .replace('"nginx:1.27"', '"mirror.local/hub/library/nginx:1.27"')
-        .replace('quay.io/prometheus/nginx-exporter:1.4', 'mirror.local/quay/prometheus/nginx-exporter:1.4'),
-    );
+    // Helm 4 re-serialises what a post-renderer returns, so through Helm the objects are compared; the
+    // bytes are pullmap's own when the script runs on Helm's output directly (as Helm 3 runs it).
+    const expected = plain
+      .replace('"nginx:1.27"', '"mirror.local/hub/library/nginx:1.27"')
+      .replace('quay.io/prometheus/nginx-exporter:1.4', 'mirror.local/quay/prometheus/nginx-exporter:1.4');
+    assert.deepEqual(objects(rendered), objects(expected));
     assert.match(rendered, /# a comment pullmap keeps/);
+    const direct = spawnSync(RENDER, [`--config=${maps}`], {
+      input: plain,
+      encoding: 'utf8',
+      env: { ...process.env, PULLMAP },
+    });
+    assert.equal(direct.status, 0, direct.stderr);
+    assert.equal(direct.stdout, expected);
   });
   test("without --config the render fails with pullmap's message, never ships unmapped images", async () => {
-    const r = await helm.run(['template', 'web', chart, '--post-renderer', 'pullmap']);
+    const r = helm(['template', 'web', chart, '--post-renderer', 'pullmap']);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /rewrite needs --config PATH/);
     assert.doesNotMatch(r.stdout, /nginx:1\.27/);
@@ -128,7 +167,7 @@ describe('the Helm 4 post-renderer plugin (deploy/helm-plugin)', () => {
   test('a bad map file fails the render naming the file and line', async () => {
     const bad = join(dir.path, 'bad-maps.yaml');
     writeFileSync(bad, `${MAPS}---\nkind: [\n`);
-    const r = await helm.run([
+    const r = helm([
       'template',
       'web',
       chart,
@@ -145,7 +184,11 @@ describe('the Helm 4 post-renderer plugin (deploy/helm-plugin)', () => {
 describe("the plugin's script as Helm 3's --post-renderer executable", () => {
   const manifest = 'kind: Pod\nspec:\n  containers: [{name: a, image: "nginx:1.27"}]\n';
   test('runs $PULLMAP, else the pullmap on PATH, with the arguments it is given', () => {
-    const viaEnv = spawnSync(RENDER, [`--config=${maps}`], { input: manifest, encoding: 'utf8' });
+    const viaEnv = spawnSync(RENDER, [`--config=${maps}`], {
+      input: manifest,
+      encoding: 'utf8',
+      env: { ...process.env, PULLMAP },
+    });
     assert.equal(viaEnv.status, 0, viaEnv.stderr);
     assert.match(viaEnv.stdout, /image: "mirror\.local\/hub\/library\/nginx:1\.27"/);
 
@@ -171,7 +214,7 @@ describe("the plugin's script as Helm 3's --post-renderer executable", () => {
     assert.equal(none.stdout, '');
     assert.match(
       none.stderr,
-      /no pullmap on PATH; run "npm link" in the pullmap checkout .* or set PULLMAP=/,
+      /no pullmap on PATH and PULLMAP is not set; .*export PULLMAP="\$PWD\/node_modules\/\.bin\/node \$PWD\/dist\/pullmap\.js"/,
     );
   });
 });
@@ -187,15 +230,7 @@ describe('examples/values-*.yaml: one per user story, accepted by the chart', ()
   for (const f of files) {
     test(`${f}: helm template accepts it; its maps pass pullmap check, with the cache's upstreams`, async () => {
       const rendered = objects(
-        await helm.ok([
-          'template',
-          'pullmap',
-          CHART,
-          '-n',
-          'pullmap-system',
-          '-f',
-          join(ROOT, 'examples', f),
-        ]),
+        helmOk(['template', 'pullmap', CHART, '-n', 'pullmap-system', '-f', join(ROOT, 'examples', f)]),
       );
       const maps = rendered.filter((o) => o.kind === 'ClusterImageMap');
       assert.ok(maps.length > 0, 'each story ships its maps (story 002: the platform baseline)');

@@ -403,6 +403,13 @@ describe('a namespace that a namespaceSelector leaves out', () => {
     );
     const text = pullmap(['explain', '-c', cfg, '-n', 'shop', 'ghcr.io/a/b:1']);
     assert.match(text.stdout, /NamespaceNotSelected: ClusterImageMap\/prod-only/);
+    const manifest =
+      'kind: Pod\nmetadata: {name: p, namespace: shop}\nspec: {containers: [{name: a, image: "ghcr.io/a/b:1"}]}\n';
+    assert.equal(pullmap(['rewrite', '-f', '-', '-c', cfg], manifest).stdout, manifest);
+    assert.match(
+      pullmap(['rewrite', '-f', '-', '-c', cfg, '--namespace-labels', 'env=prod'], manifest).stdout,
+      /image: "mirror\.local\/ghcr\/a\/b:1"/,
+    );
     const selected = pullmap([
       'explain',
       '-o',

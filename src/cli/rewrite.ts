@@ -12,6 +12,8 @@ export interface RewriteOptions {
   /** --config values (required: rewrite never runs without maps). */
   config: readonly string[];
   namespace: string;
+  /** Labels of the objects' namespace, for namespaceSelector (the name label is always set). */
+  namespaceLabels: Record<string, string>;
   maxInputBytes: number;
   existence: ExistenceSource;
 }
@@ -40,7 +42,7 @@ export async function rewrite(options: RewriteOptions, io: CliIO): Promise<numbe
       const namespace = img.namespace ?? options.namespace;
       const ctx = {
         namespace,
-        namespaceLabels: { 'kubernetes.io/metadata.name': namespace },
+        namespaceLabels: { ...options.namespaceLabels, 'kubernetes.io/metadata.name': namespace },
         podLabels: img.podLabels,
         pullPolicy,
       };

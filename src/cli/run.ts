@@ -131,6 +131,11 @@ const REWRITE_FLAGS = {
     arg: 'NS',
     help: 'namespace of the objects that name none (as `helm install -n NS` would place them)',
   },
+  'namespace-labels': {
+    type: 'string',
+    arg: 'k=v,...',
+    help: "the labels of the objects' namespace, for a ClusterImageMap's namespaceSelector; kubernetes.io/metadata.name is always set",
+  },
   ...MAX_INPUT_FLAG,
   ...REGISTRY_FLAGS,
 } as const satisfies Flags;
@@ -285,7 +290,7 @@ to and by which map entry, and what the maps decide now.`,
     flags: EXPLAIN_FLAGS,
   },
   rewrite: {
-    synopsis: ['pullmap rewrite -f FILE|- --config PATH... [--namespace NS]'],
+    synopsis: ['pullmap rewrite -f FILE|- --config PATH... [--namespace NS] [--namespace-labels k=v,...]'],
     about: `Rewrite the images of Kubernetes manifests (containers and image volumes of pods and pod
 templates); every other byte is kept. As a Helm post-renderer: the plugin in deploy/helm-plugin (Helm 4:
 --post-renderer pullmap --post-renderer-args --config=maps.yaml), or its render.sh (Helm 3).`,
@@ -612,6 +617,7 @@ async function rewriteCommand(rest: readonly string[], io: CliIO): Promise<numbe
       file: values.file,
       config: values.config,
       namespace: values.namespace,
+      namespaceLabels: labels(values['namespace-labels'], '--namespace-labels'),
       maxInputBytes,
       existence: existence.source,
     },

@@ -289,6 +289,14 @@ spec:
     assert.equal(r.code, 2);
     assert.match(r.stderr, /dup-b\.yaml:2: ClusterImageMap\/hub is given again \(first at .*dup-a\.yaml:1\)/);
   });
+  test('a Helm values file given as --config says what it is', () => {
+    const r = pullmap(['check', '--config', 'examples/values-story-001-edge.yaml']);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /is not a map object; .*\(this looks like Helm values for the chart: give it to helm with -f\)/,
+    );
+  });
   test('an empty directory is a usage error naming it', () => {
     const d = join(dir.path, 'empty.d');
     mkdirSync(d);

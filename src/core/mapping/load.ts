@@ -41,8 +41,10 @@ export function loadMapsFromTexts(
     for (const doc of loaded.objects) {
       const kind = field(doc.value, 'kind');
       if (kind !== 'ImageMap' && kind !== 'ClusterImageMap') {
+        // The chart's values hold map specs under clusterImageMaps; say so when one is given as a config.
+        const values = kind === undefined && field(doc.value, 'clusterImageMaps') !== undefined;
         errors.push(
-          `${source}:${doc.line}: kind ${JSON.stringify(kind ?? null)} is not a map object; a config holds ImageMap and ClusterImageMap objects`,
+          `${source}:${doc.line}: kind ${JSON.stringify(kind ?? null)} is not a map object; a config holds ImageMap and ClusterImageMap objects${values ? ' (this looks like Helm values for the chart: give it to helm with -f)' : ''}`,
         );
         continue;
       }

@@ -5,7 +5,6 @@ import { decideImage, type ImageDecision, loadMapsFromText } from '../core/mappi
 import { formatFamiliar, formatNormalized, parseReference } from '../core/reference/index.ts';
 import { printable } from '../core/text.ts';
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
-import { DEFAULT_MAPS_TEXT } from '../serve/default-maps.ts';
 import { formatVerdict } from './check.ts';
 import type { CliIO } from './io.ts';
 import { type LoadedMaps, loadMaps, readInput } from './maps.ts';
@@ -123,6 +122,8 @@ export async function explain(options: ExplainOptions, io: CliIO): Promise<numbe
     io.stderr.write(
       'pullmap: explain: no --config given: deciding with the embedded default maps (examples/default.yaml, what `npm start` serves)\n',
     );
+    // Imported here: the text import needs the bundle (or --experimental-import-text), and only this path reads it.
+    const { DEFAULT_MAPS_TEXT } = await import('../serve/default-maps.ts');
     maps = loadMapsFromText(DEFAULT_MAPS_TEXT, 'the embedded default maps');
   }
   const snapshot = maps.snapshot;

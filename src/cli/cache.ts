@@ -8,13 +8,14 @@ export interface CacheFlags {
   readonly config: string;
   /** Overrides the config's listen address. */
   readonly listen: ListenAddress | undefined;
+  readonly maxInputBytes: number;
 }
 
 /** Runs until `stopped` resolves (SIGTERM or SIGINT in the real command), then closes the cache. */
 export async function cache(flags: CacheFlags, io: CliIO, stopped: Promise<string>): Promise<number> {
   // Loaded here, not at start-up: other commands do not pay for the server and the registry client.
   const { CacheSetupError, parseCacheConfig, startCache } = await import('../cache/index.ts');
-  const text = await readInput(flags.config, io.stdin);
+  const text = await readInput(flags.config, io.stdin, flags.maxInputBytes);
   const parsed = parseCacheConfig(text, flags.config);
   if (!parsed.ok) throw new UsageError(`invalid cache config:\n  ${parsed.errors.join('\n  ')}`);
   const config = flags.listen ? { ...parsed.config, listen: flags.listen } : parsed.config;

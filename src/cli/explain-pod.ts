@@ -9,10 +9,11 @@ import { API_VERSION, KINDS } from '../core/api/v1alpha1.ts';
 import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
 import { ANNOTATION_MAPPED_BY, ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../core/pod/plan.ts';
+import { printable } from '../core/text.ts';
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import { isStatus, KubeApiError, type KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
-import { configMaps, describe, text } from './explain.ts';
+import { configMaps, describe, format, type Output, text } from './explain.ts';
 import type { CliIO } from './io.ts';
 
 /** Input this command cannot use: printed as one line, exit 2 (like a usage error). */
@@ -22,9 +23,10 @@ export interface ExplainPodOptions {
   /** NAMESPACE/NAME */
   pod: string;
   kubeconfig: string | undefined;
-  /** Maps from this file instead of the cluster's map objects. */
-  config: string | undefined;
-  output: 'text' | 'json';
+  /** Maps from these --config values instead of the cluster's map objects. */
+  config: readonly string[] | undefined;
+  output: Output;
+  maxInputBytes: number;
   existence: ExistenceSource;
 }
 
@@ -69,7 +71,7 @@ async function clusterMaps(client: KubeClient, namespace: string, io: CliIO): Pr
     objects.map((current) => ({ current, lastAccepted: lastAcceptedOf(current) })),
   );
   for (const v of analysis.verdicts)
-    if (v.verdict !== 'Accepted') io.stderr.write(`warning: map ${v.name} is ${v.verdict}\n`);
+    if (v.verdict !== 'Accepted') io.stderr.write(`warning: map ${printable(v.name)} is ${v.verdict}\n`);
   return buildSnapshot(analysis.accepted);
 }
 
@@ -78,7 +80,7 @@ export async function explainPod(options: ExplainPodOptions, io: CliIO): Promise
     return await explainLivePod(options, io);
   } catch (err) {
     if (!(err instanceof PodInputError)) throw err;
-    io.stderr.write(`pullmap: ${err.message}\n`);
+    io.stderr.write(`pullmap: ${printable(err.message)}\n`);
     return 2;
   }
 }
@@ -93,7 +95,7 @@ async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<nu
     );
   let snapshot: MapSnapshot | undefined;
   if (options.config !== undefined) {
-    const maps = await configMaps(options.config, io);
+    const maps = await configMaps(options.config, options.maxInputBytes, io);
     if (maps === undefined) return 2;
     snapshot = maps.snapshot;
   }
@@ -162,19 +164,17 @@ async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<nu
         mappedBy: mappedBy[c.name] ?? null,
         ...(skipped ? { skipped } : {}),
       };
-      if (options.output === 'json') io.stdout.write(`${JSON.stringify(d)}\n`);
-      else {
-        const head = `${d.pod} ${c.list === 'volumes' ? `volume ${d.volume}` : `container ${d.container}`}`;
-        io.stdout.write(
-          `${head}\n  original    ${original}\n  image       ${c.image}${d.mappedBy ? ` (mapped by ${d.mappedBy})` : ''}\n${skipped ? `  skipped     ${skipped}\n` : ''}${text(
-            d,
-          )
+      io.stdout.write(
+        format(d, options.output, () => {
+          const head = `${d.pod} ${c.list === 'volumes' ? `volume ${d.volume}` : `container ${d.container}`}`;
+          const rest = text(d)
             .split('\n')
             .slice(1)
             .map((l) => (l ? `${l}\n` : ''))
-            .join('')}`,
-        );
-      }
+            .join('');
+          return `${printable(head)}\n  original    ${printable(original)}\n  image       ${printable(c.image)}${d.mappedBy ? ` (mapped by ${printable(String(d.mappedBy))})` : ''}\n${skipped ? `  skipped     ${skipped}\n` : ''}${rest}`;
+        }),
+      );
     }
     return 0;
   } catch (err) {

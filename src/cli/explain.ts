@@ -1,33 +1,37 @@
 // `pullmap explain`: what pullmap makes of image references, and with a config, where each one is
 // pulled from and why. The decision is the webhook's own (decideImage).
-import { createInterface } from 'node:readline';
-import { decideImage, type ImageDecision } from '../core/mapping/index.ts';
+import { stringify } from 'yaml';
+import { decideImage, type ImageDecision, loadMapsFromText } from '../core/mapping/index.ts';
 import { formatFamiliar, formatNormalized, parseReference } from '../core/reference/index.ts';
+import { printable } from '../core/text.ts';
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import { formatVerdict } from './check.ts';
 import type { CliIO } from './io.ts';
-import { type LoadedMaps, loadMaps } from './maps.ts';
+import { type LoadedMaps, loadMaps, readInput } from './maps.ts';
+
+export type Output = 'text' | 'json' | 'yaml';
 
 export interface ExplainOptions {
   images: string[];
-  config: string | undefined;
+  /** --config values; none: the embedded default maps. */
+  config: readonly string[];
   namespace: string;
   podLabels: Record<string, string>;
   namespaceLabels: Record<string, string>;
   pullPolicy: string | undefined;
-  output: 'text' | 'json';
+  output: Output;
+  maxInputBytes: number;
   existence: ExistenceSource;
 }
 
-async function* inputLines(options: ExplainOptions, io: CliIO): AsyncGenerator<string> {
-  if (options.images.length > 0) {
-    yield* options.images;
-    return;
-  }
-  for await (const line of createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY })) {
-    const trimmed = line.trim();
-    if (trimmed !== '' && !trimmed.startsWith('#')) yield trimmed;
-  }
+/** Images from the arguments, else stdin one per line (blank lines and # comments skipped). */
+async function inputLines(options: ExplainOptions, io: CliIO): Promise<string[]> {
+  if (options.images.length > 0) return options.images;
+  const text = await readInput('-', io.stdin, options.maxInputBytes);
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
 }
 
 export function describe(input: string, decision: ImageDecision | undefined): Record<string, unknown> {
@@ -66,54 +70,76 @@ export function describe(input: string, decision: ImageDecision | undefined): Re
   return out;
 }
 
+/** The human-readable form; everything taken from the input is escaped for the terminal. */
 export function text(d: Record<string, unknown>): string {
-  if (!d.valid) return `${d.input}\n  invalid: ${d.error}\n`;
-  const lines = [`${d.input}`, `  normalized  ${d.normalized}`, `  familiar    ${d.familiar}`];
+  const p = (v: unknown) => printable(String(v));
+  if (!d.valid) return `${p(d.input)}\n  invalid: ${p(d.error)}\n`;
+  const lines = [p(d.input), `  normalized  ${p(d.normalized)}`, `  familiar    ${p(d.familiar)}`];
   if (d.outcome !== undefined) {
-    lines.push(`  result      ${d.mapped} (${d.outcome})`);
+    lines.push(`  result      ${p(d.mapped)} (${d.outcome})`);
     for (const r of d.reasons as { code: string; message: string }[])
-      lines.push(`    - ${r.code}: ${r.message}`);
+      lines.push(`    - ${r.code}: ${p(r.message)}`);
   }
   return `${lines.join('\n')}\n`;
 }
 
+/** One described object in the chosen format: a JSON line, a YAML document, or text. */
+export function format(
+  d: Record<string, unknown>,
+  output: Output,
+  asText: (d: Record<string, unknown>) => string = text,
+): string {
+  if (output === 'json') return `${JSON.stringify(d)}\n`;
+  if (output === 'yaml') return `---\n${stringify(d, { lineWidth: 0 })}`;
+  return asText(d);
+}
+
 /** Loads a config for explaining: undefined (errors printed) when it is unusable; unused maps warned about. */
-export async function configMaps(config: string, io: CliIO): Promise<LoadedMaps | undefined> {
-  const maps = await loadMaps(config, io.stdin);
+export async function configMaps(
+  config: readonly string[],
+  maxBytes: number,
+  io: CliIO,
+): Promise<LoadedMaps | undefined> {
+  const maps = await loadMaps(config, { stdin: io.stdin, maxBytes });
   if (maps.errors.length > 0) {
-    for (const e of maps.errors) io.stderr.write(`${e}\n`);
+    for (const e of maps.errors) io.stderr.write(`${printable(e)}\n`);
     return undefined;
   }
   for (const v of maps.analysis.verdicts) {
-    if (v.verdict !== 'Accepted') io.stderr.write(`warning: map not used: ${formatVerdict(v).join('\n')}\n`);
+    if (v.verdict !== 'Accepted')
+      io.stderr.write(`warning: map not used: ${formatVerdict(v).map(printable).join('\n')}\n`);
   }
   return maps;
 }
 
 export async function explain(options: ExplainOptions, io: CliIO): Promise<number> {
   let maps: LoadedMaps | undefined;
-  if (options.config !== undefined) {
-    maps = await configMaps(options.config, io);
+  if (options.config.length > 0) {
+    maps = await configMaps(options.config, options.maxInputBytes, io);
     if (maps === undefined) return 2;
+  } else {
+    // What `pullmap serve` and `npm start` use without --config; said, so it is never mistaken for yours.
+    io.stderr.write(
+      'pullmap: explain: no --config given: deciding with the embedded default maps (examples/default.yaml, what `npm start` serves)\n',
+    );
+    // Imported here: the text import needs the bundle (or --experimental-import-text), and only this path reads it.
+    const { DEFAULT_MAPS_TEXT } = await import('../serve/default-maps.ts');
+    maps = loadMapsFromText(DEFAULT_MAPS_TEXT, 'the embedded default maps');
   }
+  const snapshot = maps.snapshot;
   const namespaceLabels = { 'kubernetes.io/metadata.name': options.namespace, ...options.namespaceLabels };
-  for await (const input of inputLines(options, io)) {
-    let decision: ImageDecision | undefined;
-    const snapshot = maps?.snapshot;
-    if (snapshot) {
-      const ctx = {
-        namespace: options.namespace,
-        namespaceLabels,
-        podLabels: options.podLabels,
-        pullPolicy: options.pullPolicy,
-      };
-      decision = await decideWithProbes(
-        (facts) => decideImage(snapshot, input, ctx, facts),
-        options.existence,
-      );
-    }
-    const d = describe(input, decision);
-    io.stdout.write(options.output === 'json' ? `${JSON.stringify(d)}\n` : text(d));
+  const ctx = {
+    namespace: options.namespace,
+    namespaceLabels,
+    podLabels: options.podLabels,
+    pullPolicy: options.pullPolicy,
+  };
+  for (const input of await inputLines(options, io)) {
+    const decision: ImageDecision = await decideWithProbes(
+      (facts) => decideImage(snapshot, input, ctx, facts),
+      options.existence,
+    );
+    io.stdout.write(format(describe(input, decision), options.output));
   }
   return 0;
 }

@@ -2,32 +2,38 @@
 import { mergeProbeRequests } from '../core/facts.ts';
 import { scanManifests, spliceImages } from '../core/manifest/rewrite.ts';
 import { decideImage } from '../core/mapping/index.ts';
-import { buildSnapshot, type MapSnapshot } from '../core/mapping/snapshot.ts';
+import { printable } from '../core/text.ts';
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import type { CliIO } from './io.ts';
 import { loadMaps, readInput } from './maps.ts';
 
 export interface RewriteOptions {
   file: string;
-  config: string | undefined;
+  /** --config values (required: rewrite never runs without maps). */
+  config: readonly string[];
   namespace: string;
+  /** Labels of the objects' namespace, for namespaceSelector (the name label is always set). */
+  namespaceLabels: Record<string, string>;
+  maxInputBytes: number;
   existence: ExistenceSource;
 }
 
 export async function rewrite(options: RewriteOptions, io: CliIO): Promise<number> {
-  let snapshot: MapSnapshot = buildSnapshot([]);
-  if (options.config !== undefined) {
-    const maps = await loadMaps(options.config, io.stdin);
-    if (maps.errors.length > 0) {
-      for (const e of maps.errors) io.stderr.write(`${e}\n`);
-      return 2;
-    }
-    snapshot = maps.snapshot;
+  const maps = await loadMaps(options.config, { stdin: io.stdin, maxBytes: options.maxInputBytes });
+  if (maps.errors.length > 0) {
+    for (const e of maps.errors) io.stderr.write(`${printable(e)}\n`);
+    return 2;
   }
-  const text = await readInput(options.file, io.stdin);
+  for (const v of maps.analysis.verdicts)
+    if (v.verdict !== 'Accepted')
+      io.stderr.write(
+        `warning: map not used: ${printable(v.name)} is ${v.verdict} (pullmap check says why)\n`,
+      );
+  const snapshot = maps.snapshot;
+  const text = await readInput(options.file, io.stdin, options.maxInputBytes);
   const scan = scanManifests(text, options.file === '-' ? '<stdin>' : options.file);
   if (scan.errors.length > 0) {
-    for (const e of scan.errors) io.stderr.write(`${e}\n`);
+    for (const e of scan.errors) io.stderr.write(`${printable(e)}\n`);
     return 2;
   }
   const decisions = await decideWithProbes((facts) => {
@@ -36,7 +42,7 @@ export async function rewrite(options: RewriteOptions, io: CliIO): Promise<numbe
       const namespace = img.namespace ?? options.namespace;
       const ctx = {
         namespace,
-        namespaceLabels: { 'kubernetes.io/metadata.name': namespace },
+        namespaceLabels: { ...options.namespaceLabels, 'kubernetes.io/metadata.name': namespace },
         podLabels: img.podLabels,
         pullPolicy,
       };
@@ -48,7 +54,9 @@ export async function rewrite(options: RewriteOptions, io: CliIO): Promise<numbe
   decisions.all.forEach((d, i) => {
     if (d.outcome === 'Mapped') replacements.set(i, d.image);
     if (d.outcome === 'Invalid')
-      io.stderr.write(`warning: ${scan.images[i]!.where}: ${d.reasons[0]?.message}; left unchanged\n`);
+      io.stderr.write(
+        `warning: ${printable(`${scan.images[i]!.where}: ${d.reasons[0]?.message}`)}; left unchanged\n`,
+      );
   });
   io.stdout.write(spliceImages(text, scan, replacements));
   return 0;

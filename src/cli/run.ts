@@ -3,70 +3,385 @@ import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
+import { printable } from '../core/text.ts';
 import { cache } from './cache.ts';
 import { check } from './check.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { explain } from './explain.ts';
 import type { CliIO } from './io.ts';
-import { UsageError } from './maps.ts';
+import { parseByteSize, UsageError } from './maps.ts';
 import { rewrite } from './rewrite.ts';
 
 /** The one source of the version: package.json, bundled in at build time. */
 export const VERSION: string = pkg.version;
 
-/** Each command's usage, printed by `pullmap COMMAND --help` and named in its flag errors. */
-const USAGE = {
-  explain: `Usage: pullmap explain [IMAGE...] [--config FILE] [--namespace NS] [--labels k=v,...]
-                       [--pull-policy Always|IfNotPresent|Never] [--output text|json]
-       pullmap explain --pod NAMESPACE/NAME [--kubeconfig FILE] [--config FILE] [--output text|json]
-  Parse images (arguments, or stdin one per line) and, with a config, show where each one goes and why.
-  --pod: each image of a live pod (containers and image volumes): its original (from the pod's
-  annotations), what it was mapped to and by which map entry, and what the maps decide now (the
-  cluster's maps, or --config FILE).
-`,
-  rewrite: `Usage: pullmap rewrite -f FILE|- [--config FILE] [--namespace NS]
-  Rewrite the images of Kubernetes manifests (containers and image volumes of pods and pod templates);
-  every other byte is kept (usable as a Helm post-renderer).
-`,
-  check: `Usage: pullmap check --config FILE
-  Validate a config of ImageMap/ClusterImageMap objects; print every error and conflict (exit 1 if any).
-`,
-  serve: `Usage: pullmap serve [--config FILE] [--listen HOST:PORT] (--tls-cert FILE --tls-key FILE | --no-tls)
-                     [--deadline DUR] [--failure-policy Ignore|Fail] [--log-level debug|info|warn|error]
-       pullmap serve --maps-from cluster [--kubeconfig FILE] [--lease-namespace NS] [--identity NAME]
-                     [--no-leader-election] [--recheck-interval DUR] [--on-rejected-update KeepLastAccepted|Undeploy]
-                     [--no-pull-secret-copy]
-  The admission webhook (POST /mutate-pods; /healthz, /readyz, /metrics). Maps come from FILE, from the
-  embedded default without --config, or from the cluster's map objects (list-watch; the Lease holder
-  writes their status and copies ClusterImageMap pull secrets, and POST /validate-maps checks map
-  objects). --no-tls is for loopback addresses only. More flags: --cache-address,
-  --exclude-namespaces, --shutdown-delay, --shutdown-grace, --max-request-bytes, --reload-interval,
-  and the registry flags.
-`,
-  cache: `Usage: pullmap cache --config FILE [--listen HOST:PORT]
-  Run the OCI pull-through cache (see examples/cache/cache.yaml) until SIGTERM.
-`,
-} as const;
-type Command = keyof typeof USAGE;
+/** One flag: what parseArgs needs, plus its help line (arg: the value's placeholder). */
+interface FlagSpec {
+  readonly type: 'string' | 'boolean';
+  readonly short?: string;
+  readonly multiple?: boolean;
+  readonly default?: string | boolean;
+  readonly arg?: string;
+  readonly help: string;
+  /** What happens without the flag, when that is not a literal default. */
+  readonly otherwise?: string;
+}
+type Flags = Readonly<Record<string, FlagSpec>>;
 
-const REGISTRY_HELP = `
-Registry access for when: IfExists (explain, rewrite and serve):
-  --plain-http HOST     talk plain HTTP to HOST (loopback registries; repeatable)
-  --registry-ca FILE    trust this CA (PEM) for registries (repeatable)
-  --docker-config FILE  credentials from a docker config.json
-  --probe-timeout DUR   how long one decision waits for registries (default 5s)
-`;
+const MAX_INPUT_FLAG = {
+  'max-input-bytes': {
+    type: 'string',
+    default: '16Mi',
+    arg: 'SIZE',
+    help: 'refuse a config, manifest or stdin input larger than this (bytes, or with Ki, Mi, Gi)',
+  },
+} as const satisfies Flags;
 
-const usageOf = (command: Command): string =>
-  command === 'explain' || command === 'rewrite' || command === 'serve'
-    ? `${USAGE[command]}${REGISTRY_HELP}`
-    : USAGE[command];
+const REGISTRY_FLAGS = {
+  'plain-http': {
+    type: 'string',
+    multiple: true,
+    arg: 'HOST',
+    help: 'talk plain HTTP to this registry (loopback registries); repeatable',
+  },
+  'registry-ca': {
+    type: 'string',
+    multiple: true,
+    arg: 'FILE',
+    help: 'also trust this CA (PEM) for registries; repeatable',
+  },
+  'docker-config': {
+    type: 'string',
+    arg: 'FILE',
+    help: 'registry credentials from a docker config.json',
+    otherwise: 'anonymous',
+  },
+  'probe-timeout': {
+    type: 'string',
+    default: '5s',
+    arg: 'DUR',
+    help: 'how long one decision waits for registries (when: IfExists)',
+  },
+} as const satisfies Flags;
+
+const CONFIG_HELP =
+  'map objects: a file, a directory (its .yaml, .yml and .json files, like kubectl -f DIR) or - for stdin; repeatable, read as one set';
+
+const EXPLAIN_FLAGS = {
+  config: {
+    type: 'string',
+    short: 'c',
+    multiple: true,
+    arg: 'PATH',
+    help: CONFIG_HELP,
+    otherwise: 'the embedded default maps, examples/default.yaml, which `npm start` serves; said on stderr',
+  },
+  namespace: { type: 'string', short: 'n', default: 'default', arg: 'NS', help: "the pod's namespace" },
+  labels: {
+    type: 'string',
+    short: 'l',
+    arg: 'k=v,...',
+    help: "the POD's labels, for podSelector (the namespace's labels are --namespace-labels)",
+  },
+  'namespace-labels': {
+    type: 'string',
+    arg: 'k=v,...',
+    help: "the NAMESPACE's labels, for a ClusterImageMap's namespaceSelector; kubernetes.io/metadata.name=NS is always set",
+  },
+  'pull-policy': {
+    type: 'string',
+    arg: 'Always|IfNotPresent|Never',
+    help: "the container's imagePullPolicy",
+    otherwise: "Kubernetes' default: Always for :latest or no tag, else IfNotPresent",
+  },
+  output: { type: 'string', short: 'o', default: 'text', arg: 'text|json|yaml', help: 'output format' },
+  pod: {
+    type: 'string',
+    arg: 'NAMESPACE/NAME',
+    help: "explain a live pod's images (reads the pod, and the cluster's maps unless --config is given)",
+  },
+  kubeconfig: {
+    type: 'string',
+    arg: 'FILE',
+    help: "with --pod: the cluster's credentials",
+    otherwise: "$KUBECONFIG, ~/.kube/config, else the pod's service account",
+  },
+  ...MAX_INPUT_FLAG,
+  ...REGISTRY_FLAGS,
+} as const satisfies Flags;
+
+const REWRITE_FLAGS = {
+  file: {
+    type: 'string',
+    short: 'f',
+    arg: 'FILE|-',
+    help: 'the manifests (a YAML stream; - for stdin, as a Helm post-renderer); required',
+  },
+  config: {
+    type: 'string',
+    short: 'c',
+    multiple: true,
+    arg: 'PATH',
+    help: `${CONFIG_HELP}; required (examples/default.yaml is the embedded default)`,
+  },
+  namespace: {
+    type: 'string',
+    short: 'n',
+    default: 'default',
+    arg: 'NS',
+    help: 'namespace of the objects that name none (as `helm install -n NS` would place them)',
+  },
+  'namespace-labels': {
+    type: 'string',
+    arg: 'k=v,...',
+    help: "the labels of the objects' namespace, for a ClusterImageMap's namespaceSelector; kubernetes.io/metadata.name is always set",
+  },
+  ...MAX_INPUT_FLAG,
+  ...REGISTRY_FLAGS,
+} as const satisfies Flags;
+
+const CHECK_FLAGS = {
+  config: { type: 'string', short: 'c', multiple: true, arg: 'PATH', help: `${CONFIG_HELP}; required` },
+  output: { type: 'string', short: 'o', default: 'text', arg: 'text|json', help: 'output format' },
+  'cache-upstreams': {
+    type: 'string',
+    arg: 'HOST,...',
+    help: "the cache's upstream hosts: warn about maps with cache.enabled whose targets are not among them",
+    otherwise: 'not checked',
+  },
+  ...MAX_INPUT_FLAG,
+} as const satisfies Flags;
+
+const SERVE_FLAGS = {
+  config: {
+    type: 'string',
+    short: 'c',
+    arg: 'FILE',
+    help: 'map objects from FILE, re-read when it changes (file mode)',
+    otherwise: 'the embedded default maps, examples/default.yaml',
+  },
+  'maps-from': {
+    type: 'string',
+    default: 'file',
+    arg: 'file|cluster',
+    help: "file: --config or the embedded default; cluster: the cluster's ImageMap/ClusterImageMap objects",
+  },
+  kubeconfig: {
+    type: 'string',
+    arg: 'FILE',
+    help: "the cluster's credentials: its maps (cluster mode) or namespace labels for namespaceSelector (file mode)",
+    otherwise: 'in a pod: its service account; cluster mode also $KUBECONFIG, ~/.kube/config',
+  },
+  listen: { type: 'string', default: '0.0.0.0:8443', arg: 'HOST:PORT', help: 'address to serve on' },
+  'tls-cert': { type: 'string', arg: 'FILE', help: 'serving certificate (PEM), re-read when it changes' },
+  'tls-key': { type: 'string', arg: 'FILE', help: 'its private key (PEM)' },
+  'no-tls': {
+    type: 'boolean',
+    default: false,
+    help: 'serve plain HTTP instead (loopback addresses only: the apiserver needs HTTPS)',
+  },
+  deadline: {
+    type: 'string',
+    default: '3s',
+    arg: 'DUR',
+    help: "time for registry questions in one review; keep it below the webhook's timeoutSeconds",
+  },
+  'failure-policy': {
+    type: 'string',
+    default: 'Ignore',
+    arg: 'Ignore|Fail',
+    help: "on pullmap's own failure: admit the pod unchanged with a warning, or refuse it",
+  },
+  'cache-address': {
+    type: 'string',
+    default: 'localhost:7439',
+    arg: 'HOST:PORT',
+    help: 'the pullmap cache as pods name it, for maps with cache.enabled',
+  },
+  'exclude-namespaces': {
+    type: 'string',
+    default: 'kube-system,pullmap-system',
+    arg: 'NS,...',
+    help: 'namespaces whose pods are never changed',
+  },
+  'log-level': {
+    type: 'string',
+    default: 'info',
+    arg: 'debug|info|warn|error',
+    help: 'debug logs each decision',
+  },
+  'shutdown-delay': {
+    type: 'string',
+    default: '5s',
+    arg: 'DUR',
+    help: 'on SIGTERM, time between failing /readyz and closing the listener',
+  },
+  'shutdown-grace': {
+    type: 'string',
+    default: '25s',
+    arg: 'DUR',
+    help: 'time in-flight reviews get to finish after that',
+  },
+  'max-request-bytes': {
+    type: 'string',
+    default: String(8 * 1024 * 1024),
+    arg: 'BYTES',
+    help: 'largest AdmissionReview body accepted (413 above)',
+  },
+  'reload-interval': {
+    type: 'string',
+    default: '10s',
+    arg: 'DUR',
+    help: 'how often --config and the TLS files are checked for changes',
+  },
+  'lease-namespace': {
+    type: 'string',
+    arg: 'NS',
+    help: "cluster mode: namespace of the leader Lease and of ClusterImageMaps' pull secrets",
+    otherwise: '$POD_NAMESPACE, else pullmap-system',
+  },
+  identity: {
+    type: 'string',
+    arg: 'NAME',
+    help: "cluster mode: this replica's name in the Lease",
+    otherwise: '$POD_NAME, else HOST-PID',
+  },
+  'no-leader-election': {
+    type: 'boolean',
+    default: false,
+    help: 'cluster mode: write map status without holding the Lease (one replica only)',
+  },
+  'no-pull-secret-copy': {
+    type: 'boolean',
+    default: false,
+    help: "cluster mode: never read or write Secrets (maps' pullSecret copies are off; their status says so)",
+  },
+  'recheck-interval': {
+    type: 'string',
+    default: '60s',
+    arg: 'DUR',
+    help: 'cluster mode: how often map status is re-analysed without a change',
+  },
+  'on-rejected-update': {
+    type: 'string',
+    default: 'KeepLastAccepted',
+    arg: 'KeepLastAccepted|Undeploy',
+    help: 'cluster mode: what an invalid edit of an accepted map does',
+  },
+  ...REGISTRY_FLAGS,
+} as const satisfies Flags;
+
+const CACHE_FLAGS = {
+  config: {
+    type: 'string',
+    short: 'c',
+    arg: 'FILE',
+    help: 'the cache config (every field: examples/cache/cache.yaml); required',
+  },
+  listen: { type: 'string', arg: 'HOST:PORT', help: 'address to serve on', otherwise: "the config's listen" },
+  ...MAX_INPUT_FLAG,
+} as const satisfies Flags;
+
+/** Each command's synopsis, what it does, and its flags: `pullmap COMMAND --help` prints them. */
+const COMMANDS = {
+  explain: {
+    synopsis: [
+      'pullmap explain [IMAGE...] [--config PATH]... [-n NS] [--labels k=v,...] [--namespace-labels k=v,...]',
+      'pullmap explain --pod NAMESPACE/NAME [--kubeconfig FILE] [--config PATH]...',
+    ],
+    about: `Where each image (arguments, or stdin one per line) is pulled from, and why: the webhook's own
+decision. --pod: each image of a live pod (containers and image volumes): its original, what it was mapped
+to and by which map entry, and what the maps decide now.`,
+    flags: EXPLAIN_FLAGS,
+  },
+  rewrite: {
+    synopsis: ['pullmap rewrite -f FILE|- --config PATH... [--namespace NS] [--namespace-labels k=v,...]'],
+    about: `Rewrite the images of Kubernetes manifests (containers and image volumes of pods and pod
+templates); every other byte is kept. As a Helm post-renderer: the plugin in deploy/helm-plugin (Helm 4:
+--post-renderer pullmap --post-renderer-args --config=maps.yaml), or its render.sh (Helm 3).`,
+    flags: REWRITE_FLAGS,
+  },
+  check: {
+    synopsis: ['pullmap check --config PATH... [--output text|json] [--cache-upstreams HOST,...]'],
+    about: `Validate map objects: every error and conflict, with the field and the fix (exit 1 if any, 2 when
+the input cannot be read or parsed).`,
+    flags: CHECK_FLAGS,
+  },
+  serve: {
+    synopsis: [
+      'pullmap serve [--config FILE] [--kubeconfig FILE] (--tls-cert FILE --tls-key FILE | --no-tls) ...',
+      'pullmap serve --maps-from cluster [--kubeconfig FILE] (--tls-cert FILE --tls-key FILE | --no-tls) ...',
+    ],
+    about: `The admission webhook (POST /mutate-pods; /healthz, /readyz, /metrics). File mode: maps from --config
+or the embedded default; a ClusterImageMap's namespaceSelector reads namespace labels from the cluster
+(--kubeconfig, or in a pod its service account). Cluster mode: the cluster's map objects (list-watch; the
+Lease holder writes their status and copies pull secrets; POST /validate-maps checks map objects).`,
+    flags: SERVE_FLAGS,
+  },
+  cache: {
+    synopsis: ['pullmap cache --config FILE [--listen HOST:PORT]'],
+    about: 'Run the OCI pull-through cache until SIGTERM.',
+    flags: CACHE_FLAGS,
+  },
+} as const satisfies Record<string, { synopsis: readonly string[]; about: string; flags: Flags }>;
+type Command = keyof typeof COMMANDS;
+
+const HELP_WIDTH = 104;
+const FLAG_COLUMN = 34;
+
+/** Words of `text` in lines of at most `width` characters. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
+
+function flagLines(flags: Flags): string {
+  const out: string[] = [];
+  for (const [name, spec] of Object.entries(flags)) {
+    const left = `  ${spec.short ? `-${spec.short}, ` : '    '}--${name}${spec.arg ? ` ${spec.arg}` : ''}`;
+    const fallback =
+      spec.otherwise ?? (typeof spec.default === 'string' && spec.default !== '' ? spec.default : undefined);
+    const help = `${spec.help}${fallback === undefined ? '' : ` (default: ${fallback})`}`;
+    const text = wrap(help, HELP_WIDTH - FLAG_COLUMN);
+    if (left.length < FLAG_COLUMN) out.push(`${left.padEnd(FLAG_COLUMN)}${text.shift()}`);
+    else out.push(left);
+    for (const l of text) out.push(`${' '.repeat(FLAG_COLUMN)}${l}`);
+  }
+  return out.join('\n');
+}
+
+const aboutLines = (about: string): string =>
+  wrap(about, HELP_WIDTH - 2)
+    .map((l) => `  ${l}`)
+    .join('\n');
+
+const usageLine = (command: Command): string => `Usage: ${COMMANDS[command].synopsis[0]}`;
+
+function usageOf(command: Command): string {
+  const { synopsis, about, flags } = COMMANDS[command];
+  const lines = synopsis.map((s, i) => `${i === 0 ? 'Usage: ' : '       '}${s}`);
+  const aboutText = aboutLines(about);
+  return `${lines.join('\n')}\n${aboutText}\n\nFlags:\n${flagLines(flags)}\n`;
+}
 
 const HELP = `pullmap ${VERSION}: decides where every container image is pulled from
 
-${Object.values(USAGE).join('\n')}${REGISTRY_HELP}
-Run "pullmap COMMAND --help" for one command. Exit codes: 0 ok, 1 problems found (check), 2 usage or
-unusable input. pullmap prints no colour (NO_COLOR needs nothing).
+${(Object.keys(COMMANDS) as Command[])
+  .map(
+    (c) =>
+      `${COMMANDS[c].synopsis.map((s, i) => `${i === 0 ? 'Usage: ' : '       '}${s}`).join('\n')}\n${aboutLines(COMMANDS[c].about)}\n`,
+  )
+  .join('\n')}
+Run "pullmap COMMAND --help" for each command's flags, with their defaults. Exit codes: 0 ok, 1 problems
+found (check), 2 usage or unusable input. pullmap prints no colour (NO_COLOR needs nothing).
 `;
 
 /**
@@ -79,7 +394,7 @@ function parseFlags<O extends ParseArgsOptionsConfig>(
   options: O,
   allowPositionals = false,
 ) {
-  const usageLine = USAGE[command].split('\n')[0]!;
+  const usage = `${usageLine(command)}\n(pullmap ${command} --help lists every flag)`;
   const { tokens } = parseArgs({
     args: [...args],
     options,
@@ -89,16 +404,16 @@ function parseFlags<O extends ParseArgsOptionsConfig>(
   });
   for (const token of tokens) {
     if (token.kind === 'option' && !Object.hasOwn(options, token.name))
-      throw new UsageError(`${command}: unknown flag ${token.rawName}\n${usageLine}`);
+      throw new UsageError(`${command}: unknown flag ${token.rawName}\n${usage}`);
     if (token.kind === 'positional' && !allowPositionals)
-      throw new UsageError(`${command}: unexpected argument ${JSON.stringify(token.value)}\n${usageLine}`);
+      throw new UsageError(`${command}: unexpected argument ${JSON.stringify(token.value)}\n${usage}`);
   }
   try {
     return parseArgs({ args: [...args], options, allowPositionals, strict: true });
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))
-      throw new UsageError(`${command}: ${(err as Error).message}\n${usageLine}`);
+      throw new UsageError(`${command}: ${(err as Error).message}\n${usage}`);
     throw err;
   }
 }
@@ -112,7 +427,7 @@ function wantsHelp(args: readonly string[]): boolean {
   return false;
 }
 
-const isCommand = (c: string | undefined): c is Command => c !== undefined && Object.hasOwn(USAGE, c);
+const isCommand = (c: string | undefined): c is Command => c !== undefined && Object.hasOwn(COMMANDS, c);
 
 function labels(text: string | undefined, flag: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -137,13 +452,6 @@ function oneOf<T extends string>(
   if ((allowed as readonly string[]).includes(value)) return value as T;
   throw new UsageError(`${flag} must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`);
 }
-
-const REGISTRY_OPTIONS = {
-  'plain-http': { type: 'string', multiple: true },
-  'registry-ca': { type: 'string', multiple: true },
-  'docker-config': { type: 'string' },
-  'probe-timeout': { type: 'string', default: '5s' },
-} as const;
 
 function registryFlags(values: {
   'plain-http'?: string[];
@@ -189,32 +497,14 @@ function listenAddress(value: string): ListenAddress {
   return address;
 }
 
+/** --config given more than once, or a directory, may read stdin only once. */
+function oneStdin(paths: readonly string[], file?: string): void {
+  if (paths.filter((p) => p === '-').length + (file === '-' ? 1 : 0) > 1)
+    throw new UsageError('only one of -f and the --config values can read stdin (-)');
+}
+
 async function serveCommand(rest: readonly string[], io: CliIO): Promise<number> {
-  const { values } = parseFlags('serve', rest, {
-    config: { type: 'string', short: 'c' },
-    listen: { type: 'string', default: '0.0.0.0:8443' },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-    'no-tls': { type: 'boolean', default: false },
-    deadline: { type: 'string', default: '3s' },
-    'failure-policy': { type: 'string', default: 'Ignore' },
-    'cache-address': { type: 'string', default: 'localhost:7439' },
-    'exclude-namespaces': { type: 'string', default: 'kube-system,pullmap-system' },
-    'log-level': { type: 'string', default: 'info' },
-    'shutdown-delay': { type: 'string', default: '5s' },
-    'shutdown-grace': { type: 'string', default: '25s' },
-    'max-request-bytes': { type: 'string', default: String(8 * 1024 * 1024) },
-    'reload-interval': { type: 'string', default: '10s' },
-    'maps-from': { type: 'string', default: 'file' },
-    kubeconfig: { type: 'string' },
-    'lease-namespace': { type: 'string' },
-    identity: { type: 'string' },
-    'no-leader-election': { type: 'boolean', default: false },
-    'recheck-interval': { type: 'string', default: '60s' },
-    'on-rejected-update': { type: 'string', default: 'KeepLastAccepted' },
-    'no-pull-secret-copy': { type: 'boolean', default: false },
-    ...REGISTRY_OPTIONS,
-  });
+  const { values } = parseFlags('serve', rest, SERVE_FLAGS);
   const cert = values['tls-cert'];
   const key = values['tls-key'];
   if (values['no-tls'] && (cert !== undefined || key !== undefined))
@@ -232,8 +522,6 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
   const mapsFrom = oneOf(values['maps-from'], ['file', 'cluster'], '--maps-from');
   if (mapsFrom === 'cluster' && values.config !== undefined)
     throw new UsageError('--config and --maps-from cluster contradict each other; maps come from one place');
-  if (mapsFrom === 'file' && values.kubeconfig !== undefined)
-    throw new UsageError('--kubeconfig needs --maps-from cluster');
   const cluster =
     mapsFrom === 'cluster'
       ? {
@@ -252,6 +540,8 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
   return serve(
     {
       config: values.config,
+      kubeconfig: values.kubeconfig,
+      env: io.env,
       ...listenAddress(values.listen),
       tls: cert !== undefined && key !== undefined ? { certFile: cert, keyFile: key } : undefined,
       deadlineMs,
@@ -273,6 +563,97 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
   );
 }
 
+async function explainCommand(rest: readonly string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parseFlags('explain', rest, EXPLAIN_FLAGS, true);
+  const output = oneOf(values.output, ['text', 'json', 'yaml'], '--output') ?? 'text';
+  const maxInputBytes = parseByteSize(values['max-input-bytes'], '--max-input-bytes');
+  const config = values.config ?? [];
+  oneStdin(config);
+  if (values.pod !== undefined) {
+    if (positionals.length > 0)
+      throw new UsageError("explain --pod explains the pod's images; give no IMAGE arguments with it");
+    const podExistence = await existenceFromFlags(registryFlags(values));
+    const { explainPod } = await import('./explain-pod.ts');
+    return await explainPod(
+      {
+        pod: values.pod,
+        kubeconfig: values.kubeconfig,
+        config: config.length > 0 ? config : undefined,
+        output,
+        maxInputBytes,
+        existence: podExistence.source,
+      },
+      io,
+    ).finally(() => podExistence.close());
+  }
+  if (values.kubeconfig !== undefined) throw new UsageError('--kubeconfig needs --pod NAMESPACE/NAME');
+  if (config.includes('-') && positionals.length === 0)
+    throw new UsageError('--config - reads stdin, so give the images as arguments');
+  const existence = await existenceFromFlags(registryFlags(values));
+  return await explain(
+    {
+      images: positionals,
+      config,
+      namespace: values.namespace,
+      podLabels: labels(values.labels, '--labels'),
+      namespaceLabels: labels(values['namespace-labels'], '--namespace-labels'),
+      pullPolicy: oneOf(values['pull-policy'], ['Always', 'IfNotPresent', 'Never'], '--pull-policy'),
+      output,
+      maxInputBytes,
+      existence: existence.source,
+    },
+    io,
+  ).finally(() => existence.close());
+}
+
+async function rewriteCommand(rest: readonly string[], io: CliIO): Promise<number> {
+  const { values } = parseFlags('rewrite', rest, REWRITE_FLAGS);
+  if (values.file === undefined) throw new UsageError('rewrite needs -f FILE (or -f - for stdin)');
+  // Without maps the manifests would go out unmapped (a post-renderer would ship the original images),
+  // and the embedded default's made-up mirrors would send them nowhere: refuse instead.
+  if (values.config === undefined)
+    throw new UsageError(
+      'rewrite needs --config PATH, the maps to apply (without them every image would stay as it is); the embedded default maps are examples/default.yaml',
+    );
+  oneStdin(values.config, values.file);
+  const maxInputBytes = parseByteSize(values['max-input-bytes'], '--max-input-bytes');
+  const existence = await existenceFromFlags(registryFlags(values));
+  return await rewrite(
+    {
+      file: values.file,
+      config: values.config,
+      namespace: values.namespace,
+      namespaceLabels: labels(values['namespace-labels'], '--namespace-labels'),
+      maxInputBytes,
+      existence: existence.source,
+    },
+    io,
+  ).finally(() => existence.close());
+}
+
+async function checkCommand(rest: readonly string[], io: CliIO): Promise<number> {
+  const { values } = parseFlags('check', rest, CHECK_FLAGS);
+  if (values.config === undefined)
+    throw new UsageError('check needs --config PATH (a file, a directory or -)');
+  oneStdin(values.config);
+  const upstreams = values['cache-upstreams'];
+  return await check(
+    {
+      config: values.config,
+      output: oneOf(values.output, ['text', 'json'], '--output') ?? 'text',
+      cacheUpstreams:
+        upstreams === undefined
+          ? undefined
+          : upstreams
+              .split(',')
+              .map((h) => h.trim())
+              .filter(Boolean),
+      maxInputBytes: parseByteSize(values['max-input-bytes'], '--max-input-bytes'),
+    },
+    io,
+  );
+}
+
 /** Runs one pullmap command and returns its exit code. User errors are messages, never stack traces. */
 export async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const [command, ...rest] = argv;
@@ -282,93 +663,21 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
   }
   try {
     switch (command) {
-      case 'explain': {
-        const { values, positionals } = parseFlags(
-          'explain',
-          rest,
-          {
-            config: { type: 'string', short: 'c' },
-            namespace: { type: 'string', short: 'n', default: 'default' },
-            labels: { type: 'string', short: 'l' },
-            'namespace-labels': { type: 'string' },
-            'pull-policy': { type: 'string' },
-            output: { type: 'string', short: 'o', default: 'text' },
-            pod: { type: 'string' },
-            kubeconfig: { type: 'string' },
-            ...REGISTRY_OPTIONS,
-          },
-          true,
-        );
-        const output = oneOf(values.output, ['text', 'json'], '--output') ?? 'text';
-        if (values.pod !== undefined) {
-          if (positionals.length > 0)
-            throw new UsageError("explain --pod explains the pod's images; give no IMAGE arguments with it");
-          const podExistence = await existenceFromFlags(registryFlags(values));
-          const { explainPod } = await import('./explain-pod.ts');
-          return await explainPod(
-            {
-              pod: values.pod,
-              kubeconfig: values.kubeconfig,
-              config: values.config,
-              output,
-              existence: podExistence.source,
-            },
-            io,
-          ).finally(() => podExistence.close());
-        }
-        if (values.kubeconfig !== undefined) throw new UsageError('--kubeconfig needs --pod NAMESPACE/NAME');
-        const existence = await existenceFromFlags(registryFlags(values));
-        return await explain(
-          {
-            images: positionals,
-            config: values.config,
-            namespace: values.namespace,
-            podLabels: labels(values.labels, '--labels'),
-            namespaceLabels: labels(values['namespace-labels'], '--namespace-labels'),
-            pullPolicy: oneOf(values['pull-policy'], ['Always', 'IfNotPresent', 'Never'], '--pull-policy'),
-            output,
-            existence: existence.source,
-          },
-          io,
-        ).finally(() => existence.close());
-      }
-      case 'rewrite': {
-        const { values } = parseFlags('rewrite', rest, {
-          file: { type: 'string', short: 'f' },
-          config: { type: 'string', short: 'c' },
-          namespace: { type: 'string', short: 'n', default: 'default' },
-          ...REGISTRY_OPTIONS,
-        });
-        if (values.file === undefined) throw new UsageError('rewrite needs -f FILE (or -f - for stdin)');
-        if (values.file === '-' && values.config === '-')
-          throw new UsageError('only one of -f and --config can read stdin');
-        const existence = await existenceFromFlags(registryFlags(values));
-        return await rewrite(
-          {
-            file: values.file,
-            config: values.config,
-            namespace: values.namespace,
-            existence: existence.source,
-          },
-          io,
-        ).finally(() => existence.close());
-      }
-      case 'check': {
-        const { values } = parseFlags('check', rest, { config: { type: 'string', short: 'c' } });
-        if (values.config === undefined) throw new UsageError('check needs --config FILE');
-        return await check({ config: values.config }, io);
-      }
+      case 'explain':
+        return await explainCommand(rest, io);
+      case 'rewrite':
+        return await rewriteCommand(rest, io);
+      case 'check':
+        return await checkCommand(rest, io);
       case 'serve':
         return await serveCommand(rest, io);
       case 'cache': {
-        const { values } = parseFlags('cache', rest, {
-          config: { type: 'string', short: 'c' },
-          listen: { type: 'string' },
-        });
+        const { values } = parseFlags('cache', rest, CACHE_FLAGS);
         if (values.config === undefined)
           throw new UsageError('cache needs --config FILE (see examples/cache/cache.yaml)');
         const listen = values.listen === undefined ? undefined : listenAddress(values.listen);
-        return await cache({ config: values.config, listen }, io, stopSignal());
+        const maxInputBytes = parseByteSize(values['max-input-bytes'], '--max-input-bytes');
+        return await cache({ config: values.config, listen, maxInputBytes }, io, stopSignal());
       }
       case '--version':
       case 'version':
@@ -393,7 +702,9 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
     // parseArgs reports unknown or malformed flags with a code; those and UsageError are the user's.
     const code = (err as { code?: unknown }).code;
     if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
-      io.stderr.write(`pullmap: ${(err as Error).message}\n`);
+      // Messages may quote the input: each line is escaped, the lines stay lines.
+      const message = (err as Error).message.split('\n').map(printable).join('\n');
+      io.stderr.write(`pullmap: ${message}\n`);
       return 2;
     }
     throw err;

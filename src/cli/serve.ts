@@ -2,8 +2,15 @@
 // to the HTTPS server, and shuts down gracefully on SIGTERM/SIGINT (readiness first, then in-flight
 // reviews finish).
 
+import { access } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { DEFAULT_SNAPSHOT_OPTIONS, type SnapshotOptions } from '../core/mapping/index.ts';
+import {
+  type CompiledMap,
+  DEFAULT_SNAPSHOT_OPTIONS,
+  mapRefName,
+  type SnapshotOptions,
+  selectorLabelKeys,
+} from '../core/mapping/index.ts';
 import type { Labels } from '../core/mapping/selector.ts';
 import { isLoopbackName } from '../core/net.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
@@ -13,7 +20,7 @@ import { DEFAULT_MAPS_TEXT } from '../serve/default-maps.ts';
 import { existenceMetrics } from '../serve/existence-metrics.ts';
 import { ConfigError, startFileSource } from '../serve/file-source.ts';
 import { type ReviewHandler, startHttp } from '../serve/http.ts';
-import { watchNamespaceLabels } from '../serve/namespaces.ts';
+import { type NamespaceLabels, watchNamespaceLabels } from '../serve/namespaces.ts';
 import { createPodWebhook, type FailurePolicy } from '../serve/webhook.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { UsageError } from './maps.ts';
@@ -37,6 +44,10 @@ export interface ClusterOptions {
 
 export interface ServeOptions {
   readonly config: string | undefined;
+  /** The cluster: its maps (cluster mode), or namespace labels for namespaceSelector (file mode). */
+  readonly kubeconfig: string | undefined;
+  /** The process environment (in-cluster detection). */
+  readonly env: NodeJS.ProcessEnv;
   readonly host: string;
   readonly port: number;
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
@@ -85,7 +96,8 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     excludedNamespaces: options.excludedNamespaces,
   };
   let source: MapSource;
-  let namespaceLabels: (namespace: string) => Labels = () => ({});
+  // The apiserver sets kubernetes.io/metadata.name on every namespace: known without a cluster.
+  let namespaceLabels: (namespace: string) => Labels = (ns) => ({ 'kubernetes.io/metadata.name': ns });
   let clusterReady = () => true;
   const reviews = new Map<string, ReviewHandler>();
   const closers: Array<() => Promise<void>> = [];
@@ -99,6 +111,27 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     const { copier } = cluster;
     if (copier) closers.push(() => copier.close());
   } else {
+    // File mode: namespace labels come from the cluster when one is reachable (--kubeconfig, or the
+    // pod's service account), watched from the first map that selects on other labels; without one,
+    // such a map is a start-up error (it would silently select nothing) and an error log on reload.
+    const namespaceWatch = await fileModeNamespaces(options, logger);
+    let starting = true;
+    let unanswerable: CompiledMap[] = [];
+    const onFileSwap = (state: MapState) => {
+      onSwap(state);
+      const needing = state.analysis.accepted.filter(needsNamespaceLabels);
+      if (needing.length === 0) return;
+      if (namespaceWatch) {
+        const watch = namespaceWatch.start();
+        namespaceLabels = (ns) => watch.labels(ns);
+        clusterReady = () => watch.synced();
+      } else if (starting) unanswerable = needing;
+      else
+        logger.error('map selects namespaces by labels, but serve has no cluster to read them from', {
+          maps: needing.map((m) => mapRefName(m.ref)),
+          fix: 'give --kubeconfig FILE, run in a pod, or select by kubernetes.io/metadata.name',
+        });
+    };
     try {
       source = await startFileSource({
         path: options.config,
@@ -107,19 +140,35 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
         reloadIntervalMs: options.reloadIntervalMs,
         logger,
         metrics,
-        onSwap,
+        onSwap: onFileSwap,
       });
     } catch (err) {
+      await namespaceWatch?.stop();
       if (err instanceof ConfigError) throw new UsageError(err.message);
       throw err;
     }
+    starting = false;
+    if (unanswerable.length > 0) {
+      await source.close();
+      throw new UsageError(
+        `${unanswerable.map((m) => mapRefName(m.ref)).join(', ')}: spec.namespaceSelector reads namespace labels (${[
+          ...new Set(unanswerable.flatMap((m) => selectorLabelKeys(m.spec.namespaceSelector))),
+        ].join(
+          ', ',
+        )}), but serve --config has no cluster to read them from; give --kubeconfig FILE, run serve in a pod, or select namespaces by kubernetes.io/metadata.name only`,
+      );
+    }
+    if (namespaceWatch) closers.push(() => namespaceWatch.stop());
+    if (options.config === undefined)
+      logger.warn('no --config given: serving the embedded default maps (examples/default.yaml)', {});
   }
   closers.push(() => source.close());
   const existence = await existenceFromFlags(options.registry, existenceMetrics(metrics));
   const webhook = createPodWebhook({
     source,
     existence: existence.source,
-    namespaceLabels,
+    // Read at each review: file mode starts the namespace watch when a map first needs it.
+    namespaceLabels: (ns) => namespaceLabels(ns),
     deadlineMs: options.deadlineMs,
     failurePolicy: options.failurePolicy,
     metrics,
@@ -166,6 +215,58 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   await Promise.all([...closers.map((c) => c()), existence.close()]);
   logger.info('stopped');
   return 0;
+}
+
+/** A ClusterImageMap whose namespaceSelector reads labels only a cluster knows. */
+const needsNamespaceLabels = (map: CompiledMap): boolean =>
+  map.ref.kind === 'ClusterImageMap' &&
+  selectorLabelKeys(map.spec.namespaceSelector).some((k) => k !== 'kubernetes.io/metadata.name');
+
+/** A namespace watch started on first need, or undefined when no cluster is reachable in file mode. */
+async function fileModeNamespaces(
+  options: ServeOptions,
+  logger: Logger,
+): Promise<{ start(): NamespaceLabels; stop(): Promise<void> } | undefined> {
+  const { loadKubeConfig, SERVICE_ACCOUNT_DIR } = await import('../kube/config.ts');
+  const env = options.env;
+  let kubeConfig: Awaited<ReturnType<typeof loadKubeConfig>>;
+  try {
+    if (options.kubeconfig !== undefined)
+      kubeConfig = await loadKubeConfig({ path: options.kubeconfig, env });
+    else {
+      // Only the pod's own service account counts here, never a developer's ~/.kube/config.
+      const inCluster =
+        env.KUBERNETES_SERVICE_HOST !== undefined &&
+        (await access(`${SERVICE_ACCOUNT_DIR}/token`).then(
+          () => true,
+          () => false,
+        ));
+      if (!inCluster) return undefined;
+      kubeConfig = await loadKubeConfig({
+        env: {
+          KUBERNETES_SERVICE_HOST: env.KUBERNETES_SERVICE_HOST,
+          KUBERNETES_SERVICE_PORT: env.KUBERNETES_SERVICE_PORT,
+          HOME: SERVICE_ACCOUNT_DIR, // holds no .kube/config: the service account is what is read
+        },
+      });
+    }
+  } catch (err) {
+    throw new UsageError(
+      `--kubeconfig${options.kubeconfig ? ` ${options.kubeconfig}` : ''}: cannot use it: ${(err as Error).message}`,
+    );
+  }
+  const { kubeClient } = await import('../kube/client.ts');
+  let watch: NamespaceLabels | undefined;
+  return {
+    start() {
+      if (!watch) {
+        watch = watchNamespaceLabels(kubeClient(kubeConfig), logger);
+        logger.info('watching namespace labels for namespaceSelector', {});
+      }
+      return watch;
+    },
+    stop: async () => watch?.stop(),
+  };
 }
 
 /**

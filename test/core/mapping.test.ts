@@ -116,6 +116,19 @@ describe('scope and selectors', () => {
     assert.equal(decide(s, 'ghcr.io/x/y:1', ctx('team-b', { tier: 'back' })).image, 'ghcr.io/x/y:1');
     assert.equal(decide(s, 'ghcr.io/x/y:1', ctx('team-a', { tier: 'front' })).image, 'ghcr.io/x/y:1');
   });
+  test('a map that matches but does not select the namespace or the pod says so, not NoMatch', () => {
+    const ns = decide(s, 'ghcr.io/x/y:1', ctx('team-a', { tier: 'front' }));
+    assert.equal(ns.outcome, 'Unchanged');
+    assert.equal(ns.reasons.length, 1);
+    assert.equal(ns.reasons[0]?.code, 'NamespaceNotSelected');
+    assert.match(
+      ns.reasons[0]!.message,
+      /^ClusterImageMap\/team-b spec\.mappings\[0\] matches the image, but its namespaceSelector does not select namespace team-a \(labels: kubernetes\.io\/metadata\.name=team-a\)$/,
+    );
+    const pod = decide(s, 'ghcr.io/x/y:1', ctx('team-b', { tier: 'back' }));
+    assert.equal(pod.reasons[0]?.code, 'PodNotSelected');
+    assert.equal(decide(s, 'quay.io/x/y:1', ctx('team-a')).reasons[0]?.code, 'NoMatch');
+  });
 });
 
 describe('mutable tags and pull policy', () => {

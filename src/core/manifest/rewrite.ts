@@ -3,6 +3,7 @@
 // every other byte stay as they were (a Helm post-renderer must not reformat charts).
 
 import { isScalar, LineCounter, parseAllDocuments, type Scalar } from 'yaml';
+import { duplicateKeys } from '../config.ts';
 import type { Labels } from '../mapping/selector.ts';
 import { containerImages, findPodSpecs } from '../pod/locate.ts';
 
@@ -36,7 +37,8 @@ function labelsOf(v: unknown): Record<string, string> {
 /** Finds every container image of every pod-bearing object in a YAML stream. */
 export function scanManifests(text: string, source: string): ManifestScan {
   const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter, keepSourceTokens: true });
+  // uniqueKeys: false, checked by duplicateKeys in linear time (yaml's own check is quadratic).
+  const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: false });
   const images: ManifestImage[] = [];
   const errors: string[] = [];
   (Array.isArray(docs) ? docs : [docs]).forEach((doc, i) => {
@@ -49,7 +51,27 @@ export function scanManifests(text: string, source: string): ManifestScan {
       }
       return;
     }
-    const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+    const duplicates = duplicateKeys(doc);
+    if (duplicates.length > 0) {
+      for (const d of duplicates) {
+        const { line, col } = lineCounter.linePos(d.offset);
+        errors.push(
+          `${source}:${line}:${col}: YAML document ${i + 1} is malformed: duplicate key ${JSON.stringify(d.key)} in one mapping; keep one of them`,
+        );
+      }
+      return;
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      // yaml throws (a ReferenceError) on alias bombs: a located error like the config loader's.
+      const { line, col } = lineCounter.linePos(doc.range[0]);
+      errors.push(
+        `${source}:${line}:${col}: YAML document ${i + 1} cannot be read: ${(err as Error).message}`,
+      );
+      return;
+    }
     const roots: { value: unknown; path: (string | number)[] }[] = [];
     if (
       isObject(value) &&

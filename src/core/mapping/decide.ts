@@ -118,6 +118,23 @@ function matchesIn(
 
 const NO_MATCH: Reason = { code: 'NoMatch', message: 'no mapping applies to this image' };
 
+/** Why the most specific rule for the image does not apply to this pod: a selector left it out. */
+function notSelected(rule: Rule | undefined, ctx: DecisionContext): Reason | undefined {
+  if (rule === undefined) return undefined;
+  const spec = rule.map.spec;
+  if (rule.map.ref.namespace === undefined && !selects(spec.namespaceSelector, ctx.namespaceLabels)) {
+    const labels = Object.entries(ctx.namespaceLabels).map(([k, v]) => `${k}=${v}`);
+    return {
+      code: 'NamespaceNotSelected',
+      message: `${entryName(rule)} matches the image, but its namespaceSelector does not select namespace ${ctx.namespace ?? '(none)'} (labels: ${labels.join(', ') || 'none'})`,
+    };
+  }
+  return {
+    code: 'PodNotSelected',
+    message: `${entryName(rule)} matches the image, but its podSelector does not select this pod`,
+  };
+}
+
 const unchanged = (
   input: string,
   ref: ImageReference | undefined,
@@ -280,7 +297,7 @@ export function decideImage(
     return unchanged(input, ref, 'Unchanged', [{ code: 'AlreadyMapped', message }]);
   }
   const rule = firstApplicable(matches.sources, ctx);
-  if (!rule) return unchanged(input, ref, 'Unchanged', [NO_MATCH]);
+  if (!rule) return unchanged(input, ref, 'Unchanged', [notSelected(matches.sources[0], ctx) ?? NO_MATCH]);
 
   const map = rule.map;
   const prepared = prepareRule(snapshot, image, rule);

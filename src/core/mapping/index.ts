@@ -1,3 +1,4 @@
+export { cacheUpstreamFindings, type UpstreamFinding } from './cache-upstreams.ts';
 export {
   type Analysis,
   analyzeMaps,
@@ -12,10 +13,10 @@ export {
   decideImage,
   type ImageDecision,
 } from './decide.ts';
-export { type LoadedMaps, loadMapsFromText } from './load.ts';
+export { type LoadedMaps, loadMapsFromText, loadMapsFromTexts, type MapText } from './load.ts';
 export type { MatchedRule, Reason, ReasonCode } from './prepared.ts';
 export { type CompiledMap, compileMap, type MapRef, mapRefName, type Rule } from './rule.ts';
-export { type Labels, selects } from './selector.ts';
+export { type Labels, selectorLabelKeys, selects } from './selector.ts';
 export {
   buildSnapshot,
   DEFAULT_SNAPSHOT_OPTIONS,

@@ -1,5 +1,5 @@
-// Map objects from YAML text (a config file, stdin, the embedded default): the same objects the CRDs
-// hold, checked by the same code. Pure: reading the file is the caller's (the CLI, the file source).
+// Map objects from YAML text (config files, stdin, the embedded default): the same objects the CRDs
+// hold, checked by the same code. Pure: reading the files is the caller's (the CLI, the file source).
 import { loadYamlObjects } from '../config.ts';
 import { type Analysis, analyzeMaps } from './consistency.ts';
 import {
@@ -12,8 +12,61 @@ import {
 export interface LoadedMaps {
   readonly analysis: Analysis;
   readonly snapshot: MapSnapshot;
-  /** Problems that make the text unusable (malformed YAML, not map objects). */
+  /** Problems that make the text unusable (malformed YAML, not map objects, a name given twice). */
   readonly errors: readonly string[];
+}
+
+/** One input's text and the name messages give it (a path, or <stdin>). */
+export interface MapText {
+  readonly text: string;
+  readonly source: string;
+}
+
+const field = (v: unknown, key: string): unknown =>
+  v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined;
+
+/** Map objects of several inputs read as one set (like `kubectl apply -f a.yaml -f dir/`). */
+export function loadMapsFromTexts(
+  inputs: readonly MapText[],
+  options: SnapshotOptions = DEFAULT_SNAPSHOT_OPTIONS,
+): LoadedMaps {
+  const errors: string[] = [];
+  const objects: unknown[] = [];
+  // A cluster holds one object per kind, namespace and name; a second one in the input would
+  // silently replace the first at `kubectl apply`, so it is refused here.
+  const seen = new Map<string, string>();
+  for (const { text, source } of inputs) {
+    const loaded = loadYamlObjects(text, source);
+    errors.push(...loaded.errors);
+    for (const doc of loaded.objects) {
+      const kind = field(doc.value, 'kind');
+      if (kind !== 'ImageMap' && kind !== 'ClusterImageMap') {
+        // The chart's values hold map specs under clusterImageMaps; say so when one is given as a config.
+        const values = kind === undefined && field(doc.value, 'clusterImageMaps') !== undefined;
+        errors.push(
+          `${source}:${doc.line}: kind ${JSON.stringify(kind ?? null)} is not a map object; a config holds ImageMap and ClusterImageMap objects${values ? ' (this looks like Helm values for the chart: give it to helm with -f)' : ''}`,
+        );
+        continue;
+      }
+      const meta = field(doc.value, 'metadata');
+      const name = field(meta, 'name');
+      const namespace = kind === 'ImageMap' ? field(meta, 'namespace') : undefined;
+      if (typeof name === 'string') {
+        const key = `${kind}/${typeof namespace === 'string' ? `${namespace}/` : ''}${name}`;
+        const first = seen.get(key);
+        if (first !== undefined) {
+          errors.push(
+            `${source}:${doc.line}: ${key} is given again (first at ${first}); a cluster holds one object of that name: rename one or merge them`,
+          );
+          continue;
+        }
+        seen.set(key, `${source}:${doc.line}`);
+      }
+      objects.push(doc.value);
+    }
+  }
+  const analysis = analyzeMaps(objects.map((current) => ({ current })));
+  return { analysis, snapshot: buildSnapshot(analysis.accepted, options), errors };
 }
 
 export function loadMapsFromText(
@@ -21,16 +74,5 @@ export function loadMapsFromText(
   source: string,
   options: SnapshotOptions = DEFAULT_SNAPSHOT_OPTIONS,
 ): LoadedMaps {
-  const loaded = loadYamlObjects(text, source);
-  const errors = [...loaded.errors];
-  for (const doc of loaded.objects) {
-    const kind = (doc.value as { kind?: unknown }).kind;
-    if (kind !== 'ImageMap' && kind !== 'ClusterImageMap') {
-      errors.push(
-        `${source}:${doc.line}: kind ${JSON.stringify(kind ?? null)} is not a map object; a config holds ImageMap and ClusterImageMap objects`,
-      );
-    }
-  }
-  const analysis = analyzeMaps(loaded.objects.map((d) => ({ current: d.value })));
-  return { analysis, snapshot: buildSnapshot(analysis.accepted, options), errors };
+  return loadMapsFromTexts([{ text, source }], options);
 }

@@ -11,6 +11,8 @@ export type ReasonCode =
   | 'InvalidReference'
   | 'AlreadyMapped'
   | 'NoMatch'
+  | 'NamespaceNotSelected'
+  | 'PodNotSelected'
   | 'Matched'
   | 'MutableTagKept'
   | 'PullPolicyAlwaysKept'

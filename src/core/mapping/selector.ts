@@ -26,3 +26,14 @@ export function selects(selector: LabelSelector | undefined, labels: Labels): bo
   }
   return true;
 }
+
+/** The label keys a selector reads (a namespaceSelector on kubernetes.io/metadata.name alone needs no cluster). */
+export function selectorLabelKeys(selector: LabelSelector | undefined): string[] {
+  if (!selector) return [];
+  return [
+    ...new Set([
+      ...Object.keys(selector.matchLabels ?? {}),
+      ...(selector.matchExpressions ?? []).map((e) => e.key),
+    ]),
+  ];
+}

@@ -42,6 +42,12 @@ const USAGE = {
   --exclude-namespaces, --shutdown-delay, --shutdown-grace, --max-request-bytes, --reload-interval,
   and the registry flags.
 `,
+  copy: `Usage: pullmap copy [IMAGE...] [-f FILE|-] --config FILE [--platform OS/ARCH ...] [--namespace NS] [--jobs N]
+  Copy each image (arguments, or the images of the manifests in FILE) into the first target its mapping
+  names, by digest and byte for byte, the tag last; progress and a summary on stderr (exit 1 if any failed).
+  --platform limits a multi-platform image to those platforms (the index and tag are then not pushed).
+  Registry access: --plain-http HOST, --registry-ca FILE, --docker-config FILE (as for explain).
+`,
   cache: `Usage: pullmap cache --config FILE [--listen HOST:PORT]
   Run the OCI pull-through cache (see examples/cache/cache.yaml) until SIGTERM.
 `,
@@ -354,6 +360,41 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         const { values } = parseFlags('check', rest, { config: { type: 'string', short: 'c' } });
         if (values.config === undefined) throw new UsageError('check needs --config FILE');
         return await check({ config: values.config }, io);
+      }
+      case 'copy': {
+        const { values, positionals } = parseFlags(
+          'copy',
+          rest,
+          {
+            config: { type: 'string', short: 'c' },
+            file: { type: 'string', short: 'f' },
+            namespace: { type: 'string', short: 'n', default: 'default' },
+            platform: { type: 'string', multiple: true },
+            jobs: { type: 'string', default: '2' },
+            ...REGISTRY_OPTIONS,
+          },
+          true,
+        );
+        if (values.config === undefined) throw new UsageError('copy needs --config FILE');
+        const jobs = Number(values.jobs);
+        if (!Number.isSafeInteger(jobs) || jobs < 1 || jobs > 16)
+          throw new UsageError('--jobs must be a whole number from 1 to 16');
+        const flags = registryFlags(values);
+        const { copy } = await import('./copy.ts');
+        return await copy(
+          {
+            images: positionals,
+            config: values.config,
+            file: values.file,
+            namespace: values.namespace,
+            platforms: values.platform ?? [],
+            plainHttp: flags.plainHttp,
+            caFiles: flags.caFiles,
+            dockerConfig: flags.dockerConfig,
+            jobs,
+          },
+          io,
+        );
       }
       case 'serve':
         return await serveCommand(rest, io);

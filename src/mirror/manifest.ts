@@ -1,5 +1,6 @@
 // What a copy needs from a manifest: the blobs an image manifest references, or the manifests an index
 // lists with their platforms. The bytes themselves are never re-encoded: copies are byte for byte.
+import { PLATFORM } from '../core/api/v1alpha1.ts';
 import {
   DOCKER_MANIFEST_V1,
   DOCKER_MANIFEST_V1_SIGNED,
@@ -27,13 +28,12 @@ export type ParsedManifest =
   | { readonly kind: 'unsupported'; readonly reason: string };
 
 const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
-const PLATFORM = /^([a-z0-9_-]{1,32})\/([a-z0-9_-]{1,32})(?:\/([a-z0-9_-]{1,32}))?$/;
 
-/** "linux/arm64/v8" → platform; undefined when it is not os/architecture[/variant]. */
+/** "linux/arm64/v8" → platform; undefined when it is not os/architecture[/variant] (the schema's rule). */
 export function parsePlatform(text: string): Platform | undefined {
-  const m = PLATFORM.exec(text);
-  if (!m) return undefined;
-  return { os: m[1]!, architecture: m[2]!, ...(m[3] === undefined ? {} : { variant: m[3] }) };
+  if (!PLATFORM.test(text)) return undefined;
+  const [os, architecture, variant] = text.split('/') as [string, string, string | undefined];
+  return { os, architecture, ...(variant === undefined ? {} : { variant }) };
 }
 
 export function formatPlatform(p: Platform): string {

@@ -8,28 +8,14 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { CredentialKeyring } from '../../src/registry/keyring.ts';
 import { skopeoCopy, unpackOci } from '../harness/cache.ts';
 import { buildImage, buildIndex, pushBlob, pushImage, pushIndex } from '../harness/images.ts';
-import { execFileAsync, requireCommand, type TempDir, tempDir } from '../harness/process.ts';
+import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
+import { rawDigest } from './skopeo.ts';
 
 function ref(text: string): ImageReference {
   const parsed = parseReference(text);
   if (!parsed.ok) throw new Error(`bad test reference ${text}: ${parsed.error.message}`);
   return parsed.ref;
-}
-
-/** The manifest bytes' digest as skopeo sees them: `skopeo inspect --raw` hashed. */
-export async function rawDigest(image: string, creds?: string): Promise<string> {
-  const skopeo = requireCommand('skopeo');
-  const args = [
-    'inspect',
-    '--raw',
-    '--tls-verify=false',
-    ...(creds ? ['--creds', creds] : []),
-    `docker://${image}`,
-  ];
-  const { stdout } = await execFileAsync(skopeo, args, { encoding: 'buffer', timeout: 30_000 });
-  const { createHash } = await import('node:crypto');
-  return `sha256:${createHash('sha256').update(stdout).digest('hex')}`;
 }
 
 describe('Copier between docker-registry instances', () => {

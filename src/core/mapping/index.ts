@@ -10,6 +10,9 @@ export {
   type DecisionContext,
   type DecisionOutcome,
   decideImage,
+  type FillDecision,
+  type FillPlan,
+  fillTarget,
   type ImageDecision,
 } from './decide.ts';
 export { type LoadedMaps, loadMapsFromText } from './load.ts';

@@ -1,12 +1,12 @@
 // `pullmap copy IMAGE... --config maps.yaml`: copies each image into the target its mapping names, for
 // preparing a mirror before the link goes away. The target comes from core's fillTarget, the same rule
 // and naming the webhook maps with, so a copied image is the one the webhook later finds.
-import { readFile } from 'node:fs/promises';
 import { scanManifests } from '../core/manifest/rewrite.ts';
 import { type FillPlan, fillTarget } from '../core/mapping/index.ts';
 import { formatReference } from '../core/reference/index.ts';
 import type { CopyEvent, CopyResult } from '../mirror/copy.ts';
 import { type Platform, parsePlatform } from '../mirror/manifest.ts';
+import { registryClientOptions } from './existence.ts';
 import { configMaps } from './explain.ts';
 import type { CliIO } from './io.ts';
 import { readInput, UsageError } from './maps.ts';
@@ -34,14 +34,6 @@ interface Job {
 const PROGRESS_EVERY_MS = 2000;
 const MiB = 1024 * 1024;
 const mib = (bytes: number): string => `${(bytes / MiB).toFixed(1)} MiB`;
-
-async function flagFile(flag: string, path: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch {
-    throw new UsageError(`${flag}: cannot read ${path}`);
-  }
-}
 
 export async function copy(options: CopyOptions, io: CliIO): Promise<number> {
   const platforms: Platform[] = [];
@@ -111,25 +103,12 @@ export async function copy(options: CopyOptions, io: CliIO): Promise<number> {
   }
   if (invalid > 0) return 2;
 
-  const { RegistryClient, CredentialKeyring, parseDockerConfigJson } = await import('../registry/index.ts');
+  const { RegistryClient } = await import('../registry/index.ts');
   const { Copier } = await import('../mirror/copy.ts');
-  const caPem = await Promise.all(options.caFiles.map((f) => flagFile('--registry-ca', f)));
-  const keyring = new CredentialKeyring();
-  if (options.dockerConfig !== undefined) {
-    const parsed = parseDockerConfigJson(
-      await flagFile('--docker-config', options.dockerConfig),
-      options.dockerConfig,
-    );
-    if (!parsed.ok) throw new UsageError(`--docker-config: ${parsed.error.field}: ${parsed.error.message}`);
-    keyring.add(parsed.entries);
-  }
-  const defaults = { caPem, requestTimeoutMs: 30_000 };
-  const endpoints = Object.fromEntries(
-    options.plainHttp.map((host) => [host, { ...defaults, scheme: 'http' as const }]),
-  );
+  const settings = await registryClientOptions(options, 30_000);
   // Two clients: reads and writes to one host never wait for each other's request slots.
-  const source = new RegistryClient({ endpoints, defaults, credentials: keyring });
-  const target = new RegistryClient({ endpoints, defaults, credentials: keyring });
+  const source = new RegistryClient(settings);
+  const target = new RegistryClient(settings);
   const copier = new Copier({ source, target });
 
   const counts = { copied: 0, present: 0, partial: 0, failed: 0 };

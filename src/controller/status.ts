@@ -20,6 +20,8 @@ export interface MapStatus {
   mappings?: number;
   conditions: ReadyCondition[];
   lastAccepted?: { generation: number; spec: MapSpec };
+  /** Written by the fill loop (fill.ts); kept as it is by verdict writes. */
+  fill?: unknown;
 }
 
 const MAX_MESSAGE = 32_768;
@@ -73,6 +75,9 @@ export function desiredStatus(object: KubeObject, verdict: MapVerdict, now: stri
     const kept = statusOf(object)?.lastAccepted;
     if (kept) out.lastAccepted = kept;
   }
+  // The fill loop's part of the status (fill.ts) is its own: a verdict write carries it over.
+  const fill = statusOf(object)?.fill;
+  if (fill) out.fill = fill;
   return out;
 }
 

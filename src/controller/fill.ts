@@ -9,7 +9,7 @@ import type { MapKind } from '../core/api/v1alpha1.ts';
 import { type FillPlan, fillTarget } from '../core/mapping/index.ts';
 import type { Labels } from '../core/mapping/selector.ts';
 import { containerImages } from '../core/pod/locate.ts';
-import { ANNOTATION_ORIGINAL_IMAGES } from '../core/pod/plan.ts';
+import { ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../core/pod/plan.ts';
 import { formatReference, type ImageReference } from '../core/reference/index.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-watch.ts';
@@ -256,6 +256,10 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       if (terminal(pod)) continue;
       const namespace = pod.metadata.namespace ?? 'default';
       const podLabels = (pod.metadata['labels'] as Labels | undefined) ?? {};
+      const annotations = (pod.metadata['annotations'] as Record<string, string> | undefined) ?? {};
+      // What the webhook leaves alone is not filled either.
+      if (state.snapshot.options.excludedNamespaces.includes(namespace)) continue;
+      if (podLabels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true') continue;
       const namespaceLabels = {
         'kubernetes.io/metadata.name': namespace,
         ...options.namespaceLabels(namespace),
@@ -478,6 +482,13 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   const unsubscribe = options.source.subscribe(() => schedule());
   pods.start();
   const resync = setInterval(() => schedule(), options.resyncIntervalMs ?? 60_000);
+  // A new leader starts (a lost one stops) without waiting for the resync.
+  let leading = options.source.isLeader();
+  const leadership = setInterval(() => {
+    if (options.source.isLeader() === leading) return;
+    leading = !leading;
+    schedule();
+  }, 2000);
 
   return {
     stats,
@@ -490,6 +501,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     async close() {
       closed = true;
       clearInterval(resync);
+      clearInterval(leadership);
       if (statusTimer) clearTimeout(statusTimer);
       unsubscribe();
       stopAll();

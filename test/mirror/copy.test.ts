@@ -235,6 +235,32 @@ describe('Copier between docker-registry instances', () => {
     assert.equal(await rawDigest(`${locked.host}/team/app:1`, 'filler:secret'), single.manifest.digest);
   });
 
+  it('a copy cut short leaves nothing tagged, and the next copy finishes without sending blobs again', async () => {
+    const three = buildImage({ files: { 'a.bin': Buffer.alloc(2_000_000, 1), 'b.txt': 'b\n' } });
+    await pushImage(origin, 'team/cut', '1', three);
+    const stop = new AbortController();
+    const cut = await new Copier({ source: client, target: client, blobsPerRegistry: 1 }).copy({
+      source: ref(`${origin.host}/team/cut:1`),
+      target: ref(`${mirror.host}/cut/app:1`),
+      signal: stop.signal,
+      // The leader dies after the first blob: no manifest, no tag.
+      onEvent: (e) => {
+        if (e.kind === 'blob') stop.abort();
+      },
+    });
+    assert.equal(cut.ok ? 'ok' : cut.error.code, 'CANCELLED');
+    await assert.rejects(rawDigest(`${mirror.host}/cut/app:1`));
+    await assert.rejects(rawDigest(`${mirror.host}/cut/app@${three.manifest.digest}`));
+    const resumed = await new Copier({ source: client, target: client }).copy({
+      source: ref(`${origin.host}/team/cut:1`),
+      target: ref(`${mirror.host}/cut/app:1`),
+    });
+    assert.ok(resumed.ok, JSON.stringify(resumed));
+    assert.equal(resumed.value.blobsPresent, 1, 'the blob of the first attempt is not sent again');
+    assert.equal(resumed.value.blobsUploaded, 1);
+    assert.equal(await rawDigest(`${mirror.host}/cut/app:1`), three.manifest.digest);
+  });
+
   it('answers SOURCE_FAILED for an image the source lacks', async () => {
     const result = await new Copier({ source: client, target: client }).copy({
       source: ref(`${origin.host}/team/none:1`),

@@ -91,6 +91,8 @@ const MAX_ITEMS = 5000;
 const MAX_STATUS_IMAGES = 50;
 const MAX_RETRY_MS = 30 * 60_000;
 const STATUS_DELAY_MS = 1000;
+/** How long a filled image is trusted before the loop checks the target still has it. */
+const RECHECK_MS = 60 * 60_000;
 
 const timestamp = (d: Date): string => d.toISOString().replace(/\.\d+Z$/, 'Z');
 
@@ -134,8 +136,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   const queue: string[] = [];
   const running = new Map<string, AbortController>();
   let closed = false;
-  let reconciling: Promise<void> | undefined;
-  let dirty = false;
+  let scheduled = false;
   let idleWaiters: Array<() => void> = [];
 
   const copies = options.metrics?.counter(
@@ -175,23 +176,21 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     onChange: () => schedule(),
   });
 
+  /** Reconciles on the next turn of the event loop; many changes at once make one reconcile. */
   function schedule(): void {
-    dirty = true;
-    if (reconciling || closed) return;
-    reconciling = (async () => {
+    if (scheduled || closed) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      if (closed) return;
       try {
-        while (dirty && !closed) {
-          dirty = false;
-          reconcile();
-          pump();
-        }
+        reconcile();
+        pump();
       } catch (err) {
         logger.warn('fill reconcile failed', { error: err instanceof Error ? err.message : String(err) });
-      } finally {
-        reconciling = undefined;
-        checkIdle();
       }
-    })();
+      checkIdle();
+    });
   }
 
   function itemFor(plan: FillPlan): FillItem | undefined {
@@ -274,10 +273,13 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
         if (!decision.ok || decision.plan.fill?.enabled !== true) continue;
         const item = itemFor(decision.plan);
         if (item === undefined) continue;
-        const due = item.state === 'Pending' || (item.state === 'Failed' && item.retryAt <= clock);
+        // Failures are retried when due; filled images are checked again now and then (someone may
+        // have deleted them from the target), which costs a manifest GET and HEAD when they are there.
+        const due = item.state === 'Pending' || (item.state !== 'Copying' && item.retryAt <= clock);
         if (due && !running.has(item.key) && !queue.includes(item.key)) queue.push(item.key);
       }
     }
+    if (queue.length > 0) logger.debug('fill reconcile', { pods: pods.store.size, queued: queue.length });
     flushStatusSoon();
   }
 
@@ -367,6 +369,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     copies?.inc({ registry, result: v.state });
     bytes?.inc({ registry }, v.bytesUploaded);
     item.failures = 0;
+    item.retryAt = now().getTime() + RECHECK_MS;
     logger.info('fill copy finished', {
       source: item.sourceName,
       target: item.targetName,
@@ -473,7 +476,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   }
 
   function checkIdle(): void {
-    if (reconciling || running.size > 0 || queue.length > 0) return;
+    if (scheduled || running.size > 0 || queue.length > 0) return;
     const done = idleWaiters;
     idleWaiters = [];
     for (const w of done) w();
@@ -506,7 +509,6 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       unsubscribe();
       stopAll();
       await pods.stop();
-      await reconciling;
       await statusRunning;
       await Promise.all([
         sourceClient.close(),

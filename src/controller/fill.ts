@@ -60,6 +60,9 @@ export interface FillItem {
   readonly sourceName: string;
   readonly targetName: string;
   readonly platforms: readonly Platform[];
+  /** Pull secrets of the pods using the image (ImageMaps only: they are the map's own namespace's). */
+  readonly sourceSecrets: Set<string>;
+  readonly sourceNamespace: string;
   /** The Secret with push credentials, already scoped (own namespace or the map's). */
   readonly secret: { readonly namespace: string; readonly name: string } | undefined;
   /** The maps whose mappings asked for this copy (status goes to each). */
@@ -121,6 +124,17 @@ function podImages(pod: KubeObject): { image: string; pullPolicy: string | undef
   });
 }
 
+const MAX_SOURCE_SECRETS = 8;
+
+function pullSecretNames(pod: KubeObject): string[] {
+  const list = (pod as { spec?: { imagePullSecrets?: unknown } }).spec?.imagePullSecrets;
+  if (!Array.isArray(list)) return [];
+  return list.flatMap((s) => {
+    const name = (s as { name?: unknown } | null)?.name;
+    return typeof name === 'string' && name !== '' ? [name] : [];
+  });
+}
+
 const terminal = (pod: KubeObject): boolean => {
   const phase = (pod as { status?: { phase?: unknown } }).status?.phase;
   return phase === 'Succeeded' || phase === 'Failed';
@@ -158,15 +172,28 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     ?.gauge('pullmap_fill_pending', 'Images waiting for or in a copy.')
     .collect(() => [...items.values()].filter((i) => i.state === 'Pending' || i.state === 'Copying').length);
 
-  // Reads use pullmap's own credentials; writes use the map's Secret when it names one.
-  const sourceClient = new RegistryClient({ ...options.registry, userAgent: 'pullmap-fill' });
-  const defaultTarget = new RegistryClient({ ...options.registry, userAgent: 'pullmap-fill' });
-  const copiers = new Map<string, { version: string; client: RegistryClient | undefined; copier: Copier }>();
-  copiers.set('', {
-    version: '',
-    client: undefined,
-    copier: new Copier({ source: sourceClient, target: defaultTarget }),
-  });
+  // Reads use pullmap's own credentials (and, for an ImageMap, its pods' pull secrets); writes use the
+  // map's fill.secret when it names one. One client per distinct set of Secret versions, kept while used.
+  const own = options.registry.credentials;
+  const clients = new Map<string, { client: RegistryClient; used: number }>();
+  const copiers = new Map<string, Copier>();
+  const clientFor = (key: string, credentials: CredentialSource | undefined): RegistryClient => {
+    const known = clients.get(key);
+    if (known) {
+      known.used = Date.now();
+      return known.client;
+    }
+    const made = new RegistryClient({ ...options.registry, credentials, userAgent: 'pullmap-fill' });
+    clients.set(key, { client: made, used: Date.now() });
+    // Clients of Secret versions nobody asked for in an hour are closed.
+    for (const [k, c] of clients)
+      if (k !== 'src:' && k !== 'dst:' && Date.now() - c.used > 60 * 60_000) {
+        clients.delete(k);
+        for (const ck of copiers.keys()) if (ck.includes(k)) copiers.delete(ck);
+        void c.client.close();
+      }
+    return made;
+  };
 
   const pods = new ListWatch({
     client,
@@ -193,7 +220,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     });
   }
 
-  function itemFor(plan: FillPlan): FillItem | undefined {
+  function itemFor(plan: FillPlan, podNamespace: string): FillItem | undefined {
     const sourceName = formatReference(plan.source);
     const targetName = formatReference(plan.target);
     const key = `${sourceName} ${targetName}`;
@@ -220,6 +247,8 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
           secretName === undefined
             ? undefined
             : { namespace: plan.rule.map.namespace ?? options.namespace, name: secretName },
+        sourceSecrets: new Set(),
+        sourceNamespace: plan.rule.map.namespace ?? podNamespace,
         maps: new Map(),
         state: 'Pending',
         digest: undefined,
@@ -271,8 +300,12 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
           pullPolicy,
         });
         if (!decision.ok || decision.plan.fill?.enabled !== true) continue;
-        const item = itemFor(decision.plan);
+        const item = itemFor(decision.plan, namespace);
         if (item === undefined) continue;
+        // A tenant's pull secrets read its images only for its own ImageMap's target: a ClusterImageMap's
+        // mirror is shared, and must not receive what only that tenant may pull.
+        if (decision.plan.rule.map.kind === 'ImageMap' && item.sourceSecrets.size < MAX_SOURCE_SECRETS)
+          for (const name of pullSecretNames(pod)) item.sourceSecrets.add(name);
         // Failures are retried when due; filled images are checked again now and then (someone may
         // have deleted them from the target), which costs a manifest GET and HEAD when they are there.
         const due = item.state === 'Pending' || (item.state !== 'Copying' && item.retryAt <= clock);
@@ -299,28 +332,59 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     }
   }
 
+  /** Credentials of dockerconfigjson Secrets of one namespace, and a key naming their versions. */
+  async function secretsKeyring(
+    namespace: string,
+    names: readonly string[],
+    field: string,
+  ): Promise<{ key: string; keyring: CredentialKeyring }> {
+    const keyring = new CredentialKeyring();
+    const versions: string[] = [];
+    for (const name of names) {
+      const secret = (await client.request(
+        'GET',
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
+      )) as KubeObject & { type?: string; data?: Record<string, string> };
+      const parsed = parsePullSecret(secret);
+      if (!parsed.ok)
+        throw new Error(`${field} ${namespace}/${name}: ${parsed.error.field}: ${parsed.error.message}`);
+      keyring.add(parsed.entries);
+      versions.push(`${namespace}/${name}@${secret.metadata.resourceVersion ?? ''}`);
+    }
+    return { key: versions.join(','), keyring };
+  }
+
   async function copierFor(item: FillItem): Promise<Copier> {
-    if (item.secret === undefined) return copiers.get('')!.copier;
-    const { namespace, name } = item.secret;
-    const secret = (await client.request(
-      'GET',
-      `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
-    )) as KubeObject & { type?: string; data?: Record<string, string> };
-    const cacheKey = `${namespace}/${name}`;
-    const version = secret.metadata.resourceVersion ?? '';
-    const known = copiers.get(cacheKey);
-    if (known && known.version === version) return known.copier;
-    const parsed = parsePullSecret(secret);
-    if (!parsed.ok)
-      throw new Error(`fill.secret ${cacheKey}: ${parsed.error.field}: ${parsed.error.message}`);
-    const target = new RegistryClient({
-      ...options.registry,
-      credentials: new CredentialKeyring(parsed.entries),
-      userAgent: 'pullmap-fill',
-    });
-    copiers.set(cacheKey, { version, client: target, copier: new Copier({ source: sourceClient, target }) });
-    void known?.client?.close();
-    return copiers.get(cacheKey)!.copier;
+    let sourceKey = 'src:';
+    let sourceCredentials = own;
+    if (item.sourceSecrets.size > 0) {
+      const found = await secretsKeyring(item.sourceNamespace, [...item.sourceSecrets], 'imagePullSecrets');
+      sourceKey = `src:${found.key}`;
+      // The pod's secrets first, then pullmap's own, as the kubelet would try them.
+      sourceCredentials = {
+        lookup: (registry, repository) => [
+          ...found.keyring.lookup(registry, repository),
+          ...(own?.lookup(registry, repository) ?? []),
+        ],
+      };
+    }
+    let targetKey = 'dst:';
+    let targetCredentials = own;
+    if (item.secret !== undefined) {
+      const found = await secretsKeyring(item.secret.namespace, [item.secret.name], 'fill.secret');
+      targetKey = `dst:${found.key}`;
+      targetCredentials = found.keyring;
+    }
+    const key = `${sourceKey}|${targetKey}`;
+    let copier = copiers.get(key);
+    if (copier === undefined) {
+      copier = new Copier({
+        source: clientFor(sourceKey, sourceCredentials),
+        target: clientFor(targetKey, targetCredentials),
+      });
+      copiers.set(key, copier);
+    }
+    return copier;
   }
 
   async function copyItem(item: FillItem, signal: AbortSignal): Promise<void> {
@@ -510,11 +574,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       stopAll();
       await pods.stop();
       await statusRunning;
-      await Promise.all([
-        sourceClient.close(),
-        defaultTarget.close(),
-        ...[...copiers.values()].map((c) => c.client?.close()),
-      ]);
+      await Promise.all([...clients.values()].map((c) => c.client.close()));
       await client.close();
     },
   };

@@ -50,6 +50,7 @@ before(async () => {
   await pushImage(origin, 'team/app', '1', app);
   await pushImage(origin, 'routed/app', '1', app);
   await pushImage(origin, 'refused/app', '1', app);
+  await pushImage(locked, 'private/app', '1', app);
   pullmap = await startPullmap({
     tls: { certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem },
     args: [
@@ -226,5 +227,54 @@ describe('the fill loop', () => {
       return text.trim() === '' ? undefined : text;
     });
     assert.ok(events.length > 0);
+  });
+
+  it("reads an ImageMap's source with its pods' pull secrets", async () => {
+    const ns = await kube.createNamespace({ prefix: 'tenant' });
+    const auth = Buffer.from('pusher:push-secret').toString('base64');
+    const config = Buffer.from(JSON.stringify({ auths: { [locked.host]: { auth } } })).toString('base64');
+    await kube.kubectl(
+      ['apply', '-f', '-'],
+      [
+        {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'origin-pull', namespace: ns },
+          type: 'kubernetes.io/dockerconfigjson',
+          data: { '.dockerconfigjson': config },
+        },
+        {
+          apiVersion: 'pullmap.dev/v1alpha1',
+          kind: 'ImageMap',
+          metadata: { name: 'tenant', namespace: ns },
+          spec: {
+            mappings: [
+              { from: `${locked.host}/private/`, to: `${mirror.host}/tenant/`, fill: { enabled: true } },
+            ],
+          },
+        },
+      ]
+        .map((o) => stringify(o))
+        .join('---\n'),
+    );
+    const target = `${mirror.host}/tenant/app:1`;
+    await until('the pod mapped', async () => {
+      const created = await core.createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { generateName: 'p-' },
+          spec: {
+            imagePullSecrets: [{ name: 'origin-pull' }],
+            containers: [{ name: 'c', image: `${locked.host}/private/app:1` }],
+          },
+        },
+      });
+      return created.spec?.containers[0]?.image === target ? true : undefined;
+    });
+    // pullmap itself has no credentials for the private origin: only the pod's secret can read it.
+    assert.equal(
+      await until('the mirror filled from the private origin', () => rawDigest(target)),
+      app.manifest.digest,
+    );
   });
 });

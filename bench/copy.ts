@@ -60,15 +60,16 @@ async function timed(
   time: string,
   command: string,
   args: readonly string[],
-): Promise<{ seconds: number; rssMib: number }> {
+): Promise<{ seconds: number; rssMib: number; cpuSeconds: number }> {
   const started = performance.now();
-  const { stderr } = await execFileAsync(time, ['-f', 'maxrss=%M', command, ...args], {
+  const { stderr } = await execFileAsync(time, ['-f', 'maxrss=%M cpu=%U+%S', command, ...args], {
     timeout: 600_000,
     maxBuffer: 16 * 1024 * 1024,
   });
   const seconds = (performance.now() - started) / 1000;
   const kb = Number(/maxrss=(\d+)/.exec(stderr)?.[1] ?? Number.NaN);
-  return { seconds, rssMib: kb / 1024 };
+  const cpu = /cpu=([\d.]+)\+([\d.]+)/.exec(stderr);
+  return { seconds, rssMib: kb / 1024, cpuSeconds: Number(cpu?.[1]) + Number(cpu?.[2]) };
 }
 
 export async function runCopyBench(): Promise<BenchResult[]> {
@@ -129,7 +130,7 @@ spec:
       const pullmapRun = p ?? (await runPullmap());
       rounds.push({ pullmap: pullmapRun.seconds, skopeo: s.seconds, rss: pullmapRun.rssMib });
       console.log(
-        `  round ${round + 1}: pullmap copy ${pullmapRun.seconds.toFixed(2)} s (peak RSS ${pullmapRun.rssMib.toFixed(0)} MiB), skopeo copy ${s.seconds.toFixed(2)} s`,
+        `  round ${round + 1}: pullmap copy ${pullmapRun.seconds.toFixed(2)} s (CPU ${pullmapRun.cpuSeconds.toFixed(2)} s, peak RSS ${pullmapRun.rssMib.toFixed(0)} MiB), skopeo copy ${s.seconds.toFixed(2)} s (CPU ${s.cpuSeconds.toFixed(2)} s)`,
       );
     }
     // Both copies are exact: the manifest digest at each target is the source's.

@@ -1,12 +1,13 @@
 // `npm run bench`: the acceptance benchmarks of issues 2 and 3, each with its baseline, then a summary.
 // A report, not a test: a missed target is printed as MISS and the exit code stays 0.
 // `npm run bench -- parse controller` runs only the sections named (parse, decision, cold-start,
-// existence, webhook, controller, cache), in this order.
+// existence, webhook, controller, cache, copy), in this order.
 
 import os from 'node:os';
 import { runCacheBench } from './cache.ts';
 import { runColdStartBench } from './cold-start.ts';
 import { runControllerBench } from './controller.ts';
+import { runCopyBench } from './copy.ts';
 import { runDecisionBench } from './decision.ts';
 import { runExistenceBench } from './existence.ts';
 import type { BenchResult } from './measure.ts';
@@ -26,6 +27,7 @@ const sections: ReadonlyArray<readonly [string, () => BenchResult[] | Promise<Be
   ['webhook', runWebhookBench],
   ['controller', async () => [await runControllerBench()]],
   ['cache', runCacheBench],
+  ['copy', runCopyBench],
 ];
 const asked = process.argv.slice(2);
 const unknown = asked.filter((name) => !sections.some(([n]) => n === name));

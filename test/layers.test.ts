@@ -26,6 +26,8 @@ const LAYERS: ReadonlyArray<readonly string[]> = [
   ['core'],
   ['observe'],
   ['decision', 'registry', 'kube'],
+  // Copying images: the controller's fill loop and `pullmap copy` both use it.
+  ['mirror'],
   ['serve', 'controller', 'cache'],
   ['cli'],
 ];

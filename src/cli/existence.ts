@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseDuration } from '../core/duration.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
+import type { RegistryClientOptions } from '../registry/client.ts';
 import type { OracleObserver } from '../registry/existence-oracle.ts';
 import { UsageError } from './maps.ts';
 
@@ -20,17 +21,19 @@ export interface RegistryFlags {
 
 export interface CliExistence {
   readonly source: ExistenceSource;
+  /** Forgets a candidate's cached answer (pullmap just copied the image there). */
+  invalidate(candidate: string): void;
   close(): Promise<void>;
 }
 
 const readFlagFile = (flag: string, path: string): Promise<string> =>
   readFile(path, 'utf8').catch(() => Promise.reject(new UsageError(`${flag}: cannot read ${path}`)));
 
-async function buildSource(
-  flags: RegistryFlags,
-  timeoutMs: number,
-  observer: OracleObserver | undefined,
-): Promise<CliExistence> {
+/** Registry client settings from the flags (files read now: a bad path is a usage error). */
+export async function registryClientOptions(
+  flags: Pick<RegistryFlags, 'plainHttp' | 'caFiles' | 'dockerConfig'>,
+  requestTimeoutMs: number,
+): Promise<RegistryClientOptions> {
   const registry = await import('../registry/index.ts');
   const caPem = await Promise.all(flags.caFiles.map((f) => readFlagFile('--registry-ca', f)));
   const keyring = new registry.CredentialKeyring();
@@ -42,11 +45,20 @@ async function buildSource(
     if (!parsed.ok) throw new UsageError(`--docker-config: ${parsed.error.field}: ${parsed.error.message}`);
     keyring.add(parsed.entries);
   }
-  const defaults = { caPem, requestTimeoutMs: Math.max(timeoutMs, 1000) };
+  const defaults = { caPem, requestTimeoutMs };
   const endpoints = Object.fromEntries(
     flags.plainHttp.map((host) => [host, { ...defaults, scheme: 'http' as const }]),
   );
-  const client = new registry.RegistryClient({ endpoints, defaults, credentials: keyring });
+  return { endpoints, defaults, credentials: keyring };
+}
+
+async function buildSource(
+  flags: RegistryFlags,
+  timeoutMs: number,
+  observer: OracleObserver | undefined,
+): Promise<CliExistence> {
+  const registry = await import('../registry/index.ts');
+  const client = new registry.RegistryClient(await registryClientOptions(flags, Math.max(timeoutMs, 1000)));
   const oracle = new registry.ExistenceOracle({
     probe: registry.registryProbe(client),
     probeTimeoutMs: timeoutMs,
@@ -59,6 +71,7 @@ async function buildSource(
         oracle.exists(candidate, { ...options, signal: options?.signal ?? AbortSignal.timeout(timeoutMs) }),
       peek: (candidate, ttls) => oracle.peek(candidate, ttls),
     },
+    invalidate: (candidate) => oracle.invalidate(candidate),
     close: () => client.close(),
   };
 }
@@ -83,6 +96,9 @@ export async function existenceFromFlags(
         built ??= buildSource(flags, timeout.ms, observer);
         return (await built).source.exists(candidate, options);
       },
+    },
+    invalidate: (candidate) => {
+      void built?.then((b) => b.invalidate(candidate));
     },
     close: async () => {
       if (built) await (await built).close();

@@ -152,6 +152,28 @@ const CHECK_FLAGS = {
   ...MAX_INPUT_FLAG,
 } as const satisfies Flags;
 
+const COPY_FLAGS = {
+  config: { type: 'string', short: 'c', multiple: true, arg: 'PATH', help: `${CONFIG_HELP}; required` },
+  file: {
+    type: 'string',
+    short: 'f',
+    arg: 'FILE|-',
+    help: 'copy the images of these manifests too (- for stdin)',
+    otherwise: 'only the IMAGE arguments',
+  },
+  namespace: { type: 'string', short: 'n', default: 'default', arg: 'NS', help: "the pods' namespace" },
+  platform: {
+    type: 'string',
+    multiple: true,
+    arg: 'OS/ARCH',
+    help: 'copy only these platforms of a multi-platform image (its index and tag are then not pushed); repeatable',
+    otherwise: 'every platform',
+  },
+  jobs: { type: 'string', default: '2', arg: 'N', help: 'images copied at once (1 to 16)' },
+  ...MAX_INPUT_FLAG,
+  ...REGISTRY_FLAGS,
+} as const satisfies Flags;
+
 const SERVE_FLAGS = {
   config: {
     type: 'string',
@@ -306,6 +328,12 @@ templates); every other byte is kept. As a Helm post-renderer: the plugin in dep
     about: `Validate map objects: every error and conflict, with the field and the fix (exit 1 if any, 2 when
 the input cannot be read or parsed).`,
     flags: CHECK_FLAGS,
+  },
+  copy: {
+    synopsis: ['pullmap copy [IMAGE...] [-f FILE|-] --config PATH... [--platform OS/ARCH]... [--jobs N]'],
+    about: `Copy each image (arguments, or the images of the manifests in FILE) into the first target its mapping
+names, by digest and byte for byte, the tag last; progress and a summary on stderr (exit 1 if any failed).`,
+    flags: COPY_FLAGS,
   },
   serve: {
     synopsis: [
@@ -654,6 +682,33 @@ async function checkCommand(rest: readonly string[], io: CliIO): Promise<number>
   );
 }
 
+async function copyCommand(rest: readonly string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parseFlags('copy', rest, COPY_FLAGS, true);
+  if (values.config === undefined)
+    throw new UsageError('copy needs --config PATH (a file, a directory or -)');
+  oneStdin(values.config, values.file);
+  const jobs = Number(values.jobs);
+  if (!Number.isSafeInteger(jobs) || jobs < 1 || jobs > 16)
+    throw new UsageError('--jobs must be a whole number from 1 to 16');
+  const flags = registryFlags(values);
+  const { copy } = await import('./copy.ts');
+  return await copy(
+    {
+      images: positionals,
+      config: values.config,
+      file: values.file,
+      namespace: values.namespace,
+      platforms: values.platform ?? [],
+      plainHttp: flags.plainHttp,
+      caFiles: flags.caFiles,
+      dockerConfig: flags.dockerConfig,
+      jobs,
+      maxInputBytes: parseByteSize(values['max-input-bytes'], '--max-input-bytes'),
+    },
+    io,
+  );
+}
+
 /** Runs one pullmap command and returns its exit code. User errors are messages, never stack traces. */
 export async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const [command, ...rest] = argv;
@@ -669,6 +724,8 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         return await rewriteCommand(rest, io);
       case 'check':
         return await checkCommand(rest, io);
+      case 'copy':
+        return await copyCommand(rest, io);
       case 'serve':
         return await serveCommand(rest, io);
       case 'cache': {

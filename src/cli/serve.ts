@@ -101,8 +101,21 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   let clusterReady = () => true;
   const reviews = new Map<string, ReviewHandler>();
   const closers: Array<() => Promise<void>> = [];
+  // Finished fills refresh the webhook's existence answers (bound once the existence source exists).
+  let onFilled: (target: string) => void = () => {};
   if (options.cluster) {
     const cluster = await startCluster(options.cluster, snapshotOptions, logger, metrics, onSwap);
+    const { startClusterFill } = await import('./fill.ts');
+    const fill = await startClusterFill({
+      cluster: options.cluster,
+      source: cluster.source,
+      namespaceLabels: (ns) => cluster.namespaces.labels(ns),
+      registry: options.registry,
+      logger,
+      metrics,
+      onFilled: (target) => onFilled(target),
+    });
+    closers.push(() => fill.close());
     source = cluster.source;
     namespaceLabels = (ns) => cluster.namespaces.labels(ns);
     clusterReady = () => cluster.namespaces.synced();
@@ -164,6 +177,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   }
   closers.push(() => source.close());
   const existence = await existenceFromFlags(options.registry, existenceMetrics(metrics));
+  onFilled = (target) => existence.invalidate(target);
   const webhook = createPodWebhook({
     source,
     existence: existence.source,

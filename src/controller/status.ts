@@ -37,6 +37,8 @@ export interface MapStatus {
   mappings?: number;
   conditions: Array<ReadyCondition | NoteCondition>;
   lastAccepted?: { generation: number; spec: MapSpec };
+  /** Written by the fill loop (fill.ts); kept as it is by verdict writes. */
+  fill?: unknown;
 }
 
 const MAX_MESSAGE = 32_768;
@@ -108,6 +110,9 @@ export function desiredStatus(
     const kept = statusOf(object)?.lastAccepted;
     if (kept) out.lastAccepted = kept;
   }
+  // The fill loop's part of the status (fill.ts) is its own: a verdict write carries it over.
+  const fill = statusOf(object)?.fill;
+  if (fill) out.fill = fill;
   return out;
 }
 

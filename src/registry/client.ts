@@ -2,7 +2,7 @@
 // Agent per registry host keeps connections alive; a semaphore per host bounds requests in flight;
 // every call has a hard timeout and honours the caller's signal; every result is typed.
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent } from 'undici';
 import type { ImageReference } from '../core/reference/index.ts';
@@ -19,7 +19,9 @@ import {
   exchange,
   failureFromStatus,
   type Hop,
+  type HttpMethod,
   header,
+  type RequestBody,
   readBounded,
   undiciHop,
   wireHop,
@@ -134,6 +136,34 @@ export interface BlobOptions extends CallOptions {
   readonly checkDigest?: boolean | undefined;
 }
 
+/** A blob's body from `openBlob`: read it to the end or destroy it (it holds a request slot). */
+export interface SourceBlob {
+  /** Content-Length, when sent. */
+  readonly size: number | undefined;
+  readonly body: Readable;
+}
+
+/** An upload session a registry opened (POST /v2/<name>/blobs/uploads/). */
+export interface UploadSession {
+  readonly registry: string;
+  readonly repository: string;
+  /** Absolute URL of the session (its Location). */
+  readonly location: string;
+  /** The token scope the session was opened with, reused for its PATCH and PUT. */
+  readonly scope: string;
+  /** OCI-Chunk-Min-Length, when the registry sent one. */
+  readonly minChunkBytes: number | undefined;
+}
+
+export type UploadStart =
+  | { readonly kind: 'mounted'; readonly digest: string }
+  | { readonly kind: 'session'; readonly session: UploadSession };
+
+/** Slowest transfer rate an upload is allowed before it times out: 1 MiB/s, plus a minute. */
+export function transferTimeoutMs(bytes: number): number {
+  return 60_000 + Math.ceil(bytes / (1024 * 1024)) * 1000;
+}
+
 interface HostState {
   readonly endpoint: Endpoint;
   readonly dispatcher: Agent;
@@ -158,9 +188,13 @@ interface CallContext {
 }
 
 interface SendRequest {
-  readonly method: 'GET' | 'HEAD';
+  readonly method: HttpMethod;
+  /** A path on the registry, or an absolute URL an upload session's Location gave. */
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
+  readonly body?: RequestBody | undefined;
+  /** Token scope; default pull of the request's repository. */
+  readonly scope?: string | undefined;
   /** Through the blob transport: the answer's body, if a success, is `Exchange.wire`. */
   readonly wire?: boolean;
 }
@@ -435,6 +469,244 @@ export class RegistryClient {
     });
   }
 
+  // ---- Copying images (src/mirror): source blobs through the pool, typed push operations. ----
+
+  /**
+   * Whether the repository has the blob (HEAD; 404 answers false). Follows redirects to blob storage.
+   * `scope` lets a push session ask with the token it already holds.
+   */
+  hasBlob(
+    registry: string,
+    repository: string,
+    digest: string,
+    options: CallOptions & { readonly scope?: string | undefined } = {},
+  ): Promise<RegistryResult<boolean>> {
+    const what = `blob ${registry}/${repository}@${digest}`;
+    const repo = blobRepository(registry, repository, digest);
+    if (typeof repo !== 'string') return Promise.resolve(badInput(what, repo.reason));
+    return this.#call(registry, what, options, async (ctx) => {
+      const res = await this.#send(ctx, repo, {
+        method: 'HEAD',
+        path: `/v2/${repo}/blobs/${digest}`,
+        headers: {},
+        scope: options.scope,
+      });
+      if (res.statusCode === 404) {
+        await discard(res.body);
+        return false;
+      }
+      if (res.statusCode !== 200) throw await failureFromStatus(res, 'HEAD', ctx.what, this.#now());
+      await discard(res.body);
+      return true;
+    });
+  }
+
+  /**
+   * GETs a blob through the connection pool as a plain stream of the body (not digest-checked: the
+   * copier hashes what it forwards, and the target registry checks the digest again). The body holds
+   * one of the host's request slots until it ends, fails or is destroyed; its idle time between chunks
+   * is bounded by the host's request timeout.
+   */
+  openBlob(
+    registry: string,
+    repository: string,
+    digest: string,
+    options: CallOptions = {},
+  ): Promise<RegistryResult<SourceBlob>> {
+    const what = `blob ${registry}/${repository}@${digest}`;
+    const repo = blobRepository(registry, repository, digest);
+    if (typeof repo !== 'string') return Promise.resolve(badInput(what, repo.reason));
+    return this.#call(registry, what, options, async (ctx) => {
+      const res = await this.#send(ctx, repo, {
+        method: 'GET',
+        path: `/v2/${repo}/blobs/${digest}`,
+        headers: {},
+      });
+      if (res.statusCode !== 200) throw await failureFromStatus(res, 'GET', ctx.what, this.#now());
+      const release = ctx.detach();
+      const body = res.body;
+      let released = false;
+      const done = () => {
+        if (released) return;
+        released = true;
+        release();
+      };
+      body.once('end', done);
+      body.once('close', done);
+      body.once('error', done);
+      return { size: contentLength(res), body };
+    });
+  }
+
+  /**
+   * Starts a blob upload (POST /v2/<name>/blobs/uploads/). With `mount`, asks the registry to mount the
+   * blob from another repository of the same registry first: `mounted` when it did, else a session
+   * (registries that cannot mount answer with an ordinary upload session).
+   */
+  startUpload(
+    registry: string,
+    repository: string,
+    options: CallOptions & {
+      readonly mount?: { readonly digest: string; readonly from: string } | undefined;
+    } = {},
+  ): Promise<RegistryResult<UploadStart>> {
+    const what = `upload to ${registry}/${repository}`;
+    const parsed = parseReference(`${registry}/${repository}`);
+    if (!parsed.ok) return Promise.resolve(badInput(what, parsed.error.message));
+    const repo = parsed.ref.repository;
+    const mount = options.mount;
+    if (
+      mount !== undefined &&
+      (!DIGEST.test(mount.digest) || !parseReference(`${registry}/${mount.from}`).ok)
+    )
+      return Promise.resolve(badInput(what, 'unusable mount digest or repository'));
+    const scope =
+      mount === undefined
+        ? `repository:${repo}:pull,push`
+        : `repository:${repo}:pull,push repository:${mount.from}:pull`;
+    const query = mount === undefined ? '' : `?mount=${mount.digest}&from=${encodeURIComponent(mount.from)}`;
+    return this.#call(registry, what, options, async (ctx) => {
+      const res = await this.#send(ctx, repo, {
+        method: 'POST',
+        path: `/v2/${repo}/blobs/uploads/${query}`,
+        headers: { 'content-length': '0' },
+        body: '',
+        scope,
+      });
+      if (res.statusCode === 201 && mount !== undefined) {
+        await discard(res.body);
+        return { kind: 'mounted', digest: mount.digest } satisfies UploadStart;
+      }
+      if (res.statusCode !== 202) throw await failureFromStatus(res, 'POST', ctx.what, this.#now());
+      await discard(res.body);
+      const location = header(res.headers, 'location');
+      if (location === undefined)
+        throw new RegistryFailure('REG_INVALID_RESPONSE', `${ctx.what}: 202 without a Location`, {
+          status: 202,
+        });
+      const minChunk = Number(header(res.headers, 'oci-chunk-min-length'));
+      return {
+        kind: 'session',
+        session: {
+          registry,
+          repository: repo,
+          location: new URL(location, `${ctx.state.endpoint.origin}/v2/${repo}/blobs/uploads/`).href,
+          scope,
+          minChunkBytes: Number.isSafeInteger(minChunk) && minChunk > 0 ? minChunk : undefined,
+        },
+      } satisfies UploadStart;
+    });
+  }
+
+  /**
+   * Finishes an upload session with the whole blob in one PUT (monolithic). `body` streams; the call's
+   * timeout grows with `size` (see `transferTimeoutMs`) instead of the host's request timeout.
+   */
+  putBlob(
+    session: UploadSession,
+    digest: string,
+    size: number,
+    body: Readable | Buffer,
+    options: CallOptions = {},
+  ): Promise<RegistryResult<void>> {
+    const what = `blob upload ${session.registry}/${session.repository}@${digest}`;
+    if (!DIGEST.test(digest)) return Promise.resolve(badInput(what, 'unsupported digest'));
+    const url = new URL(session.location);
+    url.searchParams.set('digest', digest);
+    return this.#call(
+      session.registry,
+      what,
+      { ...options, timeoutMs: transferTimeoutMs(size) },
+      async (ctx) => {
+        const res = await this.#send(ctx, session.repository, {
+          method: 'PUT',
+          path: url.href,
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+          body,
+          scope: session.scope,
+        });
+        if (res.statusCode !== 201) throw await failureFromStatus(res, 'PUT', ctx.what, this.#now());
+        await discard(res.body);
+      },
+    );
+  }
+
+  /**
+   * Sends one chunk of a chunked upload (PATCH with Content-Range); answers the session to continue
+   * with (the registry may move it). `offset` is the chunk's first byte in the blob.
+   */
+  patchBlob(
+    session: UploadSession,
+    offset: number,
+    chunk: Buffer,
+    options: CallOptions = {},
+  ): Promise<RegistryResult<UploadSession>> {
+    const what = `blob upload ${session.registry}/${session.repository} bytes ${offset}+${chunk.length}`;
+    return this.#call(
+      session.registry,
+      what,
+      { ...options, timeoutMs: transferTimeoutMs(chunk.length) },
+      async (ctx) => {
+        const res = await this.#send(ctx, session.repository, {
+          method: 'PATCH',
+          path: session.location,
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-length': String(chunk.length),
+            'content-range': `${offset}-${offset + chunk.length - 1}`,
+          },
+          body: chunk,
+          scope: session.scope,
+        });
+        if (res.statusCode !== 202) throw await failureFromStatus(res, 'PATCH', ctx.what, this.#now());
+        await discard(res.body);
+        const location = header(res.headers, 'location');
+        return location === undefined
+          ? session
+          : { ...session, location: new URL(location, session.location).href };
+      },
+    );
+  }
+
+  /**
+   * PUTs manifest bytes under `reference` (a digest or a tag) exactly as given; checks the registry
+   * stored them under the digest they hash to.
+   */
+  putManifest(
+    registry: string,
+    repository: string,
+    reference: string,
+    manifest: { readonly bytes: Buffer; readonly mediaType: string; readonly digest: string },
+    options: CallOptions = {},
+  ): Promise<RegistryResult<void>> {
+    const what = `manifest ${registry}/${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const parsed = parseReference(
+      `${registry}/${repository}${reference.includes(':') ? '@' : ':'}${reference}`,
+    );
+    if (!parsed.ok) return Promise.resolve(badInput(what, parsed.error.message));
+    const repo = parsed.ref.repository;
+    return this.#call(registry, what, options, async (ctx) => {
+      const res = await this.#send(ctx, repo, {
+        method: 'PUT',
+        path: `/v2/${repo}/manifests/${reference}`,
+        headers: { 'content-type': manifest.mediaType, 'content-length': String(manifest.bytes.length) },
+        body: manifest.bytes,
+        scope: `repository:${repo}:pull,push`,
+      });
+      if (res.statusCode !== 201) throw await failureFromStatus(res, 'PUT', ctx.what, this.#now());
+      await discard(res.body);
+      const stored = header(res.headers, 'docker-content-digest');
+      if (stored?.startsWith(digestAlgorithm(manifest.digest)) && stored !== manifest.digest)
+        throw new RegistryFailure(
+          'REG_DIGEST_MISMATCH',
+          `${ctx.what}: stored as ${stored}, not ${manifest.digest}`,
+          {
+            status: 201,
+          },
+        );
+    });
+  }
+
   /**
    * Closes every connection, aborting requests still in flight (at shutdown their answers are no use,
    * and a slow registry must not hold the process up). The client must not be used afterwards.
@@ -488,7 +760,7 @@ export class RegistryClient {
   async #call<T>(
     registry: string,
     what: string,
-    options: CallOptions,
+    options: CallOptions & { readonly timeoutMs?: number | undefined },
     work: (ctx: CallContext) => Promise<T>,
   ): Promise<RegistryResult<T>> {
     let state: HostState;
@@ -497,7 +769,7 @@ export class RegistryClient {
     } catch (err) {
       return { ok: false, error: classifyNetworkError(err, what).toError() };
     }
-    const timeoutMs = state.endpoint.requestTimeoutMs;
+    const timeoutMs = Math.max(state.endpoint.requestTimeoutMs, options.timeoutMs ?? 0);
     const timer = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, timer.signal]) : timer.signal;
     const handle = setTimeout(() => timer.abort(), timeoutMs);
@@ -566,13 +838,20 @@ export class RegistryClient {
     request: SendRequest,
     credential: RegistryCredential | undefined,
   ): Promise<Exchange> {
-    const scope = `repository:${repository}:pull`;
+    const scope = request.scope ?? `repository:${repository}:pull`;
     const known = ctx.state.challenge;
     const first = known ? await this.#authorize(ctx, known, credential, scope) : undefined;
     let res = await this.#exchange(ctx, request, first?.header);
     if (res.statusCode !== 401) return this.#refuseForbidden(res, ctx, credential);
     const challenges = parseChallenges(res.headers['www-authenticate']);
     await discard(res.body);
+    if (request.body instanceof Readable) {
+      // A streamed body is gone: drop the token, and the caller retries the whole upload.
+      this.#auth.invalidate(first?.tokenKey);
+      throw new RegistryFailure('REG_UPLOAD_RESTART', `${ctx.what}: 401 during a streamed upload`, {
+        status: 401,
+      });
+    }
     const challenge = pickChallenge(challenges);
     if (challenge === undefined) {
       const code = challenges.length > 0 ? 'REG_AUTH_UNSUPPORTED' : 'REG_UNAUTHORIZED';
@@ -645,6 +924,7 @@ export class RegistryClient {
       method: request.method,
       url: new URL(request.path, endpoint.origin),
       headers: { 'user-agent': this.#userAgent, ...request.headers },
+      body: request.body,
       authorization,
       authOrigin: endpoint.origin,
       // Closing the client destroys the pools; a blob's own connection is ended through its signal.

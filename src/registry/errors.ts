@@ -23,7 +23,8 @@ export type RegistryErrorCode =
   | 'REG_DIGEST_MISMATCH' // the content does not hash to the digest asked for or announced
   | 'REG_TOO_MANY_REDIRECTS'
   | 'REG_INSECURE_REFUSED' // would send credentials or fetch over plain HTTP where that is not allowed
-  | 'REG_BAD_INPUT'; // the caller's input (host, repository, digest) cannot be sent
+  | 'REG_BAD_INPUT' // the caller's input (host, repository, digest) cannot be sent
+  | 'REG_UPLOAD_RESTART'; // a streamed upload was cut short (token refused midway, session lost): start it again
 
 export interface RegistryError {
   readonly code: RegistryErrorCode;
@@ -63,6 +64,7 @@ const OUTCOMES: Readonly<Record<RegistryErrorCode, ProbeOutcome>> = {
   REG_TOO_MANY_REDIRECTS: 'Invalid',
   REG_INSECURE_REFUSED: 'Invalid',
   REG_BAD_INPUT: 'Invalid',
+  REG_UPLOAD_RESTART: 'Unreachable',
 };
 
 export function outcomeOf(code: RegistryErrorCode): ProbeOutcome {

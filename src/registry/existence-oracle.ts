@@ -316,12 +316,28 @@ export class ExistenceOracle {
         failureTtlMs: this.#failureTtl(report),
         moved: 0,
       };
-      this.#store(key, entry);
-      this.#inflight.delete(key);
+      // A probe that started before `invalidate` answered about what was there before: not kept.
+      if (this.#inflight.get(key) === pending) {
+        this.#store(key, entry);
+        this.#inflight.delete(key);
+      }
       return entry;
     });
     this.#inflight.set(key, pending);
     return pending;
+  }
+
+  /**
+   * Forgets what is known about `candidate` (its content just changed: pullmap copied it there), so
+   * the next question probes the registry instead of waiting out the TTL. A probe already running is
+   * left to finish for its callers but its answer is not kept. Returns whether anything was forgotten.
+   */
+  invalidate(candidate: string): boolean {
+    const parsed = parseReference(candidate);
+    if (!parsed.ok) return false;
+    const key = formatNormalized(parsed.ref);
+    const had = this.#entries.delete(key);
+    return this.#inflight.delete(key) || had;
   }
 
   /** The probe with its own timeout; a thrown error becomes an answer rather than a rejection. */

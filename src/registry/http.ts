@@ -22,12 +22,16 @@ export interface Exchange {
   readonly wire?: WireResponse | undefined;
 }
 
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH';
+/** A request body: text, bytes, or a stream sent once (a stream is never replayed, so never redirected). */
+export type RequestBody = string | Buffer | Readable;
+
 /** One request of an exchange (one hop of its redirects). */
 export interface HopRequest {
-  readonly method: 'GET' | 'HEAD' | 'POST';
+  readonly method: HttpMethod;
   readonly url: URL;
   readonly headers: Record<string, string>;
-  readonly body: string | undefined;
+  readonly body: RequestBody | undefined;
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
 }
@@ -107,13 +111,13 @@ async function readSmall(res: WireResponse): Promise<Buffer> {
 }
 
 export interface ExchangeRequest {
-  readonly method: 'GET' | 'HEAD' | 'POST';
+  readonly method: HttpMethod;
   readonly url: URL;
   readonly headers: Readonly<Record<string, string>>;
   /** Sent only to `authOrigin` (the registry), never to a host a redirect leads to. */
   readonly authorization?: string | undefined;
   readonly authOrigin: string;
-  readonly body?: string | undefined;
+  readonly body?: RequestBody | undefined;
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
   /** Whether a redirect may lead from HTTPS to plain HTTP (insecure or loopback registries only). */
@@ -147,6 +151,12 @@ export async function exchange(send: Hop, request: ExchangeRequest): Promise<Exc
       return res;
     }
     await discard(res.body);
+    if (body instanceof Readable)
+      throw new RegistryFailure(
+        'REG_INVALID_RESPONSE',
+        `${method} ${request.url.pathname}: redirect ${res.statusCode} for a streamed body, which cannot be sent twice`,
+        { status: res.statusCode },
+      );
     if (hop >= MAX_REDIRECTS)
       throw new RegistryFailure(
         'REG_TOO_MANY_REDIRECTS',

@@ -12,6 +12,10 @@ export {
   type PingResult,
   RegistryClient,
   type RegistryClientOptions,
+  type SourceBlob,
+  transferTimeoutMs,
+  type UploadSession,
+  type UploadStart,
 } from './client.ts';
 export {
   type CredentialEntry,
@@ -39,3 +43,4 @@ export {
 } from './existence-oracle.ts';
 export { CredentialKeyring, type CredentialSource, globMatch, normalizeCredentialKey } from './keyring.ts';
 export * from './media-types.ts';
+export { Semaphore } from './semaphore.ts';

@@ -301,4 +301,29 @@ describe('ExistenceOracle', () => {
     });
     assert.equal((await oracle.exists('r.io/app:1')).outcome, 'Available');
   });
+
+  it('invalidate forgets a cached answer, and a probe running across it does not store its old answer', async () => {
+    const { oracle, script } = scripted();
+    script.answers.set('r.io/app:1', { outcome: 'NotFound', status: 404 });
+    assert.equal((await oracle.exists('r.io/app:1')).outcome, 'NotFound');
+    script.answers.delete('r.io/app:1');
+    assert.equal((await oracle.exists('r.io/app:1')).outcome, 'NotFound', 'cached within the negative TTL');
+    assert.equal(oracle.invalidate('r.io/app:1'), true);
+    assert.equal((await oracle.exists('r.io/app:1')).outcome, 'Available', 'asked again at once');
+    assert.equal(script.calls.length, 2);
+    // A probe in flight when the content changes: its callers get its answer, the cache does not.
+    script.answers.set('r.io/late:1', { outcome: 'NotFound', status: 404 });
+    let open: () => void = () => {};
+    script.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const running = oracle.exists('r.io/late:1');
+    oracle.invalidate('r.io/late:1');
+    open();
+    assert.equal((await running).outcome, 'NotFound');
+    script.answers.delete('r.io/late:1');
+    script.gate = undefined;
+    assert.equal((await oracle.exists('r.io/late:1')).outcome, 'Available');
+    assert.equal(oracle.invalidate('not a reference'), false);
+  });
 });

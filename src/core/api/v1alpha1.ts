@@ -44,6 +44,8 @@ const dnsName = (what: 'subdomain' | 'label') => (s: string) =>
     ? undefined
     : `is not a valid Kubernetes name: use lowercase letters, digits${what === 'subdomain' ? ', "-" and "."' : ' and "-"'}, starting and ending with a letter or digit (such as ${JSON.stringify(nameLike(s, what === 'subdomain'))})`;
 export const PULL_SECRET_MAX_LENGTH = 245;
+/** os/architecture[/variant], lower case, as OCI platforms are written ("linux/arm64/v8"). */
+export const PLATFORM = /^[a-z0-9_-]{1,32}\/[a-z0-9_-]{1,32}(?:\/[a-z0-9_-]{1,32})?$/;
 
 /** A Go-style duration string ("90s", "10m", "1h30m"); also used by the cache's config file. */
 export const duration = (description: string) =>
@@ -149,6 +151,54 @@ export const mappingSchema = object(
             ? undefined
             : 'is not a Secret name; use lowercase letters, digits, "-" and ".", starting and ending with a letter or digit',
       }),
+    ),
+    fill: optional(
+      object(
+        {
+          enabled: required(
+            boolean({
+              description:
+                "Copy the images this mapping's pods use into its first target (by digest, byte for byte), so later pods pull them from there.",
+            }),
+          ),
+          platforms: optional(
+            list(
+              string({
+                description: 'A platform as os/architecture[/variant].',
+                minLength: 3,
+                maxLength: 98,
+                example: 'linux/amd64',
+                validate: (s) =>
+                  PLATFORM.test(s)
+                    ? undefined
+                    : 'is not a platform; write it like "linux/amd64" or "linux/arm/v7"',
+              }),
+              {
+                description:
+                  'Copy only these platforms of a multi-platform image. The index itself (and its tag) is pushed only when it lists no other platform, so pods pinned to the index digest keep pulling from the source.',
+                maxItems: 16,
+              },
+            ),
+          ),
+          secret: optional(
+            string({
+              description:
+                "A kubernetes.io/dockerconfigjson Secret with push credentials for the target: in pullmap's own namespace for a ClusterImageMap, in the map's namespace for an ImageMap. Without it pullmap writes with its own registry credentials.",
+              minLength: 1,
+              maxLength: 253,
+              example: 'mirror-push',
+              validate: (s) =>
+                DNS_SUBDOMAIN.test(s)
+                  ? undefined
+                  : 'is not a Secret name; use lowercase letters, digits, "-" and ".", starting and ending with a letter or digit',
+            }),
+          ),
+        },
+        {
+          description:
+            'Fill the first target: the pullmap leader copies images into it (never in admission).',
+        },
+      ),
     ),
   },
   { description: 'One mapping rule.' },
@@ -267,6 +317,42 @@ export const mapStatusSchema = object(
     ),
     mappings: optional(
       integer({ description: 'How many mappings the current spec has (a kubectl get column).', minimum: 0 }),
+    ),
+    fill: optional(
+      object(
+        {
+          filled: required(
+            integer({ description: 'Images copied into (or found in) their target.', minimum: 0 }),
+          ),
+          pending: required(integer({ description: 'Images waiting for or in a copy.', minimum: 0 })),
+          failed: required(integer({ description: 'Images whose last copy failed.', minimum: 0 })),
+          images: optional(
+            list(
+              object(
+                {
+                  image: required(string({ description: 'The source image.', maxLength: 600 })),
+                  target: required(string({ description: 'Where it is copied.', maxLength: 600 })),
+                  state: required(
+                    oneOf(['Filled', 'Partial', 'Pending', 'Failed'] as const, {
+                      description:
+                        'Filled: the target has it; Partial: the selected platforms only (index not pushed); Pending; Failed.',
+                    }),
+                  ),
+                  digest: optional(string({ description: 'The digest copied.', maxLength: 140 })),
+                  lastError: optional(string({ description: 'Why the last copy failed.', maxLength: 1024 })),
+                  time: optional(string({ description: 'When the state last changed (RFC 3339).' })),
+                },
+                { description: 'One image the map fills.', allowUnknown: true },
+              ),
+              { description: 'The most recent images (failed first), at most 50.', maxItems: 50 },
+            ),
+          ),
+        },
+        {
+          description: "What the fill loop did for this map's mappings with fill enabled.",
+          allowUnknown: true,
+        },
+      ),
     ),
     // Kept in status so that a restarted controller still serves a map whose newest generation is
     // rejected: the last accepted spec survives in the API, not only in one replica's memory.

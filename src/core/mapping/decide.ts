@@ -1,6 +1,7 @@
 // The decision: where one image of one pod is pulled from, and why. The webhook, `pullmap rewrite`,
 // `pullmap explain` and the tests all call decideImage, so they cannot disagree.
 
+import type { Mapping } from '../api/v1alpha1.ts';
 import {
   type ExistenceAnswer,
   type ExistenceFacts,
@@ -391,4 +392,58 @@ export function decideImage(
     reasons,
     pendingProbes: [],
   };
+}
+
+/** Where a fill copies an image: the source, the mapping's first target, and its fill settings. */
+export interface FillPlan {
+  readonly source: ImageReference;
+  readonly target: ImageReference;
+  readonly rule: MatchedRule;
+  /** The mapping's `fill`; undefined when the mapping does not ask for it (`pullmap copy` copies anyway). */
+  readonly fill: Mapping['fill'];
+}
+
+export type FillDecision =
+  | { readonly ok: true; readonly plan: FillPlan }
+  | { readonly ok: false; readonly reason: Reason };
+
+/**
+ * The target a copy of `input` goes to, worked out exactly as decideImage works out candidates (the same
+ * rule, the same naming), so a filled target is the one the webhook probes and maps to. Images the
+ * decision would never map (already mapped, mutable tags kept, pull policy kept) are not filled.
+ */
+export function fillTarget(snapshot: MapSnapshot, input: string, ctx: DecisionContext): FillDecision {
+  const image = prepareImage(snapshot, input);
+  if (!image.ok) return { ok: false, reason: image.invalid };
+  const ref = image.ref;
+  if (image.cacheRouted)
+    return { ok: false, reason: { code: 'AlreadyMapped', message: `${ref.registry} is the pullmap cache` } };
+  const matches = matchesIn(snapshot, image, ctx.namespace);
+  const producer = firstApplicable(matches.producers, ctx);
+  if (producer)
+    return {
+      ok: false,
+      reason: { code: 'AlreadyMapped', message: `the image is already a target of ${entryName(producer)}` },
+    };
+  const rule = firstApplicable(matches.sources, ctx);
+  if (!rule) return { ok: false, reason: NO_MATCH };
+  const prepared = prepareRule(snapshot, image, rule);
+  if (prepared.mutableKept) return { ok: false, reason: prepared.mutableKept };
+  if (
+    rule.map.spec.pullPolicyAlways === 'KeepOriginal' &&
+    (ctx.pullPolicy ?? defaultPullPolicy(ref.tag, ref.digest)) === 'Always'
+  )
+    return {
+      ok: false,
+      reason: {
+        code: 'PullPolicyAlwaysKept',
+        message: 'imagePullPolicy Always keeps this image on its registry',
+      },
+    };
+  const first = prepared.candidates[0];
+  if (first === undefined) return { ok: false, reason: NO_MATCH };
+  if (!first.ok) return { ok: false, reason: first.invalid };
+  if (first.name === image.formatted)
+    return { ok: false, reason: { code: 'AlreadyMapped', message: 'the target is the image itself' } };
+  return { ok: true, plan: { source: ref, target: first.ref, rule: prepared.rule, fill: rule.mapping.fill } };
 }

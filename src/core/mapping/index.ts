@@ -11,6 +11,9 @@ export {
   type DecisionContext,
   type DecisionOutcome,
   decideImage,
+  type FillDecision,
+  type FillPlan,
+  fillTarget,
   type ImageDecision,
 } from './decide.ts';
 export { type LoadedMaps, loadMapsFromText, loadMapsFromTexts, type MapText } from './load.ts';

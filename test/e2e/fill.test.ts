@@ -1,0 +1,280 @@
+// The fill loop in `pullmap serve --maps-from cluster` against a real kube-apiserver and docker-registry:
+// a pod admitted with an image the mirror lacks gets the mirror filled by the leader, and the next pod is
+// mapped there at once (the existence answer was refreshed); a routed image is filled with the map's
+// push Secret; a refusing target shows up in status.fill and as an event.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { zarfTag } from '../../src/core/mapping/zarf.ts';
+import { buildImage, pushImage } from '../harness/images.ts';
+import { installCrds, type Kube, startKube } from '../harness/kube.ts';
+import { type TempDir, tempDir } from '../harness/process.ts';
+import { type Pullmap, startPullmap } from '../harness/pullmap.ts';
+import { startRegistry, type TestRegistry } from '../harness/registry.ts';
+import { makePki, type TestPki } from '../harness/tls.ts';
+import { rawDigest } from '../mirror/skopeo.ts';
+
+let kube: Kube;
+let dir: TempDir;
+let pki: TestPki;
+let pullmap: Pullmap;
+let core: CoreV1Api;
+let origin: TestRegistry;
+let mirror: TestRegistry;
+let locked: TestRegistry;
+const app = buildImage({ files: { 'app.txt': 'filled\n' } });
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 300): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const got = await probe().catch(() => undefined);
+    if (got !== undefined) return got;
+    await sleep(200);
+  }
+  throw new Error(`${what} did not happen\n${pullmap.daemon.output().slice(-4000)}`);
+}
+
+before(async () => {
+  dir = await tempDir('e2e-fill');
+  pki = await makePki(dir.path);
+  [kube, origin, mirror, locked] = await Promise.all([
+    startKube(),
+    startRegistry(),
+    startRegistry(),
+    startRegistry({ auth: { kind: 'htpasswd', users: { pusher: 'push-secret' } } }),
+  ]);
+  core = kube.kubeConfig().makeApiClient(CoreV1Api);
+  await installCrds(kube);
+  await pushImage(origin, 'team/app', '1', app);
+  await pushImage(origin, 'routed/app', '1', app);
+  await pushImage(origin, 'refused/app', '1', app);
+  await pushImage(locked, 'private/app', '1', app);
+  pullmap = await startPullmap({
+    tls: { certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem },
+    args: [
+      ...['--maps-from', 'cluster', '--kubeconfig', kube.kubeconfigPath, '--lease-namespace', 'default'],
+      ...[origin, mirror, locked].flatMap((r) => ['--plain-http', r.host]),
+    ],
+  });
+  await kube.kubectl(
+    ['apply', '-f', '-'],
+    stringify({
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: { name: 'pullmap' },
+      webhooks: [
+        {
+          name: 'pods.pullmap.dev',
+          admissionReviewVersions: ['v1'],
+          sideEffects: 'None',
+          timeoutSeconds: 5,
+          failurePolicy: 'Ignore',
+          clientConfig: {
+            url: `${pullmap.url}/mutate-pods`,
+            caBundle: Buffer.from(pki.caPem).toString('base64'),
+          },
+          rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
+        },
+      ],
+    }),
+  );
+});
+
+after(async () => {
+  await pullmap?.stop();
+  await kube?.stop();
+  await Promise.all([origin?.close(), mirror?.close(), locked?.close()]);
+  await dir?.remove();
+});
+
+const createPod = async (namespace: string, image: string): Promise<string | undefined> => {
+  const created = await core.createNamespacedPod({
+    namespace,
+    body: { metadata: { generateName: 'p-' }, spec: { containers: [{ name: 'c', image }] } },
+  });
+  return created.spec?.containers[0]?.image;
+};
+
+const fillStatus = async (name: string): Promise<Record<string, unknown> | undefined> => {
+  const text = await kube.kubectl(['get', 'clusterimagemap', name, '-o', 'jsonpath={.status.fill}']);
+  return text === '' ? undefined : (JSON.parse(text) as Record<string, unknown>);
+};
+
+describe('the fill loop', () => {
+  it('fills the mirror from a pod that kept its original image; the next pod is mapped there', async () => {
+    const ns = await kube.createNamespace({ prefix: 'edge' });
+    const source = `${origin.host}/team/app:1`;
+    const target = `${mirror.host}/zarf/team/app:${zarfTag(`${origin.host}/team/app`, '1')}`;
+    await kube.kubectl(
+      ['apply', '-f', '-'],
+      stringify({
+        apiVersion: 'pullmap.dev/v1alpha1',
+        kind: 'ClusterImageMap',
+        metadata: { name: 'edge' },
+        spec: {
+          mappings: [
+            {
+              from: `${origin.host}/team/`,
+              to: `${mirror.host}/zarf/`,
+              naming: 'zarf',
+              when: 'IfExists',
+              fill: { enabled: true },
+            },
+          ],
+        },
+      }),
+    );
+    // Pod 1: the mirror lacks the image, so the webhook keeps the original (once its watch has the map).
+    assert.equal(await createPod(ns, source), source);
+    // The leader copies it: the mirror serves the same manifest bytes under the zarf tag.
+    assert.equal(await until('the mirror filled', () => rawDigest(target)), app.manifest.digest);
+    // Pod 2 is mapped to the mirror straight away: the cached "missing" was forgotten when the copy finished.
+    assert.equal(
+      await until(
+        'pod 2 mapped',
+        async () => ((await createPod(ns, source)) === target ? target : undefined),
+        20,
+      ),
+      target,
+    );
+    const status = await until('status.fill written', async () => {
+      const s = await fillStatus('edge');
+      return s && s.filled === 1 ? s : undefined;
+    });
+    assert.equal(status.failed, 0);
+    const images = status.images as Record<string, string>[];
+    assert.equal(images[0]?.image, source);
+    assert.equal(images[0]?.target, target);
+    assert.equal(images[0]?.state, 'Filled');
+    assert.equal(images[0]?.digest, app.manifest.digest);
+    assert.equal(
+      await pullmap.metric(`pullmap_fill_copies_total{registry="${mirror.host}",result="copied"}`),
+      1,
+    );
+  });
+
+  it("fills a routed image with the map's push Secret, and reports a refusing target in status and events", async () => {
+    const ns = await kube.createNamespace({ prefix: 'routed' });
+    const auth = Buffer.from('pusher:push-secret').toString('base64');
+    await kube.kubectl(
+      ['apply', '-f', '-'],
+      [
+        {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'locked-push', namespace: 'default' },
+          type: 'kubernetes.io/dockerconfigjson',
+          data: {
+            '.dockerconfigjson': Buffer.from(JSON.stringify({ auths: { [locked.host]: { auth } } })).toString(
+              'base64',
+            ),
+          },
+        },
+        {
+          apiVersion: 'pullmap.dev/v1alpha1',
+          kind: 'ClusterImageMap',
+          metadata: { name: 'routed' },
+          spec: {
+            mappings: [
+              {
+                from: `${origin.host}/routed/`,
+                to: `${locked.host}/routed/`,
+                fill: { enabled: true, secret: 'locked-push' },
+              },
+              // No Secret: pullmap's own (anonymous) access is refused by the registry.
+              { from: `${origin.host}/refused/`, to: `${locked.host}/refused/`, fill: { enabled: true } },
+            ],
+          },
+        },
+      ]
+        .map((o) => stringify(o))
+        .join('---\n'),
+    );
+    const routed = `${locked.host}/routed/app:1`;
+    assert.equal(
+      await until(
+        'routed',
+        async () => ((await createPod(ns, `${origin.host}/routed/app:1`)) === routed ? routed : undefined),
+        50,
+      ),
+      routed,
+    );
+    await createPod(ns, `${origin.host}/refused/app:1`);
+    assert.equal(
+      await until('the locked registry filled', () => rawDigest(routed, 'pusher:push-secret')),
+      app.manifest.digest,
+    );
+    const status = await until('status with the failure', async () => {
+      const s = await fillStatus('routed');
+      return s && s.failed === 1 && s.filled === 1 ? s : undefined;
+    });
+    const failed = (status.images as Record<string, string>[]).find((i) => i.state === 'Failed');
+    assert.equal(failed?.image, `${origin.host}/refused/app:1`);
+    assert.match(failed?.lastError ?? '', /^TARGET_REFUSED: .*requires credentials/);
+    const events = await until('the FillFailed event', async () => {
+      const text = await kube.kubectl([
+        'get',
+        'events',
+        '-n',
+        'default',
+        '--field-selector',
+        'reason=FillFailed',
+        '-o',
+        'name',
+      ]);
+      return text.trim() === '' ? undefined : text;
+    });
+    assert.ok(events.length > 0);
+  });
+
+  it("reads an ImageMap's source with its pods' pull secrets", async () => {
+    const ns = await kube.createNamespace({ prefix: 'tenant' });
+    const auth = Buffer.from('pusher:push-secret').toString('base64');
+    const config = Buffer.from(JSON.stringify({ auths: { [locked.host]: { auth } } })).toString('base64');
+    await kube.kubectl(
+      ['apply', '-f', '-'],
+      [
+        {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'origin-pull', namespace: ns },
+          type: 'kubernetes.io/dockerconfigjson',
+          data: { '.dockerconfigjson': config },
+        },
+        {
+          apiVersion: 'pullmap.dev/v1alpha1',
+          kind: 'ImageMap',
+          metadata: { name: 'tenant', namespace: ns },
+          spec: {
+            mappings: [
+              { from: `${locked.host}/private/`, to: `${mirror.host}/tenant/`, fill: { enabled: true } },
+            ],
+          },
+        },
+      ]
+        .map((o) => stringify(o))
+        .join('---\n'),
+    );
+    const target = `${mirror.host}/tenant/app:1`;
+    await until('the pod mapped', async () => {
+      const created = await core.createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { generateName: 'p-' },
+          spec: {
+            imagePullSecrets: [{ name: 'origin-pull' }],
+            containers: [{ name: 'c', image: `${locked.host}/private/app:1` }],
+          },
+        },
+      });
+      return created.spec?.containers[0]?.image === target ? true : undefined;
+    });
+    // pullmap itself has no credentials for the private origin: only the pod's secret can read it.
+    assert.equal(
+      await until('the mirror filled from the private origin', () => rawDigest(target)),
+      app.manifest.digest,
+    );
+  });
+});

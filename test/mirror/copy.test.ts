@@ -1,0 +1,272 @@
+// The copy engine between real docker-registry instances, checked with skopeo as the reference client:
+// digests equal byte for byte, the copy pullable, blobs the target has not sent again, refusals typed.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type ImageReference, parseReference } from '../../src/core/reference/index.ts';
+import { Copier, type CopyEvent } from '../../src/mirror/copy.ts';
+import { RegistryClient } from '../../src/registry/client.ts';
+import { CredentialKeyring } from '../../src/registry/keyring.ts';
+import { skopeoCopy, unpackOci } from '../harness/cache.ts';
+import { buildImage, buildIndex, pushBlob, pushImage, pushIndex } from '../harness/images.ts';
+import { type TempDir, tempDir } from '../harness/process.ts';
+import { startRegistry, type TestRegistry } from '../harness/registry.ts';
+import { rawDigest } from './skopeo.ts';
+
+function ref(text: string): ImageReference {
+  const parsed = parseReference(text);
+  if (!parsed.ok) throw new Error(`bad test reference ${text}: ${parsed.error.message}`);
+  return parsed.ref;
+}
+
+describe('Copier between docker-registry instances', () => {
+  let origin: TestRegistry;
+  let mirror: TestRegistry;
+  let locked: TestRegistry;
+  let work: TempDir;
+  let client: RegistryClient;
+  let lockedClient: RegistryClient;
+  const single = buildImage({ files: { 'hello.txt': 'single\n' } });
+  const multi = buildIndex([
+    { os: 'linux', architecture: 'amd64' },
+    { os: 'linux', architecture: 'arm64' },
+  ]);
+
+  before(async () => {
+    [origin, mirror, locked, work] = await Promise.all([
+      startRegistry(),
+      startRegistry(),
+      startRegistry({ auth: { kind: 'htpasswd', users: { filler: 'secret' } } }),
+      tempDir('pullmap-copy-'),
+    ]);
+    await pushImage(origin, 'team/app', '1', single);
+    await pushIndex(origin, 'team/multi', '2', multi);
+    const endpoints = Object.fromEntries(
+      [origin, mirror, locked].map((r) => [r.host, { scheme: 'http' as const }]),
+    );
+    client = new RegistryClient({ endpoints });
+    lockedClient = new RegistryClient({
+      endpoints,
+      credentials: new CredentialKeyring([
+        {
+          key: locked.host,
+          credential: { kind: 'basic', username: 'filler', password: 'secret', source: 'test' },
+        },
+      ]),
+    });
+  });
+  after(async () => {
+    await Promise.all([client?.close(), lockedClient?.close()]);
+    await Promise.all([origin?.close(), mirror?.close(), locked?.close(), work?.remove()]);
+  });
+
+  it('copies a single-platform image byte for byte, tag last, and skopeo pulls it from the mirror', async () => {
+    const events: CopyEvent[] = [];
+    const copier = new Copier({ source: client, target: client });
+    const result = await copier.copy({
+      source: ref(`${origin.host}/team/app:1`),
+      target: ref(`${mirror.host}/mirror/team/app:1`),
+      onEvent: (e) => events.push(e),
+    });
+    assert.ok(result.ok, JSON.stringify(result));
+    assert.equal(result.value.state, 'copied');
+    assert.equal(result.value.tagged, '1');
+    assert.equal(result.value.blobsUploaded, 2);
+    assert.equal(result.value.bytesUploaded, single.layer.size + single.config.size);
+    assert.equal(await rawDigest(`${mirror.host}/mirror/team/app:1`), single.manifest.digest);
+    assert.equal(await rawDigest(`${origin.host}/team/app:1`), single.manifest.digest);
+    const files = await unpackOci(await skopeoCopy(`${mirror.host}/mirror/team/app:1`, work.path));
+    assert.equal(files['hello.txt'], 'single\n');
+    assert.ok(events.some((e) => e.kind === 'bytes'));
+    // The tag was set by the last PUT, after the manifest by digest.
+    const puts = await mirror.requests({ method: 'PUT', uri: '/v2/mirror/team/app/manifests/' });
+    assert.deepEqual(
+      puts.map((p) => p.uri.split('/').pop()),
+      [single.manifest.digest, '1'],
+    );
+  });
+
+  it('does not upload blobs the target already has, and a second copy sends nothing', async () => {
+    const copier = new Copier({ source: client, target: client });
+    const before =
+      (await mirror.count({ method: 'PATCH' })) +
+      (await mirror.count({ method: 'PUT', uri: '/blobs/uploads/' }));
+    const again = await copier.copy({
+      source: ref(`${origin.host}/team/app:1`),
+      target: ref(`${mirror.host}/mirror/team/app:1`),
+    });
+    assert.ok(again.ok);
+    assert.equal(again.value.state, 'present');
+    assert.equal(again.value.blobsUploaded, 0);
+    // Another repository of the same mirror, with the same layer already in a sibling: HEAD says no
+    // (repositories are separate), so it is uploaded; the registry's own access log counts the uploads.
+    const other = await copier.copy({
+      source: ref(`${origin.host}/team/app:1`),
+      target: ref(`${mirror.host}/other/app:1`),
+    });
+    assert.ok(other.ok);
+    const uploads = (await mirror.count({ method: 'PUT', uri: '/blobs/uploads/' })) - before;
+    assert.equal(uploads, 2, 'only the new repository got uploads');
+    assert.equal(await rawDigest(`${mirror.host}/other/app:1`), single.manifest.digest);
+  });
+
+  it('HEADs each blob first and uploads only what the target repository lacks', async () => {
+    await pushBlob(mirror, 'partial/app', single.layer);
+    const before = await mirror.count({ method: 'PUT', uri: '/v2/partial/app/blobs/uploads/' });
+    const result = await new Copier({ source: client, target: client }).copy({
+      source: ref(`${origin.host}/team/app:1`),
+      target: ref(`${mirror.host}/partial/app:1`),
+    });
+    assert.ok(result.ok, JSON.stringify(result));
+    assert.equal(result.value.blobsPresent, 1);
+    assert.equal(result.value.blobsUploaded, 1);
+    const after = await mirror.count({ method: 'PUT', uri: '/v2/partial/app/blobs/uploads/' });
+    assert.equal(after - before, 1, 'the registry received one blob upload: the config');
+  });
+
+  it('uploads in chunks (PATCH with Content-Range, then PUT) when asked to', async () => {
+    const big = buildImage({ files: { 'big.bin': Buffer.alloc(300_000, 7) } });
+    await pushImage(origin, 'team/big', '1', big);
+    const result = await new Copier({
+      source: client,
+      target: client,
+      upload: 'chunked',
+      chunkBytes: 64 * 1024,
+    }).copy({
+      source: ref(`${origin.host}/team/big:1`),
+      target: ref(`${mirror.host}/chunked/big:1`),
+    });
+    assert.ok(result.ok, JSON.stringify(result));
+    assert.ok(
+      (await mirror.count({ method: 'PATCH', uri: '/v2/chunked/big/blobs/uploads/', status: 202 })) >= 2,
+    );
+    assert.equal(await rawDigest(`${mirror.host}/chunked/big:1`), big.manifest.digest);
+    const files = await unpackOci(await skopeoCopy(`${mirror.host}/chunked/big:1`, work.path));
+    assert.equal(files['big.bin']?.length, 300_000);
+  });
+
+  it('mounts blobs across repositories of the same registry instead of uploading them', async () => {
+    const copier = new Copier({ source: client, target: client });
+    const result = await copier.copy({
+      source: ref(`${mirror.host}/mirror/team/app:1`),
+      target: ref(`${mirror.host}/copied/app:1`),
+    });
+    assert.ok(result.ok, JSON.stringify(result));
+    assert.equal(result.value.blobsMounted, 2);
+    assert.equal(result.value.blobsUploaded, 0);
+    assert.equal(
+      await mirror.count({ method: 'POST', uri: /copied\/app\/blobs\/uploads\/\?mount=/, status: 201 }),
+      2,
+    );
+    assert.equal(await rawDigest(`${mirror.host}/copied/app:1`), single.manifest.digest);
+  });
+
+  it('copies a multi-arch index whole, children by digest before the index and the tag', async () => {
+    const copier = new Copier({ source: client, target: client });
+    const result = await copier.copy({
+      source: ref(`${origin.host}/team/multi:2`),
+      target: ref(`${mirror.host}/mirror/team/multi:2`),
+    });
+    assert.ok(result.ok, JSON.stringify(result));
+    assert.equal(result.value.state, 'copied');
+    assert.deepEqual(result.value.platforms, ['linux/amd64', 'linux/arm64']);
+    assert.equal(await rawDigest(`${mirror.host}/mirror/team/multi:2`), multi.index.digest);
+    for (const image of multi.images)
+      assert.equal(
+        await rawDigest(`${mirror.host}/mirror/team/multi@${image.manifest.digest}`),
+        image.manifest.digest,
+      );
+    const layout = await skopeoCopy(`${mirror.host}/mirror/team/multi:2`, work.path, [
+      '--override-arch',
+      'arm64',
+    ]);
+    assert.equal((await unpackOci(layout))['platform.txt'], 'linux/arm64\n');
+  });
+
+  it('with a platform filter copies the selected manifests only and neither pushes the index nor tags', async () => {
+    const copier = new Copier({ source: client, target: client });
+    const result = await copier.copy({
+      source: ref(`${origin.host}/team/multi:2`),
+      target: ref(`${mirror.host}/filtered/multi:2`),
+      platforms: [{ os: 'linux', architecture: 'arm64' }],
+    });
+    assert.ok(result.ok, JSON.stringify(result));
+    assert.equal(result.value.state, 'partial');
+    assert.equal(result.value.tagged, undefined);
+    const arm = multi.images.find((i) => i.platform.architecture === 'arm64')!;
+    assert.equal(
+      await rawDigest(`${mirror.host}/filtered/multi@${arm.manifest.digest}`),
+      arm.manifest.digest,
+    );
+    await assert.rejects(rawDigest(`${mirror.host}/filtered/multi:2`));
+    await assert.rejects(rawDigest(`${mirror.host}/filtered/multi@${multi.index.digest}`));
+    const none = await copier.copy({
+      source: ref(`${origin.host}/team/multi:2`),
+      target: ref(`${mirror.host}/filtered/multi:2`),
+      platforms: [{ os: 'windows', architecture: 'amd64' }],
+    });
+    assert.equal(none.ok ? 'ok' : none.error.code, 'NO_PLATFORM');
+  });
+
+  it('copies a digest-pinned reference without a tag; the digest stays valid at the target', async () => {
+    const copier = new Copier({ source: client, target: client });
+    const result = await copier.copy({
+      source: ref(`${origin.host}/team/multi@${multi.index.digest}`),
+      target: ref(`${mirror.host}/pinned/multi@${multi.index.digest}`),
+    });
+    assert.ok(result.ok, JSON.stringify(result));
+    assert.equal(result.value.tagged, undefined);
+    assert.equal(await rawDigest(`${mirror.host}/pinned/multi@${multi.index.digest}`), multi.index.digest);
+  });
+
+  it('writes to an htpasswd registry with credentials, and a refusal without them is typed', async () => {
+    const refused = await new Copier({ source: client, target: client, attempts: 1 }).copy({
+      source: ref(`${origin.host}/team/app:1`),
+      target: ref(`${locked.host}/team/app:1`),
+    });
+    assert.equal(refused.ok, false);
+    assert.equal(refused.ok ? '' : refused.error.code, 'TARGET_REFUSED');
+    assert.equal(refused.ok ? '' : refused.error.registry?.code, 'REG_UNAUTHORIZED');
+    assert.match(refused.ok ? '' : refused.error.message, /requires credentials/);
+    const allowed = await new Copier({ source: client, target: lockedClient }).copy({
+      source: ref(`${origin.host}/team/app:1`),
+      target: ref(`${locked.host}/team/app:1`),
+    });
+    assert.ok(allowed.ok, JSON.stringify(allowed));
+    assert.equal(await rawDigest(`${locked.host}/team/app:1`, 'filler:secret'), single.manifest.digest);
+  });
+
+  it('a copy cut short leaves nothing tagged, and the next copy finishes without sending blobs again', async () => {
+    const three = buildImage({ files: { 'a.bin': Buffer.alloc(2_000_000, 1), 'b.txt': 'b\n' } });
+    await pushImage(origin, 'team/cut', '1', three);
+    const stop = new AbortController();
+    const cut = await new Copier({ source: client, target: client, blobsPerRegistry: 1 }).copy({
+      source: ref(`${origin.host}/team/cut:1`),
+      target: ref(`${mirror.host}/cut/app:1`),
+      signal: stop.signal,
+      // The leader dies after the first blob: no manifest, no tag.
+      onEvent: (e) => {
+        if (e.kind === 'blob') stop.abort();
+      },
+    });
+    assert.equal(cut.ok ? 'ok' : cut.error.code, 'CANCELLED');
+    await assert.rejects(rawDigest(`${mirror.host}/cut/app:1`));
+    await assert.rejects(rawDigest(`${mirror.host}/cut/app@${three.manifest.digest}`));
+    const resumed = await new Copier({ source: client, target: client }).copy({
+      source: ref(`${origin.host}/team/cut:1`),
+      target: ref(`${mirror.host}/cut/app:1`),
+    });
+    assert.ok(resumed.ok, JSON.stringify(resumed));
+    assert.equal(resumed.value.blobsPresent, 1, 'the blob of the first attempt is not sent again');
+    assert.equal(resumed.value.blobsUploaded, 1);
+    assert.equal(await rawDigest(`${mirror.host}/cut/app:1`), three.manifest.digest);
+  });
+
+  it('answers SOURCE_FAILED for an image the source lacks', async () => {
+    const result = await new Copier({ source: client, target: client }).copy({
+      source: ref(`${origin.host}/team/none:1`),
+      target: ref(`${mirror.host}/team/none:1`),
+    });
+    assert.equal(result.ok ? '' : result.error.code, 'SOURCE_FAILED');
+    assert.equal(result.ok ? '' : result.error.registry?.code, 'REG_NOT_FOUND');
+  });
+});

@@ -40,8 +40,8 @@ const USAGE = {
   embedded default without --config, or from the cluster's map objects (list-watch; the Lease holder
   writes their status and copies ClusterImageMap pull secrets, and POST /validate-maps checks map
   objects). --no-tls is for loopback addresses only. More flags: --cache-address,
-  --exclude-namespaces, --shutdown-delay, --shutdown-grace, --max-request-bytes, --reload-interval,
-  and the registry flags.
+  --exclude-namespaces, --shutdown-delay, --shutdown-grace, --max-request-bytes, --max-inflight-bytes,
+  --reload-interval, and the registry flags.
 `,
   cache: `Usage: pullmap cache --config FILE [--listen HOST:PORT]
   Run the OCI pull-through cache (see examples/cache/cache.yaml) until SIGTERM.
@@ -203,7 +203,8 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
     'log-level': { type: 'string', default: 'info' },
     'shutdown-delay': { type: 'string', default: '5s' },
     'shutdown-grace': { type: 'string', default: '25s' },
-    'max-request-bytes': { type: 'string', default: String(8 * 1024 * 1024) },
+    'max-request-bytes': { type: 'string', default: String(3 * 1024 * 1024) },
+    'max-inflight-bytes': { type: 'string' },
     'reload-interval': { type: 'string', default: '10s' },
     'maps-from': { type: 'string', default: 'file' },
     kubeconfig: { type: 'string' },
@@ -226,6 +227,12 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
   const maxBytes = Number(values['max-request-bytes']);
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 64 * 1024)
     throw new UsageError('--max-request-bytes must be a whole number of bytes, at least 65536');
+  // Four reviews of the largest size at once by default: far more than enough for real pods (KiBs each).
+  const inflightBytes = Number(values['max-inflight-bytes'] ?? 4 * maxBytes);
+  if (!Number.isSafeInteger(inflightBytes) || inflightBytes < maxBytes)
+    throw new UsageError(
+      `--max-inflight-bytes must be a whole number of bytes, at least --max-request-bytes (${maxBytes})`,
+    );
   const deadlineMs = duration(values.deadline, '--deadline');
   if (deadlineMs < 100 || deadlineMs > 29_000)
     throw new UsageError('--deadline must be between 100ms and 29s, below the webhook timeoutSeconds');
@@ -265,6 +272,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
       shutdownDelayMs: duration(values['shutdown-delay'], '--shutdown-delay'),
       shutdownGraceMs: duration(values['shutdown-grace'], '--shutdown-grace'),
       maxRequestBytes: maxBytes,
+      maxInflightBytes: inflightBytes,
       reloadIntervalMs: duration(values['reload-interval'], '--reload-interval'),
       registry: registryFlags(values),
       cluster,

@@ -48,6 +48,7 @@ export interface ServeOptions {
   readonly shutdownDelayMs: number;
   readonly shutdownGraceMs: number;
   readonly maxRequestBytes: number;
+  readonly maxInflightBytes: number;
   readonly reloadIntervalMs: number;
   readonly registry: RegistryFlags;
   /** Maps from the cluster's ImageMap/ClusterImageMap objects instead of a file. */
@@ -135,6 +136,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       tls: options.tls && { ...options.tls, reloadIntervalMs: options.reloadIntervalMs },
       reviews: reviews.set(MUTATE_PODS_PATH, webhook),
       maxBodyBytes: options.maxRequestBytes,
+      maxInflightBytes: options.maxInflightBytes,
       ready: () => source.current() !== undefined && clusterReady(),
       metrics,
       logger,

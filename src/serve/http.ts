@@ -15,15 +15,24 @@ import { createSecureContext } from 'node:tls';
 import {
   type AdmissionRequest,
   type AdmissionResponse,
+  allow,
   parseReview,
   reviewJson,
 } from '../core/api/admission.ts';
 import type { Logger } from '../observe/log.ts';
 import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
+import { BodyScan, type ScanLimits } from './body-scan.ts';
 import { type FileWatch, filesStamp, watchFiles } from './watch-files.ts';
 
 /** Answers a review; synchronously when it can (the common, cached case). */
-export type ReviewHandler = (request: AdmissionRequest) => AdmissionResponse | Promise<AdmissionResponse>;
+export interface ReviewHandler {
+  (request: AdmissionRequest): AdmissionResponse | Promise<AdmissionResponse>;
+  /**
+   * Answers a review refused before it was parsed (too large, too complex, server busy) as the failure
+   * policy says. Absent: allowed unchanged with a warning.
+   */
+  readonly refuse?: (uid: string, reason: RefusalReason, message: string) => AdmissionResponse;
+}
 
 export interface TlsFiles {
   readonly certFile: string;
@@ -40,6 +49,8 @@ export interface HttpOptions {
   /** POST paths answering AdmissionReviews. */
   readonly reviews: ReadonlyMap<string, ReviewHandler>;
   readonly maxBodyBytes: number;
+  /** Bytes of review bodies held at once across requests; a review that would go over is refused. */
+  readonly maxInflightBytes: number;
   /** Whether the maps are loaded (readiness also drops while shutting down). */
   readonly ready: () => boolean;
   readonly metrics: Registry;
@@ -79,55 +90,129 @@ function sendText(
   res.end(body);
 }
 
+/** Why a review was refused before it was parsed; the metric's reason label. */
+export type RefusalReason = 'too_large' | 'too_complex' | 'busy';
+
+/** A body refused before parsing; answered as a review when its uid was found, else as `status`. */
+class Refusal extends HttpError {
+  readonly reason: RefusalReason;
+  uid: string | undefined;
+  constructor(status: number, reason: RefusalReason, message: string) {
+    super(status, message);
+    this.reason = reason;
+  }
+}
+
+/** Bytes of request bodies held across all requests: taken as they arrive, given back once answered. */
+class ByteBudget {
+  readonly limit: number;
+  used = 0;
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+interface BodyLimits {
+  readonly maxBytes: number;
+  readonly budget: ByteBudget;
+  readonly scan: ScanLimits;
+}
+
 /**
- * Reads at most `limit` bytes and calls `done` once. A bigger body is refused; what the client still
- * sends is read and dropped up to 4× the limit (so it sees the 413 rather than a reset), then the
- * connection is cut. Callback style, so a cached decision is answered within the 'end' event.
+ * Reads a review body of at most `maxBytes`, scanning it as it arrives (body-scan.ts), and calls `done`
+ * once. A body over the size, value-count or nesting limits, or one that would take the bodies held
+ * across requests over the budget, is refused: its bytes are dropped, and the answer goes out as soon
+ * as `request.uid` has been seen (to answer it as a review; the apiserver writes it first), or as an
+ * HTTP error when the first UID_WINDOW bytes have none. What the client still sends is read and dropped
+ * up to 4× the limit (a keep-alive client, as the apiserver is, then reads the answer rather than a
+ * reset), then the connection is cut. Callback style, so a cached decision is answered within 'end'.
  */
 function readBody(
   req: IncomingMessage,
-  limit: number,
+  res: ServerResponse,
+  limits: BodyLimits,
   done: (err: HttpError | undefined, body: Buffer) => void,
 ) {
+  const { maxBytes, budget } = limits;
   let finished = false;
+  let held = 0;
+  const release = () => {
+    budget.give(held);
+    held = 0;
+  };
+  // Held until the answer is sent: a review waiting for registries keeps its parsed body alive.
+  res.once('close', release);
   const finish = (err: HttpError | undefined, body: Buffer = EMPTY) => {
     if (finished) return;
     finished = true;
     done(err, body);
   };
-  const drain = () => {
-    let dropped = 0;
-    req.removeAllListeners('data');
-    req.on('data', (chunk: Buffer) => {
-      dropped += chunk.length;
-      if (dropped > 4 * limit) req.socket.destroy();
-    });
-    req.resume();
-  };
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    drain();
-    finish(new HttpError(413, `the body is ${declared} bytes; the limit is ${limit}`));
-    return;
-  }
+  const scan = new BodyScan(limits.scan);
   const chunks: Buffer[] = [];
   let size = 0;
+  let refusal: Refusal | undefined;
+  const refuse = (status: number, reason: RefusalReason, message: string) => {
+    refusal = new Refusal(status, reason, message);
+    chunks.length = 0;
+    release();
+  };
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes)
+    refuse(413, 'too_large', `the review is ${declared} bytes, over the limit of ${maxBytes}`);
   req.on('data', (chunk: Buffer) => {
     size += chunk.length;
-    if (size > limit) {
-      chunks.length = 0;
-      drain();
-      finish(new HttpError(413, `the body is over the limit of ${limit} bytes`));
+    if (finished) {
+      if (size > 4 * maxBytes) req.socket.destroy();
       return;
     }
-    chunks.push(chunk);
+    scan.feed(chunk);
+    if (!refusal) {
+      if (size > maxBytes) refuse(413, 'too_large', `the review is over the limit of ${maxBytes} bytes`);
+      else if (scan.excess === 'values')
+        refuse(413, 'too_complex', `the review has over ${limits.scan.maxValues} JSON values`);
+      else if (scan.excess === 'depth')
+        refuse(413, 'too_complex', `the review nests deeper than ${limits.scan.maxDepth} levels`);
+      else if (!budget.take(chunk.length))
+        refuse(503, 'busy', `reviews of ${budget.limit} bytes in all are being read already`);
+      else {
+        held += chunk.length;
+        chunks.push(chunk);
+      }
+    }
+    if (refusal) {
+      refusal.uid = scan.uid;
+      // The apiserver writes request.uid first; a body without one early on is answered without it.
+      if (refusal.uid !== undefined || size > UID_WINDOW) finish(refusal);
+    }
   });
-  req.on('end', () => finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+  req.on('end', () => {
+    if (refusal) finish(refusal);
+    else finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  });
   req.on('error', (err) => finish(new HttpError(400, `the body could not be read: ${err.message}`)));
   req.on('aborted', () => finish(new HttpError(400, 'the client aborted the request')));
 }
 
 const EMPTY = Buffer.alloc(0);
+const UID_WINDOW = 64 * 1024;
+
+/**
+ * Limits of the pre-scan for a body limit. Real pods run at about 11 bytes per value (containers with
+ * env, probes and managedFields), so one value per 8 bytes passes any real review of that size, and
+ * bounds what JSON.parse can build (about 100 bytes of heap per value) to roughly 12× the body limit.
+ * Real pods nest about 11 levels (plus 2 for the envelope).
+ */
+export function scanLimits(maxBodyBytes: number): ScanLimits {
+  return { maxValues: Math.floor(maxBodyBytes / 8), maxDepth: 100 };
+}
 
 /** Reads the certificate and key; throws when the PEM is unreadable or the key does not fit the certificate. */
 async function loadTls(files: TlsFiles): Promise<{ cert: Buffer; key: Buffer }> {
@@ -179,6 +264,29 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     else send(answer);
   };
 
+  const bodyLimits: BodyLimits = {
+    maxBytes: options.maxBodyBytes,
+    budget: new ByteBudget(options.maxInflightBytes),
+    scan: scanLimits(options.maxBodyBytes),
+  };
+  metrics
+    .gauge(
+      'pullmap_review_bytes_inflight',
+      'Bytes of review bodies held now (read, parsed or being answered).',
+    )
+    .collect(() => bodyLimits.budget.used);
+
+  /** A review refused before parsing, answered as a review so the failure policy decides (not the apiserver). */
+  const refusedReview = (res: ServerResponse, path: string, review: ReviewHandler, err: Refusal): void => {
+    const uid = err.uid as string;
+    logger.debug('review refused before parsing', { path, uid, reason: err.reason, message: err.message });
+    const response =
+      review.refuse?.(uid, err.reason, err.message) ??
+      allow(uid, [`pullmap: ${err.message}; admitted unchanged`]);
+    sendText(res, 200, reviewJson(response), 'application/json');
+    reviewsAnswered.inc();
+  };
+
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '/';
     const query = url.indexOf('?');
@@ -208,8 +316,9 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
           inflight--;
           if (inflight === 0) for (const done of idle.splice(0)) done();
         });
-        readBody(req, options.maxBodyBytes, (err, body) => {
+        readBody(req, res, bodyLimits, (err, body) => {
           try {
+            if (err instanceof Refusal && err.uid !== undefined) return refusedReview(res, path, review, err);
             if (err) throw err;
             answerReview(res, path, review, body);
           } catch (e) {
@@ -218,6 +327,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
         });
         return;
       }
+      if (label === 'other') throw new HttpError(404, `no such path: ${path}`);
       if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${path} accepts GET only`);
       if (path === '/healthz') sendText(res, 200, 'ok\n');
       else if (path === '/readyz') {
@@ -227,8 +337,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
           ready ? 200 : 503,
           ready ? 'ok\n' : draining ? 'shutting down\n' : 'maps not loaded yet\n',
         );
-      } else if (path === '/metrics') sendText(res, 200, metrics.render(), METRICS_CONTENT_TYPE);
-      else throw new HttpError(404, `no such path: ${path}`);
+      } else sendText(res, 200, metrics.render(), METRICS_CONTENT_TYPE);
       requests.inc({ path: label, code: String(res.statusCode) });
     } catch (err) {
       refuse(res, path, label, err);

@@ -32,6 +32,7 @@ const USAGE = {
   Validate a config of ImageMap/ClusterImageMap objects; print every error and conflict (exit 1 if any).
 `,
   serve: `Usage: pullmap serve [--config FILE] [--listen HOST:PORT] (--tls-cert FILE --tls-key FILE | --no-tls)
+                     [--health-listen HOST:PORT]
                      [--deadline DUR] [--failure-policy Ignore|Fail] [--log-level debug|info|warn|error]
        pullmap serve --maps-from cluster [--kubeconfig FILE] [--lease-namespace NS] [--identity NAME]
                      [--no-leader-election] [--recheck-interval DUR] [--on-rejected-update KeepLastAccepted|Undeploy]
@@ -39,7 +40,8 @@ const USAGE = {
   The admission webhook (POST /mutate-pods; /healthz, /readyz, /metrics). Maps come from FILE, from the
   embedded default without --config, or from the cluster's map objects (list-watch; the Lease holder
   writes their status and copies ClusterImageMap pull secrets, and POST /validate-maps checks map
-  objects). --no-tls is for loopback addresses only. More flags: --cache-address,
+  objects). --no-tls is for loopback addresses only. --health-listen serves /healthz and /readyz over
+  plain HTTP on a listener of their own, for the probes. More flags: --cache-address,
   --exclude-namespaces, --shutdown-delay, --shutdown-grace, --max-request-bytes, --max-inflight-bytes,
   --reload-interval, and the registry flags.
 `,
@@ -180,11 +182,11 @@ function stopSignal(): Promise<string> {
   });
 }
 
-function listenAddress(value: string): ListenAddress {
+function listenAddress(value: string, flag = '--listen'): ListenAddress {
   const address = parseListenAddress(value);
   if (!address)
     throw new UsageError(
-      `--listen ${JSON.stringify(value)} is not HOST:PORT; write it like 0.0.0.0:8443 or 127.0.0.1:8443`,
+      `${flag} ${JSON.stringify(value)} is not HOST:PORT; write it like 0.0.0.0:8443 or 127.0.0.1:8443`,
     );
   return address;
 }
@@ -193,6 +195,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
   const { values } = parseFlags('serve', rest, {
     config: { type: 'string', short: 'c' },
     listen: { type: 'string', default: '0.0.0.0:8443' },
+    'health-listen': { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'no-tls': { type: 'boolean', default: false },
@@ -260,6 +263,10 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
     {
       config: values.config,
       ...listenAddress(values.listen),
+      health:
+        values['health-listen'] === undefined
+          ? undefined
+          : listenAddress(values['health-listen'], '--health-listen'),
       tls: cert !== undefined && key !== undefined ? { certFile: cert, keyFile: key } : undefined,
       deadlineMs,
       failurePolicy: oneOf(values['failure-policy'], ['Ignore', 'Fail'], '--failure-policy') ?? 'Ignore',

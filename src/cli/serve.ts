@@ -39,6 +39,8 @@ export interface ServeOptions {
   readonly config: string | undefined;
   readonly host: string;
   readonly port: number;
+  /** A plain-HTTP listener for /healthz and /readyz alone (the probes). */
+  readonly health: { readonly host: string; readonly port: number } | undefined;
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly deadlineMs: number;
   readonly failurePolicy: FailurePolicy;
@@ -137,6 +139,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       reviews: reviews.set(MUTATE_PODS_PATH, webhook),
       maxBodyBytes: options.maxRequestBytes,
       maxInflightBytes: options.maxInflightBytes,
+      health: options.health,
       ready: () => source.current() !== undefined && clusterReady(),
       metrics,
       logger,
@@ -144,6 +147,14 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   } catch (err) {
     await Promise.all([...closers.map((c) => c()), existence.close()]);
     const code = (err as NodeJS.ErrnoException).code;
+    const failed = err as { port?: number; syscall?: string };
+    if (
+      options.health &&
+      failed.syscall === 'listen' &&
+      failed.port === options.health.port &&
+      (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
+    )
+      throw new UsageError(`--health-listen ${options.health.host}:${options.health.port}: ${code}`);
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
       throw new UsageError(`--listen ${options.host}:${options.port}: ${code}`);
     if (code === 'ENOENT' || code === 'EACCES')
@@ -156,6 +167,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   }
   logger.info('serving', {
     url: server.url,
+    healthUrl: server.healthUrl,
     paths: [...reviews.keys(), '/healthz', '/readyz', '/metrics'],
     maps: options.cluster ? 'cluster' : (options.config ?? 'embedded default'),
     failurePolicy: options.failurePolicy,

@@ -1,6 +1,8 @@
-// The HTTPS front of `pullmap serve`: AdmissionReview endpoints plus /healthz, /readyz and /metrics.
-// Every request is bounded: body size, header and request timeouts, and a cap on connections. A bad
-// request gets a JSON error naming what is wrong; nothing a client sends can crash or stall the server.
+// The HTTPS front of `pullmap serve`: AdmissionReview endpoints plus /healthz, /readyz and /metrics, and
+// optionally a separate health listener for the probes. Every request is bounded: body size, value count
+// and nesting before parsing, bytes held across requests, header, handshake and request timeouts, and a
+// cap on connections. A bad request gets a JSON error naming what is wrong (a refused review, the failure
+// policy's answer); nothing a client sends can crash or stall the server.
 
 import { readFile } from 'node:fs/promises';
 import {
@@ -10,7 +12,8 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import {
   type AdmissionRequest,
@@ -56,11 +59,15 @@ export interface HttpOptions {
   readonly metrics: Registry;
   readonly logger: Logger;
   readonly maxConnections?: number;
+  /** A plain-HTTP listener for /healthz and /readyz alone, which slow or flooding clients of the main one cannot starve. */
+  readonly health?: { readonly host: string; readonly port: number } | undefined;
 }
 
 export interface HttpServer {
   readonly url: string;
   readonly port: number;
+  /** The health listener's URL, when there is one. */
+  readonly healthUrl: string | undefined;
   /** Reviews being answered now. */
   inflight(): number;
   /** Drops readiness, stops accepting, lets in-flight reviews finish (up to `graceMs`), then closes. */
@@ -288,6 +295,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    firstRequest(req);
     const url = req.url ?? '/';
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
@@ -327,18 +335,37 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
         });
         return;
       }
-      if (label === 'other') throw new HttpError(404, `no such path: ${path}`);
-      if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${path} accepts GET only`);
-      if (path === '/healthz') sendText(res, 200, 'ok\n');
-      else if (path === '/readyz') {
-        const ready = !draining && options.ready();
-        sendText(
-          res,
-          ready ? 200 : 503,
-          ready ? 'ok\n' : draining ? 'shutting down\n' : 'maps not loaded yet\n',
-        );
-      } else sendText(res, 200, metrics.render(), METRICS_CONTENT_TYPE);
-      requests.inc({ path: label, code: String(res.statusCode) });
+      get(req, res, path, label);
+    } catch (err) {
+      refuse(res, path, label, err);
+    }
+  };
+
+  /** GET /healthz, /readyz and (on the main listener) /metrics. */
+  const get = (req: IncomingMessage, res: ServerResponse, path: string, label: string): void => {
+    if (label === 'other') throw new HttpError(404, `no such path: ${path}`);
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${path} accepts GET only`);
+    if (path === '/healthz') sendText(res, 200, 'ok\n');
+    else if (path === '/readyz') {
+      const ready = !draining && options.ready();
+      sendText(
+        res,
+        ready ? 200 : 503,
+        ready ? 'ok\n' : draining ? 'shutting down\n' : 'maps not loaded yet\n',
+      );
+    } else sendText(res, 200, metrics.render(), METRICS_CONTENT_TYPE);
+    requests.inc({ path: label, code: String(res.statusCode) });
+  };
+
+  /** The health listener: /healthz and /readyz only. */
+  const handleHealth = (req: IncomingMessage, res: ServerResponse): void => {
+    firstRequest(req);
+    const url = req.url ?? '/';
+    const query = url.indexOf('?');
+    const path = query === -1 ? url : url.slice(0, query);
+    const label = path === '/healthz' || path === '/readyz' ? path : 'other';
+    try {
+      get(req, res, path, label);
     } catch (err) {
       refuse(res, path, label, err);
     }
@@ -351,7 +378,10 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     const paths = [files.certFile, files.keyFile];
     const stamp = await filesStamp(paths);
     const first = await loadTls(files);
-    const https = createHttpsServer({ ...first, minVersion: 'TLSv1.2' }, handle);
+    const https = createHttpsServer(
+      { ...first, minVersion: 'TLSv1.2', ...TIMEOUTS, handshakeTimeout: TIMEOUTS.headersTimeout },
+      handle,
+    );
     reload = watchFiles(paths, {
       intervalMs: files.reloadIntervalMs,
       stamp,
@@ -368,32 +398,41 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     });
     server = https;
   } else {
-    server = createHttpServer(handle);
+    server = createHttpServer(TIMEOUTS, handle);
   }
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
   server.keepAliveTimeout = 65_000;
   server.maxConnections = options.maxConnections ?? 2048;
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-    else socket.destroy();
+  server.on('clientError', answerClientError);
+  server.on('tlsClientError', (err, socket) => {
+    // With a listener, Node leaves the socket open (a stalled handshake would hold its slot for good).
+    socket.destroy();
+    logger.debug('TLS handshake failed', { err });
   });
-  server.on('tlsClientError', (err) => logger.debug('TLS handshake failed', { err }));
+  cutSilentConnections(server, options.tls ? 'secureConnection' : 'connection');
+  const address = await listen(server, options.host, options.port);
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `${options.tls ? 'https' : 'http'}://${host}:${address.port}`;
+  let health: { server: Server; address: AddressInfo } | undefined;
+  if (options.health) {
+    // Probes only: a few connections at a time, cut quickly.
+    const healthServer = createHttpServer(HEALTH_TIMEOUTS, handleHealth);
+    healthServer.maxConnections = 128;
+    healthServer.on('clientError', answerClientError);
+    cutSilentConnections(healthServer, 'connection');
+    try {
+      health = {
+        server: healthServer,
+        address: await listen(healthServer, options.health.host, options.health.port),
+      };
+    } catch (err) {
+      server.close();
+      throw err;
+    }
+  }
 
   return {
-    url,
+    url: urlOf(options.tls ? 'https' : 'http', address),
     port: address.port,
+    healthUrl: health && urlOf('http', health.address),
     inflight: () => inflight,
     async shutdown({ delayMs, graceMs }) {
       draining = true;
@@ -407,6 +446,66 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
       await Promise.race([drained, timer]);
       server.closeAllConnections();
       await closed;
+      if (health) {
+        const healthClosed = new Promise<void>((resolve) => health.server.close(() => resolve()));
+        health.server.closeAllConnections();
+        await healthClosed;
+      }
     },
   };
+}
+
+/**
+ * Slow clients are cut at these timeouts: Node checks them every `connectionsCheckingInterval` (30 s
+ * unless set), which let 2,100 clients that never finish their headers hold every connection for ~36 s.
+ */
+const TIMEOUTS = {
+  headersTimeout: 10_000,
+  requestTimeout: 30_000,
+  connectionsCheckingInterval: 1_000,
+} as const;
+const HEALTH_TIMEOUTS = { headersTimeout: 5_000, requestTimeout: 5_000, connectionsCheckingInterval: 1_000 };
+
+const SILENT = Symbol('silent');
+
+/**
+ * Node's header timeout starts with a request's first byte: a connection that sends nothing is never cut
+ * and holds a slot under maxConnections. Until the first request arrives, the socket's idle timeout
+ * does that (Node destroys a socket that times out when nobody listens); `firstRequest` lifts it.
+ */
+function cutSilentConnections(server: Server, event: 'connection' | 'secureConnection'): void {
+  server.on(event, (socket: Socket & { [SILENT]?: boolean }) => {
+    socket[SILENT] = true;
+    socket.setTimeout(TIMEOUTS.headersTimeout);
+  });
+}
+
+/** Lifts the silent-connection timeout for a request that may take longer (registry probes). */
+function firstRequest(req: IncomingMessage): void {
+  const socket = req.socket as Socket & { [SILENT]?: boolean };
+  if (socket[SILENT]) {
+    socket[SILENT] = false;
+    socket.setTimeout(0);
+  }
+}
+
+function answerClientError(_err: Error, socket: Duplex): void {
+  if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+  else socket.destroy();
+}
+
+async function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server.address() as AddressInfo;
+}
+
+function urlOf(scheme: string, address: AddressInfo): string {
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `${scheme}://${host}:${address.port}`;
 }

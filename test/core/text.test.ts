@@ -1,0 +1,30 @@
+// printable(): what a terminal would act on is escaped; everything else, non-ASCII included, is kept.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { printable } from '../../src/core/text.ts';
+
+describe('printable', () => {
+  it('escapes escape sequences, controls and bidi characters', () => {
+    assert.equal(printable('a\u001b[31mred\u001b[0m'), 'a\\x1b[31mred\\x1b[0m');
+    assert.equal(printable('title\u001b]0;pwned\u0007'), 'title\\x1b]0;pwned\\x07');
+    assert.equal(printable('line\r\nnext\ttab\u007f\u009b'), 'line\\x0d\\x0anext\\x09tab\\x7f\\x9b');
+    assert.equal(printable('abc\u202egnp.exe'), 'abc\\u202egnp.exe');
+    for (const c of [
+      '\u061c',
+      '\u200b',
+      '\u200e',
+      '\u200f',
+      '\u2028',
+      '\u202a',
+      '\u2066',
+      '\u2069',
+      '\ufeff',
+    ])
+      assert.equal(printable(c), `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  });
+
+  it('keeps printable text as it is, the same string', () => {
+    const clean = 'registry.example.com/équipe/app:v1 — 日本 🐳';
+    assert.equal(printable(clean), clean);
+  });
+});

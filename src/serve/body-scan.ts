@@ -37,7 +37,8 @@ export class BodyScan {
   #expectKey = false;
   #inRequest = false;
   #capture: 'key' | 'uid' | undefined;
-  #captured: Buffer[] = [];
+  /** The captured string so far, one char per byte (latin1), decoded once it ends. */
+  #captured = '';
   #capturedBytes = 0;
   #uid: string | undefined;
   #excess: ScanExcess | undefined;
@@ -61,103 +62,113 @@ export class BodyScan {
   }
 
   feed(chunk: Buffer): void {
+    // The hot loop keeps its state in locals; only the first two levels call out (to find the uid).
+    const maxDepth = this.#limits.maxDepth;
+    let values = this.#values;
+    let depth = this.#depth;
+    let inString = this.#inString;
+    let escaped = this.#escaped;
+    let captureFrom = this.#capture === undefined ? -1 : 0;
     const n = chunk.length;
-    // Next quote and backslash at or after the position, searched again only once passed: linear.
-    let quote = -2;
-    let backslash = -2;
-    let i = 0;
-    while (i < n) {
-      if (this.#inString) {
-        if (this.#escaped) {
-          this.#escaped = false;
-          this.#keep(chunk, i, i + 1);
-          i++;
-          continue;
-        }
-        if (quote !== -1 && quote < i) quote = chunk.indexOf(QUOTE, i);
-        if (backslash !== -1 && backslash < i) backslash = chunk.indexOf(BACKSLASH, i);
-        const stop = quote === -1 ? n : quote;
-        if (backslash !== -1 && backslash < stop) {
-          // An escape: skip the escaped byte (it may be a quote), in the next chunk if need be.
-          const end = Math.min(backslash + 2, n);
-          this.#keep(chunk, i, end);
-          if (backslash + 1 >= n) this.#escaped = true;
-          i = end;
-          continue;
-        }
-        this.#keep(chunk, i, stop);
-        i = stop;
-        if (quote === -1) continue;
-        this.#inString = false;
-        this.#endString();
-        i++;
-        continue;
-      }
+    for (let i = 0; i < n; i++) {
       const b = chunk[i]!;
-      i++;
-      if (b === QUOTE) this.#startString();
-      else if (b === OPEN_OBJECT || b === OPEN_ARRAY) this.#open(b === OPEN_OBJECT);
-      else if (b === CLOSE_OBJECT || b === CLOSE_ARRAY) {
-        if (this.#depth > 0) this.#depth--;
-        this.#expectKey = false;
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (b === BACKSLASH) escaped = true;
+        else if (b === QUOTE) {
+          inString = false;
+          if (captureFrom >= 0) {
+            this.#endString(chunk, captureFrom, i, depth);
+            captureFrom = -1;
+          }
+        }
+      } else if (b === QUOTE) {
+        inString = true;
+        if (depth <= 2 && this.#startString(depth)) captureFrom = i + 1;
+      } else if (b === OPEN_OBJECT || b === OPEN_ARRAY) {
+        values++;
+        depth++;
+        if (depth <= 2) this.#open(depth, b === OPEN_OBJECT);
+        else if (depth > maxDepth) this.#excess ??= 'depth';
+      } else if (b === CLOSE_OBJECT || b === CLOSE_ARRAY) {
+        if (depth > 0) depth--;
+        if (depth <= 2) this.#expectKey = false;
       } else if (b === COMMA) {
-        this.#count();
-        if (this.#depth <= 2 && this.#isObject[this.#depth]) this.#expectKey = true;
+        values++;
+        if (depth <= 2 && this.#isObject[depth]) this.#expectKey = true;
       }
     }
+    if (captureFrom >= 0) this.#keep(chunk, captureFrom, n);
+    this.#values = values;
+    this.#depth = depth;
+    this.#inString = inString;
+    this.#escaped = escaped;
+    if (values > this.#limits.maxValues) this.#excess ??= 'values';
   }
 
-  #count(): void {
-    this.#values++;
-    if (this.#values > this.#limits.maxValues) this.#excess ??= 'values';
-  }
-
-  #open(object: boolean): void {
-    this.#count();
-    const depth = ++this.#depth;
+  #open(depth: number, object: boolean): void {
     if (depth > this.#limits.maxDepth) this.#excess ??= 'depth';
-    if (depth > 2) return;
     this.#isObject[depth] = object;
     this.#lastKey[depth] = '';
     this.#expectKey = object;
     if (depth === 2) this.#inRequest = object && this.#isObject[1] === true && this.#lastKey[1] === 'request';
   }
 
-  #startString(): void {
-    this.#inString = true;
-    const depth = this.#depth;
+  /** Whether the string starting now is captured: a key of the first two levels, or request.uid. */
+  #startString(depth: number): boolean {
     this.#capture = undefined;
-    if (depth === 0 || depth > 2 || !this.#isObject[depth]) return;
+    if (depth === 0 || !this.#isObject[depth]) return false;
     if (this.#expectKey) this.#capture = 'key';
     else if (depth === 2 && this.#inRequest && this.#lastKey[2] === 'uid') this.#capture = 'uid';
-    this.#captured = [];
+    else return false;
+    this.#captured = '';
     this.#capturedBytes = 0;
+    return true;
   }
 
   #keep(chunk: Buffer, from: number, to: number): void {
     if (this.#capture === undefined || to <= from) return;
     this.#capturedBytes += to - from;
     const limit = this.#capture === 'key' ? MAX_KEY_BYTES : MAX_UID_BYTES;
-    if (this.#capturedBytes <= limit) this.#captured.push(chunk.subarray(from, to));
+    if (this.#capturedBytes <= limit) this.#captured += chunk.toString('latin1', from, to);
   }
 
-  #endString(): void {
+  #endString(chunk: Buffer, from: number, to: number, depth: number): void {
     const capture = this.#capture;
     if (capture === undefined) return;
+    if (capture === 'key' && this.#capturedBytes === 0) {
+      // The common case, a key within one chunk: only "request" and "uid" matter, compared in place.
+      this.#capture = undefined;
+      this.#lastKey[depth] = keyName(chunk, from, to);
+      this.#expectKey = false;
+      return;
+    }
+    this.#keep(chunk, from, to);
     this.#capture = undefined;
     const limit = capture === 'key' ? MAX_KEY_BYTES : MAX_UID_BYTES;
-    const text = this.#capturedBytes > limit ? undefined : decode(Buffer.concat(this.#captured));
-    this.#captured = [];
+    const text = this.#capturedBytes > limit ? undefined : decode(this.#captured);
+    this.#captured = '';
     if (capture === 'key') {
-      this.#lastKey[this.#depth] = text ?? '';
+      this.#lastKey[depth] = text ?? '';
       this.#expectKey = false;
     } else if (text !== undefined) this.#uid = text;
   }
 }
 
-/** A JSON string's content (without quotes) as text; escapes resolved. */
-function decode(raw: Buffer): string | undefined {
-  const text = raw.toString('utf8');
+const UID = Buffer.from('uid');
+const REQUEST = Buffer.from('request');
+
+function keyName(chunk: Buffer, from: number, to: number): string {
+  const length = to - from;
+  if (length === 3 && UID.compare(chunk, from, to) === 0) return 'uid';
+  if (length === 7 && REQUEST.compare(chunk, from, to) === 0) return 'request';
+  return '';
+}
+
+/** A JSON string's content (without quotes, one char per byte) as text: UTF-8 decoded, escapes resolved. */
+function decode(bytes: string): string | undefined {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: any byte above ASCII
+  const text = /[\u0080-\u00ff]/.test(bytes) ? Buffer.from(bytes, 'latin1').toString('utf8') : bytes;
   if (!text.includes('\\')) return text;
   try {
     return JSON.parse(`"${text}"`) as string;

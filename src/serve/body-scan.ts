@@ -167,7 +167,6 @@ function keyName(chunk: Buffer, from: number, to: number): string {
 
 /** A JSON string's content (without quotes, one char per byte) as text: UTF-8 decoded, escapes resolved. */
 function decode(bytes: string): string | undefined {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: any byte above ASCII
   const text = /[\u0080-\u00ff]/.test(bytes) ? Buffer.from(bytes, 'latin1').toString('utf8') : bytes;
   if (!text.includes('\\')) return text;
   try {

@@ -381,6 +381,8 @@ describe('production values', () => {
     assert.deepEqual(webhook.spec.policyTypes, ['Ingress', 'Egress']);
     assert.deepEqual(webhook.spec.ingress, [
       { ports: [{ port: 8443, protocol: 'TCP' }], from: [{ ipBlock: { cidr: '10.0.0.0/16' } }] },
+      // The kubelet's probes reach the health listener from the node, whatever the sources.
+      { ports: [{ port: 8081, protocol: 'TCP' }] },
     ]);
     assert.equal(webhook.spec.egress.length, 2);
     const cache = find(list, 'NetworkPolicy', 'pullmap-cache')!;

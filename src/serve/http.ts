@@ -494,10 +494,14 @@ function answerClientError(_err: Error, socket: Duplex): void {
   else socket.destroy();
 }
 
+/**
+ * The kernel's accept queue holds a burst as large as the connection cap (Node asks for 511): past it,
+ * a connection's last handshake packet is dropped and the client waits on retransmits.
+ */
 async function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: Math.max(511, server.maxConnections) }, () => {
       server.off('error', reject);
       resolve();
     });

@@ -69,9 +69,9 @@ describe('slow clients over the connection cap', () => {
       socket.write('POST /mutate-pods HTTP/1.1\r\nhost: 127.0.0.1\r\n');
       sockets.push(socket);
     }
-    // TCP connections that never start their TLS handshake; the last ones are over the cap. In batches
-    // below the listen backlog (511): a connection the kernel drops from a full accept queue looks open to
-    // a client that never sends, and the server cannot cut what it never saw.
+    // TCP connections that never start their TLS handshake; the last ones are over the cap. In batches,
+    // well below the listen backlog: a connection the kernel drops from a full accept queue looks open
+    // to a client that never sends, and the server cannot cut what it never saw.
     for (let i = 0; i < TCP_SLOW; i += 100) {
       const batch: Array<Promise<void>> = [];
       for (let j = i; j < Math.min(i + 100, TCP_SLOW); j++) {
@@ -82,7 +82,7 @@ describe('slow clients over the connection cap', () => {
         batch.push(new Promise((resolve) => socket.once('connect', resolve).once('close', resolve)));
       }
       await Promise.all(batch);
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 50));
     }
 
     let cut = false;

@@ -246,9 +246,21 @@ const SERVE_FLAGS = {
   },
   'max-request-bytes': {
     type: 'string',
-    default: String(8 * 1024 * 1024),
+    default: String(3 * 1024 * 1024),
     arg: 'BYTES',
-    help: 'largest AdmissionReview body accepted (413 above)',
+    help: "largest AdmissionReview body accepted (the apiserver's own request limit); larger ones are answered by the failure policy",
+  },
+  'max-inflight-bytes': {
+    type: 'string',
+    arg: 'BYTES',
+    help: 'review bytes held at once across requests; reviews over it are answered at once by the failure policy',
+    otherwise: '4 x --max-request-bytes',
+  },
+  'health-listen': {
+    type: 'string',
+    arg: 'HOST:PORT',
+    help: 'also serve /healthz and /readyz over plain HTTP on a listener of their own, for the probes',
+    otherwise: 'health answers only on --listen',
   },
   'reload-interval': {
     type: 'string',
@@ -516,11 +528,11 @@ function stopSignal(): Promise<string> {
   });
 }
 
-function listenAddress(value: string): ListenAddress {
+function listenAddress(value: string, flag = '--listen'): ListenAddress {
   const address = parseListenAddress(value);
   if (!address)
     throw new UsageError(
-      `--listen ${JSON.stringify(value)} is not HOST:PORT; write it like 0.0.0.0:8443 or 127.0.0.1:8443`,
+      `${flag} ${JSON.stringify(value)} is not HOST:PORT; write it like 0.0.0.0:8443 or 127.0.0.1:8443`,
     );
   return address;
 }
@@ -544,6 +556,12 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
   const maxBytes = Number(values['max-request-bytes']);
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 64 * 1024)
     throw new UsageError('--max-request-bytes must be a whole number of bytes, at least 65536');
+  // Four reviews of the largest size at once by default: far more than enough for real pods (KiBs each).
+  const inflightBytes = Number(values['max-inflight-bytes'] ?? 4 * maxBytes);
+  if (!Number.isSafeInteger(inflightBytes) || inflightBytes < maxBytes)
+    throw new UsageError(
+      `--max-inflight-bytes must be a whole number of bytes, at least --max-request-bytes (${maxBytes})`,
+    );
   const deadlineMs = duration(values.deadline, '--deadline');
   if (deadlineMs < 100 || deadlineMs > 29_000)
     throw new UsageError('--deadline must be between 100ms and 29s, below the webhook timeoutSeconds');
@@ -583,6 +601,11 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
       shutdownDelayMs: duration(values['shutdown-delay'], '--shutdown-delay'),
       shutdownGraceMs: duration(values['shutdown-grace'], '--shutdown-grace'),
       maxRequestBytes: maxBytes,
+      maxInflightBytes: inflightBytes,
+      health:
+        values['health-listen'] === undefined
+          ? undefined
+          : listenAddress(values['health-listen'], '--health-listen'),
       reloadIntervalMs: duration(values['reload-interval'], '--reload-interval'),
       registry: registryFlags(values),
       cluster,

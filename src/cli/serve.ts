@@ -50,6 +50,8 @@ export interface ServeOptions {
   readonly env: NodeJS.ProcessEnv;
   readonly host: string;
   readonly port: number;
+  /** A plain-HTTP listener for /healthz and /readyz alone (the probes). */
+  readonly health: { readonly host: string; readonly port: number } | undefined;
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly deadlineMs: number;
   readonly failurePolicy: FailurePolicy;
@@ -59,6 +61,7 @@ export interface ServeOptions {
   readonly shutdownDelayMs: number;
   readonly shutdownGraceMs: number;
   readonly maxRequestBytes: number;
+  readonly maxInflightBytes: number;
   readonly reloadIntervalMs: number;
   readonly registry: RegistryFlags;
   /** Maps from the cluster's ImageMap/ClusterImageMap objects instead of a file. */
@@ -198,6 +201,8 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       tls: options.tls && { ...options.tls, reloadIntervalMs: options.reloadIntervalMs },
       reviews: reviews.set(MUTATE_PODS_PATH, webhook),
       maxBodyBytes: options.maxRequestBytes,
+      maxInflightBytes: options.maxInflightBytes,
+      health: options.health,
       ready: () => source.current() !== undefined && clusterReady(),
       metrics,
       logger,
@@ -205,6 +210,14 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   } catch (err) {
     await Promise.all([...closers.map((c) => c()), existence.close()]);
     const code = (err as NodeJS.ErrnoException).code;
+    const failed = err as { port?: number; syscall?: string };
+    if (
+      options.health &&
+      failed.syscall === 'listen' &&
+      failed.port === options.health.port &&
+      (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
+    )
+      throw new UsageError(`--health-listen ${options.health.host}:${options.health.port}: ${code}`);
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
       throw new UsageError(`--listen ${options.host}:${options.port}: ${code}`);
     if (code === 'ENOENT' || code === 'EACCES')
@@ -217,6 +230,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   }
   logger.info('serving', {
     url: server.url,
+    healthUrl: server.healthUrl,
     paths: [...reviews.keys(), '/healthz', '/readyz', '/metrics'],
     maps: options.cluster ? 'cluster' : (options.config ?? 'embedded default'),
     failurePolicy: options.failurePolicy,

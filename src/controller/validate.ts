@@ -7,6 +7,7 @@
 import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../core/api/admission.ts';
 import { GROUP, KINDS } from '../core/api/v1alpha1.ts';
 import { analyzeMaps, findingLines, type MapInput, type MapVerdict } from '../core/mapping/index.ts';
+import { printable } from '../core/text.ts';
 
 const rejection = (v: MapVerdict, what: string): string =>
   `${v.name} ${what} (${v.verdict}): ${findingLines(v).join('; ')}`;
@@ -71,7 +72,7 @@ export function reviewMapAdmission(
     return {
       uid: request.uid,
       allowed: false,
-      status: { code: 422, reason: verdict.verdict, message: rejection(verdict, 'is rejected') },
+      status: { code: 422, reason: verdict.verdict, message: printable(rejection(verdict, 'is rejected')) },
     };
   const acceptedNow = new Set(maps.verdicts.filter((v) => v.verdict === 'Accepted').map((v) => v.name));
   const pushedOut = analysis.verdicts

@@ -1,5 +1,5 @@
 // One HTTP exchange with a registry or a host it redirects to: redirects followed by hand so that
-// Authorization never leaves the registry's origin, bodies read with a size bound, and non-success
+// Authorization and request bodies (the token form) never leave the registry's origin, bodies read with a size bound, and non-success
 // statuses turned into typed failures.
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
@@ -117,6 +117,7 @@ export interface ExchangeRequest {
   /** Sent only to `authOrigin` (the registry), never to a host a redirect leads to. */
   readonly authorization?: string | undefined;
   readonly authOrigin: string;
+  /** Sent only to the origin of `url`: a 307/308 to another origin is refused (REG_INSECURE_REFUSED). */
   readonly body?: RequestBody | undefined;
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
@@ -188,6 +189,13 @@ export async function exchange(send: Hop, request: ExchangeRequest): Promise<Exc
       if (method !== 'HEAD') method = 'GET';
       body = undefined;
     }
+    // A body (the token form: username and password) goes only to the origin it was written for; a
+    // 307/308 elsewhere would re-send it, so it is refused rather than followed.
+    if (body !== undefined && next.origin !== request.url.origin)
+      throw new RegistryFailure(
+        'REG_INSECURE_REFUSED',
+        `refusing redirect of a ${method} with a body from ${request.url.origin} to another origin (${next.origin}): it would re-send the credentials`,
+      );
     url = next;
   }
 }

@@ -12,7 +12,7 @@ import { type Logger, LogLimiter } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
 import { type EncodedPlan, type PodReviewResult, reviewPod } from './admission.ts';
 import { registryOf } from './existence-metrics.ts';
-import type { ReviewHandler } from './http.ts';
+import type { RefusalReason, ReviewHandler } from './http.ts';
 import { PlanMemo } from './plan-memo.ts';
 
 export type FailurePolicy = 'Ignore' | 'Fail';
@@ -93,9 +93,18 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
     }
   };
 
-  const fail = (request: AdmissionRequest, reason: string, message: string): AdmissionResponse => {
+  const fail = (
+    request: Pick<AdmissionRequest, 'uid' | 'namespace'>,
+    reason: string,
+    message: string,
+  ): AdmissionResponse => {
     failures.inc({ reason });
-    logger.warn('admission failed', { uid: request.uid, namespace: request.namespace, reason, message });
+    logger.warn('admission failed', {
+      uid: request.uid,
+      namespace: request.namespace || undefined,
+      reason,
+      message,
+    });
     if (options.failurePolicy === 'Fail') {
       admissions.inc({ result: 'denied' });
       return deny(request.uid, 503, `pullmap could not decide the images of this pod: ${message}`);
@@ -173,7 +182,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
 
   // Cached decisions are answered synchronously: no timers, no promises. Only a review that has to ask
   // a registry goes through `slow`, with the internal deadline armed.
-  return (request) => {
+  const handler = (request: AdmissionRequest): AdmissionResponse | Promise<AdmissionResponse> => {
     const started = now();
     const observe = () => latency.observe((now() - started) / 1000);
     try {
@@ -211,4 +220,8 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
       return crashed(request, err);
     }
   };
+  // Bodies the server refused before parsing (http.ts): the same failure policy, reason and metric.
+  const refuse = (uid: string, reason: RefusalReason, message: string) =>
+    fail({ uid, namespace: '' }, reason, message);
+  return Object.assign(handler, { refuse });
 }

@@ -209,9 +209,12 @@ describe('helm lint and template', () => {
     assert.ok(container.args.includes('--listen=127.0.0.1:18443'), container.args.join(' '));
     assert.equal(container.ports[0].containerPort, 18443);
     // The kubelet would probe the pod IP (the node's address) unless the probe names the listen address.
+    // Probes go to the health listener (plain HTTP), which a flood of the webhook port cannot starve.
+    assert.ok(container.args.includes('--health-listen=127.0.0.1:8081'), container.args.join(' '));
     for (const probe of [container.readinessProbe, container.livenessProbe]) {
       assert.equal(probe.httpGet.host, '127.0.0.1');
-      assert.equal(probe.httpGet.scheme, 'HTTPS');
+      assert.equal(probe.httpGet.scheme, 'HTTP');
+      assert.equal(probe.httpGet.port, 'health');
     }
     assert.deepEqual(
       container.env.filter((e: Obj) => e.name.startsWith('KUBERNETES_SERVICE_')),
@@ -378,6 +381,8 @@ describe('production values', () => {
     assert.deepEqual(webhook.spec.policyTypes, ['Ingress', 'Egress']);
     assert.deepEqual(webhook.spec.ingress, [
       { ports: [{ port: 8443, protocol: 'TCP' }], from: [{ ipBlock: { cidr: '10.0.0.0/16' } }] },
+      // The kubelet's probes reach the health listener from the node, whatever the sources.
+      { ports: [{ port: 8081, protocol: 'TCP' }] },
     ]);
     assert.equal(webhook.spec.egress.length, 2);
     const cache = find(list, 'NetworkPolicy', 'pullmap-cache')!;
@@ -554,15 +559,18 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       await writeFile(join(dir.path, 'tls.crt'), pem(secret.data['tls.crt']));
       await writeFile(join(dir.path, 'tls.key'), pem(secret.data['tls.key']));
       const port = await freePort();
+      const healthPort = await freePort();
       const container = deployment.spec.template.spec.containers[0];
       const args = (container.args as string[]).map((a) =>
         a.startsWith('--listen=')
           ? `--listen=127.0.0.1:${port}`
-          : a.startsWith('--tls-cert=')
-            ? `--tls-cert=${join(dir.path, 'tls.crt')}`
-            : a.startsWith('--tls-key=')
-              ? `--tls-key=${join(dir.path, 'tls.key')}`
-              : a,
+          : a.startsWith('--health-listen=')
+            ? `--health-listen=127.0.0.1:${healthPort}`
+            : a.startsWith('--tls-cert=')
+              ? `--tls-cert=${join(dir.path, 'tls.crt')}`
+              : a.startsWith('--tls-key=')
+                ? `--tls-key=${join(dir.path, 'tls.key')}`
+                : a,
       );
       const caPem = pem(mutating.webhooks[0].clientConfig.caBundle);
       const serve = await startDaemon({
@@ -579,6 +587,8 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
           )) === 200,
       });
       try {
+        // The probes' listener, as rendered.
+        assert.equal((await fetch(`http://127.0.0.1:${healthPort}/readyz`)).status, 200);
         await body(serve);
       } finally {
         await serve.stop();

@@ -50,6 +50,7 @@ let privateMirror: TestRegistry;
 const PULLER = { user: 'puller', password: 'pull-secret-password' };
 let dir: TempDir;
 let webhookPort: number;
+let healthPort: number;
 let cachePort: number;
 /** From `helm install` until the webhook and cache pods were Ready. */
 let installToReadyMs = 0;
@@ -124,7 +125,7 @@ before(async () => {
     startRegistry(),
     startRegistry({ auth: { kind: 'htpasswd', users: { [PULLER.user]: PULLER.password } } }),
   ]);
-  [webhookPort, cachePort] = await Promise.all([freePort(), freePort()]);
+  [webhookPort, cachePort, healthPort] = await Promise.all([freePort(), freePort(), freePort()]);
   node = await startNode(kube);
   await node.plainHttp(mirror.host);
   await node.plainHttp(privateMirror.host);
@@ -143,6 +144,8 @@ before(async () => {
       hostNetwork: true,
       listenHost: '127.0.0.1',
       port: webhookPort,
+      // The probes' listener, on the node's loopback too: a free port, not the default 8081.
+      healthPort,
       url: `https://127.0.0.1:${webhookPort}`,
       pdb: { enabled: false },
       extraEnv: [

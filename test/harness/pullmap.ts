@@ -14,6 +14,8 @@ export interface ServeOptions {
   args?: readonly string[];
   /** Serve HTTPS with these; omitted: --no-tls on 127.0.0.1. */
   tls?: { certPath: string; keyPath: string; caPem: string };
+  /** Runs the command through this (e.g. a memory cgroup's `wrap`). */
+  wrap?: (command: string, args: readonly string[]) => { command: string; args: string[] };
 }
 
 export interface Pullmap {
@@ -88,21 +90,21 @@ export async function startPullmap(options: ServeOptions = {}): Promise<Pullmap>
       req.end(init.body);
     });
 
+  const command = (options.wrap ?? ((c, a) => ({ command: c, args: [...a] })))(process.execPath, [
+    PULLMAP,
+    'serve',
+    '--listen',
+    `127.0.0.1:${port}`,
+    ...tlsArgs,
+    '--log-level',
+    'debug',
+    '--shutdown-delay',
+    '0',
+    ...(options.args ?? []),
+  ]);
   const daemon = await startDaemon({
     name: 'pullmap serve',
-    command: process.execPath,
-    args: [
-      PULLMAP,
-      'serve',
-      '--listen',
-      `127.0.0.1:${port}`,
-      ...tlsArgs,
-      '--log-level',
-      'debug',
-      '--shutdown-delay',
-      '0',
-      ...(options.args ?? []),
-    ],
+    ...command,
     ready: async () => (await call('/readyz')).status === 200,
   });
   return {

@@ -24,6 +24,8 @@ export interface TokenServerOptions {
   readonly acceptPost?: boolean;
   readonly service?: string;
   readonly issuer?: string;
+  /** Answer every /token request with this redirect (Location: `to` plus the request's path and query). */
+  readonly redirect?: { readonly status: 301 | 302 | 307 | 308; readonly to: string };
 }
 
 export interface TokenRequestRecord {
@@ -159,6 +161,19 @@ export async function startTokenServer(dir: string, options: TokenServerOptions 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     if (url.pathname !== '/token') return send(res, 404, { error: 'not_found' });
+    if (options.redirect) {
+      records.push({
+        method: req.method === 'POST' ? 'POST' : 'GET',
+        account: undefined,
+        scopes: [],
+        status: options.redirect.status,
+      });
+      res.writeHead(options.redirect.status, {
+        location: `${options.redirect.to}${req.url}`,
+        'content-length': 0,
+      });
+      return void res.end();
+    }
     if (req.method === 'GET') {
       const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' '));
       const basic = basicCredentials(req.headers.authorization);

@@ -21,12 +21,12 @@ before(async () => {
 after(async () => dir?.remove());
 
 /** Sends only the headers of a POST declaring `length` bytes and returns the server's answer. */
-function rawPost(port: number, ca: string, length: number): Promise<string> {
+function rawPost(port: number, ca: string, length: number, head = ''): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = '';
     const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => {
       socket.write(
-        `POST /mutate-pods HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n\r\n`,
+        `POST /mutate-pods HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n\r\n${head}`,
       );
     });
     socket.setEncoding('utf8');
@@ -161,9 +161,15 @@ describe('reviews on the embedded default maps, over HTTPS', () => {
         400,
         /request\.uid/,
       ],
-      ['deep nesting', () => post(`${'['.repeat(200_000)}${']'.repeat(200_000)}`), 400, /JSON object/],
+      ['deep nesting', () => post(`${'['.repeat(200_000)}${']'.repeat(200_000)}`), 413, /deeper than 100/],
       ['GET on the review path', () => pm.call('/mutate-pods'), 405, /POST/],
       ['unknown path', () => pm.call('/nope'), 404, /no such path/],
+      [
+        'POST to an unknown path',
+        () => pm.call('/nope', { method: 'POST', body: '{}' }),
+        404,
+        /no such path/,
+      ],
     ];
     for (const [name, pending, status, pattern] of cases) {
       const res = await pending().catch((err: Error) => ({
@@ -175,10 +181,19 @@ describe('reviews on the embedded default maps, over HTTPS', () => {
       assert.equal(error.status, status);
       assert.match(error.error, pattern, name);
     }
-    // A body over the limit is answered 413 as soon as its declared length is known, before it is read.
-    const huge = await rawPost(pm.port, pki.caPem, 9 * 1024 * 1024);
-    assert.match(huge, /^HTTP\/1\.1 413 /);
-    assert.match(huge, /the body is 9437184 bytes; the limit is 8388608/);
+    // A body declared over the limit is answered as soon as its uid has arrived, before the rest is sent:
+    // as the failure policy says (here Ignore), so the apiserver shows the warning.
+    const head = '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"big-1",';
+    const huge = await rawPost(pm.port, pki.caPem, 9 * 1024 * 1024, head);
+    assert.match(huge, /^HTTP\/1\.1 200 /);
+    assert.match(huge, /"uid":"big-1","allowed":true/);
+    assert.match(
+      huge,
+      /the review is 9437184 bytes, over the limit of 3145728; the pod was admitted unchanged/,
+    );
+    // Without a uid in its first 64 KiB, an HTTP error.
+    const noUid = await rawPost(pm.port, pki.caPem, 9 * 1024 * 1024, ' '.repeat(65 * 1024));
+    assert.match(noUid, /^HTTP\/1\.1 413 /);
     // A review of something that is not a Pod is allowed unchanged, with a warning about the rules.
     const review = podReview({ a: 'nginx:1.27' }) as any;
     review.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' };

@@ -1,6 +1,8 @@
 // AdmissionReview v1 in and out: checking the envelope the apiserver sent, and writing the response
 // envelope. Pure; both webhooks (pods in serve/, map objects in controller/) use it.
 
+import { printable } from '../text.ts';
+
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
 export interface GroupVersionKind {
@@ -99,11 +101,15 @@ export function reviewJson(response: AdmissionResponse): string {
 const MAX_WARNINGS = 8;
 const MAX_WARNING_CHARS = 250;
 
-/** At most MAX_WARNINGS warnings of at most MAX_WARNING_CHARS each. */
+/**
+ * At most MAX_WARNINGS warnings of at most MAX_WARNING_CHARS each, escaped: kubectl prints them to the
+ * user's terminal, and they echo image strings nobody validated.
+ */
 export function clip(warnings: readonly string[]): string[] {
-  const out = warnings
-    .slice(0, MAX_WARNINGS)
-    .map((w) => (w.length > MAX_WARNING_CHARS ? `${w.slice(0, MAX_WARNING_CHARS - 1)}…` : w));
+  const out = warnings.slice(0, MAX_WARNINGS).map((raw) => {
+    const w = printable(raw);
+    return w.length > MAX_WARNING_CHARS ? `${w.slice(0, MAX_WARNING_CHARS - 1)}…` : w;
+  });
   if (warnings.length > MAX_WARNINGS)
     out.push(`pullmap: ${warnings.length - MAX_WARNINGS} more warnings not shown`);
   return out;
@@ -114,6 +120,6 @@ export function allow(uid: string, warnings: readonly string[] = []): AdmissionR
 }
 
 export function deny(uid: string, code: number, message: string, warnings: readonly string[] = []) {
-  const response: AdmissionResponse = { uid, allowed: false, status: { code, message } };
+  const response: AdmissionResponse = { uid, allowed: false, status: { code, message: printable(message) } };
   return warnings.length ? { ...response, warnings: clip(warnings) } : response;
 }

@@ -21,14 +21,8 @@ import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
 import { type Digester, digesterFor } from './digester.ts';
-import {
-  type CacheStore,
-  type DownloadClaim,
-  isDirectIORefusal,
-  type StoredBlob,
-  StoreWriteError,
-  type TempFile,
-} from './store.ts';
+import { isDirectIORefusal, type TempFile } from './store/spool.ts';
+import { type CacheStore, type DownloadClaim, type StoredBlob, StoreWriteError } from './store/types.ts';
 import type { BlobClient, BlobStream } from './transport/blobs.ts';
 import { writeOnThread, writerAvailable } from './writer.ts';
 
@@ -498,7 +492,7 @@ export class BlobFetcher {
     const blob = answer.value;
     let temp: TempFile;
     try {
-      temp = await this.#store.tempFile({ direct: true });
+      temp = await this.#store.spool.tempFile({ direct: true });
     } catch (err) {
       release();
       blob.cancel();
@@ -506,7 +500,7 @@ export class BlobFetcher {
       this.#observer.finished?.(digest, 0, error, 0);
       return { ok: false, error };
     }
-    const download = new Download(digest, blob.size, temp, () => this.#store.directIORefused());
+    const download = new Download(digest, blob.size, temp, () => this.#store.spool.directIORefused());
     void this.#pump(download, blob, temp, `${registry}/${repository}`).finally(release);
     return { ok: true, value: download };
   }
@@ -534,7 +528,7 @@ export class BlobFetcher {
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
       blob.cancel();
-      await this.#store.discard(temp);
+      await this.#store.spool.discard(temp);
     }
     await download.dispose();
     // Leave the map before readers can see the end, so a late request finds the stored file instead.

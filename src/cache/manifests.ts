@@ -13,7 +13,7 @@ import {
   type RegistryResult,
 } from '../registry/errors.ts';
 import type { CacheConfig, StaleKind } from './config.ts';
-import type { CacheStore, StoredManifest } from './store.ts';
+import type { CacheStore, StoredManifest } from './store/types.ts';
 
 export type ManifestSource = 'cache' | 'upstream';
 

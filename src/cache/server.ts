@@ -12,7 +12,7 @@ import type { CacheConfig } from './config.ts';
 import { type ByteSource, copyRange } from './copy.ts';
 import { type ManifestAnswer, ManifestResolver } from './manifests.ts';
 import { type ObjectRoute, routeOf } from './route.ts';
-import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store.ts';
+import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store/types.ts';
 import { BlobClient } from './transport/blobs.ts';
 
 export const STALE_HEADER = 'x-pullmap-stale';

@@ -3,7 +3,7 @@
 // refusing it turns it off for later downloads.
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, rm, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rm, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface TempFile {
@@ -23,9 +23,14 @@ export function isDirectIORefusal(err: unknown): boolean {
   return code === 'EINVAL' || code === 'EOPNOTSUPP';
 }
 
+/** Room left free beyond a blob when deciding whether it fits (metadata, manifests, other writers). */
+export const ROOM_MARGIN = 4 * 2 ** 20;
+
 export class Spool {
   readonly dir: string;
   #directIO: boolean;
+  /** Bytes promised to downloads under way, in full until each ends (what they wrote is counted twice). */
+  #reserved = 0;
 
   /** A spool in `dir`, which must exist (see `Spool.open`). */
   constructor(dir: string, directIO: boolean) {
@@ -69,6 +74,29 @@ export class Spool {
       await unlink(path).catch(() => {});
       throw err;
     }
+  }
+
+  /** Bytes the spool's filesystem has free for this process's writes, less what downloads reserved. */
+  async freeBytes(): Promise<number> {
+    const fs = await statfs(this.dir);
+    return fs.bavail * fs.bsize - this.#reserved;
+  }
+
+  /**
+   * Whether a blob of `bytes` fits, counting what downloads under way will still write; if it does, the
+   * room is reserved until `release` (downloads at once cannot each see the same free space).
+   */
+  async reserve(bytes: number): Promise<{ release(): void } | undefined> {
+    if ((await this.freeBytes()) < bytes + ROOM_MARGIN) return undefined;
+    this.#reserved += bytes;
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.#reserved -= bytes;
+      },
+    };
   }
 
   /** Removes a spooled file (its handles are the caller's to close). */

@@ -104,6 +104,11 @@ export class StoreWriteError extends Error {
     super(`cannot write to the cache store (${what}): ${err instanceof Error ? err.message : String(err)}`);
     this.causeCode = typeof causeCode === 'string' ? causeCode : undefined;
   }
+
+  /** The filesystem is full (or the quota used up): a capacity problem, unlike a read-only store. */
+  get noSpace(): boolean {
+    return this.causeCode === 'ENOSPC' || this.causeCode === 'EDQUOT';
+  }
 }
 
 /**

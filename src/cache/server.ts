@@ -2,20 +2,22 @@
 // Every answer that is not content is the distribution error JSON; pushes are UNSUPPORTED.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { embedRegistry } from '../core/reference/index.ts';
 import type { Logger } from '../observe/log.ts';
 import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
 import type { RegistryClient } from '../registry/client.ts';
-import type { RegistryError } from '../registry/errors.ts';
+import type { RegistryError, RegistryResult } from '../registry/errors.ts';
 import { BlobFetcher } from './blob-fetch.ts';
 import type { ClientAuth } from './client-auth.ts';
 import type { CacheConfig } from './config.ts';
 import { type ByteSource, copyRange } from './copy.ts';
-import { type ManifestAnswer, ManifestResolver } from './manifests.ts';
-import { type ObjectRoute, routeOf } from './route.ts';
+import { type ManifestAnswer, ManifestResolver, staleKindOf } from './manifests.ts';
+import { type ObjectRoute, type Page, paginate, routeOf, type TagsRoute } from './route.ts';
 import { ROOM_MARGIN } from './store/spool.ts';
 import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store/types.ts';
 import { StreamThrough } from './through.ts';
 import { BlobClient, type BlobStream } from './transport/blobs.ts';
+import { listTags } from './transport/tags.ts';
 
 export const STALE_HEADER = 'x-pullmap-stale';
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
@@ -75,6 +77,23 @@ function failureOf(
   return { status: 502, code: 'UNAVAILABLE', message };
 }
 
+/** How long one reading of the cached repositories answers /v2/_catalog. */
+const CATALOG_MEMO_MS = 10_000;
+
+/** Callers asking for one key while its work runs share that work's answer. */
+class SingleFlight<T> {
+  readonly #running = new Map<string, Promise<T>>();
+
+  once(key: string, work: () => Promise<T>): Promise<T> {
+    let pending = this.#running.get(key);
+    if (pending === undefined) {
+      pending = work().finally(() => this.#running.delete(key));
+      this.#running.set(key, pending);
+    }
+    return pending;
+  }
+}
+
 /** The source behind a HEAD answered from upstream: headers only, never read. */
 const NO_BYTES: ByteSource = {
   available: () => 0,
@@ -105,6 +124,12 @@ function parseRange(
 class CacheService {
   readonly #store: CacheStore;
   readonly #client: BlobClient;
+  readonly #registry: RegistryClient;
+  readonly #config: CacheConfig;
+  /** One upstream tags/list per repository at a time; others wait for its answer. */
+  readonly #tagLists = new SingleFlight<RegistryResult<string[]>>();
+  readonly #now: () => number;
+  #catalogMemo: { readonly at: number; readonly names: Promise<string[]> } | undefined;
   readonly #log: Logger;
   readonly #auth: ClientAuth | undefined;
   readonly #upstreams: ReadonlySet<string>;
@@ -122,6 +147,9 @@ class CacheService {
     const now = options.now ?? Date.now;
     this.#store = options.store;
     this.#client = new BlobClient(options.client);
+    this.#registry = options.client;
+    this.#config = options.config;
+    this.#now = now;
     this.#log = options.log;
     this.#auth = options.clientAuth;
     this.#upstreams = new Set(options.config.upstreams.map((u) => u.host));
@@ -266,7 +294,8 @@ class CacheService {
       res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(this.#metrics.render());
       return;
     }
-    if (!target.startsWith('/v2')) {
+    const store = target === '/store' || target.startsWith('/store?');
+    if (!target.startsWith('/v2') && !store) {
       sendError(res, 404, 'NOT_FOUND', 'not a distribution API path; the API is under /v2/');
       return;
     }
@@ -277,6 +306,7 @@ class CacheService {
         return;
       }
     }
+    if (store) return this.#listing(req, res);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendError(
         res,
@@ -300,7 +330,121 @@ class CacheService {
         return this.#manifest(req, res, route);
       case 'blob':
         return this.#blob(req, res, route);
+      case 'tags':
+        return this.#tags(req, res, route);
+      case 'catalog':
+        return this.#catalog(req, res, route);
     }
+  }
+
+  /** A list answer as the distribution API writes it, with a Link to the next page when there is one. */
+  #sendList(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Record<string, unknown>,
+    next: string | undefined,
+    extra: Record<string, string> = {},
+  ): void {
+    const text = JSON.stringify(body);
+    const headers: Record<string, string | number> = {
+      ...API_VERSION,
+      ...extra,
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+    };
+    if (next !== undefined) headers['link'] = `<${next}>; rel="next"`;
+    res.writeHead(200, headers);
+    res.end(req.method === 'HEAD' ? undefined : text);
+  }
+
+  /**
+   * The repository's tags from upstream; when upstream cannot answer and the staleIfError switch for
+   * that failure is on, the tags the cache holds records of, marked stale like a manifest.
+   */
+  async #tags(req: IncomingMessage, res: ServerResponse, route: TagsRoute): Promise<void> {
+    const name = `${route.registry}/${route.repository}`;
+    const upstream = await this.#tagLists.once(name, () =>
+      listTags(this.#registry, route.registry, route.repository),
+    );
+    let tags: string[];
+    const extra: Record<string, string> = {};
+    if (upstream.ok) {
+      tags = upstream.value;
+      this.#m.requests.inc({ kind: 'tags', result: 'miss' });
+    } else {
+      const kind = staleKindOf(upstream.error.code);
+      const held =
+        kind !== undefined && this.#config.staleIfError[kind]
+          ? (await this.#store.allTags()).filter((t) => t.name === name).map((t) => t.tag)
+          : [];
+      if (held.length === 0 || kind === undefined) {
+        this.#m.requests.inc({ kind: 'tags', result: 'error' });
+        const f = failureOf(upstream.error, 'NAME_UNKNOWN');
+        sendError(res, f.status, f.code, f.message);
+        return;
+      }
+      tags = held;
+      this.#m.requests.inc({ kind: 'tags', result: 'stale' });
+      this.#m.stale.inc({ reason: kind });
+      extra[STALE_HEADER] = kind;
+      extra['warning'] = '110 pullmap-cache "Response is Stale"';
+      this.#log.warn('served cached tags', { name, reason: kind, error: upstream.error.message });
+    }
+    const sorted = [...new Set(tags)].sort();
+    const { items, more } = paginate(sorted, route);
+    const query = (last: string) =>
+      new URLSearchParams({
+        ...(route.n === undefined ? {} : { n: String(route.n) }),
+        last,
+        ...(route.ns === undefined ? {} : { ns: route.ns }),
+      }).toString();
+    const last = items.at(-1);
+    const next = more && last !== undefined ? `/v2/${route.name}/tags/list?${query(last)}` : undefined;
+    this.#sendList(req, res, { name: route.name, tags: items }, next, extra);
+  }
+
+  /** The repositories the cache holds tags of, as path-prefixed names. */
+  async #catalog(req: IncomingMessage, res: ServerResponse, page: Page): Promise<void> {
+    if (!this.#config.listing) {
+      sendError(res, 404, 'UNSUPPORTED', 'the catalog is turned off (listing: false in the cache config)');
+      return;
+    }
+    const { items, more } = paginate(await this.#repositories(), page);
+    const n = page.n === undefined ? '' : `n=${page.n}&`;
+    const last = items.at(-1);
+    const next = more && last !== undefined ? `/v2/_catalog?${n}last=${encodeURIComponent(last)}` : undefined;
+    this.#sendList(req, res, { repositories: items }, next);
+  }
+
+  /** The cached repositories, sorted, path-prefixed; read at most every CATALOG_MEMO_MS (each read reads every tag record). */
+  #repositories(): Promise<string[]> {
+    const memo = this.#catalogMemo;
+    if (memo !== undefined && this.#now() - memo.at < CATALOG_MEMO_MS) return memo.names;
+    const names = this.#store.allTags().then((tags) => {
+      const out = new Set<string>();
+      for (const t of tags) {
+        const slash = t.name.indexOf('/');
+        const host = embedRegistry(t.name.slice(0, slash));
+        if (host !== undefined) out.add(`${host}/${t.name.slice(slash + 1)}`);
+      }
+      return [...out].sort();
+    });
+    this.#catalogMemo = { at: this.#now(), names };
+    names.catch(() => {
+      if (this.#catalogMemo?.names === names) this.#catalogMemo = undefined;
+    });
+    return names;
+  }
+
+  /** What the store holds, per tag, with sizes and last use: what `pullmap cache ls` prints. */
+  async #listing(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.#config.listing) {
+      sendError(res, 404, 'UNSUPPORTED', 'listing is turned off (listing: false in the cache config)');
+      return;
+    }
+    const listing = await this.#store.list();
+    const body = { ...listing, maxSize: listing.maxSize ?? null, storeFull: this.#full !== undefined };
+    this.#sendList(req, res, body, undefined);
   }
 
   /** Counts a request that failed upstream or in the store and answers with the matching error. */

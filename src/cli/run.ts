@@ -3,7 +3,7 @@ import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
-import { cache } from './cache.ts';
+import { cache, cacheLs } from './cache.ts';
 import { check } from './check.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { explain } from './explain.ts';
@@ -43,7 +43,9 @@ const USAGE = {
   and the registry flags.
 `,
   cache: `Usage: pullmap cache --config FILE [--listen HOST:PORT]
-  Run the OCI pull-through cache (see examples/cache/cache.yaml) until SIGTERM.
+       pullmap cache ls (--config FILE | --url URL) [-o json]
+  Run the OCI pull-through cache (see examples/cache/cache.yaml) until SIGTERM; or list what a running
+  one holds (repositories, tags, sizes, last use, and the store's use against maxSize).
 `,
 } as const;
 type Command = keyof typeof USAGE;
@@ -358,6 +360,14 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
       case 'serve':
         return await serveCommand(rest, io);
       case 'cache': {
+        if (rest[0] === 'ls') {
+          const { values } = parseFlags('cache', rest.slice(1), {
+            config: { type: 'string', short: 'c' },
+            url: { type: 'string' },
+            output: { type: 'string', short: 'o' },
+          });
+          return await cacheLs({ config: values.config, url: values.url, output: values.output }, io);
+        }
         const { values } = parseFlags('cache', rest, {
           config: { type: 'string', short: 'c' },
           listen: { type: 'string' },

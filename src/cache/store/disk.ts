@@ -213,8 +213,8 @@ export class DiskStore implements CacheStore {
     await this.#writeAtomically(this.#tagPath(record.name, record.tag), Buffer.from(JSON.stringify(record)));
   }
 
-  async tagsOf(name: string): Promise<TagRecord[]> {
-    return (await this.#tagFiles()).flatMap((t) => (t.record?.name === name ? [t.record] : []));
+  async allTags(): Promise<TagRecord[]> {
+    return (await this.#tagFiles()).flatMap((t) => (t.record ? [t.record] : []));
   }
 
   async list(): Promise<StoreListing> {
@@ -225,8 +225,7 @@ export class DiskStore implements CacheStore {
       const stored = await this.#readManifest(o.digest).catch(() => undefined);
       if (stored) references.set(o.digest, referencedDigests(stored.bytes));
     }
-    const tags = (await this.#tagFiles()).flatMap((t) => (t.record ? [t.record] : []));
-    return describeStore({ maxSize: this.maxSize, objects, tags, references });
+    return describeStore({ maxSize: this.maxSize, objects, tags: await this.allTags(), references });
   }
 
   /** Every tag record file with its text and record (undefined when unreadable). */

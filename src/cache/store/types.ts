@@ -84,8 +84,8 @@ export interface CacheStore {
   putManifest(manifest: StoredManifest): Promise<void>;
   getTag(name: string, tag: string): Promise<TagRecord | undefined>;
   putTag(record: TagRecord): Promise<void>;
-  /** Every readable tag record of the repository `name` ("<host>/<repository>"). */
-  tagsOf(name: string): Promise<TagRecord[]>;
+  /** Every readable tag record (each one read: for listings and the tags/list fallback only). */
+  allTags(): Promise<TagRecord[]>;
   /** Everything stored, for an operator (reads the whole index: not for the request path). */
   list(): Promise<StoreListing>;
   collect(): Promise<Evicted>;

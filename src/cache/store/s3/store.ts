@@ -566,7 +566,7 @@ export class S3Store implements CacheStore {
   }
 
   /** Every readable tag record (each one a GET: for the tags/list fallback and listings only). */
-  async #tagRecords(): Promise<TagRecord[]> {
+  async allTags(): Promise<TagRecord[]> {
     const out: TagRecord[] = [];
     for (const t of await this.#list('tags/')) {
       const got = await this.#getSmall(t.key, 'read a tag record');
@@ -574,10 +574,6 @@ export class S3Store implements CacheStore {
       if (record) out.push(record);
     }
     return out;
-  }
-
-  async tagsOf(name: string): Promise<TagRecord[]> {
-    return (await this.#tagRecords()).filter((t) => t.name === name);
   }
 
   async list(): Promise<StoreListing> {
@@ -596,7 +592,7 @@ export class S3Store implements CacheStore {
     return describeStore({
       maxSize: this.maxSize,
       objects: found.objects,
-      tags: await this.#tagRecords(),
+      tags: await this.allTags(),
       references,
     });
   }

@@ -1,9 +1,9 @@
 // Writes the CRDs from the schema source (src/core/api/v1alpha1.ts) to deploy/crds/ (kustomize) and to
-// the Helm chart's crds/ (deploy/helm/pullmap/crds/), the same bytes in both. Run after changing the
-// schema; test/core/crd.test.ts fails while either copy is stale.
+// the Helm chart's templates/crds.yaml (the same objects, with the chart's labels and crds.enabled /
+// crds.keep). Run after changing the schema; test/core/crd.test.ts fails while any of them is stale.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CRD_DIRS, mapCrds } from '../src/core/api/crd.ts';
+import { CRD_DIRS, CRD_TEMPLATE, mapCrds, mapCrdTemplate } from '../src/core/api/crd.ts';
 
 const root = join(import.meta.dirname, '..');
 for (const dir of CRD_DIRS) {
@@ -13,3 +13,5 @@ for (const dir of CRD_DIRS) {
     console.log(`wrote ${dir}/${file}`);
   }
 }
+await writeFile(join(root, CRD_TEMPLATE), mapCrdTemplate());
+console.log(`wrote ${CRD_TEMPLATE}`);

@@ -5,7 +5,7 @@ import { duration } from '../core/api/v1alpha1.ts';
 import { parseRefresh, type Refresh, type RefreshRule } from '../core/cache/policy.ts';
 import { loadYamlObjects } from '../core/config.ts';
 import { parseDuration } from '../core/duration.ts';
-import { checkTagPattern, compileTagPatterns } from '../core/mapping/tag-pattern.ts';
+import { checkTagPattern, compileTagPatterns, patternList } from '../core/mapping/tag-pattern.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { checkDomainAndPort } from '../core/reference/index.ts';
 import {
@@ -246,12 +246,16 @@ const schema = object(
             list(
               object(
                 {
-                  repository: optional(pattern('Regular expression over "<host>/<repository>".')),
+                  repository: optional(
+                    pattern('Regular expression (RE2 syntax) over "<host>/<repository>".'),
+                  ),
                   tags: optional(
-                    list(pattern('Regular expression over a tag.'), {
-                      description: 'Tag filters.',
-                      maxItems: 64,
-                    }),
+                    patternList(
+                      list(pattern('Regular expression (RE2 syntax) over a tag.'), {
+                        description: 'Tag filters.',
+                        maxItems: 64,
+                      }),
+                    ),
                   ),
                   refresh: required(refreshPolicy),
                 },

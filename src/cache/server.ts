@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { embedRegistry } from '../core/reference/index.ts';
 import type { Logger } from '../observe/log.ts';
-import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
+import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import type { RegistryError, RegistryResult } from '../registry/errors.ts';
 import { BlobFetcher } from './blob-fetch.ts';
@@ -156,10 +156,18 @@ class CacheService {
     const r = options.metrics;
     this.#metrics = r;
     this.#m = {
-      requests: r.counter('pullmap_cache_requests_total', 'Manifest and blob requests by result.', [
-        'kind',
-        'result',
-      ]),
+      requests: r.counter(
+        'pullmap_cache_requests_total',
+        'Manifest and blob requests by upstream and result.',
+        ['kind', 'upstream', 'result'],
+      ),
+      // Until the response is complete; an upstream label only from the configured hosts ("other" else).
+      latency: r.histogram(
+        'pullmap_cache_request_duration_seconds',
+        'Time to answer a manifest or blob request, to its last byte.',
+        ['kind', 'upstream'],
+        [...LATENCY_BUCKETS, 30, 60, 300],
+      ),
       bytes: r.counter(
         'pullmap_cache_served_bytes_total',
         'Blob and manifest bytes sent, by where they came from.',
@@ -168,7 +176,7 @@ class CacheService {
       stale: r.counter(
         'pullmap_cache_stale_responses_total',
         'Cached manifests served because upstream could not be asked.',
-        ['reason'],
+        ['upstream', 'reason'],
       ),
       refreshes: r.counter(
         'pullmap_cache_refreshes_total',
@@ -205,6 +213,12 @@ class CacheService {
       'pullmap_cache_store_full',
       '1 while the store has no room for what it was last asked to keep (blobs stream through, /readyz fails).',
     ).collect(() => (this.#full === undefined ? 0 : 1));
+    // With the bytes held, what "store near full" alerts divide by.
+    if (this.#store.maxSize !== undefined)
+      r.gauge(
+        'pullmap_cache_store_max_bytes',
+        'storage.maxSize: above it, garbage collection evicts.',
+      ).collect(() => this.#store.maxSize ?? Number.NaN);
     r.gauge('pullmap_cache_downloads_in_flight', 'Blob downloads under way.').collect(
       () => this.#blobs.inFlight,
     );
@@ -265,6 +279,8 @@ class CacheService {
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    res.once('close', () => this.#timed(req.url ?? '/', started));
     this.#handle(req, res).catch((err: unknown) => {
       if (err instanceof StoreUnavailableError) {
         this.#log.warn('store unavailable', { url: req.url, error: err.message });
@@ -370,7 +386,7 @@ class CacheService {
     const extra: Record<string, string> = {};
     if (upstream.ok) {
       tags = upstream.value;
-      this.#m.requests.inc({ kind: 'tags', result: 'miss' });
+      this.#m.requests.inc({ kind: 'tags', upstream: route.registry, result: 'miss' });
     } else {
       const kind = staleKindOf(upstream.error.code);
       const held =
@@ -378,14 +394,14 @@ class CacheService {
           ? (await this.#store.allTags()).filter((t) => t.name === name).map((t) => t.tag)
           : [];
       if (held.length === 0 || kind === undefined) {
-        this.#m.requests.inc({ kind: 'tags', result: 'error' });
+        this.#m.requests.inc({ kind: 'tags', upstream: route.registry, result: 'error' });
         const f = failureOf(upstream.error, 'NAME_UNKNOWN');
         sendError(res, f.status, f.code, f.message);
         return;
       }
       tags = held;
-      this.#m.requests.inc({ kind: 'tags', result: 'stale' });
-      this.#m.stale.inc({ reason: kind });
+      this.#m.requests.inc({ kind: 'tags', upstream: route.registry, result: 'stale' });
+      this.#m.stale.inc({ upstream: route.registry, reason: kind });
       extra[STALE_HEADER] = kind;
       extra['warning'] = '110 pullmap-cache "Response is Stale"';
       this.#log.warn('served cached tags', { name, reason: kind, error: upstream.error.message });
@@ -447,9 +463,21 @@ class CacheService {
     this.#sendList(req, res, body, undefined);
   }
 
+  /** Records an API request's duration by kind and upstream (routed again: it is pure and cheap). */
+  #timed(target: string, started: number): void {
+    if (!target.startsWith('/v2/')) return;
+    const route = routeOf(target, this.#upstreams);
+    const object = route.kind === 'manifest' || route.kind === 'blob' || route.kind === 'tags';
+    this.#m.latency.observe((performance.now() - started) / 1000, {
+      kind: object ? route.kind : 'other',
+      upstream: object ? route.registry : 'other',
+    });
+  }
+
   /** Counts a request that failed upstream or in the store and answers with the matching error. */
-  #failed(res: ServerResponse, kind: 'manifest' | 'blob', error: RegistryError | StoreWriteError): void {
-    this.#m.requests.inc({ kind, result: 'error' });
+  #failed(res: ServerResponse, route: ObjectRoute, error: RegistryError | StoreWriteError): void {
+    const kind = route.kind;
+    this.#m.requests.inc({ kind, upstream: route.registry, result: 'error' });
     const f = failureOf(error, kind === 'manifest' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN');
     sendError(res, f.status, f.code, f.message);
   }
@@ -460,11 +488,15 @@ class CacheService {
         ? await this.#manifests.byDigest(route.registry, route.repository, route.digest)
         : await this.#manifests.byTag(route.registry, route.repository, route.tag ?? 'latest');
     if (!answer.ok) {
-      this.#failed(res, 'manifest', answer.error);
+      this.#failed(res, route, answer.error);
       return;
     }
     const { manifest, source, stale } = answer.value as ManifestAnswer;
-    this.#m.requests.inc({ kind: 'manifest', result: stale ? 'stale' : source === 'cache' ? 'hit' : 'miss' });
+    this.#m.requests.inc({
+      kind: 'manifest',
+      upstream: route.registry,
+      result: stale ? 'stale' : source === 'cache' ? 'hit' : 'miss',
+    });
     const headers: Record<string, string | number> = {
       ...API_VERSION,
       'content-type': manifest.mediaType,
@@ -473,7 +505,7 @@ class CacheService {
       etag: `"${manifest.digest}"`,
     };
     if (stale) {
-      this.#m.stale.inc({ reason: stale });
+      this.#m.stale.inc({ upstream: route.registry, reason: stale });
       headers[STALE_HEADER] = stale;
       headers['warning'] = '110 pullmap-cache "Response is Stale"';
       this.#log.warn('served a stale manifest', {
@@ -503,7 +535,7 @@ class CacheService {
     // repository the blob came from, so this grants no new access (README: "Blobs").
     const stored = await this.#store.statBlob(digest);
     if (stored) {
-      this.#m.requests.inc({ kind: 'blob', result: 'hit' });
+      this.#m.requests.inc({ kind: 'blob', upstream: route.registry, result: 'hit' });
       return this.#sendStored(req, res, digest, stored);
     }
     // A HEAD of a blob nobody is downloading is answered from upstream's HEAD: checking that a blob
@@ -511,27 +543,27 @@ class CacheService {
     if (req.method === 'HEAD' && !this.#blobs.downloading(digest)) {
       const head = await this.#client.headBlob(route.registry, route.repository, digest);
       if (!head.ok) {
-        this.#failed(res, 'blob', head.error);
+        this.#failed(res, route, head.error);
         return;
       }
       if (head.value.size !== undefined) {
-        this.#m.requests.inc({ kind: 'blob', result: 'miss' });
+        this.#m.requests.inc({ kind: 'blob', upstream: route.registry, result: 'miss' });
         return this.#send(req, res, digest, head.value.size, NO_BYTES, 'upstream');
       }
       // Without a length upstream, the HEAD is answered from a download, as a GET would be.
     }
     const fetched = await this.#blobs.fetch(route.registry, route.repository, digest);
     if (!fetched.ok) {
-      this.#failed(res, 'blob', fetched.error);
+      this.#failed(res, route, fetched.error);
       return;
     }
     if ('stored' in fetched.value) {
       // Another replica sharing the store fetched it while this one waited.
-      this.#m.requests.inc({ kind: 'blob', result: 'hit' });
+      this.#m.requests.inc({ kind: 'blob', upstream: route.registry, result: 'hit' });
       return this.#sendStored(req, res, digest, fetched.value.stored);
     }
     if ('through' in fetched.value) return this.#streamThrough(req, res, route, fetched.value.through());
-    this.#m.requests.inc({ kind: 'blob', result: 'miss' });
+    this.#m.requests.inc({ kind: 'blob', upstream: route.registry, result: 'miss' });
     const download = fetched.value;
     if (!download.acquire()) {
       // Finished between the answer and now: it is in the store, or it failed.
@@ -563,12 +595,12 @@ class CacheService {
         checkDigest: false,
       });
       if (!own.ok) {
-        this.#failed(res, 'blob', own.error);
+        this.#failed(res, route, own.error);
         return;
       }
       blob = own.value;
     }
-    this.#m.requests.inc({ kind: 'blob', result: 'through' });
+    this.#m.requests.inc({ kind: 'blob', upstream: route.registry, result: 'through' });
     const range = blob.size === undefined ? undefined : parseRange(req.headers.range, blob.size);
     const source = new StreamThrough(blob, range?.start ?? 0);
     try {

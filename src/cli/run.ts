@@ -35,6 +35,7 @@ const USAGE = {
                      [--deadline DUR] [--failure-policy Ignore|Fail] [--log-level debug|info|warn|error]
        pullmap serve --maps-from cluster [--kubeconfig FILE] [--lease-namespace NS] [--identity NAME]
                      [--no-leader-election] [--recheck-interval DUR] [--on-rejected-update KeepLastAccepted|Undeploy]
+                     [--no-pull-secret-copy]
   The admission webhook (POST /mutate-pods; /healthz, /readyz, /metrics). Maps come from FILE, from the
   embedded default without --config, or from the cluster's map objects (list-watch; the Lease holder
   writes their status and copies ClusterImageMap pull secrets, and POST /validate-maps checks map
@@ -213,6 +214,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
     'no-leader-election': { type: 'boolean', default: false },
     'recheck-interval': { type: 'string', default: '60s' },
     'on-rejected-update': { type: 'string', default: 'KeepLastAccepted' },
+    'no-pull-secret-copy': { type: 'boolean', default: false },
     ...REGISTRY_OPTIONS,
   });
   const cert = values['tls-cert'];
@@ -245,6 +247,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
           onRejectedUpdate:
             oneOf(values['on-rejected-update'], ['KeepLastAccepted', 'Undeploy'], '--on-rejected-update') ??
             'KeepLastAccepted',
+          pullSecretCopy: !values['no-pull-secret-copy'],
         }
       : undefined;
   const { serve } = await import('./serve.ts');

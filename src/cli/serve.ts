@@ -31,6 +31,8 @@ export interface ClusterOptions {
   readonly leaderElect: boolean;
   readonly recheckIntervalMs: number;
   readonly onRejectedUpdate: 'KeepLastAccepted' | 'Undeploy';
+  /** Copy ClusterImageMap pull secrets into the namespaces they apply to (needs Secret access cluster-wide). */
+  readonly pullSecretCopy: boolean;
 }
 
 export interface ServeOptions {
@@ -93,10 +95,9 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     namespaceLabels = (ns) => cluster.namespaces.labels(ns);
     clusterReady = () => cluster.namespaces.synced();
     reviews.set(VALIDATE_MAPS_PATH, cluster.validate);
-    closers.push(
-      () => cluster.namespaces.stop(),
-      () => cluster.copier.close(),
-    );
+    closers.push(() => cluster.namespaces.stop());
+    const { copier } = cluster;
+    if (copier) closers.push(() => copier.close());
   } else {
     try {
       source = await startFileSource({
@@ -105,6 +106,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
         snapshotOptions,
         reloadIntervalMs: options.reloadIntervalMs,
         logger,
+        metrics,
         onSwap,
       });
     } catch (err) {
@@ -204,6 +206,7 @@ async function startCluster(
     snapshotOptions,
     recheckIntervalMs: options.recheckIntervalMs,
     onRejectedUpdate: options.onRejectedUpdate,
+    pullSecretCopy: options.pullSecretCopy,
     ...(options.leaderElect
       ? { leaderElection: { namespace: options.leaseNamespace, identity: options.identity } }
       : {}),
@@ -212,15 +215,20 @@ async function startCluster(
   source.subscribe(onSwap);
   const namespaces = watchNamespaceLabels(kubeClient(kubeConfig), logger);
   // ClusterImageMaps' pull secrets live in pullmap's namespace (the Lease's); copies go where they apply.
-  const copier = startPullSecretCopier({
-    client: kubeClient(kubeConfig),
-    namespace: options.leaseNamespace,
-    source,
-    logger: logger.with({ component: 'pull-secrets' }),
-  });
-  metrics
-    .counter('pullmap_pull_secret_copies_written_total', 'Pull secret copies created, updated or deleted.')
-    .collect(() => copier.stats.created + copier.stats.updated + copier.stats.deleted);
+  // Switched off, no Secret is watched or written (the chart then grants no access to Secrets), and
+  // the maps naming one say so in their status.
+  const copier = options.pullSecretCopy
+    ? startPullSecretCopier({
+        client: kubeClient(kubeConfig),
+        namespace: options.leaseNamespace,
+        source,
+        logger: logger.with({ component: 'pull-secrets' }),
+      })
+    : undefined;
+  if (copier)
+    metrics
+      .counter('pullmap_pull_secret_copies_written_total', 'Pull secret copies created, updated or deleted.')
+      .collect(() => copier.stats.created + copier.stats.updated + copier.stats.deleted);
   metrics
     .gauge('pullmap_controller_leader', '1 when this replica holds the Lease and writes status.')
     .collect(() => (source.isLeader() ? 1 : 0));

@@ -54,6 +54,8 @@ export interface ClusterMapSourceOptions {
   readonly watch?: Partial<ListWatchTiming>;
   /** Deadline of one API request (not a watch). */
   readonly requestTimeoutMs?: number;
+  /** false: pull secrets are not copied, and ClusterImageMaps naming one say so in their status. */
+  readonly pullSecretCopy?: boolean;
   /** Parallel status and event writes. */
   readonly writeConcurrency?: number;
   readonly logger?: Logger;
@@ -107,6 +109,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     now,
     mayWrite,
     stats,
+    context: { pullSecretCopy: options.pullSecretCopy ?? true },
   });
 
   function schedule(): void {

@@ -8,7 +8,7 @@ import type { MapVerdict } from '../core/mapping/index.ts';
 import { isStatus, type KubeClient } from '../kube/client.ts';
 import { type KubeObject, objectKey } from '../kube/list-watch.ts';
 import type { Logger } from '../observe/log.ts';
-import { desiredStatus, type MapStatus, readyOf, statusDiffers } from './status.ts';
+import { desiredStatus, type MapStatus, readyOf, type StatusContext, statusDiffers } from './status.ts';
 
 interface Pending {
   object: KubeObject;
@@ -24,6 +24,8 @@ export interface StatusWriterOptions {
   readonly mayWrite: () => boolean;
   /** Counters the source exports as metrics. */
   readonly stats: { statusWrites: number; events: number };
+  /** How this installation runs, for the notes status gives beside Ready. */
+  readonly context?: StatusContext;
   /** First retry delay after a failed write that may succeed later; doubles up to a minute. */
   readonly retryMs?: number;
 }
@@ -54,7 +56,7 @@ export class StatusWriter {
   offer(object: KubeObject, verdict: MapVerdict): void {
     if (this.closed) return;
     const key = `${object.kind}/${objectKey(object)}`;
-    const status = desiredStatus(object, verdict, timestamp(this.options.now()));
+    const status = desiredStatus(object, verdict, timestamp(this.options.now()), this.options.context);
     if (!statusDiffers(object, status)) {
       this.pending.delete(key);
       return;

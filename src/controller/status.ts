@@ -3,6 +3,7 @@
 
 import type { MapObject, MapSpec } from '../core/api/v1alpha1.ts';
 import { type MapVerdict, verdictMessage } from '../core/mapping/index.ts';
+import { podPullSecretName } from '../core/pod/pull-secrets.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
 
 export interface ReadyCondition {
@@ -14,11 +15,27 @@ export interface ReadyCondition {
   observedGeneration?: number;
 }
 
+/** Said beside Ready when something the map asks for is switched off in this installation. */
+export interface NoteCondition {
+  type: 'PullSecretsCopied';
+  status: 'False';
+  reason: 'CopyDisabled';
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+/** How this installation runs, as far as a map's status reports it. */
+export interface StatusContext {
+  /** false: ClusterImageMap pull secrets are not copied (--no-pull-secret-copy). */
+  readonly pullSecretCopy?: boolean;
+}
+
 export interface MapStatus {
   observedGeneration?: number;
   servingGeneration?: number;
   mappings?: number;
-  conditions: ReadyCondition[];
+  conditions: Array<ReadyCondition | NoteCondition>;
   lastAccepted?: { generation: number; spec: MapSpec };
 }
 
@@ -46,7 +63,12 @@ export function readyOf(object: KubeObject): ReadyCondition | undefined {
 }
 
 /** The status for `verdict` about `object`; `now` is an RFC 3339 time for a changed condition. */
-export function desiredStatus(object: KubeObject, verdict: MapVerdict, now: string): MapStatus {
+export function desiredStatus(
+  object: KubeObject,
+  verdict: MapVerdict,
+  now: string,
+  context: StatusContext = {},
+): MapStatus {
   const generation = object.metadata.generation;
   const previous = readyOf(object);
   const status: ReadyCondition['status'] = verdict.verdict === 'Accepted' ? 'True' : 'False';
@@ -63,6 +85,19 @@ export function desiredStatus(object: KubeObject, verdict: MapVerdict, now: stri
   };
   if (generation !== undefined) ready.observedGeneration = generation;
   const out: MapStatus = { conditions: [ready] };
+  const secrets = context.pullSecretCopy === false ? copiedSecrets(object) : [];
+  if (secrets.length > 0) {
+    const before = statusOf(object)?.conditions?.find((c) => c?.type === 'PullSecretsCopied');
+    const note: NoteCondition = {
+      type: 'PullSecretsCopied',
+      status: 'False',
+      reason: 'CopyDisabled',
+      message: `pull secret copying is disabled in this installation (chart value pullSecretCopy.enabled=false, flag --no-pull-secret-copy): pods get imagePullSecrets ${secrets.map((s) => podPullSecretName('ClusterImageMap', s)).join(', ')}, which must be created in each namespace this map selects by other means, or enable copying`,
+      lastTransitionTime: before?.lastTransitionTime ?? now,
+    };
+    if (generation !== undefined) note.observedGeneration = generation;
+    out.conditions.push(note);
+  }
   if (generation !== undefined) out.observedGeneration = generation;
   if (verdict.servingGeneration !== undefined) out.servingGeneration = verdict.servingGeneration;
   const spec = object.spec as { mappings?: unknown } | undefined;
@@ -74,6 +109,19 @@ export function desiredStatus(object: KubeObject, verdict: MapVerdict, now: stri
     if (kept) out.lastAccepted = kept;
   }
   return out;
+}
+
+/** The pullSecrets of a ClusterImageMap's mappings (the ones pullmap copies), without duplicates. */
+function copiedSecrets(object: KubeObject): string[] {
+  if (object.kind !== 'ClusterImageMap') return [];
+  const mappings = (object.spec as { mappings?: unknown } | undefined)?.mappings;
+  if (!Array.isArray(mappings)) return [];
+  const names = new Set<string>();
+  for (const m of mappings) {
+    const secret = (m as { pullSecret?: unknown } | null)?.pullSecret;
+    if (typeof secret === 'string') names.add(secret);
+  }
+  return [...names];
 }
 
 /** JSON with sorted keys: the API server may return fields in any order. */

@@ -75,3 +75,37 @@ export const silentLogger: Logger = {
   enabled: () => false,
   with: () => silentLogger,
 };
+
+/**
+ * At most one line per key per interval, for warnings a busy cluster would otherwise repeat per pod:
+ * `take(key)` says whether to log now and how many were held back since the last line. Bounded: past
+ * `maxKeys`, the key logged longest ago is forgotten (its next line comes at once).
+ */
+export class LogLimiter {
+  readonly #intervalMs: number;
+  readonly #now: () => number;
+  readonly #maxKeys: number;
+  // Insertion order is the order keys were last logged: the oldest go first.
+  readonly #keys = new Map<string, { loggedAt: number; suppressed: number }>();
+
+  constructor(options: { intervalMs: number; now?: () => number; maxKeys?: number }) {
+    this.#intervalMs = options.intervalMs;
+    this.#now = options.now ?? Date.now;
+    this.#maxKeys = Math.max(1, options.maxKeys ?? 1000);
+  }
+
+  /** `{ suppressed }` when a line is due (lines held back since the last one); undefined to hold this one back. */
+  take(key: string): { suppressed: number } | undefined {
+    const now = this.#now();
+    const known = this.#keys.get(key);
+    if (known !== undefined && now - known.loggedAt < this.#intervalMs) {
+      known.suppressed++;
+      return undefined;
+    }
+    const suppressed = known?.suppressed ?? 0;
+    this.#keys.delete(key);
+    this.#keys.set(key, { loggedAt: now, suppressed: 0 });
+    if (this.#keys.size > this.#maxKeys) this.#keys.delete(this.#keys.keys().next().value as string);
+    return { suppressed };
+  }
+}

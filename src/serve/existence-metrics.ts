@@ -1,6 +1,16 @@
-// The existence oracle's events as Prometheus metrics.
+// The existence oracle's events as Prometheus metrics. Probe series carry the candidate's registry:
+// hosts come from the maps' targets, but a regex or identity mapping could take one from a pod, so
+// the label keeps the first MAX_REGISTRIES hosts seen and counts the rest as "other".
 import type { Registry } from '../observe/metrics.ts';
 import type { OracleObserver } from '../registry/existence-oracle.ts';
+
+export const MAX_REGISTRIES = 32;
+
+/** The registry host of a normalized candidate ("registry.local/team/app:1" → "registry.local"). */
+export function registryOf(candidate: string): string {
+  const slash = candidate.indexOf('/');
+  return slash < 0 ? candidate : candidate.slice(0, slash);
+}
 
 export function existenceMetrics(metrics: Registry): OracleObserver {
   const lookups = metrics.counter(
@@ -8,18 +18,31 @@ export function existenceMetrics(metrics: Registry): OracleObserver {
     'Existence questions by how they were answered: hit (cache), miss (probed), coalesced (joined a probe in flight).',
     ['result'],
   );
-  const probes = metrics.counter('pullmap_existence_probes_total', 'Registry probes by outcome.', [
-    'outcome',
+  const probes = metrics.counter(
+    'pullmap_existence_probes_total',
+    'Registry probes by registry and outcome.',
+    ['registry', 'outcome'],
+  );
+  const latency = metrics.histogram('pullmap_existence_probe_duration_seconds', 'Registry probe latency.', [
+    'registry',
   ]);
-  const latency = metrics.histogram('pullmap_existence_probe_duration_seconds', 'Registry probe latency.');
   const deadlines = metrics.counter(
     'pullmap_existence_deadline_exceeded_total',
-    'Questions answered Timeout because the admission deadline came first.',
+    'Questions answered Timeout because the admission deadline came first, by registry.',
+    ['registry'],
   );
   const evictions = metrics.counter(
     'pullmap_existence_cache_evictions_total',
     'Answers evicted from the LRU.',
   );
+  const seen = new Set<string>();
+  const label = (candidate: string): string => {
+    const host = registryOf(candidate);
+    if (seen.has(host)) return host;
+    if (seen.size >= MAX_REGISTRIES) return 'other';
+    seen.add(host);
+    return host;
+  };
   // Every cached answer a review uses is a hit: that series is bound once.
   const hits = lookups.bind({ result: 'hit' });
   return (event) => {
@@ -31,12 +54,14 @@ export function existenceMetrics(metrics: Registry): OracleObserver {
       case 'coalesced':
         lookups.inc({ result: event.kind });
         break;
-      case 'probe':
-        probes.inc({ outcome: event.outcome });
-        latency.observe(event.latencyMs / 1000);
+      case 'probe': {
+        const registry = label(event.candidate);
+        probes.inc({ registry, outcome: event.outcome });
+        latency.observe(event.latencyMs / 1000, { registry });
         break;
+      }
       case 'deadline':
-        deadlines.inc();
+        deadlines.inc({ registry: label(event.candidate) });
         break;
       case 'eviction':
         evictions.inc();

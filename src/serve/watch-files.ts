@@ -1,6 +1,7 @@
 // Polls files for changes (mtime, size and inode, through symlinks: a Secret or ConfigMap volume swaps
-// its files by symlink) and calls `onChange` when they differ from the last successful load. A failed
-// load is retried on the next tick, so a half-written rotation is picked up once it is complete.
+// its files by symlink) and calls `onChange` when they differ from the version last tried. A failed
+// load is retried only when the stamp changes again (completing a write or a rotation changes it): a
+// file that keeps failing is not re-read and re-parsed on every tick.
 import { stat } from 'node:fs/promises';
 
 /** A fingerprint of the files' current versions. */
@@ -26,16 +27,18 @@ export function watchFiles(
     readonly onError: (err: unknown) => void;
   },
 ): FileWatch {
-  let loaded = options.stamp;
+  let tried = options.stamp;
   let busy = false;
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
+    // A file that cannot be stat'ed (missing, no permission) is one more version, tried once.
     filesStamp(paths)
+      .catch((err: NodeJS.ErrnoException) => `unreadable:${err.code ?? String(err)}`)
       .then(async (now) => {
-        if (now === loaded) return;
+        if (now === tried) return;
+        tried = now;
         await options.onChange();
-        loaded = now;
       })
       .catch(options.onError)
       .finally(() => {

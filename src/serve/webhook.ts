@@ -3,12 +3,15 @@
 // unless the operator chose failurePolicy Fail. One debug line per decision.
 
 import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../core/api/admission.ts';
+import { isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/selector.ts';
+import type { PodPlan } from '../core/pod/plan.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
-import type { Logger } from '../observe/log.ts';
+import { type Logger, LogLimiter } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
 import { type EncodedPlan, type PodReviewResult, reviewPod } from './admission.ts';
+import { registryOf } from './existence-metrics.ts';
 import type { ReviewHandler } from './http.ts';
 import { PlanMemo } from './plan-memo.ts';
 
@@ -30,6 +33,9 @@ export interface WebhookOptions {
 export function probeDeadline(deadlineMs: number): number {
   return Math.max(1, deadlineMs - Math.min(250, deadlineMs * 0.2));
 }
+
+/** How often one image's probe failure against one registry is logged at warn. */
+export const PROBE_WARNING_INTERVAL_MS = 60_000;
 
 class DeadlineExceeded extends Error {
   override readonly name = 'DeadlineExceeded';
@@ -60,6 +66,33 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
   memoLookups.collect(() => memo.hits, { result: 'hit' });
   memoLookups.collect(() => memo.misses, { result: 'miss' });
 
+  // A probe that failed and kept an original image is the pull that fails next at an air-gapped site:
+  // said at warn, once a minute per image and registry, with the count held back in between.
+  const probeWarnings = new LogLimiter({ intervalMs: PROBE_WARNING_INTERVAL_MS, now });
+  const warnKeptAfterProbeFailure = (request: AdmissionRequest, plan: PodPlan): void => {
+    for (const c of plan.containers) {
+      const decision = c.decision;
+      if (decision === undefined || decision.outcome === 'Mapped') continue;
+      for (const reason of decision.reasons) {
+        if (reason.probe === undefined || !isProbeFailure(reason.probe.outcome)) continue;
+        const registry = registryOf(reason.candidate ?? '');
+        const due = probeWarnings.take(`${c.image}\u0000${registry}`);
+        if (due)
+          logger.warn('registry probe failed; kept the original image', {
+            image: c.image,
+            registry,
+            candidate: reason.candidate,
+            outcome: reason.probe.outcome,
+            detail: reason.probe.detail,
+            rule: decision.rule?.entryName,
+            namespace: request.namespace,
+            pod: request.name || undefined,
+            suppressed: due.suppressed,
+          });
+      }
+    }
+  };
+
   const fail = (request: AdmissionRequest, reason: string, message: string): AdmissionResponse => {
     failures.inc({ reason });
     logger.warn('admission failed', { uid: request.uid, namespace: request.namespace, reason, message });
@@ -87,6 +120,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
     for (const c of plan.containers) if (c.decision?.outcome === 'Mapped') mapped++;
     admissions.inc({ result: plan.skipped ? 'skipped' : mapped > 0 ? 'mutated' : 'unchanged' });
     rewrites.inc(undefined, mapped);
+    if (mapped < plan.containers.length) warnKeptAfterProbeFailure(request, plan);
     if (logger.enabled('debug'))
       logger.debug('decision', {
         uid: request.uid,
@@ -102,7 +136,8 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
           outcome: c.skipped ? 'Skipped' : c.decision?.outcome,
           to: c.decision?.outcome === 'Mapped' ? c.decision.image : undefined,
           rule: c.decision?.rule?.entryName,
-          reason: c.skipped ?? c.decision?.reasons[0]?.code,
+          // The last reason is the conclusion (NoCandidateHasImage, CacheRouted...); the first is the match.
+          reason: c.skipped ?? c.decision?.reasons.at(-1)?.code,
         })),
       });
     return result.response;

@@ -44,7 +44,7 @@ upstreams:
   - {host: Docker.io}
   - {host: quay.io, username: u}
   - {host: quay.io}
-refresh: {default: Sometimes, rules: [{tags: ["(a+)+"], refresh: Always}]}
+refresh: {default: Sometimes, rules: [{tags: ["(a+)+", "v(?=1)"], repository: "(x)\\\\1", refresh: Always}]}
 staleIfError: {notfound: true}
 clientAuth: {}
 `,
@@ -56,7 +56,8 @@ clientAuth: {}
       /storage\.maxSize: must be a size such as "50Gi"/,
       /upstreams\[0\]\.host: must be lowercase/,
       /refresh\.default: "Sometimes" is not a refresh policy/,
-      /refresh\.rules\[0\]\.tags\[0\]: has a repeated group/,
+      /refresh\.rules\[0\]\.tags\[1\]: uses the lookaround \(\?= \.\.\.\)/,
+      /refresh\.rules\[0\]\.repository: uses the backreference \\1:/,
       /staleIfError\.notfound: is not a known field; did you mean "notFound"\?/,
     ])
       assert.match(text, expected);

@@ -70,7 +70,7 @@ describe('cache: containerd pulls', () => {
     const before = await upstream.count({ uri: 'web/site/manifests' });
     const hits = (): number =>
       Number(
-        /pullmap_cache_requests_total\{kind="manifest",result="hit"\} (\d+)/.exec(
+        /pullmap_cache_requests_total\{kind="manifest",upstream="[^"]+",result="hit"\} (\d+)/.exec(
           cache.instance.metrics.render(),
         )?.[1] ?? 0,
       );

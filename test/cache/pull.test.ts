@@ -23,7 +23,10 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     await pushImage(upstream, 'team/app', '1.0', image);
     await pushImage(upstream, 'team/copy', '1.0', image);
     await pushImage(upstream, 'team/head', '1', headOnly);
-    cache = await startTestCache({ upstreams: [{ host: upstream.host, plainHttp: true }] });
+    cache = await startTestCache({
+      upstreams: [{ host: upstream.host, plainHttp: true }],
+      storage: { maxSize: '1Gi' },
+    });
     prefix = `${cache.host}/${embedRegistry(upstream.host)}`;
   });
   after(() => closeAll(cache, upstream, work));
@@ -136,9 +139,35 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     assert.equal(base.statusCode, 200);
     assert.equal(base.headers['docker-distribution-api-version'], 'registry/2.0');
     await base.body.dump();
+    // A host that is not an upstream is refused, and counted under "other", never as a label of its own.
+    const stranger = await request(`${cache.url}/v2/stranger.example/team/app/manifests/1`);
+    assert.equal(stranger.statusCode, 404);
+    await stranger.body.dump();
     const text = await (await request(`${cache.url}/metrics`)).body.text();
-    assert.match(text, /pullmap_cache_requests_total\{kind="blob",result="hit"\} [1-9]/);
+    assert.doesNotMatch(text, /stranger\.example/);
+    assert.match(text, /pullmap_cache_request_duration_seconds_count\{kind="other",upstream="other"\} [1-9]/);
+    assert.ok(
+      text.includes(`pullmap_cache_requests_total{kind="blob",upstream="${upstream.host}",result="hit"} `),
+    );
+    assert.match(text, /pullmap_cache_requests_total\{kind="blob",upstream="[^"]+",result="hit"\} [1-9]/);
+    // Latency by kind and upstream: only configured hosts are label values.
+    assert.match(
+      text,
+      new RegExp(
+        `pullmap_cache_request_duration_seconds_count\\{kind="blob",upstream="${upstream.host}"\\} [1-9]`,
+      ),
+    );
+    assert.match(text, /^pullmap_build_info\{version="\d+\.\d+\.\d+[^"]*",nodejs="[^"]+"\} 1$/m);
+    for (const name of [
+      'process_cpu_seconds_total',
+      'process_start_time_seconds',
+      'process_open_fds',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_seconds',
+    ])
+      assert.match(text, new RegExp(`^${name} [0-9.e+-]+$`, 'm'), name);
     assert.match(text, /pullmap_cache_served_bytes_total\{source="cache"\} [1-9]/);
     assert.match(text, /pullmap_cache_store_bytes [1-9]/);
+    assert.match(text, /^pullmap_cache_store_max_bytes 1073741824$/m);
   });
 });

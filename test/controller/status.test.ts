@@ -46,3 +46,45 @@ test('status: written only when something changes; the transition time moves onl
   assert.match(rejected.conditions[0]!.message, /\(generation 1 keeps serving\)$/);
   assert.equal(statusDiffers(broken, rejected), true);
 });
+
+test('status: with pull secret copying off, a ClusterImageMap naming a pullSecret says so beside Ready', () => {
+  const cluster: KubeObject = {
+    apiVersion: 'pullmap.dev/v1alpha1',
+    kind: 'ClusterImageMap',
+    metadata: { name: 'private', creationTimestamp: '2026-01-01T00:00:00Z', generation: 2, uid: 'c' },
+    spec: {
+      mappings: [
+        { from: 'ghcr.io/acme/', to: 'mirror.example/acme/', pullSecret: 'mirror-pull' },
+        { from: 'quay.io/acme/', to: 'mirror.example/quay/', pullSecret: 'mirror-pull' },
+      ],
+    },
+  };
+  const verdict = analyzeMaps([{ current: cluster }]).verdicts[0]!;
+  const off = desiredStatus(cluster, verdict, '2026-01-01T00:00:10Z', { pullSecretCopy: false });
+  assert.equal(off.conditions[0]!.type, 'Ready');
+  assert.equal(off.conditions[0]!.status, 'True', 'the map itself is fine');
+  const note = off.conditions.find((c) => c.type === 'PullSecretsCopied')!;
+  assert.equal(note.status, 'False');
+  assert.equal(note.reason, 'CopyDisabled');
+  assert.equal(note.observedGeneration, 2);
+  assert.match(
+    note.message,
+    /pullSecretCopy\.enabled=false.*--no-pull-secret-copy.*pullmap-mirror-pull,? which/,
+  );
+  // The transition time is kept while the note stays.
+  const again = desiredStatus({ ...cluster, status: off }, verdict, '2026-01-01T00:09:00Z', {
+    pullSecretCopy: false,
+  });
+  assert.equal(statusDiffers({ ...cluster, status: off }, again), false);
+  // Copying on (the default), or a map without pullSecret, or an ImageMap (its Secret is its own): no note.
+  assert.equal(desiredStatus(cluster, verdict, 'now').conditions.length, 1);
+  assert.equal(desiredStatus(cluster, verdict, 'now', { pullSecretCopy: true }).conditions.length, 1);
+  const own = {
+    ...accepted,
+    spec: { mappings: [{ from: 'nginx', to: 'a.example/nginx', pullSecret: 's' }] },
+  };
+  const ownVerdict = analyzeMaps([{ current: own }]).verdicts[0]!;
+  assert.equal(desiredStatus(own, ownVerdict, 'now', { pullSecretCopy: false }).conditions.length, 1);
+  // Turning copying back on removes the note (a status write).
+  assert.equal(statusDiffers({ ...cluster, status: off }, desiredStatus(cluster, verdict, 'now')), true);
+});

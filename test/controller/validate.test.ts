@@ -72,6 +72,19 @@ test('an invalid candidate is denied naming the field and the fix', () => {
   );
 });
 
+test('a mutableTags pattern RE2 cannot express is denied naming the field and the reason', () => {
+  const candidate = {
+    ...map('e', '2026-01-02T00:00:00Z', [{ from: 'ghcr.io/', to: 'x.example/ghcr.io/' }]),
+    spec: { mappings: [{ from: 'ghcr.io/', to: 'x.example/ghcr.io/' }], mutableTags: ['(a|a)*', '(v)\\1'] },
+  };
+  const result = ask(review(candidate), inputs);
+  assert.equal(result.allowed, false);
+  assert.match(
+    result.status!.message,
+    /^ImageMap\/team\/e is rejected \(Invalid\): spec\.mutableTags\[1\]: uses the backreference \\1: patterns are matched by RE2/,
+  );
+});
+
 test('an update of an older map that would push out a newer one is allowed with a warning naming it', () => {
   const newer = map('z', '2026-01-03T00:00:00Z', [{ from: 'quay.io/', to: 'z.example/quay.io/' }]);
   const updated = map('a', '2026-01-01T00:00:00Z', [{ from: 'quay.io/', to: 'a.example/quay.io/' }]);

@@ -139,10 +139,60 @@ describe('consistency', () => {
       [
         map('ClusterImageMap', 'x', {
           mappings: [{ from: 'quay.io/', to: 'a.io/' }],
-          mutableTags: ['(a+)+'],
+          mutableTags: ['latest', '(?<!rc)[0-9]+'],
+        }),
+        'spec.mutableTags[1]',
+        /uses the lookaround \(\?<! \.\.\.\): patterns are matched by RE2/,
+      ],
+      [
+        map('ClusterImageMap', 'x', {
+          mappings: [{ from: 'quay.io/', to: 'a.io/' }],
+          mutableTags: ['(v[0-9])-\\1'],
         }),
         'spec.mutableTags[0]',
-        /exponential/,
+        /uses the backreference \\1:/,
+      ],
+      [
+        map('ClusterImageMap', 'x', {
+          mappings: [{ from: 'quay.io/', to: 'a.io/' }],
+          mutableTags: ['[0-9a-f]{999}'],
+        }),
+        'spec.mutableTags[0]',
+        /compiles to about 999 steps|compiles to \d+ steps; at most 1000/,
+      ],
+      [
+        map('ClusterImageMap', 'x', {
+          mappings: [{ from: 'quay.io/', to: 'a.io/' }],
+          mutableTags: Array.from({ length: 8 }, (_, i) => `t${i}[a-z]{600}`),
+        }),
+        'spec.mutableTags',
+        /together compile to about \d+ steps; at most 4000/,
+      ],
+      [
+        map('ClusterImageMap', 'UPPER_case', { mappings: [{ from: 'a.io/', to: 'b.io/' }] }),
+        'metadata.name',
+        /is not a valid Kubernetes name: use lowercase letters, digits, "-" and "\.".* \(such as "upper-case"\)/,
+      ],
+      [
+        map('ImageMap', 'x', { mappings: [{ from: 'a.io/', to: 'b.io/' }] }, { namespace: 'team.a' }),
+        'metadata.namespace',
+        /is not a valid Kubernetes name: use lowercase letters, digits and "-".* \(such as "team-a"\)/,
+      ],
+      [
+        map('ClusterImageMap', 'x', {
+          mappings: [{ from: 'a.io/', to: 'b.io/' }],
+          existence: { positiveTTL: '1000000h' },
+        }),
+        'spec.existence.positiveTTL',
+        /is too large; the maximum is 8784h \(366 days\)/,
+      ],
+      [
+        map('ClusterImageMap', 'x', {
+          mappings: [{ from: 'a.io/', to: 'b.io/' }],
+          existence: { negativeTTL: '1 minute' },
+        }),
+        'spec.existence.negativeTTL',
+        /is not a duration; write it like "90s"/,
       ],
       [map('ClusterImageMap', 'x', { mappings: [] }), 'spec.mappings', /at least 1 item/],
       [

@@ -1,24 +1,27 @@
-// The CRDs in deploy/crds/ and in the Helm chart's crds/ are exactly what the schema source generates,
+// The CRDs in deploy/crds/ and the Helm chart's templates/crds.yaml are exactly what the schema source generates,
 // and they have the shape the API server demands of a structural schema (checked for real in
 // test/e2e/controller.test.ts and test/deploy/helm.test.ts).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { CRD_DIRS, mapCrds } from '../../src/core/api/crd.ts';
+import { CRD_DIRS, CRD_TEMPLATE, mapCrds, mapCrdTemplate } from '../../src/core/api/crd.ts';
 import { mapSpecSchema } from '../../src/core/api/v1alpha1.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const dir = join(root, 'deploy', 'crds');
 
-test('deploy/crds/ and the chart\'s crds/ match the schema source (run "node scripts/gen-crds.ts" after a schema change)', () => {
-  assert.deepEqual(CRD_DIRS, ['deploy/crds', 'deploy/helm/pullmap/crds']);
+test('deploy/crds/ and the chart\'s templates/crds.yaml match the schema source (run "node scripts/gen-crds.ts" after a schema change)', () => {
+  assert.deepEqual(CRD_DIRS, ['deploy/crds']);
   for (const crdDir of CRD_DIRS) {
     for (const { file, yaml } of mapCrds()) {
       assert.equal(readFileSync(join(root, crdDir, file), 'utf8'), yaml, `${crdDir}/${file} is stale`);
     }
   }
+  assert.equal(readFileSync(join(root, CRD_TEMPLATE), 'utf8'), mapCrdTemplate(), `${CRD_TEMPLATE} is stale`);
+  // No crds/ beside it: Helm would install those first and the template would then collide with them.
+  assert.equal(existsSync(join(root, 'deploy', 'helm', 'pullmap', 'crds')), false);
 });
 
 test('the spec schema in the installed CRD files is the one the config loader and the webhook check with', () => {

@@ -17,9 +17,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
 import { parseCacheConfig } from '../../src/cache/config.ts';
+import { mapCrds } from '../../src/core/api/crd.ts';
 import { CHART, type Helm, startHelm } from '../harness/helm.ts';
 import { type Kube, startKube } from '../harness/kube.ts';
-import { execFileAsync, freePort, startDaemon, tempDir } from '../harness/process.ts';
+import { type Daemon, execFileAsync, freePort, startDaemon, tempDir } from '../harness/process.ts';
 import { PULLMAP } from '../harness/pullmap.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -44,6 +45,8 @@ const CASES: readonly Case[] = [
   { name: 'maps' },
   { name: 'host-network' },
   { name: 'service-monitor', flags: ['--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor'] },
+  { name: 'production' },
+  { name: 'single-replica' },
 ];
 
 const valuesFile = (name: string): string[] => {
@@ -276,6 +279,11 @@ describe('helm lint and template', () => {
       ],
       [['--set', 'webhook.url=https://127.0.0.1:9443/mutate'], /webhook\/url/],
       [
+        ['--set', 'webhook.pdb.minAvailable=2'],
+        /webhook\.pdb\.minAvailable \(2\) must be below webhook\.replicas \(2\)/,
+      ],
+      [['--set', 'pullSecretCopy.enabled=maybe'], /pullSecretCopy/],
+      [
         ['--set', 'webhook.hostNetwork=true', '--set', 'webhook.listenHost=127.0.0.1'],
         /webhook\.listenHost=127\.0\.0\.1 with hostNetwork .* set webhook\.url/,
       ],
@@ -285,6 +293,104 @@ describe('helm lint and template', () => {
       assert.notEqual(result.code, 0, flags.join(' '));
       assert.match(result.stderr, message, flags.join(' '));
     }
+  });
+});
+
+describe('production values', () => {
+  test('PDB: none for a single replica (minAvailable 1 would block every drain), minAvailable 1 for several, maxUnavailable when set', async () => {
+    assert.equal(find(objects(await template('single-replica')), 'PodDisruptionBudget'), undefined);
+    const several = find(objects(await template('production')), 'PodDisruptionBudget')!;
+    assert.equal(several.spec.minAvailable, 1);
+    assert.equal(several.spec.maxUnavailable, undefined);
+    const set = objects(await template('single-replica', ['--set', 'webhook.pdb.maxUnavailable=1']));
+    assert.deepEqual(find(set, 'PodDisruptionBudget')!.spec.maxUnavailable, 1);
+    const off = objects(await template('defaults', ['--set', 'webhook.pdb.enabled=false']));
+    assert.equal(find(off, 'PodDisruptionBudget'), undefined);
+  });
+
+  test('CRDs from templates/: the objects the schema source generates, with the chart labels and resource-policy keep', async () => {
+    const list = objects(await template('defaults'));
+    const crds = list.filter((o) => o.kind === 'CustomResourceDefinition');
+    assert.deepEqual(crds.map((c) => c.metadata.name).sort(), [
+      'clusterimagemaps.pullmap.dev',
+      'imagemaps.pullmap.dev',
+    ]);
+    for (const { crd } of mapCrds()) {
+      const name = (crd.metadata as Obj).name;
+      const rendered = crds.find((c) => c.metadata.name === name)!;
+      assert.deepEqual(rendered.spec, crd.spec, `${name}: the generated spec`);
+      assert.equal(rendered.metadata.annotations['helm.sh/resource-policy'], 'keep');
+      assert.equal(rendered.metadata.labels['app.kubernetes.io/part-of'], 'pullmap');
+      assert.equal(rendered.metadata.labels['app.kubernetes.io/managed-by'], 'Helm');
+    }
+    const notKept = objects(await template('single-replica')).filter(
+      (o) => o.kind === 'CustomResourceDefinition',
+    );
+    assert.equal(notKept.length, 2);
+    for (const crd of notKept) assert.equal(crd.metadata.annotations, undefined, 'crds.keep=false');
+    const none = objects(await template('defaults', ['--set', 'crds.enabled=false']));
+    assert.equal(none.filter((o) => o.kind === 'CustomResourceDefinition').length, 0);
+  });
+
+  test('pullSecretCopy.enabled=false: no rule touches Secrets, pullmap is told not to copy; the default grants what copying needs', async () => {
+    const grantsSecrets = (list: Obj[]) =>
+      list
+        .filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role')
+        .flatMap((r) => r.rules as Obj[])
+        .filter((rule) => rule.resources.includes('secrets') || rule.resources.includes('*'));
+    const off = objects(await template('production'));
+    assert.deepEqual(grantsSecrets(off), []);
+    const args: string[] = find(off, 'Deployment', 'pullmap-webhook')!.spec.template.spec.containers[0].args;
+    assert.ok(args.includes('--no-pull-secret-copy'), args.join(' '));
+    const on = objects(await template('defaults'));
+    assert.deepEqual(grantsSecrets(on), [
+      {
+        apiGroups: [''],
+        resources: ['secrets'],
+        verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'],
+      },
+    ]);
+    const defaultArgs: string[] = find(on, 'Deployment', 'pullmap-webhook')!.spec.template.spec.containers[0]
+      .args;
+    assert.equal(defaultArgs.includes('--no-pull-secret-copy'), false);
+  });
+
+  test('serviceAccount.annotations (workload identity) on the webhook ServiceAccount', async () => {
+    const sa = find(objects(await template('production')), 'ServiceAccount', 'pullmap')!;
+    assert.equal(
+      sa.metadata.annotations['eks.amazonaws.com/role-arn'],
+      'arn:aws:iam::123456789012:role/pullmap',
+    );
+    assert.equal(
+      find(objects(await template('defaults')), 'ServiceAccount')!.metadata.annotations,
+      undefined,
+    );
+  });
+
+  test('networkPolicy.enabled: the serving ports only, from the listed sources, egress when rules are given', async () => {
+    const list = objects(await template('production'));
+    const webhook = find(list, 'NetworkPolicy', 'pullmap-webhook')!;
+    assert.deepEqual(webhook.spec.podSelector.matchLabels, {
+      'app.kubernetes.io/name': 'pullmap',
+      'app.kubernetes.io/instance': 'pullmap',
+      'app.kubernetes.io/component': 'webhook',
+    });
+    assert.deepEqual(webhook.spec.policyTypes, ['Ingress', 'Egress']);
+    assert.deepEqual(webhook.spec.ingress, [
+      { ports: [{ port: 8443, protocol: 'TCP' }], from: [{ ipBlock: { cidr: '10.0.0.0/16' } }] },
+    ]);
+    assert.equal(webhook.spec.egress.length, 2);
+    const cache = find(list, 'NetworkPolicy', 'pullmap-cache')!;
+    assert.equal(cache.spec.podSelector.matchLabels['app.kubernetes.io/component'], 'cache');
+    assert.deepEqual(cache.spec.ingress, [{ ports: [{ port: 7439, protocol: 'TCP' }] }], 'any source');
+    // The pods' labels are what the policies select.
+    const webhookPod = find(list, 'Deployment', 'pullmap-webhook')!.spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(webhook.spec.podSelector.matchLabels)) assert.equal(webhookPod[k], v);
+    const cachePod = find(list, 'DaemonSet', 'pullmap-cache')!.spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(cache.spec.podSelector.matchLabels)) assert.equal(cachePod[k], v);
+    const ingressOnly = objects(await template('defaults', ['--set', 'networkPolicy.enabled=true']));
+    assert.deepEqual(find(ingressOnly, 'NetworkPolicy')!.spec.policyTypes, ['Ingress']);
+    assert.equal(find(objects(await template('defaults')), 'NetworkPolicy'), undefined);
   });
 });
 
@@ -420,63 +526,25 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
     kube = await startKube();
   });
 
-  after(async () => {
-    await kube?.stop();
-  });
+  /** Waits (up to a minute) for a condition of `type` in the object's status. */
+  const condition = async (object: string[], type: string): Promise<Obj | undefined> => {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const found = (await get(object)).status?.conditions?.find((c: Obj) => c.type === type);
+      if (found) return found;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return undefined;
+  };
 
-  test('install creates the webhook, its certificate, RBAC, the cache DaemonSet and the maps; upgrade keeps the certificate; uninstall removes them', async (t) => {
-    const started = performance.now();
-    await helmKube([
-      'install',
-      'pullmap',
-      CHART,
-      '--create-namespace',
-      '--set',
-      'cache.enabled=true',
-      ...valuesFile('maps'),
-      ...NO_CLUSTER_IP,
-    ]);
-    t.diagnostic(`helm install: ${Math.round(performance.now() - started)} ms`);
-
-    // CRDs from the chart's crds/, established, and the maps from values accepted by their schema.
-    for (const crd of ['imagemaps.pullmap.dev', 'clusterimagemaps.pullmap.dev'])
-      assert.equal((await get(['crd', crd])).metadata.labels['app.kubernetes.io/part-of'], 'pullmap');
-    const mirror = await get(['clusterimagemap', 'mirror']);
-    assert.equal(mirror.spec.mappings[0].when, 'Always', 'the CRD schema defaulted the omitted field');
-    assert.equal(mirror.spec.mappings[1].naming, 'zarf');
-    assert.equal((await get(['clusterimagemap', 'bootcamp'])).spec.namespaceSelector.matchLabels.team, 'web');
-
+  /**
+   * Runs the webhook command of the installed Deployment here, as the chart's ServiceAccount (a token
+   * of it in a kubeconfig) with the release's serving certificate, until `body` is done.
+   */
+  const runChartWebhook = async (body: (serve: Daemon) => Promise<void>): Promise<void> => {
     const deployment = await get(['-n', NAMESPACE, 'deployment', 'pullmap-webhook']);
-    assert.equal(deployment.spec.replicas, 2);
-    assert.equal(deployment.spec.template.spec.serviceAccountName, 'pullmap');
-    assert.equal((await get(['-n', NAMESPACE, 'service', 'pullmap-webhook'])).spec.ports[0].port, 443);
-    assert.equal((await get(['-n', NAMESPACE, 'pdb', 'pullmap-webhook'])).spec.minAvailable, 1);
-    const ds = await get(['-n', NAMESPACE, 'daemonset', 'pullmap-cache']);
-    assert.equal(ds.spec.template.spec.containers[0].ports[0].hostIP, '127.0.0.1');
-    assert.ok(await exists(['-n', NAMESPACE, 'configmap', 'pullmap-cache-config']));
-    for (const object of [
-      ['clusterrole', 'pullmap'],
-      ['clusterrolebinding', 'pullmap'],
-      ['-n', NAMESPACE, 'role', 'pullmap-leader-election'],
-      ['-n', NAMESPACE, 'rolebinding', 'pullmap-leader-election'],
-      ['-n', NAMESPACE, 'serviceaccount', 'pullmap'],
-    ])
-      assert.ok(await exists(object), object.join(' '));
-
     const secret = await get(['-n', NAMESPACE, 'secret', 'pullmap-webhook-tls']);
     const mutating = await get(['mutatingwebhookconfiguration', 'pullmap']);
-    const validating = await get(['validatingwebhookconfiguration', 'pullmap-maps']);
-    assertServingCert(mutating.webhooks[0].clientConfig.caBundle, secret.data['tls.crt'], 'pullmap-webhook');
-    assert.equal(validating.webhooks[0].clientConfig.caBundle, mutating.webhooks[0].clientConfig.caBundle);
-    assert.equal(mutating.webhooks[0].clientConfig.url, 'https://127.0.0.1:1/mutate-pods');
-    assert.equal(
-      new X509Certificate(pem(secret.data['tls.crt'])).checkIP('127.0.0.1'),
-      '127.0.0.1',
-      'the certificate names the url host',
-    );
-
-    // The webhook command as the Deployment holds it, run here with the chart's ServiceAccount: it
-    // loads the maps (ready), elects itself and writes their status, serving with the Secret's certificate.
     const dir = await tempDir('helm-serve');
     try {
       const token = (await kube.kubectl(['-n', NAMESPACE, 'create', 'token', 'pullmap'])).trim();
@@ -511,28 +579,120 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
           )) === 200,
       });
       try {
-        const deadline = Date.now() + 60_000;
-        let ready: Obj | undefined;
-        while (Date.now() < deadline) {
-          ready = (await get(['clusterimagemap', 'mirror'])).status?.conditions?.find(
-            (c: Obj) => c.type === 'Ready',
-          );
-          if (ready) break;
-          await new Promise((r) => setTimeout(r, 250));
-        }
-        assert.equal(
-          ready?.status,
-          'True',
-          `map status written by the chart's ServiceAccount:\n${serve.output().slice(-3000)}`,
-        );
-        const lease = await get(['-n', NAMESPACE, 'lease', 'pullmap-controller']);
-        assert.equal(lease.spec.holderIdentity, 'pullmap-webhook-test');
+        await body(serve);
       } finally {
         await serve.stop();
       }
     } finally {
       await dir.remove();
     }
+  };
+
+  after(async () => {
+    await kube?.stop();
+  });
+
+  test('install creates the webhook, its certificate, RBAC, the cache DaemonSet and the maps; upgrade keeps the certificate; uninstall removes them', async (t) => {
+    // Maps from values on a cluster without the CRDs yet: refused with the fix, before anything is made.
+    const first = await helm.run(
+      [
+        'install',
+        'pullmap',
+        CHART,
+        '--namespace',
+        NAMESPACE,
+        '--create-namespace',
+        ...valuesFile('maps'),
+        ...NO_CLUSTER_IP,
+      ],
+      { kubeconfig: kube.kubeconfigPath },
+    );
+    assert.notEqual(first.code, 0);
+    assert.match(
+      first.stderr,
+      /clusterImageMaps: .*Install once without clusterImageMaps, then helm upgrade with them/,
+    );
+    assert.equal(await exists(['crd', 'clusterimagemaps.pullmap.dev']), false);
+
+    const started = performance.now();
+    await helmKube([
+      'install',
+      'pullmap',
+      CHART,
+      '--create-namespace',
+      '--set',
+      'cache.enabled=true',
+      ...NO_CLUSTER_IP,
+    ]);
+    t.diagnostic(`helm install: ${Math.round(performance.now() - started)} ms`);
+    // CRDs from the chart's templates, kept on uninstall; then the maps from values, accepted by their schema.
+    for (const crd of ['imagemaps.pullmap.dev', 'clusterimagemaps.pullmap.dev']) {
+      const object = await get(['crd', crd]);
+      assert.equal(object.metadata.labels['app.kubernetes.io/part-of'], 'pullmap');
+      assert.equal(object.metadata.annotations['helm.sh/resource-policy'], 'keep');
+    }
+    await helmKube(['upgrade', 'pullmap', CHART, '--reuse-values', ...valuesFile('maps')]);
+    const mirror = await get(['clusterimagemap', 'mirror']);
+    assert.equal(mirror.spec.mappings[0].when, 'Always', 'the CRD schema defaulted the omitted field');
+    assert.equal(mirror.spec.mappings[1].naming, 'zarf');
+    assert.equal((await get(['clusterimagemap', 'bootcamp'])).spec.namespaceSelector.matchLabels.team, 'web');
+
+    const deployment = await get(['-n', NAMESPACE, 'deployment', 'pullmap-webhook']);
+    assert.equal(deployment.spec.replicas, 2);
+    assert.equal(deployment.spec.template.spec.serviceAccountName, 'pullmap');
+    assert.equal((await get(['-n', NAMESPACE, 'service', 'pullmap-webhook'])).spec.ports[0].port, 443);
+    assert.equal((await get(['-n', NAMESPACE, 'pdb', 'pullmap-webhook'])).spec.minAvailable, 1);
+    const ds = await get(['-n', NAMESPACE, 'daemonset', 'pullmap-cache']);
+    assert.equal(ds.spec.template.spec.containers[0].ports[0].hostIP, '127.0.0.1');
+    assert.ok(await exists(['-n', NAMESPACE, 'configmap', 'pullmap-cache-config']));
+    for (const object of [
+      ['clusterrole', 'pullmap'],
+      ['clusterrolebinding', 'pullmap'],
+      ['-n', NAMESPACE, 'role', 'pullmap-leader-election'],
+      ['-n', NAMESPACE, 'rolebinding', 'pullmap-leader-election'],
+      ['-n', NAMESPACE, 'serviceaccount', 'pullmap'],
+    ])
+      assert.ok(await exists(object), object.join(' '));
+    // Pull secret copying is on by default: the ServiceAccount may list Secrets everywhere.
+    assert.equal(
+      (
+        await kube.kubectl([
+          'auth',
+          'can-i',
+          'list',
+          'secrets',
+          '-A',
+          '--as',
+          `system:serviceaccount:${NAMESPACE}:pullmap`,
+        ])
+      ).trim(),
+      'yes',
+    );
+
+    const secret = await get(['-n', NAMESPACE, 'secret', 'pullmap-webhook-tls']);
+    const mutating = await get(['mutatingwebhookconfiguration', 'pullmap']);
+    const validating = await get(['validatingwebhookconfiguration', 'pullmap-maps']);
+    assertServingCert(mutating.webhooks[0].clientConfig.caBundle, secret.data['tls.crt'], 'pullmap-webhook');
+    assert.equal(validating.webhooks[0].clientConfig.caBundle, mutating.webhooks[0].clientConfig.caBundle);
+    assert.equal(mutating.webhooks[0].clientConfig.url, 'https://127.0.0.1:1/mutate-pods');
+    assert.equal(
+      new X509Certificate(pem(secret.data['tls.crt'])).checkIP('127.0.0.1'),
+      '127.0.0.1',
+      'the certificate names the url host',
+    );
+
+    // The webhook command as the Deployment holds it, run here with the chart's ServiceAccount: it
+    // loads the maps (ready), elects itself and writes their status, serving with the Secret's certificate.
+    await runChartWebhook(async (serve) => {
+      const ready = await condition(['clusterimagemap', 'mirror'], 'Ready');
+      assert.equal(
+        ready?.status,
+        'True',
+        `map status written by the chart's ServiceAccount:\n${serve.output().slice(-3000)}`,
+      );
+      const lease = await get(['-n', NAMESPACE, 'lease', 'pullmap-controller']);
+      assert.equal(lease.spec.holderIdentity, 'pullmap-webhook-test');
+    });
 
     // Upgrade: the certificate found in the cluster is kept, the change applied.
     await helmKube(['upgrade', 'pullmap', CHART, '--reuse-values', '--set', 'webhook.replicas=3']);
@@ -549,8 +709,8 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
     );
     assert.equal((await get(['-n', NAMESPACE, 'deployment', 'pullmap-webhook'])).spec.replicas, 3);
 
-    // Uninstall removes what the release made; CRDs stay (Helm never deletes crds/, so maps users
-    // created survive a reinstall).
+    // Uninstall removes what the release made; the CRDs stay (crds.keep), so maps users created survive
+    // a reinstall.
     await helmKube(['uninstall', 'pullmap']);
     for (const object of [
       ['-n', NAMESPACE, 'deployment', 'pullmap-webhook'],
@@ -568,6 +728,107 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       assert.equal(await exists(object), false, `${object.join(' ')} is gone after uninstall`);
     assert.ok(await exists(['crd', 'clusterimagemaps.pullmap.dev']));
   });
+  test('pullSecretCopy.enabled=false: the webhook runs with no Secret access at all, and a map naming a pullSecret says copying is disabled; an upgrade applies a CRD change', async () => {
+    // The CRDs kept by the previous test's uninstall are adopted again by the same release name.
+    await helmKube(['install', 'pullmap', CHART, '--set', 'pullSecretCopy.enabled=false', ...NO_CLUSTER_IP]);
+    const sa = `system:serviceaccount:${NAMESPACE}:pullmap`;
+    for (const verb of ['get', 'list', 'watch', 'create', 'update', 'delete'])
+      for (const scope of [['-A'], ['-n', NAMESPACE]]) {
+        // can-i says "no" with exit code 1, which the harness reports as a rejection.
+        const answer = await kube.kubectl(['auth', 'can-i', verb, 'secrets', ...scope, '--as', sa]).then(
+          (out) => out.trim(),
+          // Nothing on stderr after the command line: the plain "no" exit, not an error.
+          (err: unknown) => (String(err).trim().endsWith(`--as ${sa}`) ? 'no' : String(err)),
+        );
+        assert.equal(answer, 'no', `${verb} secrets ${scope.join(' ')}`);
+      }
+    await kube.kubectl(
+      ['apply', '-f', '-'],
+      stringify({
+        apiVersion: 'pullmap.dev/v1alpha1',
+        kind: 'ClusterImageMap',
+        metadata: { name: 'private' },
+        spec: {
+          mappings: [{ from: 'ghcr.io/acme/', to: 'mirror.example/acme/', pullSecret: 'mirror-pull' }],
+        },
+      }),
+    );
+    await runChartWebhook(async (serve) => {
+      const note = await condition(['clusterimagemap', 'private'], 'PullSecretsCopied');
+      assert.equal(note?.status, 'False', serve.output().slice(-3000));
+      assert.equal(note?.reason, 'CopyDisabled');
+      assert.match(note?.message, /pullmap-mirror-pull/);
+      assert.equal((await condition(['clusterimagemap', 'private'], 'Ready'))?.status, 'True');
+      assert.doesNotMatch(serve.output(), /forbidden|secrets/i, 'nothing asked for a Secret');
+    });
+    await kube.kubectl(['delete', 'clusterimagemap', 'private']);
+
+    // A schema change in a new chart version reaches the cluster with helm upgrade (crds/ never would).
+    const changed = await tempDir('helm-chart');
+    try {
+      await execFileAsync('cp', ['-r', CHART, join(changed.path, 'pullmap')]);
+      const file = join(changed.path, 'pullmap', 'templates', 'crds.yaml');
+      const text = readFileSync(file, 'utf8');
+      const age =
+        '        - name: Age\n          type: date\n          jsonPath: .metadata.creationTimestamp\n';
+      const marked = text.replace(
+        age,
+        `${age}        - name: Upgraded\n          type: string\n          jsonPath: .metadata.name\n`,
+      );
+      assert.notEqual(marked, text, 'the printer column was added to the chart copy');
+      await writeFile(file, marked);
+      await helmKube(['upgrade', 'pullmap', join(changed.path, 'pullmap'), '--reuse-values']);
+      const crd = await get(['crd', 'imagemaps.pullmap.dev']);
+      const columns = crd.spec.versions[0].additionalPrinterColumns.map((c: Obj) => c.name);
+      assert.ok(columns.includes('Upgraded'), columns.join(' '));
+    } finally {
+      await changed.remove();
+    }
+    await helmKube(['uninstall', 'pullmap']);
+  });
+
+  test("upgrading from a release that did not own the CRDs (the chart's crds/): refused, then adopted the README's two ways", async () => {
+    const crds = ['imagemaps.pullmap.dev', 'clusterimagemaps.pullmap.dev'];
+    // What a crds/ install leaves: the CRDs without Helm's ownership label and annotations.
+    const disown = async () => {
+      await kube.kubectl([
+        'annotate',
+        'crd',
+        ...crds,
+        'meta.helm.sh/release-name-',
+        'meta.helm.sh/release-namespace-',
+      ]);
+      await kube.kubectl(['label', 'crd', ...crds, 'app.kubernetes.io/managed-by-']);
+    };
+    for (const adopt of ['--take-ownership', 'label and annotate'] as const) {
+      await disown();
+      await helmKube(['install', 'pullmap', CHART, '--set', 'crds.enabled=false', ...NO_CLUSTER_IP]);
+      const upgrade = ['upgrade', 'pullmap', CHART, '--reuse-values', '--set', 'crds.enabled=true'];
+      const refused = await helm.run([...upgrade, '--namespace', NAMESPACE], {
+        kubeconfig: kube.kubeconfigPath,
+      });
+      assert.notEqual(refused.code, 0, adopt);
+      assert.match(refused.stderr, /invalid ownership metadata|cannot be imported/, refused.stderr);
+      if (adopt === '--take-ownership') await helmKube([...upgrade, '--take-ownership']);
+      else {
+        await kube.kubectl(['label', 'crd', ...crds, 'app.kubernetes.io/managed-by=Helm']);
+        await kube.kubectl([
+          'annotate',
+          'crd',
+          ...crds,
+          'meta.helm.sh/release-name=pullmap',
+          `meta.helm.sh/release-namespace=${NAMESPACE}`,
+        ]);
+        await helmKube(upgrade);
+      }
+      const crd = await get(['crd', 'imagemaps.pullmap.dev']);
+      assert.equal(crd.metadata.annotations['meta.helm.sh/release-name'], 'pullmap', adopt);
+      assert.equal(crd.metadata.annotations['helm.sh/resource-policy'], 'keep', adopt);
+      await helmKube(['uninstall', 'pullmap']);
+      assert.ok(await exists(['crd', 'imagemaps.pullmap.dev']), 'kept');
+    }
+  });
+
   test('the PVC cache and, once the cluster serves the ServiceMonitor API, ServiceMonitors (auto)', async () => {
     const namespace = 'cache-pvc';
     await kube.kubectl(['apply', '-f', join(HERE, 'servicemonitor-crd.yaml')]);
@@ -579,11 +840,14 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
     ]);
     const inNs = (args: string[]): Promise<string> =>
       helm.ok([...args, '--namespace', namespace], { kubeconfig: kube.kubeconfigPath });
+    // A second release: the first owns the CRDs (kept after its uninstall, still annotated as its own).
     const notes = await inNs([
       'install',
       'pullmap-pvc',
       CHART,
       '--create-namespace',
+      '--set',
+      'crds.enabled=false',
       '--set',
       'cache.enabled=true',
       '--set',

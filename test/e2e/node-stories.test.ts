@@ -352,7 +352,9 @@ describe('story 003 on the node: mutable tags through the cache, and the cache w
     const removed = await node.removeImage(cachedRef);
     assert.ok(removed.includes(cachedRef), `removed ${removed.join(', ')}`);
     assert.equal(await node.hasImage(cachedRef), false);
-    const staleBefore = await cacheMetric('pullmap_cache_stale_responses_total{reason="unreachable"}');
+    const staleBefore = await cacheMetric(
+      `pullmap_cache_stale_responses_total{upstream="${upstream.host}",reason="unreachable"}`,
+    );
     const bytesBefore = await servedBytes();
 
     const third = await runPod(t, pod('tool-3', ns, { tool: source() }));
@@ -362,7 +364,9 @@ describe('story 003 on the node: mutable tags through the cache, and the cache w
       'kubelet pulled it again',
     );
     assert.ok(
-      (await cacheMetric('pullmap_cache_stale_responses_total{reason="unreachable"}')) > staleBefore,
+      (await cacheMetric(
+        `pullmap_cache_stale_responses_total{upstream="${upstream.host}",reason="unreachable"}`,
+      )) > staleBefore,
       'the cache answered with its stale copy because upstream was unreachable',
     );
     assert.equal(await node.hasImage(cachedRef), true);

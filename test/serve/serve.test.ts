@@ -215,9 +215,22 @@ describe('reviews on the embedded default maps, over HTTPS', () => {
       'pullmap_admissions_total',
       'pullmap_admission_duration_seconds_bucket',
       'pullmap_maps_version',
-      'process_resident_memory_bytes',
     ])
       assert.match(res.body, new RegExp(`^${name}`, 'm'), name);
+    // Standard process metrics, as stock dashboards query them.
+    for (const name of [
+      'process_resident_memory_bytes',
+      'process_cpu_seconds_total',
+      'process_start_time_seconds',
+      'process_open_fds',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_eventloop_lag_p99_seconds',
+    ])
+      assert.match(res.body, new RegExp(`^${name} [0-9.e+-]+$`, 'm'), name);
+    assert.match(res.body, /^pullmap_build_info\{version="0\.\d+\.\d+[^"]*",nodejs="24\.[^"]+"\} 1$/m);
+    // A start time in the past few hours, as seconds since the epoch (not milliseconds, not uptime).
+    const start = (await pm.metric('process_start_time_seconds')) ?? 0;
+    assert.ok(start > Date.now() / 1000 - 3600 && start <= Date.now() / 1000, String(start));
     assert.equal(await pm.metric('pullmap_maps{verdict="Accepted"}'), 1);
   });
 });
@@ -265,7 +278,14 @@ describe('the internal deadline against a slow registry', () => {
     );
     // Correctness, not speed: the registry delays 4 s, so an answer before it means the deadline acted.
     assert.ok(elapsed < 4000, `answered after ${elapsed.toFixed(0)} ms`);
-    assert.equal(await pm.metric('pullmap_existence_deadline_exceeded_total'), 1);
+    assert.equal(await pm.metric(`pullmap_existence_deadline_exceeded_total{registry="${slow.host}"}`), 1);
+    // Said at the default level, naming the image, the registry and the outcome.
+    const warned = pm.logs().filter((l) => l.msg === 'registry probe failed; kept the original image');
+    assert.equal(warned.length, 1, JSON.stringify(pm.logs()));
+    assert.equal(warned[0]!.level, 'warn');
+    assert.equal(warned[0]!.image, 'nginx:1.27');
+    assert.equal(warned[0]!.registry, slow.host);
+    assert.equal(warned[0]!.outcome, 'Timeout');
   });
 
   it('finishes an in-flight review after SIGTERM, then exits cleanly', async () => {

@@ -3,10 +3,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseReview } from '../../src/core/api/admission.ts';
+import type { ProbeOutcome } from '../../src/core/facts.ts';
+import { loadMapsFromText } from '../../src/core/mapping/index.ts';
 import type { MapSource } from '../../src/decision/map-source.ts';
-import { silentLogger } from '../../src/observe/log.ts';
+import { createLogger, LogLimiter, silentLogger } from '../../src/observe/log.ts';
 import { Registry } from '../../src/observe/metrics.ts';
-import { createPodWebhook, type FailurePolicy, probeDeadline } from '../../src/serve/webhook.ts';
+import { existenceMetrics, MAX_REGISTRIES } from '../../src/serve/existence-metrics.ts';
+import {
+  createPodWebhook,
+  type FailurePolicy,
+  PROBE_WARNING_INTERVAL_MS,
+  probeDeadline,
+} from '../../src/serve/webhook.ts';
 import { podReview } from '../harness/pullmap.ts';
 
 const notLoaded: MapSource = { current: () => undefined, close: async () => {} };
@@ -57,5 +65,111 @@ describe('failure policy', () => {
     assert.equal(probeDeadline(3000), 2750);
     assert.equal(probeDeadline(500), 400);
     assert.ok(probeDeadline(1) >= 1);
+  });
+});
+
+/** A webhook on one IfExists map whose candidate registry answers `outcome`; logs collected as objects. */
+function probing(outcome: ProbeOutcome, level: 'debug' | 'info' = 'info') {
+  const loaded = loadMapsFromText(
+    [
+      'apiVersion: pullmap.dev/v1alpha1',
+      'kind: ClusterImageMap',
+      'metadata: { name: airgap }',
+      'spec:',
+      '  mappings:',
+      '    - { from: docker.io/, to: mirror.local/hub/, when: IfExists }',
+    ].join('\n'),
+    'test.yaml',
+  );
+  assert.deepEqual(loaded.errors, []);
+  const state = { snapshot: loaded.snapshot, analysis: loaded.analysis, version: 1 };
+  const lines: Record<string, any>[] = [];
+  const out = { write: (line: string) => lines.push(JSON.parse(line)) } as unknown as NodeJS.WritableStream;
+  let clock = 0;
+  const webhook = createPodWebhook({
+    source: { current: () => state, close: async () => {} },
+    existence: { exists: async () => ({ outcome, cached: false, ageMs: 0, detail: 'test' }) },
+    namespaceLabels: () => ({}),
+    deadlineMs: 1000,
+    failurePolicy: 'Ignore',
+    metrics: new Registry(),
+    logger: createLogger({ level, out: out as never }),
+    now: () => clock,
+  });
+  return { webhook, lines, advance: (ms: number) => (clock += ms) };
+}
+
+const review = (image: string) => {
+  const parsed = parseReview(podReview({ app: image }));
+  assert.ok(parsed.ok);
+  return parsed.request;
+};
+
+describe('signals for the on-call engineer', () => {
+  it('a failed probe that kept the original image is a warning, once a minute per image and registry', async () => {
+    const { webhook, lines, advance } = probing('Unreachable');
+    for (let i = 0; i < 3; i++) await webhook(review('nginx:1.27'));
+    await webhook(review('redis:7'));
+    const warned = () => lines.filter((l) => l.msg === 'registry probe failed; kept the original image');
+    assert.equal(warned().length, 2, 'one line for nginx (two held back), one for redis');
+    const first = warned()[0]!;
+    assert.equal(first.level, 'warn');
+    assert.equal(first.image, 'nginx:1.27');
+    assert.equal(first.registry, 'mirror.local');
+    assert.equal(first.candidate, 'mirror.local/hub/library/nginx:1.27');
+    assert.equal(first.outcome, 'Unreachable');
+    assert.equal(first.rule, 'ClusterImageMap/airgap spec.mappings[0]');
+    assert.equal(first.suppressed, 0);
+    advance(PROBE_WARNING_INTERVAL_MS);
+    await webhook(review('nginx:1.27'));
+    assert.equal(warned().length, 3);
+    assert.equal(warned()[2]!.suppressed, 2, 'the next line counts what was held back');
+  });
+
+  it('a registry that answers NotFound is not a failure: no warning', async () => {
+    const { webhook, lines } = probing('NotFound');
+    await webhook(review('nginx:1.27'));
+    assert.equal(lines.filter((l) => l.level === 'warn').length, 0);
+  });
+
+  it('the debug decision line gives the conclusion (NoCandidateHasImage), not the match', async () => {
+    const { webhook, lines } = probing('NotFound', 'debug');
+    await webhook(review('nginx:1.27'));
+    const decision = lines.find((l) => l.msg === 'decision')!;
+    assert.equal(decision.containers[0].outcome, 'Unchanged');
+    assert.equal(decision.containers[0].reason, 'NoCandidateHasImage');
+  });
+
+  it('LogLimiter forgets the oldest key past its bound', () => {
+    let now = 0;
+    const limiter = new LogLimiter({ intervalMs: 1000, now: () => now, maxKeys: 2 });
+    assert.deepEqual(limiter.take('a'), { suppressed: 0 });
+    assert.equal(limiter.take('a'), undefined);
+    limiter.take('b');
+    limiter.take('c'); // forgets a
+    assert.deepEqual(limiter.take('a'), { suppressed: 0 }, 'a forgotten key logs at once');
+    now = 1000;
+    assert.deepEqual(limiter.take('c'), { suppressed: 0 });
+  });
+});
+
+describe('probe metrics by registry', () => {
+  it('label the first MAX_REGISTRIES registries by host and the rest "other", so a pod cannot grow the series', () => {
+    const metrics = new Registry();
+    const observe = existenceMetrics(metrics);
+    for (let i = 0; i < MAX_REGISTRIES + 8; i++)
+      observe({ kind: 'probe', candidate: `r${i}.example/app:1`, outcome: 'Unreachable', latencyMs: 5 });
+    observe({ kind: 'probe', candidate: 'r0.example/other:2', outcome: 'Available', latencyMs: 1 });
+    observe({ kind: 'deadline', candidate: 'r1.example/app:1' });
+    const text = metrics.render();
+    const hosts = new Set(
+      [...text.matchAll(/pullmap_existence_probes_total\{registry="([^"]+)"/g)].map((m) => m[1]),
+    );
+    assert.equal(hosts.size, MAX_REGISTRIES + 1);
+    assert.ok(hosts.has('other'));
+    assert.match(text, /pullmap_existence_probes_total\{registry="other",outcome="Unreachable"\} 8/);
+    assert.match(text, /pullmap_existence_probes_total\{registry="r0\.example",outcome="Available"\} 1/);
+    assert.match(text, /pullmap_existence_probe_duration_seconds_count\{registry="r0\.example"\} 2/);
+    assert.match(text, /pullmap_existence_deadline_exceeded_total\{registry="r1\.example"\} 1/);
   });
 });

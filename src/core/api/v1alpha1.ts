@@ -2,8 +2,8 @@
 // schema source: the CRD YAML (scripts/gen-crds.ts), the config-file loader, the validating webhook
 // and the TypeScript types all derive from the declarations below.
 
-import { parseDuration } from '../duration.ts';
-import { checkTagPattern } from '../mapping/tag-pattern.ts';
+import { MAX_DURATION_TEXT, parseDuration } from '../duration.ts';
+import { checkTagPattern, patternList } from '../mapping/tag-pattern.ts';
 import {
   boolean,
   type Infer,
@@ -29,6 +29,20 @@ export const LIMITS = { mappings: 500, candidates: 8, mutableTags: 64, reference
 
 /** Secret names are DNS subdomains; pullmap's copies add "pullmap-" (8 characters) within the 253 limit. */
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** A name the rules would accept, close to `s`: lowercased, other characters as "-", trimmed. */
+const nameLike = (s: string, dots: boolean): string =>
+  s
+    .toLowerCase()
+    .replace(dots ? /[^-a-z0-9.]+/g : /[^-a-z0-9]+/g, '-')
+    .replace(/^[-.]+|[-.]+$/g, '') || 'my-map';
+
+/** As the API server checks names of map objects (DNS-1123 subdomain) and namespaces (DNS-1123 label). */
+const dnsName = (what: 'subdomain' | 'label') => (s: string) =>
+  (what === 'subdomain' ? DNS_SUBDOMAIN : DNS_LABEL).test(s)
+    ? undefined
+    : `is not a valid Kubernetes name: use lowercase letters, digits${what === 'subdomain' ? ', "-" and "."' : ' and "-"'}, starting and ending with a letter or digit (such as ${JSON.stringify(nameLike(s, what === 'subdomain'))})`;
 export const PULL_SECRET_MAX_LENGTH = 245;
 
 /** A Go-style duration string ("90s", "10m", "1h30m"); also used by the cache's config file. */
@@ -36,8 +50,13 @@ export const duration = (description: string) =>
   string({
     description,
     example: '10m',
-    validate: (s) =>
-      parseDuration(s).ok ? undefined : `is not a duration; write it like "90s", "10m" or "1h"`,
+    validate: (s) => {
+      const d = parseDuration(s);
+      if (d.ok) return undefined;
+      return d.tooLarge
+        ? `is too large; the maximum is ${MAX_DURATION_TEXT}: use a shorter duration`
+        : `is not a duration; write it like "90s", "10m" or "1h"`;
+    },
   });
 
 const labelSelector = object(
@@ -145,18 +164,20 @@ export const mapSpecSchema = object(
       }),
     ),
     mutableTags: optional(
-      list(
-        string({
-          description: 'A regular expression matched against the whole tag.',
-          minLength: 1,
-          maxLength: 256,
-          validate: checkTagPattern,
-        }),
-        {
-          description:
-            'Tags that may move (like "latest" or "15"); images with them follow mutableTagPolicy.',
-          maxItems: LIMITS.mutableTags,
-        },
+      patternList(
+        list(
+          string({
+            description: 'A regular expression (RE2 syntax) matched against the whole tag.',
+            minLength: 1,
+            maxLength: 256,
+            validate: checkTagPattern,
+          }),
+          {
+            description:
+              'Tags that may move (like "latest" or "15"); images with them follow mutableTagPolicy.',
+            maxItems: LIMITS.mutableTags,
+          },
+        ),
       ),
       [],
     ),
@@ -204,8 +225,17 @@ export const mapSpecSchema = object(
 
 const metadataSchema = object(
   {
-    name: required(string({ description: 'Object name.', minLength: 1, maxLength: 253 })),
-    namespace: optional(string({ description: 'Namespace (ImageMap only).', minLength: 1, maxLength: 63 })),
+    name: required(
+      string({ description: 'Object name.', minLength: 1, maxLength: 253, validate: dnsName('subdomain') }),
+    ),
+    namespace: optional(
+      string({
+        description: 'Namespace (ImageMap only).',
+        minLength: 1,
+        maxLength: 63,
+        validate: dnsName('label'),
+      }),
+    ),
     labels: optional(stringMap({ description: 'Labels.' })),
     annotations: optional(stringMap({ description: 'Annotations.' })),
   },

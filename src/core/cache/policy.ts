@@ -1,6 +1,7 @@
 // When the cache asks upstream again about a tag it already holds. Pure: the caller passes the clock.
 // Digests name immutable content and are never revalidated; only tags move.
 import { parseDuration } from '../duration.ts';
+import type { WholeMatch } from '../mapping/tag-pattern.ts';
 
 export type Refresh =
   | { readonly kind: 'Always' }
@@ -28,9 +29,9 @@ export function formatRefresh(refresh: Refresh): string {
 
 export interface RefreshRule {
   /** Anchored over "<upstream host>/<repository>"; undefined matches every repository. */
-  readonly repository: RegExp | undefined;
+  readonly repository: WholeMatch | undefined;
   /** Anchored over the tag; undefined matches every tag. */
-  readonly tags: RegExp | undefined;
+  readonly tags: WholeMatch | undefined;
   readonly refresh: Refresh;
 }
 
@@ -42,8 +43,8 @@ export function refreshFor(
   tag: string,
 ): Refresh {
   for (const rule of rules) {
-    if (rule.repository !== undefined && !rule.repository.test(name)) continue;
-    if (rule.tags !== undefined && !rule.tags.test(tag)) continue;
+    if (rule.repository !== undefined && !rule.repository.matches(name)) continue;
+    if (rule.tags !== undefined && !rule.tags.matches(tag)) continue;
     return rule.refresh;
   }
   return fallback;

@@ -230,7 +230,7 @@ function prepareRule(
   const mutable =
     ref.digest === undefined &&
     tag !== undefined &&
-    map.mutableTags?.test(tag) === true &&
+    map.mutableTags?.matches(tag) === true &&
     map.spec.mutableTagPolicy !== 'Map';
   const prepared: PreparedRule = {
     rule: matchedRule(rule),

@@ -15,7 +15,7 @@ import {
   parseReference,
 } from '../reference/index.ts';
 import type { FieldIssue } from '../schema/dsl.ts';
-import { compileTagPatterns } from './tag-pattern.ts';
+import { compileTagPatterns, type WholeMatch } from './tag-pattern.ts';
 import { zarfTag } from './zarf.ts';
 
 /** Which map object a rule came from. */
@@ -52,7 +52,7 @@ export interface CompiledMap {
   readonly ref: MapRef;
   readonly spec: MapSpec;
   readonly rules: readonly Rule[];
-  readonly mutableTags: RegExp | undefined;
+  readonly mutableTags: WholeMatch | undefined;
   readonly positiveTtlMs: number | undefined;
   readonly negativeTtlMs: number | undefined;
   /** Sort key: older maps first, then by name (the consistency rules' "created later" order). */

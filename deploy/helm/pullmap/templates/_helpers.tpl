@@ -103,6 +103,15 @@ true
 {{- if and .Values.webhook.hostNetwork (eq .Values.webhook.listenHost "127.0.0.1") (not .Values.webhook.url) -}}
 {{- fail "webhook.listenHost=127.0.0.1 with hostNetwork is reachable from the node only, not through the Service: set webhook.url (e.g. https://127.0.0.1:PORT) for an apiserver on the same machine" -}}
 {{- end -}}
+{{- $pdb := .Values.webhook.pdb -}}
+{{- if and $pdb.enabled (kindIs "invalid" $pdb.maxUnavailable) (gt (int .Values.webhook.replicas) 1) (not (kindIs "string" $pdb.minAvailable)) (ge (int $pdb.minAvailable) (int .Values.webhook.replicas)) -}}
+{{- fail (printf "webhook.pdb.minAvailable (%v) must be below webhook.replicas (%v), or no node running a webhook pod can be drained; lower it or use webhook.pdb.maxUnavailable" $pdb.minAvailable .Values.webhook.replicas) -}}
+{{- end -}}
+{{- /* On a cluster (lookup answers; helm template has none) that does not serve the map API yet, Helm would
+fail to map the ClusterImageMaps before creating the CRDs that define them. */ -}}
+{{- if and .Values.clusterImageMaps .Release.IsInstall (not (.Capabilities.APIVersions.Has "pullmap.dev/v1alpha1/ClusterImageMap")) (lookup "v1" "Namespace" "" "kube-system") -}}
+{{- fail "clusterImageMaps: this cluster does not serve the ClusterImageMap API yet, and Helm cannot create objects of a CRD in the release that installs it. Install once without clusterImageMaps, then helm upgrade with them (README: Upgrading the chart); or apply the CRDs first (kubectl apply --server-side -k deploy/crds) and install with --take-ownership" -}}
+{{- end -}}
 {{- if and .Values.cache.existingConfigSecret (not .Values.cache.enabled) -}}
 {{- fail "cache.existingConfigSecret is set but cache.enabled is false; set cache.enabled=true" -}}
 {{- end -}}

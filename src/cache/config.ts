@@ -294,6 +294,13 @@ const schema = object(
         { description: 'Authentication of clients; none by default.' },
       ),
     ),
+    listing: optional(
+      boolean({
+        description:
+          'Answer /v2/_catalog and /store (pullmap cache ls) with what the cache holds. Clients are authorised as a whole (a client that may pull may pull every cached repository), so this reveals nothing a client cannot reach; false turns both off.',
+      }),
+      true,
+    ),
     limits: optional(
       object(
         {
@@ -391,6 +398,8 @@ export interface CacheConfig {
   /** refresh.timeout: how long a revalidation may take before the cached copy is served stale. */
   readonly revalidateTimeoutMs: number;
   readonly clientAuth: { readonly htpasswd?: string; readonly tokenFile?: string } | undefined;
+  /** /v2/_catalog and /store answer (pullmap cache ls). */
+  readonly listing: boolean;
   readonly maxConnections: number;
   readonly requestTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -496,6 +505,7 @@ export function checkCacheConfig(value: unknown, source: string): ConfigResult {
       >,
       revalidateTimeoutMs: (parseDuration(raw.refresh?.timeout ?? '5s') as { ms: number }).ms,
       clientAuth: raw.clientAuth,
+      listing: raw.listing ?? true,
       maxConnections: raw.limits?.maxConnections ?? 1024,
       requestTimeoutMs: (parseDuration(raw.limits?.requestTimeout ?? '30s') as { ms: number }).ms,
       idleTimeoutMs: (parseDuration(raw.limits?.idleTimeout ?? '60s') as { ms: number }).ms,

@@ -2,17 +2,22 @@
 // Every answer that is not content is the distribution error JSON; pushes are UNSUPPORTED.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { embedRegistry } from '../core/reference/index.ts';
 import type { Logger } from '../observe/log.ts';
 import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
 import type { RegistryClient } from '../registry/client.ts';
-import type { RegistryError } from '../registry/errors.ts';
+import type { RegistryError, RegistryResult } from '../registry/errors.ts';
 import { BlobFetcher } from './blob-fetch.ts';
 import type { ClientAuth } from './client-auth.ts';
 import type { CacheConfig } from './config.ts';
 import { type ByteSource, copyRange } from './copy.ts';
-import { type ManifestAnswer, ManifestResolver } from './manifests.ts';
-import { type ObjectRoute, routeOf } from './route.ts';
-import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store.ts';
+import { type ManifestAnswer, ManifestResolver, staleKindOf } from './manifests.ts';
+import { type ObjectRoute, type Page, paginate, routeOf, type TagsRoute } from './route.ts';
+import { ROOM_MARGIN } from './store/spool.ts';
+import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store/types.ts';
+import { StreamThrough } from './through.ts';
+import { BlobClient, type BlobStream } from './transport/blobs.ts';
+import { listTags } from './transport/tags.ts';
 
 export const STALE_HEADER = 'x-pullmap-stale';
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
@@ -72,6 +77,23 @@ function failureOf(
   return { status: 502, code: 'UNAVAILABLE', message };
 }
 
+/** How long one reading of the cached repositories answers /v2/_catalog. */
+const CATALOG_MEMO_MS = 10_000;
+
+/** Callers asking for one key while its work runs share that work's answer. */
+class SingleFlight<T> {
+  readonly #running = new Map<string, Promise<T>>();
+
+  once(key: string, work: () => Promise<T>): Promise<T> {
+    let pending = this.#running.get(key);
+    if (pending === undefined) {
+      pending = work().finally(() => this.#running.delete(key));
+      this.#running.set(key, pending);
+    }
+    return pending;
+  }
+}
+
 /** The source behind a HEAD answered from upstream: headers only, never read. */
 const NO_BYTES: ByteSource = {
   available: () => 0,
@@ -101,7 +123,13 @@ function parseRange(
 
 class CacheService {
   readonly #store: CacheStore;
-  readonly #client: RegistryClient;
+  readonly #client: BlobClient;
+  readonly #registry: RegistryClient;
+  readonly #config: CacheConfig;
+  /** One upstream tags/list per repository at a time; others wait for its answer. */
+  readonly #tagLists = new SingleFlight<RegistryResult<string[]>>();
+  readonly #now: () => number;
+  #catalogMemo: { readonly at: number; readonly names: Promise<string[]> } | undefined;
   readonly #log: Logger;
   readonly #auth: ClientAuth | undefined;
   readonly #upstreams: ReadonlySet<string>;
@@ -109,11 +137,19 @@ class CacheService {
   readonly #blobs: BlobFetcher;
   readonly #metrics: Registry;
   readonly #m;
+  /**
+   * Set while the store has no room for the last thing it could not keep: the bytes that needed, and
+   * why. Cleared once a blob at least as large is kept, or the free space has room for it.
+   */
+  #full: { readonly needed: number; readonly reason: string } | undefined;
 
   constructor(options: CacheServerOptions) {
     const now = options.now ?? Date.now;
     this.#store = options.store;
-    this.#client = options.client;
+    this.#client = new BlobClient(options.client);
+    this.#registry = options.client;
+    this.#config = options.config;
+    this.#now = now;
     this.#log = options.log;
     this.#auth = options.clientAuth;
     this.#upstreams = new Set(options.config.upstreams.map((u) => u.host));
@@ -162,12 +198,21 @@ class CacheService {
         ['kind'],
       ),
       evictedBytes: r.counter('pullmap_cache_evicted_bytes_total', 'Bytes removed by garbage collection.'),
+      notKept: r.counter(
+        'pullmap_cache_not_kept_total',
+        'Blobs streamed through and manifests served without being stored, because the store was full.',
+        ['kind'],
+      ),
       diskWait: r.counter(
         'pullmap_cache_download_disk_wait_seconds_total',
         'Time blob downloads held upstream back because every unit of their ring was still being written (or hashed).',
       ),
     };
     r.gauge('pullmap_cache_store_bytes', 'Bytes held in the store.').collect(() => this.#store.usedBytes);
+    r.gauge(
+      'pullmap_cache_store_full',
+      '1 while the store has no room for what it was last asked to keep (blobs stream through, /readyz fails).',
+    ).collect(() => (this.#full === undefined ? 0 : 1));
     // With the bytes held, what "store near full" alerts divide by.
     if (this.#store.maxSize !== undefined)
       r.gauge(
@@ -187,16 +232,50 @@ class CacheService {
     this.#manifests = new ManifestResolver(options.store, options.client, options.config, now, {
       refreshed: (result) => this.#m.refreshes.inc({ result }),
       fetched: () => this.#m.fetches.inc({ kind: 'manifest' }),
+      notKept: (what, error) => {
+        if (error.noSpace) this.#storeFull(0, error);
+        if (what === 'manifest') this.#m.notKept.inc({ kind: 'manifest' });
+        this.#log.warn(`${what} served without being stored`, { error: error.message });
+      },
     });
-    this.#blobs = new BlobFetcher(options.store, options.client, {
+    this.#blobs = new BlobFetcher(options.store, this.#client, {
       started: () => this.#m.fetches.inc({ kind: 'blob' }),
+      noRoom: (digest, size, error) => {
+        this.#storeFull(size ?? 0, error);
+        this.#m.notKept.inc({ kind: 'blob' });
+        this.#log.warn('store full: blob streamed through without being kept', {
+          digest,
+          size,
+          error: error?.message,
+        });
+      },
       finished: (digest, bytes, error, diskWaitSeconds) => {
         this.#m.diskWait.inc(undefined, diskWaitSeconds);
+        if (error instanceof StoreWriteError && error.noSpace) this.#storeFull(bytes, error);
+        // A blob as large as the one that did not fit was kept: there is room again.
+        else if (!error && this.#full !== undefined && bytes >= this.#full.needed) this.#full = undefined;
         if (!error) return;
         this.#m.failedDownloads.inc();
         this.#log.warn('blob download failed; nothing stored', { digest, bytes, error });
       },
     });
+  }
+
+  #storeFull(needed: number, error: StoreWriteError | undefined): void {
+    const reason = error?.message ?? `no room for a blob of ${needed} bytes`;
+    this.#full = { needed, reason };
+  }
+
+  /** Why the store is full, or undefined; looks again at the free space (it may have been freed). */
+  async #fullReason(): Promise<string | undefined> {
+    const full = this.#full;
+    if (full === undefined) return undefined;
+    const free = await this.#store.spool.freeBytes().catch(() => 0);
+    if (free >= full.needed + ROOM_MARGIN) {
+      this.#full = undefined;
+      return undefined;
+    }
+    return `store full (${free} bytes free on ${this.#store.spool.dir}): ${full.reason}; blobs stream through without being kept`;
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -217,15 +296,22 @@ class CacheService {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url ?? '/';
-    if (target === '/healthz' || target === '/readyz') {
+    if (target === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (target === '/readyz') {
+      // Not ready while the store is full: pulls still work (streamed through), but nothing is cached.
+      const full = await this.#fullReason();
+      res.writeHead(full ? 503 : 200, { 'content-type': 'text/plain' }).end(`${full ?? 'ok'}\n`);
       return;
     }
     if (target === '/metrics') {
       res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(this.#metrics.render());
       return;
     }
-    if (!target.startsWith('/v2')) {
+    const store = target === '/store' || target.startsWith('/store?');
+    if (!target.startsWith('/v2') && !store) {
       sendError(res, 404, 'NOT_FOUND', 'not a distribution API path; the API is under /v2/');
       return;
     }
@@ -236,6 +322,7 @@ class CacheService {
         return;
       }
     }
+    if (store) return this.#listing(req, res);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendError(
         res,
@@ -259,14 +346,128 @@ class CacheService {
         return this.#manifest(req, res, route);
       case 'blob':
         return this.#blob(req, res, route);
+      case 'tags':
+        return this.#tags(req, res, route);
+      case 'catalog':
+        return this.#catalog(req, res, route);
     }
+  }
+
+  /** A list answer as the distribution API writes it, with a Link to the next page when there is one. */
+  #sendList(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Record<string, unknown>,
+    next: string | undefined,
+    extra: Record<string, string> = {},
+  ): void {
+    const text = JSON.stringify(body);
+    const headers: Record<string, string | number> = {
+      ...API_VERSION,
+      ...extra,
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+    };
+    if (next !== undefined) headers['link'] = `<${next}>; rel="next"`;
+    res.writeHead(200, headers);
+    res.end(req.method === 'HEAD' ? undefined : text);
+  }
+
+  /**
+   * The repository's tags from upstream; when upstream cannot answer and the staleIfError switch for
+   * that failure is on, the tags the cache holds records of, marked stale like a manifest.
+   */
+  async #tags(req: IncomingMessage, res: ServerResponse, route: TagsRoute): Promise<void> {
+    const name = `${route.registry}/${route.repository}`;
+    const upstream = await this.#tagLists.once(name, () =>
+      listTags(this.#registry, route.registry, route.repository),
+    );
+    let tags: string[];
+    const extra: Record<string, string> = {};
+    if (upstream.ok) {
+      tags = upstream.value;
+      this.#m.requests.inc({ kind: 'tags', upstream: route.registry, result: 'miss' });
+    } else {
+      const kind = staleKindOf(upstream.error.code);
+      const held =
+        kind !== undefined && this.#config.staleIfError[kind]
+          ? (await this.#store.allTags()).filter((t) => t.name === name).map((t) => t.tag)
+          : [];
+      if (held.length === 0 || kind === undefined) {
+        this.#m.requests.inc({ kind: 'tags', upstream: route.registry, result: 'error' });
+        const f = failureOf(upstream.error, 'NAME_UNKNOWN');
+        sendError(res, f.status, f.code, f.message);
+        return;
+      }
+      tags = held;
+      this.#m.requests.inc({ kind: 'tags', upstream: route.registry, result: 'stale' });
+      this.#m.stale.inc({ upstream: route.registry, reason: kind });
+      extra[STALE_HEADER] = kind;
+      extra['warning'] = '110 pullmap-cache "Response is Stale"';
+      this.#log.warn('served cached tags', { name, reason: kind, error: upstream.error.message });
+    }
+    const sorted = [...new Set(tags)].sort();
+    const { items, more } = paginate(sorted, route);
+    const query = (last: string) =>
+      new URLSearchParams({
+        ...(route.n === undefined ? {} : { n: String(route.n) }),
+        last,
+        ...(route.ns === undefined ? {} : { ns: route.ns }),
+      }).toString();
+    const last = items.at(-1);
+    const next = more && last !== undefined ? `/v2/${route.name}/tags/list?${query(last)}` : undefined;
+    this.#sendList(req, res, { name: route.name, tags: items }, next, extra);
+  }
+
+  /** The repositories the cache holds tags of, as path-prefixed names. */
+  async #catalog(req: IncomingMessage, res: ServerResponse, page: Page): Promise<void> {
+    if (!this.#config.listing) {
+      sendError(res, 404, 'UNSUPPORTED', 'the catalog is turned off (listing: false in the cache config)');
+      return;
+    }
+    const { items, more } = paginate(await this.#repositories(), page);
+    const n = page.n === undefined ? '' : `n=${page.n}&`;
+    const last = items.at(-1);
+    const next = more && last !== undefined ? `/v2/_catalog?${n}last=${encodeURIComponent(last)}` : undefined;
+    this.#sendList(req, res, { repositories: items }, next);
+  }
+
+  /** The cached repositories, sorted, path-prefixed; read at most every CATALOG_MEMO_MS (each read reads every tag record). */
+  #repositories(): Promise<string[]> {
+    const memo = this.#catalogMemo;
+    if (memo !== undefined && this.#now() - memo.at < CATALOG_MEMO_MS) return memo.names;
+    const names = this.#store.allTags().then((tags) => {
+      const out = new Set<string>();
+      for (const t of tags) {
+        const slash = t.name.indexOf('/');
+        const host = embedRegistry(t.name.slice(0, slash));
+        if (host !== undefined) out.add(`${host}/${t.name.slice(slash + 1)}`);
+      }
+      return [...out].sort();
+    });
+    this.#catalogMemo = { at: this.#now(), names };
+    names.catch(() => {
+      if (this.#catalogMemo?.names === names) this.#catalogMemo = undefined;
+    });
+    return names;
+  }
+
+  /** What the store holds, per tag, with sizes and last use: what `pullmap cache ls` prints. */
+  async #listing(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.#config.listing) {
+      sendError(res, 404, 'UNSUPPORTED', 'listing is turned off (listing: false in the cache config)');
+      return;
+    }
+    const listing = await this.#store.list();
+    const body = { ...listing, maxSize: listing.maxSize ?? null, storeFull: this.#full !== undefined };
+    this.#sendList(req, res, body, undefined);
   }
 
   /** Records an API request's duration by kind and upstream (routed again: it is pure and cheap). */
   #timed(target: string, started: number): void {
     if (!target.startsWith('/v2/')) return;
     const route = routeOf(target, this.#upstreams);
-    const object = route.kind === 'manifest' || route.kind === 'blob';
+    const object = route.kind === 'manifest' || route.kind === 'blob' || route.kind === 'tags';
     this.#m.latency.observe((performance.now() - started) / 1000, {
       kind: object ? route.kind : 'other',
       upstream: object ? route.registry : 'other',
@@ -361,6 +562,7 @@ class CacheService {
       this.#m.requests.inc({ kind: 'blob', upstream: route.registry, result: 'hit' });
       return this.#sendStored(req, res, digest, fetched.value.stored);
     }
+    if ('through' in fetched.value) return this.#streamThrough(req, res, route, fetched.value.through());
     this.#m.requests.inc({ kind: 'blob', upstream: route.registry, result: 'miss' });
     const download = fetched.value;
     if (!download.acquire()) {
@@ -376,6 +578,35 @@ class CacheService {
       await this.#send(req, res, digest, download.size, download, 'upstream');
     } finally {
       download.release();
+    }
+  }
+
+  /** The store has no room: upstream's blob goes to this client without being kept. */
+  async #streamThrough(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: ObjectRoute,
+    taken: BlobStream | undefined,
+  ): Promise<void> {
+    const digest = route.digest as string;
+    let blob = taken;
+    if (blob === undefined) {
+      const own = await this.#client.getBlob(route.registry, route.repository, digest, {
+        checkDigest: false,
+      });
+      if (!own.ok) {
+        this.#failed(res, route, own.error);
+        return;
+      }
+      blob = own.value;
+    }
+    this.#m.requests.inc({ kind: 'blob', upstream: route.registry, result: 'through' });
+    const range = blob.size === undefined ? undefined : parseRange(req.headers.range, blob.size);
+    const source = new StreamThrough(blob, range?.start ?? 0);
+    try {
+      await this.#send(req, res, digest, blob.size, source, 'upstream');
+    } finally {
+      source.close();
     }
   }
 

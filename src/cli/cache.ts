@@ -2,7 +2,7 @@
 import type { ListenAddress } from '../core/net.ts';
 import { createLogger } from '../observe/log.ts';
 import type { CliIO } from './io.ts';
-import { readInput, UsageError } from './maps.ts';
+import { DEFAULT_MAX_INPUT_BYTES, readInput, UsageError } from './maps.ts';
 
 export interface CacheFlags {
   readonly config: string;
@@ -35,5 +35,116 @@ export async function cache(flags: CacheFlags, io: CliIO, stopped: Promise<strin
   });
   log.info('stopping', { signal: await stopped });
   await running.close();
+  return 0;
+}
+
+export interface CacheLsFlags {
+  /** The cache's config: its listen address (and token, with clientAuth.tokenFile). */
+  readonly config: string | undefined;
+  /** Or the cache's URL; credentials in it (http://user:password@host:port) are sent as Basic. */
+  readonly url: string | undefined;
+  readonly output: string | undefined;
+}
+
+interface Listing {
+  readonly usedBytes: number;
+  readonly maxSize?: number | null;
+  readonly blobs: number;
+  readonly manifests: number;
+  readonly storeFull: boolean;
+  readonly tags: readonly {
+    name: string;
+    tag: string;
+    digest: string;
+    bytes: number;
+    lastUse: number;
+  }[];
+}
+
+const bytes = (n: number): string => {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  for (; n >= 1024 && i < units.length - 1; i++) n /= 1024;
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+};
+
+/** `pullmap cache ls`: what a running cache holds, read from its /store endpoint. */
+export async function cacheLs(flags: CacheLsFlags, io: CliIO): Promise<number> {
+  if ((flags.config === undefined) === (flags.url === undefined))
+    throw new UsageError('cache ls needs one of --config FILE and --url URL');
+  if (flags.output !== undefined && flags.output !== 'json')
+    throw new UsageError(`cache ls: -o ${flags.output}: the one output format is json`);
+  const headers: Record<string, string> = {};
+  let base: URL;
+  if (flags.config !== undefined) {
+    const { parseCacheConfig } = await import('../cache/config.ts');
+    const parsed = parseCacheConfig(
+      await readInput(flags.config, io.stdin, DEFAULT_MAX_INPUT_BYTES),
+      flags.config,
+    );
+    if (!parsed.ok) throw new UsageError(`invalid cache config:\n  ${parsed.errors.join('\n  ')}`);
+    const { host, port } = parsed.config.listen;
+    const shown =
+      host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+    base = new URL(`http://${shown}:${port}`);
+    const tokenFile = parsed.config.clientAuth?.tokenFile;
+    if (tokenFile !== undefined)
+      headers['authorization'] =
+        `Bearer ${(await readInput(tokenFile, io.stdin, DEFAULT_MAX_INPUT_BYTES)).trim()}`;
+  } else {
+    try {
+      base = new URL(flags.url as string);
+    } catch {
+      throw new UsageError(`cache ls: --url ${JSON.stringify(flags.url)} is not a URL (http://HOST:PORT)`);
+    }
+    if (base.username !== '') {
+      const user = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
+      headers['authorization'] = `Basic ${Buffer.from(user).toString('base64')}`;
+      base.username = '';
+      base.password = '';
+    }
+  }
+  let listing: Listing;
+  try {
+    const res = await fetch(new URL('/store', base), { headers, signal: AbortSignal.timeout(60_000) });
+    const text = await res.text();
+    if (!res.ok) {
+      io.stderr.write(`pullmap: cache ls: ${base.origin} answered ${res.status}: ${text.trim()}\n`);
+      return 1;
+    }
+    listing = JSON.parse(text) as Listing;
+  } catch (err) {
+    io.stderr.write(`pullmap: cache ls: cannot read ${base.origin}/store: ${(err as Error).message}\n`);
+    return 1;
+  }
+  if (flags.output === 'json') {
+    io.stdout.write(`${JSON.stringify(listing, null, 2)}\n`);
+    return 0;
+  }
+  const cap =
+    typeof listing.maxSize !== 'number'
+      ? 'no maxSize'
+      : `of maxSize ${bytes(listing.maxSize)} (${((100 * listing.usedBytes) / listing.maxSize).toFixed(1)} %)`;
+  io.stdout.write(
+    `store: ${bytes(listing.usedBytes)} used ${cap}; ${listing.blobs} blobs, ${listing.manifests} manifests${listing.storeFull ? '; FULL: blobs stream through without being kept' : ''}\n`,
+  );
+  const rows = [
+    ['REPOSITORY', 'TAG', 'DIGEST', 'SIZE', 'LAST USE'],
+    ...listing.tags.map((t) => [
+      t.name,
+      t.tag,
+      t.digest.slice(0, 19),
+      bytes(t.bytes),
+      new Date(t.lastUse).toISOString().slice(0, 19).replace('T', ' '),
+    ]),
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
+  for (const r of rows)
+    io.stdout.write(
+      `${r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd()}\n`,
+    );
   return 0;
 }

@@ -4,7 +4,7 @@ import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { printable } from '../core/text.ts';
-import { cache } from './cache.ts';
+import { cache, cacheLs } from './cache.ts';
 import { check } from './check.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { explain } from './explain.ts';
@@ -316,6 +316,23 @@ const CACHE_FLAGS = {
   ...MAX_INPUT_FLAG,
 } as const satisfies Flags;
 
+/** `pullmap cache ls`: what a running cache holds. */
+const CACHE_LS_FLAGS = {
+  config: {
+    type: 'string',
+    short: 'c',
+    arg: 'FILE',
+    help: "the cache's config: its listen address is asked",
+  },
+  url: {
+    type: 'string',
+    arg: 'URL',
+    help: 'the running cache to ask (http://HOST:PORT)',
+    otherwise: '--config',
+  },
+  output: { type: 'string', short: 'o', arg: 'json', help: 'output format', otherwise: 'a table' },
+} as const satisfies Flags;
+
 /** Each command's synopsis, what it does, and its flags: `pullmap COMMAND --help` prints them. */
 const COMMANDS = {
   explain: {
@@ -359,8 +376,12 @@ Lease holder writes their status and copies pull secrets; POST /validate-maps ch
     flags: SERVE_FLAGS,
   },
   cache: {
-    synopsis: ['pullmap cache --config FILE [--listen HOST:PORT]'],
-    about: 'Run the OCI pull-through cache until SIGTERM.',
+    synopsis: [
+      'pullmap cache --config FILE [--listen HOST:PORT]',
+      'pullmap cache ls (--config FILE | --url URL) [-o json]',
+    ],
+    about: `Run the OCI pull-through cache until SIGTERM; or (ls) list what a running one holds: repositories,
+tags, sizes, last use, and the store's use against maxSize.`,
     flags: CACHE_FLAGS,
   },
 } as const satisfies Record<string, { synopsis: readonly string[]; about: string; flags: Flags }>;
@@ -752,6 +773,10 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
       case 'serve':
         return await serveCommand(rest, io);
       case 'cache': {
+        if (rest[0] === 'ls') {
+          const { values } = parseFlags('cache', rest.slice(1), CACHE_LS_FLAGS);
+          return await cacheLs({ config: values.config, url: values.url, output: values.output }, io);
+        }
         const { values } = parseFlags('cache', rest, CACHE_FLAGS);
         if (values.config === undefined)
           throw new UsageError('cache needs --config FILE (see examples/cache/cache.yaml)');

@@ -143,7 +143,7 @@ const CONNECTION_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_CLOSED',
   'UND_ERR_DESTROYED',
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  // The blob transport (wire.ts).
+  // The cache's blob transport (src/cache/transport/wire.ts).
   'PULLMAP_CLOSED_EARLY',
   'PULLMAP_CANCELLED',
 ]);

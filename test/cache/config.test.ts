@@ -9,7 +9,7 @@ import { Download } from '../../src/cache/blob-fetch.ts';
 import { parseCacheConfig, parseSize } from '../../src/cache/config.ts';
 import { copyRange } from '../../src/cache/copy.ts';
 import { staleKindOf } from '../../src/cache/manifests.ts';
-import { routeOf } from '../../src/cache/route.ts';
+import { paginate, routeOf } from '../../src/cache/route.ts';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
@@ -113,6 +113,24 @@ describe('cache routing', () => {
       'library/nginx',
     );
     assert.deepEqual(routeOf('/v2/', upstreams), { kind: 'base' });
+    assert.deepEqual(routeOf('/v2/docker.io/nginx/tags/list?n=5&last=1.2', upstreams), {
+      kind: 'tags',
+      registry: 'docker.io',
+      repository: 'library/nginx',
+      name: 'docker.io/nginx',
+      ns: undefined,
+      n: 5,
+      last: '1.2',
+    });
+    assert.deepEqual(routeOf('/v2/_catalog', upstreams), { kind: 'catalog', n: undefined, last: undefined });
+  });
+
+  it('pages a sorted list after `last`, at most `n`', () => {
+    const all = ['a', 'b', 'c'];
+    assert.deepEqual(paginate(all, { n: 2, last: undefined }), { items: ['a', 'b'], more: true });
+    assert.deepEqual(paginate(all, { n: 2, last: 'b' }), { items: ['c'], more: false });
+    assert.deepEqual(paginate(all, { n: undefined, last: 'a' }), { items: ['b', 'c'], more: false });
+    assert.deepEqual(paginate(all, { n: 0, last: undefined }), { items: [], more: true });
   });
 
   it('refuses what is not a configured upstream or not a valid name', () => {
@@ -130,8 +148,12 @@ describe('cache routing', () => {
       ['/v2/docker.io/a/manifests/-bad', 'MANIFEST_INVALID'],
       ['/v2/docker.io/a/blobs/sha256:xyz', 'DIGEST_INVALID'],
       [`/v2/docker.io/a/blobs/${D.toUpperCase()}`, 'DIGEST_INVALID'],
-      ['/v2/docker.io/a/tags/list', 'UNSUPPORTED'],
-      ['/v2/_catalog', 'UNSUPPORTED'],
+      ['/v2/docker.io/a/tags', 'UNSUPPORTED'],
+      ['/v2/docker.io/A/tags/list', 'NAME_INVALID'],
+      ['/v2/gcr.io/a/tags/list', 'NAME_UNKNOWN'],
+      ['/v2/docker.io/a/tags/list?n=-1', 'PAGINATION_NUMBER_INVALID'],
+      ['/v2/_catalog?n=10001', 'PAGINATION_NUMBER_INVALID'],
+      ['/v2/_catalog/x', 'UNSUPPORTED'],
       [`/v2/${'a/'.repeat(3000)}manifests/1`, 'NAME_INVALID'],
     ];
     for (const [target, code] of cases) {

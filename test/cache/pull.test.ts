@@ -120,7 +120,8 @@ describe('cache: path-prefixed pulls with skopeo', () => {
       ['POST', `/v2/${host}/team/app/blobs/uploads/`, 405, 'UNSUPPORTED'],
       ['PUT', `/v2/${host}/team/app/manifests/2.0`, 405, 'UNSUPPORTED'],
       ['DELETE', `/v2/${host}/team/app/manifests/1.0`, 405, 'UNSUPPORTED'],
-      ['GET', '/v2/_catalog', 404, 'UNSUPPORTED'],
+      ['GET', '/v2/_catalog?n=many', 400, 'PAGINATION_NUMBER_INVALID'],
+      ['GET', `/v2/${host}/team/app/tags`, 404, 'UNSUPPORTED'],
     ];
     for (const [method, path, status, code] of cases) {
       // Sent as written: a URL object would resolve ".." before it left the client.

@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { checkCacheConfig } from '../../src/cache/config.ts';
+import { run } from '../../src/cli/run.ts';
 import { embedRegistry } from '../../src/core/reference/index.ts';
 import {
   type CacheProcess,
@@ -184,6 +186,26 @@ describe('cache on S3: replicas sharing one bucket', { timeout: 300_000 }, () =>
     assert.equal((await unpackOci(second))['srv/app.txt'], 'from the bucket\n');
     assert.equal(await blobFetches(b.host), 0, 'replica b fetched blobs upstream that a had stored');
     assert.equal(slow.blobGets(image.layer.digest), 1);
+  });
+
+  it('lists what the bucket holds on either replica: cache ls, _catalog and tags/list', async () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => {
+      text += c.toString();
+    });
+    const io = { stdin: new PassThrough(), stdout: out, stderr: new PassThrough(), env: {} };
+    assert.equal(await run(['cache', 'ls', '--url', `http://${b.host}`, '-o', 'json'], io), 0);
+    const listing = JSON.parse(text) as {
+      tags: { name: string; tag: string; digest: string; bytes: number }[];
+    };
+    const app = listing.tags.find((t) => t.name === `${slow.host}/team/app` && t.tag === '1');
+    assert.equal(app?.digest, image.manifest.digest, text);
+    assert.equal(app?.bytes, image.manifest.size + image.config.size + image.layer.size);
+    const catalog = await request(`http://${b.host}/v2/_catalog`);
+    assert.deepEqual(await catalog.body.json(), { repositories: [`${embedRegistry(slow.host)}/team/app`] });
+    const tags = await request(`http://${a.host}/v2/${embedRegistry(slow.host)}/team/app/tags/list`);
+    assert.deepEqual(await tags.body.json(), { name: `${embedRegistry(slow.host)}/team/app`, tags: ['1'] });
   });
 
   it('ctr pulls through the second replica from the bucket', async () => {

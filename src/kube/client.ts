@@ -12,31 +12,9 @@
 
 import { Agent, type Dispatcher, fetch } from 'undici';
 import type { KubeCredentials } from './config.ts';
+import { KubeApiError, KubeConfigError } from './errors.ts';
 
-export type KubeErrorCode =
-  | 'KUBE_HTTP' // the API answered with an error status (see status and reason)
-  | 'KUBE_TIMEOUT'
-  | 'KUBE_UNREACHABLE'
-  | 'KUBE_TOO_LARGE'
-  | 'KUBE_BAD_RESPONSE';
-
-export class KubeApiError extends Error {
-  override readonly name = 'KubeApiError';
-  readonly code: KubeErrorCode;
-  /** HTTP status, or the `code` of a Status object in a watch stream. */
-  readonly status: number | undefined;
-  /** The Status object's reason, like "Conflict", "NotFound", "Expired". */
-  readonly reason: string | undefined;
-  constructor(code: KubeErrorCode, message: string, status?: number, reason?: string) {
-    super(message);
-    this.code = code;
-    this.status = status;
-    this.reason = reason;
-  }
-}
-
-export const isStatus = (err: unknown, status: number): boolean =>
-  err instanceof KubeApiError && err.code === 'KUBE_HTTP' && err.status === status;
+export { isStatus, KubeApiError, type KubeErrorCode } from './errors.ts';
 
 export interface RequestOptions {
   readonly body?: unknown;
@@ -93,17 +71,18 @@ function errorFromStatus(httpStatus: number, text: string, what: string): KubeAp
   } catch {
     // not a Status object; keep the text
   }
-  return new KubeApiError('KUBE_HTTP', `${what}: ${httpStatus} ${message}`, httpStatus, reason);
+  return new KubeApiError('KUBE_HTTP', `${what}: ${httpStatus} ${message}`, { status: httpStatus, reason });
 }
 
 function transportError(err: unknown, what: string, signal: AbortSignal | undefined): KubeApiError {
   if (err instanceof KubeApiError) return err;
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (e.name === 'TimeoutError' || (e.name === 'AbortError' && !signal?.aborted))
-    return new KubeApiError('KUBE_TIMEOUT', `${what}: timed out`);
+    return new KubeApiError('KUBE_TIMEOUT', `${what}: timed out`, { cause: err });
   return new KubeApiError(
     'KUBE_UNREACHABLE',
     `${what}: ${e.cause?.code ?? e.cause?.message ?? e.message ?? String(err)}`,
+    { cause: err },
   );
 }
 
@@ -111,7 +90,7 @@ export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptio
   const timeoutMs = options.timeoutMs ?? 10_000;
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024 * 1024;
   const cluster = kubeConfig.getCurrentCluster();
-  if (!cluster) throw new Error('the kubeconfig has no current cluster; set current-context');
+  if (!cluster) throw new KubeConfigError('the kubeconfig has no current cluster; set current-context');
   let agent: Dispatcher | undefined;
 
   // Headers are computed per request (tokens rotate); the TLS agent is made once and reused.

@@ -13,6 +13,7 @@ import { access, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parse } from 'yaml';
+import { KubeConfigError } from './errors.ts';
 
 /** What the API client needs: a client-node KubeConfig satisfies it, and so does loadKubeConfig's. */
 export interface KubeCredentials {
@@ -21,9 +22,7 @@ export interface KubeCredentials {
   applyToHTTPSOptions(options: object): Promise<void>;
 }
 
-export class KubeConfigError extends Error {
-  override readonly name = 'KubeConfigError';
-}
+export { KubeConfigError };
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** A rotated service-account token is picked up within this long. */
@@ -112,7 +111,7 @@ async function fromKubeconfig(path: string, now: () => number): Promise<Connecti
     doc = parse(await readFile(path, 'utf8'));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new KubeConfigError(`cannot read ${path}: ${code ?? (err as Error).message}`);
+    throw new KubeConfigError(`cannot read ${path}: ${code ?? (err as Error).message}`, { cause: err });
   }
   if (!isFields(doc)) throw new KubeConfigError(`${path} is not a kubeconfig (a YAML mapping)`);
   if (
@@ -146,7 +145,9 @@ async function fromKubeconfig(path: string, now: () => number): Promise<Connecti
     try {
       return await readFile(f, 'utf8');
     } catch (err) {
-      throw new KubeConfigError(`${path}: cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      throw new KubeConfigError(`${path}: cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+        cause: err,
+      });
     }
   };
   const token =
@@ -178,7 +179,7 @@ async function clientNode(path: string | undefined): Promise<LoadedKubeConfig> {
     if (path !== undefined) kc.loadFromFile(path);
     else kc.loadFromDefault();
   } catch (err) {
-    throw new KubeConfigError((err as Error).message);
+    throw new KubeConfigError((err as Error).message, { cause: err });
   }
   if (!kc.getCurrentCluster()) throw new KubeConfigError('it names no current cluster');
   return Object.assign(kc, { loadedBy: 'client-node' as const });

@@ -58,9 +58,6 @@ export interface ListWatchOptions {
 export const objectKey = (o: KubeObject): string =>
   o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
 
-/** The watch resumed from a resourceVersion the server no longer has: list again. */
-class Gone extends Error {}
-
 export class ListWatch {
   readonly store = new Map<string, KubeObject>();
   private readonly options: ListWatchOptions;
@@ -130,7 +127,7 @@ export class ListWatch {
       } catch (err) {
         if (stop.aborted) break;
         // 410 Gone comes as an ERROR event in the stream, or as the status of the watch request itself.
-        if (err instanceof Gone || isStatus(err, 410)) {
+        if (isStatus(err, 410)) {
           this.stats.gone++;
           this.options.logger.info('watch expired; listing again', { path: this.options.path });
           resourceVersion = undefined;
@@ -201,15 +198,12 @@ export class ListWatch {
           const object = event.object;
           if (event.type === 'ERROR') {
             const status = object as unknown as { code?: number; reason?: string; message?: string };
-            failure =
-              status.code === 410
-                ? new Gone()
-                : new KubeApiError(
-                    'KUBE_HTTP',
-                    `watch ${this.options.path}: ${status.message ?? 'error event'}`,
-                    status.code,
-                    status.reason,
-                  );
+            // 410 Gone: the watch resumed from a resourceVersion the server no longer has (list again).
+            failure = new KubeApiError(
+              'KUBE_HTTP',
+              `watch ${this.options.path}: ${status.message ?? 'error event'}`,
+              { status: status.code, reason: status.reason },
+            );
             abort.abort();
             return;
           }

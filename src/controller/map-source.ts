@@ -14,8 +14,8 @@ import {
   DEFAULT_SNAPSHOT_OPTIONS,
   type MapInput,
   type SnapshotOptions,
+  updateSnapshot,
 } from '../core/mapping/index.ts';
-import { updateSnapshot } from '../core/mapping/snapshot.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';
@@ -152,6 +152,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
   );
   const incremental = new IncrementalAnalysis(accepted);
   const listeners = new Set<(state: MapState) => void>();
+  const now = options.now ?? (() => new Date());
   const ready = Promise.withResolvers<MapState>();
   let state: MapState | undefined;
   let scheduled = false;
@@ -165,7 +166,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     client,
     logger,
     concurrency: options.writeConcurrency ?? 4,
-    now: options.now ?? (() => new Date()),
+    now,
     mayWrite,
     stats,
   });

@@ -4,6 +4,7 @@
 // that could not renew within `renewDeadlineMs` steps down before anyone else may take over. The
 // decisions are lease-decision.ts's (pure, tested without a cluster); this file does the requests.
 
+import { messageOf } from '../core/errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { isStatus, type KubeClient } from './client.ts';
 import {
@@ -117,10 +118,7 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
       } catch (err) {
         // 409: someone else wrote the Lease first. Anything else: keep leading only within the deadline.
         const conflict = isStatus(err, 409);
-        if (!conflict)
-          options.logger.warn('lease renewal failed', {
-            error: err instanceof Error ? err.message : String(err),
-          });
+        if (!conflict) options.logger.warn('lease renewal failed', { error: messageOf(err) });
         update(afterFailure(state, conflict, performance.now(), timing));
       }
       await sleep(renewIntervalMs, stop);

@@ -104,8 +104,7 @@ function entry(doc: Fields, list: string, name: unknown, field: string): Fields 
   return isFields(found) && isFields(found[field]) ? found[field] : undefined;
 }
 
-/** A kubeconfig this file can serve, or undefined when client-node must read it. */
-async function fromKubeconfig(path: string, now: () => number): Promise<Connection | undefined> {
+async function readKubeconfig(path: string): Promise<Fields> {
   let doc: unknown;
   try {
     doc = parse(await readFile(path, 'utf8'));
@@ -114,6 +113,14 @@ async function fromKubeconfig(path: string, now: () => number): Promise<Connecti
     throw new KubeConfigError(`cannot read ${path}: ${code ?? (err as Error).message}`, { cause: err });
   }
   if (!isFields(doc)) throw new KubeConfigError(`${path} is not a kubeconfig (a YAML mapping)`);
+  return doc;
+}
+
+/**
+ * The current context's cluster and user when this file can serve them, undefined when client-node must
+ * (preferences, a missing user, fields this reader does not know); throws naming what is broken.
+ */
+function currentEntries(doc: Fields, path: string): { cluster: Fields; user: Fields } | undefined {
   if (
     doc.preferences !== undefined &&
     !(isFields(doc.preferences) && Object.keys(doc.preferences).length === 0)
@@ -136,6 +143,14 @@ async function fromKubeconfig(path: string, now: () => number): Promise<Connecti
   if (Object.keys(user).some((k) => !USER_FIELDS.has(k))) return undefined;
   if (typeof cluster.server !== 'string' || cluster.server === '')
     throw new KubeConfigError(`${path}: cluster ${String(context.cluster)} has no server`);
+  return { cluster, user };
+}
+
+/** A kubeconfig this file can serve, or undefined when client-node must read it. */
+async function fromKubeconfig(path: string, now: () => number): Promise<Connection | undefined> {
+  const entries = currentEntries(await readKubeconfig(path), path);
+  if (!entries) return undefined;
+  const { cluster, user } = entries;
   const base = dirname(path);
   const file = (p: unknown) => (typeof p === 'string' ? (isAbsolute(p) ? p : join(base, p)) : undefined);
   const pem = async (data: unknown, fileField: unknown): Promise<string | undefined> => {
@@ -150,14 +165,15 @@ async function fromKubeconfig(path: string, now: () => number): Promise<Connecti
       });
     }
   };
+  const tokenPath = file(user.tokenFile);
   const token =
     typeof user.token === 'string'
       ? async () => user.token as string
-      : file(user.tokenFile) !== undefined
-        ? tokenFile(file(user.tokenFile) as string, now)
+      : tokenPath !== undefined
+        ? tokenFile(tokenPath, now)
         : undefined;
   return {
-    server: cluster.server,
+    server: cluster.server as string,
     skipTLSVerify: cluster['insecure-skip-tls-verify'] === true,
     ca: await pem(cluster['certificate-authority-data'], cluster['certificate-authority']),
     cert: await pem(user['client-certificate-data'], user['client-certificate']),
@@ -192,33 +208,45 @@ async function clientNode(path: string | undefined): Promise<LoadedKubeConfig> {
 export async function loadKubeConfig(options: LoadOptions = {}): Promise<LoadedKubeConfig> {
   const env = options.env ?? process.env;
   const now = options.now ?? Date.now;
-  let path = options.path;
-  if (path === undefined && env.KUBECONFIG) {
-    if (env.KUBECONFIG.includes(':')) return clientNode(undefined); // several files are merged
-    path = env.KUBECONFIG;
-  }
-  const home = join(env.HOME || homedir(), '.kube', 'config');
-  if (path === undefined && (await exists(home))) path = home;
+  const path = await kubeconfigPath(options.path, env);
+  if (path === MERGED) return clientNode(undefined);
   if (path !== undefined) {
     const connection = await fromKubeconfig(path, now);
     return connection ? credentials(connection, 'kubeconfig') : clientNode(path);
   }
-  const dir = options.serviceAccountDir ?? SERVICE_ACCOUNT_DIR;
+  const connection = await inCluster(options.serviceAccountDir ?? SERVICE_ACCOUNT_DIR, env, now);
+  return connection ? credentials(connection, 'in-cluster') : clientNode(undefined);
+}
+
+/** $KUBECONFIG naming several files, which client-node merges. */
+const MERGED = Symbol('merged');
+
+/** The kubeconfig file to read: the given one, else $KUBECONFIG, else ~/.kube/config if it exists. */
+async function kubeconfigPath(
+  given: string | undefined,
+  env: NodeJS.ProcessEnv,
+): Promise<string | typeof MERGED | undefined> {
+  if (given !== undefined) return given;
+  if (env.KUBECONFIG) return env.KUBECONFIG.includes(':') ? MERGED : env.KUBECONFIG;
+  const home = join(env.HOME || homedir(), '.kube', 'config');
+  return (await exists(home)) ? home : undefined;
+}
+
+/** The pod's service account, when running in a cluster. */
+async function inCluster(
+  dir: string,
+  env: NodeJS.ProcessEnv,
+  now: () => number,
+): Promise<Connection | undefined> {
   const host = env.KUBERNETES_SERVICE_HOST;
   const port = env.KUBERNETES_SERVICE_PORT;
-  if (host && port && (await exists(join(dir, 'token')))) {
-    const ca = await readFile(join(dir, 'ca.crt'), 'utf8').catch(() => undefined);
-    return credentials(
-      {
-        server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
-        skipTLSVerify: false,
-        ca,
-        cert: undefined,
-        key: undefined,
-        token: tokenFile(join(dir, 'token'), now),
-      },
-      'in-cluster',
-    );
-  }
-  return clientNode(undefined);
+  if (!host || !port || !(await exists(join(dir, 'token')))) return undefined;
+  return {
+    server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    skipTLSVerify: false,
+    ca: await readFile(join(dir, 'ca.crt'), 'utf8').catch(() => undefined),
+    cert: undefined,
+    key: undefined,
+    token: tokenFile(join(dir, 'token'), now),
+  };
 }

@@ -208,6 +208,12 @@ test('a re-check that finds what is in force reports unchanged; a change in betw
   incremental.change(store.put(map({ name: 'a', namespace: 'x', generation: 2, to: 'x.example/nginx' })));
   assert.equal(incremental.run(store.grouped(), again.analysis).unchanged, false);
 
+  // A relist that finds the same maps is still a change: the snapshot is swapped, not kept.
+  const current = incremental.run(store.grouped(), again.analysis);
+  incremental.change({ type: 'replaced' });
+  incremental.recheck();
+  assert.equal(incremental.run(store.grouped(), current.analysis).unchanged, false, 'a relist came first');
+
   incremental.change(store.put(map({ name: 'b', namespace: 'y' })));
   incremental.recheck();
   assert.equal(incremental.run(store.grouped(), again.analysis).unchanged, false, 'a change came first');

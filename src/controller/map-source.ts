@@ -1,6 +1,7 @@
 // The cluster map source: ImageMaps and ClusterImageMaps from the API server, analysed together
 // (PRODUCT.md §3.3) into the snapshot the webhook reads. Every replica watches and analyses on its own;
-// only the Lease holder writes status and events.
+// only the Lease holder writes status and events. This file is the wiring: what is re-analysed and how
+// is incremental.ts's, the accepted generations accepted.ts's, status writes status-writer.ts's.
 //
 // Last accepted generation: kept in memory per object and also written to status.lastAccepted (generation
 // and spec) whenever a generation is accepted, so a restarted or newly started replica that never saw the
@@ -9,15 +10,12 @@
 import { resourcePath } from '../core/api/crd.ts';
 import { API_VERSION, type MapObject } from '../core/api/v1alpha1.ts';
 import {
-  type Analysis,
-  analyzeMaps,
   buildSnapshot,
   DEFAULT_SNAPSHOT_OPTIONS,
   type MapInput,
-  type MapVerdict,
   type SnapshotOptions,
+  updateSnapshot,
 } from '../core/mapping/index.ts';
-import { updateSnapshot } from '../core/mapping/snapshot.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';
@@ -25,12 +23,19 @@ import { type LeaderElection, startLeaderElection } from '../kube/lease.ts';
 import {
   type KubeObject,
   ListWatch,
+  type ListWatchOptions,
   type ListWatchTiming,
-  objectKey,
-  type StoreChange,
 } from '../kube/list-watch.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
-import { lastAcceptedOf } from './status.ts';
+import { AcceptedGenerations } from './accepted.ts';
+import {
+  type AnalysisStep,
+  allMaps,
+  type GroupedMaps,
+  groupMaps,
+  IncrementalAnalysis,
+  type MapChange,
+} from './incremental.ts';
 import { StatusWriter } from './status-writer.ts';
 
 export interface ClusterMapSourceOptions {
@@ -75,28 +80,85 @@ export interface ClusterMapSource extends MapSource {
   readonly stats: { analyses: number; statusWrites: number; events: number; watch: ListWatch['stats'][] };
 }
 
-/** One key per map object for this replica's bookkeeping. */
-const idOf = (o: KubeObject): string => o.metadata.uid ?? objectKey(o);
+type Kind = MapObject['kind'];
+
+/** The two list-watches; objects come out with apiVersion and kind set (lists leave them off items). */
+class MapWatches {
+  readonly watches: readonly ListWatch[];
+  private readonly kinds: readonly Kind[] = ['ImageMap', 'ClusterImageMap'];
+
+  constructor(
+    options: Omit<ListWatchOptions, 'path' | 'onChange'>,
+    onChange: (change: MapChange, kind: Kind) => void,
+  ) {
+    this.watches = this.kinds.map((kind) => {
+      const watch: ListWatch = new ListWatch({
+        ...options,
+        path: resourcePath(kind),
+        onChange: (change) =>
+          onChange(
+            change.type === 'replaced' ? change : { ...change, current: watch.store.get(change.key) },
+            kind,
+          ),
+      });
+      return watch;
+    });
+  }
+
+  static withKind(object: KubeObject, kind: Kind): KubeObject {
+    return { ...object, apiVersion: object.apiVersion ?? API_VERSION, kind: object.kind ?? kind };
+  }
+
+  /** Every object grouped by scope; undefined until both kinds are listed. */
+  grouped(): GroupedMaps | undefined {
+    if (!this.watches.every((w) => w.hasSynced())) return undefined;
+    const objects = this.watches.flatMap((watch, i) =>
+      [...watch.store.values()].map((o) => MapWatches.withKind(o, this.kinds[i]!)),
+    );
+    return groupMaps(objects);
+  }
+}
+
+/** The Lease campaign for status writes, when configured; `onLeading` runs on each new leadership. */
+function electionOf(
+  options: ClusterMapSourceOptions,
+  client: KubeClient,
+  logger: Logger,
+  onLeading: () => void,
+): LeaderElection | undefined {
+  const le = options.leaderElection;
+  if (!le) return undefined;
+  return startLeaderElection({
+    client,
+    namespace: le.namespace,
+    name: le.name ?? 'pullmap-controller',
+    identity: le.identity,
+    logger,
+    ...(le.leaseDurationMs !== undefined ? { leaseDurationMs: le.leaseDurationMs } : {}),
+    ...(le.renewDeadlineMs !== undefined ? { renewDeadlineMs: le.renewDeadlineMs } : {}),
+    ...(le.renewIntervalMs !== undefined ? { renewIntervalMs: le.renewIntervalMs } : {}),
+    onChange: (leading) => {
+      if (leading) onLeading();
+    },
+  });
+}
 
 export function startClusterMapSource(options: ClusterMapSourceOptions): ClusterMapSource {
   const logger = options.logger ?? silentLogger;
   const snapshotOptions = options.snapshotOptions ?? DEFAULT_SNAPSHOT_OPTIONS;
-  const keepLastAccepted = (options.onRejectedUpdate ?? 'KeepLastAccepted') === 'KeepLastAccepted';
   const client: KubeClient = kubeClient(options.kubeConfig, {
     timeoutMs: options.requestTimeoutMs ?? 10_000,
   });
-  const now = options.now ?? (() => new Date());
+  const accepted = new AcceptedGenerations(
+    (options.onRejectedUpdate ?? 'KeepLastAccepted') === 'KeepLastAccepted',
+  );
+  const incremental = new IncrementalAnalysis(accepted);
   const listeners = new Set<(state: MapState) => void>();
-  /** uid → the newest accepted generation this replica has seen. */
-  const accepted = new Map<string, MapObject>();
+  const now = options.now ?? (() => new Date());
+  const ready = Promise.withResolvers<MapState>();
   let state: MapState | undefined;
-  let verdicts = new Map<string, MapVerdict>();
   let scheduled = false;
   let closed = false;
-  let resolveReady: (s: MapState) => void = () => undefined;
-  const readyPromise = new Promise<MapState>((resolve) => {
-    resolveReady = resolve;
-  });
 
   const writeStatus = options.writeStatus ?? true;
   let election: LeaderElection | undefined;
@@ -112,248 +174,68 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     context: { pullSecretCopy: options.pullSecretCopy ?? true },
   });
 
-  function schedule(): void {
+  const schedule = (): void => {
     if (scheduled || closed) return;
     scheduled = true;
     setImmediate(analyse);
-  }
-
-  const kinds = (['ImageMap', 'ClusterImageMap'] as const).map((kind) => {
-    const watch: ListWatch = new ListWatch({
-      client,
-      path: resourcePath(kind),
-      logger,
-      ...(options.watch ? { timing: options.watch } : {}),
-      onChange: (change: StoreChange) => onChange(watch, change),
-    });
-    stats.watch.push(watch.stats);
-    return { kind, watch };
-  });
-
-  // Incremental analysis: a namespace's verdicts depend only on its own maps and the ClusterImageMaps
-  // (analyzeMaps settles cluster maps first), so a change re-analyses one namespace; a cluster map
-  // change, a relist, the re-check timer and a new leadership re-analyse everything.
-  interface Part {
-    readonly objects: readonly KubeObject[];
-    readonly verdicts: readonly MapVerdict[];
-    readonly accepted: Analysis['accepted'];
-  }
-  let clusterPart: Part | undefined;
-  const namespaceParts = new Map<string, Part>();
-  let dirtyAll = true;
-  const dirtyNamespaces = new Set<string>();
-  /** Set by the re-check timer and new leadership; cleared by any change that can alter verdicts. */
-  let recheckOnly = false;
+  };
   const recheckAll = (): void => {
-    if (!dirtyAll && dirtyNamespaces.size === 0) recheckOnly = true;
-    dirtyAll = true;
+    incremental.recheck();
     schedule();
   };
-
-  /** Whether a change can alter any verdict; a status-only change only needs its status re-checked. */
-  function onChange(watch: ListWatch, change: StoreChange): void {
-    if (change.type === 'upsert' && change.previous) {
-      const next = watch.store.get(change.key)!;
-      const prev = change.previous;
-      const lastGen = (o: KubeObject) => lastAcceptedOf(o)?.metadata.generation;
-      // The same spec, and a recorded last-accepted generation this replica already holds (its own
-      // status write coming back, or another replica's of the same answer): nothing to re-analyse.
-      const held = accepted.get(idOf(next))?.metadata.generation;
-      if (
-        next.metadata.generation === prev.metadata.generation &&
-        next.metadata.generation !== undefined &&
-        (lastGen(next) === lastGen(prev) || (lastGen(next) ?? 0) <= (held ?? -1))
-      ) {
-        const verdict = verdicts.get(idOf(next));
-        if (verdict && state && mayWrite()) writer.offer(withKind(next, watch), verdict);
-        return;
-      }
+  const reconcileStatus = (objects: readonly KubeObject[]): void => {
+    if (!state || !mayWrite()) return;
+    for (const object of objects) {
+      const verdict = incremental.verdictOf(object);
+      if (verdict) writer.offer(object, verdict);
     }
-    if (change.type === 'deleted' && change.previous) accepted.delete(idOf(change.previous));
-    const namespace =
-      change.type === 'replaced'
-        ? undefined
-        : (watch.store.get(change.key)?.metadata.namespace ?? change.previous?.metadata.namespace);
-    recheckOnly = false;
-    if (namespace === undefined) dirtyAll = true;
-    else dirtyNamespaces.add(namespace);
-    schedule();
-  }
+  };
 
-  const kindOf = new Map<ListWatch, MapObject['kind']>(kinds.map((k) => [k.watch, k.kind]));
-  // The list and watch of custom resources leave apiVersion/kind on each item; set them anyway.
-  const withKind = (object: KubeObject, watch: ListWatch): KubeObject => ({
-    ...object,
-    apiVersion: object.apiVersion ?? API_VERSION,
-    kind: object.kind ?? kindOf.get(watch)!,
-  });
-
-  function inputOf(current: KubeObject): MapInput {
-    if (!keepLastAccepted) return { current };
-    const remembered = accepted.get(idOf(current));
-    const recorded = lastAcceptedOf(current);
-    const lastAccepted =
-      remembered &&
-      (recorded === undefined || (remembered.metadata.generation ?? 0) >= (recorded.metadata.generation ?? 0))
-        ? remembered
-        : recorded;
-    return { current, lastAccepted };
-  }
-
-  /** Every object, cluster maps first, grouped by namespace; undefined until both kinds are listed. */
-  function collect(): { cluster: KubeObject[]; namespaces: Map<string, KubeObject[]> } | undefined {
-    if (!kinds.every((k) => k.watch.hasSynced())) return undefined;
-    const cluster: KubeObject[] = [];
-    const namespaces = new Map<string, KubeObject[]>();
-    for (const { watch } of kinds) {
-      for (const raw of watch.store.values()) {
-        const object = withKind(raw, watch);
-        const ns = object.metadata.namespace;
-        if (object.kind === 'ClusterImageMap' || ns === undefined) cluster.push(object);
-        else {
-          const list = namespaces.get(ns);
-          if (list) list.push(object);
-          else namespaces.set(ns, [object]);
-        }
-      }
-    }
-    return { cluster, namespaces };
-  }
-
-  function collectInputs(): MapInput[] | undefined {
-    const all = collect();
-    if (!all) return undefined;
-    return [...all.cluster, ...[...all.namespaces.values()].flat()].map(inputOf);
-  }
-
-  /** Analyses `own` (after `cluster`, whose verdicts are dropped unless `own` is empty). */
-  function analysePart(cluster: readonly KubeObject[], own: readonly KubeObject[] | undefined): Part {
-    const objects = own ?? cluster;
-    const analysis = analyzeMaps([...(own ? cluster : []), ...objects].map(inputOf));
-    const verdicts = analysis.verdicts.slice(analysis.verdicts.length - objects.length);
-    return {
-      objects,
-      verdicts,
-      accepted: verdicts.flatMap((v) => (v.compiled ? [v.compiled] : [])),
-    };
-  }
+  const maps = new MapWatches(
+    { client, logger, ...(options.watch ? { timing: options.watch } : {}) },
+    (change, kind) => {
+      // A status-only change needs its status re-checked, not an analysis.
+      if (incremental.change(change) === 'status')
+        reconcileStatus([MapWatches.withKind(change.current!, kind)]);
+      else schedule();
+    },
+  );
+  stats.watch.push(...maps.watches.map((w) => w.stats));
 
   function analyse(): void {
     scheduled = false;
-    if (closed) return;
-    const all = collect();
-    if (!all) return;
-    const changed: Part[] = [];
-    if (dirtyAll) {
-      // A relist brings no delete events for maps removed in the gap: forget what is gone.
-      const present = new Set([...all.cluster, ...[...all.namespaces.values()].flat()].map(idOf));
-      for (const id of accepted.keys()) if (!present.has(id)) accepted.delete(id);
-      clusterPart = analysePart(all.cluster, undefined);
-      changed.push(clusterPart);
-      namespaceParts.clear();
-      for (const ns of all.namespaces.keys()) dirtyNamespaces.add(ns);
-    }
-    for (const ns of dirtyNamespaces) {
-      const own = all.namespaces.get(ns);
-      if (!own) {
-        namespaceParts.delete(ns);
-        continue;
-      }
-      const part = analysePart(all.cluster, own);
-      namespaceParts.set(ns, part);
-      changed.push(part);
-    }
-    // Without a full re-analysis, only these namespaces' maps changed: the snapshot keeps the rest.
-    const onlyIn = dirtyAll ? undefined : new Set(dirtyNamespaces);
-    dirtyAll = false;
-    dirtyNamespaces.clear();
+    const grouped = closed ? undefined : maps.grouped();
+    if (!grouped) return;
+    const step = incremental.run(grouped, state?.analysis);
     stats.analyses++;
-    const parts = [clusterPart!, ...namespaceParts.values()];
-    for (const part of changed) {
-      part.verdicts.forEach((verdict, i) => {
-        const object = part.objects[i]!;
-        if (verdict.verdict === 'Accepted') accepted.set(idOf(object), object as unknown as MapObject);
-      });
-    }
-    const next = new Map<string, MapVerdict>();
-    for (const part of parts)
-      part.verdicts.forEach((v, i) => {
-        const object = part.objects[i]!;
-        next.set(idOf(object), v);
-      });
-    verdicts = next;
-    const analysis: Analysis = {
-      verdicts: parts.flatMap((p) => p.verdicts),
-      accepted: parts.flatMap((p) => p.accepted),
-    };
-    const wasRecheck = recheckOnly;
-    recheckOnly = false;
-    if (wasRecheck && state && sameAnalysis(state.analysis, analysis)) {
-      // A periodic re-check that found what is in force already: the webhook keeps its snapshot
-      // (and what it has memoised about images), and the version stays, so logs and metrics show
-      // only real changes. Status is still reconciled.
-      reconcileStatus(changed.flatMap((p) => p.objects));
-      return;
-    }
-    state = {
-      snapshot:
-        state && onlyIn
-          ? updateSnapshot(state.snapshot, analysis.accepted, onlyIn)
-          : buildSnapshot(analysis.accepted, snapshotOptions),
-      analysis,
-      version: (state?.version ?? 0) + 1,
-    };
-    resolveReady(state);
+    // A periodic re-check that found what is in force already: the webhook keeps its snapshot (and what
+    // it has memoised about images) and the version stays, so logs and metrics show only real changes.
+    if (!step.unchanged) swap(step);
+    reconcileStatus(step.changed);
+  }
+
+  function swap(step: AnalysisStep): void {
+    const snapshot =
+      state && step.onlyIn
+        ? updateSnapshot(state.snapshot, step.analysis.accepted, step.onlyIn)
+        : buildSnapshot(step.analysis.accepted, snapshotOptions);
+    state = { snapshot, analysis: step.analysis, version: (state?.version ?? 0) + 1 };
+    ready.resolve(state);
     for (const listener of listeners) listener(state);
-    reconcileStatus(changed.flatMap((p) => p.objects));
   }
 
-  /** Same verdicts, findings and accepted maps (kind, name, generation, order and spec). */
-  function sameAnalysis(a: Analysis, b: Analysis): boolean {
-    const text = (x: Analysis) =>
-      JSON.stringify([
-        x.verdicts.map((v) => [v.name, v.generation, v.verdict, v.serving, v.servingGeneration, v.findings]),
-        x.accepted.map((m) => [m.ref, m.order, m.spec]),
-      ]);
-    return (
-      a.verdicts.length === b.verdicts.length &&
-      a.accepted.length === b.accepted.length &&
-      text(a) === text(b)
-    );
-  }
-
-  function reconcileStatus(objects: readonly KubeObject[]): void {
-    if (!mayWrite()) return;
-    for (const object of objects) {
-      const verdict = verdicts.get(idOf(object));
-      if (verdict) writer.offer(object, verdict);
-    }
-  }
-
-  if (options.leaderElection) {
-    const le = options.leaderElection;
-    election = startLeaderElection({
-      client,
-      namespace: le.namespace,
-      name: le.name ?? 'pullmap-controller',
-      identity: le.identity,
-      logger,
-      ...(le.leaseDurationMs !== undefined ? { leaseDurationMs: le.leaseDurationMs } : {}),
-      ...(le.renewDeadlineMs !== undefined ? { renewDeadlineMs: le.renewDeadlineMs } : {}),
-      ...(le.renewIntervalMs !== undefined ? { renewIntervalMs: le.renewIntervalMs } : {}),
-      // A new leader writes whatever the previous one left undone.
-      onChange: (leading) => {
-        if (leading) recheckAll();
-      },
-    });
-  }
-  for (const { watch } of kinds) watch.start();
+  // A new leader writes whatever the previous one left undone.
+  election = electionOf(options, client, logger, recheckAll);
+  for (const watch of maps.watches) watch.start();
   const recheck = setInterval(recheckAll, options.recheckIntervalMs ?? 60_000);
 
   return {
     current: () => state,
-    inputs: collectInputs,
-    ready: () => readyPromise,
+    inputs: (): MapInput[] | undefined => {
+      const grouped = maps.grouped();
+      return grouped && allMaps(grouped).map((o) => accepted.inputOf(o));
+    },
+    ready: () => ready.promise,
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -364,7 +246,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       if (closed) return;
       closed = true;
       clearInterval(recheck);
-      await Promise.all(kinds.map((k) => k.watch.stop()));
+      await Promise.all(maps.watches.map((w) => w.stop()));
       await writer.drain();
       await election?.stop();
       await client.close();

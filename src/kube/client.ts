@@ -12,31 +12,9 @@
 
 import { Agent, type Dispatcher, fetch } from 'undici';
 import type { KubeCredentials } from './config.ts';
+import { KubeApiError, KubeConfigError } from './errors.ts';
 
-export type KubeErrorCode =
-  | 'KUBE_HTTP' // the API answered with an error status (see status and reason)
-  | 'KUBE_TIMEOUT'
-  | 'KUBE_UNREACHABLE'
-  | 'KUBE_TOO_LARGE'
-  | 'KUBE_BAD_RESPONSE';
-
-export class KubeApiError extends Error {
-  override readonly name = 'KubeApiError';
-  readonly code: KubeErrorCode;
-  /** HTTP status, or the `code` of a Status object in a watch stream. */
-  readonly status: number | undefined;
-  /** The Status object's reason, like "Conflict", "NotFound", "Expired". */
-  readonly reason: string | undefined;
-  constructor(code: KubeErrorCode, message: string, status?: number, reason?: string) {
-    super(message);
-    this.code = code;
-    this.status = status;
-    this.reason = reason;
-  }
-}
-
-export const isStatus = (err: unknown, status: number): boolean =>
-  err instanceof KubeApiError && err.code === 'KUBE_HTTP' && err.status === status;
+export { isStatus, KubeApiError, type KubeErrorCode } from './errors.ts';
 
 export interface RequestOptions {
   readonly body?: unknown;
@@ -93,33 +71,85 @@ function errorFromStatus(httpStatus: number, text: string, what: string): KubeAp
   } catch {
     // not a Status object; keep the text
   }
-  return new KubeApiError('KUBE_HTTP', `${what}: ${httpStatus} ${message}`, httpStatus, reason);
+  return new KubeApiError('KUBE_HTTP', `${what}: ${httpStatus} ${message}`, { status: httpStatus, reason });
 }
 
 function transportError(err: unknown, what: string, signal: AbortSignal | undefined): KubeApiError {
   if (err instanceof KubeApiError) return err;
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (e.name === 'TimeoutError' || (e.name === 'AbortError' && !signal?.aborted))
-    return new KubeApiError('KUBE_TIMEOUT', `${what}: timed out`);
+    return new KubeApiError('KUBE_TIMEOUT', `${what}: timed out`, { cause: err });
   return new KubeApiError(
     'KUBE_UNREACHABLE',
     `${what}: ${e.cause?.code ?? e.cause?.message ?? e.message ?? String(err)}`,
+    { cause: err },
   );
+}
+
+function parseJson(text: string, failure: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new KubeApiError('KUBE_BAD_RESPONSE', failure, { cause: err });
+  }
+}
+
+/** Splits a watch stream into one JSON value per line; a line may not grow past `maxBytes`. */
+export class JsonLines {
+  private pending = '';
+  private readonly decoder = new TextDecoder();
+  private readonly what: string;
+  private readonly maxBytes: number;
+
+  constructor(what: string, maxBytes: number) {
+    this.what = what;
+    this.maxBytes = maxBytes;
+  }
+
+  /** Calls `onLine` for each complete non-blank line in what has arrived so far. */
+  push(chunk: Uint8Array, onLine: (value: unknown) => void): void {
+    this.pending += this.decoder.decode(chunk, { stream: true });
+    let nl = this.pending.indexOf('\n');
+    while (nl >= 0) {
+      const line = this.pending.slice(0, nl);
+      this.pending = this.pending.slice(nl + 1);
+      if (line.trim() !== '') onLine(parseJson(line, `${this.what}: a watch line is not JSON`));
+      nl = this.pending.indexOf('\n');
+    }
+    if (this.pending.length > this.maxBytes)
+      throw new KubeApiError(
+        'KUBE_TOO_LARGE',
+        `${this.what}: a watch event is larger than ${this.maxBytes} bytes`,
+      );
+  }
+}
+
+/**
+ * The deadline of one request, and the caller's signal. AbortSignal.timeout takes whole milliseconds only
+ * (a fraction throws a RangeError); callers compute what is left of a deadline from performance.now().
+ */
+function deadlineSignal(ms: number, signal: AbortSignal | undefined): AbortSignal {
+  const deadline = AbortSignal.timeout(Math.max(1, Math.ceil(ms)));
+  return signal ? AbortSignal.any([deadline, signal]) : deadline;
 }
 
 export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptions = {}): KubeClient {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024 * 1024;
   const cluster = kubeConfig.getCurrentCluster();
-  if (!cluster) throw new Error('the kubeconfig has no current cluster; set current-context');
+  if (!cluster) throw new KubeConfigError('the kubeconfig has no current cluster; set current-context');
   let agent: Dispatcher | undefined;
 
   // Headers are computed per request (tokens rotate); the TLS agent is made once and reused.
-  async function prepare(): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher }> {
+  async function prepare(
+    contentType?: string,
+  ): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher }> {
     const opts: { headers?: Record<string, unknown>; ca?: unknown; cert?: unknown; key?: unknown } = {};
     await kubeConfig.applyToHTTPSOptions(opts as never);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = String(v);
+    headers.accept = 'application/json';
+    if (contentType !== undefined) headers['content-type'] = contentType;
     agent ??= new Agent({
       connect: {
         ...(opts.ca !== undefined ? { ca: opts.ca as string } : {}),
@@ -134,31 +164,27 @@ export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptio
     return { headers, dispatcher: agent };
   }
 
+  async function send(method: string, path: string, req: RequestOptions, signal: AbortSignal) {
+    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
+    const contentType = body === undefined ? undefined : (req.contentType ?? 'application/json');
+    const { headers, dispatcher } = await prepare(contentType);
+    return fetch(url(cluster!.server, path, req.query), {
+      method,
+      headers,
+      dispatcher,
+      signal,
+      ...(body !== undefined ? { body } : {}),
+    });
+  }
+
   return {
     async request(method, path, req = {}) {
       const what = `${method} ${path}`;
-      // AbortSignal.timeout takes whole milliseconds only (a fraction throws a RangeError); callers compute
-      // what is left of a deadline from performance.now(), so round up here.
-      const deadline = AbortSignal.timeout(Math.max(1, Math.ceil(req.timeoutMs ?? timeoutMs)));
-      const signal = req.signal ? AbortSignal.any([deadline, req.signal]) : deadline;
       try {
-        const { headers, dispatcher } = await prepare();
-        headers.accept = 'application/json';
-        if (req.body !== undefined) headers['content-type'] = req.contentType ?? 'application/json';
-        const res = await fetch(url(cluster.server, path, req.query), {
-          method,
-          headers,
-          dispatcher,
-          signal,
-          ...(req.body !== undefined ? { body: JSON.stringify(req.body) } : {}),
-        });
+        const res = await send(method, path, req, deadlineSignal(req.timeoutMs ?? timeoutMs, req.signal));
         const text = res.body ? (await readCapped(res.body, maxBodyBytes)).toString('utf8') : '';
         if (res.status >= 400) throw errorFromStatus(res.status, text, what);
-        try {
-          return text === '' ? undefined : JSON.parse(text);
-        } catch {
-          throw new KubeApiError('KUBE_BAD_RESPONSE', `${what}: the answer is not JSON`);
-        }
+        return text === '' ? undefined : parseJson(text, `${what}: the answer is not JSON`);
       } catch (err) {
         throw transportError(err, what, req.signal);
       }
@@ -168,7 +194,6 @@ export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptio
       const what = `watch ${path}`;
       try {
         const { headers, dispatcher } = await prepare();
-        headers.accept = 'application/json';
         // Connect and headers are bounded by the agent's timeouts; the body lasts as long as the watch,
         // and the caller's watchdog aborts it when it goes quiet.
         const res = await fetch(url(cluster.server, path, query), { headers, dispatcher, signal });
@@ -176,31 +201,8 @@ export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptio
           const text = res.body ? (await readCapped(res.body, 64 * 1024)).toString('utf8') : '';
           throw errorFromStatus(res.status, text, what);
         }
-        let pending = '';
-        const decoder = new TextDecoder();
-        for await (const chunk of res.body) {
-          pending += decoder.decode(chunk, { stream: true });
-          let nl = pending.indexOf('\n');
-          while (nl >= 0) {
-            const line = pending.slice(0, nl);
-            pending = pending.slice(nl + 1);
-            if (line.trim() !== '') {
-              let value: unknown;
-              try {
-                value = JSON.parse(line);
-              } catch {
-                throw new KubeApiError('KUBE_BAD_RESPONSE', `${what}: a watch line is not JSON`);
-              }
-              onLine(value);
-            }
-            nl = pending.indexOf('\n');
-          }
-          if (pending.length > maxBodyBytes)
-            throw new KubeApiError(
-              'KUBE_TOO_LARGE',
-              `${what}: a watch event is larger than ${maxBodyBytes} bytes`,
-            );
-        }
+        const lines = new JsonLines(what, maxBodyBytes);
+        for await (const chunk of res.body) lines.push(chunk, onLine);
       } catch (err) {
         if (signal.aborted) return;
         throw transportError(err, what, signal);

@@ -13,6 +13,7 @@ import { access, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parse } from 'yaml';
+import { KubeConfigError } from './errors.ts';
 
 /** What the API client needs: a client-node KubeConfig satisfies it, and so does loadKubeConfig's. */
 export interface KubeCredentials {
@@ -21,9 +22,7 @@ export interface KubeCredentials {
   applyToHTTPSOptions(options: object): Promise<void>;
 }
 
-export class KubeConfigError extends Error {
-  override readonly name = 'KubeConfigError';
-}
+export { KubeConfigError };
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** A rotated service-account token is picked up within this long. */
@@ -105,16 +104,23 @@ function entry(doc: Fields, list: string, name: unknown, field: string): Fields 
   return isFields(found) && isFields(found[field]) ? found[field] : undefined;
 }
 
-/** A kubeconfig this file can serve, or undefined when client-node must read it. */
-async function fromKubeconfig(path: string, now: () => number): Promise<Connection | undefined> {
+async function readKubeconfig(path: string): Promise<Fields> {
   let doc: unknown;
   try {
     doc = parse(await readFile(path, 'utf8'));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new KubeConfigError(`cannot read ${path}: ${code ?? (err as Error).message}`);
+    throw new KubeConfigError(`cannot read ${path}: ${code ?? (err as Error).message}`, { cause: err });
   }
   if (!isFields(doc)) throw new KubeConfigError(`${path} is not a kubeconfig (a YAML mapping)`);
+  return doc;
+}
+
+/**
+ * The current context's cluster and user when this file can serve them, undefined when client-node must
+ * (preferences, a missing user, fields this reader does not know); throws naming what is broken.
+ */
+function currentEntries(doc: Fields, path: string): { cluster: Fields; user: Fields } | undefined {
   if (
     doc.preferences !== undefined &&
     !(isFields(doc.preferences) && Object.keys(doc.preferences).length === 0)
@@ -137,6 +143,14 @@ async function fromKubeconfig(path: string, now: () => number): Promise<Connecti
   if (Object.keys(user).some((k) => !USER_FIELDS.has(k))) return undefined;
   if (typeof cluster.server !== 'string' || cluster.server === '')
     throw new KubeConfigError(`${path}: cluster ${String(context.cluster)} has no server`);
+  return { cluster, user };
+}
+
+/** A kubeconfig this file can serve, or undefined when client-node must read it. */
+async function fromKubeconfig(path: string, now: () => number): Promise<Connection | undefined> {
+  const entries = currentEntries(await readKubeconfig(path), path);
+  if (!entries) return undefined;
+  const { cluster, user } = entries;
   const base = dirname(path);
   const file = (p: unknown) => (typeof p === 'string' ? (isAbsolute(p) ? p : join(base, p)) : undefined);
   const pem = async (data: unknown, fileField: unknown): Promise<string | undefined> => {
@@ -146,17 +160,20 @@ async function fromKubeconfig(path: string, now: () => number): Promise<Connecti
     try {
       return await readFile(f, 'utf8');
     } catch (err) {
-      throw new KubeConfigError(`${path}: cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      throw new KubeConfigError(`${path}: cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+        cause: err,
+      });
     }
   };
+  const tokenPath = file(user.tokenFile);
   const token =
     typeof user.token === 'string'
       ? async () => user.token as string
-      : file(user.tokenFile) !== undefined
-        ? tokenFile(file(user.tokenFile) as string, now)
+      : tokenPath !== undefined
+        ? tokenFile(tokenPath, now)
         : undefined;
   return {
-    server: cluster.server,
+    server: cluster.server as string,
     skipTLSVerify: cluster['insecure-skip-tls-verify'] === true,
     ca: await pem(cluster['certificate-authority-data'], cluster['certificate-authority']),
     cert: await pem(user['client-certificate-data'], user['client-certificate']),
@@ -178,7 +195,7 @@ async function clientNode(path: string | undefined): Promise<LoadedKubeConfig> {
     if (path !== undefined) kc.loadFromFile(path);
     else kc.loadFromDefault();
   } catch (err) {
-    throw new KubeConfigError((err as Error).message);
+    throw new KubeConfigError((err as Error).message, { cause: err });
   }
   if (!kc.getCurrentCluster()) throw new KubeConfigError('it names no current cluster');
   return Object.assign(kc, { loadedBy: 'client-node' as const });
@@ -191,33 +208,45 @@ async function clientNode(path: string | undefined): Promise<LoadedKubeConfig> {
 export async function loadKubeConfig(options: LoadOptions = {}): Promise<LoadedKubeConfig> {
   const env = options.env ?? process.env;
   const now = options.now ?? Date.now;
-  let path = options.path;
-  if (path === undefined && env.KUBECONFIG) {
-    if (env.KUBECONFIG.includes(':')) return clientNode(undefined); // several files are merged
-    path = env.KUBECONFIG;
-  }
-  const home = join(env.HOME || homedir(), '.kube', 'config');
-  if (path === undefined && (await exists(home))) path = home;
+  const path = await kubeconfigPath(options.path, env);
+  if (path === MERGED) return clientNode(undefined);
   if (path !== undefined) {
     const connection = await fromKubeconfig(path, now);
     return connection ? credentials(connection, 'kubeconfig') : clientNode(path);
   }
-  const dir = options.serviceAccountDir ?? SERVICE_ACCOUNT_DIR;
+  const connection = await inCluster(options.serviceAccountDir ?? SERVICE_ACCOUNT_DIR, env, now);
+  return connection ? credentials(connection, 'in-cluster') : clientNode(undefined);
+}
+
+/** $KUBECONFIG naming several files, which client-node merges. */
+const MERGED = Symbol('merged');
+
+/** The kubeconfig file to read: the given one, else $KUBECONFIG, else ~/.kube/config if it exists. */
+async function kubeconfigPath(
+  given: string | undefined,
+  env: NodeJS.ProcessEnv,
+): Promise<string | typeof MERGED | undefined> {
+  if (given !== undefined) return given;
+  if (env.KUBECONFIG) return env.KUBECONFIG.includes(':') ? MERGED : env.KUBECONFIG;
+  const home = join(env.HOME || homedir(), '.kube', 'config');
+  return (await exists(home)) ? home : undefined;
+}
+
+/** The pod's service account, when running in a cluster. */
+async function inCluster(
+  dir: string,
+  env: NodeJS.ProcessEnv,
+  now: () => number,
+): Promise<Connection | undefined> {
   const host = env.KUBERNETES_SERVICE_HOST;
   const port = env.KUBERNETES_SERVICE_PORT;
-  if (host && port && (await exists(join(dir, 'token')))) {
-    const ca = await readFile(join(dir, 'ca.crt'), 'utf8').catch(() => undefined);
-    return credentials(
-      {
-        server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
-        skipTLSVerify: false,
-        ca,
-        cert: undefined,
-        key: undefined,
-        token: tokenFile(join(dir, 'token'), now),
-      },
-      'in-cluster',
-    );
-  }
-  return clientNode(undefined);
+  if (!host || !port || !(await exists(join(dir, 'token')))) return undefined;
+  return {
+    server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    skipTLSVerify: false,
+    ca: await readFile(join(dir, 'ca.crt'), 'utf8').catch(() => undefined),
+    cert: undefined,
+    key: undefined,
+    token: tokenFile(join(dir, 'token'), now),
+  };
 }

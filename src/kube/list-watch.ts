@@ -3,6 +3,7 @@
 // any error, and a watchdog that restarts a watch which went quiet (a half-open connection after an API
 // server restart or a network partition ends no stream by itself). Bookmarks keep healthy watches busy.
 
+import { hasCode, messageOf } from '../core/errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { isStatus, KubeApiError, type KubeClient } from './client.ts';
 
@@ -58,8 +59,47 @@ export interface ListWatchOptions {
 export const objectKey = (o: KubeObject): string =>
   o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
 
-/** The watch resumed from a resourceVersion the server no longer has: list again. */
-class Gone extends Error {}
+/** Where the loop resumes from, and how it has fared since the last progress. */
+interface Cursor {
+  resourceVersion: string | undefined;
+  failures: number;
+  /** The watch runs from a list's resourceVersion and has not delivered anything yet. */
+  fresh: boolean;
+}
+
+/** What one watch line did: applied to the store (a bookmark changes nothing), ignored, or a failure. */
+export type WatchStep =
+  | { readonly kind: 'applied'; readonly resourceVersion: string | undefined; readonly change?: StoreChange }
+  | { readonly kind: 'ignored' }
+  | { readonly kind: 'failure'; readonly error: KubeApiError };
+
+/** Applies one watch event to `store`. An ERROR event is a failure; 410 Gone means list again. */
+export function applyWatchEvent(store: Map<string, KubeObject>, line: unknown, path: string): WatchStep {
+  const event = line as { type?: string; object?: KubeObject } | null;
+  const object = event?.object;
+  if (event?.type === 'ERROR') {
+    const status = (object ?? {}) as unknown as { code?: number; reason?: string; message?: string };
+    return {
+      kind: 'failure',
+      error: new KubeApiError('KUBE_HTTP', `watch ${path}: ${status.message ?? 'error event'}`, {
+        status: status.code,
+        reason: status.reason,
+      }),
+    };
+  }
+  if (!object?.metadata) return { kind: 'ignored' };
+  const resourceVersion = object.metadata.resourceVersion;
+  if (event?.type === 'BOOKMARK') return { kind: 'applied', resourceVersion };
+  const key = objectKey(object);
+  const previous = store.get(key);
+  if (event?.type === 'DELETED') {
+    store.delete(key);
+    return { kind: 'applied', resourceVersion, change: { type: 'deleted', key, previous } };
+  }
+  if (event?.type !== 'ADDED' && event?.type !== 'MODIFIED') return { kind: 'ignored' };
+  store.set(key, object);
+  return { kind: 'applied', resourceVersion, change: { type: 'upsert', key, previous } };
+}
 
 export class ListWatch {
   readonly store = new Map<string, KubeObject>();
@@ -91,57 +131,64 @@ export class ListWatch {
 
   private async run(): Promise<void> {
     const stop = this.stopController.signal;
-    let resourceVersion: string | undefined;
-    let failures = 0;
-    /** The watch runs from a list's resourceVersion and has not delivered anything yet. */
-    let fresh = false;
-    const backoff = async (err: unknown): Promise<void> => {
-      const delay = Math.min(
-        this.timing.backoffMaxMs,
-        this.timing.backoffInitialMs * 2 ** Math.min(failures, 16),
-      );
-      failures++;
-      this.options.logger.warn('list-watch failed; retrying', {
-        path: this.options.path,
-        error: err instanceof Error ? err.message : String(err),
-        code: err instanceof KubeApiError ? err.code : undefined,
-        retryInMs: Math.round(delay),
-      });
-      await sleep(delay * (0.8 + 0.4 * Math.random()), stop);
-    };
+    const cursor: Cursor = { resourceVersion: undefined, failures: 0, fresh: false };
     while (!stop.aborted) {
       try {
-        if (resourceVersion === undefined) {
-          resourceVersion = await this.list();
-          failures = 0;
-          fresh = true;
-        }
-        const began = performance.now();
-        const progressed = await this.watch(resourceVersion, (rv) => {
-          resourceVersion = rv;
-        });
-        if (progressed) {
-          failures = 0;
-          fresh = false;
-        }
-        // A server that ends every watch at once must not turn this loop into a busy one.
-        else if (performance.now() - began < 1000)
-          throw new KubeApiError('KUBE_BAD_RESPONSE', `watch ${this.options.path}: ended at once`);
+        await this.listAndWatch(cursor);
       } catch (err) {
         if (stop.aborted) break;
-        // 410 Gone comes as an ERROR event in the stream, or as the status of the watch request itself.
-        if (err instanceof Gone || isStatus(err, 410)) {
-          this.stats.gone++;
-          this.options.logger.info('watch expired; listing again', { path: this.options.path });
-          resourceVersion = undefined;
-          // Expired again straight after a list: back off rather than list in a tight loop.
-          if (fresh) await backoff(err);
-          continue;
-        }
-        this.stats.errors++;
-        await backoff(err);
+        await this.recover(err, cursor);
       }
     }
+  }
+
+  /** Lists when there is no resourceVersion to resume from, then watches once. */
+  private async listAndWatch(cursor: Cursor): Promise<void> {
+    if (cursor.resourceVersion === undefined) {
+      cursor.resourceVersion = await this.list();
+      cursor.failures = 0;
+      cursor.fresh = true;
+    }
+    const began = performance.now();
+    const progressed = await this.watch(cursor.resourceVersion, (rv) => {
+      cursor.resourceVersion = rv;
+    });
+    if (progressed) {
+      cursor.failures = 0;
+      cursor.fresh = false;
+    }
+    // A server that ends every watch at once must not turn this loop into a busy one.
+    else if (performance.now() - began < 1000)
+      throw new KubeApiError('KUBE_BAD_RESPONSE', `watch ${this.options.path}: ended at once`);
+  }
+
+  private async recover(err: unknown, cursor: Cursor): Promise<void> {
+    // 410 Gone comes as an ERROR event in the stream, or as the status of the watch request itself.
+    if (isStatus(err, 410)) {
+      this.stats.gone++;
+      this.options.logger.info('watch expired; listing again', { path: this.options.path });
+      cursor.resourceVersion = undefined;
+      // Expired again straight after a list: back off rather than list in a tight loop.
+      if (cursor.fresh) await this.backoff(err, cursor);
+      return;
+    }
+    this.stats.errors++;
+    await this.backoff(err, cursor);
+  }
+
+  private async backoff(err: unknown, cursor: Cursor): Promise<void> {
+    const delay = Math.min(
+      this.timing.backoffMaxMs,
+      this.timing.backoffInitialMs * 2 ** Math.min(cursor.failures, 16),
+    );
+    cursor.failures++;
+    this.options.logger.warn('list-watch failed; retrying', {
+      path: this.options.path,
+      error: messageOf(err),
+      code: hasCode(err) ? err.code : undefined,
+      retryInMs: Math.round(delay),
+    });
+    await sleep(delay * (0.8 + 0.4 * Math.random()), this.stopController.signal);
   }
 
   /** A complete, paginated list; replaces the store and returns the list's resourceVersion. */
@@ -197,41 +244,14 @@ export class ListWatch {
         (line) => {
           arm();
           if (failure) return;
-          const event = line as { type?: string; object?: KubeObject };
-          const object = event.object;
-          if (event.type === 'ERROR') {
-            const status = object as unknown as { code?: number; reason?: string; message?: string };
-            failure =
-              status.code === 410
-                ? new Gone()
-                : new KubeApiError(
-                    'KUBE_HTTP',
-                    `watch ${this.options.path}: ${status.message ?? 'error event'}`,
-                    status.code,
-                    status.reason,
-                  );
+          const step = applyWatchEvent(this.store, line, this.options.path);
+          if (step.kind === 'failure') {
+            failure = step.error;
             abort.abort();
-            return;
-          }
-          if (!object?.metadata) return;
-          const rv = object.metadata.resourceVersion;
-          if (event.type === 'BOOKMARK') {
+          } else if (step.kind === 'applied') {
             events++;
-            if (rv) advance(rv);
-            return;
-          }
-          const key = objectKey(object);
-          const previous = this.store.get(key);
-          if (event.type === 'DELETED') {
-            this.store.delete(key);
-            events++;
-            if (rv) advance(rv);
-            this.options.onChange({ type: 'deleted', key, previous });
-          } else if (event.type === 'ADDED' || event.type === 'MODIFIED') {
-            this.store.set(key, object);
-            events++;
-            if (rv) advance(rv);
-            this.options.onChange({ type: 'upsert', key, previous });
+            if (step.resourceVersion) advance(step.resourceVersion);
+            if (step.change) this.options.onChange(step.change);
           }
         },
       );

@@ -25,5 +25,6 @@ export {
   DEFAULT_SNAPSHOT_OPTIONS,
   type MapSnapshot,
   type SnapshotOptions,
+  updateSnapshot,
 } from './snapshot.ts';
 export { findingLines, servingNote, verdictMessage } from './verdict-text.ts';

@@ -1,16 +1,7 @@
-/** Stable codes for every way an image reference can be wrong; callers branch on these, never on text. */
-export type ReferenceErrorCode =
-  | 'REF_EMPTY'
-  | 'REF_WHITESPACE'
-  | 'REF_HOST_INVALID'
-  | 'REF_PORT_INVALID'
-  | 'REF_PATH_INVALID'
-  | 'REF_PATH_UPPERCASE'
-  | 'REF_PATH_TOO_LONG'
-  | 'REF_IMAGE_ID'
-  | 'REF_TAG_INVALID'
-  | 'REF_DIGEST_INVALID'
-  | 'REF_DIGEST_UNSUPPORTED';
+import type { CoreErrorCode } from '../errors.ts';
+
+/** Stable codes for every way an image reference can be wrong (listed in core's catalogue, errors.ts). */
+export type ReferenceErrorCode = Extract<CoreErrorCode, `REF_${string}`>;
 
 export interface InvalidReference {
   readonly code: ReferenceErrorCode;

@@ -6,7 +6,7 @@
 //
 // A download whose units are ordinary buffers (the shared pool was exhausted) is hashed inline.
 import { createHash } from 'node:crypto';
-import { digestAlgorithm } from '../registry/client.ts';
+import { digestAlgorithm } from '../core/reference/index.ts';
 import { HelperThread } from './thread.ts';
 
 export interface Digester {

@@ -21,7 +21,7 @@ import {
   utimes,
 } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DIGEST } from '../registry/client.ts';
+import { DIGEST } from '../core/reference/index.ts';
 import type { ByteSource } from './copy.ts';
 
 const TOUCH_AFTER_MS = 60_000;

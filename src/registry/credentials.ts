@@ -2,6 +2,7 @@
 // the legacy `.dockercfg` (the same map without "auths"), and pull secrets of both types.
 // Parsing is pure and strict: a bad field fails the whole source with an error naming the field,
 // as the kubelet rejects a whole secret.
+import { isObject } from '../core/json.ts';
 
 export type RegistryCredential =
   | {
@@ -110,10 +111,6 @@ function parseJson(text: string, field: string): unknown {
   } catch (err) {
     return fail('CRED_JSON_INVALID', field, `is not valid JSON (${(err as Error).message})`);
   }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function optionalString(entry: Record<string, unknown>, name: string, field: string): string | undefined {

@@ -2,15 +2,9 @@
 // keys may carry a scheme, a path and /v1/ or /v2/; the host must have the same number of labels and
 // port as the image's registry, each label may be a glob ("*.example.com"), and the key's path must
 // prefix the repository path. All matches are returned, most specific key (reverse-sorted) first.
+import { splitHostPort } from '../core/net.ts';
+import { foldDockerHubHost } from '../core/reference/index.ts';
 import type { CredentialEntry, RegistryCredential } from './credentials.ts';
-
-/** Docker Hub's spellings; credentials stored under any of them apply to "docker.io" images. */
-const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set([
-  'docker.io',
-  'index.docker.io',
-  'registry-1.docker.io',
-]);
-const DOCKER_HUB = 'docker.io';
 
 export interface CredentialSource {
   /** Credentials to try, in order, for `registry/repository` ("docker.io", "library/nginx"). */
@@ -22,20 +16,6 @@ interface KeyPattern {
   readonly labels: readonly string[];
   readonly port: string;
   readonly path: string;
-}
-
-/** Go's net.SplitHostPort, lenient: no port (or a bare IPv6 address) gives port "". */
-function splitHostPort(hostPort: string): { host: string; port: string } {
-  if (hostPort.startsWith('[')) {
-    const close = hostPort.indexOf(']');
-    if (close !== -1 && hostPort[close + 1] === ':' && close + 2 < hostPort.length)
-      return { host: hostPort.slice(1, close), port: hostPort.slice(close + 2) };
-    return { host: hostPort, port: '' };
-  }
-  const colon = hostPort.indexOf(':');
-  if (colon === -1 || colon !== hostPort.lastIndexOf(':') || colon === hostPort.length - 1)
-    return { host: hostPort, port: '' };
-  return { host: hostPort.slice(0, colon), port: hostPort.slice(colon + 1) };
 }
 
 /**
@@ -55,7 +35,8 @@ export function normalizeCredentialKey(key: string): string | undefined {
   if (host.length === 0) return undefined;
   if (path.startsWith('/v1/') || path.startsWith('/v2/')) path = path.slice(3);
   if (path === '/') path = '';
-  if (DOCKER_HUB_ALIASES.has(host)) host = DOCKER_HUB;
+  // Docker Hub's names all apply to "docker.io" images.
+  host = foldDockerHubHost(host);
   return host + path;
 }
 
@@ -202,7 +183,7 @@ export class CredentialKeyring implements CredentialSource {
   }
 
   lookup(registry: string, repository: string): readonly RegistryCredential[] {
-    const host = DOCKER_HUB_ALIASES.has(registry) ? DOCKER_HUB : registry;
+    const host = foldDockerHubHost(registry);
     const target = patternOf(`${host}/${repository}`);
     const out: RegistryCredential[] = [];
     for (const pattern of this.#index) {

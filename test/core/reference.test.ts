@@ -2,6 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
+  checkDigest,
+  DIGEST,
+  DIGEST_ALGORITHMS,
+  digestAlgorithm,
+  foldDockerHubHost,
   formatFamiliar,
   formatNormalized,
   formatReference,
@@ -311,4 +316,37 @@ describe('generated table: registry spellings × paths × tag/digest', () => {
       }
     }
   }
+});
+
+describe('digests: one list for the grammar, the registry client and the cache', () => {
+  test('DIGEST accepts exactly what the reference grammar accepts', () => {
+    const hex = fc.stringMatching(/^[0-9a-fA-F]{0,130}$/);
+    const algorithm = fc.constantFrom('sha256', 'sha384', 'sha512', 'sha1', 'md5', 'SHA256', 'sha256+b64');
+    fc.assert(
+      fc.property(algorithm, hex, (a, h) => {
+        const digest = `${a}:${h}`;
+        assert.equal(DIGEST.test(digest), checkDigest(digest) === undefined, digest);
+      }),
+      { numRuns: 3000 },
+    );
+    for (const [name, length] of Object.entries(DIGEST_ALGORITHMS)) {
+      const digest = `${name}:${'a'.repeat(length)}`;
+      assert.ok(DIGEST.test(digest) && parseReference(`x@${digest}`).ok, name);
+      assert.equal(digestAlgorithm(digest), name);
+    }
+  });
+});
+
+test("Docker Hub's names fold into docker.io; other hosts are kept as written", () => {
+  for (const host of ['docker.io', 'index.docker.io', 'registry-1.docker.io'])
+    assert.equal(foldDockerHubHost(host), 'docker.io');
+  for (const host of ['Docker.io', 'docker.io:443', 'ghcr.io', 'hub.docker.com'])
+    assert.equal(foldDockerHubHost(host), host);
+  // A reference says index.docker.io for Hub; the API host is, for a reference, another registry.
+  const registryOf = (text: string) => {
+    const parsed = parseReference(text);
+    return parsed.ok ? parsed.ref.registry : parsed.error.code;
+  };
+  assert.equal(registryOf('index.docker.io/x'), 'docker.io');
+  assert.equal(registryOf('registry-1.docker.io/x'), 'registry-1.docker.io');
 });

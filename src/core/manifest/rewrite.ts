@@ -3,6 +3,7 @@
 // every other byte stay as they were (a Helm post-renderer must not reformat charts).
 
 import { isScalar, LineCounter, parseAllDocuments, type Scalar } from 'yaml';
+import { isObject } from '../json.ts';
 import type { Labels } from '../mapping/selector.ts';
 import { containerImages, findPodSpecs } from '../pod/locate.ts';
 
@@ -23,9 +24,6 @@ export interface ManifestScan {
   readonly images: readonly ManifestImage[];
   readonly errors: readonly string[];
 }
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function labelsOf(v: unknown): Record<string, string> {
   const out: Record<string, string> = {};

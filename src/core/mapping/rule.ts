@@ -5,7 +5,9 @@
 import type { MapKind, MapObject, Mapping, MapSpec } from '../api/v1alpha1.ts';
 import { parseDuration } from '../duration.ts';
 import {
+  canonicalRegistry,
   checkDomainAndPort,
+  DEFAULT_TAG,
   describeReferenceError,
   embedRegistry,
   formatName,
@@ -78,7 +80,7 @@ export function parsePattern(text: string, field: string, issues: FieldIssue[]):
         });
         return undefined;
       }
-      const registry = body === 'index.docker.io' ? 'docker.io' : body;
+      const registry = canonicalRegistry(body);
       return { kind: 'prefix', registry, path: '', key: `${registry}/` };
     }
     // Parse "<body>/x" so that Docker Hub's "library/" expansion, which applies only to one-component
@@ -256,7 +258,7 @@ export function applyTarget(
   if (rule.mapping.naming === 'zarf') {
     // Zarf keeps the whole source path and drops the tag of digest references.
     if (image.digest !== undefined) return `${base}${image.repository}@${image.digest}`;
-    return `${base}${image.repository}:${zarfTag(formatName(image), tag ?? 'latest')}`;
+    return `${base}${image.repository}:${zarfTag(formatName(image), tag ?? DEFAULT_TAG)}`;
   }
   let relative: string | undefined;
   const source = rule.source;

@@ -2,6 +2,9 @@
 // workload's spec.template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, ...) and a CronJob's
 // spec.jobTemplate.spec.template. Found by shape, so custom PodTemplate-bearing kinds work too.
 
+import { isObject, type Json } from '../json.ts';
+import { DEFAULT_TAG } from '../reference/index.ts';
+
 export const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
 /** Where a pod pulls images from: the container lists, and image volumes (spec.volumes[].image). */
 export type ContainerList = (typeof CONTAINER_LISTS)[number] | 'volumes';
@@ -11,9 +14,6 @@ export type ContainerList = (typeof CONTAINER_LISTS)[number] | 'volumes';
  * "volume:NAME" never collides with a container of the same name.
  */
 export const volumeKey = (name: string): string => `volume:${name}`;
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 export interface PodSpecLocation {
   /** JSON path segments from the object root to the pod spec. */
@@ -94,5 +94,5 @@ export function containerImages(spec: Json): ContainerImage[] {
 
 /** The pull policy Kubernetes defaults to when none is written: Always for :latest or no tag. */
 export function defaultPullPolicy(tag: string | undefined, digest: string | undefined): string {
-  return digest === undefined && (tag === undefined || tag === 'latest') ? 'Always' : 'IfNotPresent';
+  return digest === undefined && (tag === undefined || tag === DEFAULT_TAG) ? 'Always' : 'IfNotPresent';
 }

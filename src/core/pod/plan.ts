@@ -2,6 +2,7 @@
 // JSON Patch that applies them and records the originals. Re-admission never maps an image twice.
 
 import { type ExistenceFacts, mergeProbeRequests, type ProbeRequest } from '../facts.ts';
+import { isObject } from '../json.ts';
 import { type DecisionContext, decideImage, type ImageDecision } from '../mapping/decide.ts';
 import type { Labels } from '../mapping/selector.ts';
 import type { MapSnapshot } from '../mapping/snapshot.ts';
@@ -49,8 +50,6 @@ export function podImages(pod: unknown): Map<string, string> {
   return out;
 }
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 const escapePointer = (s: string): string => s.replaceAll('~', '~0').replaceAll('/', '~1');
 
 function stringRecord(value: unknown): Record<string, string> {

@@ -5,7 +5,6 @@ import { duration } from '../core/api/v1alpha1.ts';
 import { parseRefresh, type Refresh, type RefreshRule } from '../core/cache/policy.ts';
 import { loadYamlObjects } from '../core/config.ts';
 import { parseDuration } from '../core/duration.ts';
-import { checkTagPattern, compileTagPatterns } from '../core/mapping/tag-pattern.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { checkDomainAndPort } from '../core/reference/index.ts';
 import {
@@ -22,6 +21,7 @@ import {
   show,
   string,
 } from '../core/schema/dsl.ts';
+import { checkTagPattern, compileTagPatterns } from '../core/tag-pattern.ts';
 
 const pattern = (description: string) =>
   string({ description, minLength: 1, maxLength: 512, validate: checkTagPattern });

@@ -3,7 +3,6 @@
 // and the TypeScript types all derive from the declarations below.
 
 import { parseDuration } from '../duration.ts';
-import { checkTagPattern } from '../mapping/tag-pattern.ts';
 import {
   boolean,
   type Infer,
@@ -17,6 +16,7 @@ import {
   stringMap,
   stringOrList,
 } from '../schema/dsl.ts';
+import { checkTagPattern } from '../tag-pattern.ts';
 
 export const GROUP = 'pullmap.dev';
 export const VERSION = 'v1alpha1';

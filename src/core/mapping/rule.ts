@@ -17,7 +17,7 @@ import {
   parseReference,
 } from '../reference/index.ts';
 import type { FieldIssue } from '../schema/dsl.ts';
-import { compileTagPatterns } from './tag-pattern.ts';
+import { compileTagPatterns } from '../tag-pattern.ts';
 import { zarfTag } from './zarf.ts';
 
 /** Which map object a rule came from. */

@@ -1,8 +1,7 @@
 // `pullmap rewrite -f FILE`: manifests in, the same manifests with mapped images out (Helm post-renderer).
 import { mergeProbeRequests } from '../core/facts.ts';
 import { scanManifests, spliceImages } from '../core/manifest/rewrite.ts';
-import { decideImage } from '../core/mapping/index.ts';
-import { buildSnapshot, type MapSnapshot } from '../core/mapping/snapshot.ts';
+import { buildSnapshot, decideImage, type MapSnapshot } from '../core/mapping/index.ts';
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import type { CliIO } from './io.ts';
 import { loadMaps, readInput } from './maps.ts';

@@ -3,8 +3,8 @@
 // reviews finish).
 
 import type { Writable } from 'node:stream';
+import type { Labels } from '../core/mapping/index.ts';
 import { DEFAULT_SNAPSHOT_OPTIONS, type SnapshotOptions } from '../core/mapping/index.ts';
-import type { Labels } from '../core/mapping/selector.ts';
 import { isLoopbackName } from '../core/net.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';

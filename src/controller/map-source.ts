@@ -16,8 +16,8 @@ import {
   type MapInput,
   type MapVerdict,
   type SnapshotOptions,
+  updateSnapshot,
 } from '../core/mapping/index.ts';
-import { updateSnapshot } from '../core/mapping/snapshot.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';

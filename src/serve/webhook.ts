@@ -3,7 +3,7 @@
 // unless the operator chose failurePolicy Fail. One debug line per decision.
 
 import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../core/api/admission.ts';
-import type { Labels } from '../core/mapping/selector.ts';
+import type { Labels } from '../core/mapping/index.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 import type { Logger } from '../observe/log.ts';

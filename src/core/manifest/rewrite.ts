@@ -4,7 +4,7 @@
 
 import { isScalar, LineCounter, parseAllDocuments, type Scalar } from 'yaml';
 import { isObject } from '../json.ts';
-import type { Labels } from '../mapping/selector.ts';
+import type { Labels } from '../mapping/index.ts';
 import { containerImages, findPodSpecs } from '../pod/locate.ts';
 
 export interface ManifestImage {

@@ -14,12 +14,20 @@ export {
 } from './decide.ts';
 export { type LoadedMaps, loadMapsFromText } from './load.ts';
 export type { MatchedRule, Reason, ReasonCode } from './prepared.ts';
-export { type CompiledMap, compileMap, type MapRef, mapRefName, type Rule } from './rule.ts';
+export {
+  type CompiledMap,
+  compileMap,
+  type MapRef,
+  mapRefName,
+  podPullSecretName,
+  type Rule,
+} from './rule.ts';
 export { type Labels, selects } from './selector.ts';
 export {
   buildSnapshot,
   DEFAULT_SNAPSHOT_OPTIONS,
   type MapSnapshot,
   type SnapshotOptions,
+  updateSnapshot,
 } from './snapshot.ts';
 export { findingLines, servingNote, verdictMessage } from './verdict-text.ts';

@@ -32,6 +32,16 @@ export function mapRefName(ref: Pick<MapRef, 'kind' | 'namespace' | 'name'>): st
   return ref.namespace === undefined ? `${ref.kind}/${ref.name}` : `${ref.kind}/${ref.namespace}/${ref.name}`;
 }
 
+const COPY_PREFIX = 'pullmap-';
+
+/**
+ * The Secret name a pod refers to for a rule's pullSecret: an ImageMap's own, or the copy of a
+ * ClusterImageMap's that the controller keeps in the pod's namespace.
+ */
+export function podPullSecretName(kind: MapKind, pullSecret: string): string {
+  return kind === 'ClusterImageMap' ? `${COPY_PREFIX}${pullSecret}` : pullSecret;
+}
+
 /** A `from` or prefix-shaped `to`, parsed. Keys are what the snapshot index is keyed by. */
 export type Pattern =
   | { readonly kind: 'all'; readonly key: '' }

@@ -3,7 +3,6 @@
 // spec.jobTemplate.spec.template. Found by shape, so custom PodTemplate-bearing kinds work too.
 
 import { isObject, type Json } from '../json.ts';
-import { DEFAULT_TAG } from '../reference/index.ts';
 
 export const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
 /** Where a pod pulls images from: the container lists, and image volumes (spec.volumes[].image). */
@@ -90,9 +89,4 @@ export function containerImages(spec: Json): ContainerImage[] {
       });
     });
   return out;
-}
-
-/** The pull policy Kubernetes defaults to when none is written: Always for :latest or no tag. */
-export function defaultPullPolicy(tag: string | undefined, digest: string | undefined): string {
-  return digest === undefined && (tag === undefined || tag === DEFAULT_TAG) ? 'Always' : 'IfNotPresent';
 }

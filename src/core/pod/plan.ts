@@ -3,9 +3,13 @@
 
 import { type ExistenceFacts, mergeProbeRequests, type ProbeRequest } from '../facts.ts';
 import { isObject } from '../json.ts';
-import { type DecisionContext, decideImage, type ImageDecision } from '../mapping/decide.ts';
-import type { Labels } from '../mapping/selector.ts';
-import type { MapSnapshot } from '../mapping/snapshot.ts';
+import {
+  type DecisionContext,
+  decideImage,
+  type ImageDecision,
+  type Labels,
+  type MapSnapshot,
+} from '../mapping/index.ts';
 import { CONTAINER_LISTS, type ContainerImage, containerImages } from './locate.ts';
 import { addPullSecrets } from './pull-secrets.ts';
 

@@ -21,7 +21,9 @@ export function requireCommand(name: string): string {
       // not in this directory
     }
   }
-  throw new Error(`${name} is not installed; run "bash scripts/test-prereqs.sh" (npm test does) or install the packages it lists`);
+  throw new Error(
+    `${name} is not installed; run "bash scripts/test-prereqs.sh" (npm test does) or install the packages it lists`,
+  );
 }
 
 /** A port the kernel just handed out on 127.0.0.1 (for daemons that cannot bind port 0 themselves). */

@@ -35,7 +35,7 @@ import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
 import { type BodySink, readableOf } from './wire.ts';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-export const DEFAULT_MAX_QUEUE_PER_HOST = 512;
+const DEFAULT_MAX_QUEUE_PER_HOST = 512;
 const MAX_HOSTS = 256;
 /** How long a host that refused manifest HEAD is asked with GET before HEAD is tried again. */
 export const HEAD_REFUSAL_MEMORY_MS = 60 * 60_000;

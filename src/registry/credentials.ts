@@ -46,10 +46,10 @@ export type CredentialParseResult =
   | { readonly ok: true; readonly entries: readonly CredentialEntry[] }
   | { readonly ok: false; readonly error: CredentialError };
 
-export const SECRET_TYPE_DOCKER_CONFIG_JSON = 'kubernetes.io/dockerconfigjson';
-export const SECRET_TYPE_DOCKERCFG = 'kubernetes.io/dockercfg';
-export const SECRET_KEY_DOCKER_CONFIG_JSON = '.dockerconfigjson';
-export const SECRET_KEY_DOCKERCFG = '.dockercfg';
+const SECRET_TYPE_DOCKER_CONFIG_JSON = 'kubernetes.io/dockerconfigjson';
+const SECRET_TYPE_DOCKERCFG = 'kubernetes.io/dockercfg';
+const SECRET_KEY_DOCKER_CONFIG_JSON = '.dockerconfigjson';
+const SECRET_KEY_DOCKERCFG = '.dockercfg';
 
 // Kubernetes caps a Secret at 1 MiB; leave room for config files that are larger but still sane.
 const MAX_SOURCE_BYTES = 4 * 1024 * 1024;

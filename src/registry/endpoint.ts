@@ -31,9 +31,9 @@ export interface Endpoint {
   readonly maxConcurrent: number;
 }
 
-export const DEFAULT_CONNECT_TIMEOUT_MS = 3_000;
-export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
-export const DEFAULT_MAX_CONCURRENT = 8;
+const DEFAULT_CONNECT_TIMEOUT_MS = 3_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_CONCURRENT = 8;
 
 export function isLoopbackHost(hostPort: string): boolean {
   return isLoopbackName(splitHostPort(hostPort).host);

@@ -2,7 +2,7 @@
 // envelope. Pure; both webhooks (pods in serve/, map objects in controller/) use it.
 import { isObject, type Json } from '../json.ts';
 
-export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
 export interface GroupVersionKind {
   readonly group: string;

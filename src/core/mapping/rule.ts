@@ -72,12 +72,12 @@ export interface CompiledMap {
 }
 
 /** Exact-image key: digest wins over tag, since it names the content. */
-export function exactKey(ref: ImageReference, tag: string | undefined): string {
+function exactKey(ref: ImageReference, tag: string | undefined): string {
   return ref.digest !== undefined ? `${formatName(ref)}@${ref.digest}` : `${formatName(ref)}:${tag}`;
 }
 
 /** Parses a `from`/`to` value. `field` is the path used in messages. */
-export function parsePattern(text: string, field: string, issues: FieldIssue[]): Pattern | undefined {
+function parsePattern(text: string, field: string, issues: FieldIssue[]): Pattern | undefined {
   if (text === '*') return { kind: 'all', key: '' };
   if (text.endsWith('/')) {
     const body = text.slice(0, -1);

@@ -12,7 +12,7 @@ export type ContainerList = (typeof CONTAINER_LISTS)[number] | 'volumes';
  * Annotation key of an image volume: container names are DNS labels, which cannot hold ":", so
  * "volume:NAME" never collides with a container of the same name.
  */
-export const volumeKey = (name: string): string => `volume:${name}`;
+const volumeKey = (name: string): string => `volume:${name}`;
 
 export interface PodSpecLocation {
   /** JSON path segments from the object root to the pod spec. */

@@ -60,7 +60,7 @@ export function showChar(s: string, i: number): string {
  * pathComponent: lowercase alphanumeric runs joined by one separator each. Repeated dashes are one
  * separator (hostnames used as path components have them); "__" is allowed for old names; "._" is not.
  */
-export function checkPathComponent(s: string, start: number, end: number): ProductionFailure | undefined {
+function checkPathComponent(s: string, start: number, end: number): ProductionFailure | undefined {
   if (start === end)
     return fail(
       'REF_PATH_INVALID',

@@ -4,11 +4,11 @@
 /** The registry a reference without one refers to. */
 export const DEFAULT_REGISTRY = 'docker.io';
 /** Docker Hub's legacy name; references that spell it out mean DEFAULT_REGISTRY. */
-export const LEGACY_DEFAULT_REGISTRY = 'index.docker.io';
+const LEGACY_DEFAULT_REGISTRY = 'index.docker.io';
 /** The host Docker Hub's registry API answers on: where requests for DEFAULT_REGISTRY go. */
 export const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
 /** Every name of Docker Hub: credential keys and the cache's ?ns= may use any of them. */
-export const DOCKER_HUB_HOSTS: ReadonlySet<string> = new Set([
+const DOCKER_HUB_HOSTS: ReadonlySet<string> = new Set([
   DEFAULT_REGISTRY,
   LEGACY_DEFAULT_REGISTRY,
   DOCKER_HUB_API_HOST,

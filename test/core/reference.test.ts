@@ -16,6 +16,10 @@ import {
 } from '../../src/core/reference/index.ts';
 import { assertLinear } from '../harness/growth.ts';
 
+/** Property runs, scaled by PULLMAP_PROPERTY_SCALE (npm run mutate runs every test once per mutant). */
+const runs = (n: number): number =>
+  Math.max(50, Math.round(n * Number(process.env.PULLMAP_PROPERTY_SCALE ?? 1)));
+
 const D64 = 'a'.repeat(64);
 const SHA = `sha256:${'0123456789abcdef'.repeat(4)}`;
 
@@ -229,7 +233,7 @@ describe('round trip', () => {
           expected.repository = `library/${expected.repository}`;
         assert.deepEqual(r.ref, expected);
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
   });
 
@@ -246,7 +250,7 @@ describe('round trip', () => {
           assert.equal(again.ref.digest, first.ref.digest);
         }
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 
@@ -256,7 +260,7 @@ describe('round trip', () => {
         const r = parseReference(s);
         if (r.ok) assert.ok(parseReference(formatReference(r.ref)).ok);
       }),
-      { numRuns: 5000 },
+      { numRuns: runs(5000) },
     );
   });
 });
@@ -327,7 +331,7 @@ describe('digests: one list for the grammar, the registry client and the cache',
         const digest = `${a}:${h}`;
         assert.equal(DIGEST.test(digest), checkDigest(digest) === undefined, digest);
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
     for (const [name, length] of Object.entries(DIGEST_ALGORITHMS)) {
       const digest = `${name}:${'a'.repeat(length)}`;

@@ -58,48 +58,43 @@ export function globMatch(pattern: string, name: string): boolean {
   let starP = -1;
   let starN = 0;
   while (n < name.length) {
-    if (p < pattern.length) {
-      const c = pattern[p];
-      if (c === '*') {
-        starP = p++;
-        starN = n;
-        continue;
-      }
-      if (c === '?') {
-        p++;
-        n++;
-        continue;
-      }
-      if (c === '[') {
-        const cls = matchClass(pattern, p, name[n] as string);
-        if (cls === undefined) return false;
-        if (cls.matched) {
-          p = cls.next;
-          n++;
-          continue;
-        }
-      } else {
-        let literal = c;
-        let next = p + 1;
-        if (c === '\\') {
-          if (p + 1 >= pattern.length) return false;
-          literal = pattern[p + 1];
-          next = p + 2;
-        }
-        if (literal === name[n]) {
-          p = next;
-          n++;
-          continue;
-        }
-      }
+    const step = p < pattern.length ? stepAt(pattern, p, name[n] as string) : 'no';
+    if (step === 'bad') return false;
+    if (step === 'star') {
+      starP = p++;
+      starN = n;
+    } else if (step !== 'no') {
+      p = step;
+      n++;
+    } else if (starP === -1) return false;
+    else {
+      // Backtrack: let the last "*" swallow one more character.
+      p = starP + 1;
+      n = ++starN;
     }
-    if (starP === -1) return false;
-    // Backtrack: let the last "*" swallow one more character.
-    p = starP + 1;
-    n = ++starN;
   }
   while (pattern[p] === '*') p++;
   return p === pattern.length;
+}
+
+/**
+ * How the pattern element at `p` meets `ch`: the position after it when it matches, "no" when it does
+ * not, "star" for "*", "bad" when the pattern is malformed there.
+ */
+function stepAt(pattern: string, p: number, ch: string): number | 'no' | 'star' | 'bad' {
+  const c = pattern[p];
+  if (c === '*') return 'star';
+  if (c === '?') return p + 1;
+  if (c === '[') {
+    const cls = matchClass(pattern, p, ch);
+    if (cls === undefined) return 'bad';
+    return cls.matched ? cls.next : 'no';
+  }
+  if (c === '\\') {
+    if (p + 1 >= pattern.length) return 'bad';
+    return pattern[p + 1] === ch ? p + 2 : 'no';
+  }
+  return c === ch ? p + 1 : 'no';
 }
 
 /** One character of a class range at pattern[i], "\\"-escaped or not; an unescaped "-" or "]" is malformed. */

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 
 /** Above this growth factor the work is superlinear: linear gives about 10, quadratic about 100. */
-export const LINEAR_GROWTH_LIMIT = 50;
+export const LINEAR_GROWTH_LIMIT = 40;
 
 /**
  * Fails unless `run` on `input(10 * n)` takes less than LINEAR_GROWTH_LIMIT times as long as on
@@ -23,7 +23,7 @@ export function assertLinear(run: (input: string) => unknown, input: (n: number)
 
 /**
  * How many times more CPU `run` takes on `input(10 * n)` than on `input(n)`: each size is the best of
- * three batches, and a batch repeats `run` until the small input takes 10 ms of CPU, so the
+ * two batches, and a batch repeats `run` until the small input takes 20 ms of CPU, so the
  * granularity of CPU accounting does not count.
  */
 export function growthFactor(
@@ -34,13 +34,13 @@ export function growthFactor(
   const small = input(n);
   const large = input(10 * n);
   let repeat = 1;
-  while (batch(run, small, repeat) < 10 && repeat < 1 << 20) repeat *= 2;
+  while (batch(run, small, repeat) < 20 && repeat < 1 << 20) repeat *= 2;
   return best(run, large, repeat) / best(run, small, repeat);
 }
 
 function best(run: (input: string) => unknown, input: string, repeat: number): number {
   let min = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 3; i++) min = Math.min(min, batch(run, input, repeat));
+  for (let i = 0; i < 2; i++) min = Math.min(min, batch(run, input, repeat));
   return min;
 }
 

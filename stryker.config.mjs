@@ -5,7 +5,11 @@
 // measure CPU time, which Stryker's instrumentation changes for every mutant alike; property tests run a
 // tenth of their cases, enough to catch a mutant and ten times faster.
 const scopes = {
-  reference: { files: 'src/core/reference/**/*.ts', tests: ['test/core/reference.test.ts'] },
+  reference: {
+    files: 'src/core/reference/**/*.ts',
+    // embed.ts's inverse is tested with the cache's policy.
+    tests: ['test/core/reference.test.ts', 'test/core/cache-policy.test.ts'],
+  },
   mapping: {
     files: 'src/core/mapping/**/*.ts',
     tests: [

@@ -157,6 +157,74 @@ describe('parseReference: invalid references', () => {
   }
 });
 
+describe('parseReference: each refusal says what is wrong, in words', () => {
+  // One input per kind of message: the words are part of the contract (they name the part and the fix).
+  const messages: [string, string][] = [
+    ['', 'image reference is empty'],
+    [' nginx', 'contains U+0020 at offset 0; remove spaces and control characters'],
+    ['nginx\n', 'contains U+000A at offset 5; remove spaces and control characters'],
+    [
+      'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+      'a 64-character hex string is an image ID, not a repository name; add a repository name or "@sha256:"',
+    ],
+    ['docker.io/X', 'repository name must be lowercase (found "X" in "X")'],
+    ['a//b', 'repository path has an empty component (check for "//" or a trailing "/")'],
+    ['a-', 'repository path component "a-" must not end with a separator'],
+    ['-a', 'repository path component "-a" must start with a-z or 0-9 ("-")'],
+    ['a..b', 'repository path component "a..b" has two separators in a row (".")'],
+    [
+      'a/b!',
+      'repository path component "b!" contains "!"; allowed are a-z, 0-9 and one of "." "_" "__" "-" between them',
+    ],
+    [
+      'a/ü',
+      'repository path component "ü" contains U+00FC; allowed are a-z, 0-9 and one of "." "_" "__" "-" between them',
+    ],
+    ['x:', 'tag is empty after ":"; remove the ":" or name a tag'],
+    ['x:-a', 'tag "-a" must start with a letter, digit or "_"'],
+    ['x:a+b', 'tag "a+b" contains "+"; allowed are letters, digits, "_", "." and "-"'],
+    ['x:a/b', 'registry port "a" must be a number'],
+    ['x@', 'digest "" must look like "sha256:<64 hex digits>"'],
+    ['x@sha256:', 'sha256 digest must have 64 hex digits, found 0'],
+    [
+      'x@sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      'digest "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" must be lowercase hex',
+    ],
+    [
+      'x@sha256:gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg',
+      'digest "sha256:gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg" contains "g"; only hex digits are allowed',
+    ],
+    [
+      'x@md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+      'digest algorithm "md5" is not supported; use sha256, sha384 or sha512',
+    ],
+    [
+      'x@1sha:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+      'digest algorithm "1sha" is malformed',
+    ],
+    [
+      '@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+      'a digest needs a repository name before the "@"',
+    ],
+    ['localhost:/foo', 'registry "localhost:" has ":" but no port number'],
+    ['-reg.io/foo', 'registry host label "-reg" must not start or end with "-"'],
+    ['reg..io/foo', 'registry host "reg..io" has an empty label'],
+    ['reg_x.io/foo', 'registry host label "reg_x" contains "_"; allowed are letters, digits and "-"'],
+    ['[::1/foo', 'registry host "[::1" opens "[" for an IPv6 address but never closes it'],
+    [
+      '[fe80::1%eth0]/foo',
+      'IPv6 registry host "[fe80::1%eth0]" contains "%"; only hex digits and ":" are allowed (no zone identifiers)',
+    ],
+    ['[::1]x/foo', 'registry host "[::1]x" has "x" after "]"; expected ":port" or "/"'],
+    ['[::1]:5000', '"[::1]" looks like a registry, but no repository path follows it'],
+  ];
+  for (const [input, message] of messages)
+    test(JSON.stringify(input.length > 40 ? `${input.slice(0, 37)}...` : input), () => {
+      const r = parseReference(input);
+      assert.equal(r.ok ? '' : r.error.message, message);
+    });
+});
+
 describe('formatting', () => {
   const cases: [string, string, string, string][] = [
     // input, formatReference, formatNormalized, formatFamiliar

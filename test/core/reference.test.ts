@@ -5,6 +5,7 @@ import {
   checkDigest,
   DIGEST,
   DIGEST_ALGORITHMS,
+  describeReferenceError,
   digestAlgorithm,
   foldDockerHubHost,
   formatFamiliar,
@@ -223,6 +224,26 @@ describe('parseReference: each refusal says what is wrong, in words', () => {
       const r = parseReference(input);
       assert.equal(r.ok ? '' : r.error.message, message);
     });
+});
+
+test('long tags and paths: the length found and the limit', () => {
+  const message = (input: string) => {
+    const r = parseReference(input);
+    return r.ok ? '' : `${r.error.code}: ${r.error.message}`;
+  };
+  assert.equal(
+    message(`x:${'t'.repeat(129)}`),
+    'REF_TAG_INVALID: tag is 129 characters long; at most 128 are allowed',
+  );
+  assert.equal(
+    message(`reg.io/${'a'.repeat(256)}`),
+    'REF_PATH_TOO_LONG: repository path is 256 characters long; at most 255 are allowed (registry not counted)',
+  );
+  const r = parseReference('Nginx');
+  assert.equal(
+    r.ok ? '' : describeReferenceError('Nginx', r.error),
+    `"Nginx" is not a valid image reference: ${r.ok ? '' : r.error.message}`,
+  );
 });
 
 describe('formatting', () => {

@@ -7,6 +7,8 @@ import {
   DIGEST_ALGORITHMS,
   describeReferenceError,
   digestAlgorithm,
+  effectiveTag,
+  embedRegistry,
   foldDockerHubHost,
   formatFamiliar,
   formatNormalized,
@@ -14,6 +16,7 @@ import {
   type ImageReference,
   parseReference,
   type ReferenceErrorCode,
+  unembedRegistry,
 } from '../../src/core/reference/index.ts';
 import { assertLinear } from '../harness/growth.ts';
 
@@ -244,6 +247,33 @@ test('long tags and paths: the length found and the limit', () => {
     r.ok ? '' : describeReferenceError('Nginx', r.error),
     `"Nginx" is not a valid image reference: ${r.ok ? '' : r.error.message}`,
   );
+});
+
+test('effectiveTag: the tag written, else latest, except for a digest alone', () => {
+  const tagOf = (input: string) => {
+    const r = parseReference(input);
+    return r.ok ? effectiveTag(r.ref) : r.error.code;
+  };
+  assert.equal(tagOf('nginx'), 'latest');
+  assert.equal(tagOf('nginx:1.27'), '1.27');
+  assert.equal(tagOf(`nginx@${SHA}`), undefined);
+  assert.equal(tagOf(`nginx:1.27@${SHA}`), '1.27');
+});
+
+test('a registry written as a path component: what cannot be one is refused both ways', () => {
+  assert.equal(embedRegistry('localhost:5000'), 'localhost_5000');
+  for (const host of ['[::1]:5000', '[::1]', 'Reg.io', 'reg.IO:5000'])
+    assert.equal(embedRegistry(host), undefined, host);
+  assert.equal(unembedRegistry('localhost_5000'), 'localhost:5000');
+  for (const component of ['Reg.io', 'reg.io_X', '', 'a_b_1', '_5000'])
+    assert.equal(unembedRegistry(component), undefined, component);
+});
+
+test('digestAlgorithm names the hash of a digest it does not support as sha256, which cannot match', () => {
+  assert.equal(digestAlgorithm(`md5:${'a'.repeat(32)}`), 'sha256');
+  assert.equal(digestAlgorithm('sha384'), 'sha256');
+  assert.equal(digestAlgorithm(':sha384'), 'sha256');
+  assert.equal(digestAlgorithm('sha3841'), 'sha256'); // no ":": not read as "sha384" with one more character
 });
 
 describe('formatting', () => {

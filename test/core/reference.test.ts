@@ -249,6 +249,18 @@ test('long tags and paths: the length found and the limit', () => {
   );
 });
 
+test('refusals of an IPv6 host and a digest algorithm: their code and words', () => {
+  const refusal = (input: string) => {
+    const r = parseReference(input);
+    return r.ok ? '' : `${r.error.code}: ${r.error.message}`;
+  };
+  const hex = 'a'.repeat(64);
+  assert.equal(refusal('[]:5000/foo'), 'REF_HOST_INVALID: registry host "[]:5000" has an empty IPv6 address');
+  assert.equal(refusal(`x@sha!256:${hex}`), 'REF_DIGEST_INVALID: digest algorithm "sha!256" contains "!"');
+  assert.equal(refusal(`x@sha256-:${hex}`), 'REF_DIGEST_INVALID: digest algorithm "sha256-" is malformed');
+  assert.equal(refusal(`x@-sha:${hex}`), 'REF_DIGEST_INVALID: digest algorithm "-sha" is malformed');
+});
+
 test('effectiveTag: the tag written, else latest, except for a digest alone', () => {
   const tagOf = (input: string) => {
     const r = parseReference(input);

@@ -2,7 +2,8 @@
 // `pullmap serve` over HTTPS, on a warm existence cache (the map is `when: IfExists` against a real
 // local registry), against a minimal Node HTTPS server that parses the review and answers
 // `allowed: true`. Both servers run as child processes and take the same load from this process,
-// in alternating rounds. Then 100,000 reviews, with pullmap's RSS sampled along the way.
+// in alternating rounds. Then 100,000 reviews, with pullmap's RSS sampled along the way, and 100,000
+// more in which every pod is unique (target: RSS <= 100 MiB, with the image's Node flags).
 
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -301,6 +302,22 @@ export async function runWebhookBench(): Promise<BenchResult[]> {
     const at20 = (samples.find(([n]) => n === 20_000)?.[1] ?? samples[1]![1]).rss;
     const last = samples.at(-1)![1].rss;
     const growth = (last - at20) / at20;
+
+    // Memory again, every pod unique (issue 25 §3): no plan is reused, so whatever the memos keep per
+    // pod shows here. Labels continue past the rounds above, so none was seen before.
+    const fresh = (i: number) => review(1_000_000 + i, true);
+    const uniqueSamples: Array<[number, { rss: number; heap: number }]> = [[0, await memoryOf(agent, pmUrl)]];
+    await load(agent, `${pmUrl}/mutate-pods`, fresh, checkPullmap, 10 * 60_000, RSS_REVIEWS, async (done) => {
+      uniqueSamples.push([done, await memoryOf(agent, pmUrl)]);
+    });
+    console.log(
+      `  RSS over ${RSS_REVIEWS} unique-pod reviews (MB): ${uniqueSamples.map(([n, m]) => `${n / 1000}k=${mb(m.rss)}`).join(' ')}`,
+    );
+    console.log(
+      `  V8 heap in use (MB):                     ${uniqueSamples.map(([n, m]) => `${n / 1000}k=${mb(m.heap)}`).join(' ')}`,
+    );
+    const uniqueLast = uniqueSamples.at(-1)![1].rss;
+    const uniquePeak = Math.max(...uniqueSamples.map(([, m]) => m.rss));
     console.log(
       `  ratios: throughput ${throughputRatio.toFixed(2)}x (target >= 0.7), p99 ${p99Ratio.toFixed(2)}x (target <= 2), RSS 20k->100k ${(growth * 100).toFixed(1)}%\n`,
     );
@@ -326,6 +343,13 @@ export async function runWebhookBench(): Promise<BenchResult[]> {
         measured: `${p(pmLat, 99)} ms`,
         ratio: `${p99Ratio.toFixed(2)}x`,
         pass: p99Ratio <= 2,
+      },
+      {
+        name: 'webhook RSS after 100k unique-pod reviews',
+        target: '<= 100 MiB',
+        measured: `${mb(uniqueLast)} MB (peak ${mb(uniquePeak)})`,
+        ratio: `${((uniqueLast / 1024 / 1024 / 100) * 100).toFixed(0)}% of target`,
+        pass: uniqueLast <= 100 * 1024 * 1024,
       },
       {
         name: 'webhook RSS after 100k reviews',

@@ -13,6 +13,19 @@
 // sits between core and the I/O layers because kube/, serve/, cache/ and cli/ all log and count, and
 // it needs nothing of pullmap; it is not core because it writes streams and reads the process's clock
 // and memory.
+//
+// Inside core, folders are layered the same way, lowest first:
+//
+//   (core's own files)   facts that everything reads: durations, JSON, hosts, tag patterns, memos
+//   reference            the image reference grammar: needs nothing else of pullmap
+//   schema               the declaration DSL the API is written in
+//   api                  the CRD types and their schema, the AdmissionReview envelope
+//   mapping              maps compiled into rules, their consistency, the decision for one image
+//   pod                  where a pod's images are and the patch for a whole pod, from mapping's decisions
+//   manifest, cache      leaves: rewriting YAML manifests; the cache's refresh policy
+//
+// A core folder with an index.ts is entered only through it from outside that folder, so what the
+// folder keeps to itself can change without a caller noticing.
 
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -31,6 +44,16 @@ const LAYERS: ReadonlyArray<readonly string[]> = [
   ['mirror'],
   ['serve', 'controller', 'cache'],
   ['cli'],
+];
+/** core's folders, lowest first; '' is core's own files. */
+const CORE_LAYERS: ReadonlyArray<readonly string[]> = [
+  [''],
+  ['reference'],
+  ['schema'],
+  ['api'],
+  ['mapping'],
+  ['pod'],
+  ['manifest', 'cache'],
 ];
 /** Packages core may use: pure libraries only. */
 const CORE_PACKAGES = new Set(['yaml', 're2js']);
@@ -148,6 +171,50 @@ export function cacheBoundaryViolations(modules: readonly Module[]): string[] {
   return out;
 }
 
+/** "core/mapping/rule.ts" → "mapping"; a file directly in core/ → "". */
+const coreFolderOf = (path: string): string => {
+  const parts = path.split('/');
+  return parts.length > 2 ? (parts[1] as string) : '';
+};
+const coreRank = (folder: string): number | undefined => {
+  const i = CORE_LAYERS.findIndex((layer) => layer.includes(folder));
+  return i < 0 ? undefined : i;
+};
+
+/**
+ * Inside core: imports point to a lower folder of CORE_LAYERS (or within their folder), and a folder
+ * with an index.ts is imported through it by every module outside that folder, in core or not.
+ */
+export function coreViolations(modules: readonly Module[]): string[] {
+  const barrels = new Set(
+    modules.filter((m) => /^core\/[^/]+\/index\.ts$/.test(m.path)).map((m) => coreFolderOf(m.path)),
+  );
+  const out: string[] = [];
+  for (const m of modules) {
+    for (const { specifier, line } of m.imports) {
+      if (!specifier.startsWith('.')) continue;
+      const target = resolveIn(m.path, specifier);
+      if (!target.startsWith('core/')) continue;
+      const where = `src/${m.path}:${line} imports '${specifier}'`;
+      const to = coreFolderOf(target);
+      const inside = m.path.startsWith('core/');
+      const from = inside ? coreFolderOf(m.path) : undefined;
+      if (from === to) continue;
+      if (barrels.has(to) && target !== `core/${to}/index.ts`)
+        out.push(`${where}: core/${to} is entered through core/${to}/index.ts (export it there if needed)`);
+      if (from === undefined) continue;
+      const [a, b] = [coreRank(from), coreRank(to)];
+      const name = (f: string) => (f === '' ? "core's own files" : `core/${f}`);
+      if (a === undefined || b === undefined)
+        out.push(`${where}: ${name(a === undefined ? from : to)} is in no core layer; add it to CORE_LAYERS`);
+      else if (a === b)
+        out.push(`${where}: ${name(from)} and ${name(to)} are one layer; neither imports the other`);
+      else if (b > a) out.push(`${where}: ${name(from)} is below ${name(to)}; move what both need down`);
+    }
+  }
+  return out;
+}
+
 /** Import cycles among the modules whose path starts with `under`, each as "a -> b -> a". */
 export function importCycles(modules: readonly Module[], under: string): string[] {
   const inside = new Map(modules.filter((m) => m.path.startsWith(under)).map((m) => [m.path, m]));
@@ -248,6 +315,28 @@ describe('the checker', () => {
     ]);
   });
 
+  test("orders core's folders and keeps their barrels", () => {
+    const found = coreViolations([
+      mod('core/reference/index.ts', './parse.ts'),
+      mod('core/reference/parse.ts', '../duration.ts'),
+      mod('core/api/v1alpha1.ts', '../mapping/rule.ts', '../reference/index.ts', '../schema/dsl.ts'),
+      mod('core/mapping/decide.ts', '../pod/plan.ts', '../reference/parse.ts', './rule.ts'),
+      mod('core/duration.ts', './reference/index.ts'),
+      mod('core/manifest/rewrite.ts', '../cache/policy.ts'),
+      mod('core/odd/x.ts', '../duration.ts'),
+      mod('serve/http.ts', '../core/reference/parse.ts', '../core/reference/index.ts', '../core/pod/plan.ts'),
+    ]);
+    assert.deepEqual(found, [
+      "src/core/api/v1alpha1.ts:1 imports '../mapping/rule.ts': core/api is below core/mapping; move what both need down",
+      "src/core/mapping/decide.ts:1 imports '../pod/plan.ts': core/mapping is below core/pod; move what both need down",
+      "src/core/mapping/decide.ts:2 imports '../reference/parse.ts': core/reference is entered through core/reference/index.ts (export it there if needed)",
+      "src/core/duration.ts:1 imports './reference/index.ts': core's own files is below core/reference; move what both need down",
+      "src/core/manifest/rewrite.ts:1 imports '../cache/policy.ts': core/manifest and core/cache are one layer; neither imports the other",
+      "src/core/odd/x.ts:1 imports '../duration.ts': core/odd is in no core layer; add it to CORE_LAYERS",
+      "src/serve/http.ts:1 imports '../core/reference/parse.ts': core/reference is entered through core/reference/index.ts (export it there if needed)",
+    ]);
+  });
+
   test('finds cycles, direct and through other modules', () => {
     const modules = [
       mod('core/mapping/decide.ts', './snapshot.ts', '../memo.ts'),
@@ -273,6 +362,10 @@ describe('src/', () => {
 
   test('nothing outside the cache imports it but the CLI cache command', () => {
     assert.deepEqual(cacheBoundaryViolations(modules), []);
+  });
+
+  test("core's folders import only lower ones, and through their index.ts where they have one", () => {
+    assert.deepEqual(coreViolations(modules), []);
   });
 
   test('core has no import cycle', () => {

@@ -1,11 +1,10 @@
 // The `pullmap cache` config file: declared once with the schema DSL, so every problem names its field.
 // Pure: the caller reads the file and the files it names (CAs, credentials, htpasswd).
 
-import { duration } from '../core/api/v1alpha1.ts';
+import { duration, patternList } from '../core/api/v1alpha1.ts';
 import { parseRefresh, type Refresh, type RefreshRule } from '../core/cache/policy.ts';
 import { loadYamlObjects } from '../core/config.ts';
 import { parseDuration } from '../core/duration.ts';
-import { checkTagPattern, compileTagPatterns, patternList } from '../core/mapping/tag-pattern.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { checkDomainAndPort } from '../core/reference/index.ts';
 import {
@@ -22,6 +21,7 @@ import {
   show,
   string,
 } from '../core/schema/dsl.ts';
+import { checkTagPattern, compileTagPatterns } from '../core/tag-pattern.ts';
 
 const pattern = (description: string) =>
   string({ description, minLength: 1, maxLength: 512, validate: checkTagPattern });

@@ -1,12 +1,11 @@
-// Hashing a download off the main thread. SHA-256 is the largest single cost of a cold pull-through
-// (about 120 ms of CPU per 200 MB here, README, cache: "Throughput"); on the main thread it delays
-// every other byte of every download. A download's units live in shared memory (aligned.ts), so the
-// helper thread (thread.ts) can hash them in place while the main thread moves the next bytes: the
-// unit is kept unchanged until the thread says it is done with it.
+// Hashing a download off the main thread: SHA-256 is the largest single cost of a cold pull-through
+// (docs/decisions.md, "Threads"), and on the main thread it delays every byte of every download. A
+// download's units live in shared memory (aligned.ts), so the helper thread (thread.ts) hashes them in
+// place while the main thread moves the next bytes; a unit stays unchanged until the thread is done.
 //
 // A download whose units are ordinary buffers (the shared pool was exhausted) is hashed inline.
 import { createHash } from 'node:crypto';
-import { digestAlgorithm } from '../registry/client.ts';
+import { digestAlgorithm } from '../core/reference/index.ts';
 import { HelperThread } from './thread.ts';
 
 export interface Digester {

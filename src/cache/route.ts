@@ -5,8 +5,13 @@
 // Pure. Names are checked with the reference grammar, so nothing odd ("..", "%2e", upper case) gets
 // through, and only hosts in `upstreams` are ever answered.
 
-import { checkTag, parseReference, unembedRegistry } from '../core/reference/index.ts';
-import { DIGEST } from '../registry/client.ts';
+import {
+  checkTag,
+  DIGEST,
+  foldDockerHubHost,
+  parseReference,
+  unembedRegistry,
+} from '../core/reference/index.ts';
 
 /** A manifest or blob of one repository of one configured upstream. */
 export interface ObjectRoute {
@@ -127,7 +132,7 @@ function nameOf(
   let registry: string | undefined;
   let repository: string;
   if (ns !== null) {
-    registry = ns === 'index.docker.io' || ns === 'registry-1.docker.io' ? 'docker.io' : ns;
+    registry = foldDockerHubHost(ns);
     repository = rawName;
   } else {
     const slash = rawName.indexOf('/');

@@ -4,15 +4,11 @@
 // while a question is unanswered, and when it dies every unanswered question fails and the next use
 // starts a new one (a new generation: state the old one held, such as a hash under way, is gone).
 //
-// Each such thread costs about 11 MiB of resident memory (measured: a Node.js 24 worker, whatever its
-// resourceLimits), so the cache has two and no more.
+// Each such thread costs about 11 MiB of resident memory, so the cache has two and no more.
 //
 // Why not a worker-pool library (piscina): each thread's work must run in order on the one thread
 // holding its state (the running SHA-256 of a download; the writes extending one file), while a pool
-// hands each task to whichever worker is free. What the two threads buy, measured (digester.ts,
-// writer.ts): SHA-256 is 119-128 ms of CPU per 200 MiB (5 runs, this machine) taken off the main
-// thread; a download's wait for a free unit went from 43-71 ms per 200 MB blob with writes through
-// libuv's pool to 0-3 ms.
+// hands each task to whichever worker is free. What the two threads buy: docs/decisions.md, "Threads".
 import { Worker } from 'node:worker_threads';
 
 interface Waiter {

@@ -3,7 +3,7 @@
 // last byte is held back until the digest checks out, so a corrupt or truncated blob never reaches the
 // client as a whole one.
 import { createHash, type Hash } from 'node:crypto';
-import { digestAlgorithm } from '../registry/client.ts';
+import { digestAlgorithm } from '../core/reference/index.ts';
 import { RegistryFailure } from '../registry/errors.ts';
 import type { ByteSource } from './copy.ts';
 import type { BlobStream } from './transport/blobs.ts';

@@ -1,10 +1,7 @@
-// Direct writes of download units, made by a thread of their own (thread.ts) back to back. Issued
-// through libuv's pool instead, each write is a hand-off to a pool thread and back, with both cores busy
-// moving and hashing upstream's bytes, and ext4 runs direct writes that extend a file one at a time
-// anyway (under the inode's lock), so every delay between two writes idles the disk. Measured in one
-// run, 8 fresh 200 MB blobs each (time a download waited for a free unit, its ring full of unwritten
-// units): writes on the pool from the main thread 43-71 ms per blob, on the pool from the hashing
-// thread 65-86 ms, synchronous on the hashing thread 84-114 ms, synchronous on this thread 0-1 ms.
+// Direct writes of download units, made by a thread of their own (thread.ts) back to back: through
+// libuv's pool each write is a hand-off and back while both cores are busy, and ext4 extends a file one
+// direct write at a time anyway, so a gap between writes idles the disk (measured: docs/decisions.md,
+// "Threads").
 //
 // The thread writes units in the order sent, straight from shared memory (aligned.ts): a unit must stay
 // unchanged until its write settles.

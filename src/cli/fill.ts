@@ -3,7 +3,7 @@
 
 import type { FillLoop } from '../controller/fill.ts';
 import type { ClusterMapSource } from '../controller/map-source.ts';
-import type { Labels } from '../core/mapping/selector.ts';
+import type { Labels } from '../core/mapping/index.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
 import { type RegistryFlags, registryClientOptions } from './existence.ts';

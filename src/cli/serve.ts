@@ -7,11 +7,11 @@ import type { Writable } from 'node:stream';
 import {
   type CompiledMap,
   DEFAULT_SNAPSHOT_OPTIONS,
+  type Labels,
   mapRefName,
   type SnapshotOptions,
   selectorLabelKeys,
 } from '../core/mapping/index.ts';
-import type { Labels } from '../core/mapping/selector.ts';
 import { isLoopbackName } from '../core/net.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';

@@ -6,8 +6,7 @@
 
 import { resourcePath } from '../core/api/crd.ts';
 import type { MapKind } from '../core/api/v1alpha1.ts';
-import { type FillPlan, fillTarget } from '../core/mapping/index.ts';
-import type { Labels } from '../core/mapping/selector.ts';
+import { type FillPlan, fillTarget, type Labels } from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
 import { ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../core/pod/plan.ts';
 import { formatReference, type ImageReference } from '../core/reference/index.ts';

@@ -5,7 +5,7 @@
 // in force needs it any more. Only the Lease holder writes; a Secret of that name that pullmap did not
 // make is never overwritten.
 
-import type { Labels } from '../core/mapping/selector.ts';
+import type { Labels } from '../core/mapping/index.ts';
 import {
   COPY_LABEL,
   DOCKER_CONFIG_JSON,

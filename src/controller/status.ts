@@ -2,8 +2,7 @@
 // there. Pure: the clock reading comes in as `now`.
 
 import type { MapObject, MapSpec } from '../core/api/v1alpha1.ts';
-import { type MapVerdict, verdictMessage } from '../core/mapping/index.ts';
-import { podPullSecretName } from '../core/pod/pull-secrets.ts';
+import { type MapVerdict, podPullSecretName, verdictMessage } from '../core/mapping/index.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
 
 export interface ReadyCondition {

@@ -14,6 +14,25 @@ export function parseListenAddress(text: string): ListenAddress | undefined {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
+/**
+ * "host:port", "[ipv6]:port", "host", "[ipv6]" or a bare IPv6 address → the host without brackets
+ * and the port ("" when none). Lenient like reading, not validating: it never fails.
+ */
+export function splitHostPort(hostPort: string): { host: string; port: string } {
+  if (hostPort.startsWith('[')) {
+    const close = hostPort.indexOf(']');
+    if (close === -1) return { host: hostPort, port: '' };
+    return {
+      host: hostPort.slice(1, close),
+      port: hostPort[close + 1] === ':' ? hostPort.slice(close + 2) : '',
+    };
+  }
+  const colon = hostPort.indexOf(':');
+  // Two colons or more without brackets: a bare IPv6 address, all host.
+  if (colon === -1 || colon !== hostPort.lastIndexOf(':')) return { host: hostPort, port: '' };
+  return { host: hostPort.slice(0, colon), port: hostPort.slice(colon + 1) };
+}
+
 /** Whether a host name (no port, no brackets) is this machine's loopback. */
 export function isLoopbackName(name: string): boolean {
   const n = name.toLowerCase();

@@ -4,11 +4,8 @@
 // applied on every request so that rotated tokens are picked up. Failures are KubeApiError with a
 // stable code.
 //
-// Why not client-node's API client (the project keeps client-node for kubeconfigs config.ts does not
-// read): importing @kubernetes/client-node loads its whole generated API; measured on this machine a
-// process that imports it has 118 MiB RSS against 40 MiB for bare node, and the webhook's pod has a
-// 256 MiB limit (deploy/webhook). This client needs five resources (the two map kinds and their
-// status, namespaces, events, Leases) and watches.
+// Why not client-node's API client (kept for kubeconfigs config.ts does not read): importing it costs
+// about 80 MiB of RSS in a webhook limited to 256 MiB (docs/decisions.md, "Kubernetes API").
 
 import { Agent, type Dispatcher, fetch } from 'undici';
 import type { KubeCredentials } from './config.ts';

@@ -2,12 +2,9 @@
 // kubeconfig whose user is a token or a client certificate, read here; anything else (exec plugins,
 // auth providers, proxies, several files in $KUBECONFIG) goes to client-node's KubeConfig.
 //
-// Why not client-node's KubeConfig always: importing it loads client-node's whole generated API. Measured
-// on this machine (one run each): a bare `node` process has 40 MiB RSS, one that imports client-node
-// 118 MiB; the controller benchmark's source process, bundled as shipped, had 151 MiB RSS at 2,000
-// maps (188 after 30 changes) with client-node's KubeConfig and 96 MiB (140) with this reader. The
-// deployed webhook authenticates with its service account, which is read here. Only what is fully
-// understood is read here; every other kubeconfig falls back to client-node, loaded then.
+// Why not client-node's KubeConfig always: importing it costs about 80 MiB of RSS (docs/decisions.md,
+// "Kubernetes API"). Only what is fully understood is read here; every other kubeconfig falls back to
+// client-node, loaded then.
 
 import { access, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ImageReference } from '../core/reference/index.ts';
+import { DEFAULT_TAG, type ImageReference } from '../core/reference/index.ts';
 import {
   type Manifest,
   type RegistryClient,
@@ -537,7 +537,7 @@ class Meter extends Transform {
 }
 
 function describe(ref: ImageReference): string {
-  return `${ref.registry}/${ref.repository}${ref.digest ? `@${ref.digest}` : `:${ref.tag ?? 'latest'}`}`;
+  return `${ref.registry}/${ref.repository}${ref.digest ? `@${ref.digest}` : `:${ref.tag ?? DEFAULT_TAG}`}`;
 }
 
 function unsupported(ref: ImageReference, reason: string): CopyFailure {

@@ -2,10 +2,8 @@
 // text exposition format (version 0.0.4). Label sets are bounded by the callers (results, kinds, codes),
 // never by request data, so memory stays flat however many requests are served.
 //
-// Why not prom-client: measured in one run on this machine (interleaved rounds, per CPU-second), what
-// one admission records (a counter and a histogram, one label): 23 M/s here against 2.0 M/s with
-// prom-client 15; rendering 22 families: 20 k/s against 12 k/s; importing it: +21 MiB RSS and 47 ms,
-// against +1 MiB and 1 ms for this file, in a webhook whose RSS is a benchmark target.
+// Why not prom-client: about 10x slower per admission recorded and +21 MiB on import, in a webhook
+// whose RSS is a benchmark target (docs/decisions.md, "Metrics").
 
 import { readdirSync } from 'node:fs';
 import { type ELDHistogram, monitorEventLoopDelay } from 'node:perf_hooks';

@@ -10,7 +10,7 @@ import { RegistryFailure } from './errors.ts';
 import { discard, exchange, failureFromStatus, readBounded, undiciHop } from './http.ts';
 
 /** The token specification's default lifetime when the server names none. */
-export const DEFAULT_TOKEN_LIFETIME_MS = 60_000;
+const DEFAULT_TOKEN_LIFETIME_MS = 60_000;
 const TOKEN_BODY_LIMIT = 1024 * 1024;
 const CLIENT_ID = 'pullmap';
 

@@ -63,6 +63,11 @@ class Scanner {
     while (this.peek() === SP || this.peek() === TAB) this.pos++;
   }
 
+  /** Skips spaces and commas: what separates challenges and parameters. */
+  skipSeparators(): void {
+    while (this.peek() === SP || this.peek() === TAB || this.peek() === COMMA) this.pos++;
+  }
+
   token(): string {
     const start = this.pos;
     while (!this.done && isTokenChar(this.peek())) this.pos++;
@@ -143,6 +148,52 @@ function readToken68(s: Scanner): string | undefined {
   return value;
 }
 
+/**
+ * auth-params: name = (token / quoted-string), separated by commas; a comma followed by something
+ * that is not a parameter starts the next challenge. A Map, so that names like "__proto__" stay data.
+ */
+function readParams(s: Scanner): Map<string, string> {
+  const params = new Map<string, string>();
+  for (;;) {
+    s.skipSpaces();
+    if (!s.atParam()) return params;
+    const name = s.token().toLowerCase();
+    s.skipSpaces();
+    s.pos++; // "="
+    s.skipSpaces();
+    const value = s.peek() === QUOTE ? s.quoted() : s.bareValue();
+    if (value === undefined) return params; // unterminated quote: keep what we have
+    if (!params.has(name)) params.set(name, value);
+    s.skipSpaces();
+    if (s.peek() !== COMMA) {
+      if (!s.done) s.skipElement();
+      return params;
+    }
+    s.skipSeparators(); // the comma(s); what follows decides
+  }
+}
+
+/** One challenge starting at a token; undefined (the element skipped) when it is malformed. */
+function readChallenge(s: Scanner): AuthChallenge | undefined {
+  const scheme = s.token();
+  const afterScheme = s.peek();
+  // No scheme, or garbage glued to it ("Bearer\"x"): drop this challenge.
+  if (
+    scheme.length === 0 ||
+    (afterScheme !== SP && afterScheme !== TAB && afterScheme !== COMMA && afterScheme !== -1)
+  ) {
+    s.skipElement();
+    return undefined;
+  }
+  s.skipSpaces();
+  if (!s.done && s.peek() !== COMMA && !s.atParam()) {
+    const token68 = readToken68(s);
+    if (token68 === undefined) s.skipElement();
+    return token68 === undefined ? undefined : { scheme: scheme.toLowerCase(), params: {}, token68 };
+  }
+  return { scheme: scheme.toLowerCase(), params: Object.fromEntries(readParams(s)) };
+}
+
 /** Parses one or more WWW-Authenticate header values into challenges, in order. */
 export function parseChallenges(header: string | readonly string[] | undefined): AuthChallenge[] {
   if (header === undefined) return [];
@@ -150,55 +201,9 @@ export function parseChallenges(header: string | readonly string[] | undefined):
   const s = new Scanner(header);
   const out: AuthChallenge[] = [];
   for (;;) {
-    while (s.peek() === SP || s.peek() === TAB || s.peek() === COMMA) s.pos++;
-    if (s.done) break;
-    const scheme = s.token();
-    if (scheme.length === 0) {
-      s.skipElement();
-      continue;
-    }
-    // A Map, so that names like "__proto__" stay plain data.
-    const params = new Map<string, string>();
-    let token68: string | undefined;
-    const afterScheme = s.peek();
-    if (afterScheme !== SP && afterScheme !== TAB && afterScheme !== COMMA && afterScheme !== -1) {
-      // Garbage glued to the scheme ("Bearer\"x"): drop this challenge.
-      s.skipElement();
-      continue;
-    }
-    s.skipSpaces();
-    if (!s.done && s.peek() !== COMMA && !s.atParam()) {
-      token68 = readToken68(s);
-      if (token68 === undefined) {
-        s.skipElement();
-        continue;
-      }
-    } else {
-      // auth-params: name = (token / quoted-string), separated by commas; a comma followed by
-      // something that is not a parameter starts the next challenge.
-      for (;;) {
-        s.skipSpaces();
-        if (!s.atParam()) break;
-        const name = s.token().toLowerCase();
-        s.skipSpaces();
-        s.pos++; // "="
-        s.skipSpaces();
-        let value: string | undefined;
-        if (s.peek() === QUOTE) value = s.quoted();
-        else value = s.bareValue();
-        if (value === undefined) break; // unterminated quote: keep what we have
-        if (!params.has(name)) params.set(name, value);
-        s.skipSpaces();
-        if (s.peek() !== COMMA) {
-          if (!s.done) s.skipElement();
-          break;
-        }
-        // Consume the comma(s) and look at what follows.
-        while (s.peek() === COMMA || s.peek() === SP || s.peek() === TAB) s.pos++;
-      }
-    }
-    const challenge = { scheme: scheme.toLowerCase(), params: Object.fromEntries(params) };
-    out.push(token68 === undefined ? challenge : { ...challenge, token68 });
+    s.skipSeparators();
+    if (s.done) return out;
+    const challenge = readChallenge(s);
+    if (challenge !== undefined) out.push(challenge);
   }
-  return out;
 }

@@ -6,7 +6,13 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent } from 'undici';
-import { type ImageReference, parseReference } from '../core/reference/index.ts';
+import {
+  DEFAULT_TAG,
+  DIGEST,
+  digestAlgorithm,
+  type ImageReference,
+  parseReference,
+} from '../core/reference/index.ts';
 import { type Authorization, Authorizer } from './auth.ts';
 import { type AuthChallenge, parseChallenges } from './challenge.ts';
 import type { RegistryCredential } from './credentials.ts';
@@ -35,18 +41,11 @@ import {
 import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-export const DEFAULT_MAX_QUEUE_PER_HOST = 512;
+const DEFAULT_MAX_QUEUE_PER_HOST = 512;
 const MAX_HOSTS = 256;
 /** How long a host that refused manifest HEAD is asked with GET before HEAD is tried again. */
 export const HEAD_REFUSAL_MEMORY_MS = 60 * 60_000;
 const ACCEPT = MANIFEST_ACCEPT.join(', ');
-/** The digests this client (and the cache's store) can verify: sha256 and sha512. */
-export const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
-
-/** The hash a digest of DIGEST's form names, as node:crypto calls it. */
-export function digestAlgorithm(digest: string): 'sha256' | 'sha512' {
-  return digest.startsWith('sha512:') ? 'sha512' : 'sha256';
-}
 
 export interface RegistryClientOptions {
   /** Settings per registry host as references name it ("127.0.0.1:5000", "docker.io"). */
@@ -309,7 +308,7 @@ export class RegistryClient {
         );
       }
       const bytes = await readBounded(res.body, this.#maxManifestBytes, ctx.what);
-      const algorithm = ref.digest?.startsWith('sha512:') ? 'sha512' : 'sha256';
+      const algorithm = ref.digest === undefined ? 'sha256' : digestAlgorithm(ref.digest);
       const digest = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
       if (ref.digest !== undefined && digest !== ref.digest)
         throw new RegistryFailure('REG_DIGEST_MISMATCH', `${ctx.what}: content hashes to ${digest}`, {
@@ -871,11 +870,11 @@ function safeHost(url: string): string | undefined {
 }
 
 function manifestReference(ref: ImageReference): string {
-  return ref.digest ?? ref.tag ?? 'latest';
+  return ref.digest ?? ref.tag ?? DEFAULT_TAG;
 }
 
 function describe(ref: ImageReference): string {
-  return `${ref.registry}/${ref.repository}${ref.digest ? `@${ref.digest}` : `:${ref.tag ?? 'latest'}`}`;
+  return `${ref.registry}/${ref.repository}${ref.digest ? `@${ref.digest}` : `:${ref.tag ?? DEFAULT_TAG}`}`;
 }
 
 function contentLength(res: Exchange): number | undefined {

@@ -2,6 +2,7 @@
 // the legacy `.dockercfg` (the same map without "auths"), and pull secrets of both types.
 // Parsing is pure and strict: a bad field fails the whole source with an error naming the field,
 // as the kubelet rejects a whole secret.
+import { isObject } from '../core/json.ts';
 
 export type RegistryCredential =
   | {
@@ -45,10 +46,10 @@ export type CredentialParseResult =
   | { readonly ok: true; readonly entries: readonly CredentialEntry[] }
   | { readonly ok: false; readonly error: CredentialError };
 
-export const SECRET_TYPE_DOCKER_CONFIG_JSON = 'kubernetes.io/dockerconfigjson';
-export const SECRET_TYPE_DOCKERCFG = 'kubernetes.io/dockercfg';
-export const SECRET_KEY_DOCKER_CONFIG_JSON = '.dockerconfigjson';
-export const SECRET_KEY_DOCKERCFG = '.dockercfg';
+const SECRET_TYPE_DOCKER_CONFIG_JSON = 'kubernetes.io/dockerconfigjson';
+const SECRET_TYPE_DOCKERCFG = 'kubernetes.io/dockercfg';
+const SECRET_KEY_DOCKER_CONFIG_JSON = '.dockerconfigjson';
+const SECRET_KEY_DOCKERCFG = '.dockercfg';
 
 // Kubernetes caps a Secret at 1 MiB; leave room for config files that are larger but still sane.
 const MAX_SOURCE_BYTES = 4 * 1024 * 1024;
@@ -110,10 +111,6 @@ function parseJson(text: string, field: string): unknown {
   } catch (err) {
     return fail('CRED_JSON_INVALID', field, `is not valid JSON (${(err as Error).message})`);
   }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function optionalString(entry: Record<string, unknown>, name: string, field: string): string | undefined {

@@ -2,7 +2,8 @@
 // HTTPS is the default everywhere; plain HTTP must be asked for, and is only accepted for loopback
 // hosts or hosts explicitly marked insecure, so a typo cannot leak credentials in clear text.
 
-import { isLoopbackName } from '../core/net.ts';
+import { isLoopbackName, splitHostPort } from '../core/net.ts';
+import { canonicalRegistry, DEFAULT_REGISTRY, DOCKER_HUB_API_HOST } from '../core/reference/index.ts';
 export interface EndpointSettings {
   /** "https" (default) or "http". */
   readonly scheme?: 'https' | 'http' | undefined;
@@ -30,28 +31,12 @@ export interface Endpoint {
   readonly maxConcurrent: number;
 }
 
-export const DEFAULT_CONNECT_TIMEOUT_MS = 3_000;
-export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
-export const DEFAULT_MAX_CONCURRENT = 8;
-
-/** References say "docker.io"; Docker Hub's registry API answers on another name. */
-const API_HOSTS: Readonly<Record<string, string>> = {
-  'docker.io': 'registry-1.docker.io',
-  'index.docker.io': 'registry-1.docker.io',
-};
-
-/** The host name without port or IPv6 brackets: "[::1]:5000" → "::1". */
-export function hostnameOf(hostPort: string): string {
-  if (hostPort.startsWith('[')) {
-    const close = hostPort.indexOf(']');
-    return close === -1 ? hostPort : hostPort.slice(1, close);
-  }
-  const colon = hostPort.lastIndexOf(':');
-  return colon === -1 ? hostPort : hostPort.slice(0, colon);
-}
+const DEFAULT_CONNECT_TIMEOUT_MS = 3_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_CONCURRENT = 8;
 
 export function isLoopbackHost(hostPort: string): boolean {
-  return isLoopbackName(hostnameOf(hostPort));
+  return isLoopbackName(splitHostPort(hostPort).host);
 }
 
 // A host[:port] as the reference grammar accepts it; anything else must not reach a URL.
@@ -82,7 +67,8 @@ export function resolveEndpoint(registry: string, settings: EndpointSettings = {
       : typeof settings.caPem === 'string'
         ? [settings.caPem]
         : [...settings.caPem];
-  const apiHost = API_HOSTS[registry] ?? registry;
+  // References say "docker.io"; Docker Hub's registry API answers on another name.
+  const apiHost = canonicalRegistry(registry) === DEFAULT_REGISTRY ? DOCKER_HUB_API_HOST : registry;
   return {
     ok: true,
     endpoint: {

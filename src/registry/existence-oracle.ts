@@ -123,12 +123,12 @@ interface Entry {
   moved: number;
 }
 
-export const DEFAULT_POSITIVE_TTL_MS = 5 * 60_000;
-export const DEFAULT_NEGATIVE_TTL_MS = 30_000;
-export const DEFAULT_FAILURE_TTL_MS = 2_000;
-export const DEFAULT_MAX_RETRY_AFTER_MS = 60_000;
-export const DEFAULT_MAX_ENTRIES = 10_000;
-export const DEFAULT_PROBE_TIMEOUT_MS = 10_000;
+const DEFAULT_POSITIVE_TTL_MS = 5 * 60_000;
+const DEFAULT_NEGATIVE_TTL_MS = 30_000;
+const DEFAULT_FAILURE_TTL_MS = 2_000;
+const DEFAULT_MAX_RETRY_AFTER_MS = 60_000;
+const DEFAULT_MAX_ENTRIES = 10_000;
+const DEFAULT_PROBE_TIMEOUT_MS = 10_000;
 
 function nonNegative(value: number | undefined, fallback: number): number {
   return value !== undefined && Number.isFinite(value) && value >= 0 ? value : fallback;

@@ -2,15 +2,9 @@
 // keys may carry a scheme, a path and /v1/ or /v2/; the host must have the same number of labels and
 // port as the image's registry, each label may be a glob ("*.example.com"), and the key's path must
 // prefix the repository path. All matches are returned, most specific key (reverse-sorted) first.
+import { splitHostPort } from '../core/net.ts';
+import { foldDockerHubHost } from '../core/reference/index.ts';
 import type { CredentialEntry, RegistryCredential } from './credentials.ts';
-
-/** Docker Hub's spellings; credentials stored under any of them apply to "docker.io" images. */
-const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set([
-  'docker.io',
-  'index.docker.io',
-  'registry-1.docker.io',
-]);
-const DOCKER_HUB = 'docker.io';
 
 export interface CredentialSource {
   /** Credentials to try, in order, for `registry/repository` ("docker.io", "library/nginx"). */
@@ -22,20 +16,6 @@ interface KeyPattern {
   readonly labels: readonly string[];
   readonly port: string;
   readonly path: string;
-}
-
-/** Go's net.SplitHostPort, lenient: no port (or a bare IPv6 address) gives port "". */
-function splitHostPort(hostPort: string): { host: string; port: string } {
-  if (hostPort.startsWith('[')) {
-    const close = hostPort.indexOf(']');
-    if (close !== -1 && hostPort[close + 1] === ':' && close + 2 < hostPort.length)
-      return { host: hostPort.slice(1, close), port: hostPort.slice(close + 2) };
-    return { host: hostPort, port: '' };
-  }
-  const colon = hostPort.indexOf(':');
-  if (colon === -1 || colon !== hostPort.lastIndexOf(':') || colon === hostPort.length - 1)
-    return { host: hostPort, port: '' };
-  return { host: hostPort.slice(0, colon), port: hostPort.slice(colon + 1) };
 }
 
 /**
@@ -55,7 +35,8 @@ export function normalizeCredentialKey(key: string): string | undefined {
   if (host.length === 0) return undefined;
   if (path.startsWith('/v1/') || path.startsWith('/v2/')) path = path.slice(3);
   if (path === '/') path = '';
-  if (DOCKER_HUB_ALIASES.has(host)) host = DOCKER_HUB;
+  // Docker Hub's names all apply to "docker.io" images.
+  host = foldDockerHubHost(host);
   return host + path;
 }
 
@@ -77,48 +58,43 @@ export function globMatch(pattern: string, name: string): boolean {
   let starP = -1;
   let starN = 0;
   while (n < name.length) {
-    if (p < pattern.length) {
-      const c = pattern[p];
-      if (c === '*') {
-        starP = p++;
-        starN = n;
-        continue;
-      }
-      if (c === '?') {
-        p++;
-        n++;
-        continue;
-      }
-      if (c === '[') {
-        const cls = matchClass(pattern, p, name[n] as string);
-        if (cls === undefined) return false;
-        if (cls.matched) {
-          p = cls.next;
-          n++;
-          continue;
-        }
-      } else {
-        let literal = c;
-        let next = p + 1;
-        if (c === '\\') {
-          if (p + 1 >= pattern.length) return false;
-          literal = pattern[p + 1];
-          next = p + 2;
-        }
-        if (literal === name[n]) {
-          p = next;
-          n++;
-          continue;
-        }
-      }
+    const step = p < pattern.length ? stepAt(pattern, p, name[n] as string) : 'no';
+    if (step === 'bad') return false;
+    if (step === 'star') {
+      starP = p++;
+      starN = n;
+    } else if (step !== 'no') {
+      p = step;
+      n++;
+    } else if (starP === -1) return false;
+    else {
+      // Backtrack: let the last "*" swallow one more character.
+      p = starP + 1;
+      n = ++starN;
     }
-    if (starP === -1) return false;
-    // Backtrack: let the last "*" swallow one more character.
-    p = starP + 1;
-    n = ++starN;
   }
   while (pattern[p] === '*') p++;
   return p === pattern.length;
+}
+
+/**
+ * How the pattern element at `p` meets `ch`: the position after it when it matches, "no" when it does
+ * not, "star" for "*", "bad" when the pattern is malformed there.
+ */
+function stepAt(pattern: string, p: number, ch: string): number | 'no' | 'star' | 'bad' {
+  const c = pattern[p];
+  if (c === '*') return 'star';
+  if (c === '?') return p + 1;
+  if (c === '[') {
+    const cls = matchClass(pattern, p, ch);
+    if (cls === undefined) return 'bad';
+    return cls.matched ? cls.next : 'no';
+  }
+  if (c === '\\') {
+    if (p + 1 >= pattern.length) return 'bad';
+    return pattern[p + 1] === ch ? p + 2 : 'no';
+  }
+  return c === ch ? p + 1 : 'no';
 }
 
 /** One character of a class range at pattern[i], "\\"-escaped or not; an unescaped "-" or "]" is malformed. */
@@ -202,7 +178,7 @@ export class CredentialKeyring implements CredentialSource {
   }
 
   lookup(registry: string, repository: string): readonly RegistryCredential[] {
-    const host = DOCKER_HUB_ALIASES.has(registry) ? DOCKER_HUB : registry;
+    const host = foldDockerHubHost(registry);
     const target = patternOf(`${host}/${repository}`);
     const out: RegistryCredential[] = [];
     for (const pattern of this.#index) {

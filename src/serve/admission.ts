@@ -4,14 +4,13 @@
 
 import { type AdmissionRequest, type AdmissionResponse, allow, clip } from '../core/api/admission.ts';
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
-import type { Labels } from '../core/mapping/selector.ts';
+import { isObject } from '../core/json.ts';
+import type { Labels } from '../core/mapping/index.ts';
 import { describeImage, type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
 import type { MapState } from '../decision/map-source.ts';
 import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import type { PlanMemo } from './plan-memo.ts';
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 
 /** What one pod admission concluded; the server turns it into a response, metrics and a log line. */

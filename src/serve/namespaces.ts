@@ -1,6 +1,6 @@
 // Namespace labels for ClusterImageMap namespaceSelectors, from a list-watch of namespaces: admissions
 // read an in-memory map, never the API. Labels are stored as frozen records, one per namespace.
-import type { Labels } from '../core/mapping/selector.ts';
+import type { Labels } from '../core/mapping/index.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { ListWatch } from '../kube/list-watch.ts';
 import type { Logger } from '../observe/log.ts';

@@ -4,7 +4,7 @@
 
 import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../core/api/admission.ts';
 import { isProbeFailure } from '../core/facts.ts';
-import type { Labels } from '../core/mapping/selector.ts';
+import type { Labels } from '../core/mapping/index.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';

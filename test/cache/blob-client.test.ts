@@ -2,6 +2,7 @@
 // (anonymous, TLS, htpasswd with blob redirects) and a stalling upstream: streamed GETs on the blob
 // transport, authenticated through the registry client's sessions.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,7 +13,7 @@ import type { RegistryCredential } from '../../src/registry/credentials.ts';
 import { RegistryFailure, type RegistryResult } from '../../src/registry/errors.ts';
 import { CredentialKeyring } from '../../src/registry/keyring.ts';
 import { startFaultyUpstream } from '../harness/faulty-upstream.ts';
-import { buildImage, pushImage } from '../harness/images.ts';
+import { buildImage, pushBlob, pushImage } from '../harness/images.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 
 function ref(text: string): ImageReference {
@@ -81,6 +82,23 @@ describe('BlobClient against an anonymous registry', () => {
     assert.equal(errorCode(missing), 'REG_NOT_FOUND');
     const badDigest = await client.getBlob(registry.host, 'team/app', 'md5:abc');
     assert.equal(errorCode(badDigest), 'REG_BAD_INPUT');
+  });
+
+  it('fetches and verifies blobs named by sha384 and sha512, as references may name them', async () => {
+    const bytes = Buffer.from('a layer addressed by a longer hash\n');
+    for (const algorithm of ['sha384', 'sha512'] as const) {
+      const digest = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+      assert.ok(parseReference(`${registry.host}/team/long@${digest}`).ok, 'the reference parses');
+      await pushBlob(registry, 'team/long', { digest, size: bytes.length, bytes, mediaType: 'x' });
+      const got = await client.getBlob(registry.host, 'team/long', digest);
+      assert.ok(got.ok, JSON.stringify(got));
+      const chunks: Buffer[] = [];
+      await got.value.pipeTo((chunk) => {
+        chunks.push(Buffer.from(chunk));
+        return undefined;
+      });
+      assert.deepEqual(Buffer.concat(chunks), bytes);
+    }
   });
 
   it('asks whether a blob exists with HEAD, answering its size', async () => {

@@ -46,6 +46,15 @@ describe('digester', () => {
       await inline.digest(),
       `sha256:${createHash('sha256').update(bytes.subarray(0, 600)).digest('hex')}`,
     );
+    // Every algorithm a reference may name is hashed as itself (sha384 once fell back to sha256).
+    for (const algorithm of ['sha384', 'sha512']) {
+      const digester = digesterFor(`${algorithm}:`, false);
+      digester.update(bytes, 1000);
+      assert.equal(
+        await digester.digest(),
+        `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`,
+      );
+    }
     const worker = digesterFor('sha256:', true);
     await assert.rejects(worker.update(bytes, 10) as Promise<void>, DigesterError);
     worker.dispose();

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatRefresh, isDue, parseRefresh, type Refresh, refreshFor } from '../../src/core/cache/policy.ts';
-import { compileTagPatterns } from '../../src/core/mapping/tag-pattern.ts';
 import { embedRegistry, unembedRegistry } from '../../src/core/reference/index.ts';
+import { compileTagPatterns } from '../../src/core/tag-pattern.ts';
 
 const refresh = (text: string): Refresh => {
   const r = parseRefresh(text);

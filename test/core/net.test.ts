@@ -1,7 +1,7 @@
 // Listen addresses and loopback names, shared by `serve`, `cache` and the registry client.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isLoopbackName, parseListenAddress } from '../../src/core/net.ts';
+import { isLoopbackName, parseListenAddress, splitHostPort } from '../../src/core/net.ts';
 
 test('listen addresses', () => {
   assert.deepEqual(parseListenAddress('127.0.0.1:8443'), { host: '127.0.0.1', port: 8443 });
@@ -17,4 +17,18 @@ test('loopback names', () => {
     assert.ok(isLoopbackName(name), name);
   for (const name of ['0.0.0.0', '128.0.0.1', 'localhost.example', '::', '10.0.0.1', ''])
     assert.ok(!isLoopbackName(name), name);
+});
+
+test('host and port of a registry host, a credential key host or a URL host', () => {
+  const cases: [string, string, string][] = [
+    ['registry.example:5000', 'registry.example', '5000'],
+    ['registry.example', 'registry.example', ''],
+    ['[::1]:5000', '::1', '5000'],
+    ['[::1]', '::1', ''],
+    ['::1', '::1', ''],
+    ['fe80::1:443', 'fe80::1:443', ''],
+    ['[::1', '[::1', ''],
+    ['host:', 'host', ''],
+  ];
+  for (const [text, host, port] of cases) assert.deepEqual(splitHostPort(text), { host, port }, text);
 });

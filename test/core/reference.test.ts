@@ -2,13 +2,27 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
+  checkDigest,
+  DIGEST,
+  DIGEST_ALGORITHMS,
+  describeReferenceError,
+  digestAlgorithm,
+  effectiveTag,
+  embedRegistry,
+  foldDockerHubHost,
   formatFamiliar,
   formatNormalized,
   formatReference,
   type ImageReference,
   parseReference,
   type ReferenceErrorCode,
+  unembedRegistry,
 } from '../../src/core/reference/index.ts';
+import { assertLinear } from '../harness/growth.ts';
+
+/** Property runs, scaled by PULLMAP_PROPERTY_SCALE (npm run mutate runs every test once per mutant). */
+const runs = (n: number): number =>
+  Math.max(50, Math.round(n * Number(process.env.PULLMAP_PROPERTY_SCALE ?? 1)));
 
 const D64 = 'a'.repeat(64);
 const SHA = `sha256:${'0123456789abcdef'.repeat(4)}`;
@@ -147,6 +161,133 @@ describe('parseReference: invalid references', () => {
   }
 });
 
+describe('parseReference: each refusal says what is wrong, in words', () => {
+  // One input per kind of message: the words are part of the contract (they name the part and the fix).
+  const messages: [string, string][] = [
+    ['', 'image reference is empty'],
+    [' nginx', 'contains U+0020 at offset 0; remove spaces and control characters'],
+    ['nginx\n', 'contains U+000A at offset 5; remove spaces and control characters'],
+    [
+      'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+      'a 64-character hex string is an image ID, not a repository name; add a repository name or "@sha256:"',
+    ],
+    ['docker.io/X', 'repository name must be lowercase (found "X" in "X")'],
+    ['a//b', 'repository path has an empty component (check for "//" or a trailing "/")'],
+    ['a-', 'repository path component "a-" must not end with a separator'],
+    ['-a', 'repository path component "-a" must start with a-z or 0-9 ("-")'],
+    ['a..b', 'repository path component "a..b" has two separators in a row (".")'],
+    [
+      'a/b!',
+      'repository path component "b!" contains "!"; allowed are a-z, 0-9 and one of "." "_" "__" "-" between them',
+    ],
+    [
+      'a/ü',
+      'repository path component "ü" contains U+00FC; allowed are a-z, 0-9 and one of "." "_" "__" "-" between them',
+    ],
+    ['x:', 'tag is empty after ":"; remove the ":" or name a tag'],
+    ['x:-a', 'tag "-a" must start with a letter, digit or "_"'],
+    ['x:a+b', 'tag "a+b" contains "+"; allowed are letters, digits, "_", "." and "-"'],
+    ['x:a/b', 'registry port "a" must be a number'],
+    ['x@', 'digest "" must look like "sha256:<64 hex digits>"'],
+    ['x@sha256:', 'sha256 digest must have 64 hex digits, found 0'],
+    [
+      'x@sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      'digest "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" must be lowercase hex',
+    ],
+    [
+      'x@sha256:gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg',
+      'digest "sha256:gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg" contains "g"; only hex digits are allowed',
+    ],
+    [
+      'x@md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+      'digest algorithm "md5" is not supported; use sha256, sha384 or sha512',
+    ],
+    [
+      'x@1sha:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+      'digest algorithm "1sha" is malformed',
+    ],
+    [
+      '@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+      'a digest needs a repository name before the "@"',
+    ],
+    ['localhost:/foo', 'registry "localhost:" has ":" but no port number'],
+    ['-reg.io/foo', 'registry host label "-reg" must not start or end with "-"'],
+    ['reg..io/foo', 'registry host "reg..io" has an empty label'],
+    ['reg_x.io/foo', 'registry host label "reg_x" contains "_"; allowed are letters, digits and "-"'],
+    ['[::1/foo', 'registry host "[::1" opens "[" for an IPv6 address but never closes it'],
+    [
+      '[fe80::1%eth0]/foo',
+      'IPv6 registry host "[fe80::1%eth0]" contains "%"; only hex digits and ":" are allowed (no zone identifiers)',
+    ],
+    ['[::1]x/foo', 'registry host "[::1]x" has "x" after "]"; expected ":port" or "/"'],
+    ['[::1]:5000', '"[::1]" looks like a registry, but no repository path follows it'],
+  ];
+  for (const [input, message] of messages)
+    test(JSON.stringify(input.length > 40 ? `${input.slice(0, 37)}...` : input), () => {
+      const r = parseReference(input);
+      assert.equal(r.ok ? '' : r.error.message, message);
+    });
+});
+
+test('long tags and paths: the length found and the limit', () => {
+  const message = (input: string) => {
+    const r = parseReference(input);
+    return r.ok ? '' : `${r.error.code}: ${r.error.message}`;
+  };
+  assert.equal(
+    message(`x:${'t'.repeat(129)}`),
+    'REF_TAG_INVALID: tag is 129 characters long; at most 128 are allowed',
+  );
+  assert.equal(
+    message(`reg.io/${'a'.repeat(256)}`),
+    'REF_PATH_TOO_LONG: repository path is 256 characters long; at most 255 are allowed (registry not counted)',
+  );
+  const r = parseReference('Nginx');
+  assert.equal(
+    r.ok ? '' : describeReferenceError('Nginx', r.error),
+    `"Nginx" is not a valid image reference: ${r.ok ? '' : r.error.message}`,
+  );
+});
+
+test('refusals of an IPv6 host and a digest algorithm: their code and words', () => {
+  const refusal = (input: string) => {
+    const r = parseReference(input);
+    return r.ok ? '' : `${r.error.code}: ${r.error.message}`;
+  };
+  const hex = 'a'.repeat(64);
+  assert.equal(refusal('[]:5000/foo'), 'REF_HOST_INVALID: registry host "[]:5000" has an empty IPv6 address');
+  assert.equal(refusal(`x@sha!256:${hex}`), 'REF_DIGEST_INVALID: digest algorithm "sha!256" contains "!"');
+  assert.equal(refusal(`x@sha256-:${hex}`), 'REF_DIGEST_INVALID: digest algorithm "sha256-" is malformed');
+  assert.equal(refusal(`x@-sha:${hex}`), 'REF_DIGEST_INVALID: digest algorithm "-sha" is malformed');
+});
+
+test('effectiveTag: the tag written, else latest, except for a digest alone', () => {
+  const tagOf = (input: string) => {
+    const r = parseReference(input);
+    return r.ok ? effectiveTag(r.ref) : r.error.code;
+  };
+  assert.equal(tagOf('nginx'), 'latest');
+  assert.equal(tagOf('nginx:1.27'), '1.27');
+  assert.equal(tagOf(`nginx@${SHA}`), undefined);
+  assert.equal(tagOf(`nginx:1.27@${SHA}`), '1.27');
+});
+
+test('a registry written as a path component: what cannot be one is refused both ways', () => {
+  assert.equal(embedRegistry('localhost:5000'), 'localhost_5000');
+  for (const host of ['[::1]:5000', '[::1]', 'Reg.io', 'reg.IO:5000'])
+    assert.equal(embedRegistry(host), undefined, host);
+  assert.equal(unembedRegistry('localhost_5000'), 'localhost:5000');
+  for (const component of ['Reg.io', 'reg.io_X', '', 'a_b_1', '_5000'])
+    assert.equal(unembedRegistry(component), undefined, component);
+});
+
+test('digestAlgorithm names the hash of a digest it does not support as sha256, which cannot match', () => {
+  assert.equal(digestAlgorithm(`md5:${'a'.repeat(32)}`), 'sha256');
+  assert.equal(digestAlgorithm('sha384'), 'sha256');
+  assert.equal(digestAlgorithm(':sha384'), 'sha256');
+  assert.equal(digestAlgorithm('sha3841'), 'sha256'); // no ":": not read as "sha384" with one more character
+});
+
 describe('formatting', () => {
   const cases: [string, string, string, string][] = [
     // input, formatReference, formatNormalized, formatFamiliar
@@ -223,7 +364,7 @@ describe('round trip', () => {
           expected.repository = `library/${expected.repository}`;
         assert.deepEqual(r.ref, expected);
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
   });
 
@@ -240,7 +381,7 @@ describe('round trip', () => {
           assert.equal(again.ref.digest, first.ref.digest);
         }
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 
@@ -250,36 +391,29 @@ describe('round trip', () => {
         const r = parseReference(s);
         if (r.ok) assert.ok(parseReference(formatReference(r.ref)).ok);
       }),
-      { numRuns: 5000 },
+      { numRuns: runs(5000) },
     );
   });
 });
 
 describe('linear time on hostile input', () => {
   // Each of these makes a backtracking port of the reference regexps take exponential time.
-  const n = 10_000;
-  const hostile = [
-    `${'a-'.repeat(n / 2)}!`,
-    `${'a.'.repeat(n / 2)}`,
-    `${'a_'.repeat(n / 2)}A`,
-    `${'a/'.repeat(n / 2)}!`,
-    `${'a'.repeat(n)}:`,
-    `${'a.'.repeat(n / 2)}a:${'b'.repeat(n)}!`,
-    `${'a'.repeat(n)}@sha256:${'0'.repeat(n)}`,
-    `${'['.repeat(n)}`,
-    `${':'.repeat(n)}`,
-    `${'a-b'.repeat(n / 3)}-`,
-    `localhost:${'9'.repeat(n)}/a`,
-    `${'a'.repeat(21)}!`,
+  const hostile: ((n: number) => string)[] = [
+    (n) => `${'a-'.repeat(n / 2)}!`,
+    (n) => `${'a.'.repeat(n / 2)}`,
+    (n) => `${'a_'.repeat(n / 2)}A`,
+    (n) => `${'a/'.repeat(n / 2)}!`,
+    (n) => `${'a'.repeat(n)}:`,
+    (n) => `${'a.'.repeat(n / 2)}a:${'b'.repeat(n)}!`,
+    (n) => `${'a'.repeat(n)}@sha256:${'0'.repeat(n)}`,
+    (n) => `${'['.repeat(n)}`,
+    (n) => `${':'.repeat(n)}`,
+    (n) => `${'a-b'.repeat(n / 3)}-`,
+    (n) => `localhost:${'9'.repeat(n)}/a`,
+    (n) => `${'a'.repeat(n)}!`,
   ];
-  test('10 KB adversarial strings: the time per input grows linearly', () => {
-    // Compare against a 100x shorter input: linear gives ~100x, exponential would never finish.
-    for (const s of hostile) {
-      const start = process.hrtime.bigint();
-      for (let i = 0; i < 20; i++) parseReference(s);
-      const elapsedMs = Number(process.hrtime.bigint() - start) / 1e6;
-      assert.ok(elapsedMs < 2000, `${s.slice(0, 20)}… took ${elapsedMs} ms for 20 parses`);
-    }
+  test('10 KB → 100 KB adversarial strings: the CPU time per input grows linearly', () => {
+    for (const input of hostile) assertLinear(parseReference, input, 10_002);
   });
 });
 
@@ -317,4 +451,37 @@ describe('generated table: registry spellings × paths × tag/digest', () => {
       }
     }
   }
+});
+
+describe('digests: one list for the grammar, the registry client and the cache', () => {
+  test('DIGEST accepts exactly what the reference grammar accepts', () => {
+    const hex = fc.stringMatching(/^[0-9a-fA-F]{0,130}$/);
+    const algorithm = fc.constantFrom('sha256', 'sha384', 'sha512', 'sha1', 'md5', 'SHA256', 'sha256+b64');
+    fc.assert(
+      fc.property(algorithm, hex, (a, h) => {
+        const digest = `${a}:${h}`;
+        assert.equal(DIGEST.test(digest), checkDigest(digest) === undefined, digest);
+      }),
+      { numRuns: runs(3000) },
+    );
+    for (const [name, length] of Object.entries(DIGEST_ALGORITHMS)) {
+      const digest = `${name}:${'a'.repeat(length)}`;
+      assert.ok(DIGEST.test(digest) && parseReference(`x@${digest}`).ok, name);
+      assert.equal(digestAlgorithm(digest), name);
+    }
+  });
+});
+
+test("Docker Hub's names fold into docker.io; other hosts are kept as written", () => {
+  for (const host of ['docker.io', 'index.docker.io', 'registry-1.docker.io'])
+    assert.equal(foldDockerHubHost(host), 'docker.io');
+  for (const host of ['Docker.io', 'docker.io:443', 'ghcr.io', 'hub.docker.com'])
+    assert.equal(foldDockerHubHost(host), host);
+  // A reference says index.docker.io for Hub; the API host is, for a reference, another registry.
+  const registryOf = (text: string) => {
+    const parsed = parseReference(text);
+    return parsed.ok ? parsed.ref.registry : parsed.error.code;
+  };
+  assert.equal(registryOf('index.docker.io/x'), 'docker.io');
+  assert.equal(registryOf('registry-1.docker.io/x'), 'registry-1.docker.io');
 });

@@ -10,7 +10,7 @@ import {
   checkTagPatternList,
   compileTagPatterns,
   PATTERN_LIMITS,
-} from '../../src/core/mapping/tag-pattern.ts';
+} from '../../src/core/tag-pattern.ts';
 
 const noFacts: ExistenceFacts = () => undefined;
 

@@ -329,7 +329,17 @@ describe('pull secrets for mirrors', () => {
   });
 
   it('an ImageMap names a Secret of its own namespace; nothing is copied for it', async () => {
-    const ns = await kube.createNamespace({ prefix: 'tenantcreds' });
+    const ns = await kube.createNamespace({ prefix: 'tenantcreds', labels: { creds: 'witness' } });
+    const secret = (namespace: string, name: string) =>
+      core.createNamespacedSecret({
+        namespace,
+        body: { metadata: { name }, type: 'kubernetes.io/dockerconfigjson', data: dockerConfig(namespace) },
+      });
+    // The tenant's own Secret, and a Secret of the same name in pullmap's namespace that a tenant must
+    // never get a copy of by naming it.
+    await secret(ns, 'tenant-creds');
+    await secret('default', 'tenant-creds');
+    await secret('default', 'witness-creds');
     await apply([
       {
         apiVersion: 'pullmap.dev/v1alpha1',
@@ -358,8 +368,26 @@ describe('pull secrets for mirrors', () => {
       pod.spec?.imagePullSecrets?.map((s) => s.name),
       ['tenant-creds'],
     );
-    const secrets = await core.listNamespacedSecret({ namespace: ns, labelSelector: 'pullmap.dev/copy-of' });
-    assert.equal(secrets.items.length, 0);
+    // A ClusterImageMap's copy into the same namespace, made by a reconcile that saw the ImageMap: once
+    // it is there, a copy for the ImageMap would be too.
+    await apply([
+      {
+        apiVersion: 'pullmap.dev/v1alpha1',
+        kind: 'ClusterImageMap',
+        metadata: { name: 'witness' },
+        spec: {
+          mappings: [{ from: 'ghcr.io/witness-e2e/', to: 'witness.example/', pullSecret: 'witness-creds' }],
+          namespaceSelector: { matchLabels: { creds: 'witness' } },
+        },
+      },
+    ]);
+    const copies = () =>
+      core
+        .listNamespacedSecret({ namespace: ns, labelSelector: 'pullmap.dev/copy-of' })
+        .then((list) => list.items.map((s) => s.metadata?.name));
+    await until(copies, (names) => names.length > 0, 'the ClusterImageMap copy is made');
+    assert.deepEqual(await copies(), ['pullmap-witness-creds']);
+    await kube.kubectl(['delete', 'clusterimagemap', 'witness']);
   });
 });
 

@@ -26,6 +26,9 @@ spec:
   mutableTags: ["latest"]
 `;
 
+/** Excluded by pullmap's --exclude-namespaces alone: the webhook configurations still send its pods. */
+const EXCLUDED = 'excluded-by-pullmap';
+
 let kube: Kube;
 let dir: TempDir;
 let pki: TestPki;
@@ -154,7 +157,7 @@ before(async () => {
     startKube(),
     startPullmap({
       tls: { certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem },
-      args: ['--config', config],
+      args: ['--config', config, '--exclude-namespaces', `kube-system,pullmap-system,${EXCLUDED}`],
     }),
     startInjector(),
   ]);
@@ -298,6 +301,13 @@ describe('pods through the real apiserver', () => {
       body: pod(`sys-${Date.now()}`, { app: 'nginx:1.27' }),
     });
     assert.equal(system.spec?.containers[0]?.image, 'nginx:1.27');
+    // The webhook configurations send this namespace's pods: only pullmap's own flag leaves them alone.
+    await core.createNamespace({ body: { metadata: { name: EXCLUDED } } });
+    const excluded = await core.createNamespacedPod({
+      namespace: EXCLUDED,
+      body: pod('excluded', { app: 'nginx:1.27' }),
+    });
+    assert.equal(excluded.spec?.containers[0]?.image, 'nginx:1.27');
     const namespace = await kube.createNamespace({ prefix: 'optout' });
     const optOut = await core.createNamespacedPod({
       namespace,
@@ -308,6 +318,18 @@ describe('pods through the real apiserver', () => {
     });
     assert.equal(optOut.spec?.containers[0]?.image, 'nginx:1.27');
     assert.equal(optOut.metadata?.annotations?.['pullmap.dev/original-images'], undefined);
+    // The annotation is not in the webhooks' objectSelector: pullmap itself honours it.
+    const annotated = await core.createNamespacedPod({
+      namespace,
+      body: {
+        ...pod('annotated', { app: 'nginx:1.27' }),
+        metadata: { name: 'annotated', annotations: { 'pullmap.dev/ignore': 'true' } },
+      },
+    });
+    assert.equal(annotated.spec?.containers[0]?.image, 'nginx:1.27');
+    // The same pod without the opt-out is mapped in that namespace: the webhook did see the others.
+    const mapped = await core.createNamespacedPod({ namespace, body: pod('mapped', { app: 'nginx:1.27' }) });
+    assert.equal(mapped.spec?.containers[0]?.image, `${MIRROR}library/nginx:1.27`);
   });
 
   it('maps a sidecar injected by a later webhook (reinvocation) without mapping the app twice', async () => {

@@ -1,6 +1,7 @@
 // The Docker token protocol, server side, for a docker-registry started with `auth.token`: RS256 JWTs
 // whose header carries the signing certificate (x5c), handed out by GET (optional Basic auth, as
-// docker and skopeo ask) and by the OAuth2 POST form (grant_type=password, as containerd asks).
+// docker and skopeo ask) and by the OAuth2 POST form (grant_type=password, as containerd asks, or
+// refresh_token for the tokens given in `refreshTokens`).
 import { createPrivateKey, type KeyObject, randomUUID, sign, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -26,6 +27,8 @@ export interface TokenServerOptions {
   readonly issuer?: string;
   /** Answer every /token request with this redirect (Location: `to` plus the request's path and query). */
   readonly redirect?: { readonly status: 301 | 302 | 307 | 308; readonly to: string };
+  /** refresh token → account: the OAuth2 refresh_token grants this server honours (none by default). */
+  readonly refreshTokens?: Readonly<Record<string, string>>;
 }
 
 export interface TokenRequestRecord {
@@ -33,6 +36,8 @@ export interface TokenRequestRecord {
   readonly account: string | undefined;
   readonly scopes: readonly string[];
   readonly status: number;
+  /** The OAuth2 POST form as received (passwords included: this is a test server). */
+  readonly form?: Readonly<Record<string, string>>;
 }
 
 export interface TokenServer {
@@ -190,17 +195,30 @@ export async function startTokenServer(dir: string, options: TokenServerOptions 
     }
     if (req.method === 'POST') {
       const form = new URLSearchParams(await readBody(req));
+      const received = Object.fromEntries(form);
       const scopes = (form.get('scope') ?? '').split(' ').filter((s) => s.length > 0);
+      const grantType = form.get('grant_type');
+      const record = (account: string | undefined, status: number) =>
+        records.push({ method: 'POST', account, scopes, status, form: received });
+      if (grantType === 'refresh_token') {
+        const account = options.refreshTokens?.[form.get('refresh_token') ?? ''];
+        if (account === undefined) {
+          record(undefined, 401);
+          return send(res, 401, { error: 'invalid_grant' });
+        }
+        record(account, 200);
+        return answer(res, account, scopes);
+      }
       const username = form.get('username') ?? undefined;
-      if (form.get('grant_type') !== 'password') {
-        records.push({ method: 'POST', account: username, scopes, status: 400 });
+      if (grantType !== 'password') {
+        record(username, 400);
         return send(res, 400, { error: 'unsupported_grant_type' });
       }
       if (username === undefined || users[username] !== form.get('password')) {
-        records.push({ method: 'POST', account: username, scopes, status: 401 });
+        record(username, 401);
         return send(res, 401, { error: 'invalid_grant' });
       }
-      records.push({ method: 'POST', account: username, scopes, status: 200 });
+      record(username, 200);
       return answer(res, username, scopes);
     }
     send(res, 405, { error: 'method_not_allowed' });

@@ -259,7 +259,11 @@ describe('RegistryClient with token (Bearer) auth', () => {
 
   before(async () => {
     dir = await tempDir('tokens');
-    tokens = await startTokenServer(dir.path, { users: { bob: 'builder' }, expiresInSeconds: 120 });
+    tokens = await startTokenServer(dir.path, {
+      users: { bob: 'builder' },
+      refreshTokens: { rt: 'bob' },
+      expiresInSeconds: 120,
+    });
     registry = await startRegistry({ auth: { kind: 'token', tokenServer: tokens } });
     await pushImage(registry, 'team/app', 'v1', image);
     oldTokens = await startTokenServer(dir.path, {
@@ -348,18 +352,33 @@ describe('RegistryClient with token (Bearer) auth', () => {
   });
 
   it('sends an identity token as an OAuth2 refresh_token grant', async () => {
-    const credential: RegistryCredential = {
+    const identity = (token: string): RegistryCredential => ({
       kind: 'identityToken',
       username: undefined,
-      token: 'rt',
+      token,
       source: 'test',
-    };
-    const client = plain(registry.host, { credentials: keyring(registry.host, credential) });
+    });
+    const client = plain(registry.host, { credentials: keyring(registry.host, identity('rt')) });
     const result = await client.headManifest(ref(`${registry.host}/team/app:v1`));
     await client.close();
-    // The harness's token server only knows passwords: the refusal must come back typed.
-    assert.equal(errorCode(result), 'REG_AUTH_REFUSED');
-    assert.equal(tokens.requests().at(-1)?.status, 400);
+    assert.ok(result.ok, JSON.stringify(result));
+    const sent = tokens.requests().at(-1);
+    assert.deepEqual(
+      [sent?.method, sent?.status, sent?.account, sent?.form?.grant_type, sent?.form?.refresh_token],
+      ['POST', 200, 'bob', 'refresh_token', 'rt'],
+    );
+    // A token the server does not know: the refusal comes back typed, with no fallback to GET.
+    const stale = plain(registry.host, { credentials: keyring(registry.host, identity('revoked')) });
+    const refused = await stale.headManifest(ref(`${registry.host}/team/app:v1`));
+    await stale.close();
+    assert.equal(errorCode(refused), 'REG_AUTH_REFUSED');
+    assert.deepEqual(
+      tokens
+        .requests()
+        .slice(-1)
+        .map((r) => [r.method, r.status, r.form?.refresh_token]),
+      [['POST', 401, 'revoked']],
+    );
   });
 });
 
@@ -411,14 +430,12 @@ describe('RegistryClient against slow and rate-limiting registries', () => {
     const client = new RegistryClient({
       endpoints: { [slow.host]: { scheme: 'http', requestTimeoutMs: 100 } },
     });
-    const started = performance.now();
     const result = await client.headManifest(ref(`${slow.host}/team/app:v1`));
-    const elapsed = performance.now() - started;
     await client.close();
+    // REG_TIMEOUT is its own request timeout; a caller's deadline would be REG_DEADLINE.
     assert.equal(result.ok, false);
     if (result.ok) return;
     assert.deepEqual([result.error.code, result.error.outcome], ['REG_TIMEOUT', 'Timeout']);
-    assert.ok(elapsed < 350, `took ${elapsed} ms`);
   });
 
   it('stops waiting at the caller’s deadline', async () => {

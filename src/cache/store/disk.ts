@@ -18,7 +18,7 @@ import {
   utimes,
 } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DIGEST } from '../../registry/client.ts';
+import { DIGEST } from '../../core/reference/index.ts';
 import { isOrphanTag, overCap, type StoredObject, toEvict, useIsStale } from './eviction.ts';
 import { describeStore } from './listing.ts';
 import { Spool, type TempFile } from './spool.ts';

@@ -2,7 +2,7 @@
 // bucket shared by replicas (s3/store.ts). Downloads are spooled to a local file first (spool.ts) and
 // committed to the store only once verified; spooling is not the store's concern.
 import { createHash } from 'node:crypto';
-import { DIGEST } from '../../registry/client.ts';
+import { DIGEST } from '../../core/reference/index.ts';
 import type { ByteSource } from '../copy.ts';
 import type { Spool, TempFile } from './spool.ts';
 

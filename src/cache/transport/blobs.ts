@@ -5,8 +5,8 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { parseReference } from '../../core/reference/index.ts';
-import { type CallOptions, DIGEST, digestAlgorithm, type RegistryClient } from '../../registry/client.ts';
+import { DIGEST, digestAlgorithm, parseReference } from '../../core/reference/index.ts';
+import type { CallOptions, RegistryClient } from '../../registry/client.ts';
 import type { Endpoint } from '../../registry/endpoint.ts';
 import { classifyNetworkError, RegistryFailure, type RegistryResult } from '../../registry/errors.ts';
 import {

@@ -1,11 +1,7 @@
-// One HTTP/1.1 GET on a connection of its own, for blob bodies. undici hands a body over as a fresh
-// buffer per socket read pushed through stream layers; on a cold pull-through that allocation and
-// machinery cost about as much CPU as everything else the cache does per byte (README, cache:
-// "Throughput"). Here the socket reads into one reused buffer (`onread`) and the body goes, as views of
-// that buffer, straight to the consumer's callback; a consumer that needs time returns a promise and
-// the socket pauses until it settles. Measured in one run (a 200 MiB Content-Length body from a raw
-// loopback server in another process, 6 alternating rounds): 145 ms of main-thread CPU with undici's
-// request and its body stream, 42 ms here.
+// One HTTP/1.1 GET on a connection of its own, for blob bodies: the socket reads into one reused buffer
+// (`onread`) and the body goes, as views of it, straight to the consumer's callback (a promise pauses
+// the socket). Why not undici here: its fresh buffer per read and stream layers cost about 3x the CPU
+// per body byte (docs/decisions.md, "Blob transport").
 //
 // Framing (http1.ts) is strict: test/cache/wire-hostile.test.ts sends it request-smuggling shapes,
 // bad chunk sizes, oversized and split heads, bare LFs and early closes, and expects a typed error (or

@@ -1,9 +1,10 @@
 // AdmissionReview v1 in and out: checking the envelope the apiserver sent, and writing the response
 // envelope. Pure; both webhooks (pods in serve/, map objects in controller/) use it.
+import { isObject, type Json } from '../json.ts';
 
 import { printable } from '../text.ts';
 
-export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
 export interface GroupVersionKind {
   readonly group: string;
@@ -36,8 +37,6 @@ export interface AdmissionResponse {
 
 export type ParsedReview = { ok: true; request: AdmissionRequest } | { ok: false; message: string };
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 
 /** Checks the envelope. Messages name the field and what the apiserver should have sent. */

@@ -3,7 +3,6 @@
 // and the TypeScript types all derive from the declarations below.
 
 import { MAX_DURATION_TEXT, parseDuration } from '../duration.ts';
-import { checkTagPattern, patternList } from '../mapping/tag-pattern.ts';
 import {
   boolean,
   type Infer,
@@ -13,10 +12,12 @@ import {
   oneOf,
   optional,
   required,
+  type Schema,
   string,
   stringMap,
   stringOrList,
 } from '../schema/dsl.ts';
+import { checkTagPattern, checkTagPatternList } from '../tag-pattern.ts';
 
 export const GROUP = 'pullmap.dev';
 export const VERSION = 'v1alpha1';
@@ -48,6 +49,26 @@ export const PULL_SECRET_MAX_LENGTH = 245;
 export const PLATFORM = /^[a-z0-9_-]{1,32}\/[a-z0-9_-]{1,32}(?:\/[a-z0-9_-]{1,32})?$/;
 
 /** A Go-style duration string ("90s", "10m", "1h30m"); also used by the cache's config file. */
+/**
+ * A list of patterns whose total size is checked before any of them is compiled, so a list of 64
+ * large patterns costs an estimate, not 64 compilations.
+ */
+export function patternList(items: Schema<string[]>): Schema<string[]> {
+  return {
+    openApi: items.openApi,
+    check(value, path, issues) {
+      if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
+        const problem = checkTagPatternList(value);
+        if (problem !== undefined) {
+          issues.push({ path, message: problem });
+          return undefined;
+        }
+      }
+      return items.check(value, path, issues);
+    },
+  };
+}
+
 export const duration = (description: string) =>
   string({
     description,

@@ -1,7 +1,7 @@
 // When the cache asks upstream again about a tag it already holds. Pure: the caller passes the clock.
 // Digests name immutable content and are never revalidated; only tags move.
 import { parseDuration } from '../duration.ts';
-import type { WholeMatch } from '../mapping/tag-pattern.ts';
+import type { WholeMatch } from '../tag-pattern.ts';
 
 export type Refresh =
   | { readonly kind: 'Always' }

@@ -4,7 +4,8 @@
 
 import { isScalar, LineCounter, parseAllDocuments, type Scalar } from 'yaml';
 import { duplicateKeys } from '../config.ts';
-import type { Labels } from '../mapping/selector.ts';
+import { isObject } from '../json.ts';
+import type { Labels } from '../mapping/index.ts';
 import { containerImages, findPodSpecs } from '../pod/locate.ts';
 
 export interface ManifestImage {
@@ -24,9 +25,6 @@ export interface ManifestScan {
   readonly images: readonly ManifestImage[];
   readonly errors: readonly string[];
 }
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function labelsOf(v: unknown): Record<string, string> {
   const out: Record<string, string> = {};

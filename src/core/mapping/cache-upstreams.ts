@@ -3,6 +3,7 @@
 // earlier. `pullmap check --cache-upstreams` reports them; the controller can call the same function
 // once the chart hands it the cache's upstreams.
 
+import { canonicalRegistry } from '../reference/index.ts';
 import { type CompiledMap, mapRefName } from './rule.ts';
 
 export interface UpstreamFinding {
@@ -14,9 +15,6 @@ export interface UpstreamFinding {
   readonly message: string;
 }
 
-/** Docker Hub's other name, as the reference grammar normalises it. */
-const normalHost = (host: string): string => (host === 'index.docker.io' ? 'docker.io' : host);
-
 /**
  * Targets of maps with cache.enabled (at the default cache address: a map with its own
  * cache.address names another cache) whose registry is not one of `upstreams`.
@@ -25,7 +23,7 @@ export function cacheUpstreamFindings(
   maps: readonly CompiledMap[],
   upstreams: readonly string[],
 ): UpstreamFinding[] {
-  const known = new Set(upstreams.map(normalHost));
+  const known = new Set(upstreams.map(canonicalRegistry));
   const list = [...known].join(', ') || 'none';
   const findings: UpstreamFinding[] = [];
   for (const map of maps) {

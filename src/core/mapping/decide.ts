@@ -10,9 +10,8 @@ import {
   probeRequest,
 } from '../facts.ts';
 import { BoundedMemo } from '../memo.ts';
-import { defaultPullPolicy } from '../pod/locate.ts';
-import { podPullSecretName } from '../pod/pull-secrets.ts';
 import {
+  DEFAULT_TAG,
   describeReferenceError,
   effectiveTag,
   embedRegistry,
@@ -28,7 +27,7 @@ import type {
   Reason,
   ScopeMatches,
 } from './prepared.ts';
-import { applyTarget, mapRefName, type Pattern, type Rule } from './rule.ts';
+import { applyTarget, mapRefName, type Pattern, podPullSecretName, type Rule } from './rule.ts';
 import { type Labels, selects } from './selector.ts';
 import { isCacheRouted, lookupKeys, type MapSnapshot, type ScopeIndex, scopesFor } from './snapshot.ts';
 
@@ -56,6 +55,11 @@ export interface ImageDecision {
    * map's TTLs (spec.existence).
    */
   readonly pendingProbes: readonly ProbeRequest[];
+}
+
+/** The pull policy Kubernetes defaults to when none is written: Always for :latest or no tag. */
+function defaultPullPolicy(tag: string | undefined, digest: string | undefined): string {
+  return digest === undefined && (tag === undefined || tag === DEFAULT_TAG) ? 'Always' : 'IfNotPresent';
 }
 
 const entryName = (rule: Rule): string => `${mapRefName(rule.map.ref)} spec.mappings[${rule.index}]`;

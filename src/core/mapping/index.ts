@@ -18,7 +18,14 @@ export {
 } from './decide.ts';
 export { type LoadedMaps, loadMapsFromText, loadMapsFromTexts, type MapText } from './load.ts';
 export type { MatchedRule, Reason, ReasonCode } from './prepared.ts';
-export { type CompiledMap, compileMap, type MapRef, mapRefName, type Rule } from './rule.ts';
+export {
+  type CompiledMap,
+  compileMap,
+  type MapRef,
+  mapRefName,
+  podPullSecretName,
+  type Rule,
+} from './rule.ts';
 export { type Labels, selectorLabelKeys, selects } from './selector.ts';
 export {
   buildSnapshot,

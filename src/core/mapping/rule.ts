@@ -5,7 +5,9 @@
 import type { MapKind, MapObject, Mapping, MapSpec } from '../api/v1alpha1.ts';
 import { parseDuration } from '../duration.ts';
 import {
+  canonicalRegistry,
   checkDomainAndPort,
+  DEFAULT_TAG,
   describeReferenceError,
   embedRegistry,
   formatName,
@@ -15,7 +17,7 @@ import {
   parseReference,
 } from '../reference/index.ts';
 import type { FieldIssue } from '../schema/dsl.ts';
-import { compileTagPatterns, type WholeMatch } from './tag-pattern.ts';
+import { compileTagPatterns, type WholeMatch } from '../tag-pattern.ts';
 import { zarfTag } from './zarf.ts';
 
 /** Which map object a rule came from. */
@@ -28,6 +30,16 @@ export interface MapRef {
 
 export function mapRefName(ref: Pick<MapRef, 'kind' | 'namespace' | 'name'>): string {
   return ref.namespace === undefined ? `${ref.kind}/${ref.name}` : `${ref.kind}/${ref.namespace}/${ref.name}`;
+}
+
+const COPY_PREFIX = 'pullmap-';
+
+/**
+ * The Secret name a pod refers to for a rule's pullSecret: an ImageMap's own, or the copy of a
+ * ClusterImageMap's that the controller keeps in the pod's namespace.
+ */
+export function podPullSecretName(kind: MapKind, pullSecret: string): string {
+  return kind === 'ClusterImageMap' ? `${COPY_PREFIX}${pullSecret}` : pullSecret;
 }
 
 /** A `from` or prefix-shaped `to`, parsed. Keys are what the snapshot index is keyed by. */
@@ -60,12 +72,12 @@ export interface CompiledMap {
 }
 
 /** Exact-image key: digest wins over tag, since it names the content. */
-export function exactKey(ref: ImageReference, tag: string | undefined): string {
+function exactKey(ref: ImageReference, tag: string | undefined): string {
   return ref.digest !== undefined ? `${formatName(ref)}@${ref.digest}` : `${formatName(ref)}:${tag}`;
 }
 
 /** Parses a `from`/`to` value. `field` is the path used in messages. */
-export function parsePattern(text: string, field: string, issues: FieldIssue[]): Pattern | undefined {
+function parsePattern(text: string, field: string, issues: FieldIssue[]): Pattern | undefined {
   if (text === '*') return { kind: 'all', key: '' };
   if (text.endsWith('/')) {
     const body = text.slice(0, -1);
@@ -78,7 +90,7 @@ export function parsePattern(text: string, field: string, issues: FieldIssue[]):
         });
         return undefined;
       }
-      const registry = body === 'index.docker.io' ? 'docker.io' : body;
+      const registry = canonicalRegistry(body);
       return { kind: 'prefix', registry, path: '', key: `${registry}/` };
     }
     // Parse "<body>/x" so that Docker Hub's "library/" expansion, which applies only to one-component
@@ -256,7 +268,7 @@ export function applyTarget(
   if (rule.mapping.naming === 'zarf') {
     // Zarf keeps the whole source path and drops the tag of digest references.
     if (image.digest !== undefined) return `${base}${image.repository}@${image.digest}`;
-    return `${base}${image.repository}:${zarfTag(formatName(image), tag ?? 'latest')}`;
+    return `${base}${image.repository}:${zarfTag(formatName(image), tag ?? DEFAULT_TAG)}`;
   }
   let relative: string | undefined;
   const source = rule.source;

@@ -2,6 +2,8 @@
 // workload's spec.template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, ...) and a CronJob's
 // spec.jobTemplate.spec.template. Found by shape, so custom PodTemplate-bearing kinds work too.
 
+import { isObject, type Json } from '../json.ts';
+
 export const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
 /** Where a pod pulls images from: the container lists, and image volumes (spec.volumes[].image). */
 export type ContainerList = (typeof CONTAINER_LISTS)[number] | 'volumes';
@@ -10,10 +12,7 @@ export type ContainerList = (typeof CONTAINER_LISTS)[number] | 'volumes';
  * Annotation key of an image volume: container names are DNS labels, which cannot hold ":", so
  * "volume:NAME" never collides with a container of the same name.
  */
-export const volumeKey = (name: string): string => `volume:${name}`;
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+const volumeKey = (name: string): string => `volume:${name}`;
 
 export interface PodSpecLocation {
   /** JSON path segments from the object root to the pod spec. */
@@ -90,9 +89,4 @@ export function containerImages(spec: Json): ContainerImage[] {
       });
     });
   return out;
-}
-
-/** The pull policy Kubernetes defaults to when none is written: Always for :latest or no tag. */
-export function defaultPullPolicy(tag: string | undefined, digest: string | undefined): string {
-  return digest === undefined && (tag === undefined || tag === 'latest') ? 'Always' : 'IfNotPresent';
 }

@@ -2,9 +2,14 @@
 // JSON Patch that applies them and records the originals. Re-admission never maps an image twice.
 
 import { type ExistenceFacts, mergeProbeRequests, type ProbeRequest } from '../facts.ts';
-import { type DecisionContext, decideImage, type ImageDecision } from '../mapping/decide.ts';
-import type { Labels } from '../mapping/selector.ts';
-import type { MapSnapshot } from '../mapping/snapshot.ts';
+import { isObject } from '../json.ts';
+import {
+  type DecisionContext,
+  decideImage,
+  type ImageDecision,
+  type Labels,
+  type MapSnapshot,
+} from '../mapping/index.ts';
 import { CONTAINER_LISTS, type ContainerImage, containerImages } from './locate.ts';
 import { addPullSecrets } from './pull-secrets.ts';
 
@@ -49,8 +54,6 @@ export function podImages(pod: unknown): Map<string, string> {
   return out;
 }
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 const escapePointer = (s: string): string => s.replaceAll('~', '~0').replaceAll('/', '~1');
 
 function stringRecord(value: unknown): Record<string, string> {
@@ -132,35 +135,24 @@ export function planPod(
   const metadata = isObject(pod.metadata) ? pod.metadata : {};
   const labels = stringRecord(metadata.labels);
   const annotations = stringRecord(metadata.annotations);
-  if (labels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true')
-    return empty(`the pod opts out with ${OPT_OUT}: "true"`);
-  if (snapshot.options.excludedNamespaces.includes(ctx.namespace))
-    return empty(`namespace ${ctx.namespace} is excluded`);
+  const skipped = skipReason(snapshot, ctx, labels, annotations);
+  if (skipped !== undefined) return empty(skipped);
 
-  const originals = jsonAnnotation(annotations, ANNOTATION_ORIGINAL_IMAGES);
-  const mappedBy = jsonAnnotation(annotations, ANNOTATION_MAPPED_BY);
-  const containers: ContainerPlan[] = [];
-  const patch: JsonPatchOp[] = [];
-  const pending: ProbeRequest[] = [];
-  const warnings: string[] = [];
-  const pullSecrets = new Set<string>();
-  let recorded = false;
-
+  const state: PlanState = {
+    originals: jsonAnnotation(annotations, ANNOTATION_ORIGINAL_IMAGES),
+    mappedBy: jsonAnnotation(annotations, ANNOTATION_MAPPED_BY),
+    containers: [],
+    patch: [],
+    pending: [],
+    warnings: [],
+    pullSecrets: new Set<string>(),
+    recorded: false,
+  };
   for (const c of containerImages(pod.spec)) {
-    const original = originals[c.name];
-    const previous = ctx.previousImages?.get(c.name);
-    const changedNow = previous !== undefined && previous !== c.image;
-    if (original !== undefined && original !== c.image && !changedNow) {
-      // This container's image is pullmap's own earlier answer (reinvocation, or an update that
-      // leaves the image as it was).
-      containers.push(containerPlan(c, undefined, `already mapped from ${original}`));
+    const original = earlierAnswer(c, ctx, state);
+    if (original !== undefined) {
+      state.containers.push(containerPlan(c, undefined, `already mapped from ${original}`));
       continue;
-    }
-    if (changedNow && original !== undefined) {
-      // The update sets a new image: the recorded original no longer describes this container.
-      delete originals[c.name];
-      delete mappedBy[c.name];
-      recorded = true;
     }
     const dctx: DecisionContext = {
       namespace: ctx.namespace,
@@ -168,36 +160,15 @@ export function planPod(
       podLabels: labels,
       pullPolicy: c.pullPolicy,
     };
-    const decision = decideImage(snapshot, c.image, dctx, facts);
-    containers.push(containerPlan(c, decision, undefined));
-    for (const probe of decision.pendingProbes) pending.push(probe);
-    if (decision.outcome === 'Invalid')
-      warnings.push(
-        `pullmap: ${describeImage(c)}: ${decision.reasons[0]?.message ?? 'invalid image'}; left unchanged`,
-      );
-    if (decision.outcome !== 'Mapped' || !decision.rule) continue;
-    patch.push({ op: 'replace', path: `/spec/${c.path.join('/')}`, value: decision.image });
-    originals[c.name] = c.image;
-    mappedBy[c.name] = decision.rule.entryName;
-    if (decision.rule.pullSecret !== undefined) pullSecrets.add(decision.rule.pullSecret);
-    recorded = true;
+    addDecision(c, decideImage(snapshot, c.image, dctx, facts), state);
   }
+  const { originals, mappedBy, containers, patch, pending, warnings } = state;
   // imagePullSecrets cannot change after creation (an UPDATE that adds one is refused), so only a
   // CREATE gets them; images an update maps keep the pod's existing secrets.
   if (ctx.previousImages === undefined)
-    for (const op of addPullSecrets(pod.spec, pullSecrets)) patch.push(op);
+    for (const op of addPullSecrets(pod.spec, state.pullSecrets)) patch.push(op);
 
-  if (recorded) {
-    const values = {
-      [ANNOTATION_ORIGINAL_IMAGES]: JSON.stringify(originals),
-      [ANNOTATION_MAPPED_BY]: JSON.stringify(mappedBy),
-    };
-    if (!isObject(metadata.annotations))
-      patch.push({ op: 'add', path: '/metadata/annotations', value: values });
-    else
-      for (const [k, v] of Object.entries(values))
-        patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
-  }
+  if (state.recorded) patch.push(...recordOps(isObject(metadata.annotations), originals, mappedBy));
   return {
     skipped: undefined,
     containers,
@@ -205,6 +176,82 @@ export function planPod(
     pendingProbes: pending.length === 0 ? pending : mergeProbeRequests(pending),
     warnings,
   };
+}
+
+/** What planPod builds up, container by container. */
+interface PlanState {
+  readonly originals: Record<string, string>;
+  readonly mappedBy: Record<string, string>;
+  readonly containers: ContainerPlan[];
+  readonly patch: JsonPatchOp[];
+  readonly pending: ProbeRequest[];
+  readonly warnings: string[];
+  readonly pullSecrets: Set<string>;
+  /** Whether the annotations must be written. */
+  recorded: boolean;
+}
+
+/**
+ * The original image when the container's image is pullmap's own earlier answer (reinvocation, or an
+ * update that leaves it as it was). An update that sets a new image drops the record instead.
+ */
+function earlierAnswer(c: ContainerImage, ctx: PodContext, state: PlanState): string | undefined {
+  const original = state.originals[c.name];
+  if (original === undefined) return undefined;
+  const previous = ctx.previousImages?.get(c.name);
+  if (previous === undefined || previous === c.image) return original !== c.image ? original : undefined;
+  delete state.originals[c.name];
+  delete state.mappedBy[c.name];
+  state.recorded = true;
+  return undefined;
+}
+
+/** One container's decision into the plan: its patch op, record, pull secret, probes and warning. */
+function addDecision(c: ContainerImage, decision: ImageDecision, state: PlanState): void {
+  state.containers.push(containerPlan(c, decision, undefined));
+  for (const probe of decision.pendingProbes) state.pending.push(probe);
+  if (decision.outcome === 'Invalid')
+    state.warnings.push(
+      `pullmap: ${describeImage(c)}: ${decision.reasons[0]?.message ?? 'invalid image'}; left unchanged`,
+    );
+  if (decision.outcome !== 'Mapped' || !decision.rule) return;
+  state.patch.push({ op: 'replace', path: `/spec/${c.path.join('/')}`, value: decision.image });
+  state.originals[c.name] = c.image;
+  state.mappedBy[c.name] = decision.rule.entryName;
+  if (decision.rule.pullSecret !== undefined) state.pullSecrets.add(decision.rule.pullSecret);
+  state.recorded = true;
+}
+
+/** Why pullmap leaves the whole pod alone, if it does: an opt-out, or an excluded namespace. */
+function skipReason(
+  snapshot: MapSnapshot,
+  ctx: PodContext,
+  labels: Record<string, string>,
+  annotations: Record<string, string>,
+): string | undefined {
+  if (labels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true')
+    return `the pod opts out with ${OPT_OUT}: "true"`;
+  if (snapshot.options.excludedNamespaces.includes(ctx.namespace))
+    return `namespace ${ctx.namespace} is excluded`;
+  return undefined;
+}
+
+/** The ops that write the originals and mapped-by annotations, creating the annotations map if need be. */
+function recordOps(
+  hasAnnotations: boolean,
+  originals: Record<string, string>,
+  mappedBy: Record<string, string>,
+): JsonPatchOp[] {
+  const values = {
+    [ANNOTATION_ORIGINAL_IMAGES]: JSON.stringify(originals),
+    [ANNOTATION_MAPPED_BY]: JSON.stringify(mappedBy),
+  };
+  if (!hasAnnotations) return [{ op: 'add', path: '/metadata/annotations', value: values }];
+  return Object.entries(values).map(([k, v]) => ({
+    op: 'add',
+    path: `/metadata/annotations/${escapePointer(k)}`,
+    value: v,
+  }));
 }
 
 /** "container app" or "image volume data", for warnings. */

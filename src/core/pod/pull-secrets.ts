@@ -4,17 +4,11 @@
 // a Secret of its own namespace; a ClusterImageMap one of pullmap's namespace, copied by pullmap.
 
 import type { MapKind, MapSpec } from '../api/v1alpha1.ts';
-import { type Labels, selects } from '../mapping/selector.ts';
+import { type Labels, podPullSecretName, selects } from '../mapping/index.ts';
 
 /** Label on every Secret pullmap copies; its value is the source Secret's name. */
 export const COPY_LABEL = 'pullmap.dev/copy-of';
-export const COPY_PREFIX = 'pullmap-';
 export const DOCKER_CONFIG_JSON = 'kubernetes.io/dockerconfigjson';
-
-/** The Secret name the pod refers to: the ImageMap's own, or pullmap's copy of the cluster one. */
-export function podPullSecretName(kind: MapKind, pullSecret: string): string {
-  return kind === 'ClusterImageMap' ? `${COPY_PREFIX}${pullSecret}` : pullSecret;
-}
 
 export interface PullSecretCopy {
   readonly namespace: string;

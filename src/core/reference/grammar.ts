@@ -18,6 +18,7 @@
 //   algorithm        := algComponent ( [-_+.] algComponent )*
 //   algComponent     := [A-Za-z] [A-Za-z0-9]*
 
+import { DIGEST_ALGORITHMS, type DigestAlgorithm } from './digest.ts';
 import type { ReferenceErrorCode } from './errors.ts';
 
 /** A production failed: why, and (when known) at which offset of the string it was given. */
@@ -59,7 +60,7 @@ export function showChar(s: string, i: number): string {
  * pathComponent: lowercase alphanumeric runs joined by one separator each. Repeated dashes are one
  * separator (hostnames used as path components have them); "__" is allowed for old names; "._" is not.
  */
-export function checkPathComponent(s: string, start: number, end: number): ProductionFailure | undefined {
+function checkPathComponent(s: string, start: number, end: number): ProductionFailure | undefined {
   if (start === end)
     return fail(
       'REF_PATH_INVALID',
@@ -218,9 +219,6 @@ export function checkTag(s: string): ProductionFailure | undefined {
   return undefined;
 }
 
-/** Digest algorithms a registry can verify, with the length of their lowercase hex encoding. */
-const DIGEST_HEX_LENGTH: Readonly<Record<string, number>> = { sha256: 64, sha384: 96, sha512: 128 };
-
 /**
  * digest: the grammar admits any algorithm name and ≥ 32 hex digits; like go-digest we then accept only
  * algorithms a registry can verify, with exactly their length in lowercase hex.
@@ -245,7 +243,9 @@ export function checkDigest(s: string): ProductionFailure | undefined {
   if (atComponentStart)
     return fail('REF_DIGEST_INVALID', `digest algorithm "${s.slice(0, colon)}" is malformed`);
   const algorithm = s.slice(0, colon);
-  const expected = DIGEST_HEX_LENGTH[algorithm];
+  const expected = Object.hasOwn(DIGEST_ALGORITHMS, algorithm)
+    ? DIGEST_ALGORITHMS[algorithm as DigestAlgorithm]
+    : undefined;
   if (expected === undefined) {
     return fail(
       'REF_DIGEST_UNSUPPORTED',

@@ -2,15 +2,8 @@
 // names the failing field and the fix (for the config loader and the validating webhook), and its
 // TypeScript type (via `Infer`). The map objects are declared once with it, in ../api/.
 //
-// Why not zod 4 or TypeBox: the product's rule is that bad input gets an error naming the field and
-// the fix ("spec.mappings[0].to: must be a string such as \"mirror.local/\", not a number"); both
-// libraries report their own wording ("Expected string") and would need a translation per kind of
-// issue, which is most of this file. The CRD needs OpenAPI with structural-schema rules (the string or
-// list union as x-kubernetes-preserve-unknown-fields): TypeBox could emit it, zod's JSON Schema would
-// need rewriting. And the CLI loads the schema on every start (`pullmap explain` cold start: target
-// < 150 ms): measured bundled and minified on this machine, three runs each, import plus a first check
-// took 33-76 ms for zod 4 (454 KB) and 15-17 ms for TypeBox (105 KB), against 10 ms for the whole
-// pullmap.dev schema with this file (11 KB).
+// Why not zod 4 or TypeBox: their messages are their own wording, not the field and the fix, and zod
+// alone takes 33-76 ms to load at every CLI start (docs/decisions.md, "Schemas").
 
 /** One problem with one field. `path` is the dotted field path from the object root. */
 export interface FieldIssue {

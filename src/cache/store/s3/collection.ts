@@ -1,7 +1,7 @@
 // What a collection of the bucket works with, pure: the listings made into objects with their last use
 // (the later of LastModified and the object's use marker), markers whose object is gone, and leases left
 // by replicas that died. Eviction itself is the policy both stores share (eviction.ts).
-import { DIGEST } from '../../../registry/client.ts';
+import { DIGEST } from '../../../core/reference/index.ts';
 import type { StoredObject } from '../eviction.ts';
 import type { BucketKeys } from './keys.ts';
 

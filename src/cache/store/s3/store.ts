@@ -40,7 +40,7 @@ import {
 import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { digestAlgorithm } from '../../../registry/client.ts';
+import { digestAlgorithm } from '../../../core/reference/index.ts';
 import { Semaphore } from '../../../registry/semaphore.ts';
 import type { S3StorageConfig } from '../../config.ts';
 import { isOrphanTag, overCap, toEvict, useIsStale } from '../eviction.ts';

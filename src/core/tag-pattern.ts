@@ -4,7 +4,6 @@
 // and no lookaround; those are refused with the reason. docs/decisions.md says why re2js.
 
 import { RE2JS, RE2JSException } from 're2js';
-import type { Schema } from '../schema/dsl.ts';
 
 /**
  * Bounds on the compiled size ("steps": RE2 program instructions). A counted repetition copies what it
@@ -47,26 +46,6 @@ export function checkTagPatternList(patterns: readonly string[]): string | undef
   return total > PATTERN_LIMITS.listSteps
     ? `the patterns together compile to about ${total} steps; at most ${PATTERN_LIMITS.listSteps} are allowed: merge or shorten them`
     : undefined;
-}
-
-/**
- * A list of patterns whose total size is checked before any of them is compiled, so a list of 64
- * large patterns costs an estimate, not 64 compilations.
- */
-export function patternList(items: Schema<string[]>): Schema<string[]> {
-  return {
-    openApi: items.openApi,
-    check(value, path, issues) {
-      if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
-        const problem = checkTagPatternList(value);
-        if (problem !== undefined) {
-          issues.push({ path, message: problem });
-          return undefined;
-        }
-      }
-      return items.check(value, path, issues);
-    },
-  };
 }
 
 /** Compiles valid patterns into one matcher of whole strings: "latest" does not match "latest-1.2". */

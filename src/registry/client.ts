@@ -4,7 +4,8 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { Agent } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
+import type { ProxyConfig } from '../core/proxy.ts';
 import type { ImageReference } from '../core/reference/index.ts';
 import { parseReference } from '../core/reference/index.ts';
 import { type Authorization, Authorizer } from './auth.ts';
@@ -32,6 +33,7 @@ import {
   MANIFEST_ACCEPT,
 } from './media-types.ts';
 import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
+import { hasProxy, RoutedAgent } from './proxy-agent.ts';
 import { type BodySink, readableOf } from './wire.ts';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -60,6 +62,8 @@ export interface RegistryClientOptions {
   /** Requests that may wait for a free slot per host before new ones fail with REG_BUSY. */
   readonly maxQueuePerHost?: number | undefined;
   readonly userAgent?: string | undefined;
+  /** HTTP proxies (HTTPS_PROXY, HTTP_PROXY, NO_PROXY as Go reads them); undefined: every request direct. */
+  readonly proxy?: ProxyConfig | undefined;
 }
 
 export interface CallOptions {
@@ -136,7 +140,7 @@ export interface BlobOptions extends CallOptions {
 
 interface HostState {
   readonly endpoint: Endpoint;
-  readonly dispatcher: Agent;
+  readonly dispatcher: Dispatcher;
   /** Requests through the pool. */
   readonly hop: Hop;
   /** Blob GETs, each on a connection of its own (wire.ts). */
@@ -187,6 +191,7 @@ export class RegistryClient {
   readonly #maxManifestBytes: number;
   readonly #maxQueue: number;
   readonly #userAgent: string;
+  readonly #proxy: ProxyConfig | undefined;
   readonly #hosts = new Map<string, HostState>();
   readonly #auth: Authorizer;
   /** Aborted by `close`: ends blob transfers, which run on connections of their own (wire.ts). */
@@ -200,6 +205,7 @@ export class RegistryClient {
     this.#maxManifestBytes = options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
     this.#maxQueue = options.maxQueuePerHost ?? DEFAULT_MAX_QUEUE_PER_HOST;
     this.#userAgent = options.userAgent ?? 'pullmap';
+    this.#proxy = options.proxy;
     this.#auth = new Authorizer({ now: this.#now, userAgent: this.#userAgent });
   }
 
@@ -454,13 +460,23 @@ export class RegistryClient {
     const endpoint = resolved.endpoint;
     // A private CA is trusted in addition to the system roots, as Docker's certs.d does.
     const ca = endpoint.caPem.length > 0 ? [...rootCertificates, ...endpoint.caPem] : undefined;
-    const dispatcher = new Agent({
-      connections: endpoint.maxConcurrent,
-      keepAliveTimeout: 30_000,
-      connect: { timeout: endpoint.connectTimeoutMs, ...(ca ? { ca } : {}) },
-      // Blob redirects may lead elsewhere, but not to an unbounded number of places.
-      maxOrigins: 16,
-    });
+    // Blob redirects may lead elsewhere, but not to an unbounded number of places.
+    const maxOrigins = 16;
+    const dispatcher = hasProxy(this.#proxy)
+      ? new RoutedAgent({
+          proxy: this.#proxy,
+          connections: endpoint.maxConcurrent,
+          keepAliveTimeout: 30_000,
+          connectTimeoutMs: endpoint.connectTimeoutMs,
+          ca,
+          maxOrigins,
+        })
+      : new Agent({
+          connections: endpoint.maxConcurrent,
+          keepAliveTimeout: 30_000,
+          connect: { timeout: endpoint.connectTimeoutMs, ...(ca ? { ca } : {}) },
+          maxOrigins,
+        });
     const state: HostState = {
       endpoint,
       dispatcher,

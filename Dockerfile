@@ -24,6 +24,6 @@ USER 65532:65532
 #   often enough V8 recompiles its large state machine with TurboFan on a background thread. That one
 #   compilation takes 10-20 MB of compiler memory, which the thread's malloc arena keeps: the cache's
 #   peak RSS rose from ~121 to ~139 MB at its first by-tag manifest burst. The baseline code is fast
-#   enough for manifests, tokens and probes (blobs do not use it: src/registry/wire.ts).
+#   enough for manifests, tokens and probes (blobs do not use it: src/cache/transport/wire.ts).
 ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=2", "--liftoff-only", "/app/dist/pullmap.js"]
 CMD ["--help"]

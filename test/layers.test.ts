@@ -8,7 +8,8 @@
 //   observe                          metrics and logs: used by every impure layer, importing none of them
 //   core                             pure: no I/O, no clock, no node: modules
 //
-// A folder imports its own files and folders of lower layers, never a sibling of its own layer. observe
+// A folder imports its own files and folders of lower layers, never a sibling of its own layer. The
+// cache (src/cache/) is a data plane of its own: only the CLI's cache command (cli/cache.ts) loads it. observe
 // sits between core and the I/O layers because kube/, serve/, cache/ and cli/ all log and count, and
 // it needs nothing of pullmap; it is not core because it writes streams and reads the process's clock
 // and memory.
@@ -127,6 +128,24 @@ export function layerViolations(modules: readonly Module[]): string[] {
   return out;
 }
 
+/** Modules that may import src/cache/ from outside it: the CLI's `cache` command. */
+const CACHE_DOORS = new Set(['cli/cache.ts']);
+
+/** Imports of src/cache/ from outside it, other than through CACHE_DOORS. */
+export function cacheBoundaryViolations(modules: readonly Module[]): string[] {
+  const out: string[] = [];
+  for (const m of modules) {
+    if (folderOf(m.path) === 'cache' || CACHE_DOORS.has(m.path)) continue;
+    for (const { specifier, line } of m.imports) {
+      if (!specifier.startsWith('.') || folderOf(resolveIn(m.path, specifier)) !== 'cache') continue;
+      out.push(
+        `src/${m.path}:${line} imports '${specifier}': the cache is its own data plane; only ${[...CACHE_DOORS].join(', ')} loads it`,
+      );
+    }
+  }
+  return out;
+}
+
 /** Import cycles among the modules whose path starts with `under`, each as "a -> b -> a". */
 export function importCycles(modules: readonly Module[], under: string): string[] {
   const inside = new Map(modules.filter((m) => m.path.startsWith(under)).map((m) => [m.path, m]));
@@ -215,6 +234,18 @@ describe('the checker', () => {
     ]);
   });
 
+  test('names imports of the cache from outside it, except the CLI cache command', () => {
+    const found = cacheBoundaryViolations([
+      mod('cli/cache.ts', '../cache/index.ts'),
+      mod('cli/serve.ts', '../cache/route.ts'),
+      mod('cache/server.ts', './transport/blobs.ts', '../registry/client.ts'),
+      mod('serve/http.ts', '../core/cache/key.ts'),
+    ]);
+    assert.deepEqual(found, [
+      "src/cli/serve.ts:1 imports '../cache/route.ts': the cache is its own data plane; only cli/cache.ts loads it",
+    ]);
+  });
+
   test('finds cycles, direct and through other modules', () => {
     const modules = [
       mod('core/mapping/decide.ts', './snapshot.ts', '../memo.ts'),
@@ -236,6 +267,10 @@ describe('src/', () => {
 
   test('every import points to a lower layer (or within its own folder)', () => {
     assert.deepEqual(layerViolations(modules), []);
+  });
+
+  test('nothing outside the cache imports it but the CLI cache command', () => {
+    assert.deepEqual(cacheBoundaryViolations(modules), []);
   });
 
   test('core has no import cycle', () => {

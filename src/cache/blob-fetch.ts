@@ -16,7 +16,6 @@
 // (README, cache: "Throughput").
 import { EventEmitter } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
-import type { BlobStream, RegistryClient } from '../registry/client.ts';
 import { type RegistryError, RegistryFailure } from '../registry/errors.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
@@ -30,6 +29,7 @@ import {
   StoreWriteError,
   type TempFile,
 } from './store.ts';
+import type { BlobClient, BlobStream } from './transport/blobs.ts';
 import { writeOnThread, writerAvailable } from './writer.ts';
 
 /**
@@ -441,11 +441,11 @@ export interface FetchObserver {
 /** Starts or joins the one download of each missing blob. */
 export class BlobFetcher {
   readonly #store: CacheStore;
-  readonly #client: RegistryClient;
+  readonly #client: BlobClient;
   readonly #observer: FetchObserver;
   readonly #inFlight = new Map<string, Promise<FetchResult>>();
 
-  constructor(store: CacheStore, client: RegistryClient, observer: FetchObserver = {}) {
+  constructor(store: CacheStore, client: BlobClient, observer: FetchObserver = {}) {
     this.#store = store;
     this.#client = client;
     this.#observer = observer;

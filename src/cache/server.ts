@@ -13,6 +13,7 @@ import { type ByteSource, copyRange } from './copy.ts';
 import { type ManifestAnswer, ManifestResolver } from './manifests.ts';
 import { type ObjectRoute, routeOf } from './route.ts';
 import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store.ts';
+import { BlobClient } from './transport/blobs.ts';
 
 export const STALE_HEADER = 'x-pullmap-stale';
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
@@ -101,7 +102,7 @@ function parseRange(
 
 class CacheService {
   readonly #store: CacheStore;
-  readonly #client: RegistryClient;
+  readonly #client: BlobClient;
   readonly #log: Logger;
   readonly #auth: ClientAuth | undefined;
   readonly #upstreams: ReadonlySet<string>;
@@ -113,7 +114,7 @@ class CacheService {
   constructor(options: CacheServerOptions) {
     const now = options.now ?? Date.now;
     this.#store = options.store;
-    this.#client = options.client;
+    this.#client = new BlobClient(options.client);
     this.#log = options.log;
     this.#auth = options.clientAuth;
     this.#upstreams = new Set(options.config.upstreams.map((u) => u.host));
@@ -174,7 +175,7 @@ class CacheService {
       refreshed: (result) => this.#m.refreshes.inc({ result }),
       fetched: () => this.#m.fetches.inc({ kind: 'manifest' }),
     });
-    this.#blobs = new BlobFetcher(options.store, options.client, {
+    this.#blobs = new BlobFetcher(options.store, this.#client, {
       started: () => this.#m.fetches.inc({ kind: 'blob' }),
       finished: (digest, bytes, error, diskWaitSeconds) => {
         this.#m.diskWait.inc(undefined, diskWaitSeconds);

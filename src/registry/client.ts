@@ -1,13 +1,12 @@
-// The OCI distribution API client: ping, manifest HEAD and GET, blob GET (streamed). One undici
+// The OCI distribution API client: ping, manifest HEAD and GET, and authenticated sessions for a
+// transport of the caller's (the cache streams blobs through one: src/cache/transport/). One undici
 // Agent per registry host keeps connections alive; a semaphore per host bounds requests in flight;
 // every call has a hard timeout and honours the caller's signal; every result is typed.
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import type { ProxyConfig } from '../core/proxy.ts';
 import type { ImageReference } from '../core/reference/index.ts';
-import { parseReference } from '../core/reference/index.ts';
 import { type Authorization, Authorizer } from './auth.ts';
 import { type AuthChallenge, parseChallenges } from './challenge.ts';
 import type { RegistryCredential } from './credentials.ts';
@@ -23,7 +22,6 @@ import {
   header,
   readBounded,
   undiciHop,
-  wireHop,
 } from './http.ts';
 import type { CredentialSource } from './keyring.ts';
 import {
@@ -34,7 +32,6 @@ import {
 } from './media-types.ts';
 import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
 import { hasProxy, RoutedAgent } from './proxy-agent.ts';
-import { type BodySink, readableOf } from './wire.ts';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_QUEUE_PER_HOST = 512;
@@ -100,51 +97,11 @@ export interface Manifest {
   readonly digest: string;
 }
 
-/**
- * A blob's body on its way. It holds one of the host's request slots until it is read to the end or
- * cancelled, so one of `pipeTo`, `stream` or `cancel` must be called, once.
- */
-export interface BlobStream {
-  /** 200 for the whole blob, 206 for a range. */
-  readonly status: 200 | 206;
-  /**
-   * Hands the body to `sink` chunk by chunk (views valid during the call, or until the promise it
-   * returns settles; the connection waits for that). Resolves once the body is whole and, for a whole
-   * blob (unless `checkDigest: false`), hashes to its digest; rejects with a RegistryFailure, or with
-   * the sink's own error.
-   */
-  pipeTo(sink: BodySink): Promise<void>;
-  /** The body as a stream of copies (same checks), for consumers that want one. */
-  stream(): Readable;
-  /** Closes the connection without reading the rest. */
-  cancel(): void;
-  /** Content-Length of this answer, when sent. */
-  readonly size: number | undefined;
-  readonly digest: string;
-  /** Content-Range of a 206 answer. */
-  readonly contentRange: string | undefined;
-}
-
-export interface BlobHead {
-  /** Content-Length of the blob, when the registry (or the storage it redirects to) sent one. */
-  readonly size: number | undefined;
-  readonly digest: string;
-}
-
-export interface BlobOptions extends CallOptions {
-  /** Passed through as the Range header ("bytes=0-99"); a range answer is not digest-verified. */
-  readonly range?: string | undefined;
-  /** false: the caller checks the digest of what it receives (the cache does, off the main thread). */
-  readonly checkDigest?: boolean | undefined;
-}
-
 interface HostState {
   readonly endpoint: Endpoint;
   readonly dispatcher: Dispatcher;
   /** Requests through the pool. */
   readonly hop: Hop;
-  /** Blob GETs, each on a connection of its own (wire.ts). */
-  readonly wireHop: Hop;
   readonly semaphore: Semaphore;
   /** The last challenge this host sent, so later requests can authenticate up front. */
   challenge: AuthChallenge | undefined;
@@ -161,27 +118,30 @@ interface CallContext {
   detach(): Release;
 }
 
-interface SendRequest {
+export interface SendRequest {
   readonly method: 'GET' | 'HEAD';
+  /** The path on the registry ("/v2/team/app/blobs/sha256:..."). */
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
-  /** Through the blob transport: the answer's body, if a success, is `Exchange.wire`. */
-  readonly wire?: boolean;
+}
+
+/**
+ * One call to a registry for a transport of the caller's: the host's request slot and timeout, and
+ * authentication as for manifests (each matching credential, challenges, cached tokens).
+ */
+export interface RegistrySession {
+  readonly endpoint: Endpoint;
+  /**
+   * One authenticated request (redirects followed without Authorization) through `hop`, or the host's
+   * pool without one. A hop runs on connections the pools do not own: closing the client ends them
+   * through their signal.
+   */
+  send<E extends Exchange = Exchange>(repository: string, request: SendRequest, hop?: Hop<E>): Promise<E>;
+  /** Stops the call's timer and hands its request slot to the caller (for streamed bodies). */
+  detach(): Release;
 }
 
 const AUTH_FAILURES = new Set(['REG_UNAUTHORIZED', 'REG_FORBIDDEN', 'REG_AUTH_REFUSED']);
-
-/** The normalised repository of a blob request, or why the request is unusable. */
-function blobRepository(registry: string, repository: string, digest: string): string | { reason: string } {
-  const parsed = parseReference(`${registry}/${repository}@${digest}`);
-  if (!parsed.ok) return { reason: parsed.error.message };
-  return DIGEST.test(digest) ? parsed.ref.repository : { reason: 'unsupported digest' };
-}
-
-const badInput = (what: string, reason: string): RegistryResult<never> => ({
-  ok: false,
-  error: new RegistryFailure('REG_BAD_INPUT', `${what}: ${reason}`).toError(),
-});
 
 export class RegistryClient {
   readonly #endpoints: Readonly<Record<string, EndpointSettings>>;
@@ -194,7 +154,7 @@ export class RegistryClient {
   readonly #proxy: ProxyConfig | undefined;
   readonly #hosts = new Map<string, HostState>();
   readonly #auth: Authorizer;
-  /** Aborted by `close`: ends blob transfers, which run on connections of their own (wire.ts). */
+  /** Aborted by `close`: ends sessions' transfers, which run on connections of their own. */
   readonly #closing = new AbortController();
 
   constructor(options: RegistryClientOptions = {}) {
@@ -217,7 +177,12 @@ export class RegistryClient {
   /** GET /v2/: is it a registry, and which authentication does it ask for? */
   ping(registry: string, options: CallOptions = {}): Promise<RegistryResult<PingResult>> {
     return this.#call(registry, `ping ${registry}`, options, async (ctx) => {
-      const res = await this.#exchange(ctx, { method: 'GET', path: '/v2/', headers: {} }, undefined);
+      const res = await this.#exchange(
+        ctx,
+        { method: 'GET', path: '/v2/', headers: {} },
+        undefined,
+        undefined,
+      );
       const apiVersion = header(res.headers, 'docker-distribution-api-version');
       if (res.statusCode === 200 || res.statusCode === 401) {
         await discard(res.body);
@@ -335,110 +300,28 @@ export class RegistryClient {
     });
   }
 
-  /** HEAD a blob: whether the repository has it, and its size; follows redirects like `getBlob`. */
-  headBlob(
-    registry: string,
-    repository: string,
-    digest: string,
-    options: CallOptions = {},
-  ): Promise<RegistryResult<BlobHead>> {
-    const what = `blob ${registry}/${repository}@${digest}`;
-    const repo = blobRepository(registry, repository, digest);
-    if (typeof repo !== 'string') return Promise.resolve(badInput(what, repo.reason));
-    return this.#call(registry, what, options, async (ctx) => {
-      const res = await this.#send(ctx, repo, {
-        method: 'HEAD',
-        path: `/v2/${repo}/blobs/${digest}`,
-        headers: {},
-      });
-      if (res.statusCode !== 200) throw await failureFromStatus(res, 'HEAD', ctx.what, this.#now());
-      await discard(res.body);
-      const announced = header(res.headers, 'docker-content-digest');
-      if (announced !== undefined && announced !== digest)
-        throw new RegistryFailure('REG_DIGEST_MISMATCH', `${ctx.what}: registry announced ${announced}`, {
-          status: 200,
-        });
-      return { size: contentLength(res), digest };
-    });
+  /** The wall clock the client was given (for Retry-After dates of a session's failures). */
+  now(): number {
+    return this.#now();
   }
 
-  /** GET a blob as a stream; follows redirects to blob storage without sending Authorization there. */
-  getBlob(
+  /**
+   * One call whose requests `work` sends through a transport of its own (`RegistrySession.send`), with
+   * the host's slot, timeout and authentication; failures are typed as for every other call.
+   */
+  session<T>(
     registry: string,
-    repository: string,
-    digest: string,
-    options: BlobOptions = {},
-  ): Promise<RegistryResult<BlobStream>> {
-    const what = `blob ${registry}/${repository}@${digest}`;
-    const repo = blobRepository(registry, repository, digest);
-    if (typeof repo !== 'string') return Promise.resolve(badInput(what, repo.reason));
-    return this.#call(registry, what, options, async (ctx) => {
-      const headers: Record<string, string> = {};
-      if (options.range !== undefined) headers['range'] = options.range;
-      const res = await this.#send(ctx, repo, {
-        method: 'GET',
-        path: `/v2/${repo}/blobs/${digest}`,
-        headers,
-        wire: true,
-      });
-      if (res.wire === undefined) throw await failureFromStatus(res, 'GET', ctx.what, this.#now());
-      const wire = res.wire;
-      const whole = res.statusCode === 200;
-      const check = whole && options.checkDigest !== false;
-      const detached = ctx.detach();
-      let released = false;
-      const release = () => {
-        if (released) return;
-        released = true;
-        detached();
-      };
-      const signal = ctx.signal;
-      const pipeTo = async (sink: BodySink): Promise<void> => {
-        const hash = check ? createHash(digestAlgorithm(digest)) : undefined;
-        // The sink's own failure is passed on as it is; everything else is the registry's.
-        let sinkError: { error: unknown } | undefined;
-        const take = (chunk: Buffer): Promise<void> | undefined => {
-          hash?.update(chunk);
-          try {
-            return sink(chunk)?.catch((error: unknown) => {
-              sinkError = { error };
-              throw error;
-            });
-          } catch (error) {
-            sinkError = { error };
-            throw error;
-          }
-        };
-        try {
-          await wire.pipeTo(take);
-        } catch (err) {
-          if (sinkError) throw sinkError.error;
-          if (err instanceof RegistryFailure) throw err;
-          throw signal.aborted
-            ? new RegistryFailure('REG_DEADLINE', `${what}: the caller's deadline passed while streaming`)
-            : classifyNetworkError(err, what);
-        } finally {
-          release();
-        }
-        if (hash === undefined) return;
-        const actual = `${digestAlgorithm(digest)}:${hash.digest('hex')}`;
-        if (actual !== digest)
-          throw new RegistryFailure('REG_DIGEST_MISMATCH', `${what}: content hashes to ${actual}`);
-      };
-      const cancel = () => {
-        wire.cancel();
-        release();
-      };
-      return {
-        status: whole ? 200 : 206,
-        pipeTo,
-        stream: () => readableOf(pipeTo, cancel),
-        cancel,
-        size: contentLength(res),
-        digest,
-        contentRange: header(res.headers, 'content-range'),
-      } satisfies BlobStream;
-    });
+    what: string,
+    options: CallOptions,
+    work: (session: RegistrySession) => Promise<T>,
+  ): Promise<RegistryResult<T>> {
+    return this.#call(registry, what, options, (ctx) =>
+      work({
+        endpoint: ctx.state.endpoint,
+        send: (repository, request, hop) => this.#send(ctx, repository, request, hop),
+        detach: ctx.detach,
+      }),
+    );
   }
 
   /**
@@ -481,7 +364,6 @@ export class RegistryClient {
       endpoint,
       dispatcher,
       hop: undiciHop(dispatcher),
-      wireHop: wireHop({ connectTimeoutMs: endpoint.connectTimeoutMs, ca }),
       semaphore: new Semaphore(endpoint.maxConcurrent, this.#maxQueue),
       challenge: undefined,
       headRefusedUntil: 0,
@@ -562,12 +444,17 @@ export class RegistryClient {
   }
 
   /** One request with authentication, trying each matching credential while the registry refuses. */
-  async #send(ctx: CallContext, repository: string, request: SendRequest): Promise<Exchange> {
+  async #send<E extends Exchange = Exchange>(
+    ctx: CallContext,
+    repository: string,
+    request: SendRequest,
+    hop?: Hop<E>,
+  ): Promise<E> {
     const found = this.#credentials?.lookup(ctx.state.endpoint.registry, repository) ?? [];
     const attempts: readonly (RegistryCredential | undefined)[] = found.length > 0 ? found : [undefined];
     for (let i = 0; ; i++) {
       try {
-        return await this.#sendAs(ctx, repository, request, attempts[i]);
+        return await this.#sendAs(ctx, repository, request, attempts[i], hop);
       } catch (err) {
         if (err instanceof RegistryFailure && AUTH_FAILURES.has(err.code) && i + 1 < attempts.length)
           continue;
@@ -576,16 +463,17 @@ export class RegistryClient {
     }
   }
 
-  async #sendAs(
+  async #sendAs<E extends Exchange>(
     ctx: CallContext,
     repository: string,
     request: SendRequest,
     credential: RegistryCredential | undefined,
-  ): Promise<Exchange> {
+    hop: Hop<E> | undefined,
+  ): Promise<E> {
     const scope = `repository:${repository}:pull`;
     const known = ctx.state.challenge;
     const first = known ? await this.#authorize(ctx, known, credential, scope) : undefined;
-    let res = await this.#exchange(ctx, request, first?.header);
+    let res = await this.#exchange(ctx, request, first?.header, hop);
     if (res.statusCode !== 401) return this.#refuseForbidden(res, ctx, credential);
     const challenges = parseChallenges(res.headers['www-authenticate']);
     await discard(res.body);
@@ -610,7 +498,7 @@ export class RegistryClient {
     }
     const second = await this.#authorize(ctx, challenge, credential, scope);
     if (second === undefined) throw refused(ctx, credential);
-    res = await this.#exchange(ctx, request, second.header);
+    res = await this.#exchange(ctx, request, second.header, hop);
     if (res.statusCode === 401) {
       await discard(res.body);
       this.#auth.invalidate(second.tokenKey);
@@ -619,11 +507,11 @@ export class RegistryClient {
     return this.#refuseForbidden(res, ctx, credential);
   }
 
-  async #refuseForbidden(
-    res: Exchange,
+  async #refuseForbidden<E extends Exchange>(
+    res: E,
     ctx: CallContext,
     credential: RegistryCredential | undefined,
-  ): Promise<Exchange> {
+  ): Promise<E> {
     if (res.statusCode !== 403) return res;
     await discard(res.body);
     const who = credential === undefined ? 'anonymous access' : `credentials from ${credential.source}`;
@@ -655,16 +543,22 @@ export class RegistryClient {
     });
   }
 
-  #exchange(ctx: CallContext, request: SendRequest, authorization: string | undefined): Promise<Exchange> {
+  #exchange<E extends Exchange>(
+    ctx: CallContext,
+    request: SendRequest,
+    authorization: string | undefined,
+    hop: Hop<E> | undefined,
+  ): Promise<E> {
     const { endpoint } = ctx.state;
-    return exchange(request.wire ? ctx.state.wireHop : ctx.state.hop, {
+    // Without a hop of the caller's, through the host's pool (whose answers are plain Exchanges).
+    return exchange((hop ?? ctx.state.hop) as Hop<E>, {
       method: request.method,
       url: new URL(request.path, endpoint.origin),
       headers: { 'user-agent': this.#userAgent, ...request.headers },
       authorization,
       authOrigin: endpoint.origin,
-      // Closing the client destroys the pools; a blob's own connection is ended through its signal.
-      signal: request.wire ? AbortSignal.any([ctx.signal, this.#closing.signal]) : ctx.signal,
+      // Closing the client destroys the pools; a session's own connection is ended through its signal.
+      signal: hop ? AbortSignal.any([ctx.signal, this.#closing.signal]) : ctx.signal,
       timeoutMs: ctx.timeoutMs,
       allowPlainRedirect: endpoint.scheme === 'http',
     });

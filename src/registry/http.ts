@@ -2,15 +2,14 @@
 // Authorization never leaves the registry's origin, bodies read with a size bound, and non-success
 // statuses turned into typed failures.
 import type { IncomingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isLoopbackHost } from './endpoint.ts';
 import { RegistryFailure } from './errors.ts';
-import { type WireResponse, wireGet } from './wire.ts';
 
 export const MAX_REDIRECTS = 5;
 /** Error bodies are read only for a short explanation. */
-const ERROR_BODY_LIMIT = 16 * 1024;
+export const ERROR_BODY_LIMIT = 16 * 1024;
 
 export interface Exchange {
   readonly statusCode: number;
@@ -18,8 +17,6 @@ export interface Exchange {
   readonly body: Readable & { dump(opts?: { limit: number }): Promise<void> };
   /** Where the answer finally came from, after redirects. */
   readonly url: URL;
-  /** The answer's connection, when it came through the blob transport (wire.ts). */
-  readonly wire?: WireResponse | undefined;
 }
 
 /** One request of an exchange (one hop of its redirects). */
@@ -32,8 +29,11 @@ export interface HopRequest {
   readonly timeoutMs: number;
 }
 
-/** Sends one hop: through an undici pool, or on a connection of its own (`wireHop`). */
-export type Hop = (request: HopRequest) => Promise<Exchange>;
+/**
+ * Sends one hop: through an undici pool, or on a connection of its own (the cache's blob transport,
+ * whose answers carry their connection: hence the type parameter).
+ */
+export type Hop<E extends Exchange = Exchange> = (request: HopRequest) => Promise<E>;
 
 export function undiciHop(dispatcher: Dispatcher): Hop {
   return async (request) => {
@@ -51,59 +51,6 @@ export function undiciHop(dispatcher: Dispatcher): Hop {
     });
     return { statusCode: res.statusCode, headers: res.headers, body: res.body, url: request.url };
   };
-}
-
-/**
- * GETs through the blob transport. A success (200, 206) keeps its body on the connection for
- * `Exchange.wire`; any other answer's body is read (up to ERROR_BODY_LIMIT) so the usual handling of
- * errors, challenges and redirects applies to it.
- */
-export function wireHop(options: { connectTimeoutMs: number; ca: readonly string[] | undefined }): Hop {
-  return async (request) => {
-    if (request.method !== 'GET' || request.body !== undefined)
-      throw new Error(`the blob transport only sends GET without a body (asked for ${request.method})`);
-    const res = await wireGet({
-      url: request.url,
-      headers: request.headers,
-      signal: request.signal,
-      connectTimeoutMs: options.connectTimeoutMs,
-      timeoutMs: request.timeoutMs,
-      ca: options.ca,
-    });
-    const base = { statusCode: res.statusCode, headers: res.headers, url: request.url };
-    if (res.statusCode === 200 || res.statusCode === 206) {
-      let body: Exchange['body'] | undefined;
-      return {
-        ...base,
-        wire: res,
-        // As a stream only for a consumer that asks (a copy per chunk).
-        get body() {
-          body ??= Object.assign(res.stream(), { dump: async () => res.cancel() });
-          return body;
-        },
-      };
-    }
-    const bytes = await readSmall(res);
-    return { ...base, body: Object.assign(Readable.from([bytes]), { dump: async () => {} }) };
-  };
-}
-
-/** The first ERROR_BODY_LIMIT bytes of a body; the connection is closed at that point. */
-async function readSmall(res: WireResponse): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    await res.pipeTo((chunk) => {
-      const n = Math.min(chunk.length, ERROR_BODY_LIMIT - size);
-      chunks.push(Buffer.from(chunk.subarray(0, n)));
-      size += n;
-      if (size >= ERROR_BODY_LIMIT) res.cancel();
-      return undefined;
-    });
-  } catch {
-    // What arrived is enough to explain the answer; the connection is closed either way.
-  }
-  return Buffer.concat(chunks, size);
 }
 
 export interface ExchangeRequest {
@@ -126,7 +73,7 @@ export function header(headers: IncomingHttpHeaders, name: string): string | und
   return Array.isArray(value) ? value[0] : value;
 }
 
-export async function exchange(send: Hop, request: ExchangeRequest): Promise<Exchange> {
+export async function exchange<E extends Exchange>(send: Hop<E>, request: ExchangeRequest): Promise<E> {
   let url = request.url;
   let method = request.method;
   let body = request.body;

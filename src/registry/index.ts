@@ -1,8 +1,7 @@
-// The registry library: OCI distribution client, credentials, and the existence oracle.
+// The registry library: OCI distribution client (manifests and auth), credentials, and the existence
+// oracle. Blobs are the cache's (src/cache/transport/).
 export { type AuthChallenge, parseChallenges } from './challenge.ts';
 export {
-  type BlobOptions,
-  type BlobStream,
   type CallOptions,
   DEFAULT_MAX_MANIFEST_BYTES,
   HEAD_REFUSAL_MEMORY_MS,
@@ -12,6 +11,8 @@ export {
   type PingResult,
   RegistryClient,
   type RegistryClientOptions,
+  type RegistrySession,
+  type SendRequest,
 } from './client.ts';
 export {
   type CredentialEntry,

@@ -1,8 +1,8 @@
-// HTTP/1.1 response framing (src/registry/http1.ts): heads, how bodies end, and chunked bodies split
+// HTTP/1.1 response framing (src/cache/transport/http1.ts): heads, how bodies end, and chunked bodies split
 // at every possible place across reads.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { framer, framingOf, ProtocolError, parseHead } from '../../src/registry/http1.ts';
+import { framer, framingOf, ProtocolError, parseHead } from '../../src/cache/transport/http1.ts';
 
 /** Feeds `wire` to a framer in pieces cut at `cuts`; the body bytes and whether it ended. */
 function frame(

@@ -1,4 +1,4 @@
-// The blob transport (src/registry/wire.ts) against Node.js's own HTTP server (chunked bodies, interim
+// The blob transport (src/cache/transport/wire.ts) against Node.js's own HTTP server (chunked bodies, interim
 // answers, stalls, early closes) and, for a close-delimited body, which that server does not send to
 // an HTTP/1.1 client, a raw socket.
 import assert from 'node:assert/strict';
@@ -7,8 +7,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type WireResponse, wireGet } from '../../src/cache/transport/wire.ts';
 import { classifyNetworkError } from '../../src/registry/errors.ts';
-import { type WireResponse, wireGet } from '../../src/registry/wire.ts';
 
 const BODY = randomBytes(6 * 1024 * 1024 + 17);
 

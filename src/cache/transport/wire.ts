@@ -7,7 +7,7 @@
 // loopback server in another process, 6 alternating rounds): 145 ms of main-thread CPU with undici's
 // request and its body stream, 42 ms here.
 //
-// Framing (http1.ts) is strict: test/registry/wire-hostile.test.ts sends it request-smuggling shapes,
+// Framing (http1.ts) is strict: test/cache/wire-hostile.test.ts sends it request-smuggling shapes,
 // bad chunk sizes, oversized and split heads, bare LFs and early closes, and expects a typed error (or
 // the exact body) without waiting for a timeout; undici refuses the same broken shapes.
 //

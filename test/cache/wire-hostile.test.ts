@@ -9,8 +9,8 @@ import { type AddressInfo, createServer, type Server, type Socket } from 'node:n
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { wireGet } from '../../src/cache/transport/wire.ts';
 import { classifyNetworkError } from '../../src/registry/errors.ts';
-import { wireGet } from '../../src/registry/wire.ts';
 
 /** What the server does after reading a request: write pieces (pausing between), then end somehow. */
 type Step = string | Buffer | { pause: number };

@@ -40,7 +40,9 @@ import {
 import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { ProxyConfig } from '../core/proxy.ts';
 import { DIGEST, digestAlgorithm } from '../registry/client.ts';
+import { hasProxy } from '../registry/proxy-agent.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import type { S3StorageConfig } from './config.ts';
 import {
@@ -58,6 +60,7 @@ import {
   type TagRecord,
   type TempFile,
 } from './store.ts';
+import { proxiedAgents } from './transport/proxy-agents.ts';
 
 /** A replica records a use of one object at most this often. */
 const TOUCH_AFTER_MS = 15 * 60_000;
@@ -88,6 +91,8 @@ export interface S3StoreOptions {
   /** PEM of extra CAs trusted for the endpoint. */
   readonly caPem?: string | undefined;
   readonly now?: (() => number) | undefined;
+  /** HTTP proxies for the endpoint (Go's rules); undefined: direct. */
+  readonly proxy?: ProxyConfig | undefined;
   /** Reports failures of background work (garbage collection, last-use markers). */
   readonly onBackgroundError?: ((what: string, err: unknown) => void) | undefined;
 }
@@ -153,6 +158,14 @@ export class S3Store implements CacheStore {
     this.#now = options.now ?? Date.now;
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
     const agentOptions = { keepAlive: true, maxSockets: s3.maxConcurrent };
+    const caOptions = options.caPem === undefined ? {} : { ca: options.caPem };
+    // Through HTTPS_PROXY / HTTP_PROXY unless NO_PROXY (or the loopback) says direct, host by host.
+    const agents = hasProxy(options.proxy)
+      ? proxiedAgents(options.proxy, { ...agentOptions, ...caOptions, connectTimeoutMs: s3.connectTimeoutMs })
+      : {
+          httpAgent: new HttpAgent(agentOptions),
+          httpsAgent: new HttpsAgent({ ...agentOptions, ...caOptions }),
+        };
     const config: S3ClientConfig = {
       region: s3.region,
       forcePathStyle: s3.forcePathStyle,
@@ -172,11 +185,7 @@ export class S3Store implements CacheStore {
         requestTimeout: s3.timeoutMs,
         throwOnRequestTimeout: true,
         socketTimeout: s3.timeoutMs,
-        httpAgent: new HttpAgent(agentOptions),
-        httpsAgent: new HttpsAgent({
-          ...agentOptions,
-          ...(options.caPem === undefined ? {} : { ca: options.caPem }),
-        }),
+        ...agents,
       },
       // Checksums only where S3 requires them: S3-compatible services differ in which trailing-checksum
       // encodings they accept; blobs are verified against their digest before upload.

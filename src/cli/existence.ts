@@ -3,6 +3,7 @@
 // all) is loaded on the first probe, not at start-up, unless registry flags ask for it up front.
 import { readFile } from 'node:fs/promises';
 import { parseDuration } from '../core/duration.ts';
+import { type ProxyConfig, type ProxySettings, parseProxySettings } from '../core/proxy.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 import type { OracleObserver } from '../registry/existence-oracle.ts';
 import { UsageError } from './maps.ts';
@@ -16,6 +17,15 @@ export interface RegistryFlags {
   dockerConfig: string | undefined;
   /** How long one decision may wait for registries, like "5s". */
   probeTimeout: string;
+  /** HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment. */
+  proxy: ProxySettings;
+}
+
+/** The proxy settings checked, or a usage error naming the variable. */
+export function proxyConfigOf(settings: ProxySettings): ProxyConfig {
+  const parsed = parseProxySettings(settings);
+  if (!parsed.ok) throw new UsageError(parsed.errors.join('; '));
+  return parsed.config;
 }
 
 export interface CliExistence {
@@ -28,6 +38,7 @@ const readFlagFile = (flag: string, path: string): Promise<string> =>
 
 async function buildSource(
   flags: RegistryFlags,
+  proxy: ProxyConfig,
   timeoutMs: number,
   observer: OracleObserver | undefined,
 ): Promise<CliExistence> {
@@ -46,7 +57,7 @@ async function buildSource(
   const endpoints = Object.fromEntries(
     flags.plainHttp.map((host) => [host, { ...defaults, scheme: 'http' as const }]),
   );
-  const client = new registry.RegistryClient({ endpoints, defaults, credentials: keyring });
+  const client = new registry.RegistryClient({ endpoints, defaults, credentials: keyring, proxy });
   const oracle = new registry.ExistenceOracle({
     probe: registry.registryProbe(client),
     probeTimeoutMs: timeoutMs,
@@ -73,14 +84,15 @@ export async function existenceFromFlags(
 ): Promise<CliExistence> {
   const timeout = parseDuration(flags.probeTimeout);
   if (!timeout.ok) throw new UsageError(`--probe-timeout: ${timeout.message}`);
+  const proxy = proxyConfigOf(flags.proxy);
   // Files named by flags are read now, so a bad path is a usage error rather than a failed probe.
   if (flags.caFiles.length > 0 || flags.dockerConfig !== undefined || observer !== undefined)
-    return buildSource(flags, timeout.ms, observer);
+    return buildSource(flags, proxy, timeout.ms, observer);
   let built: Promise<CliExistence> | undefined;
   return {
     source: {
       exists: async (candidate, options) => {
-        built ??= buildSource(flags, timeout.ms, observer);
+        built ??= buildSource(flags, proxy, timeout.ms, observer);
         return (await built).source.exists(candidate, options);
       },
     },

@@ -3,6 +3,7 @@ import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
+import { proxySettingsFromEnv } from '../core/proxy.ts';
 import { cache } from './cache.ts';
 import { check } from './check.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
@@ -144,13 +145,17 @@ const REGISTRY_OPTIONS = {
   'probe-timeout': { type: 'string', default: '5s' },
 } as const;
 
-function registryFlags(values: {
-  'plain-http'?: string[];
-  'registry-ca'?: string[];
-  'docker-config'?: string;
-  'probe-timeout': string;
-}): RegistryFlags {
+function registryFlags(
+  values: {
+    'plain-http'?: string[];
+    'registry-ca'?: string[];
+    'docker-config'?: string;
+    'probe-timeout': string;
+  },
+  env: CliIO['env'],
+): RegistryFlags {
   return {
+    proxy: proxySettingsFromEnv(env),
     plainHttp: values['plain-http'] ?? [],
     caFiles: values['registry-ca'] ?? [],
     dockerConfig: values['docker-config'],
@@ -263,7 +268,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
       shutdownGraceMs: duration(values['shutdown-grace'], '--shutdown-grace'),
       maxRequestBytes: maxBytes,
       reloadIntervalMs: duration(values['reload-interval'], '--reload-interval'),
-      registry: registryFlags(values),
+      registry: registryFlags(values, io.env),
       cluster,
     },
     { stderr: io.stderr, stopped: stopSignal() },
@@ -300,7 +305,7 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         if (values.pod !== undefined) {
           if (positionals.length > 0)
             throw new UsageError("explain --pod explains the pod's images; give no IMAGE arguments with it");
-          const podExistence = await existenceFromFlags(registryFlags(values));
+          const podExistence = await existenceFromFlags(registryFlags(values, io.env));
           const { explainPod } = await import('./explain-pod.ts');
           return await explainPod(
             {
@@ -314,7 +319,7 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
           ).finally(() => podExistence.close());
         }
         if (values.kubeconfig !== undefined) throw new UsageError('--kubeconfig needs --pod NAMESPACE/NAME');
-        const existence = await existenceFromFlags(registryFlags(values));
+        const existence = await existenceFromFlags(registryFlags(values, io.env));
         return await explain(
           {
             images: positionals,
@@ -339,7 +344,7 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         if (values.file === undefined) throw new UsageError('rewrite needs -f FILE (or -f - for stdin)');
         if (values.file === '-' && values.config === '-')
           throw new UsageError('only one of -f and --config can read stdin');
-        const existence = await existenceFromFlags(registryFlags(values));
+        const existence = await existenceFromFlags(registryFlags(values, io.env));
         return await rewrite(
           {
             file: values.file,

@@ -30,8 +30,8 @@ import {
   isManifestMediaType,
   MANIFEST_ACCEPT,
 } from './media-types.ts';
-import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
 import { hasProxy, RoutedAgent } from './proxy-agent.ts';
+import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_QUEUE_PER_HOST = 512;
@@ -298,6 +298,11 @@ export class RegistryClient {
         });
       return { status: 200, bytes, mediaType, digest };
     });
+  }
+
+  /** The HTTP proxies the client was given, for transports of the caller's own (the cache's blobs). */
+  get proxy(): ProxyConfig | undefined {
+    return this.#proxy;
   }
 
   /** The wall clock the client was given (for Retry-After dates of a session's failures). */

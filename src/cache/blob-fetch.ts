@@ -21,14 +21,8 @@ import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
 import { type Digester, digesterFor } from './digester.ts';
-import {
-  type CacheStore,
-  type DownloadClaim,
-  isDirectIORefusal,
-  type StoredBlob,
-  StoreWriteError,
-  type TempFile,
-} from './store.ts';
+import { isDirectIORefusal, type TempFile } from './store/spool.ts';
+import { type CacheStore, type DownloadClaim, type StoredBlob, StoreWriteError } from './store/types.ts';
 import type { BlobClient, BlobStream } from './transport/blobs.ts';
 import { writeOnThread, writerAvailable } from './writer.ts';
 
@@ -424,16 +418,21 @@ export class Download extends EventEmitter implements ByteSource {
 }
 
 /**
- * A download under way; or the blob, which another replica sharing the store stored meanwhile; or why
- * no download could start: upstream's answer, or the store refusing the write.
+ * A download under way; or the blob, which another replica sharing the store stored meanwhile; or, the
+ * store having no room for it, upstream's answer to stream through without keeping it (`through` hands
+ * it to the first caller only: the others fetch their own); or why no download could start: upstream's
+ * answer, or the store refusing the write.
  */
 export type FetchResult =
   | { readonly ok: true; readonly value: Download }
   | { readonly ok: true; readonly value: { readonly stored: StoredBlob } }
+  | { readonly ok: true; readonly value: { readonly through: () => BlobStream | undefined } }
   | { readonly ok: false; readonly error: RegistryError | StoreWriteError };
 
 export interface FetchObserver {
   started?(digest: string): void;
+  /** The store has no room for the blob (`error`: the write that said so); it is served, not kept. */
+  noRoom?(digest: string, size: number | undefined, error: StoreWriteError | undefined): void;
   /** `diskWaitSeconds`: how long the download held upstream back waiting for its writes (and hashing). */
   finished?(digest: string, bytes: number, error: Error | undefined, diskWaitSeconds: number): void;
 }
@@ -496,19 +495,45 @@ export class BlobFetcher {
       return answer;
     }
     const blob = answer.value;
+    const spool = this.#store.spool;
+    // No room for it (counting downloads under way): served, not kept.
+    const room = await spool.reserve(blob.size ?? 0).catch(() => undefined);
+    if (room === undefined) return this.#through(blob, release, undefined);
     let temp: TempFile;
     try {
-      temp = await this.#store.tempFile({ direct: true });
+      temp = await spool.tempFile({ direct: true });
     } catch (err) {
+      room.release();
+      const error = new StoreWriteError('temp file', err);
+      if (error.noSpace) return this.#through(blob, release, error);
       release();
       blob.cancel();
-      const error = new StoreWriteError('temp file', err);
       this.#observer.finished?.(digest, 0, error, 0);
       return { ok: false, error };
     }
-    const download = new Download(digest, blob.size, temp, () => this.#store.directIORefused());
-    void this.#pump(download, blob, temp, `${registry}/${repository}`).finally(release);
+    const download = new Download(digest, blob.size, temp, () => spool.directIORefused());
+    void this.#pump(download, blob, temp, `${registry}/${repository}`).finally(() => {
+      room.release();
+      release();
+    });
     return { ok: true, value: download };
+  }
+
+  /** The store cannot take the blob: the first caller streams `blob` through; later ones fetch their own. */
+  #through(blob: BlobStream, release: () => void, error: StoreWriteError | undefined): FetchResult {
+    release();
+    this.#observer.noRoom?.(blob.digest, blob.size, error);
+    let spare: BlobStream | undefined = blob;
+    return {
+      ok: true,
+      value: {
+        through: () => {
+          const taken = spare;
+          spare = undefined;
+          return taken;
+        },
+      },
+    };
   }
 
   async #pump(download: Download, blob: BlobStream, temp: TempFile, repository: string): Promise<void> {
@@ -534,7 +559,7 @@ export class BlobFetcher {
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
       blob.cancel();
-      await this.#store.discard(temp);
+      await this.#store.spool.discard(temp);
     }
     await download.dispose();
     // Leave the map before readers can see the end, so a late request finds the stored file instead.

@@ -12,7 +12,8 @@ import { CredentialKeyring, type CredentialSource } from '../registry/keyring.ts
 import { type ClientAuth, htpasswdAuth, parseHtpasswd, tokenAuth } from './client-auth.ts';
 import type { CacheConfig, UpstreamConfig } from './config.ts';
 import { type RunningCache, startCacheServer } from './server.ts';
-import { type CacheStore, ContentStore } from './store.ts';
+import { DiskStore } from './store/disk.ts';
+import type { CacheStore } from './store/types.ts';
 
 export { type CacheConfig, checkCacheConfig, parseCacheConfig } from './config.ts';
 export type { RunningCache } from './server.ts';
@@ -111,7 +112,7 @@ async function openStore(
   if (storage.s3 === undefined) {
     const dir = storage.dir as string;
     try {
-      return await ContentStore.open({
+      return await DiskStore.open({
         dir,
         maxSize: storage.maxSize,
         fsync: storage.fsync,
@@ -126,7 +127,7 @@ async function openStore(
   const caPem = s3.caFile === undefined ? undefined : await readNamed('storage.s3.caFile', s3.caFile);
   if (s3.credentialsFile !== undefined) await readNamed('storage.s3.credentialsFile', s3.credentialsFile);
   // Loaded only here: the AWS SDK costs the disk store neither start-up time nor memory.
-  const { S3Store } = await import('./s3-store.ts');
+  const { S3Store } = await import('./store/s3/store.ts');
   try {
     return await S3Store.open({
       s3,

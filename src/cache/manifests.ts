@@ -6,14 +6,14 @@ import { isDue, type Refresh, refreshFor } from '../core/cache/policy.ts';
 import type { ProbeOutcome } from '../core/facts.ts';
 import type { ImageReference } from '../core/reference/index.ts';
 import type { RegistryClient } from '../registry/client.ts';
-import {
-  outcomeOf,
-  type RegistryError,
-  type RegistryErrorCode,
-  type RegistryResult,
-} from '../registry/errors.ts';
+import { outcomeOf, type RegistryError, type RegistryErrorCode } from '../registry/errors.ts';
 import type { CacheConfig, StaleKind } from './config.ts';
-import type { CacheStore, StoredManifest } from './store.ts';
+import {
+  type CacheStore,
+  type StoredManifest,
+  StoreUnavailableError,
+  StoreWriteError,
+} from './store/types.ts';
 
 export type ManifestSource = 'cache' | 'upstream';
 
@@ -30,6 +30,8 @@ export type RefreshResult = 'unchanged' | 'changed' | 'failed';
 export interface ManifestObserver {
   refreshed?(result: RefreshResult): void;
   fetched?(): void;
+  /** A manifest or tag record was served but could not be kept (`error` says why). */
+  notKept?(what: 'manifest' | 'tag', error: StoreWriteError): void;
 }
 
 /** The stale-if-error switch for each outcome a failure stands for; Invalid answers are never served stale. */
@@ -51,7 +53,15 @@ export function staleKindOf(code: RegistryErrorCode): StaleKind | undefined {
   return code === 'REG_SERVER_ERROR' ? 'serverError' : STALE_BY_OUTCOME[outcomeOf(code)];
 }
 
-type Answer = RegistryResult<ManifestAnswer>;
+type Answer =
+  | { readonly ok: true; readonly value: ManifestAnswer }
+  | { readonly ok: false; readonly error: RegistryError | StoreWriteError };
+
+/** A failed store write as the cache's own typed failure (a bucket that is down stays what it is). */
+function storeFailure(what: string, err: unknown): StoreWriteError {
+  if (err instanceof StoreUnavailableError) throw err;
+  return err instanceof StoreWriteError ? err : new StoreWriteError(what, err);
+}
 
 export class ManifestResolver {
   readonly #store: CacheStore;
@@ -106,6 +116,7 @@ export class ManifestResolver {
         return answer;
       }
       this.#observer.refreshed?.('failed');
+      if (answer.error instanceof StoreWriteError) return answer;
       const kind = staleKindOf(answer.error.code);
       if (kind !== undefined && this.#config.staleIfError[kind])
         return {
@@ -142,12 +153,25 @@ export class ManifestResolver {
       mediaType: got.value.mediaType,
       bytes: got.value.bytes,
     };
-    await this.#store.putManifest(manifest);
+    try {
+      await this.#store.putManifest(manifest);
+    } catch (err) {
+      const error = storeFailure('manifest', err);
+      // A full store still serves what upstream gave (as blobs stream through); one that cannot be
+      // written at all (read-only, permissions) answers 503, as a blob miss does.
+      if (!error.noSpace) return { ok: false, error };
+      this.#observer.notKept?.('manifest', error);
+    }
     return { ok: true, value: { manifest, source: 'upstream' } };
   }
 
-  #tag(name: string, tag: string, digest: string): Promise<void> {
-    return this.#store.putTag({ name, tag, digest, checkedAt: this.#now() });
+  /** Records when upstream last gave the tag's digest; a record that cannot be written is only a memo lost. */
+  async #tag(name: string, tag: string, digest: string): Promise<void> {
+    try {
+      await this.#store.putTag({ name, tag, digest, checkedAt: this.#now() });
+    } catch (err) {
+      this.#observer.notKept?.('tag', storeFailure('tag record', err));
+    }
   }
 
   #once(key: string, work: () => Promise<Answer>): Promise<Answer> {

@@ -12,8 +12,10 @@ import type { CacheConfig } from './config.ts';
 import { type ByteSource, copyRange } from './copy.ts';
 import { type ManifestAnswer, ManifestResolver } from './manifests.ts';
 import { type ObjectRoute, routeOf } from './route.ts';
-import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store.ts';
-import { BlobClient } from './transport/blobs.ts';
+import { ROOM_MARGIN } from './store/spool.ts';
+import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store/types.ts';
+import { StreamThrough } from './through.ts';
+import { BlobClient, type BlobStream } from './transport/blobs.ts';
 
 export const STALE_HEADER = 'x-pullmap-stale';
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
@@ -110,6 +112,11 @@ class CacheService {
   readonly #blobs: BlobFetcher;
   readonly #metrics: Registry;
   readonly #m;
+  /**
+   * Set while the store has no room for the last thing it could not keep: the bytes that needed, and
+   * why. Cleared once a blob at least as large is kept, or the free space has room for it.
+   */
+  #full: { readonly needed: number; readonly reason: string } | undefined;
 
   constructor(options: CacheServerOptions) {
     const now = options.now ?? Date.now;
@@ -155,12 +162,21 @@ class CacheService {
         ['kind'],
       ),
       evictedBytes: r.counter('pullmap_cache_evicted_bytes_total', 'Bytes removed by garbage collection.'),
+      notKept: r.counter(
+        'pullmap_cache_not_kept_total',
+        'Blobs streamed through and manifests served without being stored, because the store was full.',
+        ['kind'],
+      ),
       diskWait: r.counter(
         'pullmap_cache_download_disk_wait_seconds_total',
         'Time blob downloads held upstream back because every unit of their ring was still being written (or hashed).',
       ),
     };
     r.gauge('pullmap_cache_store_bytes', 'Bytes held in the store.').collect(() => this.#store.usedBytes);
+    r.gauge(
+      'pullmap_cache_store_full',
+      '1 while the store has no room for what it was last asked to keep (blobs stream through, /readyz fails).',
+    ).collect(() => (this.#full === undefined ? 0 : 1));
     r.gauge('pullmap_cache_downloads_in_flight', 'Blob downloads under way.').collect(
       () => this.#blobs.inFlight,
     );
@@ -174,16 +190,50 @@ class CacheService {
     this.#manifests = new ManifestResolver(options.store, options.client, options.config, now, {
       refreshed: (result) => this.#m.refreshes.inc({ result }),
       fetched: () => this.#m.fetches.inc({ kind: 'manifest' }),
+      notKept: (what, error) => {
+        if (error.noSpace) this.#storeFull(0, error);
+        if (what === 'manifest') this.#m.notKept.inc({ kind: 'manifest' });
+        this.#log.warn(`${what} served without being stored`, { error: error.message });
+      },
     });
     this.#blobs = new BlobFetcher(options.store, this.#client, {
       started: () => this.#m.fetches.inc({ kind: 'blob' }),
+      noRoom: (digest, size, error) => {
+        this.#storeFull(size ?? 0, error);
+        this.#m.notKept.inc({ kind: 'blob' });
+        this.#log.warn('store full: blob streamed through without being kept', {
+          digest,
+          size,
+          error: error?.message,
+        });
+      },
       finished: (digest, bytes, error, diskWaitSeconds) => {
         this.#m.diskWait.inc(undefined, diskWaitSeconds);
+        if (error instanceof StoreWriteError && error.noSpace) this.#storeFull(bytes, error);
+        // A blob as large as the one that did not fit was kept: there is room again.
+        else if (!error && this.#full !== undefined && bytes >= this.#full.needed) this.#full = undefined;
         if (!error) return;
         this.#m.failedDownloads.inc();
         this.#log.warn('blob download failed; nothing stored', { digest, bytes, error });
       },
     });
+  }
+
+  #storeFull(needed: number, error: StoreWriteError | undefined): void {
+    const reason = error?.message ?? `no room for a blob of ${needed} bytes`;
+    this.#full = { needed, reason };
+  }
+
+  /** Why the store is full, or undefined; looks again at the free space (it may have been freed). */
+  async #fullReason(): Promise<string | undefined> {
+    const full = this.#full;
+    if (full === undefined) return undefined;
+    const free = await this.#store.spool.freeBytes().catch(() => 0);
+    if (free >= full.needed + ROOM_MARGIN) {
+      this.#full = undefined;
+      return undefined;
+    }
+    return `store full (${free} bytes free on ${this.#store.spool.dir}): ${full.reason}; blobs stream through without being kept`;
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -202,8 +252,14 @@ class CacheService {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url ?? '/';
-    if (target === '/healthz' || target === '/readyz') {
+    if (target === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (target === '/readyz') {
+      // Not ready while the store is full: pulls still work (streamed through), but nothing is cached.
+      const full = await this.#fullReason();
+      res.writeHead(full ? 503 : 200, { 'content-type': 'text/plain' }).end(`${full ?? 'ok'}\n`);
       return;
     }
     if (target === '/metrics') {
@@ -330,6 +386,7 @@ class CacheService {
       this.#m.requests.inc({ kind: 'blob', result: 'hit' });
       return this.#sendStored(req, res, digest, fetched.value.stored);
     }
+    if ('through' in fetched.value) return this.#streamThrough(req, res, route, fetched.value.through());
     this.#m.requests.inc({ kind: 'blob', result: 'miss' });
     const download = fetched.value;
     if (!download.acquire()) {
@@ -345,6 +402,35 @@ class CacheService {
       await this.#send(req, res, digest, download.size, download, 'upstream');
     } finally {
       download.release();
+    }
+  }
+
+  /** The store has no room: upstream's blob goes to this client without being kept. */
+  async #streamThrough(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: ObjectRoute,
+    taken: BlobStream | undefined,
+  ): Promise<void> {
+    const digest = route.digest as string;
+    let blob = taken;
+    if (blob === undefined) {
+      const own = await this.#client.getBlob(route.registry, route.repository, digest, {
+        checkDigest: false,
+      });
+      if (!own.ok) {
+        this.#failed(res, 'blob', own.error);
+        return;
+      }
+      blob = own.value;
+    }
+    this.#m.requests.inc({ kind: 'blob', result: 'through' });
+    const range = blob.size === undefined ? undefined : parseRange(req.headers.range, blob.size);
+    const source = new StreamThrough(blob, range?.start ?? 0);
+    try {
+      await this.#send(req, res, digest, blob.size, source, 'upstream');
+    } finally {
+      source.close();
     }
   }
 

@@ -10,7 +10,9 @@ import { after, before, describe, it } from 'node:test';
 import { giveAligned, takeAligned, UNIT } from '../../src/cache/aligned.ts';
 import { Download, MIN_RING, OVERFLOW_RING, RING } from '../../src/cache/blob-fetch.ts';
 import { copyRange } from '../../src/cache/copy.ts';
-import { ContentStore, StoreWriteError, type TempFile } from '../../src/cache/store.ts';
+import { DiskStore } from '../../src/cache/store/disk.ts';
+import type { TempFile } from '../../src/cache/store/spool.ts';
+import { StoreWriteError } from '../../src/cache/store/types.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 
 const digestOf = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -46,7 +48,7 @@ async function feed(download: Download, bytes: Buffer): Promise<void> {
  * stored file got exactly `bytes`.
  */
 async function settle(
-  store: ContentStore,
+  store: DiskStore,
   temp: TempFile,
   download: Download,
   got: Promise<Buffer>,
@@ -68,13 +70,13 @@ describe('cache download: ring, file and clients', () => {
   after(async () => work.remove());
 
   const storeAt = (name: string, directIO = true) =>
-    ContentStore.open({ dir: `${work.path}/${name}`, directIO });
+    DiskStore.open({ dir: `${work.path}/${name}`, directIO });
 
   it('serves a blob longer than the ring to a client keeping up, a late one and a range, and stores it exactly', async () => {
     const store = await storeAt('direct');
     // Longer than the ring, and not a multiple of the unit or of the disk block.
     const bytes = randomBytes(RING * UNIT + 3 * UNIT + 12_345);
-    const temp = await store.tempFile({ direct: true });
+    const temp = await store.spool.tempFile({ direct: true });
     assert.ok(temp.direct, 'the test machines write downloads with O_DIRECT (ext4 or tmpfs)');
     const download = new Download(digestOf(bytes), bytes.length, temp);
     const early = reader(download);
@@ -92,13 +94,13 @@ describe('cache download: ring, file and clients', () => {
     const path = store.blobPath(download.digest);
     assert.equal((await stat(path)).size, bytes.length, 'the padded last block was cut back');
     assert.ok((await readFile(path)).equals(bytes));
-    assert.equal(store.directIO, true);
+    assert.equal(store.spool.directIO, true);
   });
 
   it('uses ordinary memory and the page cache when direct I/O is off or no aligned unit is left', async () => {
     const bytes = randomBytes(2 * UNIT + 777);
     const off = await storeAt('buffered', false);
-    const temp = await off.tempFile({ direct: true });
+    const temp = await off.spool.tempFile({ direct: true });
     assert.equal(temp.direct, undefined, 'directIO: false opens no O_DIRECT handle');
     const a = new Download(digestOf(bytes), bytes.length, temp);
     const got = reader(a);
@@ -114,7 +116,7 @@ describe('cache download: ring, file and clients', () => {
     try {
       // Longer than the small ring such a download keeps, so its units are reused.
       const longer = randomBytes((OVERFLOW_RING + 3) * UNIT + 777);
-      const temp2 = await on.tempFile({ direct: true });
+      const temp2 = await on.spool.tempFile({ direct: true });
       const b = new Download(digestOf(longer), undefined, temp2);
       const got2 = reader(b);
       await feed(b, longer);
@@ -133,7 +135,7 @@ describe('cache download: ring, file and clients', () => {
     for (const unit of left) giveAligned(unit);
     try {
       const bytes = randomBytes((MIN_RING + 5) * UNIT + 4321);
-      const temp = await store.tempFile({ direct: true });
+      const temp = await store.spool.tempFile({ direct: true });
       const d = new Download(digestOf(bytes), bytes.length, temp);
       const spare = takeAligned();
       if (spare) giveAligned(spare);
@@ -157,7 +159,7 @@ describe('cache download: ring, file and clients', () => {
 
   it('fails with a StoreWriteError, not a crash, when the file cannot be written', async () => {
     const store = await storeAt('broken');
-    const temp = await store.tempFile({ direct: true });
+    const temp = await store.spool.tempFile({ direct: true });
     await temp.handle.close();
     await temp.direct?.close();
     const bytes = randomBytes(3 * UNIT);

@@ -9,7 +9,8 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { ContentStore, type StoredManifest } from '../../src/cache/store.ts';
+import { DiskStore } from '../../src/cache/store/disk.ts';
+import type { StoredManifest } from '../../src/cache/store/types.ts';
 import { embedRegistry } from '../../src/core/reference/index.ts';
 import { closeAll, skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
@@ -38,7 +39,7 @@ describe('cache: size cap and garbage collection', () => {
   };
   // Looked at directly: asking the store would count as a use.
   const stored = async (name: keyof typeof images): Promise<boolean> =>
-    existsSync((cache.instance.store as ContentStore).blobPath(images[name].layer.digest));
+    existsSync((cache.instance.store as DiskStore).blobPath(images[name].layer.digest));
 
   before(async () => {
     upstream = await startRegistry();
@@ -94,16 +95,16 @@ describe('cache: size cap and garbage collection', () => {
 
 const digestOf = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
-async function putBlob(store: ContentStore, bytes: Buffer): Promise<string> {
+async function putBlob(store: DiskStore, bytes: Buffer): Promise<string> {
   const digest = digestOf(bytes);
-  const temp = await store.tempFile();
+  const temp = await store.spool.tempFile();
   await temp.handle.writeFile(bytes);
   await store.commitBlob(temp, digest, bytes.length);
   await temp.handle.close();
   return digest;
 }
 
-async function putManifestOf(store: ContentStore, config: string, layers: string[]): Promise<StoredManifest> {
+async function putManifestOf(store: DiskStore, config: string, layers: string[]): Promise<StoredManifest> {
   const bytes = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -131,8 +132,8 @@ describe('cache store: one garbage collection', () => {
   const now = (): number => clock;
   const mtime = async (path: string): Promise<number> => (await stat(path)).mtimeMs;
   /** The same directory with a cap, opened later: collection runs at the clock of the call. */
-  const capped = (dir: string, maxSize: number): Promise<ContentStore> =>
-    ContentStore.open({ dir, maxSize, fsync: false, now });
+  const capped = (dir: string, maxSize: number): Promise<DiskStore> =>
+    DiskStore.open({ dir, maxSize, fsync: false, now });
 
   before(async () => {
     work = await tempDir('cache-gc-store');
@@ -141,7 +142,7 @@ describe('cache store: one garbage collection', () => {
 
   it('reads manifests without counting it as a use', async () => {
     const dir = join(work.path, 'no-touch');
-    const store = await ContentStore.open({ dir, fsync: false, now });
+    const store = await DiskStore.open({ dir, fsync: false, now });
     const config = await putBlob(store, randomBytes(100));
     const layer = await putBlob(store, randomBytes(10_000));
     const manifest = await putManifestOf(store, config, [layer]);
@@ -157,7 +158,7 @@ describe('cache store: one garbage collection', () => {
 
   it('evicts only blobs first; a manifest pulled by digest (no tag) waits its turn by last use', async () => {
     const dir = join(work.path, 'pinned');
-    const store = await ContentStore.open({ dir, fsync: false, now });
+    const store = await DiskStore.open({ dir, fsync: false, now });
     const old = await putBlob(store, randomBytes(50_000));
     const oldConfig = await putBlob(store, randomBytes(100));
     await putManifestOf(store, oldConfig, [old]);
@@ -174,7 +175,7 @@ describe('cache store: one garbage collection', () => {
 
   it('drops tag records whose manifest was evicted, and keeps the others', async () => {
     const dir = join(work.path, 'tags');
-    const store = await ContentStore.open({ dir, fsync: false, now });
+    const store = await DiskStore.open({ dir, fsync: false, now });
     const name = 'registry.example/team/app';
     const oldLayer = randomBytes(50_000);
     const oldConfig = randomBytes(100);

@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { giveAligned, takeAligned, UNIT } from '../../src/cache/aligned.ts';
 import { DigesterError, digesterFor, stopHashing } from '../../src/cache/digester.ts';
-import { ContentStore, isDirectIORefusal } from '../../src/cache/store.ts';
+import { DiskStore } from '../../src/cache/store/disk.ts';
+import { isDirectIORefusal } from '../../src/cache/store/spool.ts';
 import { HelperThread } from '../../src/cache/thread.ts';
 import { stopWriting, WriterError, writeOnThread } from '../../src/cache/writer.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
@@ -55,15 +56,15 @@ describe('helper thread', () => {
 
 describe('writing and hashing threads', () => {
   let work: TempDir;
-  let store: ContentStore;
+  let store: DiskStore;
   before(async () => {
     work = await tempDir('threads');
-    store = await ContentStore.open({ dir: work.path, directIO: true });
+    store = await DiskStore.open({ dir: work.path, directIO: true });
   });
   after(async () => work.remove());
 
   it('writes shared units with O_DIRECT where they were sent, in any order of positions', async () => {
-    const temp = await store.tempFile({ direct: true });
+    const temp = await store.spool.tempFile({ direct: true });
     assert.ok(temp.direct, 'the test machines allow O_DIRECT (ext4 or tmpfs)');
     const units = [takeAligned(), takeAligned(), takeAligned()] as Buffer[];
     const bytes = randomBytes(3 * UNIT);
@@ -86,12 +87,12 @@ describe('writing and hashing threads', () => {
       for (const unit of units) giveAligned(unit);
       await temp.handle.close();
       await temp.direct?.close();
-      await store.discard(temp);
+      await store.spool.discard(temp);
     }
   });
 
   it('fails writes and digests under way when their thread dies, and starts a new one after', async () => {
-    const temp = await store.tempFile({ direct: true });
+    const temp = await store.spool.tempFile({ direct: true });
     const unit = takeAligned() as Buffer;
     try {
       const writes = Array.from({ length: 8 }, (_, i) =>
@@ -121,7 +122,7 @@ describe('writing and hashing threads', () => {
       giveAligned(unit);
       await temp.handle.close();
       await temp.direct?.close();
-      await store.discard(temp);
+      await store.spool.discard(temp);
     }
   });
 });

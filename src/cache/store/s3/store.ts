@@ -1,13 +1,13 @@
 // The cache's store in an S3-compatible bucket, shared by any number of cache replicas. Loaded only
 // in S3 mode (index.ts imports it dynamically), so the AWS SDK costs the disk store nothing.
 //
-// Layout under the configured prefix, content-addressed like the disk store (store.ts):
+// Layout under the configured prefix (keys.ts), content-addressed like the disk store (disk.ts):
 //   blobs/<alg>/<hex>            blob bytes
 //   manifests/<alg>/<hex>        manifest bytes; Content-Type is the media type
 //   tags/<sha256>.json           { name, tag, digest, checkedAt }, keyed by a hash of "<host>/<repo>:<tag>"
 //   used/<kind>/<alg>/<hex>      empty; written when an object is served (by each replica at most once
 //                                per TOUCH_AFTER_MS): its LastModified is the object's last use
-//   downloading/<alg>/<hex>      { owner, expiresAt }: a replica is fetching this blob (the lease)
+//   downloading/<alg>/<hex>      { owner, expiresAt }: a replica is fetching this blob (lease.ts)
 //
 // Nothing is written under a blob's key before its digest is verified: a download is spooled to a local
 // temp file (clients are served from it, blob-fetch.ts) and uploaded, as one PUT or a multipart upload,
@@ -19,7 +19,7 @@
 // and the garbage collector gets all LastModified values from the listings it makes anyway.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, unlink } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -40,33 +40,40 @@ import {
 import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { ProxyConfig } from '../core/proxy.ts';
-import { DIGEST, digestAlgorithm } from '../registry/client.ts';
-import { hasProxy } from '../registry/proxy-agent.ts';
-import { Semaphore } from '../registry/semaphore.ts';
-import type { S3StorageConfig } from './config.ts';
+import type { ProxyConfig } from '../../../core/proxy.ts';
+import { digestAlgorithm } from '../../../registry/client.ts';
+import { hasProxy } from '../../../registry/proxy-agent.ts';
+import { Semaphore } from '../../../registry/semaphore.ts';
+import type { S3StorageConfig } from '../../config.ts';
+import { proxiedAgents } from '../../transport/proxy-agents.ts';
+import { isOrphanTag, overCap, toEvict, useIsStale } from '../eviction.ts';
+import { describeStore } from '../listing.ts';
+import { Spool, type TempFile } from '../spool.ts';
 import {
   type BlobReader,
   type CacheStore,
   type DownloadClaim,
   type Evicted,
-  openTempFile,
   parseTagRecord,
+  readTagRecord,
   referencedDigests,
   type StoredBlob,
   type StoredManifest,
+  type StoreListing,
   StoreUnavailableError,
   StoreWriteError,
+  splitDigest,
   type TagRecord,
-  type TempFile,
-} from './store.ts';
-import { proxiedAgents } from './transport/proxy-agents.ts';
+} from '../types.ts';
+import { inventory, type Listed, staleLeases } from './collection.ts';
+import { BucketKeys } from './keys.ts';
+import { leaseBody, nextStep, parseLease, renewalInterval, staleLeaseAge } from './lease.ts';
+import { ObjectReader } from './reader.ts';
 
 /** A replica records a use of one object at most this often. */
 const TOUCH_AFTER_MS = 15 * 60_000;
 /** Entries of the touch memo before it is cleared (bounded memory). */
 const TOUCH_MEMO_MAX = 100_000;
-const LOW_WATER = 0.9;
 /**
  * Multipart part size and parts in flight per upload: 32 MiB in memory per upload. 200 MB to SeaweedFS on
  * the test VM: 16 MiB x 2 and x 4 67 MB/s, 8 MiB x 4 53 MB/s, 32 MiB x 2 57 MB/s (the service was the limit).
@@ -97,17 +104,6 @@ export interface S3StoreOptions {
   readonly onBackgroundError?: ((what: string, err: unknown) => void) | undefined;
 }
 
-interface Listed {
-  readonly key: string;
-  readonly size: number;
-  readonly modified: number;
-}
-
-interface Lease {
-  readonly owner: string;
-  readonly expiresAt: number;
-}
-
 function status(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
 }
@@ -115,11 +111,6 @@ function status(err: unknown): number | undefined {
 const isNotFound = (err: unknown): boolean => status(err) === 404;
 /** A conditional write lost: the key exists (412), or a concurrent conditional write won (409). */
 const isConditionLost = (err: unknown): boolean => status(err) === 412 || status(err) === 409;
-
-function split(digest: string): [string, string] {
-  const colon = digest.indexOf(':');
-  return [digest.slice(0, colon), digest.slice(colon + 1)];
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
@@ -130,9 +121,9 @@ export class S3Store implements CacheStore {
   readonly #config: S3StorageConfig;
   readonly #client: S3Client;
   readonly #bucket: string;
-  readonly #prefix: string;
+  readonly #keys: BucketKeys;
   readonly #where: string;
-  readonly #spool: string;
+  readonly spool: Spool;
   readonly #ownSpool: boolean;
   readonly #now: () => number;
   readonly #onBackgroundError: (what: string, err: unknown) => void;
@@ -140,21 +131,19 @@ export class S3Store implements CacheStore {
   /** This replica's name in leases. */
   readonly #owner = randomBytes(8).toString('hex');
   readonly #touched = new Map<string, number>();
-  #directIO: boolean;
   #used = 0;
   #collecting: Promise<Evicted> | undefined;
   #timer: NodeJS.Timeout | undefined;
 
-  private constructor(options: S3StoreOptions, spool: string, ownSpool: boolean) {
+  private constructor(options: S3StoreOptions, spool: Spool, ownSpool: boolean) {
     const s3 = options.s3;
     this.#config = s3;
     this.maxSize = options.maxSize;
     this.#bucket = s3.bucket;
-    this.#prefix = s3.prefix;
+    this.#keys = new BucketKeys(s3.prefix);
     this.#where = `bucket ${s3.bucket}${s3.endpoint ? ` at ${s3.endpoint}` : ` in ${s3.region}`}`;
-    this.#spool = spool;
+    this.spool = spool;
     this.#ownSpool = ownSpool;
-    this.#directIO = options.directIO;
     this.#now = options.now ?? Date.now;
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
     const agentOptions = { keepAlive: true, maxSockets: s3.maxConcurrent };
@@ -198,7 +187,7 @@ export class S3Store implements CacheStore {
       this.blobUrl = (digest) =>
         getSignedUrl(
           this.#client,
-          new GetObjectCommand({ Bucket: this.#bucket, Key: this.#blobKey(digest) }),
+          new GetObjectCommand({ Bucket: this.#bucket, Key: this.#keys.blob(digest) }),
           {
             expiresIn: Math.floor(s3.redirectExpiryMs / 1000),
           },
@@ -208,18 +197,15 @@ export class S3Store implements CacheStore {
   /** Checks that the bucket answers, prepares the spool, aborts uploads a crash left, sums what is stored. */
   static async open(options: S3StoreOptions): Promise<S3Store> {
     const ownSpool = options.spoolDir === undefined;
-    let spool: string;
-    if (options.spoolDir === undefined) spool = await mkdtemp(join(tmpdir(), 'pullmap-cache-spool-'));
-    else {
-      spool = join(options.spoolDir, 'tmp');
-      await rm(spool, { recursive: true, force: true });
-      await mkdir(spool, { recursive: true });
-    }
+    const spool =
+      options.spoolDir === undefined
+        ? new Spool(await mkdtemp(join(tmpdir(), 'pullmap-cache-spool-')), options.directIO)
+        : await Spool.open(join(options.spoolDir, 'tmp'), options.directIO);
     const store = new S3Store(options, spool, ownSpool);
     try {
       await store.#call('list the bucket', () =>
         store.#client.send(
-          new ListObjectsV2Command({ Bucket: store.#bucket, Prefix: store.#prefix, MaxKeys: 1 }),
+          new ListObjectsV2Command({ Bucket: store.#bucket, Prefix: store.#keys.prefix, MaxKeys: 1 }),
         ),
       );
     } catch (err) {
@@ -241,43 +227,12 @@ export class S3Store implements CacheStore {
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#client.destroy();
-    if (this.#ownSpool) await rm(this.#spool, { recursive: true, force: true }).catch(() => {});
+    if (this.#ownSpool) await rm(this.spool.dir, { recursive: true, force: true }).catch(() => {});
   }
 
   /** Bytes held by blobs and manifests: summed at each collection, plus what this replica wrote since. */
   get usedBytes(): number {
     return this.#used;
-  }
-
-  get directIO(): boolean {
-    return this.#directIO;
-  }
-
-  directIORefused(): void {
-    this.#directIO = false;
-  }
-
-  #blobKey(digest: string): string {
-    const [alg, hex] = split(digest);
-    return `${this.#prefix}blobs/${alg}/${hex}`;
-  }
-
-  #manifestKey(digest: string): string {
-    const [alg, hex] = split(digest);
-    return `${this.#prefix}manifests/${alg}/${hex}`;
-  }
-
-  #tagKey(name: string, tag: string): string {
-    return `${this.#prefix}tags/${createHash('sha256').update(`${name}:${tag}`).digest('hex')}.json`;
-  }
-
-  #usedKey(objectKey: string): string {
-    return `${this.#prefix}used/${objectKey.slice(this.#prefix.length)}`;
-  }
-
-  #leaseKey(digest: string): string {
-    const [alg, hex] = split(digest);
-    return `${this.#prefix}downloading/${alg}/${hex}`;
   }
 
   /** Runs one S3 call; a failure of the service becomes StoreUnavailableError naming the bucket. */
@@ -338,13 +293,12 @@ export class S3Store implements CacheStore {
   /** Records a use of the object at `key` (background; at most once per TOUCH_AFTER_MS per replica). */
   #touch(key: string): void {
     const now = this.#now();
-    const last = this.#touched.get(key);
-    if (last !== undefined && now - last < TOUCH_AFTER_MS) return;
+    if (!useIsStale(this.#touched.get(key), now, TOUCH_AFTER_MS)) return;
     if (this.#touched.size >= TOUCH_MEMO_MAX) this.#touched.clear();
     this.#touched.set(key, now);
     this.#client
       .send(
-        new PutObjectCommand({ Bucket: this.#bucket, Key: this.#usedKey(key), Body: '', ContentLength: 0 }),
+        new PutObjectCommand({ Bucket: this.#bucket, Key: this.#keys.used(key), Body: '', ContentLength: 0 }),
       )
       .catch((err: unknown) => {
         this.#touched.delete(key);
@@ -353,31 +307,21 @@ export class S3Store implements CacheStore {
   }
 
   async statBlob(digest: string): Promise<StoredBlob | undefined> {
-    const key = this.#blobKey(digest);
+    const key = this.#keys.blob(digest);
     const found = await this.#head(key, `look up blob ${digest}`);
     if (found) this.#touch(key);
     return found;
   }
 
   async openBlob(digest: string, blob: StoredBlob): Promise<BlobReader | undefined> {
-    return new ObjectReader(this.#client, this.#bucket, this.#blobKey(digest), blob.size, (err) =>
+    return new ObjectReader(this.#client, this.#bucket, this.#keys.blob(digest), blob.size, (err) =>
       this.#unavailable(`read blob ${digest}`, err),
     );
   }
 
-  tempFile(options: { direct?: boolean } = {}): Promise<TempFile> {
-    return openTempFile(this.#spool, (options.direct ?? false) && this.#directIO, () =>
-      this.directIORefused(),
-    );
-  }
-
-  async discard(temp: TempFile): Promise<void> {
-    await unlink(temp.path).catch(() => {});
-  }
-
   /** Uploads a complete, verified temp file as the blob `digest` (unless a peer stored it already). */
   async commitBlob(temp: TempFile, digest: string, size: number): Promise<void> {
-    const key = this.#blobKey(digest);
+    const key = this.#keys.blob(digest);
     try {
       const there = await this.#head(key, `look up blob ${digest}`);
       if (there?.size === size) return;
@@ -423,16 +367,16 @@ export class S3Store implements CacheStore {
     } catch (err) {
       throw err instanceof StoreWriteError ? err : new StoreWriteError('upload', err);
     } finally {
-      await this.discard(temp);
+      await this.spool.discard(temp);
     }
   }
 
   async getManifest(digest: string): Promise<StoredManifest | undefined> {
-    const key = this.#manifestKey(digest);
+    const key = this.#keys.manifest(digest);
     const got = await this.#getSmall(key, `read manifest ${digest}`);
     if (!got || got.contentType === undefined) return undefined;
     // Checked on the way out too: a manifest is small, and a wrong one must never be served.
-    if (createHash(digestAlgorithm(digest)).update(got.bytes).digest('hex') !== split(digest)[1])
+    if (createHash(digestAlgorithm(digest)).update(got.bytes).digest('hex') !== splitDigest(digest)[1])
       return undefined;
     this.#touch(key);
     return { digest, mediaType: got.contentType, bytes: got.bytes };
@@ -443,7 +387,7 @@ export class S3Store implements CacheStore {
       this.#client.send(
         new PutObjectCommand({
           Bucket: this.#bucket,
-          Key: this.#manifestKey(manifest.digest),
+          Key: this.#keys.manifest(manifest.digest),
           Body: manifest.bytes,
           ContentType: manifest.mediaType,
         }),
@@ -454,7 +398,7 @@ export class S3Store implements CacheStore {
   }
 
   async getTag(name: string, tag: string): Promise<TagRecord | undefined> {
-    const got = await this.#getSmall(this.#tagKey(name, tag), `read tag ${name}:${tag}`);
+    const got = await this.#getSmall(this.#keys.tag(name, tag), `read tag ${name}:${tag}`);
     return got ? parseTagRecord(got.bytes.toString('utf8'), name, tag) : undefined;
   }
 
@@ -463,7 +407,7 @@ export class S3Store implements CacheStore {
       this.#client.send(
         new PutObjectCommand({
           Bucket: this.#bucket,
-          Key: this.#tagKey(record.name, record.tag),
+          Key: this.#keys.tag(record.name, record.tag),
           Body: JSON.stringify(record),
           ContentType: 'application/json',
         }),
@@ -478,35 +422,30 @@ export class S3Store implements CacheStore {
    * fetch, never a wrong answer.
    */
   async claim(digest: string): Promise<DownloadClaim> {
-    const key = this.#leaseKey(digest);
+    const key = this.#keys.lease(digest);
     const deadline = this.#now() + this.#config.peerWaitMs;
     for (;;) {
       const stored = await this.statBlob(digest);
       if (stored) return { kind: 'stored', blob: stored };
       if (await this.#takeLease(key)) return this.#holding(key);
-      const lease = await this.#readLease(key);
-      if (lease === undefined) continue; // released (or deleted) between the two calls
-      if (lease.owner === this.#owner) return this.#holding(key);
-      if (lease.expiresAt < Date.now()) {
-        // Its holder died (or lost the bucket): take over.
+      const step = nextStep(await this.#readLease(key), this.#owner, this.#now(), deadline);
+      if (step === 'hold') return this.#holding(key);
+      if (step === 'fetch') return { kind: 'fetch', release: async () => {} };
+      if (step === 'take-over')
         await this.#call('drop an expired lease', () =>
           this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })),
         );
-        continue;
-      }
-      if (this.#now() >= deadline) return { kind: 'fetch', release: async () => {} };
-      await sleep(PEER_POLL_MS);
+      else if (step === 'wait') await sleep(PEER_POLL_MS);
     }
   }
 
   async #takeLease(key: string): Promise<boolean> {
-    const body: Lease = { owner: this.#owner, expiresAt: Date.now() + this.#config.downloadLeaseMs };
     try {
       await this.#client.send(
         new PutObjectCommand({
           Bucket: this.#bucket,
           Key: key,
-          Body: JSON.stringify(body),
+          Body: leaseBody(this.#owner, this.#now(), this.#config.downloadLeaseMs),
           ContentType: 'application/json',
           IfNoneMatch: '*',
         }),
@@ -519,26 +458,19 @@ export class S3Store implements CacheStore {
     return (await this.#readLease(key))?.owner === this.#owner;
   }
 
-  async #readLease(key: string): Promise<Lease | undefined> {
+  async #readLease(key: string): Promise<ReturnType<typeof parseLease> | undefined> {
     const got = await this.#getSmall(key, 'read a download lease');
-    if (!got) return undefined;
-    try {
-      const lease = JSON.parse(got.bytes.toString('utf8')) as Lease;
-      if (typeof lease.owner === 'string' && typeof lease.expiresAt === 'number') return lease;
-    } catch {
-      // unreadable: treated as expired
-    }
-    return { owner: '', expiresAt: 0 };
+    return got && parseLease(got.bytes.toString('utf8'));
   }
 
-  /** A held lease: renewed every third of its lifetime until released (deleted). */
+  /** A held lease: renewed until released (deleted). */
   #holding(key: string): DownloadClaim {
     const renew = setInterval(() => {
-      const body: Lease = { owner: this.#owner, expiresAt: Date.now() + this.#config.downloadLeaseMs };
+      const body = leaseBody(this.#owner, this.#now(), this.#config.downloadLeaseMs);
       this.#client
-        .send(new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: JSON.stringify(body) }))
+        .send(new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: body }))
         .catch((err: unknown) => this.#onBackgroundError('renew a download lease', err));
-    }, this.#config.downloadLeaseMs / 3);
+    }, renewalInterval(this.#config.downloadLeaseMs));
     renew.unref();
     let released = false;
     return {
@@ -553,7 +485,7 @@ export class S3Store implements CacheStore {
   }
 
   #afterWrite(): void {
-    if (this.maxSize !== undefined && this.#used > this.maxSize)
+    if (overCap(this.#used, this.maxSize))
       void this.collect().catch((err: unknown) => this.#onBackgroundError('garbage collection', err));
   }
 
@@ -565,7 +497,7 @@ export class S3Store implements CacheStore {
         this.#client.send(
           new ListObjectsV2Command({
             Bucket: this.#bucket,
-            Prefix: `${this.#prefix}${sub}`,
+            Prefix: `${this.#keys.prefix}${sub}`,
             ...(token === undefined ? {} : { ContinuationToken: token }),
           }),
         ),
@@ -598,41 +530,24 @@ export class S3Store implements CacheStore {
 
   async #collect(): Promise<Evicted> {
     const evicted = { blobs: 0, manifests: 0, tags: 0, bytes: 0 };
-    const [blobs, manifests, used] = [
+    const found = inventory(
+      this.#keys,
       await this.#list('blobs/'),
       await this.#list('manifests/'),
       await this.#list('used/'),
-    ];
-    const lastUse = new Map<string, number>();
-    for (const u of used)
-      lastUse.set(`${this.#prefix}${u.key.slice(`${this.#prefix}used/`.length)}`, u.modified);
-    const digestOf = (key: string): string => {
-      const rest = key.slice(this.#prefix.length).split('/');
-      return `${rest[1]}:${rest[2]}`;
-    };
-    const objects = [
-      ...blobs.map((o) => ({ ...o, kind: 'blob' as const })),
-      ...manifests.map((o) => ({ ...o, kind: 'manifest' as const })),
-    ]
-      .filter((o) => DIGEST.test(digestOf(o.key)))
-      .map((o) => ({ ...o, digest: digestOf(o.key), use: Math.max(o.modified, lastUse.get(o.key) ?? 0) }));
-    let total = objects.reduce((sum, o) => sum + o.size, 0);
-    const live = new Set(objects.filter((o) => o.kind === 'manifest').map((o) => o.digest));
-    if (this.maxSize !== undefined && total > this.maxSize) {
+    );
+    let total = found.usedBytes;
+    const live = new Set(found.objects.filter((o) => o.kind === 'manifest').map((o) => o.digest));
+    if (overCap(total, this.maxSize)) {
       const referenced = new Set<string>();
-      for (const o of objects) {
+      for (const o of found.objects) {
         if (o.kind !== 'manifest') continue;
         const got = await this.#getSmall(o.key, 'read a manifest');
         if (got) for (const d of referencedDigests(got.bytes)) referenced.add(d);
       }
-      const first = (o: { kind: string; digest: string }): number =>
-        o.kind === 'blob' && !referenced.has(o.digest) ? 0 : 1;
-      objects.sort((a, b) => first(a) - first(b) || a.use - b.use);
-      const goal = this.maxSize * LOW_WATER;
-      for (const o of objects) {
-        if (total <= goal) break;
+      for (const o of toEvict(found.objects, referenced, total, this.maxSize)) {
         await this.#delete(o.key);
-        await this.#delete(this.#usedKey(o.key)).catch(() => {});
+        await this.#delete(this.#keys.used(o.key)).catch(() => {});
         total -= o.size;
         evicted.bytes += o.size;
         if (o.kind === 'blob') evicted.blobs++;
@@ -645,22 +560,13 @@ export class S3Store implements CacheStore {
     this.#used = total;
     // Markers of objects gone (evicted by another replica), and leases of replicas that died long ago
     // with nobody asking for that blob since: small, but they would pile up.
-    const stored = new Set(objects.map((o) => o.key));
-    for (const u of used)
-      if (!stored.has(`${this.#prefix}${u.key.slice(`${this.#prefix}used/`.length)}`))
-        await this.#delete(u.key);
-    const longAgo = Date.now() - Math.max(STALE_UPLOAD_MS, 10 * this.#config.downloadLeaseMs);
-    for (const l of await this.#list('downloading/')) if (l.modified < longAgo) await this.#delete(l.key);
+    for (const key of found.strayMarkers) await this.#delete(key);
+    const maxAge = staleLeaseAge(this.#config.downloadLeaseMs, STALE_UPLOAD_MS);
+    for (const key of staleLeases(await this.#list('downloading/'), this.#now(), maxAge))
+      await this.#delete(key);
     for (const t of await this.#list('tags/')) {
       const got = await this.#getSmall(t.key, 'read a tag record');
-      let digest: unknown;
-      try {
-        digest = got && (JSON.parse(got.bytes.toString('utf8')) as { digest?: unknown }).digest;
-      } catch {
-        // unreadable: dropped
-      }
-      if (!got) continue;
-      if (typeof digest === 'string' && live.has(digest)) continue;
+      if (!got || !isOrphanTag(got.bytes.toString('utf8'), live)) continue;
       await this.#delete(t.key);
       evicted.tags++;
     }
@@ -668,96 +574,54 @@ export class S3Store implements CacheStore {
     return evicted;
   }
 
+  /** Every readable tag record (each one a GET: for the tags/list fallback and listings only). */
+  async #tagRecords(): Promise<TagRecord[]> {
+    const out: TagRecord[] = [];
+    for (const t of await this.#list('tags/')) {
+      const got = await this.#getSmall(t.key, 'read a tag record');
+      const record = got && readTagRecord(got.bytes.toString('utf8'));
+      if (record) out.push(record);
+    }
+    return out;
+  }
+
+  async tagsOf(name: string): Promise<TagRecord[]> {
+    return (await this.#tagRecords()).filter((t) => t.name === name);
+  }
+
+  async list(): Promise<StoreListing> {
+    const found = inventory(
+      this.#keys,
+      await this.#list('blobs/'),
+      await this.#list('manifests/'),
+      await this.#list('used/'),
+    );
+    const references = new Map<string, readonly string[]>();
+    for (const o of found.objects) {
+      if (o.kind !== 'manifest') continue;
+      const got = await this.#getSmall(o.key, 'read a manifest');
+      if (got) references.set(o.digest, referencedDigests(got.bytes));
+    }
+    return describeStore({
+      maxSize: this.maxSize,
+      objects: found.objects,
+      tags: await this.#tagRecords(),
+      references,
+    });
+  }
+
   async #abortStaleUploads(): Promise<void> {
     const page = await this.#call('list multipart uploads', () =>
       this.#client.send(
-        new ListMultipartUploadsCommand({ Bucket: this.#bucket, Prefix: `${this.#prefix}blobs/` }),
+        new ListMultipartUploadsCommand({ Bucket: this.#bucket, Prefix: `${this.#keys.prefix}blobs/` }),
       ),
     );
     for (const u of page.Uploads ?? []) {
       if (u.Key === undefined || u.UploadId === undefined) continue;
-      if (u.Initiated !== undefined && Date.now() - u.Initiated.getTime() < STALE_UPLOAD_MS) continue;
+      if (u.Initiated !== undefined && this.#now() - u.Initiated.getTime() < STALE_UPLOAD_MS) continue;
       await this.#client
         .send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: u.Key, UploadId: u.UploadId }))
         .catch(() => {});
     }
-  }
-}
-
-/** A stored blob read from the bucket, in order, from where the first read asks (a ranged GET). */
-class ObjectReader implements BlobReader {
-  readonly #client: S3Client;
-  readonly #bucket: string;
-  readonly #key: string;
-  readonly #size: number;
-  readonly #failure: (err: unknown) => Error;
-  #body: Readable | undefined;
-  #chunks: AsyncIterator<Buffer> | undefined;
-  #pending: Buffer | undefined;
-  #position = -1;
-
-  constructor(client: S3Client, bucket: string, key: string, size: number, failure: (err: unknown) => Error) {
-    this.#client = client;
-    this.#bucket = bucket;
-    this.#key = key;
-    this.#size = size;
-    this.#failure = failure;
-  }
-
-  available(): number {
-    return this.#size;
-  }
-
-  complete(): boolean {
-    return true;
-  }
-
-  more(): Promise<void> {
-    return Promise.reject(new Error('a stored blob does not grow'));
-  }
-
-  async read(buffer: Buffer, length: number, position: number): Promise<number> {
-    if (position !== this.#position) await this.#open(position);
-    let chunk = this.#pending;
-    if (chunk === undefined || chunk.length === 0) {
-      let next: IteratorResult<Buffer>;
-      try {
-        next = await (this.#chunks as AsyncIterator<Buffer>).next();
-      } catch (err) {
-        throw this.#failure(err);
-      }
-      if (next.done) return 0;
-      chunk = next.value;
-    }
-    const n = chunk.copy(buffer, 0, 0, Math.min(length, chunk.length));
-    this.#pending = chunk.subarray(n);
-    this.#position += n;
-    return n;
-  }
-
-  async #open(position: number): Promise<void> {
-    await this.close();
-    let res: { Body?: unknown };
-    try {
-      res = await this.#client.send(
-        new GetObjectCommand({
-          Bucket: this.#bucket,
-          Key: this.#key,
-          Range: `bytes=${position}-${this.#size - 1}`,
-        }),
-      );
-    } catch (err) {
-      throw this.#failure(err);
-    }
-    this.#body = res.Body as Readable;
-    this.#chunks = this.#body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-    this.#pending = undefined;
-    this.#position = position;
-  }
-
-  async close(): Promise<void> {
-    this.#body?.destroy();
-    this.#body = undefined;
-    this.#chunks = undefined;
   }
 }

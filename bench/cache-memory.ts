@@ -30,7 +30,7 @@ setInterval(() => {
 interface Sample {
   rssMb: number;
   hwmMb: number;
-  /** Anonymous mappings of 4 MiB and more: size in MiB -> count. */
+  /** Anonymous mappings of 4 MiB and more (size in MiB -> count), and file mappings of 1 MiB and more (MiB). */
   bigAnon: Record<string, number>;
   anonMb: number;
   fileMb: number;
@@ -46,6 +46,10 @@ async function sample(pid: number): Promise<Sample> {
     const header = block.slice(0, block.indexOf('\n'));
     const path = header.split(/\s+/)[5];
     const rss = Number(/\nRss:\s+(\d+) kB/.exec(block)?.[1] ?? 0) / 1024;
+    if (rss >= 1 && path?.startsWith('/')) {
+      const key = `file ${path.split('/').at(-1)} ${header.split(/\s+/)[1]}`;
+      bigAnon[key] = Math.round(((bigAnon[key] ?? 0) + rss) * 10) / 10;
+    }
     if (rss >= 4 && (path === undefined || path === '' || path.startsWith('['))) {
       const key = `${Math.round(rss)}MiB${path ? ` ${path}` : ''}`;
       bigAnon[key] = (bigAnon[key] ?? 0) + 1;
@@ -112,7 +116,9 @@ async function main(): Promise<void> {
         `${phase}: RSS ${s.rssMb.toFixed(1)} MiB (anon ${s.anonMb.toFixed(1)}, file ${s.fileMb.toFixed(1)}), peak ${s.hwmMb.toFixed(1)} MiB`,
       );
       console.log(`  ${lastMem()}`);
-      console.log(`  anonymous mappings >= 4 MiB: ${JSON.stringify(s.bigAnon)}`);
+      console.log(
+        `  anonymous mappings >= 4 MiB (count), file mappings >= 1 MiB (MiB): ${JSON.stringify(s.bigAnon)}`,
+      );
     };
     await report('started');
     const base = `http://${cache.host}/v2/127.0.0.1_${upstream.port}/bench/big/blobs/${digest}`;

@@ -122,6 +122,41 @@ describe('HTTP proxies (tinyproxy on loopback)', () => {
     assert.deepEqual(lines, []);
   });
 
+  it("pullmap explain: an IfExists mapping's existence probe goes through the proxy", async () => {
+    const upstream = `${SECURE}:${secure.port}`;
+    const caFile = join(work.path, 'probe-ca.crt');
+    await writeFile(caFile, secure.pki?.caPem ?? '');
+    const config = join(work.path, 'if-exists.yaml');
+    await writeFile(
+      config,
+      `apiVersion: pullmap.dev/v1alpha1
+kind: ClusterImageMap
+metadata: {name: probe}
+spec:
+  mappings: [{from: "docker.io/team/", to: "${upstream}/team/", when: IfExists}]
+`,
+    );
+    let out = '';
+    const stdout = new PassThrough();
+    stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString('utf8');
+    });
+    const args = ['explain', '-o', 'json', '--config', config, '--registry-ca', caFile, 'team/app:1'];
+    let code = -1;
+    const lines = await through(async () => {
+      code = await run(args, {
+        stdin: new PassThrough(),
+        stdout,
+        stderr: new PassThrough(),
+        env: { HTTPS_PROXY: proxy.url },
+      });
+    });
+    assert.equal(code, 0);
+    assert.equal((JSON.parse(out) as { mapped: string }).mapped, `${upstream}/team/app:1`, out);
+    assert.deepEqual(lines, [`CONNECT ${upstream}`]);
+    assert.equal(await secure.count({ method: 'HEAD', uri: '/v2/team/app/manifests/1' }), 1);
+  });
+
   it('a proxy URL pullmap cannot use is a usage error naming the variable', async () => {
     const stderr = new PassThrough();
     let text = '';

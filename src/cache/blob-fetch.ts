@@ -27,14 +27,14 @@ import type { BlobClient, BlobStream } from './transport/blobs.ts';
 import { writeOnThread, writerAvailable } from './writer.ts';
 
 /**
- * Units per download with direct writes: up to 16 MiB of a blob in memory, so the disk may lag upstream
+ * Units per download with direct writes: up to 24 MiB of a blob in memory, so the disk may lag upstream
  * by as much. Direct writes under load come in bursts of several milliseconds each. Time a download
  * waited for a free unit (ring full of unwritten units), medians over 8 fresh 200 MB blobs in two runs,
  * writes on the writing thread: 16 units 8-12 ms per blob, 24 units 2-3 ms, 32 units 0-1 ms. 16 units
- * are one arena (aligned.ts) and 8 MiB less peak RSS than 24 for about 1 % of a cold pull's time
- * (docs/decisions.md, "Cache memory").
+ * would save 8 MiB of peak RSS, but on a disk shared with other writers the waits grew from a median of
+ * 272 to 420 ms per blob (docs/decisions.md, "Cache memory"): kept at 24.
  */
-export const RING = 16;
+export const RING = 24;
 /**
  * Fewest aligned units worth a direct-I/O ring: a download finding fewer free in the pool (and needing
  * more) uses OVERFLOW_RING ordinary units and the page cache instead. Also the ring of a download whose

@@ -120,6 +120,15 @@ const isNotFound = (err: unknown): boolean => status(err) === 404;
 /** A conditional write lost: the key exists (412), or a concurrent conditional write won (409). */
 const isConditionLost = (err: unknown): boolean => status(err) === 412 || status(err) === 409;
 
+type Presign = typeof import('@aws-sdk/s3-request-presigner').getSignedUrl;
+
+/** The presigner, loaded on first use (about 2 MiB of resident memory). */
+async function loadPresigner(): Promise<Presign> {
+  const m = await import('@aws-sdk/s3-request-presigner');
+  // In the bundle (esbuild), a dynamic import of a CommonJS package gives its exports as `default`.
+  return m.getSignedUrl ?? (m as unknown as { default: { getSignedUrl: Presign } }).default.getSignedUrl;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 export class S3Store implements CacheStore {
@@ -141,7 +150,7 @@ export class S3Store implements CacheStore {
   /** Trusted for the endpoint on the blob transport: the system roots plus caPem. */
   readonly #ca: readonly string[] | undefined;
   readonly #proxy: ProxyConfig | undefined;
-  #presign: Promise<typeof import('@aws-sdk/s3-request-presigner').getSignedUrl> | undefined;
+  #presign: Promise<Presign> | undefined;
   /** This replica's name in leases. */
   readonly #owner = randomBytes(8).toString('hex');
   readonly #touched = new Map<string, number>();
@@ -201,7 +210,7 @@ export class S3Store implements CacheStore {
     this.#client = new S3Client(config);
     if (s3.serve === 'redirect')
       this.blobUrl = async (digest) => {
-        this.#presign ??= import('@aws-sdk/s3-request-presigner').then((m) => m.getSignedUrl);
+        this.#presign ??= loadPresigner();
         const getSignedUrl = await this.#presign;
         return getSignedUrl(
           this.#client,
@@ -344,7 +353,7 @@ export class S3Store implements CacheStore {
 
   /** A GET of `key` from `position` to its end, on the blob transport with a presigned URL. */
   async #getRange(key: string, position: number, size: number): Promise<WireResponse> {
-    this.#presign ??= import('@aws-sdk/s3-request-presigner').then((m) => m.getSignedUrl);
+    this.#presign ??= loadPresigner();
     const presign = await this.#presign;
     const url = new URL(
       await presign(this.#client, new GetObjectCommand({ Bucket: this.#bucket, Key: key }), {

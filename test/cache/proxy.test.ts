@@ -196,7 +196,11 @@ spec:
         const layout = await skopeoCopy(`${host}/${upstream.replace(':', '_')}/team/app:1`, work.path);
         assert.deepEqual(await unpackOci(layout), FILES);
       });
-      assert.ok(lines.includes(`CONNECT ${S3_NAME}:${new URL(s3.endpoint).port}`), lines.join('\n'));
+      assert.ok(lines.length > 0);
+      // The SDK's agent keeps its tunnels alive: the CONNECT may date from the cache's start-up. The
+      // endpoint's name resolves only for the proxy, so the pull working shows the tunnel carried it.
+      const all = await proxy.requests();
+      assert.ok(all.includes(`CONNECT ${S3_NAME}:${new URL(s3.endpoint).port}`), all.join('\n'));
       const keys = (await s3.list(bucket)).map((o) => o.key);
       assert.ok(
         keys.some((k) => k.endsWith(image.layer.digest.slice('sha256:'.length))),

@@ -959,6 +959,9 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       CHART,
       '--create-namespace',
       ...valuesFile('cache-s3'),
+      // A second release in this cluster: the first one owns the CRDs (one release per cluster renders them).
+      '--set',
+      'crds.enabled=false',
       ...NO_CLUSTER_IP,
     ]);
     const deployment = await get(['-n', namespace, 'deployment', 'pullmap-s3-cache']);

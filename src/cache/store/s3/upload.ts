@@ -30,9 +30,24 @@ export interface FileUpload {
   readonly partsInFlight: number;
 }
 
-/** The bytes [start, end) of the file, as a fresh stream per attempt. */
-function range(path: string, start: number, end: number) {
-  return () => createReadStream(path, { start, end: end - 1, highWaterMark: READ_CHUNK });
+/**
+ * Sends the bytes [start, end) of the file as a fresh stream (one per attempt). The SDK may fail before it
+ * reads the stream (the service is down), and the caller then removes the file: the stream's late error
+ * (ENOENT on open) must not become an uncaught exception, so it is listened to and the stream destroyed.
+ */
+async function withRange<T>(
+  path: string,
+  start: number,
+  end: number,
+  send: (body: ReturnType<typeof createReadStream>) => Promise<T>,
+): Promise<T> {
+  const body = createReadStream(path, { start, end: end - 1, highWaterMark: READ_CHUNK });
+  body.on('error', () => {});
+  try {
+    return await send(body);
+  } finally {
+    body.destroy();
+  }
 }
 
 async function attempt<T>(run: () => Promise<T>): Promise<T> {
@@ -51,16 +66,17 @@ async function attempt<T>(run: () => Promise<T>): Promise<T> {
 export async function uploadFile(client: S3Client, upload: FileUpload): Promise<void> {
   const { bucket, key, path, size, partSize } = upload;
   if (size <= partSize) {
-    const body = range(path, 0, size);
     await attempt(() =>
-      client.send(
-        new PutObjectCommand({
-          Bucket: bucket,
-          Key: key,
-          Body: body(),
-          ContentLength: size,
-          ContentType: upload.contentType,
-        }),
+      withRange(path, 0, size, (body) =>
+        client.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            Body: body,
+            ContentLength: size,
+            ContentType: upload.contentType,
+          }),
+        ),
       ),
     );
     return;
@@ -80,17 +96,18 @@ export async function uploadFile(client: S3Client, upload: FileUpload): Promise<
         const index = next++;
         const start = index * partSize;
         const end = Math.min(size, start + partSize);
-        const body = range(path, start, end);
         const res = await attempt(() =>
-          client.send(
-            new UploadPartCommand({
-              Bucket: bucket,
-              Key: key,
-              UploadId: uploadId,
-              PartNumber: index + 1,
-              Body: body(),
-              ContentLength: end - start,
-            }),
+          withRange(path, start, end, (body) =>
+            client.send(
+              new UploadPartCommand({
+                Bucket: bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumber: index + 1,
+                Body: body,
+                ContentLength: end - start,
+              }),
+            ),
           ),
         );
         if (res.ETag === undefined) throw new Error(`the service answered part ${index + 1} without an ETag`);

@@ -27,16 +27,18 @@ import type { BlobClient, BlobStream } from './transport/blobs.ts';
 import { writeOnThread, writerAvailable } from './writer.ts';
 
 /**
- * Units per download: up to 24 MiB of a blob in memory, so the disk may lag upstream by as much. Direct
- * writes under load come in bursts of several milliseconds each. Time a download waited for a free unit
- * (ring full of unwritten units), medians over 8 fresh 200 MB blobs in two runs, writes on the writing
- * thread: 16 units 8-12 ms per blob, 24 units 2-3 ms, 32 units 0-1 ms. 24 keeps the cache's peak RSS
- * in the benchmark near 141-143 MiB (the target is < 150; each helper thread costs ~11 MiB, thread.ts).
+ * Units per download with direct writes: up to 24 MiB of a blob in memory, so the disk may lag upstream
+ * by as much. Direct writes under load come in bursts of several milliseconds each. Time a download
+ * waited for a free unit (ring full of unwritten units), medians over 8 fresh 200 MB blobs in two runs,
+ * writes on the writing thread: 16 units 8-12 ms per blob, 24 units 2-3 ms, 32 units 0-1 ms. 16 units
+ * would save 8 MiB of peak RSS, but on a disk shared with other writers the waits grew from a median of
+ * 272 to 420 ms per blob (docs/decisions.md, "Cache memory"): kept at 24.
  */
 export const RING = 24;
 /**
  * Fewest aligned units worth a direct-I/O ring: a download finding fewer free in the pool (and needing
- * more) uses OVERFLOW_RING ordinary units and the page cache instead.
+ * more) uses OVERFLOW_RING ordinary units and the page cache instead. Also the ring of a download whose
+ * temp file is written through the page cache (the units are still shared, for the hashing thread).
  */
 export const MIN_RING = 8;
 /** Units of ordinary memory for a download that finds the aligned pool used up: memory stays bounded. */
@@ -113,7 +115,10 @@ export class Download extends EventEmitter implements ByteSource {
     this.#temp = temp;
     this.#onDirectRefused = onDirectRefused;
     this.#units = [];
-    const wanted = size === undefined ? RING : Math.max(1, Math.min(RING, Math.ceil(size / UNIT)));
+    // Only direct writes need a deep ring (their bursts of latency are the disk's own); writes through
+    // the page cache return at once, so a page-cached temp file (the S3 store's spool) keeps MIN_RING.
+    const ring = temp.direct === undefined ? MIN_RING : RING;
+    const wanted = size === undefined ? ring : Math.max(1, Math.min(ring, Math.ceil(size / UNIT)));
     for (let i = 0; i < wanted; i++) {
       const unit = takeAligned();
       if (unit === undefined) break;

@@ -2,6 +2,7 @@
 // htpasswd, token), builds the registry client for exactly the configured upstreams, opens the store.
 import { readFile } from 'node:fs/promises';
 import { parseDuration } from '../core/duration.ts';
+import type { ProxyConfig } from '../core/proxy.ts';
 import type { Logger } from '../observe/log.ts';
 import { Registry } from '../observe/metrics.ts';
 import { RegistryClient } from '../registry/client.ts';
@@ -101,7 +102,12 @@ async function clientAuthOf(config: CacheConfig): Promise<ClientAuth | undefined
   return undefined;
 }
 
-async function openStore(config: CacheConfig, log: Logger, now: () => number): Promise<CacheStore> {
+async function openStore(
+  config: CacheConfig,
+  log: Logger,
+  now: () => number,
+  proxy: ProxyConfig | undefined,
+): Promise<CacheStore> {
   const { storage } = config;
   if (storage.s3 === undefined) {
     const dir = storage.dir as string;
@@ -130,6 +136,7 @@ async function openStore(config: CacheConfig, log: Logger, now: () => number): P
       directIO: storage.directIO,
       caPem,
       now,
+      proxy,
       onBackgroundError: (what, err) => log.warn(`store: cannot ${what}`, { error: err }),
     });
   } catch (err) {
@@ -143,19 +150,21 @@ async function openStore(config: CacheConfig, log: Logger, now: () => number): P
 export async function startCache(
   config: CacheConfig,
   log: Logger,
-  now: () => number = Date.now,
+  options: { now?: (() => number) | undefined; proxy?: ProxyConfig | undefined } = {},
 ): Promise<CacheInstance> {
+  const { now = Date.now, proxy } = options;
   const endpoints: Record<string, EndpointSettings> = {};
   for (const [i, u] of config.upstreams.entries()) endpoints[u.host] = await endpointOf(u, `upstreams[${i}]`);
   const client = new RegistryClient({
     endpoints,
     credentials: await credentialsOf(config),
     userAgent: 'pullmap-cache',
+    proxy,
   });
   const clientAuth = await clientAuthOf(config);
   let store: CacheStore;
   try {
-    store = await openStore(config, log, now);
+    store = await openStore(config, log, now, proxy);
   } catch (err) {
     await client.close();
     throw err;

@@ -1,6 +1,8 @@
 // `pullmap cache --config FILE`: runs the pull-through cache until SIGTERM or SIGINT.
 import type { ListenAddress } from '../core/net.ts';
+import { proxySettingsFromEnv, redactProxy } from '../core/proxy.ts';
 import { createLogger } from '../observe/log.ts';
+import { proxyConfigOf } from './existence.ts';
 import type { CliIO } from './io.ts';
 import { DEFAULT_MAX_INPUT_BYTES, readInput, UsageError } from './maps.ts';
 
@@ -19,10 +21,11 @@ export async function cache(flags: CacheFlags, io: CliIO, stopped: Promise<strin
   const parsed = parseCacheConfig(text, flags.config);
   if (!parsed.ok) throw new UsageError(`invalid cache config:\n  ${parsed.errors.join('\n  ')}`);
   const config = flags.listen ? { ...parsed.config, listen: flags.listen } : parsed.config;
+  const proxy = proxyConfigOf(proxySettingsFromEnv(io.env));
   const log = createLogger({ level: config.logLevel, out: io.stderr, base: { component: 'cache' } });
   let running: Awaited<ReturnType<typeof startCache>>;
   try {
-    running = await startCache(config, log);
+    running = await startCache(config, log, { proxy });
   } catch (err) {
     if (err instanceof CacheSetupError) throw new UsageError(err.message);
     throw err;
@@ -32,6 +35,8 @@ export async function cache(flags: CacheFlags, io: CliIO, stopped: Promise<strin
     upstreams: config.upstreams.map((u) => u.host),
     store: config.storage.dir,
     storedBytes: running.store.usedBytes,
+    ...(proxy.https ? { httpsProxy: redactProxy(proxy.https) } : {}),
+    ...(proxy.http ? { httpProxy: redactProxy(proxy.http) } : {}),
   });
   log.info('stopping', { signal: await stopped });
   await running.close();

@@ -1,8 +1,10 @@
 // `pullmap copy IMAGE... --config maps.yaml`: copies each image into the target its mapping names, for
 // preparing a mirror before the link goes away. The target comes from core's fillTarget, the same rule
 // and naming the webhook maps with, so a copied image is the one the webhook later finds.
+
 import { scanManifests } from '../core/manifest/rewrite.ts';
 import { type FillPlan, fillTarget } from '../core/mapping/index.ts';
+import type { ProxySettings } from '../core/proxy.ts';
 import { formatReference } from '../core/reference/index.ts';
 import type { CopyEvent, CopyResult } from '../mirror/copy.ts';
 import { type Platform, parsePlatform } from '../mirror/manifest.ts';
@@ -21,6 +23,8 @@ export interface CopyOptions {
   plainHttp: readonly string[];
   caFiles: readonly string[];
   dockerConfig: string | undefined;
+  /** HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment. */
+  proxy: ProxySettings;
   /** Images copied at once. */
   jobs: number;
   /** Limit over the config and manifest inputs. */

@@ -3,6 +3,7 @@
 // all) is loaded on the first probe, not at start-up, unless registry flags ask for it up front.
 import { readFile } from 'node:fs/promises';
 import { parseDuration } from '../core/duration.ts';
+import { type ProxyConfig, type ProxySettings, parseProxySettings } from '../core/proxy.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 import type { RegistryClientOptions } from '../registry/client.ts';
 import type { OracleObserver } from '../registry/existence-oracle.ts';
@@ -17,6 +18,15 @@ export interface RegistryFlags {
   dockerConfig: string | undefined;
   /** How long one decision may wait for registries, like "5s". */
   probeTimeout: string;
+  /** HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment. */
+  proxy: ProxySettings;
+}
+
+/** The proxy settings checked, or a usage error naming the variable. */
+export function proxyConfigOf(settings: ProxySettings): ProxyConfig {
+  const parsed = parseProxySettings(settings);
+  if (!parsed.ok) throw new UsageError(parsed.errors.join('; '));
+  return parsed.config;
 }
 
 export interface CliExistence {
@@ -31,9 +41,10 @@ const readFlagFile = (flag: string, path: string): Promise<string> =>
 
 /** Registry client settings from the flags (files read now: a bad path is a usage error). */
 export async function registryClientOptions(
-  flags: Pick<RegistryFlags, 'plainHttp' | 'caFiles' | 'dockerConfig'>,
+  flags: Pick<RegistryFlags, 'plainHttp' | 'caFiles' | 'dockerConfig' | 'proxy'>,
   requestTimeoutMs: number,
 ): Promise<RegistryClientOptions> {
+  const proxy = proxyConfigOf(flags.proxy);
   const registry = await import('../registry/index.ts');
   const caPem = await Promise.all(flags.caFiles.map((f) => readFlagFile('--registry-ca', f)));
   const keyring = new registry.CredentialKeyring();
@@ -49,7 +60,7 @@ export async function registryClientOptions(
   const endpoints = Object.fromEntries(
     flags.plainHttp.map((host) => [host, { ...defaults, scheme: 'http' as const }]),
   );
-  return { endpoints, defaults, credentials: keyring };
+  return { endpoints, defaults, credentials: keyring, proxy };
 }
 
 async function buildSource(
@@ -86,6 +97,7 @@ export async function existenceFromFlags(
 ): Promise<CliExistence> {
   const timeout = parseDuration(flags.probeTimeout);
   if (!timeout.ok) throw new UsageError(`--probe-timeout: ${timeout.message}`);
+  proxyConfigOf(flags.proxy); // a bad proxy variable is a usage error now, not a failed probe later
   // Files named by flags are read now, so a bad path is a usage error rather than a failed probe.
   if (flags.caFiles.length > 0 || flags.dockerConfig !== undefined || observer !== undefined)
     return buildSource(flags, timeout.ms, observer);

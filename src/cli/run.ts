@@ -3,6 +3,7 @@ import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
+import { proxySettingsFromEnv } from '../core/proxy.ts';
 import { printable } from '../core/text.ts';
 import { cache, cacheLs } from './cache.ts';
 import { check } from './check.ts';
@@ -514,13 +515,17 @@ function oneOf<T extends string>(
   throw new UsageError(`${flag} must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`);
 }
 
-function registryFlags(values: {
-  'plain-http'?: string[];
-  'registry-ca'?: string[];
-  'docker-config'?: string;
-  'probe-timeout': string;
-}): RegistryFlags {
+function registryFlags(
+  values: {
+    'plain-http'?: string[];
+    'registry-ca'?: string[];
+    'docker-config'?: string;
+    'probe-timeout': string;
+  },
+  env: CliIO['env'],
+): RegistryFlags {
   return {
+    proxy: proxySettingsFromEnv(env),
     plainHttp: values['plain-http'] ?? [],
     caFiles: values['registry-ca'] ?? [],
     dockerConfig: values['docker-config'],
@@ -628,7 +633,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
           ? undefined
           : listenAddress(values['health-listen'], '--health-listen'),
       reloadIntervalMs: duration(values['reload-interval'], '--reload-interval'),
-      registry: registryFlags(values),
+      registry: registryFlags(values, io.env),
       cluster,
     },
     { stderr: io.stderr, stopped: stopSignal() },
@@ -644,7 +649,7 @@ async function explainCommand(rest: readonly string[], io: CliIO): Promise<numbe
   if (values.pod !== undefined) {
     if (positionals.length > 0)
       throw new UsageError("explain --pod explains the pod's images; give no IMAGE arguments with it");
-    const podExistence = await existenceFromFlags(registryFlags(values));
+    const podExistence = await existenceFromFlags(registryFlags(values, io.env));
     const { explainPod } = await import('./explain-pod.ts');
     return await explainPod(
       {
@@ -661,7 +666,7 @@ async function explainCommand(rest: readonly string[], io: CliIO): Promise<numbe
   if (values.kubeconfig !== undefined) throw new UsageError('--kubeconfig needs --pod NAMESPACE/NAME');
   if (config.includes('-') && positionals.length === 0)
     throw new UsageError('--config - reads stdin, so give the images as arguments');
-  const existence = await existenceFromFlags(registryFlags(values));
+  const existence = await existenceFromFlags(registryFlags(values, io.env));
   return await explain(
     {
       images: positionals,
@@ -689,7 +694,7 @@ async function rewriteCommand(rest: readonly string[], io: CliIO): Promise<numbe
     );
   oneStdin(values.config, values.file);
   const maxInputBytes = parseByteSize(values['max-input-bytes'], '--max-input-bytes');
-  const existence = await existenceFromFlags(registryFlags(values));
+  const existence = await existenceFromFlags(registryFlags(values, io.env));
   return await rewrite(
     {
       file: values.file,
@@ -734,7 +739,7 @@ async function copyCommand(rest: readonly string[], io: CliIO): Promise<number> 
   const jobs = Number(values.jobs);
   if (!Number.isSafeInteger(jobs) || jobs < 1 || jobs > 16)
     throw new UsageError('--jobs must be a whole number from 1 to 16');
-  const flags = registryFlags(values);
+  const flags = registryFlags(values, io.env);
   const { copy } = await import('./copy.ts');
   return await copy(
     {
@@ -746,6 +751,7 @@ async function copyCommand(rest: readonly string[], io: CliIO): Promise<number> 
       plainHttp: flags.plainHttp,
       caFiles: flags.caFiles,
       dockerConfig: flags.dockerConfig,
+      proxy: flags.proxy,
       jobs,
       maxInputBytes: parseByteSize(values['max-input-bytes'], '--max-input-bytes'),
     },

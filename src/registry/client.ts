@@ -5,7 +5,8 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { Agent } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
+import type { ProxyConfig } from '../core/proxy.ts';
 import {
   DEFAULT_TAG,
   DIGEST,
@@ -38,6 +39,7 @@ import {
   isManifestMediaType,
   MANIFEST_ACCEPT,
 } from './media-types.ts';
+import { hasProxy, RoutedAgent } from './proxy-agent.ts';
 import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -59,6 +61,8 @@ export interface RegistryClientOptions {
   /** Requests that may wait for a free slot per host before new ones fail with REG_BUSY. */
   readonly maxQueuePerHost?: number | undefined;
   readonly userAgent?: string | undefined;
+  /** HTTP proxies (HTTPS_PROXY, HTTP_PROXY, NO_PROXY as Go reads them); undefined: every request direct. */
+  readonly proxy?: ProxyConfig | undefined;
 }
 
 export interface CallOptions {
@@ -125,7 +129,7 @@ export function transferTimeoutMs(bytes: number): number {
 
 interface HostState {
   readonly endpoint: Endpoint;
-  readonly dispatcher: Agent;
+  readonly dispatcher: Dispatcher;
   /** Requests through the pool. */
   readonly hop: Hop;
   readonly semaphore: Semaphore;
@@ -192,6 +196,7 @@ export class RegistryClient {
   readonly #maxManifestBytes: number;
   readonly #maxQueue: number;
   readonly #userAgent: string;
+  readonly #proxy: ProxyConfig | undefined;
   readonly #hosts = new Map<string, HostState>();
   readonly #auth: Authorizer;
   /** Aborted by `close`: ends sessions' transfers, which run on connections of their own. */
@@ -205,6 +210,7 @@ export class RegistryClient {
     this.#maxManifestBytes = options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
     this.#maxQueue = options.maxQueuePerHost ?? DEFAULT_MAX_QUEUE_PER_HOST;
     this.#userAgent = options.userAgent ?? 'pullmap';
+    this.#proxy = options.proxy;
     this.#auth = new Authorizer({ now: this.#now, userAgent: this.#userAgent });
   }
 
@@ -337,6 +343,11 @@ export class RegistryClient {
         });
       return { status: 200, bytes, mediaType, digest };
     });
+  }
+
+  /** The HTTP proxies the client was given, for transports of the caller's own (the cache's blobs). */
+  get proxy(): ProxyConfig | undefined {
+    return this.#proxy;
   }
 
   /** The wall clock the client was given (for Retry-After dates of a session's failures). */
@@ -620,13 +631,23 @@ export class RegistryClient {
     const endpoint = resolved.endpoint;
     // A private CA is trusted in addition to the system roots, as Docker's certs.d does.
     const ca = endpoint.caPem.length > 0 ? [...rootCertificates, ...endpoint.caPem] : undefined;
-    const dispatcher = new Agent({
-      connections: endpoint.maxConcurrent,
-      keepAliveTimeout: 30_000,
-      connect: { timeout: endpoint.connectTimeoutMs, ...(ca ? { ca } : {}) },
-      // Blob redirects may lead elsewhere, but not to an unbounded number of places.
-      maxOrigins: 16,
-    });
+    // Blob redirects may lead elsewhere, but not to an unbounded number of places.
+    const maxOrigins = 16;
+    const dispatcher = hasProxy(this.#proxy)
+      ? new RoutedAgent({
+          proxy: this.#proxy,
+          connections: endpoint.maxConcurrent,
+          keepAliveTimeout: 30_000,
+          connectTimeoutMs: endpoint.connectTimeoutMs,
+          ca,
+          maxOrigins,
+        })
+      : new Agent({
+          connections: endpoint.maxConcurrent,
+          keepAliveTimeout: 30_000,
+          connect: { timeout: endpoint.connectTimeoutMs, ...(ca ? { ca } : {}) },
+          maxOrigins,
+        });
     const state: HostState = {
       endpoint,
       dispatcher,

@@ -41,6 +41,7 @@ const CASES: readonly Case[] = [
   { name: 'defaults' },
   { name: 'cache-daemonset' },
   { name: 'cache-pvc' },
+  { name: 'cache-s3' },
   { name: 'cert-manager' },
   { name: 'maps' },
   { name: 'host-network' },
@@ -265,7 +266,11 @@ describe('helm lint and template', () => {
 
   test('values that do not fit are refused with the value named', async () => {
     const refused: [string[], RegExp][] = [
-      [['--set', 'cache.mode=hostpath'], /cache\/mode.*daemonset.*pvc/],
+      [['--set', 'cache.mode=hostpath'], /cache\/mode.*daemonset.*pvc.*s3/],
+      [
+        ['--set', 'cache.enabled=true', '--set', 'cache.mode=s3'],
+        /cache\.mode s3 needs cache\.config\.storage\.s3\.bucket/,
+      ],
       [['--set', 'webhook.failurePolicy=Never'], /webhook\/failurePolicy/],
       [['--set', 'logLevel=verbose'], /logLevel/],
       [['--set', 'webhook.deadline=5s'], /webhook\.deadline \(5s\) must be below webhook\.timeoutSeconds/],
@@ -401,7 +406,7 @@ describe('production values', () => {
 
 describe('what the chart renders, pullmap accepts', () => {
   test('the rendered cache configs parse, and the DaemonSet publishes on the node loopback only', async () => {
-    for (const name of ['cache-daemonset', 'cache-pvc', 'service-monitor']) {
+    for (const name of ['cache-daemonset', 'cache-pvc', 'cache-s3', 'service-monitor']) {
       const list = objects(await template(name));
       const config = find(list, 'ConfigMap', 'pullmap-cache-config')!;
       const parsed = parseCacheConfig(config.data['cache.yaml'], `${name}: cache.yaml`);
@@ -436,6 +441,55 @@ describe('what the chart renders, pullmap accepts', () => {
     assert.equal(find(pvc, 'PersistentVolumeClaim')!.spec.resources.requests.storage, '60Gi');
     assert.equal(find(pvc, 'Deployment', 'pullmap-cache')!.metadata.namespace, 'pullmap-cache');
     assert.equal(find(pvc, 'Service', 'pullmap-cache')!.spec.ports[0].nodePort, 30439);
+  });
+
+  test('s3 mode: replicas rolling over one bucket, a bounded spool, credentials and identity, the proxy', async () => {
+    const list = objects(await template('cache-s3'));
+    assert.equal(find(list, 'PersistentVolumeClaim'), undefined, 'no volume claim: the bucket is the store');
+    const deployment = find(list, 'Deployment', 'pullmap-cache')!;
+    assert.equal(deployment.spec.replicas, 3);
+    assert.deepEqual(deployment.spec.strategy, {
+      type: 'RollingUpdate',
+      rollingUpdate: { maxSurge: 1, maxUnavailable: 0 },
+    });
+    const pod = deployment.spec.template.spec;
+    assert.deepEqual(
+      pod.volumes.find((v: Obj) => v.name === 'store'),
+      {
+        name: 'store',
+        emptyDir: { sizeLimit: '4Gi' },
+      },
+    );
+    assert.equal(pod.serviceAccountName, 'pullmap-cache');
+    assert.equal(pod.automountServiceAccountToken, false);
+    const container = pod.containers[0];
+    assert.deepEqual(container.envFrom, [{ secretRef: { name: 's3-credentials' } }]);
+    const env = Object.fromEntries(container.env.map((e: Obj) => [e.name, e.value]));
+    assert.deepEqual(env, {
+      HTTPS_PROXY: 'http://proxy.corp.example:3128',
+      HTTP_PROXY: 'http://proxy.corp.example:3128',
+      NO_PROXY: '10.0.0.0/8,.svc,.cluster.local,s3.internal',
+      AWS_REGION: 'eu-west-1',
+    });
+    const account = find(list, 'ServiceAccount', 'pullmap-cache')!;
+    assert.equal(
+      account.metadata.annotations['eks.amazonaws.com/role-arn'],
+      'arn:aws:iam::123456789012:role/pullmap-cache',
+    );
+    const config = parseCacheConfig(
+      find(list, 'ConfigMap', 'pullmap-cache-config')!.data['cache.yaml'],
+      's3',
+    );
+    assert.ok(config.ok && config.config.storage.s3?.bucket === 'pullmap-cache');
+    assert.equal(find(list, 'Service', 'pullmap-cache')!.spec.type, 'NodePort');
+    // The webhook's existence probes go through the same proxy.
+    const webhookEnv = find(list, 'Deployment', 'pullmap-webhook')!.spec.template.spec.containers[0].env;
+    assert.ok(
+      webhookEnv.some((e: Obj) => e.name === 'HTTPS_PROXY' && e.value === 'http://proxy.corp.example:3128'),
+    );
+    // Without proxy values, no proxy variables at all.
+    const plain = find(objects(await template('cache-pvc')), 'Deployment', 'pullmap-cache')!;
+    assert.equal(plain.spec.template.spec.containers[0].env, undefined);
   });
 
   test('pullmap cache starts with the rendered args and config (store and port moved to the test)', async () => {
@@ -891,6 +945,44 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       ['-n', namespace, 'deployment', 'pullmap-pvc-cache'],
       ['-n', namespace, 'servicemonitor', 'pullmap-pvc-webhook'],
       ['mutatingwebhookconfiguration', 'pullmap-pvc'],
+    ])
+      assert.equal(await exists(object), false, `${object.join(' ')} is gone after uninstall`);
+  });
+
+  test('the S3 cache: replicas, their ServiceAccount and Service; the proxy in both containers', async () => {
+    const namespace = 'cache-s3';
+    const inNs = (args: string[]): Promise<string> =>
+      helm.ok([...args, '--namespace', namespace], { kubeconfig: kube.kubeconfigPath });
+    await inNs([
+      'install',
+      'pullmap-s3',
+      CHART,
+      '--create-namespace',
+      ...valuesFile('cache-s3'),
+      // A second release in this cluster: the first one owns the CRDs (one release per cluster renders them).
+      '--set',
+      'crds.enabled=false',
+      ...NO_CLUSTER_IP,
+    ]);
+    const deployment = await get(['-n', namespace, 'deployment', 'pullmap-s3-cache']);
+    assert.equal(deployment.spec.replicas, 3);
+    assert.equal(deployment.spec.strategy.type, 'RollingUpdate');
+    const pod = deployment.spec.template.spec;
+    assert.equal(pod.serviceAccountName, 'pullmap-s3-cache');
+    assert.equal(pod.volumes.find((v: Obj) => v.name === 'store').emptyDir.sizeLimit, '4Gi');
+    assert.ok(pod.containers[0].env.some((e: Obj) => e.name === 'NO_PROXY'));
+    const account = await get(['-n', namespace, 'serviceaccount', 'pullmap-s3-cache']);
+    assert.ok(account.metadata.annotations['eks.amazonaws.com/role-arn']);
+    assert.equal((await get(['-n', namespace, 'service', 'pullmap-s3-cache'])).spec.type, 'NodePort');
+    const webhook = await get(['-n', namespace, 'deployment', 'pullmap-s3-webhook']);
+    assert.ok(webhook.spec.template.spec.containers[0].env.some((e: Obj) => e.name === 'HTTPS_PROXY'));
+    assert.equal(await exists(['-n', namespace, 'pvc', 'pullmap-s3-cache-store']), false);
+
+    await inNs(['uninstall', 'pullmap-s3']);
+    for (const object of [
+      ['-n', namespace, 'deployment', 'pullmap-s3-cache'],
+      ['-n', namespace, 'serviceaccount', 'pullmap-s3-cache'],
+      ['-n', namespace, 'service', 'pullmap-s3-cache'],
     ])
       assert.equal(await exists(object), false, `${object.join(' ')} is gone after uninstall`);
   });

@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { checkCacheConfig } from '../../src/cache/config.ts';
 import { type CacheInstance, startCache } from '../../src/cache/index.ts';
+import type { ProxyConfig } from '../../src/core/proxy.ts';
 import { createLogger } from '../../src/observe/log.ts';
 import {
   type Daemon,
@@ -45,7 +46,7 @@ async function configFor(
 
 export async function startTestCache(
   input: CacheConfigInput,
-  options: { now?: () => number } = {},
+  options: { now?: () => number; proxy?: ProxyConfig } = {},
 ): Promise<TestCache> {
   const temp = await tempDir('cache');
   const raw = await configFor(input, temp.path, 0);
@@ -60,7 +61,7 @@ export async function startTestCache(
   });
   // PULLMAP_TEST_LOG=1 shows the cache's log while debugging a test.
   const log = createLogger({ level: 'debug', out: process.env['PULLMAP_TEST_LOG'] ? process.stderr : out });
-  const instance = await startCache(checked.config, log, options.now);
+  const instance = await startCache(checked.config, log, { now: options.now, proxy: options.proxy });
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
@@ -100,7 +101,7 @@ const BUNDLE = join(ROOT, 'dist', 'pullmap.js');
 export async function spawnCache(
   input: CacheConfigInput,
   dir: string,
-  options: { bundle?: boolean; nodeFlags?: readonly string[] } = {},
+  options: { bundle?: boolean; nodeFlags?: readonly string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<CacheProcess> {
   const port = await freePort();
   const config = await configFor(input, dir, port);
@@ -111,6 +112,7 @@ export async function spawnCache(
     name: 'pullmap cache',
     command: process.execPath,
     args: [...(options.nodeFlags ?? []), options.bundle ? BUNDLE : MAIN, 'cache', '--config', configPath],
+    ...(options.env ? { env: options.env } : {}),
     ready: async () => (await fetch(`http://${host}/healthz`)).ok,
   });
   return { host, daemon, configPath, storeDir: (config['storage'] as { dir: string }).dir };

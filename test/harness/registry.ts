@@ -19,6 +19,8 @@ export interface RegistryOptions {
   readonly auth?: RegistryAuth;
   /** Serve HTTPS with a certificate from a fresh private CA (see `pki`). */
   readonly tls?: boolean;
+  /** More DNS names the TLS certificate is valid for (made-up names a test proxy resolves). */
+  readonly tlsNames?: readonly string[];
   /** DELETE of manifests (default true): lets tests make an image vanish "upstream". */
   readonly deleteEnabled?: boolean;
   /**
@@ -142,7 +144,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
   const binary = requireCommand('docker-registry');
   const temp: TempDir = await tempDir('registry');
   const dir = temp.path;
-  const pki = options.tls ? await makePki(dir) : undefined;
+  const pki = options.tls ? await makePki(dir, undefined, options.tlsNames) : undefined;
   const config: Record<string, unknown> = {
     version: 0.1,
     // info level is what prints the chosen port; the access log is what we count.

@@ -35,6 +35,9 @@ export interface TestS3 {
   /** "http://127.0.0.1:PORT" */
   readonly endpoint: string;
   readonly region: string;
+  /** The server's one identity, for clients configured without a credentials file (docker-registry). */
+  readonly accessKey: string;
+  readonly secretKey: string;
   /** An AWS shared credentials file with the server's one identity ([default]). */
   readonly credentialsFile: string;
   /** A client of the server, for tests that look at the bucket directly. */
@@ -159,6 +162,8 @@ export async function startS3(): Promise<TestS3> {
   return {
     endpoint,
     region,
+    accessKey: ACCESS_KEY,
+    secretKey: SECRET_KEY,
     credentialsFile,
     client,
     async bucket() {

@@ -17,7 +17,12 @@ export interface TestPki {
 }
 
 /** Creates ca.crt/ca.key and a server.crt/server.key for 127.0.0.1, ::1 and localhost in `dir`. */
-export async function makePki(dir: string, commonName = '127.0.0.1'): Promise<TestPki> {
+export async function makePki(
+  dir: string,
+  commonName = '127.0.0.1',
+  /** More DNS names the server certificate is valid for. */
+  names: readonly string[] = [],
+): Promise<TestPki> {
   const openssl = requireCommand('openssl');
   const p = (name: string): string => join(dir, name);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
@@ -44,7 +49,10 @@ export async function makePki(dir: string, commonName = '127.0.0.1'): Promise<Te
     '-out',
     p('server.csr'),
   ]);
-  await writeFile(p('san.ext'), 'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n');
+  await writeFile(
+    p('san.ext'),
+    `subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost${names.map((n) => `,DNS:${n}`).join('')}\n`,
+  );
   await execFileAsync(openssl, [
     'x509',
     '-req',

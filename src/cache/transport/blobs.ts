@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
+import { type ProxyConfig, proxyFor } from '../../core/proxy.ts';
 import { DIGEST, digestAlgorithm, parseReference } from '../../core/reference/index.ts';
 import type { CallOptions, RegistryClient } from '../../registry/client.ts';
 import type { Endpoint } from '../../registry/endpoint.ts';
@@ -94,7 +95,7 @@ export class BlobClient {
     if (hop === undefined) {
       // A private CA is trusted in addition to the system roots, as Docker's certs.d does.
       const ca = endpoint.caPem.length > 0 ? [...rootCertificates, ...endpoint.caPem] : undefined;
-      hop = wireHop({ connectTimeoutMs: endpoint.connectTimeoutMs, ca });
+      hop = wireHop({ connectTimeoutMs: endpoint.connectTimeoutMs, ca, proxy: this.#registry.proxy });
       this.#hops.set(endpoint, hop);
     }
     return hop;
@@ -214,6 +215,7 @@ export class BlobClient {
 function wireHop(options: {
   connectTimeoutMs: number;
   ca: readonly string[] | undefined;
+  proxy: ProxyConfig | undefined;
 }): Hop<WireExchange> {
   return async (request) => {
     if (request.method !== 'GET' || request.body !== undefined)
@@ -225,6 +227,8 @@ function wireHop(options: {
       connectTimeoutMs: options.connectTimeoutMs,
       timeoutMs: request.timeoutMs,
       ca: options.ca,
+      // Decided per hop: a redirect may lead to storage that NO_PROXY lists.
+      proxy: options.proxy && proxyFor(options.proxy, request.url),
     });
     const base = { statusCode: res.statusCode, headers: res.headers, url: request.url };
     if (res.statusCode === 200 || res.statusCode === 206) {

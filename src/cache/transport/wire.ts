@@ -22,6 +22,7 @@ import {
   ProtocolError,
   parseHead,
 } from './http1.ts';
+import { authority, connectToProxy, openTunnel, proxyAuthorization } from './tunnel.ts';
 
 /**
  * Bytes per socket read. Larger reads mean fewer callbacks: on the test VM a cold 200 MB pull through
@@ -53,6 +54,11 @@ export interface WireRequest {
   readonly timeoutMs: number;
   /** Certificates trusted for https: (undefined: the system roots). */
   readonly ca?: readonly string[] | undefined;
+  /**
+   * The HTTP proxy to go through (proxyFor decided it for this URL): https: through a CONNECT tunnel,
+   * http: as an absolute-form request to the proxy.
+   */
+  readonly proxy?: URL | undefined;
 }
 
 /**
@@ -123,7 +129,8 @@ function headerLine(name: string, value: string): string {
 
 class Connection implements WireResponse {
   readonly #request: WireRequest;
-  readonly #socket: Socket;
+  /** Undefined while a CONNECT tunnel is being opened. */
+  #socket: Socket | undefined;
   #resolveHead: ((response: WireResponse) => void) | undefined;
   #rejectHead: ((err: Error) => void) | undefined;
   #state: 'connecting' | 'head' | 'waiting' | 'body' | 'done' | 'failed' = 'connecting';
@@ -136,6 +143,12 @@ class Connection implements WireResponse {
   #rejectBody: ((err: Error) => void) | undefined;
   /** The consumer returned a promise that has not settled: the socket is paused for it. */
   #held = false;
+  /**
+   * Reading through 'data' events (TLS in a tunnel): a paused socket can still report its close, which
+   * then waits here until the consumer asks for more (with onread, a paused socket reads nothing).
+   */
+  #deferClose = false;
+  #closePending = false;
   #error: Error | undefined;
   #buffer: Buffer;
   #timer: NodeJS.Timeout;
@@ -144,18 +157,22 @@ class Connection implements WireResponse {
   headers: IncomingHttpHeaders = {};
 
   constructor(request: WireRequest, resolve: (response: WireResponse) => void, reject: (err: Error) => void) {
-    const { url } = request;
+    const { url, proxy } = request;
+    const tls = url.protocol === 'https:';
+    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    const port = Number(url.port || (tls ? 443 : 80));
+    // Through a proxy, plain HTTP asks the proxy for the absolute URL (and may carry its credentials).
+    const absolute = proxy !== undefined && !tls;
+    const auth = absolute ? proxyAuthorization(proxy) : undefined;
     // Built first: a header that cannot be sent fails the call before anything is opened.
-    let lines = `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n`;
+    let lines = `GET ${absolute ? `http://${authority(host, port)}` : ''}${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n`;
+    if (auth !== undefined) lines += `Proxy-Authorization: ${auth}\r\n`;
     for (const [name, value] of Object.entries(request.headers)) lines += headerLine(name, value);
     lines += '\r\n';
     this.#request = request;
     this.#resolveHead = resolve;
     this.#rejectHead = reject;
     this.#buffer = pool.pop() ?? Buffer.allocUnsafeSlow(READ_BUFFER);
-    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    const tls = url.protocol === 'https:';
-    const port = Number(url.port || (tls ? 443 : 80));
     const onread = { buffer: this.#buffer, callback: (n: number) => this.#read(n) };
     this.#timer = setTimeout(
       () =>
@@ -166,28 +183,64 @@ class Connection implements WireResponse {
     );
     this.#onAbort = () =>
       this.#fail(request.signal.reason instanceof Error ? request.signal.reason : new Error('aborted'));
-    this.#socket = tls
-      ? tlsConnect({
-          host,
-          port,
-          // SNI takes a name, never an address.
-          ...(isIP(host) === 0 ? { servername: host } : {}),
-          ...(request.ca ? { ca: [...request.ca] } : {}),
-          ALPNProtocols: ['http/1.1'],
-          // tls.connect takes net.connect's onread (Node.js docs), though @types/node does not say so.
-          ...({ onread } as object),
-        })
-      : netConnect({ host, port, onread });
-    this.#socket.once(tls ? 'secureConnect' : 'connect', () => {
-      if (this.#state !== 'connecting') return;
-      this.#state = 'head';
-      this.#arm(request.timeoutMs, 'PULLMAP_HEADERS_TIMEOUT', 'no answer');
-      this.#socket.write(lines);
-    });
-    this.#socket.on('error', (err) => this.#fail(err));
-    this.#socket.on('close', () => this.#closed());
+    const tlsOptions = {
+      host,
+      port,
+      // SNI takes a name, never an address.
+      ...(isIP(host) === 0 ? { servername: host } : {}),
+      ...(request.ca ? { ca: [...request.ca] } : {}),
+      ALPNProtocols: ['http/1.1'],
+    };
+    if (proxy !== undefined && tls) {
+      // TLS inside a CONNECT tunnel. tls.connect ignores onread when handed a socket, so this one path
+      // reads through 'data' events (a fresh buffer per read) instead of the reused buffer.
+      this.#socket = undefined;
+      openTunnel({ proxy, host, port, timeoutMs: request.connectTimeoutMs, signal: request.signal }).then(
+        (tunnel) => {
+          if (this.#state !== 'connecting') {
+            tunnel.destroy();
+            return;
+          }
+          const socket = tlsConnect({ ...tlsOptions, socket: tunnel });
+          this.#deferClose = true;
+          socket.on('data', (chunk: Buffer) => {
+            if (!this.#onBytes(chunk)) socket.pause();
+          });
+          this.#attach(socket, 'secureConnect', lines);
+        },
+        (err: Error) => this.#fail(err),
+      );
+    } else {
+      const socket = tls
+        ? tlsConnect({
+            ...tlsOptions,
+            // tls.connect takes net.connect's onread (Node.js docs), though @types/node does not say so.
+            ...({ onread } as object),
+          })
+        : proxy !== undefined
+          ? connectToProxy(proxy, onread)
+          : netConnect({ host, port, onread });
+      this.#attach(
+        socket,
+        tls || (proxy !== undefined && proxy.protocol === 'https:') ? 'secureConnect' : 'connect',
+        lines,
+      );
+    }
     if (request.signal.aborted) this.#onAbort();
     else request.signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /** Sends the request once `socket` is ready, and watches it. */
+  #attach(socket: Socket, ready: 'connect' | 'secureConnect', lines: string): void {
+    this.#socket = socket;
+    socket.once(ready, () => {
+      if (this.#state !== 'connecting') return;
+      this.#state = 'head';
+      this.#arm(this.#request.timeoutMs, 'PULLMAP_HEADERS_TIMEOUT', 'no answer');
+      socket.write(lines);
+    });
+    socket.on('error', (err) => this.#fail(err));
+    socket.on('close', () => this.#closed());
   }
 
   #arm(ms: number, code: string, what: string): void {
@@ -197,11 +250,16 @@ class Connection implements WireResponse {
 
   /** onread: `n` bytes are in the read buffer; false pauses the socket. */
   #read(n: number): boolean {
-    if (this.#state === 'head') return this.#readHead(this.#buffer.subarray(0, n));
+    return this.#onBytes(this.#buffer.subarray(0, n));
+  }
+
+  /** Bytes read from the connection; false pauses it. */
+  #onBytes(bytes: Buffer): boolean {
+    if (this.#state === 'head') return this.#readHead(bytes);
     if (this.#state !== 'body') return false;
     this.#timer.refresh();
     try {
-      return this.#deliver(this.#buffer.subarray(0, n));
+      return this.#deliver(bytes);
     } catch (err) {
       this.#fail(err as Error);
       return false;
@@ -269,7 +327,7 @@ class Connection implements WireResponse {
       const early = this.#early;
       this.#early = undefined;
       try {
-        if (early === undefined || this.#deliver(early)) this.#socket.resume();
+        if (early === undefined || this.#deliver(early)) this.#resume();
       } catch (err) {
         this.#fail(err as Error);
       }
@@ -309,7 +367,7 @@ class Connection implements WireResponse {
             if (this.#state !== 'body') return;
             this.#arm(this.#request.timeoutMs, 'PULLMAP_BODY_TIMEOUT', 'no body bytes');
             try {
-              if (this.#feed(data, i + 1, done)) this.#socket.resume();
+              if (this.#feed(data, i + 1, done)) this.#resume();
             } catch (err) {
               this.#fail(err as Error);
             }
@@ -333,7 +391,21 @@ class Connection implements WireResponse {
     this.#resolveBody?.();
   }
 
+  /** Reads on, or handles the close that came while the consumer was not reading. */
+  #resume(): void {
+    if (!this.#closePending) {
+      this.#socket?.resume();
+      return;
+    }
+    this.#closePending = false;
+    this.#closed();
+  }
+
   #closed(): void {
+    if (this.#deferClose && (this.#held || this.#state === 'waiting')) {
+      this.#closePending = true;
+      return;
+    }
     // A close ends a close-delimited body. It is only seen while reading, so never while the consumer
     // holds a chunk (the socket is paused then): closing then is a failure like any other.
     if (this.#state === 'body' && !this.#held && (this.#framer as BodyFramer).closeEnds()) {
@@ -368,7 +440,7 @@ class Connection implements WireResponse {
   #release(): void {
     clearTimeout(this.#timer);
     this.#request.signal.removeEventListener('abort', this.#onAbort);
-    this.#socket.destroy();
+    this.#socket?.destroy();
     // The buffer is free once nothing reads into it or holds a view of it.
     if (!this.#held) this.#giveBuffer();
   }

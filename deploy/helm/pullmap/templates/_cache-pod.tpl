@@ -1,7 +1,9 @@
-{{/* The cache's pod template, shared by the DaemonSet and the PVC Deployment (as deploy/cache and
-deploy/cache-pvc): the same container, probes and security; the store is a hostPath or the claim. */}}
+{{/* The cache's pod template, shared by the DaemonSet and the PVC and S3 Deployments (as deploy/cache and
+deploy/cache-pvc): the same container, probes and security; the store is a hostPath, the claim, or (S3)
+a bounded emptyDir that holds only the downloads in flight. */}}
 {{- define "pullmap.cachePod" -}}
 {{- $daemonset := eq .Values.cache.mode "daemonset" -}}
+{{- $s3 := eq .Values.cache.mode "s3" -}}
 {{- $hostNetwork := and $daemonset .Values.cache.daemonset.hostNetwork -}}
 metadata:
   labels:
@@ -24,6 +26,9 @@ spec:
   priorityClassName: {{ . }}
   {{- end }}
   terminationGracePeriodSeconds: {{ .Values.cache.terminationGracePeriodSeconds }}
+  {{- if or .Values.cache.serviceAccount.create .Values.cache.serviceAccount.name }}
+  serviceAccountName: {{ include "pullmap.cacheServiceAccount" . }}
+  {{- end }}
   automountServiceAccountToken: false
   {{- if $hostNetwork }}
   hostNetwork: true
@@ -84,6 +89,15 @@ spec:
         {{- else }}
         - { name: registry, containerPort: {{ .Values.cache.port }}, protocol: TCP }
         {{- end }}
+      {{- $env := concat (include "pullmap.proxyEnv" . | fromYamlArray) (.Values.cache.extraEnv | default list) }}
+      {{- with $env }}
+      env:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.cache.extraEnvFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       readinessProbe:
         httpGet: { path: /readyz, port: registry{{ if $hostNetwork }}, host: 127.0.0.1{{ end }} }
         periodSeconds: 5
@@ -113,6 +127,8 @@ spec:
     - name: store
       {{- if $daemonset }}
       hostPath: { path: {{ .Values.cache.daemonset.hostPath }}, type: DirectoryOrCreate }
+      {{- else if $s3 }}
+      emptyDir: { sizeLimit: {{ .Values.cache.s3.spoolSizeLimit }} }
       {{- else }}
       persistentVolumeClaim: { claimName: {{ .Values.cache.persistence.existingClaim | default (printf "%s-store" (include "pullmap.cacheName" .)) }} }
       {{- end }}

@@ -38,6 +38,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "pullmap.tlsSecret" -}}
 {{- .Values.tls.existingSecret | default (printf "%s-webhook-tls" (include "pullmap.fullname" .)) -}}
 {{- end -}}
+{{- define "pullmap.cacheServiceAccount" -}}
+{{- .Values.cache.serviceAccount.name | default (include "pullmap.cacheName" .) -}}
+{{- end -}}
+{{- /* HTTPS_PROXY / HTTP_PROXY / NO_PROXY from proxy.*, for the webhook's and the cache's containers (a YAML
+list, empty when no proxy is set). */ -}}
+{{- define "pullmap.proxyEnv" -}}
+{{- $env := list -}}
+{{- with .Values.proxy.httpsProxy }}{{ $env = append $env (dict "name" "HTTPS_PROXY" "value" .) }}{{ end -}}
+{{- with .Values.proxy.httpProxy }}{{ $env = append $env (dict "name" "HTTP_PROXY" "value" .) }}{{ end -}}
+{{- with .Values.proxy.noProxy }}{{ $env = append $env (dict "name" "NO_PROXY" "value" .) }}{{ end -}}
+{{- toYaml $env -}}
+{{- end -}}
 {{- define "pullmap.cacheNamespace" -}}{{ .Values.cache.namespace | default .Release.Namespace }}{{- end -}}
 
 {{/* The image reference: repository:tag, with @digest when one is given. */}}

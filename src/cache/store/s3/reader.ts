@@ -1,24 +1,32 @@
 // A stored blob read from the bucket, for a client: ranged GETs from where the first read asks.
-import type { Readable } from 'node:stream';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { WireResponse } from '../../transport/wire.ts';
 import type { BlobReader } from '../types.ts';
 
-/** A stored blob read from the bucket, in order, from where the first read asks (a ranged GET). */
-export class ObjectReader implements BlobReader {
-  readonly #client: S3Client;
-  readonly #bucket: string;
-  readonly #key: string;
+/** Opens a GET of the object from `position` to its end on the blob transport (a presigned URL). */
+export type RangeOpener = (position: number) => Promise<WireResponse>;
+
+/**
+ * A stored blob read from the bucket on the blob transport (wire.ts) instead of the SDK's HTTP client:
+ * the answer's bytes arrive as views of one reused 1 MiB read buffer, each held (the connection paused)
+ * until `read` has copied it out. The warm path of an S3 replica is this copy and the client's; the
+ * SDK's stream cost more CPU per byte than the service on the same two cores (docs/decisions.md).
+ */
+export class WireObjectReader implements BlobReader {
+  readonly #open: RangeOpener;
   readonly #size: number;
   readonly #failure: (err: unknown) => Error;
-  #body: Readable | undefined;
-  #chunks: AsyncIterator<Buffer> | undefined;
-  #pending: Buffer | undefined;
+  #response: WireResponse | undefined;
+  /** The view handed over by the transport, and how to let it go on once it is copied out. */
+  #chunk: Buffer | undefined;
+  #release: (() => void) | undefined;
+  /** Wakes a `read` waiting for the next view or the end. */
+  #wake: (() => void) | undefined;
+  #ended = false;
+  #error: unknown;
   #position = -1;
 
-  constructor(client: S3Client, bucket: string, key: string, size: number, failure: (err: unknown) => Error) {
-    this.#client = client;
-    this.#bucket = bucket;
-    this.#key = key;
+  constructor(open: RangeOpener, size: number, failure: (err: unknown) => Error) {
+    this.#open = open;
     this.#size = size;
     this.#failure = failure;
   }
@@ -36,47 +44,81 @@ export class ObjectReader implements BlobReader {
   }
 
   async read(buffer: Buffer, length: number, position: number): Promise<number> {
-    if (position !== this.#position) await this.#open(position);
-    let chunk = this.#pending;
-    if (chunk === undefined || chunk.length === 0) {
-      let next: IteratorResult<Buffer>;
-      try {
-        next = await (this.#chunks as AsyncIterator<Buffer>).next();
-      } catch (err) {
-        throw this.#failure(err);
-      }
-      if (next.done) return 0;
-      chunk = next.value;
+    if (position !== this.#position) await this.#start(position);
+    let filled = 0;
+    while (filled < length) {
+      const chunk = await this.#next();
+      if (chunk === undefined) break;
+      const n = chunk.copy(buffer, filled, 0, Math.min(length - filled, chunk.length));
+      filled += n;
+      if (n === chunk.length) {
+        this.#chunk = undefined;
+        const release = this.#release;
+        this.#release = undefined;
+        release?.();
+      } else this.#chunk = chunk.subarray(n);
     }
-    const n = chunk.copy(buffer, 0, 0, Math.min(length, chunk.length));
-    this.#pending = chunk.subarray(n);
-    this.#position += n;
-    return n;
+    this.#position += filled;
+    return filled;
   }
 
-  async #open(position: number): Promise<void> {
+  /** The current view, or the next one once the transport hands it over; undefined at the end. */
+  async #next(): Promise<Buffer | undefined> {
+    for (;;) {
+      if (this.#chunk !== undefined) return this.#chunk;
+      if (this.#error !== undefined) throw this.#failure(this.#error);
+      if (this.#ended) return undefined;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+    }
+  }
+
+  async #start(position: number): Promise<void> {
     await this.close();
-    let res: { Body?: unknown };
+    this.#ended = false;
+    this.#error = undefined;
+    let response: WireResponse;
     try {
-      res = await this.#client.send(
-        new GetObjectCommand({
-          Bucket: this.#bucket,
-          Key: this.#key,
-          Range: `bytes=${position}-${this.#size - 1}`,
-        }),
-      );
+      response = await this.#open(position);
     } catch (err) {
       throw this.#failure(err);
     }
-    this.#body = res.Body as Readable;
-    this.#chunks = this.#body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-    this.#pending = undefined;
+    this.#response = response;
     this.#position = position;
+    const wake = (): void => {
+      const w = this.#wake;
+      this.#wake = undefined;
+      w?.();
+    };
+    response
+      .pipeTo(
+        (view) =>
+          new Promise<void>((resolve) => {
+            this.#chunk = view;
+            this.#release = resolve;
+            wake();
+          }),
+      )
+      .then(
+        () => {
+          if (this.#response === response) this.#ended = true;
+          wake();
+        },
+        (err: unknown) => {
+          if (this.#response === response) this.#error = err;
+          wake();
+        },
+      );
   }
 
   async close(): Promise<void> {
-    this.#body?.destroy();
-    this.#body = undefined;
-    this.#chunks = undefined;
+    const response = this.#response;
+    this.#response = undefined;
+    this.#chunk = undefined;
+    const release = this.#release;
+    this.#release = undefined;
+    response?.cancel();
+    release?.();
   }
 }

@@ -18,13 +18,13 @@
 // be a write per pull. A `used/` marker is an empty PUT at most once per object, replica and interval,
 // and the garbage collector gets all LastModified values from the listings it makes anyway.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -38,11 +38,13 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { fromIni } from '@aws-sdk/credential-provider-ini';
-import { Upload } from '@aws-sdk/lib-storage';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { type ProxyConfig, proxyFor } from '../../../core/proxy.ts';
 import { digestAlgorithm } from '../../../core/reference/index.ts';
+import { hasProxy } from '../../../registry/proxy-agent.ts';
 import { Semaphore } from '../../../registry/semaphore.ts';
 import type { S3StorageConfig } from '../../config.ts';
+import { proxiedAgents } from '../../transport/proxy-agents.ts';
+import { type WireResponse, wireGet } from '../../transport/wire.ts';
 import { isOrphanTag, overCap, toEvict, useIsStale } from '../eviction.ts';
 import { describeStore } from '../listing.ts';
 import { Spool, type TempFile } from '../spool.ts';
@@ -65,20 +67,28 @@ import {
 import { inventory, type Listed, staleLeases } from './collection.ts';
 import { BucketKeys } from './keys.ts';
 import { leaseBody, nextStep, parseLease, renewalInterval, staleLeaseAge } from './lease.ts';
-import { ObjectReader } from './reader.ts';
+import { WireObjectReader } from './reader.ts';
+import { uploadFile } from './upload.ts';
 
 /** A replica records a use of one object at most this often. */
 const TOUCH_AFTER_MS = 15 * 60_000;
 /** Entries of the touch memo before it is cleared (bounded memory). */
 const TOUCH_MEMO_MAX = 100_000;
 /**
- * Multipart part size and parts in flight per upload: 32 MiB in memory per upload. 200 MB to SeaweedFS on
- * the test VM: 16 MiB x 2 and x 4 67 MB/s, 8 MiB x 4 53 MB/s, 32 MiB x 2 57 MB/s (the service was the limit).
+ * Multipart part size and parts in flight per upload. Parts stream from the spool file (upload.ts), so
+ * neither costs memory. 200 MB to SeaweedFS on the test VM (lib-storage, buffered): 16 MiB x 2 and x 4
+ * 67 MB/s, 8 MiB x 4 53 MB/s, 32 MiB x 2 57 MB/s (the service was the limit).
  */
 const PART_SIZE = 16 * 2 ** 20;
-const PART_QUEUE = 2;
-/** Uploads at once (each holds PART_SIZE x PART_QUEUE). */
+const PARTS_IN_FLIGHT = 2;
+/** Uploads at once. */
 const UPLOADS = 2;
+/**
+ * The spool is written through the page cache whatever storage.directIO says: each file is read back
+ * for its upload right after, from the page cache then, and a page-cached download needs a ring of
+ * MIN_RING units instead of RING (blob-fetch.ts) and no writing thread (docs/decisions.md).
+ */
+const SPOOL_DIRECT_IO = false;
 /** Manifests and tag records larger than this are not read (registries cap manifests at 4 MiB). */
 const MAX_SMALL_OBJECT = 8 * 2 ** 20;
 /** How often a waiting replica looks whether the blob another one downloads is stored. */
@@ -91,10 +101,13 @@ export interface S3StoreOptions {
   /** Local directory for temp files of downloads in flight; undefined: a fresh one in the OS temp dir. */
   readonly spoolDir: string | undefined;
   readonly maxSize: number | undefined;
+  /** storage.directIO: not used for the spool (SPOOL_DIRECT_IO). */
   readonly directIO: boolean;
   /** PEM of extra CAs trusted for the endpoint. */
   readonly caPem?: string | undefined;
   readonly now?: (() => number) | undefined;
+  /** HTTP proxies for the endpoint (Go's rules); undefined: direct. */
+  readonly proxy?: ProxyConfig | undefined;
   /** Reports failures of background work (garbage collection, last-use markers). */
   readonly onBackgroundError?: ((what: string, err: unknown) => void) | undefined;
 }
@@ -106,6 +119,15 @@ function status(err: unknown): number | undefined {
 const isNotFound = (err: unknown): boolean => status(err) === 404;
 /** A conditional write lost: the key exists (412), or a concurrent conditional write won (409). */
 const isConditionLost = (err: unknown): boolean => status(err) === 412 || status(err) === 409;
+
+type Presign = typeof import('@aws-sdk/s3-request-presigner').getSignedUrl;
+
+/** The presigner, loaded on first use (about 2 MiB of resident memory). */
+async function loadPresigner(): Promise<Presign> {
+  const m = await import('@aws-sdk/s3-request-presigner');
+  // In the bundle (esbuild), a dynamic import of a CommonJS package gives its exports as `default`.
+  return m.getSignedUrl ?? (m as unknown as { default: { getSignedUrl: Presign } }).default.getSignedUrl;
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
@@ -123,6 +145,12 @@ export class S3Store implements CacheStore {
   readonly #now: () => number;
   readonly #onBackgroundError: (what: string, err: unknown) => void;
   readonly #uploads = new Semaphore(UPLOADS);
+  /** Ends blob reads on the transport's own connections when the store closes. */
+  readonly #closing = new AbortController();
+  /** Trusted for the endpoint on the blob transport: the system roots plus caPem. */
+  readonly #ca: readonly string[] | undefined;
+  readonly #proxy: ProxyConfig | undefined;
+  #presign: Promise<Presign> | undefined;
   /** This replica's name in leases. */
   readonly #owner = randomBytes(8).toString('hex');
   readonly #touched = new Map<string, number>();
@@ -142,6 +170,16 @@ export class S3Store implements CacheStore {
     this.#now = options.now ?? Date.now;
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
     const agentOptions = { keepAlive: true, maxSockets: s3.maxConcurrent };
+    const caOptions = options.caPem === undefined ? {} : { ca: options.caPem };
+    this.#ca = options.caPem === undefined ? undefined : [...rootCertificates, options.caPem];
+    this.#proxy = options.proxy;
+    // Through HTTPS_PROXY / HTTP_PROXY unless NO_PROXY (or the loopback) says direct, host by host.
+    const agents = hasProxy(options.proxy)
+      ? proxiedAgents(options.proxy, { ...agentOptions, ...caOptions, connectTimeoutMs: s3.connectTimeoutMs })
+      : {
+          httpAgent: new HttpAgent(agentOptions),
+          httpsAgent: new HttpsAgent({ ...agentOptions, ...caOptions }),
+        };
     const config: S3ClientConfig = {
       region: s3.region,
       forcePathStyle: s3.forcePathStyle,
@@ -161,11 +199,7 @@ export class S3Store implements CacheStore {
         requestTimeout: s3.timeoutMs,
         throwOnRequestTimeout: true,
         socketTimeout: s3.timeoutMs,
-        httpAgent: new HttpAgent(agentOptions),
-        httpsAgent: new HttpsAgent({
-          ...agentOptions,
-          ...(options.caPem === undefined ? {} : { ca: options.caPem }),
-        }),
+        ...agents,
       },
       // Checksums only where S3 requires them: S3-compatible services differ in which trailing-checksum
       // encodings they accept; blobs are verified against their digest before upload.
@@ -175,14 +209,17 @@ export class S3Store implements CacheStore {
     };
     this.#client = new S3Client(config);
     if (s3.serve === 'redirect')
-      this.blobUrl = (digest) =>
-        getSignedUrl(
+      this.blobUrl = async (digest) => {
+        this.#presign ??= loadPresigner();
+        const getSignedUrl = await this.#presign;
+        return getSignedUrl(
           this.#client,
           new GetObjectCommand({ Bucket: this.#bucket, Key: this.#keys.blob(digest) }),
           {
             expiresIn: Math.floor(s3.redirectExpiryMs / 1000),
           },
         );
+      };
   }
 
   /** Checks that the bucket answers, prepares the spool, aborts uploads a crash left, sums what is stored. */
@@ -190,8 +227,8 @@ export class S3Store implements CacheStore {
     const ownSpool = options.spoolDir === undefined;
     const spool =
       options.spoolDir === undefined
-        ? new Spool(await mkdtemp(join(tmpdir(), 'pullmap-cache-spool-')), options.directIO)
-        : await Spool.open(join(options.spoolDir, 'tmp'), options.directIO);
+        ? new Spool(await mkdtemp(join(tmpdir(), 'pullmap-cache-spool-')), SPOOL_DIRECT_IO)
+        : await Spool.open(join(options.spoolDir, 'tmp'), SPOOL_DIRECT_IO);
     const store = new S3Store(options, spool, ownSpool);
     try {
       await store.#call('list the bucket', () =>
@@ -217,6 +254,7 @@ export class S3Store implements CacheStore {
 
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    this.#closing.abort(new Error('the store was closed'));
     this.#client.destroy();
     if (this.#ownSpool) await rm(this.spool.dir, { recursive: true, force: true }).catch(() => {});
   }
@@ -305,9 +343,38 @@ export class S3Store implements CacheStore {
   }
 
   async openBlob(digest: string, blob: StoredBlob): Promise<BlobReader | undefined> {
-    return new ObjectReader(this.#client, this.#bucket, this.#keys.blob(digest), blob.size, (err) =>
-      this.#unavailable(`read blob ${digest}`, err),
+    const key = this.#keys.blob(digest);
+    return new WireObjectReader(
+      (position) => this.#getRange(key, position, blob.size),
+      blob.size,
+      (err) => this.#unavailable(`read blob ${digest}`, err),
     );
+  }
+
+  /** A GET of `key` from `position` to its end, on the blob transport with a presigned URL. */
+  async #getRange(key: string, position: number, size: number): Promise<WireResponse> {
+    this.#presign ??= loadPresigner();
+    const presign = await this.#presign;
+    const url = new URL(
+      await presign(this.#client, new GetObjectCommand({ Bucket: this.#bucket, Key: key }), {
+        expiresIn: 300,
+      }),
+    );
+    const res = await wireGet({
+      url,
+      headers: { range: `bytes=${position}-${size - 1}` },
+      signal: this.#closing.signal,
+      connectTimeoutMs: this.#config.connectTimeoutMs,
+      timeoutMs: this.#config.timeoutMs,
+      ca: this.#ca,
+      proxy: this.#proxy && proxyFor(this.#proxy, url),
+    });
+    if (res.statusCode === 206 || (res.statusCode === 200 && position === 0)) return res;
+    res.cancel();
+    throw Object.assign(new Error(`GET of a range answered ${res.statusCode}`), {
+      name: 'UnexpectedStatus',
+      $metadata: { httpStatusCode: res.statusCode },
+    });
   }
 
   /** Uploads a complete, verified temp file as the blob `digest` (unless a peer stored it already). */
@@ -318,38 +385,17 @@ export class S3Store implements CacheStore {
       if (there?.size === size) return;
       const release = await this.#uploads.acquire();
       try {
-        if (size <= PART_SIZE) {
-          // One PUT of bytes in memory (at most a part's worth): its length is known up front.
-          const bytes = await readFile(temp.path);
-          if (bytes.length !== size) throw new Error(`spooled ${bytes.length} of ${size} bytes`);
-          await this.#call(`upload blob ${digest}`, () =>
-            this.#client.send(
-              new PutObjectCommand({
-                Bucket: this.#bucket,
-                Key: key,
-                Body: bytes,
-                ContentType: 'application/octet-stream',
-              }),
-            ),
-          );
-          this.#used += size;
-          this.#afterWrite();
-          return;
-        }
-        const upload = new Upload({
-          client: this.#client,
-          params: {
-            Bucket: this.#bucket,
-            Key: key,
-            Body: createReadStream(temp.path, { highWaterMark: 1 << 20 }),
-            ContentType: 'application/octet-stream',
-          },
-          partSize: PART_SIZE,
-          queueSize: PART_QUEUE,
-          // A failed multipart upload is aborted: no parts are left behind.
-          leavePartsOnError: false,
-        });
-        await this.#call(`upload blob ${digest}`, () => upload.done());
+        await this.#call(`upload blob ${digest}`, () =>
+          uploadFile(this.#client, {
+            bucket: this.#bucket,
+            key,
+            path: temp.path,
+            size,
+            contentType: 'application/octet-stream',
+            partSize: PART_SIZE,
+            partsInFlight: PARTS_IN_FLIGHT,
+          }),
+        );
       } finally {
         release();
       }

@@ -26,6 +26,22 @@ async function mountTmpfs(at: string, size: string): Promise<void> {
   await execFileAsync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', at]);
 }
 
+/**
+ * The cache may still hold a file open for writing just after a pull (the last blob's rename, its
+ * last-use record): the kernel then refuses the remount as busy, so it is tried again for a while.
+ */
+async function remountReadOnly(at: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await execFileAsync('mount', ['-o', 'remount,ro', at]);
+      return;
+    } catch (err) {
+      if (attempt >= 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 async function unmount(at: string): Promise<void> {
   await execFileAsync('umount', [at]).catch(() => execFileAsync('umount', ['-l', at]).catch(() => {}));
 }
@@ -168,7 +184,7 @@ describe('cache on a read-only store', () => {
     });
     prefix = `${cache.host}/${embedRegistry(upstream.host)}`;
     await skopeoCopy(`${prefix}/team/kept:1`, work.path);
-    await execFileAsync('mount', ['-o', 'remount,ro', mount]);
+    await remountReadOnly(mount);
   });
   after(async () => {
     await cache?.close();

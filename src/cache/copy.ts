@@ -25,6 +25,11 @@ export interface ByteSource {
   read(buffer: Buffer, length: number, position: number): Promise<number>;
   /** Resolves when more bytes may be available; rejects when the source failed. */
   more(): Promise<void>;
+  /**
+   * Opens the source at `position` before any header is sent, so a store that cannot be read answers a
+   * clean error instead of a 200 cut short (a bucket read starts a request; a file needs nothing).
+   */
+  prepare?(position: number): Promise<void>;
 }
 
 class ClientGone extends Error {

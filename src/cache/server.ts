@@ -671,6 +671,7 @@ class CacheService {
         headers['content-range'] = `bytes ${start}-${end}/${size}`;
       }
     }
+    if (req.method !== 'HEAD' && size !== 0) await source.prepare?.(start);
     res.writeHead(status, headers);
     if (req.method === 'HEAD' || size === 0) {
       res.end();

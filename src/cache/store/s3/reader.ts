@@ -43,6 +43,11 @@ export class WireObjectReader implements BlobReader {
     return Promise.reject(new Error('a stored blob does not grow'));
   }
 
+  /** Starts the bucket read before the response's headers: a bucket that fails now gets a clean 503. */
+  async prepare(position: number): Promise<void> {
+    if (position !== this.#position) await this.#start(position);
+  }
+
   async read(buffer: Buffer, length: number, position: number): Promise<number> {
     if (position !== this.#position) await this.#start(position);
     let filled = 0;

@@ -175,13 +175,18 @@ export interface RegistrySession {
 }
 
 /** The normalised repository of a blob request, or why the request is unusable. */
-function blobRepository(registry: string, repository: string, digest: string): string | { reason: string } {
+export function blobRepository(
+  registry: string,
+  repository: string,
+  digest: string,
+): string | { reason: string } {
   const parsed = parseReference(`${registry}/${repository}@${digest}`);
   if (!parsed.ok) return { reason: parsed.error.message };
   return DIGEST.test(digest) ? parsed.ref.repository : { reason: 'unsupported digest' };
 }
 
-const badInput = (what: string, reason: string): RegistryResult<never> => ({
+/** A call refused before anything is sent: its input cannot name a blob. */
+export const badInput = (what: string, reason: string): RegistryResult<never> => ({
   ok: false,
   error: new RegistryFailure('REG_BAD_INPUT', `${what}: ${reason}`).toError(),
 });

@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { type ProxyConfig, proxyFor } from '../../core/proxy.ts';
-import { DIGEST, digestAlgorithm, parseReference } from '../../core/reference/index.ts';
-import type { CallOptions, RegistryClient } from '../../registry/client.ts';
+import { digestAlgorithm } from '../../core/reference/index.ts';
+import { badInput, blobRepository, type CallOptions, type RegistryClient } from '../../registry/client.ts';
 import type { Endpoint } from '../../registry/endpoint.ts';
 import { classifyNetworkError, RegistryFailure, type RegistryResult } from '../../registry/errors.ts';
 import {
@@ -62,18 +62,6 @@ export interface BlobOptions extends CallOptions {
 interface WireExchange extends Exchange {
   readonly wire?: WireResponse | undefined;
 }
-
-/** The normalised repository of a blob request, or why the request is unusable. */
-function blobRepository(registry: string, repository: string, digest: string): string | { reason: string } {
-  const parsed = parseReference(`${registry}/${repository}@${digest}`);
-  if (!parsed.ok) return { reason: parsed.error.message };
-  return DIGEST.test(digest) ? parsed.ref.repository : { reason: 'unsupported digest' };
-}
-
-const badInput = (what: string, reason: string): RegistryResult<never> => ({
-  ok: false,
-  error: new RegistryFailure('REG_BAD_INPUT', `${what}: ${reason}`).toError(),
-});
 
 function contentLength(res: Exchange): number | undefined {
   const value = header(res.headers, 'content-length');

@@ -149,7 +149,7 @@ describe('cache on S3: replicas sharing one bucket', { timeout: 300_000 }, () =>
     return spawnCache(
       {
         upstreams: [{ host: upstreamHost, plainHttp: true }],
-        storage: { s3: s3.storage(bucket, { prefix: 'cache/', downloadLease: '3s', ...extra }) },
+        storage: { s3: s3.storage(bucket, { prefix: 'cache/', downloadLease: '10s', ...extra }) },
       },
       dir,
     );

@@ -502,9 +502,12 @@ export class S3Store implements CacheStore {
 
   /** A held lease: renewed until released (deleted). */
   #holding(key: string): DownloadClaim {
+    // The renewal under way, awaited before the delete: one that landed after it would leave a lease
+    // for a download that is over, and other replicas would wait on it.
+    let renewing: Promise<unknown> = Promise.resolve();
     const renew = setInterval(() => {
       const body = leaseBody(this.#owner, this.#now(), this.#config.downloadLeaseMs);
-      this.#client
+      renewing = this.#client
         .send(new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: body }))
         .catch((err: unknown) => this.#onBackgroundError('renew a download lease', err));
     }, renewalInterval(this.#config.downloadLeaseMs));
@@ -516,6 +519,7 @@ export class S3Store implements CacheStore {
         if (released) return;
         released = true;
         clearInterval(renew);
+        await renewing;
         await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })).catch(() => {});
       },
     };

@@ -2,7 +2,7 @@
 // Every answer that is not content is the distribution error JSON; pushes are UNSUPPORTED.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { embedRegistry } from '../core/reference/index.ts';
+import { DEFAULT_TAG, embedRegistry } from '../core/reference/index.ts';
 import type { Logger } from '../observe/log.ts';
 import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
 import type { RegistryClient } from '../registry/client.ts';
@@ -486,7 +486,7 @@ class CacheService {
     const answer =
       route.digest !== undefined
         ? await this.#manifests.byDigest(route.registry, route.repository, route.digest)
-        : await this.#manifests.byTag(route.registry, route.repository, route.tag ?? 'latest');
+        : await this.#manifests.byTag(route.registry, route.repository, route.tag ?? DEFAULT_TAG);
     if (!answer.ok) {
       this.#failed(res, route, answer.error);
       return;

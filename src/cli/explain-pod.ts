@@ -6,6 +6,7 @@
 import { lastAcceptedOf } from '../controller/status.ts';
 import { resourcePath } from '../core/api/crd.ts';
 import { API_VERSION, KINDS } from '../core/api/v1alpha1.ts';
+import { isObject, type Json } from '../core/json.ts';
 import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
 import { ANNOTATION_MAPPED_BY, ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../core/pod/plan.ts';
@@ -29,9 +30,6 @@ export interface ExplainPodOptions {
   maxInputBytes: number;
   existence: ExistenceSource;
 }
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function record(annotations: Json, key: string): Record<string, string> {
   const text = annotations[key];

@@ -10,7 +10,7 @@ import { zarfTag } from '../../src/core/mapping/zarf.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
 import { installCrds, type Kube, startKube } from '../harness/kube.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
-import { type Pullmap, startPullmap } from '../harness/pullmap.ts';
+import { type Pullmap, podWebhook, startPullmap } from '../harness/pullmap.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 import { makePki, type TestPki } from '../harness/tls.ts';
 import { rawDigest } from '../mirror/skopeo.ts';
@@ -58,28 +58,7 @@ before(async () => {
       ...[origin, mirror, locked].flatMap((r) => ['--plain-http', r.host]),
     ],
   });
-  await kube.kubectl(
-    ['apply', '-f', '-'],
-    stringify({
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: 'MutatingWebhookConfiguration',
-      metadata: { name: 'pullmap' },
-      webhooks: [
-        {
-          name: 'pods.pullmap.dev',
-          admissionReviewVersions: ['v1'],
-          sideEffects: 'None',
-          timeoutSeconds: 5,
-          failurePolicy: 'Ignore',
-          clientConfig: {
-            url: `${pullmap.url}/mutate-pods`,
-            caBundle: Buffer.from(pki.caPem).toString('base64'),
-          },
-          rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
-        },
-      ],
-    }),
-  );
+  await kube.kubectl(['apply', '-f', '-'], stringify(podWebhook(pullmap, pki.caPem)));
 });
 
 after(async () => {

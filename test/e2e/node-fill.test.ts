@@ -9,7 +9,7 @@ import { pushImage } from '../harness/images.ts';
 import { installCrds, type Kube, startKube } from '../harness/kube.ts';
 import { markerImage, podEvents, startNode, type TestNode, waitForPodRunning } from '../harness/node.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
-import { type Pullmap, startPullmap } from '../harness/pullmap.ts';
+import { type Pullmap, podWebhook, startPullmap } from '../harness/pullmap.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 import { makePki, type TestPki } from '../harness/tls.ts';
 import { rawDigest } from '../mirror/skopeo.ts';
@@ -44,25 +44,7 @@ before(async () => {
       ...['--plain-http', origin.host, '--plain-http', mirror.host],
     ],
   });
-  await apply({
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'MutatingWebhookConfiguration',
-    metadata: { name: 'pullmap' },
-    webhooks: [
-      {
-        name: 'pods.pullmap.dev',
-        admissionReviewVersions: ['v1'],
-        sideEffects: 'None',
-        timeoutSeconds: 5,
-        failurePolicy: 'Ignore',
-        clientConfig: {
-          url: `${pullmap.url}/mutate-pods`,
-          caBundle: Buffer.from(pki.caPem).toString('base64'),
-        },
-        rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
-      },
-    ],
-  });
+  await apply(podWebhook(pullmap, pki.caPem));
 });
 
 after(async () => {

@@ -16,7 +16,7 @@ import { ociArchive, pushImage } from '../harness/images.ts';
 import { installCrds, type Kube, startKube } from '../harness/kube.ts';
 import { markerImage, podEvents, startNode, type TestNode, waitForPodRunning } from '../harness/node.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
-import { type Pullmap, startPullmap } from '../harness/pullmap.ts';
+import { type Pullmap, podWebhook, startPullmap } from '../harness/pullmap.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 import { makePki, type TestPki } from '../harness/tls.ts';
 
@@ -81,28 +81,7 @@ before(async () => {
       mirror.host,
     ],
   });
-  await apply({
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'MutatingWebhookConfiguration',
-    metadata: { name: 'pullmap' },
-    webhooks: [
-      {
-        name: 'pods.pullmap.dev',
-        admissionReviewVersions: ['v1'],
-        sideEffects: 'None',
-        timeoutSeconds: 5,
-        failurePolicy: 'Ignore',
-        reinvocationPolicy: 'IfNeeded',
-        clientConfig: {
-          url: `${pullmap.url}/mutate-pods`,
-          caBundle: Buffer.from(pki.caPem).toString('base64'),
-        },
-        rules: [
-          { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['pods'] },
-        ],
-      },
-    ],
-  });
+  await apply(podWebhook(pullmap, pki.caPem, { updates: true, reinvoke: true }));
 });
 
 after(async () => {

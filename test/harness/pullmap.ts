@@ -187,3 +187,38 @@ export function patchOf(response: Record<string, any>): Array<{ op: string; path
 
 export const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 export const example = (name: string): string => join(EXAMPLES, name);
+
+/**
+ * The MutatingWebhookConfiguration that sends Pod creations (and, with `updates`, updates) to `pullmap`,
+ * failing open, as the chart writes it.
+ */
+export function podWebhook(
+  pullmap: Pullmap,
+  caPem: string,
+  options: { updates?: boolean; reinvoke?: boolean } = {},
+): Record<string, unknown> {
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: 'pullmap' },
+    webhooks: [
+      {
+        name: 'pods.pullmap.dev',
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        timeoutSeconds: 5,
+        failurePolicy: 'Ignore',
+        ...(options.reinvoke ? { reinvocationPolicy: 'IfNeeded' } : {}),
+        clientConfig: { url: `${pullmap.url}/mutate-pods`, caBundle: Buffer.from(caPem).toString('base64') },
+        rules: [
+          {
+            apiGroups: [''],
+            apiVersions: ['v1'],
+            operations: options.updates ? ['CREATE', 'UPDATE'] : ['CREATE'],
+            resources: ['pods'],
+          },
+        ],
+      },
+    ],
+  };
+}

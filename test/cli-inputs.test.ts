@@ -2,33 +2,13 @@
 // bomb is a located error, malformed YAML is exit 2 everywhere, and text output never replays terminal
 // control or bidi characters it was given. The built bundle in a child process, as users run it.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { type TempDir, tempDir } from './harness/process.ts';
+import { describe, test } from 'node:test';
+import { runCli as pullmap, scratch } from './harness/cli.ts';
 
-const BIN = join(import.meta.dirname, '..', 'dist', 'pullmap.js');
-const pullmap = (args: string[], input?: string | Buffer) => {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    input,
-    encoding: 'utf8',
-    timeout: 30_000,
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
-
-let dir: TempDir;
-const file = (name: string, text: string): string => {
-  const p = join(dir.path, name);
-  writeFileSync(p, text);
-  return p;
-};
-before(async () => {
-  dir = await tempDir('cli-inputs');
-});
-after(() => dir.remove());
+const dir = scratch('cli-inputs');
+const file = dir.file;
 
 const MAP = `apiVersion: pullmap.dev/v1alpha1
 kind: ClusterImageMap

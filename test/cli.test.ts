@@ -3,26 +3,13 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { type TempDir, tempDir } from './harness/process.ts';
+import { runCli as pullmap, scratch } from './harness/cli.ts';
+import { PULLMAP } from './harness/pullmap.ts';
 
-const BIN = join(import.meta.dirname, '..', 'dist', 'pullmap.js');
-const pullmap = (args: string[], input?: string) => {
-  const r = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 20_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
-
-let dir: TempDir;
-const file = (name: string, text: string): string => {
-  const p = join(dir.path, name);
-  writeFileSync(p, text);
-  return p;
-};
-before(async () => {
-  dir = await tempDir('cli');
-});
-after(() => dir.remove());
+const dir = scratch('cli');
+const file = dir.file;
 
 describe('pullmap explain', () => {
   test('JSON Lines in input order, invalid lines reported with exit 0', () => {
@@ -217,7 +204,7 @@ describe('a CLI that behaves like one', () => {
       return;
     }
     for (const args of [['--version'], ['explain', '--config', 'examples/default.yaml', 'nginx:1.27']]) {
-      const r = spawnSync(old, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+      const r = spawnSync(old, [PULLMAP, ...args], { encoding: 'utf8', timeout: 20_000 });
       assert.equal(r.status, 2);
       assert.equal(r.stdout, '');
       assert.match(r.stderr, /^pullmap: needs Node\.js 24 or newer, but runs on v\d+\.[^\n]*\n$/);
@@ -437,7 +424,7 @@ describe('a namespace that a namespaceSelector leaves out', () => {
     const { KUBERNETES_SERVICE_HOST: _, ...env } = process.env; // never in a pod, whatever runs the test
     const r = spawnSync(
       process.execPath,
-      [BIN, 'serve', '--no-tls', '--listen', '127.0.0.1:0', '--config', cfg],
+      [PULLMAP, 'serve', '--no-tls', '--listen', '127.0.0.1:0', '--config', cfg],
       { encoding: 'utf8', timeout: 20_000, env },
     );
     assert.equal(r.status, 2, r.stderr);

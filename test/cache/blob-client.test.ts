@@ -7,36 +7,13 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BlobClient } from '../../src/cache/transport/blobs.ts';
-import { type ImageReference, parseReference } from '../../src/core/reference/index.ts';
-import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.ts';
-import type { RegistryCredential } from '../../src/registry/credentials.ts';
-import { RegistryFailure, type RegistryResult } from '../../src/registry/errors.ts';
-import { CredentialKeyring } from '../../src/registry/keyring.ts';
+import { parseReference } from '../../src/core/reference/index.ts';
+import { RegistryClient } from '../../src/registry/client.ts';
+import { RegistryFailure } from '../../src/registry/errors.ts';
 import { startFaultyUpstream } from '../harness/faulty-upstream.ts';
 import { buildImage, pushBlob, pushImage } from '../harness/images.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
-
-function ref(text: string): ImageReference {
-  const parsed = parseReference(text);
-  if (!parsed.ok) throw new Error(`bad test reference ${text}: ${parsed.error.message}`);
-  return parsed.ref;
-}
-
-function basic(username: string, password: string, source = `test ${username}`): RegistryCredential {
-  return { kind: 'basic', username, password, source };
-}
-
-function keyring(host: string, ...credentials: RegistryCredential[]): CredentialKeyring {
-  return new CredentialKeyring(credentials.map((credential) => ({ key: host, credential })));
-}
-
-function plain(host: string, extra: Partial<RegistryClientOptions> = {}): RegistryClient {
-  return new RegistryClient({ endpoints: { [host]: { scheme: 'http' } }, ...extra });
-}
-
-function errorCode<T>(result: RegistryResult<T>): string {
-  return result.ok ? 'ok' : result.error.code;
-}
+import { basic, errorCode, keyring, plain, ref } from '../harness/registry-client.ts';
 
 describe('BlobClient against an anonymous registry', () => {
   let registry: TestRegistry;

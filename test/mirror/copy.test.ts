@@ -2,7 +2,6 @@
 // digests equal byte for byte, the copy pullable, blobs the target has not sent again, refusals typed.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type ImageReference, parseReference } from '../../src/core/reference/index.ts';
 import { Copier, type CopyEvent } from '../../src/mirror/copy.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { CredentialKeyring } from '../../src/registry/keyring.ts';
@@ -10,13 +9,8 @@ import { skopeoCopy, unpackOci } from '../harness/cache.ts';
 import { buildImage, buildIndex, pushBlob, pushImage, pushIndex } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
+import { ref } from '../harness/registry-client.ts';
 import { rawDigest } from './skopeo.ts';
-
-function ref(text: string): ImageReference {
-  const parsed = parseReference(text);
-  if (!parsed.ok) throw new Error(`bad test reference ${text}: ${parsed.error.message}`);
-  return parsed.ref;
-}
 
 describe('Copier between docker-registry instances', () => {
   let origin: TestRegistry;

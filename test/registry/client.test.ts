@@ -5,43 +5,19 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { type ImageReference, parseReference } from '../../src/core/reference/index.ts';
-import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.ts';
+import { RegistryClient } from '../../src/registry/client.ts';
 import type { RegistryCredential } from '../../src/registry/credentials.ts';
-import type { RegistryResult } from '../../src/registry/errors.ts';
-import { CredentialKeyring } from '../../src/registry/keyring.ts';
 import { OCI_INDEX, OCI_MANIFEST } from '../../src/registry/media-types.ts';
 import { buildImage, buildIndex, pushImage, pushIndex } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
+import { basic, errorCode, keyring, plain, ref } from '../harness/registry-client.ts';
 import {
   type LoopbackStub,
   startDelayingProxy,
   startRateLimitedRegistry,
 } from '../harness/registry-stubs.ts';
 import { startTokenServer, type TokenServer } from '../harness/token-server.ts';
-
-function ref(text: string): ImageReference {
-  const parsed = parseReference(text);
-  if (!parsed.ok) throw new Error(`bad test reference ${text}: ${parsed.error.message}`);
-  return parsed.ref;
-}
-
-function basic(username: string, password: string, source = `test ${username}`): RegistryCredential {
-  return { kind: 'basic', username, password, source };
-}
-
-function keyring(host: string, ...credentials: RegistryCredential[]): CredentialKeyring {
-  return new CredentialKeyring(credentials.map((credential) => ({ key: host, credential })));
-}
-
-function plain(host: string, extra: Partial<RegistryClientOptions> = {}): RegistryClient {
-  return new RegistryClient({ endpoints: { [host]: { scheme: 'http' } }, ...extra });
-}
-
-function errorCode<T>(result: RegistryResult<T>): string {
-  return result.ok ? 'ok' : result.error.code;
-}
 
 describe('RegistryClient against an anonymous registry', () => {
   let registry: TestRegistry;

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
+import { parseCacheUpstreams } from '../core/mapping/index.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { proxySettingsFromEnv } from '../core/proxy.ts';
 import { printable } from '../core/text.ts';
@@ -62,6 +63,16 @@ const REGISTRY_FLAGS = {
     default: '5s',
     arg: 'DUR',
     help: 'how long one decision waits for registries (when: IfExists)',
+  },
+} as const satisfies Flags;
+
+/** check warns with it; serve (cluster mode) writes the same warning into the maps' status. */
+const CACHE_UPSTREAMS_FLAG = {
+  'cache-upstreams': {
+    type: 'string',
+    arg: 'HOST,...',
+    help: "the cache's upstream hosts (the chart's cache.config.upstreams): warn about maps with cache.enabled whose targets are not among them",
+    otherwise: 'not checked',
   },
 } as const satisfies Flags;
 
@@ -144,12 +155,7 @@ const REWRITE_FLAGS = {
 const CHECK_FLAGS = {
   config: { type: 'string', short: 'c', multiple: true, arg: 'PATH', help: `${CONFIG_HELP}; required` },
   output: { type: 'string', short: 'o', default: 'text', arg: 'text|json', help: 'output format' },
-  'cache-upstreams': {
-    type: 'string',
-    arg: 'HOST,...',
-    help: "the cache's upstream hosts: warn about maps with cache.enabled whose targets are not among them",
-    otherwise: 'not checked',
-  },
+  ...CACHE_UPSTREAMS_FLAG,
   ...MAX_INPUT_FLAG,
 } as const satisfies Flags;
 
@@ -302,6 +308,10 @@ const SERVE_FLAGS = {
     default: 'KeepLastAccepted',
     arg: 'KeepLastAccepted|Undeploy',
     help: 'cluster mode: what an invalid edit of an accepted map does',
+  },
+  'cache-upstreams': {
+    ...CACHE_UPSTREAMS_FLAG['cache-upstreams'],
+    help: "cluster mode: the cache's upstream hosts (the chart passes cache.config.upstreams); maps with cache.enabled whose targets are not among them get CacheTargetsProxied=False in their status",
   },
   ...REGISTRY_FLAGS,
 } as const satisfies Flags;
@@ -563,6 +573,14 @@ function listenAddress(value: string, flag = '--listen'): ListenAddress {
   return address;
 }
 
+/** --cache-upstreams HOST,...: the hosts, or undefined (not checked) without the flag. */
+function cacheUpstreams(value: string | undefined): readonly string[] | undefined {
+  if (value === undefined) return undefined;
+  const parsed = parseCacheUpstreams(value);
+  if ('error' in parsed) throw new UsageError(`--cache-upstreams: ${parsed.error}`);
+  return parsed.hosts;
+}
+
 /** --config given more than once, or a directory, may read stdin only once. */
 function oneStdin(paths: readonly string[], file?: string): void {
   if (paths.filter((p) => p === '-').length + (file === '-' ? 1 : 0) > 1)
@@ -606,8 +624,13 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
             oneOf(values['on-rejected-update'], ['KeepLastAccepted', 'Undeploy'], '--on-rejected-update') ??
             'KeepLastAccepted',
           pullSecretCopy: !values['no-pull-secret-copy'],
+          cacheUpstreams: cacheUpstreams(values['cache-upstreams']),
         }
       : undefined;
+  if (mapsFrom !== 'cluster' && values['cache-upstreams'] !== undefined)
+    throw new UsageError(
+      '--cache-upstreams needs --maps-from cluster (the controller writes it into map status); in file mode run pullmap check --cache-upstreams on the file',
+    );
   const { serve } = await import('./serve.ts');
   return serve(
     {
@@ -713,18 +736,11 @@ async function checkCommand(rest: readonly string[], io: CliIO): Promise<number>
   if (values.config === undefined)
     throw new UsageError('check needs --config PATH (a file, a directory or -)');
   oneStdin(values.config);
-  const upstreams = values['cache-upstreams'];
   return await check(
     {
       config: values.config,
       output: oneOf(values.output, ['text', 'json'], '--output') ?? 'text',
-      cacheUpstreams:
-        upstreams === undefined
-          ? undefined
-          : upstreams
-              .split(',')
-              .map((h) => h.trim())
-              .filter(Boolean),
+      cacheUpstreams: cacheUpstreams(values['cache-upstreams']),
       maxInputBytes: parseByteSize(values['max-input-bytes'], '--max-input-bytes'),
     },
     io,

@@ -40,6 +40,8 @@ export interface ClusterOptions {
   readonly onRejectedUpdate: 'KeepLastAccepted' | 'Undeploy';
   /** Copy ClusterImageMap pull secrets into the namespaces they apply to (needs Secret access cluster-wide). */
   readonly pullSecretCopy: boolean;
+  /** The cache's upstream hosts: maps routed through the cache to other hosts get a warning condition. */
+  readonly cacheUpstreams: readonly string[] | undefined;
 }
 
 export interface ServeOptions {
@@ -336,6 +338,7 @@ async function startCluster(
     recheckIntervalMs: options.recheckIntervalMs,
     onRejectedUpdate: options.onRejectedUpdate,
     pullSecretCopy: options.pullSecretCopy,
+    cacheUpstreams: options.cacheUpstreams,
     ...(options.leaderElect
       ? { leaderElection: { namespace: options.leaseNamespace, identity: options.identity } }
       : {}),

@@ -1,4 +1,4 @@
-export { cacheUpstreamFindings, type UpstreamFinding } from './cache-upstreams.ts';
+export { cacheUpstreamFindings, parseCacheUpstreams, type UpstreamFinding } from './cache-upstreams.ts';
 export {
   type Analysis,
   analyzeMaps,

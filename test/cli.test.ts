@@ -380,7 +380,7 @@ describe('help for every flag', () => {
       ['--on-rejected-update KeepLastAccepted|Undeploy', 'KeepLastAccepted'],
     ] as [string, string][])
       assert.match(serve, new RegExp(`${flag.replaceAll('|', '\\|')}[^]*?\\(default:\\s+${dflt}\\)`), flag);
-    assert.match(serve, /-c, --config FILE/);
+    assert.match(serve, /-c, --config PATH +map objects \(file mode\): a file or a directory/);
   });
   test('--namespace-labels is documented and told apart from --labels', () => {
     const help = pullmap(['explain', '--help']).stdout;

@@ -185,8 +185,9 @@ const SERVE_FLAGS = {
   config: {
     type: 'string',
     short: 'c',
-    arg: 'FILE',
-    help: 'map objects from FILE, re-read when it changes (file mode)',
+    multiple: true,
+    arg: 'PATH',
+    help: 'map objects (file mode): a file or a directory (its .yaml, .yml and .json files, like kubectl -f DIR); repeatable, read as one set and re-read when a file changes, is added or removed',
     otherwise: 'the embedded default maps, examples/default.yaml',
   },
   'maps-from': {
@@ -377,7 +378,7 @@ names, by digest and byte for byte, the tag last; progress and a summary on stde
   },
   serve: {
     synopsis: [
-      'pullmap serve [--config FILE] [--kubeconfig FILE] (--tls-cert FILE --tls-key FILE | --no-tls) ...',
+      'pullmap serve [--config PATH]... [--kubeconfig FILE] (--tls-cert FILE --tls-key FILE | --no-tls) ...',
       'pullmap serve --maps-from cluster [--kubeconfig FILE] (--tls-cert FILE --tls-key FILE | --no-tls) ...',
     ],
     about: `The admission webhook (POST /mutate-pods; /healthz, /readyz, /metrics). File mode: maps from --config
@@ -612,6 +613,10 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
   const mapsFrom = oneOf(values['maps-from'], ['file', 'cluster'], '--maps-from');
   if (mapsFrom === 'cluster' && values.config !== undefined)
     throw new UsageError('--config and --maps-from cluster contradict each other; maps come from one place');
+  if (values.config?.includes('-'))
+    throw new UsageError(
+      'serve --config cannot read stdin (-): it re-reads its maps when they change; give a file or a directory',
+    );
   const cluster =
     mapsFrom === 'cluster'
       ? {

@@ -45,7 +45,8 @@ export interface ClusterOptions {
 }
 
 export interface ServeOptions {
-  readonly config: string | undefined;
+  /** The --config values (files, directories); undefined: the embedded default maps. */
+  readonly config: readonly string[] | undefined;
   /** The cluster: its maps (cluster mode), or namespace labels for namespaceSelector (file mode). */
   readonly kubeconfig: string | undefined;
   /** The process environment (in-cluster detection). */
@@ -152,7 +153,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     };
     try {
       source = await startFileSource({
-        path: options.config,
+        paths: options.config ?? [],
         defaultText: DEFAULT_MAPS_TEXT,
         snapshotOptions,
         reloadIntervalMs: options.reloadIntervalMs,
@@ -234,7 +235,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     url: server.url,
     healthUrl: server.healthUrl,
     paths: [...reviews.keys(), '/healthz', '/readyz', '/metrics'],
-    maps: options.cluster ? 'cluster' : (options.config ?? 'embedded default'),
+    maps: options.cluster ? 'cluster' : (options.config ?? ['embedded default']),
     failurePolicy: options.failurePolicy,
     deadlineMs: options.deadlineMs,
   });

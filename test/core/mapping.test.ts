@@ -4,6 +4,7 @@ import type { ExistenceAnswer, ExistenceFacts, ProbeOutcome } from '../../src/co
 import {
   analyzeMaps,
   buildSnapshot,
+  configFileNames,
   decideImage,
   type MapSnapshot,
   parseCacheUpstreams,
@@ -343,4 +344,11 @@ test('parseCacheUpstreams: the hosts of a --cache-upstreams value, or the first 
   assert.match(error('docker.io,Quay.io'), /"Quay\.io" must be lowercase/);
   assert.match(error('https://quay.io'), /"https:\/\/quay\.io" is not a registry host\[:port\]/);
   assert.match(error('quay.io/acme'), /"quay\.io\/acme" is not a registry host/);
+});
+
+test('configFileNames: a directory contributes its .yaml, .yml and .json files, not hidden ones, sorted', () => {
+  assert.deepEqual(
+    configFileNames(['b.yml', '.hidden.yaml', 'a.yaml', 'notes.txt', 'c.json', '..data', 'd.yaml.bak']),
+    ['a.yaml', 'b.yml', 'c.json'],
+  );
 });

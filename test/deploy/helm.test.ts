@@ -785,6 +785,31 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
         await new Promise((r) => setTimeout(r, 250));
       }
       assert.deepEqual(types, ['Ready'], 'the warning goes once the target is an upstream');
+      await kube.kubectl(['apply', '-f', '-'], routed('mirror.internal:5000/acme/'));
+      assert.ok(await condition(['clusterimagemap', 'through-cache'], 'CacheTargetsProxied'));
+    });
+    // Or the list: the cache given that upstream, the webhook (restarted by the rollout) drops the warning.
+    await helmKube([
+      'upgrade',
+      'pullmap',
+      CHART,
+      '--reuse-values',
+      '--set-json',
+      'cache.config.upstreams=[{"host":"docker.io"},{"host":"mirror.internal:5000"}]',
+    ]);
+    await runChartWebhook(async (serve) => {
+      const deadline = Date.now() + 60_000;
+      let conditions: Obj[] = [];
+      while (Date.now() < deadline) {
+        conditions = (await get(['clusterimagemap', 'through-cache'])).status?.conditions ?? [];
+        if (!conditions.some((c) => c.type === 'CacheTargetsProxied')) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.deepEqual(
+        conditions.map((c) => c.type),
+        ['Ready'],
+        `the warning goes once the host is an upstream:\n${serve.output().slice(-3000)}`,
+      );
       await kube.kubectl(['delete', 'clusterimagemap', 'through-cache']);
     });
 

@@ -241,7 +241,11 @@ describe('examples/values-*.yaml: one per user story, accepted by the chart', ()
       if (cacheConfig) {
         const parsed = parseCacheConfig(cacheConfig.data['cache.yaml'], `${f} cache.config`);
         assert.ok(parsed.ok, parsed.ok ? '' : parsed.errors.join('\n'));
-        args.push('--cache-upstreams', parsed.config.upstreams.map((u) => u.host).join(','));
+        // The webhook is given the same hosts (its maps' status warns as check does).
+        const webhook = rendered.find((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-webhook'));
+        const flag = `--cache-upstreams=${parsed.config.upstreams.map((u) => u.host).join(',')}`;
+        assert.ok(webhook?.spec.template.spec.containers[0].args.includes(flag), flag);
+        args.push(flag);
       }
       const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stdout + r.stderr);

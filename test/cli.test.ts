@@ -367,7 +367,7 @@ describe('help for every flag', () => {
       ['--on-rejected-update KeepLastAccepted|Undeploy', 'KeepLastAccepted'],
     ] as [string, string][])
       assert.match(serve, new RegExp(`${flag.replaceAll('|', '\\|')}[^]*?\\(default:\\s+${dflt}\\)`), flag);
-    assert.match(serve, /-c, --config FILE/);
+    assert.match(serve, /-c, --config PATH +map objects \(file mode\): a file or a directory/);
   });
   test('--namespace-labels is documented and told apart from --labels', () => {
     const help = pullmap(['explain', '--help']).stdout;
@@ -465,6 +465,37 @@ spec:
     assert.deepEqual(
       json.warnings.map((w: { path: string; registry: string }) => `${w.path} ${w.registry}`),
       ['spec.mappings[1].to[0] quay.io', 'spec.mappings[1].to[1] mirror.internal:5000'],
+    );
+  });
+
+  test('a bad host is refused with the flag named, by check and serve alike; serve takes it in cluster mode only', () => {
+    const cfg = file(
+      'upstreams-ok.yaml',
+      'apiVersion: pullmap.dev/v1alpha1\nkind: ClusterImageMap\nmetadata: {name: m}\nspec: {mappings: [{from: "docker.io/", to: "m.example/"}]}\n',
+    );
+    for (const args of [
+      ['check', '--config', cfg],
+      ['serve', '--no-tls', '--listen', '127.0.0.1:0', '--maps-from', 'cluster'],
+    ]) {
+      const r = pullmap([...args, '--cache-upstreams', 'docker.io,https://quay.io']);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--cache-upstreams: "https:\/\/quay\.io" is not a registry host\[:port\]/);
+    }
+    const file_ = pullmap([
+      'serve',
+      '--no-tls',
+      '--listen',
+      '127.0.0.1:0',
+      '--config',
+      cfg,
+      '--cache-upstreams',
+      'docker.io',
+    ]);
+    assert.equal(file_.code, 2);
+    assert.match(file_.stderr, /--cache-upstreams needs --maps-from cluster/);
+    assert.match(
+      pullmap(['serve', '--help']).stdout,
+      /--cache-upstreams HOST,\.\.\. +cluster mode: the cache's upstream hosts/,
     );
   });
 });

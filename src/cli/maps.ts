@@ -5,7 +5,7 @@
 // UsageError: the operator's input or flags cannot be used (exit code 2).
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type LoadedMaps, loadMapsFromTexts, type MapText } from '../core/mapping/index.ts';
+import { configFileNames, type LoadedMaps, loadMapsFromTexts, type MapText } from '../core/mapping/index.ts';
 
 export type { LoadedMaps };
 
@@ -106,7 +106,7 @@ export async function readInput(
   }
 }
 
-/** Files a config directory contributes, like `kubectl apply -f DIR`: its .yaml, .yml and .json files, sorted. */
+/** Files a config value contributes: itself, or a directory's map files (configFileNames). */
 async function configFiles(path: string): Promise<string[]> {
   if (path === '-') return [path];
   let info: Awaited<ReturnType<typeof stat>>;
@@ -116,7 +116,7 @@ async function configFiles(path: string): Promise<string[]> {
     throw cannotRead(path, err);
   }
   if (!info.isDirectory()) return [path];
-  const names = (await readdir(path)).filter((n) => /\.(ya?ml|json)$/.test(n) && !n.startsWith('.')).sort();
+  const names = configFileNames(await readdir(path));
   if (names.length === 0)
     throw new UsageError(`--config ${path}: the directory holds no .yaml, .yml or .json file`);
   return names.map((n) => join(path, n));

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
+import { parseCacheUpstreams } from '../core/mapping/index.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { proxySettingsFromEnv } from '../core/proxy.ts';
 import { printable } from '../core/text.ts';
@@ -62,6 +63,16 @@ const REGISTRY_FLAGS = {
     default: '5s',
     arg: 'DUR',
     help: 'how long one decision waits for registries (when: IfExists)',
+  },
+} as const satisfies Flags;
+
+/** check warns with it; serve (cluster mode) writes the same warning into the maps' status. */
+const CACHE_UPSTREAMS_FLAG = {
+  'cache-upstreams': {
+    type: 'string',
+    arg: 'HOST,...',
+    help: "the cache's upstream hosts (the chart's cache.config.upstreams): warn about maps with cache.enabled whose targets are not among them",
+    otherwise: 'not checked',
   },
 } as const satisfies Flags;
 
@@ -144,12 +155,7 @@ const REWRITE_FLAGS = {
 const CHECK_FLAGS = {
   config: { type: 'string', short: 'c', multiple: true, arg: 'PATH', help: `${CONFIG_HELP}; required` },
   output: { type: 'string', short: 'o', default: 'text', arg: 'text|json', help: 'output format' },
-  'cache-upstreams': {
-    type: 'string',
-    arg: 'HOST,...',
-    help: "the cache's upstream hosts: warn about maps with cache.enabled whose targets are not among them",
-    otherwise: 'not checked',
-  },
+  ...CACHE_UPSTREAMS_FLAG,
   ...MAX_INPUT_FLAG,
 } as const satisfies Flags;
 
@@ -179,8 +185,9 @@ const SERVE_FLAGS = {
   config: {
     type: 'string',
     short: 'c',
-    arg: 'FILE',
-    help: 'map objects from FILE, re-read when it changes (file mode)',
+    multiple: true,
+    arg: 'PATH',
+    help: 'map objects (file mode): a file or a directory (its .yaml, .yml and .json files, like kubectl -f DIR); repeatable, read as one set and re-read when a file changes, is added or removed',
     otherwise: 'the embedded default maps, examples/default.yaml',
   },
   'maps-from': {
@@ -303,6 +310,10 @@ const SERVE_FLAGS = {
     arg: 'KeepLastAccepted|Undeploy',
     help: 'cluster mode: what an invalid edit of an accepted map does',
   },
+  'cache-upstreams': {
+    ...CACHE_UPSTREAMS_FLAG['cache-upstreams'],
+    help: "cluster mode: the cache's upstream hosts (the chart passes cache.config.upstreams); maps with cache.enabled whose targets are not among them get CacheTargetsProxied=False in their status",
+  },
   ...REGISTRY_FLAGS,
 } as const satisfies Flags;
 
@@ -367,7 +378,7 @@ names, by digest and byte for byte, the tag last; progress and a summary on stde
   },
   serve: {
     synopsis: [
-      'pullmap serve [--config FILE] [--kubeconfig FILE] (--tls-cert FILE --tls-key FILE | --no-tls) ...',
+      'pullmap serve [--config PATH]... [--kubeconfig FILE] (--tls-cert FILE --tls-key FILE | --no-tls) ...',
       'pullmap serve --maps-from cluster [--kubeconfig FILE] (--tls-cert FILE --tls-key FILE | --no-tls) ...',
     ],
     about: `The admission webhook (POST /mutate-pods; /healthz, /readyz, /metrics). File mode: maps from --config
@@ -563,6 +574,14 @@ function listenAddress(value: string, flag = '--listen'): ListenAddress {
   return address;
 }
 
+/** --cache-upstreams HOST,...: the hosts, or undefined (not checked) without the flag. */
+function cacheUpstreams(value: string | undefined): readonly string[] | undefined {
+  if (value === undefined) return undefined;
+  const parsed = parseCacheUpstreams(value);
+  if ('error' in parsed) throw new UsageError(`--cache-upstreams: ${parsed.error}`);
+  return parsed.hosts;
+}
+
 /** --config given more than once, or a directory, may read stdin only once. */
 function oneStdin(paths: readonly string[], file?: string): void {
   if (paths.filter((p) => p === '-').length + (file === '-' ? 1 : 0) > 1)
@@ -594,6 +613,10 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
   const mapsFrom = oneOf(values['maps-from'], ['file', 'cluster'], '--maps-from');
   if (mapsFrom === 'cluster' && values.config !== undefined)
     throw new UsageError('--config and --maps-from cluster contradict each other; maps come from one place');
+  if (values.config?.includes('-'))
+    throw new UsageError(
+      'serve --config cannot read stdin (-): it re-reads its maps when they change; give a file or a directory',
+    );
   const cluster =
     mapsFrom === 'cluster'
       ? {
@@ -606,8 +629,13 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
             oneOf(values['on-rejected-update'], ['KeepLastAccepted', 'Undeploy'], '--on-rejected-update') ??
             'KeepLastAccepted',
           pullSecretCopy: !values['no-pull-secret-copy'],
+          cacheUpstreams: cacheUpstreams(values['cache-upstreams']),
         }
       : undefined;
+  if (mapsFrom !== 'cluster' && values['cache-upstreams'] !== undefined)
+    throw new UsageError(
+      '--cache-upstreams needs --maps-from cluster (the controller writes it into map status); in file mode run pullmap check --cache-upstreams on the file',
+    );
   const { serve } = await import('./serve.ts');
   return serve(
     {
@@ -713,18 +741,11 @@ async function checkCommand(rest: readonly string[], io: CliIO): Promise<number>
   if (values.config === undefined)
     throw new UsageError('check needs --config PATH (a file, a directory or -)');
   oneStdin(values.config);
-  const upstreams = values['cache-upstreams'];
   return await check(
     {
       config: values.config,
       output: oneOf(values.output, ['text', 'json'], '--output') ?? 'text',
-      cacheUpstreams:
-        upstreams === undefined
-          ? undefined
-          : upstreams
-              .split(',')
-              .map((h) => h.trim())
-              .filter(Boolean),
+      cacheUpstreams: cacheUpstreams(values['cache-upstreams']),
       maxInputBytes: parseByteSize(values['max-input-bytes'], '--max-input-bytes'),
     },
     io,

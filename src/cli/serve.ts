@@ -40,10 +40,13 @@ export interface ClusterOptions {
   readonly onRejectedUpdate: 'KeepLastAccepted' | 'Undeploy';
   /** Copy ClusterImageMap pull secrets into the namespaces they apply to (needs Secret access cluster-wide). */
   readonly pullSecretCopy: boolean;
+  /** The cache's upstream hosts: maps routed through the cache to other hosts get a warning condition. */
+  readonly cacheUpstreams: readonly string[] | undefined;
 }
 
 export interface ServeOptions {
-  readonly config: string | undefined;
+  /** The --config values (files, directories); undefined: the embedded default maps. */
+  readonly config: readonly string[] | undefined;
   /** The cluster: its maps (cluster mode), or namespace labels for namespaceSelector (file mode). */
   readonly kubeconfig: string | undefined;
   /** The process environment (in-cluster detection). */
@@ -150,7 +153,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     };
     try {
       source = await startFileSource({
-        path: options.config,
+        paths: options.config ?? [],
         defaultText: DEFAULT_MAPS_TEXT,
         snapshotOptions,
         reloadIntervalMs: options.reloadIntervalMs,
@@ -232,7 +235,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     url: server.url,
     healthUrl: server.healthUrl,
     paths: [...reviews.keys(), '/healthz', '/readyz', '/metrics'],
-    maps: options.cluster ? 'cluster' : (options.config ?? 'embedded default'),
+    maps: options.cluster ? 'cluster' : (options.config ?? ['embedded default']),
     failurePolicy: options.failurePolicy,
     deadlineMs: options.deadlineMs,
   });
@@ -336,6 +339,7 @@ async function startCluster(
     recheckIntervalMs: options.recheckIntervalMs,
     onRejectedUpdate: options.onRejectedUpdate,
     pullSecretCopy: options.pullSecretCopy,
+    cacheUpstreams: options.cacheUpstreams,
     ...(options.leaderElect
       ? { leaderElection: { namespace: options.leaseNamespace, identity: options.identity } }
       : {}),

@@ -61,6 +61,8 @@ export interface ClusterMapSourceOptions {
   readonly requestTimeoutMs?: number;
   /** false: pull secrets are not copied, and ClusterImageMaps naming one say so in their status. */
   readonly pullSecretCopy?: boolean;
+  /** The cache's upstream hosts (--cache-upstreams): maps with cache.enabled are checked against them. */
+  readonly cacheUpstreams?: readonly string[] | undefined;
   /** Parallel status and event writes. */
   readonly writeConcurrency?: number;
   readonly logger?: Logger;
@@ -171,7 +173,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     now,
     mayWrite,
     stats,
-    context: { pullSecretCopy: options.pullSecretCopy ?? true },
+    context: { pullSecretCopy: options.pullSecretCopy ?? true, cacheUpstreams: options.cacheUpstreams },
   });
 
   const schedule = (): void => {

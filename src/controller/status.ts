@@ -2,7 +2,12 @@
 // there. Pure: the clock reading comes in as `now`.
 
 import type { MapObject, MapSpec } from '../core/api/v1alpha1.ts';
-import { type MapVerdict, podPullSecretName, verdictMessage } from '../core/mapping/index.ts';
+import {
+  cacheUpstreamFindings,
+  type MapVerdict,
+  podPullSecretName,
+  verdictMessage,
+} from '../core/mapping/index.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
 
 export interface ReadyCondition {
@@ -14,11 +19,14 @@ export interface ReadyCondition {
   observedGeneration?: number;
 }
 
-/** Said beside Ready when something the map asks for is switched off in this installation. */
+/**
+ * Said beside Ready (which they leave as it is: the map serves): something the map asks for is switched
+ * off in this installation, or its cache cannot fetch a target (its host is not one of the upstreams).
+ */
 export interface NoteCondition {
-  type: 'PullSecretsCopied';
+  type: 'PullSecretsCopied' | 'CacheTargetsProxied';
   status: 'False';
-  reason: 'CopyDisabled';
+  reason: 'CopyDisabled' | 'NotCacheUpstream';
   message: string;
   lastTransitionTime: string;
   observedGeneration?: number;
@@ -28,6 +36,8 @@ export interface NoteCondition {
 export interface StatusContext {
   /** false: ClusterImageMap pull secrets are not copied (--no-pull-secret-copy). */
   readonly pullSecretCopy?: boolean;
+  /** The cache's upstream hosts (--cache-upstreams); undefined: not checked. */
+  readonly cacheUpstreams?: readonly string[] | undefined;
 }
 
 export interface MapStatus {
@@ -86,19 +96,7 @@ export function desiredStatus(
   };
   if (generation !== undefined) ready.observedGeneration = generation;
   const out: MapStatus = { conditions: [ready] };
-  const secrets = context.pullSecretCopy === false ? copiedSecrets(object) : [];
-  if (secrets.length > 0) {
-    const before = statusOf(object)?.conditions?.find((c) => c?.type === 'PullSecretsCopied');
-    const note: NoteCondition = {
-      type: 'PullSecretsCopied',
-      status: 'False',
-      reason: 'CopyDisabled',
-      message: `pull secret copying is disabled in this installation (chart value pullSecretCopy.enabled=false, flag --no-pull-secret-copy): pods get imagePullSecrets ${secrets.map((s) => podPullSecretName('ClusterImageMap', s)).join(', ')}, which must be created in each namespace this map selects by other means, or enable copying`,
-      lastTransitionTime: before?.lastTransitionTime ?? now,
-    };
-    if (generation !== undefined) note.observedGeneration = generation;
-    out.conditions.push(note);
-  }
+  out.conditions.push(...notesFor(object, verdict, now, context));
   if (generation !== undefined) out.observedGeneration = generation;
   if (verdict.servingGeneration !== undefined) out.servingGeneration = verdict.servingGeneration;
   const spec = object.spec as { mappings?: unknown } | undefined;
@@ -113,6 +111,48 @@ export function desiredStatus(
   const fill = statusOf(object)?.fill;
   if (fill) out.fill = fill;
   return out;
+}
+
+/** The notes beside Ready that this installation's context calls for. */
+function notesFor(
+  object: KubeObject,
+  verdict: MapVerdict,
+  now: string,
+  context: StatusContext,
+): NoteCondition[] {
+  const generation = object.metadata.generation;
+  const notes: NoteCondition[] = [];
+  const note = (type: NoteCondition['type'], reason: NoteCondition['reason'], text: string): void => {
+    const before = statusOf(object)?.conditions?.find((c) => c?.type === type);
+    const condition: NoteCondition = {
+      type,
+      status: 'False',
+      reason,
+      message: text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE - 1)}…` : text,
+      lastTransitionTime: before?.lastTransitionTime ?? now,
+    };
+    if (generation !== undefined) condition.observedGeneration = generation;
+    notes.push(condition);
+  };
+  const secrets = context.pullSecretCopy === false ? copiedSecrets(object) : [];
+  if (secrets.length > 0)
+    note(
+      'PullSecretsCopied',
+      'CopyDisabled',
+      `pull secret copying is disabled in this installation (chart value pullSecretCopy.enabled=false, flag --no-pull-secret-copy): pods get imagePullSecrets ${secrets.map((s) => podPullSecretName('ClusterImageMap', s)).join(', ')}, which must be created in each namespace this map selects by other means, or enable copying`,
+    );
+  // The generation that serves (the current one, or the last accepted): what pods are sent to.
+  const unproxied =
+    context.cacheUpstreams !== undefined && verdict.compiled
+      ? cacheUpstreamFindings([verdict.compiled], context.cacheUpstreams)
+      : [];
+  if (unproxied.length > 0)
+    note(
+      'CacheTargetsProxied',
+      'NotCacheUpstream',
+      `${unproxied.map((f) => `${f.path}: ${f.message}`).join('; ')} (the chart's cache.config.upstreams, flag --cache-upstreams)`,
+    );
+  return notes;
 }
 
 /** The pullSecrets of a ClusterImageMap's mappings (the ones pullmap copies), without duplicates. */

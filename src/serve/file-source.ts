@@ -1,37 +1,103 @@
-// Maps from a config file, or from the embedded default when no file is given: the webhook then works
-// with no cluster at all. The file is checked for changes on an interval (a ConfigMap mount is swapped
-// by symlink, which stat follows). A changed file is taken whole or not at all: one that is unreadable,
-// too large, malformed, holds an Invalid or conflicting map, or no map at all (a non-atomic write caught
-// half-way) keeps the maps in force, is logged with its findings and shows in the metrics.
+// Maps from config files (several --config values, each a file or a directory of map files), or from
+// the embedded default when none is given: the webhook then works with no cluster at all. The files are
+// checked for changes on an interval (a ConfigMap mount is swapped by symlink, which stat follows; a
+// directory is listed again, so files added or removed count). A change is taken whole or not at all:
+// a file that is unreadable, too large, malformed, holds an Invalid or conflicting map, or holds no map
+// any more (a non-atomic write caught half-way) keeps the whole set in force, is logged naming the file
+// with its findings, and shows in the metrics.
 
 import { constants } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
+  configFileNames,
   findingLines,
   type LoadedMaps,
   loadMapsFromText,
+  loadMapsFromTexts,
+  type MapText,
   type SnapshotOptions,
 } from '../core/mapping/index.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
-import { filesStamp, watchFiles } from './watch-files.ts';
+import { filesStamp, watchStamp } from './watch-files.ts';
 
 /** A map file larger than this is refused unread; a ConfigMap holds at most 1 MiB. */
 export const MAX_MAP_FILE_BYTES = 4 * 1024 * 1024;
+/** All the map files of a set together (several --config values, directories). */
+export const MAX_MAP_SET_BYTES = 16 * 1024 * 1024;
+/** Map files in a set: each is stat'ed on every reload tick. */
+export const MAX_MAP_FILES = 1000;
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-/** The problems that keep a file from being taken: unusable text, Invalid or conflicting maps. */
+/** A map file over its limit (its own class so the set's limit can be named instead). */
+class MapFileTooLarge extends ConfigError {}
+
+/** The problems that keep a set from being taken: unusable text, Invalid or conflicting maps (with their file). */
 function problemsOf(loaded: LoadedMaps): string[] {
   const problems = [...loaded.errors];
-  for (const v of loaded.analysis.verdicts)
-    if (v.verdict !== 'Accepted')
-      problems.push(...findingLines(v).map((line) => `${v.name} is ${v.verdict}: ${line}`));
+  for (const v of loaded.analysis.verdicts) {
+    if (v.verdict === 'Accepted') continue;
+    const origin = loaded.origins.get(v.name);
+    const where = origin ? `${origin.source}:${origin.line}: ` : '';
+    problems.push(...findingLines(v).map((line) => `${where}${v.name} is ${v.verdict}: ${line}`));
+  }
   return problems;
 }
+
+/** The files of the --config values: each file itself, each directory's map files (configFileNames). */
+export async function mapFilesOf(paths: readonly string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const path of paths) {
+    if (!(await stat(path)).isDirectory()) files.push(path);
+    else {
+      const names = configFileNames(await readdir(path));
+      if (names.length === 0)
+        throw new ConfigError(`${path}: the directory holds no .yaml, .yml or .json file`);
+      files.push(...names.map((n) => join(path, n)));
+    }
+    if (files.length > MAX_MAP_FILES)
+      throw new ConfigError(
+        `${paths.join(', ')}: more than ${MAX_MAP_FILES} map files; merge them, or apply the maps to the cluster (--maps-from cluster)`,
+      );
+  }
+  return files;
+}
+
+/** A fingerprint of the set as it is now: which files (a directory's may come and go) and their versions. */
+async function setStamp(paths: readonly string[]): Promise<string> {
+  const files = await mapFilesOf(paths);
+  return `${files.join('\u0000')}\u0001${await filesStamp(files)}`;
+}
+
+/** The texts of the set's files, each within MAX_MAP_FILE_BYTES and all within MAX_MAP_SET_BYTES. */
+async function readMapFiles(paths: readonly string[]): Promise<MapText[]> {
+  const texts: MapText[] = [];
+  let left = MAX_MAP_SET_BYTES;
+  for (const file of await mapFilesOf(paths)) {
+    let text: string;
+    try {
+      text = await readMapFile(file, Math.min(MAX_MAP_FILE_BYTES, left));
+    } catch (err) {
+      if (err instanceof MapFileTooLarge && left < MAX_MAP_FILE_BYTES)
+        throw new ConfigError(
+          `the map files together are over ${MAX_MAP_SET_BYTES} bytes (reached at ${file}); merge maps or apply them to the cluster (--maps-from cluster)`,
+        );
+      throw err;
+    }
+    left -= Buffer.byteLength(text);
+    texts.push({ text, source: file });
+  }
+  return texts;
+}
+
+/** The files that hold at least one named map object. */
+const filesWithMaps = (loaded: LoadedMaps): Set<string> =>
+  new Set([...loaded.origins.values()].map((o) => o.source));
 
 function summary(loaded: LoadedMaps): Record<string, number> {
   const count = (v: string) => loaded.analysis.verdicts.filter((x) => x.verdict === v).length;
@@ -57,7 +123,7 @@ export async function readMapFile(path: string, limit = MAX_MAP_FILE_BYTES): Pro
     return new ConfigError(`${path} is a ${kind}, not a regular file; give a YAML file of map objects`);
   };
   const tooLarge = (size: string) =>
-    new ConfigError(
+    new MapFileTooLarge(
       `${path} is ${size} bytes; a map file may have at most ${limit} bytes: split the maps or apply them to the cluster (--maps-from cluster)`,
     );
   const before = await stat(path);
@@ -88,76 +154,95 @@ export async function readMapFile(path: string, limit = MAX_MAP_FILE_BYTES): Pro
 }
 
 export interface FileSourceOptions {
-  /** The config file, or undefined for the embedded default (`text`). */
-  readonly path: string | undefined;
+  /** The --config values (files, directories), or none for the embedded default (`defaultText`). */
+  readonly paths: readonly string[];
   readonly defaultText: string;
   readonly snapshotOptions: SnapshotOptions;
   readonly reloadIntervalMs: number;
   readonly logger: Logger;
-  /** Where the reload metrics go (file mode with a path only). */
+  /** Where the reload metrics go (with config files only). */
   readonly metrics?: Registry;
   /** Called after every swap (metrics). */
   readonly onSwap?: (state: MapState) => void;
 }
 
 /**
- * Loads the maps once (throwing ConfigError when the file is unusable or any map in it is rejected)
- * and then watches the file, taking only versions that load completely.
+ * Loads the maps once (throwing ConfigError when a file is unusable or any map in the set is rejected)
+ * and then watches the files, taking only versions of the set that load completely.
  */
 export async function startFileSource(options: FileSourceOptions): Promise<MapSource> {
-  const { path, logger } = options;
-  const name = path ?? 'the embedded default maps';
+  const { paths, logger } = options;
+  const name = paths.length === 0 ? 'the embedded default maps' : paths.join(', ');
   let version = 0;
+  let withMaps = new Set<string>();
   const swap = (loaded: LoadedMaps): MapState => {
     const next = { snapshot: loaded.snapshot, analysis: loaded.analysis, version: ++version };
+    withMaps = filesWithMaps(loaded);
     options.onSwap?.(next);
     logger.info('maps loaded', { source: name, version: next.version, ...summary(loaded) });
     return next;
   };
   const load = async (reload: boolean): Promise<LoadedMaps> => {
-    let text: string;
-    try {
-      text = path === undefined ? options.defaultText : await readMapFile(path);
-    } catch (err) {
-      if (err instanceof ConfigError) throw err;
-      throw new ConfigError(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    let loaded: LoadedMaps;
+    if (paths.length === 0) loaded = loadMapsFromText(options.defaultText, name, options.snapshotOptions);
+    else {
+      let texts: MapText[];
+      try {
+        texts = await readMapFiles(paths);
+      } catch (err) {
+        if (err instanceof ConfigError) throw err;
+        const e = err as NodeJS.ErrnoException;
+        throw new ConfigError(`cannot read ${e.path ?? name}: ${e.code ?? String(err)}`);
+      }
+      loaded = loadMapsFromTexts(texts, options.snapshotOptions);
     }
-    const loaded = loadMapsFromText(text, name, options.snapshotOptions);
     const problems = problemsOf(loaded);
     if (problems.length > 0) throw new ConfigError(`${name}: ${problems.join('; ')}`, { cause: problems });
-    // An empty file is a choice at start-up (serve no maps) but, on a reload, most likely a write
-    // caught half-way: the maps in force stay until the file holds maps again.
-    if (reload && loaded.analysis.verdicts.length === 0)
-      throw new ConfigError(`${name} holds no map objects (a write in progress?)`, {
-        cause: ['holds no map objects; write the file aside and rename it into place'],
+    // An empty file is a choice at start-up (serve no maps from it) but, on a reload, a file that held
+    // maps and holds none is most likely a write caught half-way: the set in force stays until it does.
+    const emptied = reload ? [...withMaps].filter((f) => !filesWithMaps(loaded).has(f)) : [];
+    const gone = await Promise.all(
+      emptied.map((f) =>
+        stat(f).then(
+          () => false,
+          () => true,
+        ),
+      ),
+    );
+    const halfWritten = emptied.filter((_, i) => !gone[i]);
+    if (halfWritten.length > 0)
+      throw new ConfigError(`${halfWritten.join(', ')} holds no map objects (a write in progress?)`, {
+        cause: halfWritten.map(
+          (f) => `${f} holds no map objects; write the file aside and rename it into place, or remove it`,
+        ),
       });
     return loaded;
   };
 
-  const stamp = path === undefined ? '' : await filesStamp([path]).catch(() => '');
+  const stamp = paths.length === 0 ? '' : await setStamp(paths).catch(() => '');
   let state: MapState = swap(await load(false));
   if (state.analysis.verdicts.length === 0) logger.warn('the config holds no map objects', { source: name });
 
-  const metrics = path === undefined ? undefined : options.metrics;
+  const metrics = paths.length === 0 ? undefined : options.metrics;
   const inForce = metrics?.gauge(
     'pullmap_config_file_in_force',
-    '1 when the config file as it is now is the one in force; 0 when its latest version was refused and older maps serve.',
+    '1 when the config files as they are now are the set in force; 0 when their latest version was refused and older maps serve.',
   );
   const failures = metrics?.counter(
     'pullmap_config_reload_failures_total',
-    'Versions of the config file that were refused (the maps in force stayed).',
+    'Versions of the config files that were refused (the maps in force stayed).',
   );
   const lastSuccess = metrics?.gauge(
     'pullmap_config_last_reload_success_timestamp_seconds',
-    'When the config file was last loaded successfully (Unix time).',
+    'When the config files were last loaded successfully (Unix time).',
   );
   inForce?.set(1);
   failures?.inc(undefined, 0);
   lastSuccess?.set(Date.now() / 1000);
 
   const watch =
-    path !== undefined && options.reloadIntervalMs > 0
-      ? watchFiles([path], {
+    paths.length > 0 && options.reloadIntervalMs > 0
+      ? watchStamp(() => setStamp(paths), {
           intervalMs: options.reloadIntervalMs,
           stamp,
           onChange: async () => {

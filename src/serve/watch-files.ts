@@ -18,23 +18,27 @@ export interface FileWatch {
  * Starts polling. `stamp` is the fingerprint the caller loaded (from `filesStamp` before reading);
  * `onChange` loads the new version and throws when it cannot, which `onError` reports.
  */
-export function watchFiles(
-  paths: readonly string[],
-  options: {
-    readonly intervalMs: number;
-    readonly stamp: string;
-    readonly onChange: () => Promise<void>;
-    readonly onError: (err: unknown) => void;
-  },
-): FileWatch {
+export function watchFiles(paths: readonly string[], options: WatchOptions): FileWatch {
+  return watchStamp(() => filesStamp(paths), options);
+}
+
+export interface WatchOptions {
+  readonly intervalMs: number;
+  readonly stamp: string;
+  readonly onChange: () => Promise<void>;
+  readonly onError: (err: unknown) => void;
+}
+
+/** watchFiles over any fingerprint: `stampOf` may also list a directory, so files added or removed count. */
+export function watchStamp(stampOf: () => Promise<string>, options: WatchOptions): FileWatch {
   let tried = options.stamp;
   let busy = false;
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
     // A file that cannot be stat'ed (missing, no permission) is one more version, tried once.
-    filesStamp(paths)
-      .catch((err: NodeJS.ErrnoException) => `unreadable:${err.code ?? String(err)}`)
+    stampOf()
+      .catch((err: NodeJS.ErrnoException) => `unreadable:${err.code ?? String(err)}:${err.path ?? ''}`)
       .then(async (now) => {
         if (now === tried) return;
         tried = now;

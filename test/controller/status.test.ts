@@ -88,3 +88,43 @@ test('status: with pull secret copying off, a ClusterImageMap naming a pullSecre
   // Turning copying back on removes the note (a status write).
   assert.equal(statusDiffers({ ...cluster, status: off }, desiredStatus(cluster, verdict, 'now')), true);
 });
+
+test('status: with the cache upstreams known, a cache.enabled map targeting another host gets a warning beside Ready', () => {
+  const routed: KubeObject = {
+    apiVersion: 'pullmap.dev/v1alpha1',
+    kind: 'ClusterImageMap',
+    metadata: { name: 'through-cache', creationTimestamp: '2026-01-01T00:00:00Z', generation: 3, uid: 'r' },
+    spec: {
+      mappings: [
+        { from: 'docker.io/', to: 'docker.io/' },
+        { from: 'quay.io/', to: ['quay.io/', 'mirror.internal:5000/quay/'], when: 'IfExists' },
+      ],
+      cache: { enabled: true },
+    },
+  };
+  const verdict = analyzeMaps([{ current: routed }]).verdicts[0]!;
+  const context = { cacheUpstreams: ['docker.io', 'quay.io'] };
+  const warned = desiredStatus(routed, verdict, '2026-01-01T00:00:10Z', context);
+  assert.equal(warned.conditions[0]!.status, 'True', 'a warning: the map still serves');
+  const note = warned.conditions.find((c) => c.type === 'CacheTargetsProxied')!;
+  assert.equal(note.status, 'False');
+  assert.equal(note.reason, 'NotCacheUpstream');
+  assert.equal(note.observedGeneration, 3);
+  assert.match(
+    note.message,
+    /^spec\.mappings\[1\]\.to\[1\]: mirror\.internal:5000 is not an upstream of the cache \(its upstreams: docker\.io, quay\.io\).*add mirror\.internal:5000 to the cache's upstreams, or disable cache for this map.*--cache-upstreams/,
+  );
+  const stored = { ...routed, status: warned };
+  assert.equal(statusDiffers(stored, desiredStatus(stored, verdict, 'later', context)), false);
+  // Fixed by the list (the host added) or with no list at all: the note goes, a status write.
+  const fixed = desiredStatus(stored, verdict, 'later', {
+    cacheUpstreams: ['docker.io', 'quay.io', 'mirror.internal:5000'],
+  });
+  assert.equal(fixed.conditions.length, 1);
+  assert.equal(statusDiffers(stored, fixed), true);
+  assert.equal(desiredStatus(routed, verdict, 'now').conditions.length, 1, 'no list: not checked');
+  // A map that does not use the cache is not checked.
+  const direct = { ...routed, spec: { ...(routed.spec as object), cache: { enabled: false } } };
+  const directVerdict = analyzeMaps([{ current: direct }]).verdicts[0]!;
+  assert.equal(desiredStatus(direct, directVerdict, 'now', context).conditions.length, 1);
+});

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ExistenceAnswer, ExistenceFacts, ProbeOutcome } from '../../src/core/facts.ts';
-import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../../src/core/mapping/index.ts';
+import {
+  analyzeMaps,
+  buildSnapshot,
+  configFileNames,
+  decideImage,
+  type MapSnapshot,
+  parseCacheUpstreams,
+} from '../../src/core/mapping/index.ts';
 import { crc32 } from '../../src/core/mapping/zarf.ts';
 
 type Spec = Record<string, unknown>;
@@ -323,4 +330,25 @@ describe('"*" keeps the source registry in the target path', () => {
     assert.equal(decide(s, 'quay.io/a/b:1').image, 'mirror.local/quay.io/a/b:1');
     assert.equal(decide(s, 'mirror.local/quay.io/a/b:1').outcome, 'Unchanged');
   });
+});
+
+test('parseCacheUpstreams: the hosts of a --cache-upstreams value, or the first bad one named', () => {
+  assert.deepEqual(parseCacheUpstreams(' docker.io, quay.io ,127.0.0.1:5000,'), {
+    hosts: ['docker.io', 'quay.io', '127.0.0.1:5000'],
+  });
+  const error = (text: string) => {
+    const r = parseCacheUpstreams(text);
+    return 'error' in r ? r.error : '';
+  };
+  assert.match(error(' , '), /names no host/);
+  assert.match(error('docker.io,Quay.io'), /"Quay\.io" must be lowercase/);
+  assert.match(error('https://quay.io'), /"https:\/\/quay\.io" is not a registry host\[:port\]/);
+  assert.match(error('quay.io/acme'), /"quay\.io\/acme" is not a registry host/);
+});
+
+test('configFileNames: a directory contributes its .yaml, .yml and .json files, not hidden ones, sorted', () => {
+  assert.deepEqual(
+    configFileNames(['b.yml', '.hidden.yaml', 'a.yaml', 'notes.txt', 'c.json', '..data', 'd.yaml.bak']),
+    ['a.yaml', 'b.yml', 'c.json'],
+  );
 });

@@ -756,6 +756,61 @@ describe('helm install, upgrade and uninstall against a real kube-apiserver', ()
       );
       const lease = await get(['-n', NAMESPACE, 'lease', 'pullmap-controller']);
       assert.equal(lease.spec.holderIdentity, 'pullmap-webhook-test');
+
+      // The chart hands the webhook its cache's upstreams: a map routed through the cache to another
+      // host gets a warning beside Ready (which stays True), gone once the map is fixed.
+      const routed = (to: string) =>
+        stringify({
+          apiVersion: 'pullmap.dev/v1alpha1',
+          kind: 'ClusterImageMap',
+          metadata: { name: 'through-cache' },
+          spec: { mappings: [{ from: 'ghcr.io/acme/', to }], cache: { enabled: true } },
+        });
+      await kube.kubectl(['apply', '-f', '-'], routed('mirror.internal:5000/acme/'));
+      const warning = await condition(['clusterimagemap', 'through-cache'], 'CacheTargetsProxied');
+      assert.equal(warning?.status, 'False', serve.output().slice(-3000));
+      assert.equal(warning?.reason, 'NotCacheUpstream');
+      assert.match(
+        warning?.message,
+        /^spec\.mappings\[0\]\.to: mirror\.internal:5000 is not an upstream of the cache \(its upstreams: docker\.io, quay\.io, ghcr\.io, registry\.k8s\.io\).*add mirror\.internal:5000 to the cache's upstreams/,
+      );
+      assert.equal((await condition(['clusterimagemap', 'through-cache'], 'Ready'))?.status, 'True');
+      await kube.kubectl(['apply', '-f', '-'], routed('ghcr.io/acme/'));
+      const deadline = Date.now() + 60_000;
+      let types: string[] = [];
+      while (Date.now() < deadline) {
+        const status = (await get(['clusterimagemap', 'through-cache'])).status;
+        types = (status?.conditions ?? []).map((c: Obj) => c.type);
+        if (status?.observedGeneration === 2 && !types.includes('CacheTargetsProxied')) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.deepEqual(types, ['Ready'], 'the warning goes once the target is an upstream');
+      await kube.kubectl(['apply', '-f', '-'], routed('mirror.internal:5000/acme/'));
+      assert.ok(await condition(['clusterimagemap', 'through-cache'], 'CacheTargetsProxied'));
+    });
+    // Or the list: the cache given that upstream, the webhook (restarted by the rollout) drops the warning.
+    await helmKube([
+      'upgrade',
+      'pullmap',
+      CHART,
+      '--reuse-values',
+      '--set-json',
+      'cache.config.upstreams=[{"host":"docker.io"},{"host":"mirror.internal:5000"}]',
+    ]);
+    await runChartWebhook(async (serve) => {
+      const deadline = Date.now() + 60_000;
+      let conditions: Obj[] = [];
+      while (Date.now() < deadline) {
+        conditions = (await get(['clusterimagemap', 'through-cache'])).status?.conditions ?? [];
+        if (!conditions.some((c) => c.type === 'CacheTargetsProxied')) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.deepEqual(
+        conditions.map((c) => c.type),
+        ['Ready'],
+        `the warning goes once the host is an upstream:\n${serve.output().slice(-3000)}`,
+      );
+      await kube.kubectl(['delete', 'clusterimagemap', 'through-cache']);
     });
 
     // Upgrade: the certificate found in the cluster is kept, the change applied.

@@ -2,7 +2,7 @@
 // freeze a backtracking engine, and a config file that is broken, emptied, pointed at /dev/zero or
 // kept broken while the webhook keeps running on the last good maps.
 import assert from 'node:assert/strict';
-import { rename, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execFileAsync, type TempDir, tempDir } from '../harness/process.ts';
@@ -151,5 +151,162 @@ describe('a config file that goes bad while serving', () => {
     } finally {
       await pm.stop();
     }
+  });
+});
+
+describe('several --config values and a directory of map files, served as one set', () => {
+  const cmap = (name: string, from: string, to: string) =>
+    `apiVersion: pullmap.dev/v1alpha1\nkind: ClusterImageMap\nmetadata: { name: ${name} }\nspec:\n  mappings:\n    - { from: ${from}, to: ${to} }\n`;
+
+  it('watches files added, changed and removed; a bad file keeps the whole set in force and is named', async () => {
+    const mapsDir = join(dir.path, 'maps.d');
+    await mkdir(mapsDir);
+    const put = async (path: string, text: string) => {
+      await writeFile(`${path}.new`, text);
+      await rename(`${path}.new`, path);
+    };
+    await put(join(mapsDir, 'a.yaml'), cmap('a', 'docker.io/', 'one.example/'));
+    await put(join(mapsDir, 'b.yml'), cmap('b', 'quay.io/', 'q.example/'));
+    // Not map files by the CLI's rule: a hidden file and another extension are never read.
+    await writeFile(join(mapsDir, '.hidden.yaml'), 'kind: [unclosed');
+    await writeFile(join(mapsDir, 'notes.txt'), 'not yaml: [');
+    const extra = join(dir.path, 'extra.json');
+    await put(
+      extra,
+      JSON.stringify({
+        apiVersion: 'pullmap.dev/v1alpha1',
+        kind: 'ClusterImageMap',
+        metadata: { name: 'e' },
+        spec: { mappings: [{ from: 'ghcr.io/', to: 'g.example/' }] },
+      }),
+    );
+    const pm = await startPullmap({
+      args: ['--config', mapsDir, '-c', extra, '--reload-interval', '100ms'],
+    });
+    const images = async () => {
+      const patch = imagesOf(
+        (
+          await pm.review(
+            podReview({
+              a: 'nginx:1.27',
+              b: 'quay.io/x/y:1',
+              c: 'ghcr.io/x/y:1',
+              d: 'registry.k8s.io/pause:3',
+            }),
+          )
+        ).json.response,
+      );
+      return [0, 1, 2, 3].map((i) => patch[`/spec/containers/${i}/image`] ?? 'unchanged');
+    };
+    const failures = () => pm.metric('pullmap_config_reload_failures_total');
+    const until = async (what: string, check: () => Promise<boolean>) => {
+      for (let i = 0; i < 200; i++) {
+        if (await check()) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.fail(`never: ${what}`);
+    };
+    const lastError = () =>
+      JSON.stringify(
+        pm
+          .logs()
+          .filter((l) => l.msg === 'config not reloaded; the maps in force stay')
+          .at(-1),
+      );
+    try {
+      assert.deepEqual(await images(), [
+        'one.example/library/nginx:1.27',
+        'q.example/x/y:1',
+        'g.example/x/y:1',
+        'unchanged',
+      ]);
+      assert.equal(await pm.metric('pullmap_config_file_in_force'), 1);
+
+      // A file added to the directory is taken.
+      await put(join(mapsDir, 'c.yaml'), cmap('c', 'registry.k8s.io/', 'k.example/'));
+      await until('the added file applies', async () => (await images())[3] === 'k.example/pause:3');
+
+      // One file goes bad: the whole set in force stays (the others' maps too), the file is named.
+      await put(join(mapsDir, 'b.yml'), cmap('b', 'quay.io/', '{ bad: 1 }'));
+      await until('the bad file is refused', async () => (await failures()) === 1);
+      assert.equal(await pm.metric('pullmap_config_file_in_force'), 0);
+      assert.match(
+        lastError(),
+        /b\.yml:1: ClusterImageMap\/b is Invalid: spec\.mappings\[0\]\.to: must be a string/,
+      );
+      assert.deepEqual((await images()).slice(0, 2), ['one.example/library/nginx:1.27', 'q.example/x/y:1']);
+
+      // A map given twice across files is refused with both places.
+      await put(join(mapsDir, 'b.yml'), cmap('a', 'quay.io/', 'q2.example/'));
+      await until('the duplicate is refused', async () => (await failures()) === 2);
+      assert.match(lastError(), /b\.yml:1: ClusterImageMap\/a is given again \(first at [^)]*a\.yaml:1\)/);
+
+      // A file that held maps, emptied in place (a write caught half-way): refused, naming it.
+      await put(join(mapsDir, 'b.yml'), cmap('b', 'quay.io/', 'q2.example/'));
+      await until('the fixed file applies', async () => (await images())[1] === 'q2.example/x/y:1');
+      assert.equal(await pm.metric('pullmap_config_file_in_force'), 1);
+      await writeFile(join(mapsDir, 'a.yaml'), '');
+      await until('the emptied file is refused', async () => (await failures()) === 3);
+      assert.match(lastError(), /a\.yaml holds no map objects/);
+      assert.equal((await images())[0], 'one.example/library/nginx:1.27');
+
+      // Over the per-file limit: refused unread, naming the file.
+      await put(extra, `${' '.repeat(5 * 1024 * 1024)}{}`);
+      await until('the large file is refused', async () => (await failures()) === 4);
+      assert.match(lastError(), /extra\.json is 524\d{4} bytes; a map file may have at most 4194304 bytes/);
+
+      // Removing a file from the directory is a change like any other: its maps go.
+      await put(
+        extra,
+        JSON.stringify({
+          apiVersion: 'pullmap.dev/v1alpha1',
+          kind: 'ClusterImageMap',
+          metadata: { name: 'e' },
+          spec: { mappings: [{ from: 'ghcr.io/', to: 'g.example/' }] },
+        }),
+      );
+      await unlink(join(mapsDir, 'a.yaml'));
+      await unlink(join(mapsDir, 'c.yaml'));
+      await until('the removed files stop applying', async () => (await images())[3] === 'unchanged');
+      assert.deepEqual(await images(), ['unchanged', 'q2.example/x/y:1', 'g.example/x/y:1', 'unchanged']);
+      assert.equal(await pm.metric('pullmap_config_file_in_force'), 1);
+      assert.equal(await failures(), 4);
+    } finally {
+      await pm.stop();
+    }
+  });
+
+  it('at start-up: an empty directory, stdin and a set over 16 MiB are refused, exit 2', async () => {
+    const serve = (args: string[]) =>
+      execFileAsync(process.execPath, [
+        PULLMAP,
+        'serve',
+        '--no-tls',
+        '--listen',
+        '127.0.0.1:0',
+        ...args,
+      ]).then(
+        () => assert.fail('serve started'),
+        (err: { code: number; stderr: string }) => err,
+      );
+    const empty = join(dir.path, 'empty.d');
+    await mkdir(empty);
+    await writeFile(join(empty, 'README.md'), '# not a map file');
+    let r = await serve(['--config', empty]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /empty\.d: the directory holds no \.yaml, \.yml or \.json file/);
+    r = await serve(['--config', '-']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /serve --config cannot read stdin/);
+    const big = join(dir.path, 'big.d');
+    await mkdir(big);
+    for (const n of [1, 2, 3, 4, 5])
+      await writeFile(
+        join(big, `${n}.yaml`),
+        `${cmap(`m${n}`, `r${n}.example/`, 't.example/')}#${'x'.repeat(3.5 * 1024 * 1024)}\n`,
+      );
+    r = await serve(['--config', big]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /the map files together are over 16777216 bytes \(reached at [^)]*5\.yaml\)/);
   });
 });

@@ -3,7 +3,7 @@
 // earlier. `pullmap check --cache-upstreams` reports them; the controller can call the same function
 // once the chart hands it the cache's upstreams.
 
-import { canonicalRegistry } from '../reference/index.ts';
+import { canonicalRegistry, checkDomainAndPort } from '../reference/index.ts';
 import { type CompiledMap, mapRefName } from './rule.ts';
 
 export interface UpstreamFinding {
@@ -13,6 +13,31 @@ export interface UpstreamFinding {
   readonly path: string;
   readonly registry: string;
   readonly message: string;
+}
+
+/**
+ * A --cache-upstreams value ("docker.io,quay.io"): the hosts, or the first one that is not a registry
+ * host[:port] as image references and the cache config write it. `check` and `serve` share this parse.
+ */
+export function parseCacheUpstreams(
+  text: string,
+): { readonly hosts: readonly string[] } | { readonly error: string } {
+  const hosts = text
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
+  if (hosts.length === 0)
+    return { error: "names no host; give the cache's upstream hosts, e.g. docker.io,quay.io" };
+  for (const host of hosts) {
+    if (host !== host.toLowerCase())
+      return { error: `${JSON.stringify(host)} must be lowercase, as image references write registry hosts` };
+    const bad = checkDomainAndPort(host);
+    if (bad)
+      return {
+        error: `${JSON.stringify(host)} is not a registry host[:port] (${bad.message}); write hosts as the cache config's upstreams[].host, e.g. docker.io,127.0.0.1:5000`,
+      };
+  }
+  return { hosts };
 }
 
 /**

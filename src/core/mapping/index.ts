@@ -1,4 +1,4 @@
-export { cacheUpstreamFindings, type UpstreamFinding } from './cache-upstreams.ts';
+export { cacheUpstreamFindings, parseCacheUpstreams, type UpstreamFinding } from './cache-upstreams.ts';
 export {
   type Analysis,
   analyzeMaps,
@@ -16,7 +16,13 @@ export {
   fillTarget,
   type ImageDecision,
 } from './decide.ts';
-export { type LoadedMaps, loadMapsFromText, loadMapsFromTexts, type MapText } from './load.ts';
+export {
+  configFileNames,
+  type LoadedMaps,
+  loadMapsFromText,
+  loadMapsFromTexts,
+  type MapText,
+} from './load.ts';
 export type { MatchedRule, Reason, ReasonCode } from './prepared.ts';
 export {
   type CompiledMap,

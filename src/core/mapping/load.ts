@@ -14,6 +14,16 @@ export interface LoadedMaps {
   readonly snapshot: MapSnapshot;
   /** Problems that make the text unusable (malformed YAML, not map objects, a name given twice). */
   readonly errors: readonly string[];
+  /** Where each named map object was read: "ClusterImageMap/hub" → its input and line. */
+  readonly origins: ReadonlyMap<string, { readonly source: string; readonly line: number }>;
+}
+
+/**
+ * The files a config directory contributes, like `kubectl apply -f DIR`: its .yaml, .yml and .json
+ * files (not hidden ones), sorted. The CLI's --config and serve's both list directories by this rule.
+ */
+export function configFileNames(names: readonly string[]): string[] {
+  return names.filter((n) => /\.(ya?ml|json)$/.test(n) && !n.startsWith('.')).sort();
 }
 
 /** One input's text and the name messages give it (a path, or <stdin>). */
@@ -34,7 +44,7 @@ export function loadMapsFromTexts(
   const objects: unknown[] = [];
   // A cluster holds one object per kind, namespace and name; a second one in the input would
   // silently replace the first at `kubectl apply`, so it is refused here.
-  const seen = new Map<string, string>();
+  const seen = new Map<string, { source: string; line: number }>();
   for (const { text, source } of inputs) {
     const loaded = loadYamlObjects(text, source);
     errors.push(...loaded.errors);
@@ -56,17 +66,17 @@ export function loadMapsFromTexts(
         const first = seen.get(key);
         if (first !== undefined) {
           errors.push(
-            `${source}:${doc.line}: ${key} is given again (first at ${first}); a cluster holds one object of that name: rename one or merge them`,
+            `${source}:${doc.line}: ${key} is given again (first at ${first.source}:${first.line}); a cluster holds one object of that name: rename one or merge them`,
           );
           continue;
         }
-        seen.set(key, `${source}:${doc.line}`);
+        seen.set(key, { source, line: doc.line });
       }
       objects.push(doc.value);
     }
   }
   const analysis = analyzeMaps(objects.map((current) => ({ current })));
-  return { analysis, snapshot: buildSnapshot(analysis.accepted, options), errors };
+  return { analysis, snapshot: buildSnapshot(analysis.accepted, options), errors, origins: seen };
 }
 
 export function loadMapsFromText(

@@ -4,8 +4,10 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { CACHE_ERRORS } from '../src/cache/errors.ts';
 import { CORE_ERRORS, fail, hasCode, ok, PullmapError, type Result } from '../src/core/errors.ts';
 import { isStatus, KUBE_ERRORS, KubeApiError, KubeConfigError } from '../src/kube/errors.ts';
+import { CREDENTIAL_ERRORS, REGISTRY_ERRORS, WIRE_ERRORS } from '../src/registry/errors.ts';
 
 test('PullmapError: code, message and cause; hasCode matches on the code only', () => {
   const root = new Error('ECONNREFUSED');
@@ -46,6 +48,11 @@ test('catalogues: one per layer, each code under its layer prefix, no code twice
   const catalogues: Record<string, { prefixes: string[]; codes: Record<string, string> }> = {
     core: { prefixes: ['REF_'], codes: CORE_ERRORS },
     kube: { prefixes: ['KUBE_'], codes: KUBE_ERRORS },
+    registry: {
+      prefixes: ['REG_', 'CRED_', 'WIRE_', 'ERR_INVALID_'],
+      codes: { ...REGISTRY_ERRORS, ...CREDENTIAL_ERRORS, ...WIRE_ERRORS },
+    },
+    cache: { prefixes: ['CACHE_'], codes: CACHE_ERRORS },
   };
   const seen = new Map<string, string>();
   for (const [layer, { prefixes, codes }] of Object.entries(catalogues)) {

@@ -21,8 +21,9 @@ import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
 import { type Digester, digesterFor } from './digester.ts';
+import { StoreWriteError } from './errors.ts';
 import { isDirectIORefusal, type TempFile } from './store/spool.ts';
-import { type CacheStore, type DownloadClaim, type StoredBlob, StoreWriteError } from './store/types.ts';
+import type { CacheStore, DownloadClaim, StoredBlob } from './store/types.ts';
 import type { BlobClient, BlobStream } from './transport/blobs.ts';
 import { writeOnThread, writerAvailable } from './writer.ts';
 

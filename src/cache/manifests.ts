@@ -8,12 +8,8 @@ import type { ImageReference } from '../core/reference/index.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import { outcomeOf, type RegistryError, type RegistryErrorCode } from '../registry/errors.ts';
 import type { CacheConfig, StaleKind } from './config.ts';
-import {
-  type CacheStore,
-  type StoredManifest,
-  StoreUnavailableError,
-  StoreWriteError,
-} from './store/types.ts';
+import { StoreUnavailableError, StoreWriteError } from './errors.ts';
+import type { CacheStore, StoredManifest } from './store/types.ts';
 
 export type ManifestSource = 'cache' | 'upstream';
 

@@ -54,7 +54,7 @@ export async function registryClientOptions(
       flags.dockerConfig,
     );
     if (!parsed.ok) throw new UsageError(`--docker-config: ${parsed.error.field}: ${parsed.error.message}`);
-    keyring.add(parsed.entries);
+    keyring.add(parsed.value);
   }
   const defaults = { caPem, requestTimeoutMs };
   const endpoints = Object.fromEntries(

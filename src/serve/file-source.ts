@@ -15,14 +15,11 @@ import {
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
+import { ConfigError } from './errors.ts';
 import { filesStamp, watchFiles } from './watch-files.ts';
 
 /** A map file larger than this is refused unread; a ConfigMap holds at most 1 MiB. */
 export const MAX_MAP_FILE_BYTES = 4 * 1024 * 1024;
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
 
 /** The problems that keep a file from being taken: unusable text, Invalid or conflicting maps. */
 function problemsOf(loaded: LoadedMaps): string[] {
@@ -120,16 +117,18 @@ export async function startFileSource(options: FileSourceOptions): Promise<MapSo
       text = path === undefined ? options.defaultText : await readMapFile(path);
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      throw new ConfigError(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      throw new ConfigError(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+        cause: err,
+      });
     }
     const loaded = loadMapsFromText(text, name, options.snapshotOptions);
     const problems = problemsOf(loaded);
-    if (problems.length > 0) throw new ConfigError(`${name}: ${problems.join('; ')}`, { cause: problems });
+    if (problems.length > 0) throw new ConfigError(`${name}: ${problems.join('; ')}`, { findings: problems });
     // An empty file is a choice at start-up (serve no maps) but, on a reload, most likely a write
     // caught half-way: the maps in force stay until the file holds maps again.
     if (reload && loaded.analysis.verdicts.length === 0)
       throw new ConfigError(`${name} holds no map objects (a write in progress?)`, {
-        cause: ['holds no map objects; write the file aside and rename it into place'],
+        findings: ['holds no map objects; write the file aside and rename it into place'],
       });
     return loaded;
   };
@@ -168,7 +167,7 @@ export async function startFileSource(options: FileSourceOptions): Promise<MapSo
           onError: (err) => {
             inForce?.set(0);
             failures?.inc();
-            const findings = err instanceof ConfigError && Array.isArray(err.cause) ? err.cause : undefined;
+            const findings = err instanceof ConfigError ? err.findings : undefined;
             logger.error('config not reloaded; the maps in force stay', {
               source: name,
               version: state.version,

@@ -7,7 +7,7 @@ import { type ProxyConfig, type ProxySettings, parseProxySettings } from '../cor
 import type { ExistenceSource } from '../decision/resolve.ts';
 import type { RegistryClientOptions } from '../registry/client.ts';
 import type { OracleObserver } from '../registry/existence-oracle.ts';
-import { UsageError } from './maps.ts';
+import { UsageError } from './errors.ts';
 
 export interface RegistryFlags {
   /** Registries spoken to over plain HTTP (loopback hosts, or any host with --insecure). */

@@ -5,9 +5,12 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CACHE_ERRORS } from '../src/cache/errors.ts';
+import { CLI_ERRORS } from '../src/cli/errors.ts';
 import { CORE_ERRORS, fail, hasCode, ok, PullmapError, type Result } from '../src/core/errors.ts';
 import { isStatus, KUBE_ERRORS, KubeApiError, KubeConfigError } from '../src/kube/errors.ts';
+import { COPY_ERRORS } from '../src/mirror/errors.ts';
 import { CREDENTIAL_ERRORS, REGISTRY_ERRORS, WIRE_ERRORS } from '../src/registry/errors.ts';
+import { SERVE_ERRORS } from '../src/serve/errors.ts';
 
 test('PullmapError: code, message and cause; hasCode matches on the code only', () => {
   const root = new Error('ECONNREFUSED');
@@ -53,6 +56,10 @@ test('catalogues: one per layer, each code under its layer prefix, no code twice
       codes: { ...REGISTRY_ERRORS, ...CREDENTIAL_ERRORS, ...WIRE_ERRORS },
     },
     cache: { prefixes: ['CACHE_'], codes: CACHE_ERRORS },
+    serve: { prefixes: ['SERVE_'], codes: SERVE_ERRORS },
+    cli: { prefixes: ['CLI_'], codes: CLI_ERRORS },
+    // Unprefixed: a metric label and map status messages show them as they were before the catalogue.
+    mirror: { prefixes: [''], codes: COPY_ERRORS },
   };
   const seen = new Map<string, string>();
   for (const [layer, { prefixes, codes }] of Object.entries(catalogues)) {
@@ -74,6 +81,20 @@ function sources(dir: string): string[] {
     e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
   );
 }
+
+test('every error class in src is on PullmapError (directly or through another of its classes)', () => {
+  const direct = sources('src').flatMap((file) =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .flatMap((line, i) =>
+        /\bclass \w+(<[^>]*>)? extends (Error|TypeError|RangeError)\b/.test(line) &&
+        !file.endsWith('core/errors.ts')
+          ? [`${file}:${i + 1}: ${line.trim()}`]
+          : [],
+      ),
+  );
+  assert.deepEqual(direct, []);
+});
 
 test('no source file branches on message text', () => {
   // Comparing, searching or matching an error's message: use its code (or its cause) instead.

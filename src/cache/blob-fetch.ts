@@ -16,6 +16,7 @@
 // (README, cache: "Throughput").
 import { EventEmitter } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
+import type { Result } from '../core/errors.ts';
 import { type RegistryError, RegistryFailure } from '../registry/errors.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
@@ -429,11 +430,10 @@ export class Download extends EventEmitter implements ByteSource {
  * it to the first caller only: the others fetch their own); or why no download could start: upstream's
  * answer, or the store refusing the write.
  */
-export type FetchResult =
-  | { readonly ok: true; readonly value: Download }
-  | { readonly ok: true; readonly value: { readonly stored: StoredBlob } }
-  | { readonly ok: true; readonly value: { readonly through: () => BlobStream | undefined } }
-  | { readonly ok: false; readonly error: RegistryError | StoreWriteError };
+export type FetchResult = Result<
+  Download | { readonly stored: StoredBlob } | { readonly through: () => BlobStream | undefined },
+  RegistryError | StoreWriteError
+>;
 
 export interface FetchObserver {
   started?(digest: string): void;
@@ -554,7 +554,10 @@ export class BlobFetcher {
           `blob ${repository}@${download.digest}: content hashes to ${actual}`,
         );
       if (download.size !== undefined && download.received !== download.size)
-        throw new Error(`upstream sent ${download.received} of ${download.size} bytes`);
+        throw new RegistryFailure(
+          'REG_CONNECTION_FAILED',
+          `blob ${repository}@${download.digest}: upstream sent ${download.received} of ${download.size} bytes`,
+        );
       // Clients get the whole blob now, from memory or from what is on disk; storing it (the last
       // writes, fsync, rename) follows.
       download.verified();

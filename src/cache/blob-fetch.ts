@@ -497,7 +497,7 @@ export class BlobFetcher {
     const answer = await this.#client.getBlob(registry, repository, digest, { checkDigest: false });
     if (!answer.ok) {
       release();
-      this.#observer.finished?.(digest, 0, new Error(answer.error.message), 0);
+      this.#observer.finished?.(digest, 0, RegistryFailure.from(answer.error), 0);
       return answer;
     }
     const blob = answer.value;

@@ -75,7 +75,7 @@ interface ErrorAnswer {
  * upstream and a retry may pass; upstream's say upstream; `unknownCode` is the 404's code (what the
  * request named); anything else is a 500 whose details stay in the log.
  */
-function answerOf(error: RegistryError | Error, unknownCode = 'NAME_UNKNOWN'): ErrorAnswer {
+export function answerOf(error: RegistryError | Error, unknownCode = 'NAME_UNKNOWN'): ErrorAnswer {
   if (error instanceof RegistryFailure) return answerOf(error.toError(), unknownCode);
   if (hasCode(error, ...CACHE_CODES)) return { status: 503, code: 'UNAVAILABLE', message: error.message };
   if (error instanceof Error)

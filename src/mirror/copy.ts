@@ -507,7 +507,7 @@ class Meter extends Transform {
       code: 'CONTENT_MISMATCH',
       message: `blob ${this.#blob.digest} from the source: ${detail}`,
     };
-    return new Error(this.failure.message);
+    return new CopyFailure(this.failure);
   }
 }
 

@@ -132,6 +132,11 @@ export class RegistryFailure extends PullmapError<RegistryErrorCode> {
     this.systemCode = extra.systemCode;
   }
 
+  /** A returned RegistryError thrown again (its cause is not kept in the value, so it has none). */
+  static from(error: RegistryError): RegistryFailure {
+    return new RegistryFailure(error.code, error.message, error);
+  }
+
   toError(): RegistryError {
     return {
       code: this.code,

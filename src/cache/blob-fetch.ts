@@ -16,13 +16,15 @@
 // (README, cache: "Throughput").
 import { EventEmitter } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
+import type { Result } from '../core/errors.ts';
 import { type RegistryError, RegistryFailure } from '../registry/errors.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
 import { type Digester, digesterFor } from './digester.ts';
+import { StoreWriteError } from './errors.ts';
 import { isDirectIORefusal, type TempFile } from './store/spool.ts';
-import { type CacheStore, type DownloadClaim, type StoredBlob, StoreWriteError } from './store/types.ts';
+import type { CacheStore, DownloadClaim, StoredBlob } from './store/types.ts';
 import type { BlobClient, BlobStream } from './transport/blobs.ts';
 import { writeOnThread, writerAvailable } from './writer.ts';
 
@@ -428,11 +430,10 @@ export class Download extends EventEmitter implements ByteSource {
  * it to the first caller only: the others fetch their own); or why no download could start: upstream's
  * answer, or the store refusing the write.
  */
-export type FetchResult =
-  | { readonly ok: true; readonly value: Download }
-  | { readonly ok: true; readonly value: { readonly stored: StoredBlob } }
-  | { readonly ok: true; readonly value: { readonly through: () => BlobStream | undefined } }
-  | { readonly ok: false; readonly error: RegistryError | StoreWriteError };
+export type FetchResult = Result<
+  Download | { readonly stored: StoredBlob } | { readonly through: () => BlobStream | undefined },
+  RegistryError | StoreWriteError
+>;
 
 export interface FetchObserver {
   started?(digest: string): void;
@@ -496,7 +497,7 @@ export class BlobFetcher {
     const answer = await this.#client.getBlob(registry, repository, digest, { checkDigest: false });
     if (!answer.ok) {
       release();
-      this.#observer.finished?.(digest, 0, new Error(answer.error.message), 0);
+      this.#observer.finished?.(digest, 0, RegistryFailure.from(answer.error), 0);
       return answer;
     }
     const blob = answer.value;
@@ -553,7 +554,10 @@ export class BlobFetcher {
           `blob ${repository}@${download.digest}: content hashes to ${actual}`,
         );
       if (download.size !== undefined && download.received !== download.size)
-        throw new Error(`upstream sent ${download.received} of ${download.size} bytes`);
+        throw new RegistryFailure(
+          'REG_CONNECTION_FAILED',
+          `blob ${repository}@${download.digest}: upstream sent ${download.received} of ${download.size} bytes`,
+        );
       // Clients get the whole blob now, from memory or from what is on disk; storing it (the last
       // writes, fsync, rename) follows.
       download.verified();

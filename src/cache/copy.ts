@@ -3,6 +3,7 @@
 // come from a small free list, so memory stays flat however many gigabytes are served (allocating a
 // fresh buffer per read lets the allocator's heap grow under load).
 import type { Writable } from 'node:stream';
+import { ClientGone } from './errors.ts';
 
 const CHUNK = 512 * 1024;
 const POOL_MAX = 32;
@@ -32,15 +33,11 @@ export interface ByteSource {
   prepare?(position: number): Promise<void>;
 }
 
-class ClientGone extends Error {
-  override readonly name = 'ClientGone';
-}
-
 function write(out: Writable, chunk: Buffer, gone: Promise<never>): Promise<void> {
-  if (out.destroyed) return Promise.reject(new ClientGone('the client went away'));
+  if (out.destroyed) return Promise.reject(new ClientGone());
   return Promise.race([
     new Promise<void>((resolve, reject) =>
-      out.write(chunk, (err) => (err ? reject(new ClientGone(err.message)) : resolve())),
+      out.write(chunk, (err) => (err ? reject(new ClientGone({ cause: err })) : resolve())),
     ),
     gone,
   ]);
@@ -58,9 +55,7 @@ export async function copyRange(
   out: Writable,
   onBytes: (n: number) => void,
 ): Promise<void> {
-  const gone = new Promise<never>((_, reject) =>
-    out.once('close', () => reject(new ClientGone('the client went away'))),
-  );
+  const gone = new Promise<never>((_, reject) => out.once('close', () => reject(new ClientGone())));
   gone.catch(() => {});
   const buffers = [take(), take()] as const;
   let pending: Promise<void> | undefined;

@@ -6,6 +6,7 @@
 // A download whose units are ordinary buffers (the shared pool was exhausted) is hashed inline.
 import { createHash } from 'node:crypto';
 import { digestAlgorithm } from '../core/reference/index.ts';
+import { DigesterError } from './errors.ts';
 import { HelperThread } from './thread.ts';
 
 export interface Digester {
@@ -15,11 +16,6 @@ export interface Digester {
   digest(): Promise<string>;
   /** Drops the state of a digest not wanted any more. */
   dispose(): void;
-}
-
-/** The hashing thread died: digests it held are lost, and the downloads hashing there fail with this. */
-export class DigesterError extends Error {
-  override readonly name = 'DigesterError';
 }
 
 /**
@@ -80,7 +76,7 @@ parentPort.on('message', (m) => {
 /** The one hashing thread every download shares. */
 const hashing = new HelperThread(
   HASH_SOURCE,
-  (reason) => new DigesterError(`the hashing thread failed: ${reason}`),
+  (reason, cause) => new DigesterError(`the hashing thread failed: ${reason}`, { cause }),
 );
 let nextId = 1;
 

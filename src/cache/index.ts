@@ -11,17 +11,14 @@ import type { EndpointSettings } from '../registry/endpoint.ts';
 import { CredentialKeyring, type CredentialSource } from '../registry/keyring.ts';
 import { type ClientAuth, htpasswdAuth, parseHtpasswd, tokenAuth } from './client-auth.ts';
 import type { CacheConfig, UpstreamConfig } from './config.ts';
+import { CacheSetupError } from './errors.ts';
 import { type RunningCache, startCacheServer } from './server.ts';
 import { DiskStore } from './store/disk.ts';
 import type { CacheStore } from './store/types.ts';
 
 export { type CacheConfig, checkCacheConfig, parseCacheConfig } from './config.ts';
+export { CacheSetupError } from './errors.ts';
 export type { RunningCache } from './server.ts';
-
-/** A problem with the files a config names; the message says which field and what to do. */
-export class CacheSetupError extends Error {
-  override readonly name = 'CacheSetupError';
-}
 
 export interface CacheInstance extends RunningCache {
   readonly store: CacheStore;
@@ -67,7 +64,7 @@ async function credentialsOf(config: CacheConfig): Promise<CredentialSource> {
         u.dockerConfig,
       );
       if (!parsed.ok) throw new CacheSetupError(`${at}.dockerConfig: ${parsed.error.message}`);
-      keyring.add(parsed.entries);
+      keyring.add(parsed.value);
     }
     if (u.username !== undefined && u.passwordFile !== undefined) {
       const password = (await readNamed(`${at}.passwordFile`, u.passwordFile)).replace(/\r?\n$/, '');

@@ -3,17 +3,14 @@
 // compared by digest); when asking fails in a way the config allows, the cached manifest is served and
 // marked stale.
 import { isDue, type Refresh, refreshFor } from '../core/cache/policy.ts';
+import type { Result } from '../core/errors.ts';
 import type { ProbeOutcome } from '../core/facts.ts';
 import type { ImageReference } from '../core/reference/index.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import { outcomeOf, type RegistryError, type RegistryErrorCode } from '../registry/errors.ts';
 import type { CacheConfig, StaleKind } from './config.ts';
-import {
-  type CacheStore,
-  type StoredManifest,
-  StoreUnavailableError,
-  StoreWriteError,
-} from './store/types.ts';
+import { StoreUnavailableError, StoreWriteError } from './errors.ts';
+import type { CacheStore, StoredManifest } from './store/types.ts';
 
 export type ManifestSource = 'cache' | 'upstream';
 
@@ -53,9 +50,7 @@ export function staleKindOf(code: RegistryErrorCode): StaleKind | undefined {
   return code === 'REG_SERVER_ERROR' ? 'serverError' : STALE_BY_OUTCOME[outcomeOf(code)];
 }
 
-type Answer =
-  | { readonly ok: true; readonly value: ManifestAnswer }
-  | { readonly ok: false; readonly error: RegistryError | StoreWriteError };
+type Answer = Result<ManifestAnswer, RegistryError | StoreWriteError>;
 
 /** A failed store write as the cache's own typed failure (a bucket that is down stays what it is). */
 function storeFailure(what: string, err: unknown): StoreWriteError {

@@ -2,25 +2,28 @@
 // Every answer that is not content is the distribution error JSON; pushes are UNSUPPORTED.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hasCode } from '../core/errors.ts';
 import { DEFAULT_TAG, embedRegistry } from '../core/reference/index.ts';
 import type { Logger } from '../observe/log.ts';
 import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
 import type { RegistryClient } from '../registry/client.ts';
-import type { RegistryError, RegistryResult } from '../registry/errors.ts';
+import { type RegistryError, RegistryFailure, type RegistryResult } from '../registry/errors.ts';
 import { BlobFetcher } from './blob-fetch.ts';
 import type { ClientAuth } from './client-auth.ts';
 import type { CacheConfig } from './config.ts';
 import { type ByteSource, copyRange } from './copy.ts';
+import { CACHE_ERRORS, type CacheErrorCode, StoreUnavailableError, StoreWriteError } from './errors.ts';
 import { type ManifestAnswer, ManifestResolver, staleKindOf } from './manifests.ts';
 import { type ObjectRoute, type Page, paginate, routeOf, type TagsRoute } from './route.ts';
 import { ROOM_MARGIN } from './store/spool.ts';
-import { type CacheStore, type StoredBlob, StoreUnavailableError, StoreWriteError } from './store/types.ts';
+import type { CacheStore, StoredBlob } from './store/types.ts';
 import { StreamThrough } from './through.ts';
 import { BlobClient, type BlobStream } from './transport/blobs.ts';
 import { listTags } from './transport/tags.ts';
 
 export const STALE_HEADER = 'x-pullmap-stale';
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
+const CACHE_CODES = Object.keys(CACHE_ERRORS) as CacheErrorCode[];
 
 export interface CacheServerOptions {
   readonly config: CacheConfig;
@@ -59,15 +62,24 @@ function sendError(
   res.end(body);
 }
 
+/** An answer in the distribution API's error format. */
+interface ErrorAnswer {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+}
+
 /**
- * How a failure reaches the client: the status and distribution code it stands for. The cache's own
- * store failing is a 503 (the disk may be full; nothing is wrong upstream).
+ * The cache server's one mapping from a failure to its answer: the status and distribution code it
+ * stands for. The cache's own failures (its store, its helper threads) are 503s: nothing is wrong
+ * upstream and a retry may pass; upstream's say upstream; `unknownCode` is the 404's code (what the
+ * request named); anything else is a 500 whose details stay in the log.
  */
-function failureOf(
-  error: RegistryError | StoreWriteError,
-  unknownCode: string,
-): { status: number; code: string; message: string } {
-  if (error instanceof StoreWriteError) return { status: 503, code: 'UNAVAILABLE', message: error.message };
+export function answerOf(error: RegistryError | Error, unknownCode = 'NAME_UNKNOWN'): ErrorAnswer {
+  if (error instanceof RegistryFailure) return answerOf(error.toError(), unknownCode);
+  if (hasCode(error, ...CACHE_CODES)) return { status: 503, code: 'UNAVAILABLE', message: error.message };
+  if (error instanceof Error)
+    return { status: 500, code: 'UNKNOWN', message: 'internal error; see the cache log' };
   const message = `upstream: ${error.message}`;
   if (error.code === 'REG_NOT_FOUND') return { status: 404, code: unknownCode, message };
   if (error.code === 'REG_RATE_LIMITED') return { status: 429, code: 'TOOMANYREQUESTS', message };
@@ -75,6 +87,12 @@ function failureOf(
   if (error.outcome === 'Unauthorized') return { status: 403, code: 'DENIED', message };
   if (error.outcome === 'Timeout') return { status: 504, code: 'UNAVAILABLE', message };
   return { status: 502, code: 'UNAVAILABLE', message };
+}
+
+/** Answers `error` as answerOf maps it. */
+function sendFailure(res: ServerResponse, error: RegistryError | Error, unknownCode?: string): void {
+  const f = answerOf(error, unknownCode);
+  sendError(res, f.status, f.code, f.message);
 }
 
 /** How long one reading of the cached repositories answers /v2/_catalog. */
@@ -282,14 +300,10 @@ class CacheService {
     const started = performance.now();
     res.once('close', () => this.#timed(req.url ?? '/', started));
     this.#handle(req, res).catch((err: unknown) => {
-      if (err instanceof StoreUnavailableError) {
+      if (err instanceof StoreUnavailableError)
         this.#log.warn('store unavailable', { url: req.url, error: err.message });
-        if (!res.headersSent) sendError(res, 503, 'UNAVAILABLE', err.message);
-        else res.destroy();
-        return;
-      }
-      this.#log.error('request failed', { url: req.url, error: err });
-      if (!res.headersSent) sendError(res, 500, 'UNKNOWN', 'internal error; see the cache log');
+      else this.#log.error('request failed', { url: req.url, error: err });
+      if (!res.headersSent) sendFailure(res, err instanceof Error ? err : new Error(String(err)));
       else res.destroy();
     });
   }
@@ -395,8 +409,7 @@ class CacheService {
           : [];
       if (held.length === 0 || kind === undefined) {
         this.#m.requests.inc({ kind: 'tags', upstream: route.registry, result: 'error' });
-        const f = failureOf(upstream.error, 'NAME_UNKNOWN');
-        sendError(res, f.status, f.code, f.message);
+        sendFailure(res, upstream.error, 'NAME_UNKNOWN');
         return;
       }
       tags = held;
@@ -475,11 +488,10 @@ class CacheService {
   }
 
   /** Counts a request that failed upstream or in the store and answers with the matching error. */
-  #failed(res: ServerResponse, route: ObjectRoute, error: RegistryError | StoreWriteError): void {
+  #failed(res: ServerResponse, route: ObjectRoute, error: RegistryError | Error): void {
     const kind = route.kind;
     this.#m.requests.inc({ kind, upstream: route.registry, result: 'error' });
-    const f = failureOf(error, kind === 'manifest' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN');
-    sendError(res, f.status, f.code, f.message);
+    sendFailure(res, error, kind === 'manifest' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN');
   }
 
   async #manifest(req: IncomingMessage, res: ServerResponse, route: ObjectRoute): Promise<void> {
@@ -570,8 +582,8 @@ class CacheService {
       const now = download.state === 'done' ? await this.#store.statBlob(digest) : undefined;
       if (now) return this.#sendStored(req, res, digest, now);
       const { error } = download;
-      if (error instanceof StoreWriteError) sendError(res, 503, 'UNAVAILABLE', error.message);
-      else sendError(res, 502, 'UNAVAILABLE', `upstream: ${error?.message ?? 'download failed'}`);
+      if (error === undefined) sendError(res, 503, 'UNAVAILABLE', 'the blob was just evicted; retry');
+      else sendFailure(res, error, 'BLOB_UNKNOWN');
       return;
     }
     try {

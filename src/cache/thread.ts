@@ -19,13 +19,13 @@ interface Waiter {
 export class HelperThread {
   readonly #source: string;
   /** The error unanswered questions fail with when the thread dies. */
-  readonly #lost: (reason: string) => Error;
+  readonly #lost: (reason: string, cause: unknown) => Error;
   #worker: Worker | undefined;
   #generation = 0;
   #seq = 0;
   readonly #waiting = new Map<number, Waiter>();
 
-  constructor(source: string, lost: (reason: string) => Error) {
+  constructor(source: string, lost: (reason: string, cause: unknown) => Error) {
     this.#source = source;
     this.#lost = lost;
   }
@@ -71,15 +71,15 @@ export class HelperThread {
       if (this.#waiting.size === 0) worker.unref();
       waiter?.resolve(reply);
     });
-    const fail = (reason: string) => {
+    const fail = (reason: string, cause?: unknown) => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
       const waiters = [...this.#waiting.values()];
       this.#waiting.clear();
-      const error = this.#lost(reason);
+      const error = this.#lost(reason, cause);
       for (const waiter of waiters) waiter.reject(error);
     };
-    worker.on('error', (err) => fail(err.message));
+    worker.on('error', (err) => fail(err.message, err));
     worker.on('exit', (code) => fail(`exited with code ${code}`));
     // Idle, it must not keep the process alive (unref after the listeners: adding one refs it again).
     worker.unref();

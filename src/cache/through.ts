@@ -63,7 +63,12 @@ export class StreamThrough implements ByteSource {
     if (actual !== this.#blob.digest)
       this.#fail(new RegistryFailure('REG_DIGEST_MISMATCH', `blob content hashes to ${actual}`));
     else if (this.#blob.size !== undefined && this.#received !== this.#blob.size)
-      this.#fail(new Error(`upstream sent ${this.#received} of ${this.#blob.size} bytes`));
+      this.#fail(
+        new RegistryFailure(
+          'REG_CONNECTION_FAILED',
+          `upstream sent ${this.#received} of ${this.#blob.size} bytes`,
+        ),
+      );
     else {
       this.#verified = true;
       this.#done = true;

@@ -5,6 +5,7 @@
 //
 // The thread writes units in the order sent, straight from shared memory (aligned.ts): a unit must stay
 // unchanged until its write settles.
+import { WriterError } from './errors.ts';
 import { HelperThread } from './thread.ts';
 
 const WRITE_SOURCE = `
@@ -20,15 +21,10 @@ parentPort.on('message', (m) => {
 });
 `;
 
-/** The writing thread died (a write under way is not known to be on disk). */
-export class WriterError extends Error {
-  override readonly name = 'WriterError';
-}
-
 /** The one writing thread every download shares. */
 const writing = new HelperThread(
   WRITE_SOURCE,
-  (reason) => new WriterError(`the writing thread failed: ${reason}`),
+  (reason, cause) => new WriterError(`the writing thread failed: ${reason}`, { cause }),
 );
 
 /** Whether the writing thread runs (starting it if need be); false: write through libuv's pool instead. */

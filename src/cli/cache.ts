@@ -2,9 +2,10 @@
 import type { ListenAddress } from '../core/net.ts';
 import { proxySettingsFromEnv, redactProxy } from '../core/proxy.ts';
 import { createLogger } from '../observe/log.ts';
+import { UsageError } from './errors.ts';
 import { proxyConfigOf } from './existence.ts';
 import type { CliIO } from './io.ts';
-import { DEFAULT_MAX_INPUT_BYTES, readInput, UsageError } from './maps.ts';
+import { DEFAULT_MAX_INPUT_BYTES, readInput } from './maps.ts';
 
 export interface CacheFlags {
   readonly config: string;
@@ -27,7 +28,7 @@ export async function cache(flags: CacheFlags, io: CliIO, stopped: Promise<strin
   try {
     running = await startCache(config, log, { proxy });
   } catch (err) {
-    if (err instanceof CacheSetupError) throw new UsageError(err.message);
+    if (err instanceof CacheSetupError) throw new UsageError(err.message, { cause: err });
     throw err;
   }
   log.info('serving', {

@@ -8,10 +8,11 @@ import type { ProxySettings } from '../core/proxy.ts';
 import { formatReference } from '../core/reference/index.ts';
 import type { CopyEvent, CopyResult } from '../mirror/copy.ts';
 import { type Platform, parsePlatform } from '../mirror/manifest.ts';
+import { UsageError } from './errors.ts';
 import { registryClientOptions } from './existence.ts';
 import { configMaps } from './explain.ts';
 import type { CliIO } from './io.ts';
-import { readInput, UsageError } from './maps.ts';
+import { readInput } from './maps.ts';
 
 export interface CopyOptions {
   images: readonly string[];

@@ -7,7 +7,7 @@ import { type ProxyConfig, type ProxySettings, parseProxySettings } from '../cor
 import type { ExistenceSource } from '../decision/resolve.ts';
 import type { RegistryClientOptions } from '../registry/client.ts';
 import type { OracleObserver } from '../registry/existence-oracle.ts';
-import { UsageError } from './maps.ts';
+import { UsageError } from './errors.ts';
 
 export interface RegistryFlags {
   /** Registries spoken to over plain HTTP (loopback hosts, or any host with --insecure). */
@@ -54,7 +54,7 @@ export async function registryClientOptions(
       flags.dockerConfig,
     );
     if (!parsed.ok) throw new UsageError(`--docker-config: ${parsed.error.field}: ${parsed.error.message}`);
-    keyring.add(parsed.entries);
+    keyring.add(parsed.value);
   }
   const defaults = { caPem, requestTimeoutMs };
   const endpoints = Object.fromEntries(

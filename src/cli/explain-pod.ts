@@ -14,11 +14,9 @@ import { printable } from '../core/text.ts';
 import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import { isStatus, KubeApiError, type KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
+import { PodInputError } from './errors.ts';
 import { configMaps, describe, format, type Output, text } from './explain.ts';
 import type { CliIO } from './io.ts';
-
-/** Input this command cannot use: printed as one line, exit 2 (like a usage error). */
-class PodInputError extends Error {}
 
 export interface ExplainPodOptions {
   /** NAMESPACE/NAME */
@@ -176,7 +174,8 @@ async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<nu
     }
     return 0;
   } catch (err) {
-    if (err instanceof KubeApiError) throw new PodInputError(`--pod ${options.pod}: ${err.message}`);
+    if (err instanceof KubeApiError)
+      throw new PodInputError(`--pod ${options.pod}: ${err.message}`, { cause: err });
     throw err;
   } finally {
     await client.close();

@@ -2,16 +2,12 @@
 // text is loaded by core/mapping/load.ts. Every read is bounded: a regular file is refused by its size
 // before it is read, anything else (stdin, a pipe, /dev/zero) is read up to the limit and then refused,
 // so a huge or endless input costs at most the limit in memory, never the heap.
-// UsageError: the operator's input or flags cannot be used (exit code 2).
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { configFileNames, type LoadedMaps, loadMapsFromTexts, type MapText } from '../core/mapping/index.ts';
+import { InputTooLarge, UsageError } from './errors.ts';
 
 export type { LoadedMaps };
-
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
 
 /** The default of --max-input-bytes: far above any real config or rendered chart, far below a heap. */
 export const DEFAULT_MAX_INPUT_BYTES = 16 * 1024 * 1024;
@@ -36,9 +32,6 @@ const mib = (bytes: number): string =>
       ? `${bytes / 1024} KiB`
       : `${bytes} bytes`;
 
-/** An input over the limit (its own class so a caller can say which limit). */
-export class InputTooLarge extends UsageError {}
-
 function tooLarge(name: string, limit: number, size?: number): UsageError {
   return new InputTooLarge(
     `${name} is ${size === undefined ? 'larger than' : `${mib(size)}, over`} the input limit of ${mib(limit)}; raise it with --max-input-bytes if that much is meant`,
@@ -55,7 +48,7 @@ function cannotRead(path: string, err: unknown): UsageError {
         : code === 'EACCES'
           ? 'permission denied'
           : (code ?? (err as Error).message);
-  return new UsageError(`cannot read ${path}: ${why}`);
+  return new UsageError(`cannot read ${path}: ${why}`, { cause: err });
 }
 
 /** Reads stdin ("-") or a file, refusing more than maxBytes. */

@@ -8,10 +8,11 @@ import { proxySettingsFromEnv } from '../core/proxy.ts';
 import { printable } from '../core/text.ts';
 import { cache, cacheLs } from './cache.ts';
 import { check } from './check.ts';
+import { UsageError } from './errors.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { explain } from './explain.ts';
 import type { CliIO } from './io.ts';
-import { parseByteSize, UsageError } from './maps.ts';
+import { parseByteSize } from './maps.ts';
 import { rewrite } from './rewrite.ts';
 
 /** The one source of the version: package.json, bundled in at build time. */

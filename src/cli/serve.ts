@@ -17,13 +17,14 @@ import type { MapSource, MapState } from '../decision/map-source.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';
 import { Registry } from '../observe/metrics.ts';
 import { DEFAULT_MAPS_TEXT } from '../serve/default-maps.ts';
+import { ConfigError } from '../serve/errors.ts';
 import { existenceMetrics } from '../serve/existence-metrics.ts';
-import { ConfigError, startFileSource } from '../serve/file-source.ts';
+import { startFileSource } from '../serve/file-source.ts';
 import { type ReviewHandler, startHttp } from '../serve/http.ts';
 import { type NamespaceLabels, watchNamespaceLabels } from '../serve/namespaces.ts';
 import { createPodWebhook, type FailurePolicy } from '../serve/webhook.ts';
+import { UsageError } from './errors.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
-import { UsageError } from './maps.ts';
 
 export const MUTATE_PODS_PATH = '/mutate-pods';
 export const VALIDATE_MAPS_PATH = '/validate-maps';
@@ -163,7 +164,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       });
     } catch (err) {
       await namespaceWatch?.stop();
-      if (err instanceof ConfigError) throw new UsageError(err.message);
+      if (err instanceof ConfigError) throw new UsageError(err.message, { cause: err });
       throw err;
     }
     starting = false;

@@ -347,7 +347,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       const parsed = parsePullSecret(secret);
       if (!parsed.ok)
         throw new Error(`${field} ${namespace}/${name}: ${parsed.error.field}: ${parsed.error.message}`);
-      keyring.add(parsed.entries);
+      keyring.add(parsed.value);
       versions.push(`${namespace}/${name}@${secret.metadata.resourceVersion ?? ''}`);
     }
     return { key: versions.join(','), keyring };

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Result } from '../core/errors.ts';
 import { DEFAULT_TAG, type ImageReference } from '../core/reference/index.ts';
 import {
   type Manifest,
@@ -16,6 +17,7 @@ import {
   Semaphore,
   type UploadSession,
 } from '../registry/index.ts';
+import { type CopyError, type CopyErrorCode, CopyFailure } from './errors.ts';
 import {
   type Descriptor,
   formatPlatform,
@@ -23,22 +25,6 @@ import {
   parseManifest,
   platformMatches,
 } from './manifest.ts';
-
-export type CopyErrorCode =
-  | 'SOURCE_FAILED' // the source registry could not give the image (missing, refused, unreachable)
-  | 'TARGET_REFUSED' // the target refused the push (credentials, permissions, method): retrying will not help
-  | 'TARGET_FAILED' // the target failed (5xx, network, timeout) after the retries
-  | 'UNSUPPORTED' // a manifest that cannot be copied (schema 1, malformed)
-  | 'NO_PLATFORM' // the platform filter selects none of the index's manifests
-  | 'CONTENT_MISMATCH' // a blob's bytes do not match its descriptor (size or digest)
-  | 'CANCELLED';
-
-export interface CopyError {
-  readonly code: CopyErrorCode;
-  readonly message: string;
-  /** The registry failure behind SOURCE_FAILED, TARGET_REFUSED or TARGET_FAILED. */
-  readonly registry?: RegistryError | undefined;
-}
 
 /** copied: pushed now; present: the target had it (tag set if needed); partial: see `CopyOutcome`. */
 export type CopyState = 'copied' | 'present' | 'partial';
@@ -63,9 +49,7 @@ export interface CopyOutcome {
   readonly bytesUploaded: number;
 }
 
-export type CopyResult =
-  | { readonly ok: true; readonly value: CopyOutcome }
-  | { readonly ok: false; readonly error: CopyError };
+export type CopyResult = Result<CopyOutcome, CopyError>;
 
 export type CopyEvent =
   | {
@@ -106,15 +90,6 @@ export interface CopierOptions {
   readonly chunkBytes?: number | undefined;
   /** auto: one PUT, chunks for a registry that refuses it; chunked: always chunks. */
   readonly upload?: 'auto' | 'chunked' | undefined;
-}
-
-/** Thrown inside a copy, returned as a CopyResult at its boundary. */
-class CopyFailure extends Error {
-  readonly error: CopyError;
-  constructor(error: CopyError) {
-    super(error.message);
-    this.error = error;
-  }
 }
 
 const RETRYABLE: ReadonlySet<RegistryErrorCode> = new Set([
@@ -532,7 +507,7 @@ class Meter extends Transform {
       code: 'CONTENT_MISMATCH',
       message: `blob ${this.#blob.digest} from the source: ${detail}`,
     };
-    return new Error(this.failure.message);
+    return new CopyFailure(this.failure);
   }
 }
 

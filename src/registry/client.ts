@@ -18,7 +18,7 @@ import { type Authorization, Authorizer } from './auth.ts';
 import { type AuthChallenge, parseChallenges } from './challenge.ts';
 import type { RegistryCredential } from './credentials.ts';
 import { type Endpoint, type EndpointSettings, resolveEndpoint } from './endpoint.ts';
-import { classifyNetworkError, RegistryFailure, type RegistryResult } from './errors.ts';
+import { classifyNetworkError, QueueFullError, RegistryFailure, type RegistryResult } from './errors.ts';
 import {
   abandon,
   discard,
@@ -40,7 +40,7 @@ import {
   MANIFEST_ACCEPT,
 } from './media-types.ts';
 import { hasProxy, RoutedAgent } from './proxy-agent.ts';
-import { QueueFullError, type Release, Semaphore } from './semaphore.ts';
+import { type Release, Semaphore } from './semaphore.ts';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_QUEUE_PER_HOST = 512;
@@ -632,8 +632,8 @@ export class RegistryClient {
     const existing = this.#hosts.get(registry);
     if (existing) return existing;
     const resolved = resolveEndpoint(registry, this.#endpoints[registry] ?? this.#defaults);
-    if (!resolved.ok) throw new RegistryFailure(resolved.code, resolved.message);
-    const endpoint = resolved.endpoint;
+    if (!resolved.ok) throw resolved.error;
+    const endpoint = resolved.value;
     // A private CA is trusted in addition to the system roots, as Docker's certs.d does.
     const ca = endpoint.caPem.length > 0 ? [...rootCertificates, ...endpoint.caPem] : undefined;
     // Blob redirects may lead elsewhere, but not to an unbounded number of places.

@@ -2,7 +2,12 @@
 // the legacy `.dockercfg` (the same map without "auths"), and pull secrets of both types.
 // Parsing is pure and strict: a bad field fails the whole source with an error naming the field,
 // as the kubelet rejects a whole secret.
+
+import type { Result } from '../core/errors.ts';
 import { isObject } from '../core/json.ts';
+import { type CredentialErrorCode, CredentialParseError } from './errors.ts';
+
+export type { CredentialErrorCode };
 
 export type RegistryCredential =
   | {
@@ -26,15 +31,6 @@ export interface CredentialEntry {
   readonly credential: RegistryCredential;
 }
 
-export type CredentialErrorCode =
-  | 'CRED_TOO_LARGE'
-  | 'CRED_JSON_INVALID'
-  | 'CRED_SHAPE_INVALID'
-  | 'CRED_BASE64_INVALID'
-  | 'CRED_AUTH_FORMAT'
-  | 'CRED_SECRET_TYPE'
-  | 'CRED_SECRET_DATA_MISSING';
-
 export interface CredentialError {
   readonly code: CredentialErrorCode;
   /** The offending field as a path: `auths["quay.io"].auth`, `data[".dockerconfigjson"]`. */
@@ -42,9 +38,7 @@ export interface CredentialError {
   readonly message: string;
 }
 
-export type CredentialParseResult =
-  | { readonly ok: true; readonly entries: readonly CredentialEntry[] }
-  | { readonly ok: false; readonly error: CredentialError };
+export type CredentialParseResult = Result<readonly CredentialEntry[], CredentialError>;
 
 const SECRET_TYPE_DOCKER_CONFIG_JSON = 'kubernetes.io/dockerconfigjson';
 const SECRET_TYPE_DOCKERCFG = 'kubernetes.io/dockercfg';
@@ -54,24 +48,13 @@ const SECRET_KEY_DOCKERCFG = '.dockercfg';
 // Kubernetes caps a Secret at 1 MiB; leave room for config files that are larger but still sane.
 const MAX_SOURCE_BYTES = 4 * 1024 * 1024;
 
-class CredentialParseError extends Error {
-  readonly code: CredentialErrorCode;
-  readonly field: string;
-
-  constructor(code: CredentialErrorCode, field: string, message: string) {
-    super(message);
-    this.code = code;
-    this.field = field;
-  }
-}
-
 function fail(code: CredentialErrorCode, field: string, message: string): never {
   throw new CredentialParseError(code, field, message);
 }
 
 function guard(run: () => CredentialEntry[]): CredentialParseResult {
   try {
-    return { ok: true, entries: run() };
+    return { ok: true, value: run() };
   } catch (err) {
     if (err instanceof CredentialParseError)
       return {

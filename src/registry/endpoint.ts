@@ -2,8 +2,10 @@
 // HTTPS is the default everywhere; plain HTTP must be asked for, and is only accepted for loopback
 // hosts or hosts explicitly marked insecure, so a typo cannot leak credentials in clear text.
 
+import { fail, ok, type Result } from '../core/errors.ts';
 import { isLoopbackName, splitHostPort } from '../core/net.ts';
 import { canonicalRegistry, DEFAULT_REGISTRY, DOCKER_HUB_API_HOST } from '../core/reference/index.ts';
+import { RegistryFailure } from './errors.ts';
 export interface EndpointSettings {
   /** "https" (default) or "http". */
   readonly scheme?: 'https' | 'http' | undefined;
@@ -42,24 +44,20 @@ export function isLoopbackHost(hostPort: string): boolean {
 // A host[:port] as the reference grammar accepts it; anything else must not reach a URL.
 const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?$/;
 
-export type EndpointResult =
-  | { readonly ok: true; readonly endpoint: Endpoint }
-  | { readonly ok: false; readonly code: 'REG_BAD_INPUT' | 'REG_INSECURE_REFUSED'; readonly message: string };
+/** The endpoint, or why the host cannot be reached safely (REG_BAD_INPUT, REG_INSECURE_REFUSED). */
+export type EndpointResult = Result<Endpoint, RegistryFailure>;
 
 export function resolveEndpoint(registry: string, settings: EndpointSettings = {}): EndpointResult {
   if (!HOST_PORT.test(registry))
-    return {
-      ok: false,
-      code: 'REG_BAD_INPUT',
-      message: `${JSON.stringify(registry)} is not a registry host`,
-    };
+    return fail(new RegistryFailure('REG_BAD_INPUT', `${JSON.stringify(registry)} is not a registry host`));
   const scheme = settings.scheme ?? 'https';
   if (scheme === 'http' && !settings.insecure && !isLoopbackHost(registry)) {
-    return {
-      ok: false,
-      code: 'REG_INSECURE_REFUSED',
-      message: `plain HTTP for ${registry} needs "insecure: true" (only loopback registries may use HTTP without it)`,
-    };
+    return fail(
+      new RegistryFailure(
+        'REG_INSECURE_REFUSED',
+        `plain HTTP for ${registry} needs "insecure: true" (only loopback registries may use HTTP without it)`,
+      ),
+    );
   }
   const caPem =
     settings.caPem === undefined
@@ -69,18 +67,15 @@ export function resolveEndpoint(registry: string, settings: EndpointSettings = {
         : [...settings.caPem];
   // References say "docker.io"; Docker Hub's registry API answers on another name.
   const apiHost = canonicalRegistry(registry) === DEFAULT_REGISTRY ? DOCKER_HUB_API_HOST : registry;
-  return {
-    ok: true,
-    endpoint: {
-      registry,
-      origin: `${scheme}://${apiHost}`,
-      scheme,
-      caPem,
-      connectTimeoutMs: positive(settings.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
-      requestTimeoutMs: positive(settings.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS),
-      maxConcurrent: Math.max(1, Math.floor(positive(settings.maxConcurrent, DEFAULT_MAX_CONCURRENT))),
-    },
-  };
+  return ok({
+    registry,
+    origin: `${scheme}://${apiHost}`,
+    scheme,
+    caPem,
+    connectTimeoutMs: positive(settings.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+    requestTimeoutMs: positive(settings.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS),
+    maxConcurrent: Math.max(1, Math.floor(positive(settings.maxConcurrent, DEFAULT_MAX_CONCURRENT))),
+  });
 }
 
 function positive(value: number | undefined, fallback: number): number {

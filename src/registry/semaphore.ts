@@ -1,14 +1,11 @@
 // A counting semaphore with a bounded FIFO queue; a waiter leaves the queue when its signal aborts.
+import { QueueFullError } from './errors.ts';
 
 export type Release = () => void;
 
 interface Waiter {
   readonly grant: (release: Release) => void;
   readonly cleanup: () => void;
-}
-
-export class QueueFullError extends Error {
-  readonly code = 'QUEUE_FULL';
 }
 
 export class Semaphore {

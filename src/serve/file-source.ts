@@ -21,6 +21,7 @@ import {
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
+import { ConfigError } from './errors.ts';
 import { filesStamp, watchStamp } from './watch-files.ts';
 
 /** A map file larger than this is refused unread; a ConfigMap holds at most 1 MiB. */
@@ -29,10 +30,6 @@ export const MAX_MAP_FILE_BYTES = 4 * 1024 * 1024;
 export const MAX_MAP_SET_BYTES = 16 * 1024 * 1024;
 /** Map files in a set: each is stat'ed on every reload tick. */
 export const MAX_MAP_FILES = 1000;
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
 
 /** A map file over its limit (its own class so the set's limit can be named instead). */
 class MapFileTooLarge extends ConfigError {}
@@ -192,12 +189,12 @@ export async function startFileSource(options: FileSourceOptions): Promise<MapSo
       } catch (err) {
         if (err instanceof ConfigError) throw err;
         const e = err as NodeJS.ErrnoException;
-        throw new ConfigError(`cannot read ${e.path ?? name}: ${e.code ?? String(err)}`);
+        throw new ConfigError(`cannot read ${e.path ?? name}: ${e.code ?? String(err)}`, { cause: err });
       }
       loaded = loadMapsFromTexts(texts, options.snapshotOptions);
     }
     const problems = problemsOf(loaded);
-    if (problems.length > 0) throw new ConfigError(`${name}: ${problems.join('; ')}`, { cause: problems });
+    if (problems.length > 0) throw new ConfigError(`${name}: ${problems.join('; ')}`, { findings: problems });
     // An empty file is a choice at start-up (serve no maps from it) but, on a reload, a file that held
     // maps and holds none is most likely a write caught half-way: the set in force stays until it does.
     const emptied = reload ? [...withMaps].filter((f) => !filesWithMaps(loaded).has(f)) : [];
@@ -212,7 +209,7 @@ export async function startFileSource(options: FileSourceOptions): Promise<MapSo
     const halfWritten = emptied.filter((_, i) => !gone[i]);
     if (halfWritten.length > 0)
       throw new ConfigError(`${halfWritten.join(', ')} holds no map objects (a write in progress?)`, {
-        cause: halfWritten.map(
+        findings: halfWritten.map(
           (f) => `${f} holds no map objects; write the file aside and rename it into place, or remove it`,
         ),
       });
@@ -253,7 +250,7 @@ export async function startFileSource(options: FileSourceOptions): Promise<MapSo
           onError: (err) => {
             inForce?.set(0);
             failures?.inc();
-            const findings = err instanceof ConfigError && Array.isArray(err.cause) ? err.cause : undefined;
+            const findings = err instanceof ConfigError ? err.findings : undefined;
             logger.error('config not reloaded; the maps in force stay', {
               source: name,
               version: state.version,

@@ -25,6 +25,7 @@ import {
 import type { Logger } from '../observe/log.ts';
 import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
 import { BodyScan, type ScanLimits } from './body-scan.ts';
+import { HttpError } from './errors.ts';
 import { type FileWatch, filesStamp, watchFiles } from './watch-files.ts';
 
 /** Answers a review; synchronously when it can (the common, cached case). */
@@ -74,14 +75,6 @@ export interface HttpServer {
   shutdown(options: { delayMs: number; graceMs: number }): Promise<void>;
 }
 
-class HttpError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
-}
-
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   sendText(res, status, JSON.stringify(body), 'application/json');
 }
@@ -100,14 +93,44 @@ function sendText(
 /** Why a review was refused before it was parsed; the metric's reason label. */
 export type RefusalReason = 'too_large' | 'too_complex' | 'busy';
 
-/** A body refused before parsing; answered as a review when its uid was found, else as `status`. */
+const REFUSAL_CODES = {
+  too_large: 'SERVE_TOO_LARGE',
+  too_complex: 'SERVE_TOO_COMPLEX',
+  busy: 'SERVE_BUSY',
+} as const satisfies Record<RefusalReason, HttpError['code']>;
+
+/** A body refused before parsing; answered as a review when its uid was found, else by answerOf. */
 class Refusal extends HttpError {
+  override readonly name = 'Refusal';
   readonly reason: RefusalReason;
   uid: string | undefined;
-  constructor(status: number, reason: RefusalReason, message: string) {
-    super(status, message);
+  constructor(reason: RefusalReason, message: string) {
+    super(REFUSAL_CODES[reason], message);
     this.reason = reason;
   }
+}
+
+const STATUS: Readonly<Record<HttpError['code'], number>> = {
+  SERVE_BAD_REQUEST: 400,
+  SERVE_NOT_FOUND: 404,
+  SERVE_METHOD_NOT_ALLOWED: 405,
+  SERVE_TOO_LARGE: 413,
+  SERVE_TOO_COMPLEX: 413,
+  SERVE_UNSUPPORTED_MEDIA_TYPE: 415,
+  SERVE_BUSY: 503,
+};
+
+/**
+ * This server's one mapping from an error to its HTTP answer: a refusal's status (by code) and a JSON
+ * body naming it; anything else is a 500 that says no more (the log has it).
+ */
+export function answerOf(err: unknown): {
+  readonly status: number;
+  readonly body: { readonly error: string; readonly status: number; readonly code?: string };
+} {
+  if (!(err instanceof HttpError)) return { status: 500, body: { error: 'internal error', status: 500 } };
+  const status = STATUS[err.code];
+  return { status, body: { error: err.message, status, code: err.code } };
 }
 
 /** Bytes of request bodies held across all requests: taken as they arrive, given back once answered. */
@@ -166,14 +189,14 @@ function readBody(
   const chunks: Buffer[] = [];
   let size = 0;
   let refusal: Refusal | undefined;
-  const refuse = (status: number, reason: RefusalReason, message: string) => {
-    refusal = new Refusal(status, reason, message);
+  const refuse = (reason: RefusalReason, message: string) => {
+    refusal = new Refusal(reason, message);
     chunks.length = 0;
     release();
   };
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes)
-    refuse(413, 'too_large', `the review is ${declared} bytes, over the limit of ${maxBytes}`);
+    refuse('too_large', `the review is ${declared} bytes, over the limit of ${maxBytes}`);
   req.on('data', (chunk: Buffer) => {
     size += chunk.length;
     if (finished) {
@@ -182,13 +205,13 @@ function readBody(
     }
     scan.feed(chunk);
     if (!refusal) {
-      if (size > maxBytes) refuse(413, 'too_large', `the review is over the limit of ${maxBytes} bytes`);
+      if (size > maxBytes) refuse('too_large', `the review is over the limit of ${maxBytes} bytes`);
       else if (scan.excess === 'values')
-        refuse(413, 'too_complex', `the review has over ${limits.scan.maxValues} JSON values`);
+        refuse('too_complex', `the review has over ${limits.scan.maxValues} JSON values`);
       else if (scan.excess === 'depth')
-        refuse(413, 'too_complex', `the review nests deeper than ${limits.scan.maxDepth} levels`);
+        refuse('too_complex', `the review nests deeper than ${limits.scan.maxDepth} levels`);
       else if (!budget.take(chunk.length))
-        refuse(503, 'busy', `reviews of ${budget.limit} bytes in all are being read already`);
+        refuse('busy', `reviews of ${budget.limit} bytes in all are being read already`);
       else {
         held += chunk.length;
         chunks.push(chunk);
@@ -204,8 +227,10 @@ function readBody(
     if (refusal) finish(refusal);
     else finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
   });
-  req.on('error', (err) => finish(new HttpError(400, `the body could not be read: ${err.message}`)));
-  req.on('aborted', () => finish(new HttpError(400, 'the client aborted the request')));
+  req.on('error', (err) =>
+    finish(new HttpError('SERVE_BAD_REQUEST', `the body could not be read: ${err.message}`, { cause: err })),
+  );
+  req.on('aborted', () => finish(new HttpError('SERVE_BAD_REQUEST', 'the client aborted the request')));
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -244,11 +269,10 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
 
   /** Answers `err` as a JSON error (or cuts the connection when an answer has begun), then counts it. */
   const refuse = (res: ServerResponse, path: string, label: string, err: unknown): void => {
-    const status = err instanceof HttpError ? err.status : 500;
-    const message = err instanceof HttpError ? err.message : 'internal error';
+    const { status, body } = answerOf(err);
     if (status === 500) logger.error('request failed', { path, err });
-    else logger.debug('request refused', { path, status, message });
-    if (!res.headersSent) sendJson(res, status, { error: message, status });
+    else logger.debug('request refused', { path, status, message: body.error });
+    if (!res.headersSent) sendJson(res, status, body);
     else res.destroy();
     requests.inc({ path: label, code: String(status) });
   };
@@ -258,10 +282,10 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     try {
       parsed = JSON.parse(body.toString('utf8'));
     } catch {
-      throw new HttpError(400, 'the body is not valid JSON');
+      throw new HttpError('SERVE_BAD_REQUEST', 'the body is not valid JSON');
     }
     const envelope = parseReview(parsed);
-    if (!envelope.ok) throw new HttpError(400, envelope.message);
+    if (!envelope.ok) throw new HttpError('SERVE_BAD_REQUEST', envelope.message);
     const answer = review(envelope.request);
     const send = (response: AdmissionResponse) => {
       sendText(res, 200, reviewJson(response), 'application/json');
@@ -307,7 +331,8 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
         : 'other';
     try {
       if (review) {
-        if (req.method !== 'POST') throw new HttpError(405, `${path} accepts POST only`);
+        if (req.method !== 'POST')
+          throw new HttpError('SERVE_METHOD_NOT_ALLOWED', `${path} accepts POST only`);
         const declaredType = req.headers['content-type'];
         const type =
           declaredType === 'application/json'
@@ -315,7 +340,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
             : (declaredType ?? '').split(';')[0]?.trim().toLowerCase();
         if (type !== 'application/json')
           throw new HttpError(
-            415,
+            'SERVE_UNSUPPORTED_MEDIA_TYPE',
             `content-type must be application/json, not ${JSON.stringify(type ?? '')}`,
           );
         inflight++;
@@ -343,8 +368,9 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
 
   /** GET /healthz, /readyz and (on the main listener) /metrics. */
   const get = (req: IncomingMessage, res: ServerResponse, path: string, label: string): void => {
-    if (label === 'other') throw new HttpError(404, `no such path: ${path}`);
-    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${path} accepts GET only`);
+    if (label === 'other') throw new HttpError('SERVE_NOT_FOUND', `no such path: ${path}`);
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      throw new HttpError('SERVE_METHOD_NOT_ALLOWED', `${path} accepts GET only`);
     if (path === '/healthz') sendText(res, 200, 'ok\n');
     else if (path === '/readyz') {
       const ready = !draining && options.ready();

@@ -11,6 +11,7 @@ import type { ExistenceSource } from '../decision/resolve.ts';
 import { type Logger, LogLimiter } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
 import { type EncodedPlan, type PodReviewResult, reviewPod } from './admission.ts';
+import { DeadlineExceeded } from './errors.ts';
 import { registryOf } from './existence-metrics.ts';
 import type { RefusalReason, ReviewHandler } from './http.ts';
 import { PlanMemo } from './plan-memo.ts';
@@ -36,10 +37,6 @@ export function probeDeadline(deadlineMs: number): number {
 
 /** How often one image's probe failure against one registry is logged at warn. */
 export const PROBE_WARNING_INTERVAL_MS = 60_000;
-
-class DeadlineExceeded extends Error {
-  override readonly name = 'DeadlineExceeded';
-}
 
 export function createPodWebhook(options: WebhookOptions): ReviewHandler {
   const { metrics, logger, now } = options;
@@ -153,8 +150,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
   };
 
   const crashed = (request: AdmissionRequest, err: unknown): AdmissionResponse => {
-    if (err instanceof DeadlineExceeded)
-      return fail(request, 'deadline', `no decision within ${options.deadlineMs} ms`);
+    if (err instanceof DeadlineExceeded) return fail(request, 'deadline', err.message);
     logger.error('admission crashed', { uid: request.uid, err });
     return fail(request, 'internal_error', 'internal error');
   };
@@ -170,7 +166,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
     outcome.catch(() => {}); // when the deadline wins, a late failure is already answered
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DeadlineExceeded()), remaining());
+      timer = setTimeout(() => reject(new DeadlineExceeded(options.deadlineMs)), remaining());
     });
     try {
       return conclude(request, state, await Promise.race([outcome, deadline]));

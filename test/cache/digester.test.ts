@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { giveAligned, takeAligned, UNIT } from '../../src/cache/aligned.ts';
-import { DigesterError, digesterFor } from '../../src/cache/digester.ts';
+import { digesterFor } from '../../src/cache/digester.ts';
+import { DigesterError } from '../../src/cache/errors.ts';
 
 describe('digester', () => {
   it('hashes shared units on the worker exactly as node:crypto does, for interleaved digests', async () => {

@@ -10,9 +10,9 @@ import { after, before, describe, it } from 'node:test';
 import { giveAligned, takeAligned, UNIT } from '../../src/cache/aligned.ts';
 import { Download, MIN_RING, OVERFLOW_RING, RING } from '../../src/cache/blob-fetch.ts';
 import { copyRange } from '../../src/cache/copy.ts';
+import { StoreWriteError } from '../../src/cache/errors.ts';
 import { DiskStore } from '../../src/cache/store/disk.ts';
 import type { TempFile } from '../../src/cache/store/spool.ts';
-import { StoreWriteError } from '../../src/cache/store/types.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 
 const digestOf = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

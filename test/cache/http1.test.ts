@@ -2,7 +2,8 @@
 // at every possible place across reads.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { framer, framingOf, ProtocolError, parseHead } from '../../src/cache/transport/http1.ts';
+import { ProtocolError } from '../../src/cache/errors.ts';
+import { framer, framingOf, parseHead } from '../../src/cache/transport/http1.ts';
 
 /** Feeds `wire` to a framer in pieces cut at `cuts`; the body bytes and whether it ended. */
 function frame(

@@ -6,11 +6,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { giveAligned, takeAligned, UNIT } from '../../src/cache/aligned.ts';
-import { DigesterError, digesterFor, stopHashing } from '../../src/cache/digester.ts';
+import { digesterFor, stopHashing } from '../../src/cache/digester.ts';
+import { DigesterError, WriterError } from '../../src/cache/errors.ts';
 import { DiskStore } from '../../src/cache/store/disk.ts';
 import { isDirectIORefusal } from '../../src/cache/store/spool.ts';
 import { HelperThread } from '../../src/cache/thread.ts';
-import { stopWriting, WriterError, writeOnThread } from '../../src/cache/writer.ts';
+import { stopWriting, writeOnThread } from '../../src/cache/writer.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 
 // Answers each number with its double after a pause that shrinks, so out-of-order answers would show;

@@ -172,7 +172,7 @@ describe('RegistryClient against an anonymous registry', () => {
     assert.equal(result.ok, false);
     if (result.ok) return;
     assert.deepEqual([result.error.code, result.error.outcome], ['REG_CONNECTION_FAILED', 'Unreachable']);
-    assert.equal(result.error.cause, 'ECONNREFUSED');
+    assert.equal(result.error.systemCode, 'ECONNREFUSED');
   });
 });
 

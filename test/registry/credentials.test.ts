@@ -26,7 +26,7 @@ describe('parseDockerConfigJson', () => {
       }),
     );
     assert.ok(result.ok);
-    assert.deepEqual(result.entries, [
+    assert.deepEqual(result.value, [
       {
         key: 'quay.io',
         credential: { kind: 'basic', username: 'robot', password: 's3cr:et', source: 'config.json' },
@@ -52,7 +52,7 @@ describe('parseDockerConfigJson', () => {
       JSON.stringify({ auths: { h: { auth: b64('a:b'), username: 'c', password: 'd' } } }),
     );
     assert.ok(result.ok);
-    assert.deepEqual(result.entries[0]?.credential, {
+    assert.deepEqual(result.value[0]?.credential, {
       kind: 'basic',
       username: 'a',
       password: 'b',
@@ -62,7 +62,7 @@ describe('parseDockerConfigJson', () => {
 
   it('accepts a config without auths', () => {
     const result = parseDockerConfigJson('{"credsStore":"desktop"}');
-    assert.deepEqual(result, { ok: true, entries: [] });
+    assert.deepEqual(result, { ok: true, value: [] });
   });
 
   const bad: [string, string, CredentialErrorCode, string][] = [
@@ -134,7 +134,7 @@ describe('parseDockerCfg (legacy)', () => {
   it('reads the registry map without the auths wrapper', () => {
     const result = parseDockerCfg(JSON.stringify({ 'https://quay.io': { auth: b64('u:p'), email: 'e' } }));
     assert.ok(result.ok);
-    assert.deepEqual(result.entries, [
+    assert.deepEqual(result.value, [
       {
         key: 'https://quay.io',
         credential: { kind: 'basic', username: 'u', password: 'p', source: '.dockercfg' },
@@ -159,7 +159,7 @@ describe('parsePullSecret', () => {
       data: { '.dockerconfigjson': b64(configJson) },
     });
     assert.ok(result.ok);
-    assert.deepEqual(result.entries, [
+    assert.deepEqual(result.value, [
       {
         key: 'zarf.local:31999',
         credential: { kind: 'basic', username: 'zarf-pull', password: 'pw', source: 'secret apps/zarf-pull' },
@@ -173,7 +173,7 @@ describe('parsePullSecret', () => {
       data: { '.dockercfg': b64(JSON.stringify({ 'quay.io': { username: 'u', password: 'p' } })) },
     });
     assert.ok(result.ok);
-    assert.equal(result.entries.length, 1);
+    assert.equal(result.value.length, 1);
   });
 
   const bad: [string, Parameters<typeof parsePullSecret>[0], CredentialErrorCode, string][] = [

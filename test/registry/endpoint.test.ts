@@ -22,7 +22,7 @@ describe('resolveEndpoint', () => {
   for (const [registry, settings, expected] of table) {
     it(`${registry || '(empty)'} ${JSON.stringify(settings)} → ${expected}`, () => {
       const result = resolveEndpoint(registry, settings);
-      assert.equal(result.ok ? result.endpoint.origin : result.code, expected);
+      assert.equal(result.ok ? result.value.origin : result.error.code, expected);
     });
   }
 
@@ -33,9 +33,9 @@ describe('resolveEndpoint', () => {
       connectTimeoutMs: 500,
     });
     assert.ok(result.ok);
-    assert.equal(result.endpoint.requestTimeoutMs, 10_000);
-    assert.equal(result.endpoint.maxConcurrent, 8);
-    assert.equal(result.endpoint.connectTimeoutMs, 500);
+    assert.equal(result.value.requestTimeoutMs, 10_000);
+    assert.equal(result.value.maxConcurrent, 8);
+    assert.equal(result.value.connectTimeoutMs, 500);
   });
 
   it('recognises loopback hosts', () => {

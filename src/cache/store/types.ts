@@ -92,34 +92,6 @@ export interface CacheStore {
   close?(): Promise<void>;
 }
 
-/** The store could not be written (disk full, permissions, I/O): the cache's own failure, not upstream's. */
-export class StoreWriteError extends Error {
-  override readonly name = 'StoreWriteError';
-  readonly code = 'STORE_WRITE_FAILED';
-  /** The system error code (ENOSPC, EACCES, EIO, ...), when there was one. */
-  readonly causeCode: string | undefined;
-
-  constructor(what: string, err: unknown) {
-    const causeCode = (err as NodeJS.ErrnoException | undefined)?.code;
-    super(`cannot write to the cache store (${what}): ${err instanceof Error ? err.message : String(err)}`);
-    this.causeCode = typeof causeCode === 'string' ? causeCode : undefined;
-  }
-
-  /** The filesystem is full (or the quota used up): a capacity problem, unlike a read-only store. */
-  get noSpace(): boolean {
-    return this.causeCode === 'ENOSPC' || this.causeCode === 'EDQUOT';
-  }
-}
-
-/**
- * The store could not be read or written because the service behind it failed (S3 unreachable, timing
- * out, refusing the credentials): the cache's own failure; clients get a 503 naming it.
- */
-export class StoreUnavailableError extends Error {
-  override readonly name = 'StoreUnavailableError';
-  readonly code = 'STORE_UNAVAILABLE';
-}
-
 /** "sha256:abc" as ["sha256", "abc"]: the two levels of both stores' content-addressed layout. */
 export function splitDigest(digest: string): [string, string] {
   const colon = digest.indexOf(':');

@@ -2,17 +2,12 @@
 // body ends (Content-Length, chunked transfer coding, or the connection closing). Pure: bytes in, views
 // of those bytes out, so the transport can hand a body to its consumer without copying it.
 import type { IncomingHttpHeaders } from 'node:http';
+import { ProtocolError } from '../errors.ts';
 
 /** A response head larger than this is refused (undici's default limit is the same order). */
 export const MAX_HEAD_BYTES = 64 * 1024;
 /** A chunk-size line (with extensions) or trailer line longer than this is refused. */
 const MAX_LINE = 4096;
-
-/** The answer is not HTTP/1.1 as RFC 9112 frames it; `code` is what classifyNetworkError reads. */
-export class ProtocolError extends Error {
-  override readonly name = 'ProtocolError';
-  readonly code = 'PULLMAP_HTTP_PROTOCOL';
-}
 
 export interface ResponseHead {
   readonly statusCode: number;

@@ -3,20 +3,7 @@
 // host:port (RFC 9110 §9.3.6). Which requests take the proxy is proxyFor's decision (core/proxy.ts).
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-
-/** The proxy refused the tunnel or did not answer like one; `code` is what classifyNetworkError reads. */
-export class ProxyError extends Error {
-  override readonly name = 'ProxyError';
-  readonly code: 'PULLMAP_PROXY_REFUSED' | 'PULLMAP_PROXY_PROTOCOL';
-  /** The proxy's status, when it answered (407: it wants credentials). */
-  readonly status: number | undefined;
-
-  constructor(code: ProxyError['code'], message: string, status?: number) {
-    super(message);
-    this.code = code;
-    this.status = status;
-  }
-}
+import { ProxyError, WireError } from '../errors.ts';
 
 /** A CONNECT answer's head is small; a proxy that sends more is not answering CONNECT. */
 const MAX_CONNECT_HEAD = 16 * 1024;
@@ -86,19 +73,14 @@ export function openTunnel(options: {
       reject(err);
     };
     const timer = setTimeout(
-      () =>
-        done(
-          Object.assign(new Error(`no tunnel through the proxy within ${timeoutMs} ms`), {
-            code: 'PULLMAP_CONNECT_TIMEOUT',
-          }),
-        ),
+      () => done(new WireError('WIRE_CONNECT_TIMEOUT', `no tunnel through the proxy within ${timeoutMs} ms`)),
       timeoutMs,
     );
     const onAbort = (): void => done(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
     const onClose = (): void =>
       done(
         new ProxyError(
-          'PULLMAP_PROXY_PROTOCOL',
+          'WIRE_PROXY_PROTOCOL',
           `the proxy closed the connection before answering CONNECT ${target}`,
         ),
       );
@@ -107,23 +89,19 @@ export function openTunnel(options: {
       const end = head.indexOf('\r\n\r\n');
       if (end < 0) {
         if (head.length > MAX_CONNECT_HEAD)
-          done(new ProxyError('PULLMAP_PROXY_PROTOCOL', `the proxy's answer to CONNECT is not HTTP`));
+          done(new ProxyError('WIRE_PROXY_PROTOCOL', `the proxy's answer to CONNECT is not HTTP`));
         return;
       }
       const status = /^HTTP\/1\.[01] (\d{3})/.exec(head.toString('latin1', 0, Math.min(end, 64)));
       if (status === null) {
-        done(new ProxyError('PULLMAP_PROXY_PROTOCOL', `the proxy's answer to CONNECT is not HTTP`));
+        done(new ProxyError('WIRE_PROXY_PROTOCOL', `the proxy's answer to CONNECT is not HTTP`));
         return;
       }
       const code = Number(status[1]);
       if (code < 200 || code > 299) {
         const why = code === 407 ? ' (it wants credentials: put them in the proxy URL)' : '';
         done(
-          new ProxyError(
-            'PULLMAP_PROXY_REFUSED',
-            `the proxy answered ${code} to CONNECT ${target}${why}`,
-            code,
-          ),
+          new ProxyError('WIRE_PROXY_REFUSED', `the proxy answered ${code} to CONNECT ${target}${why}`, code),
         );
         return;
       }

@@ -13,15 +13,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
-import {
-  type BodyFramer,
-  framer,
-  framingOf,
-  isToken,
-  MAX_HEAD_BYTES,
-  ProtocolError,
-  parseHead,
-} from './http1.ts';
+import type { WireErrorCode } from '../../registry/errors.ts';
+import { ProtocolError, WireError } from '../errors.ts';
+import { type BodyFramer, framer, framingOf, isToken, MAX_HEAD_BYTES, parseHead } from './http1.ts';
 import { authority, connectToProxy, openTunnel, proxyAuthorization } from './tunnel.ts';
 
 /**
@@ -32,17 +26,6 @@ const READ_BUFFER = 1024 * 1024;
 /** Read buffers kept for later connections (the rest are left to the garbage collector). */
 const POOL_MAX = 8;
 const pool: Buffer[] = [];
-
-/** A failure of the transport itself; `code` says which (classifyNetworkError reads it). */
-export class WireError extends Error {
-  override readonly name = 'WireError';
-  readonly code: string;
-
-  constructor(code: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.code = code;
-  }
-}
 
 export interface WireRequest {
   /** http: or https:; the path and query are sent as they are. */
@@ -177,7 +160,7 @@ class Connection implements WireResponse {
     this.#timer = setTimeout(
       () =>
         this.#fail(
-          new WireError('PULLMAP_CONNECT_TIMEOUT', `no connection within ${request.connectTimeoutMs} ms`),
+          new WireError('WIRE_CONNECT_TIMEOUT', `no connection within ${request.connectTimeoutMs} ms`),
         ),
       request.connectTimeoutMs,
     );
@@ -236,14 +219,14 @@ class Connection implements WireResponse {
     socket.once(ready, () => {
       if (this.#state !== 'connecting') return;
       this.#state = 'head';
-      this.#arm(this.#request.timeoutMs, 'PULLMAP_HEADERS_TIMEOUT', 'no answer');
+      this.#arm(this.#request.timeoutMs, 'WIRE_HEADERS_TIMEOUT', 'no answer');
       socket.write(lines);
     });
     socket.on('error', (err) => this.#fail(err));
     socket.on('close', () => this.#closed());
   }
 
-  #arm(ms: number, code: string, what: string): void {
+  #arm(ms: number, code: WireErrorCode, what: string): void {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => this.#fail(new WireError(code, `${what} within ${ms} ms`)), ms);
   }
@@ -323,7 +306,7 @@ class Connection implements WireResponse {
       this.#resolveBody = resolve;
       this.#rejectBody = reject;
       this.#state = 'body';
-      this.#arm(this.#request.timeoutMs, 'PULLMAP_BODY_TIMEOUT', 'no body bytes');
+      this.#arm(this.#request.timeoutMs, 'WIRE_BODY_TIMEOUT', 'no body bytes');
       const early = this.#early;
       this.#early = undefined;
       try {
@@ -343,7 +326,7 @@ class Connection implements WireResponse {
 
   cancel(): void {
     if (this.#state === 'done' || this.#state === 'failed') return;
-    this.#fail(new WireError('PULLMAP_CANCELLED', 'the body was cancelled'));
+    this.#fail(new WireError('WIRE_CANCELLED', 'the body was cancelled'));
   }
 
   /** Hands body bytes to the sink; false when it paused (the rest follows when its promise settles). */
@@ -365,7 +348,7 @@ class Connection implements WireResponse {
           () => {
             this.#held = false;
             if (this.#state !== 'body') return;
-            this.#arm(this.#request.timeoutMs, 'PULLMAP_BODY_TIMEOUT', 'no body bytes');
+            this.#arm(this.#request.timeoutMs, 'WIRE_BODY_TIMEOUT', 'no body bytes');
             try {
               if (this.#feed(data, i + 1, done)) this.#resume();
             } catch (err) {
@@ -415,7 +398,7 @@ class Connection implements WireResponse {
     const received = this.#framer?.received ?? 0;
     this.#fail(
       new WireError(
-        'PULLMAP_CLOSED_EARLY',
+        'WIRE_CLOSED_EARLY',
         this.#state === 'connecting' || this.#state === 'head'
           ? 'the connection closed before an answer'
           : `the connection closed after ${received} body bytes`,

@@ -43,6 +43,7 @@ import { digestAlgorithm } from '../../../core/reference/index.ts';
 import { hasProxy } from '../../../registry/proxy-agent.ts';
 import { Semaphore } from '../../../registry/semaphore.ts';
 import type { S3StorageConfig } from '../../config.ts';
+import { StoreUnavailableError, StoreWriteError } from '../../errors.ts';
 import { proxiedAgents } from '../../transport/proxy-agents.ts';
 import { type WireResponse, wireGet } from '../../transport/wire.ts';
 import { isOrphanTag, overCap, toEvict, useIsStale } from '../eviction.ts';
@@ -59,8 +60,6 @@ import {
   type StoredBlob,
   type StoredManifest,
   type StoreListing,
-  StoreUnavailableError,
-  StoreWriteError,
   splitDigest,
   type TagRecord,
 } from '../types.ts';
@@ -282,6 +281,7 @@ export class S3Store implements CacheStore {
       .join(', ');
     return new StoreUnavailableError(
       `cache store unavailable (storage.s3, ${this.#where}): cannot ${what}: ${e?.message ?? String(err)}${detail ? ` (${detail})` : ''}`,
+      { cause: err },
     );
   }
 

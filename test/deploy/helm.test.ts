@@ -361,6 +361,9 @@ describe('production values', () => {
     const defaultArgs: string[] = find(on, 'Deployment', 'pullmap-webhook')!.spec.template.spec.containers[0]
       .args;
     assert.equal(defaultArgs.includes('--no-pull-secret-copy'), false);
+    // Copying off but fill allowed to read the Secrets maps name: get by name, nothing else.
+    const readOnly = objects(await template('production', ['--set', 'fill.readSecrets=true']));
+    assert.deepEqual(grantsSecrets(readOnly), [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }]);
   });
 
   test('serviceAccount.annotations (workload identity) on the webhook ServiceAccount', async () => {

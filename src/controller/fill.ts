@@ -13,6 +13,7 @@ import { formatReference, type ImageReference } from '../core/reference/index.ts
 import type { KubeClient } from '../kube/client.ts';
 import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-watch.ts';
 import { Copier, type CopyResult } from '../mirror/copy.ts';
+import { CopyFailure } from '../mirror/errors.ts';
 import { type Platform, parsePlatform } from '../mirror/manifest.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
@@ -340,13 +341,23 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     const keyring = new CredentialKeyring();
     const versions: string[] = [];
     for (const name of names) {
-      const secret = (await client.request(
-        'GET',
-        `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
-      )) as KubeObject & { type?: string; data?: Record<string, string> };
+      const secret = (await client
+        .request(
+          'GET',
+          `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
+        )
+        .catch((err: unknown) => {
+          throw new CopyFailure({
+            code: 'CREDENTIALS_UNREADABLE',
+            message: `${field} ${namespace}/${name}: cannot read it: ${err instanceof Error ? err.message : String(err)}`,
+          });
+        })) as KubeObject & { type?: string; data?: Record<string, string> };
       const parsed = parsePullSecret(secret);
       if (!parsed.ok)
-        throw new Error(`${field} ${namespace}/${name}: ${parsed.error.field}: ${parsed.error.message}`);
+        throw new CopyFailure({
+          code: 'CREDENTIALS_UNREADABLE',
+          message: `${field} ${namespace}/${name}: ${parsed.error.field}: ${parsed.error.message}`,
+        });
       keyring.add(parsed.value);
       versions.push(`${namespace}/${name}@${secret.metadata.resourceVersion ?? ''}`);
     }
@@ -400,7 +411,10 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     } catch (err) {
       result = {
         ok: false,
-        error: { code: 'TARGET_REFUSED', message: err instanceof Error ? err.message : String(err) },
+        error:
+          err instanceof CopyFailure
+            ? err.error
+            : { code: 'TARGET_REFUSED', message: err instanceof Error ? err.message : String(err) },
       };
     }
     if (closed) return;

@@ -11,6 +11,8 @@ export const COPY_ERRORS = {
   NO_PLATFORM: "the platform filter selects none of the index's manifests",
   CONTENT_MISMATCH: "a blob's bytes do not match its descriptor (size or digest)",
   CANCELLED: 'the copy was cancelled (shutdown, leadership lost)',
+  CREDENTIALS_UNREADABLE:
+    "a Secret the copy needs (fill.secret, an ImageMap's pods' imagePullSecrets) cannot be read or used",
 } as const satisfies ErrorCatalogue;
 
 export type CopyErrorCode = keyof typeof COPY_ERRORS;

@@ -164,6 +164,12 @@ describe('the fill loop', () => {
               },
               // No Secret: pullmap's own (anonymous) access is refused by the registry.
               { from: `${origin.host}/refused/`, to: `${locked.host}/refused/`, fill: { enabled: true } },
+              // A push Secret that does not exist: named in status, nothing sent to any registry.
+              {
+                from: `${origin.host}/nosecret/`,
+                to: `${locked.host}/nosecret/`,
+                fill: { enabled: true, secret: 'no-such-secret' },
+              },
             ],
           },
         },
@@ -181,17 +187,23 @@ describe('the fill loop', () => {
       routed,
     );
     await createPod(ns, `${origin.host}/refused/app:1`);
+    await createPod(ns, `${origin.host}/nosecret/app:1`);
     assert.equal(
       await until('the locked registry filled', () => rawDigest(routed, 'pusher:push-secret')),
       app.manifest.digest,
     );
     const status = await until('status with the failure', async () => {
       const s = await fillStatus('routed');
-      return s && s.failed === 1 && s.filled === 1 ? s : undefined;
+      return s && s.failed === 2 && s.filled === 1 ? s : undefined;
     });
-    const failed = (status.images as Record<string, string>[]).find((i) => i.state === 'Failed');
-    assert.equal(failed?.image, `${origin.host}/refused/app:1`);
-    assert.match(failed?.lastError ?? '', /^TARGET_REFUSED: .*requires credentials/);
+    const failed = (status.images as Record<string, string>[]).filter((i) => i.state === 'Failed');
+    const refused = failed.find((i) => i.image === `${origin.host}/refused/app:1`);
+    assert.match(refused?.lastError ?? '', /^TARGET_REFUSED: .*requires credentials/);
+    const unreadable = failed.find((i) => i.image === `${origin.host}/nosecret/app:1`);
+    assert.match(
+      unreadable?.lastError ?? '',
+      /^CREDENTIALS_UNREADABLE: fill\.secret default\/no-such-secret: cannot read it: .*not found/,
+    );
     const events = await until('the FillFailed event', async () => {
       const text = await kube.kubectl([
         'get',

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { embedRegistry } from '../core/reference/index.ts';
 import type { Logger } from '../observe/log.ts';
-import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
+import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, type MetricsRegistry } from '../observe/metrics.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import type { RegistryError, RegistryResult } from '../registry/errors.ts';
 import { BlobFetcher } from './blob-fetch.ts';
@@ -26,7 +26,7 @@ export interface CacheServerOptions {
   readonly config: CacheConfig;
   readonly store: CacheStore;
   readonly client: RegistryClient;
-  readonly metrics: Registry;
+  readonly metrics: MetricsRegistry;
   readonly log: Logger;
   readonly clientAuth?: ClientAuth | undefined;
   readonly now?: (() => number) | undefined;
@@ -135,7 +135,7 @@ class CacheService {
   readonly #upstreams: ReadonlySet<string>;
   readonly #manifests: ManifestResolver;
   readonly #blobs: BlobFetcher;
-  readonly #metrics: Registry;
+  readonly #metrics: MetricsRegistry;
   readonly #m;
   /**
    * Set while the store has no room for the last thing it could not keep: the bytes that needed, and

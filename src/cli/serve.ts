@@ -15,7 +15,7 @@ import {
 import { isLoopbackName } from '../core/net.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';
-import { Registry } from '../observe/metrics.ts';
+import { MetricsRegistry } from '../observe/metrics.ts';
 import { DEFAULT_MAPS_TEXT } from '../serve/default-maps.ts';
 import { existenceMetrics } from '../serve/existence-metrics.ts';
 import { ConfigError, startFileSource } from '../serve/file-source.ts';
@@ -80,7 +80,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       `--no-tls serves plain HTTP, allowed only on a loopback address; use --listen 127.0.0.1:${options.port} or give --tls-cert and --tls-key`,
     );
   const logger = createLogger({ level: options.logLevel, out: io.stderr, base: { component: 'webhook' } });
-  const metrics = new Registry();
+  const metrics = new MetricsRegistry();
   metrics.processMetrics(Date.now(), Date.now);
   const mapsVersion = metrics.gauge(
     'pullmap_maps_version',
@@ -306,7 +306,7 @@ async function startCluster(
   options: ClusterOptions,
   snapshotOptions: SnapshotOptions,
   logger: Logger,
-  metrics: Registry,
+  metrics: MetricsRegistry,
   onSwap: (state: MapState) => void,
 ) {
   const [
@@ -360,7 +360,7 @@ async function startCluster(
       .collect(() => copier.stats.created + copier.stats.updated + copier.stats.deleted);
   metrics
     .gauge('pullmap_controller_leader', '1 when this replica holds the Lease and writes status.')
-    .collect(() => (source.isLeader() ? 1 : 0));
+    .collect(() => (source.mayWrite() ? 1 : 0));
   metrics
     .counter('pullmap_controller_analyses_total', 'Consistency analyses run.')
     .collect(() => source.stats.analyses);

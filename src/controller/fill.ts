@@ -15,7 +15,7 @@ import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-w
 import { Copier, type CopyResult } from '../mirror/copy.ts';
 import { type Platform, parsePlatform } from '../mirror/manifest.ts';
 import type { Logger } from '../observe/log.ts';
-import type { Registry } from '../observe/metrics.ts';
+import type { MetricsRegistry } from '../observe/metrics.ts';
 import {
   CredentialKeyring,
   type CredentialSource,
@@ -30,7 +30,7 @@ export interface FillLoopOptions {
   readonly client: KubeClient;
   /** pullmap's own namespace: where a ClusterImageMap's fill.secret lives. */
   readonly namespace: string;
-  readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'isLeader'>;
+  readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'mayWrite'>;
   readonly namespaceLabels: (namespace: string) => Labels;
   /** How registries are reached (plain HTTP hosts, CAs, timeouts) and pullmap's own credentials. */
   readonly registry: Pick<RegistryClientOptions, 'endpoints' | 'defaults'> & {
@@ -39,7 +39,7 @@ export interface FillLoopOptions {
   /** Called with the target (normalised name) of every finished copy: the existence cache forgets it. */
   readonly onFilled?: ((target: string) => void) | undefined;
   readonly logger: Logger;
-  readonly metrics?: Registry | undefined;
+  readonly metrics?: MetricsRegistry | undefined;
   readonly watch?: Partial<ListWatchTiming> | undefined;
   /** Re-derive the images from all pods this often (default 60 s); also retries failures that are due. */
   readonly resyncIntervalMs?: number | undefined;
@@ -274,8 +274,8 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
 
   function reconcile(): void {
     const state = options.source.current();
-    if (!state || !options.source.isLeader() || !pods.hasSynced()) {
-      if (!options.source.isLeader()) stopAll();
+    if (!state || !options.source.mayWrite() || !pods.hasSynced()) {
+      if (!options.source.mayWrite()) stopAll();
       return;
     }
     const clock = now().getTime();
@@ -474,7 +474,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   }
 
   async function writeStatus(): Promise<void> {
-    if (!options.source.isLeader()) return;
+    if (!options.source.mayWrite()) return;
     const perMap = new Map<string, { map: MapTarget; items: FillItem[] }>();
     for (const item of items.values())
       for (const [key, map] of item.maps) {
@@ -549,9 +549,9 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   pods.start();
   const resync = setInterval(() => schedule(), options.resyncIntervalMs ?? 60_000);
   // A new leader starts (a lost one stops) without waiting for the resync.
-  let leading = options.source.isLeader();
+  let leading = options.source.mayWrite();
   const leadership = setInterval(() => {
-    if (options.source.isLeader() === leading) return;
+    if (options.source.mayWrite() === leading) return;
     leading = !leading;
     schedule();
   }, 2000);

@@ -75,7 +75,11 @@ export interface ClusterMapSource extends MapSource {
   ready(): Promise<MapState>;
   /** Called after every swap; returns an unsubscribe function. */
   subscribe(listener: (state: MapState) => void): () => void;
-  isLeader(): boolean;
+  /**
+   * Whether this replica writes to the cluster (status, pull secret copies, fills): it holds the Lease,
+   * or runs without an election (a single replica). False when status writing is off.
+   */
+  mayWrite(): boolean;
   /** Counters for metrics and tests. */
   readonly stats: { analyses: number; statusWrites: number; events: number; watch: ListWatch['stats'][] };
 }
@@ -240,7 +244,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    isLeader: () => mayWrite(),
+    mayWrite,
     stats,
     async close() {
       if (closed) return;

@@ -24,7 +24,7 @@ export interface PullSecretCopierOptions {
   readonly client: KubeClient;
   /** pullmap's own namespace: where ClusterImageMaps' Secrets live. */
   readonly namespace: string;
-  readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'isLeader'>;
+  readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'mayWrite'>;
   readonly logger: Logger;
   readonly watch?: Partial<ListWatchTiming>;
   /** Full reconcile this often, which also retries failed writes and picks up new leadership (default 30 s). */
@@ -80,7 +80,7 @@ export function startPullSecretCopier(options: PullSecretCopierOptions): PullSec
 
   async function reconcile(): Promise<void> {
     const state = options.source.current();
-    if (!state || !options.source.isLeader() || !watches.every((w) => w.hasSynced())) return;
+    if (!state || !options.source.mayWrite() || !watches.every((w) => w.hasSynced())) return;
     writer.stats.reconciles++;
     const plan = planCopies({
       maps: state.analysis.accepted.map((m) => ({ kind: m.ref.kind, spec: m.spec })),

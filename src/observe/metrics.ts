@@ -241,7 +241,7 @@ class EventLoopLag implements Metric {
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
 /** One registry per process part (webhook, cache); `render()` is what `/metrics` serves. */
-export class Registry {
+export class MetricsRegistry {
   readonly #metrics = new Map<string, Metric>();
 
   #add<M extends Metric>(metric: M): M {

@@ -14,7 +14,7 @@ import {
 } from '../core/mapping/index.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { Logger } from '../observe/log.ts';
-import type { Registry } from '../observe/metrics.ts';
+import type { MetricsRegistry } from '../observe/metrics.ts';
 import { filesStamp, watchFiles } from './watch-files.ts';
 
 /** A map file larger than this is refused unread; a ConfigMap holds at most 1 MiB. */
@@ -95,7 +95,7 @@ export interface FileSourceOptions {
   readonly reloadIntervalMs: number;
   readonly logger: Logger;
   /** Where the reload metrics go (file mode with a path only). */
-  readonly metrics?: Registry;
+  readonly metrics?: MetricsRegistry;
   /** Called after every swap (metrics). */
   readonly onSwap?: (state: MapState) => void;
 }

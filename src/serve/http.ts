@@ -14,7 +14,7 @@ import {
   reviewJson,
 } from '../core/api/admission.ts';
 import type { Logger } from '../observe/log.ts';
-import { type Counter, METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
+import { type Counter, METRICS_CONTENT_TYPE, type MetricsRegistry } from '../observe/metrics.ts';
 import { BodyScan, type ScanLimits } from './body-scan.ts';
 import {
   closeNow,
@@ -48,7 +48,7 @@ export interface HttpOptions {
   readonly maxInflightBytes: number;
   /** Whether the maps are loaded (readiness also drops while shutting down). */
   readonly ready: () => boolean;
-  readonly metrics: Registry;
+  readonly metrics: MetricsRegistry;
   readonly logger: Logger;
   readonly maxConnections?: number;
   /** A plain-HTTP listener for /healthz and /readyz alone, which slow or flooding clients of the main one cannot starve. */

@@ -14,7 +14,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import type { Logger } from '../observe/log.ts';
-import type { Counter, Registry } from '../observe/metrics.ts';
+import type { Counter, MetricsRegistry } from '../observe/metrics.ts';
 import { type FileWatch, filesStamp, watchFiles } from './watch-files.ts';
 
 export interface TlsFiles {
@@ -30,7 +30,7 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 export async function mainServer(
   tls: TlsFiles | undefined,
   handle: Handler,
-  options: { readonly logger: Logger; readonly metrics: Registry; readonly maxConnections: number },
+  options: { readonly logger: Logger; readonly metrics: MetricsRegistry; readonly maxConnections: number },
 ): Promise<{ server: Server; reload: FileWatch | undefined }> {
   const { logger } = options;
   const tlsReloads = options.metrics.counter(

@@ -9,7 +9,7 @@ import type { PodPlan } from '../core/pod/plan.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 import { type Logger, LogLimiter } from '../observe/log.ts';
-import type { Registry } from '../observe/metrics.ts';
+import type { MetricsRegistry } from '../observe/metrics.ts';
 import { type EncodedPlan, type PodReviewResult, reviewPod } from './admission.ts';
 import { registryOf } from './existence-metrics.ts';
 import type { RefusalReason, ReviewHandler } from './http.ts';
@@ -24,7 +24,7 @@ export interface WebhookOptions {
   /** Below the webhook configuration's timeoutSeconds, so pullmap answers before the apiserver gives up. */
   readonly deadlineMs: number;
   readonly failurePolicy: FailurePolicy;
-  readonly metrics: Registry;
+  readonly metrics: MetricsRegistry;
   readonly logger: Logger;
   readonly now: () => number;
 }

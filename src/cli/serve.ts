@@ -13,7 +13,7 @@ import {
   selectorLabelKeys,
 } from '../core/mapping/index.ts';
 import { isLoopbackName } from '../core/net.ts';
-import type { MapSource, MapState } from '../decision/map-source.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';
 import { MetricsRegistry } from '../observe/metrics.ts';
 import { DEFAULT_MAPS_TEXT } from '../serve/default-maps.ts';

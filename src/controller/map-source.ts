@@ -16,7 +16,7 @@ import {
   type SnapshotOptions,
   updateSnapshot,
 } from '../core/mapping/index.ts';
-import type { MapSource, MapState } from '../decision/map-source.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';
 import { type LeaderElection, startLeaderElection } from '../kube/lease.ts';

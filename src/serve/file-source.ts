@@ -12,7 +12,7 @@ import {
   loadMapsFromText,
   type SnapshotOptions,
 } from '../core/mapping/index.ts';
-import type { MapSource, MapState } from '../decision/map-source.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
 import type { Logger } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
 import { filesStamp, watchFiles } from './watch-files.ts';

@@ -6,8 +6,8 @@ import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../c
 import { isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/index.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
-import type { MapSource, MapState } from '../decision/map-source.ts';
-import type { ExistenceSource } from '../decision/resolve.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
+import type { ExistenceSource } from '../sources/resolve.ts';
 import { type Logger, LogLimiter } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
 import { type EncodedPlan, type PodReviewResult, reviewPod } from './admission.ts';

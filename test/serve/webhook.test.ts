@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { parseReview } from '../../src/core/api/admission.ts';
 import type { ProbeOutcome } from '../../src/core/facts.ts';
 import { loadMapsFromText } from '../../src/core/mapping/index.ts';
-import type { MapSource } from '../../src/decision/map-source.ts';
+import type { MapSource } from '../../src/sources/map-source.ts';
 import { createLogger, LogLimiter, silentLogger } from '../../src/observe/log.ts';
 import { MetricsRegistry } from '../../src/observe/metrics.ts';
 import { existenceMetrics, MAX_REGISTRIES } from '../../src/serve/existence-metrics.ts';

@@ -129,7 +129,7 @@ export interface InputOptions {
 }
 
 /** Texts of --config values (files, directories, "-"), the limit counted over all of them. */
-export async function readConfigTexts(paths: readonly string[], options: InputOptions): Promise<MapText[]> {
+async function readConfigTexts(paths: readonly string[], options: InputOptions): Promise<MapText[]> {
   const files = (await Promise.all(paths.map(configFiles))).flat();
   const texts: MapText[] = [];
   let left = options.maxBytes;

@@ -13,7 +13,6 @@ import {
   selectorLabelKeys,
 } from '../core/mapping/index.ts';
 import { isLoopbackName } from '../core/net.ts';
-import type { MapSource, MapState } from '../sources/map-source.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';
 import { MetricsRegistry } from '../observe/metrics.ts';
 import { DEFAULT_MAPS_TEXT } from '../serve/default-maps.ts';
@@ -22,11 +21,12 @@ import { ConfigError, startFileSource } from '../serve/file-source.ts';
 import { type ReviewHandler, startHttp } from '../serve/http.ts';
 import { type NamespaceLabels, watchNamespaceLabels } from '../serve/namespaces.ts';
 import { createPodWebhook, type FailurePolicy } from '../serve/webhook.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 import { UsageError } from './maps.ts';
 
-export const MUTATE_PODS_PATH = '/mutate-pods';
-export const VALIDATE_MAPS_PATH = '/validate-maps';
+const MUTATE_PODS_PATH = '/mutate-pods';
+const VALIDATE_MAPS_PATH = '/validate-maps';
 
 export interface ClusterOptions {
   /** A kubeconfig file; undefined: in-cluster service account, else $KUBECONFIG or ~/.kube/config. */

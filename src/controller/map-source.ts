@@ -16,7 +16,6 @@ import {
   type SnapshotOptions,
   updateSnapshot,
 } from '../core/mapping/index.ts';
-import type { MapSource, MapState } from '../sources/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';
 import { type LeaderElection, startLeaderElection } from '../kube/lease.ts';
@@ -27,6 +26,7 @@ import {
   type ListWatchTiming,
 } from '../kube/list-watch.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
 import { AcceptedGenerations } from './accepted.ts';
 import {
   type AnalysisStep,

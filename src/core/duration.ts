@@ -2,7 +2,7 @@
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 /** The longest duration accepted: 366 days. */
-export const MAX_DURATION_MS = 366 * 24 * 3_600_000;
+const MAX_DURATION_MS = 366 * 24 * 3_600_000;
 export const MAX_DURATION_TEXT = '8784h (366 days)';
 
 /**

@@ -189,7 +189,7 @@ export class Histogram extends Family<HistogramSeries> {
 }
 
 /** pullmap's version (package.json, bundled in at build time). */
-export const BUILD_VERSION: string = pkg.version;
+const BUILD_VERSION: string = pkg.version;
 
 function openFds(): number {
   // The listing's own descriptor is in it.

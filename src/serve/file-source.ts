@@ -12,13 +12,13 @@ import {
   loadMapsFromText,
   type SnapshotOptions,
 } from '../core/mapping/index.ts';
-import type { MapSource, MapState } from '../sources/map-source.ts';
 import type { Logger } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
 import { filesStamp, watchFiles } from './watch-files.ts';
 
 /** A map file larger than this is refused unread; a ConfigMap holds at most 1 MiB. */
-export const MAX_MAP_FILE_BYTES = 4 * 1024 * 1024;
+const MAX_MAP_FILE_BYTES = 4 * 1024 * 1024;
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -50,7 +50,7 @@ const KINDS: ReadonlyArray<readonly [string, (s: import('node:fs').Stats) => boo
  * The file's text, read only if it is a regular file of at most `limit` bytes: a symlink to /dev/zero
  * or a pipe must not be read into memory. The size is checked before and while reading (it may grow).
  */
-export async function readMapFile(path: string, limit = MAX_MAP_FILE_BYTES): Promise<string> {
+async function readMapFile(path: string, limit = MAX_MAP_FILE_BYTES): Promise<string> {
   const notRegular = (s: import('node:fs').Stats): ConfigError | undefined => {
     if (s.isFile()) return undefined;
     const kind = KINDS.find(([, is]) => is(s))?.[0] ?? 'special file';

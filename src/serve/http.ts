@@ -209,7 +209,7 @@ const UID_WINDOW = 64 * 1024;
  * bounds what JSON.parse can build (about 100 bytes of heap per value) to roughly 12× the body limit.
  * Real pods nest about 11 levels (plus 2 for the envelope).
  */
-export function scanLimits(maxBodyBytes: number): ScanLimits {
+function scanLimits(maxBodyBytes: number): ScanLimits {
   return { maxValues: Math.floor(maxBodyBytes / 8), maxDepth: 100 };
 }
 

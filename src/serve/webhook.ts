@@ -6,10 +6,10 @@ import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../c
 import { isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/index.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
-import type { MapSource, MapState } from '../sources/map-source.ts';
-import type { ExistenceSource } from '../sources/resolve.ts';
 import { type Logger, LogLimiter } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
+import type { ExistenceSource } from '../sources/resolve.ts';
 import { type EncodedPlan, type PodReviewResult, reviewPod } from './admission.ts';
 import { registryOf } from './existence-metrics.ts';
 import type { RefusalReason, ReviewHandler } from './http.ts';

@@ -14,8 +14,8 @@ import { reviewMapAdmission } from '../../src/controller/validate.ts';
 import { parseReview } from '../../src/core/api/admission.ts';
 import { decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
 import { loadMapsFromText } from '../../src/core/mapping/load.ts';
-import type { MapState } from '../../src/sources/map-source.ts';
 import { kubeClient } from '../../src/kube/client.ts';
+import type { MapState } from '../../src/sources/map-source.ts';
 import { installCrds, type Kube, startKube } from '../harness/kube.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');

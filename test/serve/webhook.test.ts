@@ -5,7 +5,6 @@ import { describe, it } from 'node:test';
 import { parseReview } from '../../src/core/api/admission.ts';
 import type { ProbeOutcome } from '../../src/core/facts.ts';
 import { loadMapsFromText } from '../../src/core/mapping/index.ts';
-import type { MapSource } from '../../src/sources/map-source.ts';
 import { createLogger, LogLimiter, silentLogger } from '../../src/observe/log.ts';
 import { MetricsRegistry } from '../../src/observe/metrics.ts';
 import { existenceMetrics, MAX_REGISTRIES } from '../../src/serve/existence-metrics.ts';
@@ -15,6 +14,7 @@ import {
   PROBE_WARNING_INTERVAL_MS,
   probeDeadline,
 } from '../../src/serve/webhook.ts';
+import type { MapSource } from '../../src/sources/map-source.ts';
 import { podReview } from '../harness/pullmap.ts';
 
 const notLoaded: MapSource = { current: () => undefined, close: async () => {} };

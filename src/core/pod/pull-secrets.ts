@@ -151,7 +151,7 @@ export function planCopies(inputs: CopyPlanInputs): CopyPlan {
 }
 
 /** The copy's Secret: labelled with its source's name so the controller finds its own copies. */
-export function copyBody(
+function copyBody(
   copy: PullSecretCopy,
   ownNamespace: string,
   data: Readonly<Record<string, string>>,

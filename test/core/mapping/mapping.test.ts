@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ExistenceAnswer, ExistenceFacts, ProbeOutcome } from '../../src/core/facts.ts';
-import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../../src/core/mapping/index.ts';
-import { crc32 } from '../../src/core/mapping/zarf.ts';
+import type { ExistenceAnswer, ExistenceFacts, ProbeOutcome } from '../../../src/core/facts.ts';
+import {
+  analyzeMaps,
+  buildSnapshot,
+  decideImage,
+  type MapSnapshot,
+} from '../../../src/core/mapping/index.ts';
+import { crc32 } from '../../../src/core/mapping/zarf.ts';
 
 type Spec = Record<string, unknown>;
 const cluster = (name: string, spec: Spec, extra: Spec = {}) => ({

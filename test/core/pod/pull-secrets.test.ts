@@ -2,10 +2,15 @@
 // every secret it had, and the controller keeps copies exactly where ClusterImageMaps select.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { loadYamlObjects } from '../../src/core/config.ts';
-import { analyzeMaps, buildSnapshot } from '../../src/core/mapping/index.ts';
-import { planPod, podImages } from '../../src/core/pod/plan.ts';
-import { COPY_LABEL, desiredCopies, planCopies, type SecretState } from '../../src/core/pod/pull-secrets.ts';
+import { loadYamlObjects } from '../../../src/core/config.ts';
+import { analyzeMaps, buildSnapshot } from '../../../src/core/mapping/index.ts';
+import { planPod, podImages } from '../../../src/core/pod/plan.ts';
+import {
+  COPY_LABEL,
+  desiredCopies,
+  planCopies,
+  type SecretState,
+} from '../../../src/core/pod/pull-secrets.ts';
 
 const MAPS = `apiVersion: pullmap.dev/v1alpha1
 kind: ClusterImageMap

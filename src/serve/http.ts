@@ -166,6 +166,17 @@ function readBody(
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes)
     refuse(413, 'too_large', `the review is ${declared} bytes, over the limit of ${maxBytes}`);
+  /** Keeps a chunk, or refuses the body when it goes over a limit. */
+  const accept = (chunk: Buffer) => {
+    const over = overLimit(size, scan, limits);
+    if (over) refuse(...over);
+    else if (!budget.take(chunk.length))
+      refuse(503, 'busy', `reviews of ${budget.limit} bytes in all are being read already`);
+    else {
+      held += chunk.length;
+      chunks.push(chunk);
+    }
+  };
   req.on('data', (chunk: Buffer) => {
     size += chunk.length;
     if (finished) {
@@ -173,19 +184,7 @@ function readBody(
       return;
     }
     scan.feed(chunk);
-    if (!refusal) {
-      if (size > maxBytes) refuse(413, 'too_large', `the review is over the limit of ${maxBytes} bytes`);
-      else if (scan.excess === 'values')
-        refuse(413, 'too_complex', `the review has over ${limits.scan.maxValues} JSON values`);
-      else if (scan.excess === 'depth')
-        refuse(413, 'too_complex', `the review nests deeper than ${limits.scan.maxDepth} levels`);
-      else if (!budget.take(chunk.length))
-        refuse(503, 'busy', `reviews of ${budget.limit} bytes in all are being read already`);
-      else {
-        held += chunk.length;
-        chunks.push(chunk);
-      }
-    }
+    if (!refusal) accept(chunk);
     if (refusal) {
       refusal.uid = scan.uid;
       // The apiserver writes request.uid first; a body without one early on is answered without it.
@@ -198,6 +197,21 @@ function readBody(
   });
   req.on('error', (err) => finish(new HttpError(400, `the body could not be read: ${err.message}`)));
   req.on('aborted', () => finish(new HttpError(400, 'the client aborted the request')));
+}
+
+/** The size, value-count or nesting limit a body of `size` bytes scanned so far goes over, as a refusal. */
+function overLimit(
+  size: number,
+  scan: BodyScan,
+  limits: BodyLimits,
+): [status: number, reason: RefusalReason, message: string] | undefined {
+  if (size > limits.maxBytes)
+    return [413, 'too_large', `the review is over the limit of ${limits.maxBytes} bytes`];
+  if (scan.excess === 'values')
+    return [413, 'too_complex', `the review has over ${limits.scan.maxValues} JSON values`];
+  if (scan.excess === 'depth')
+    return [413, 'too_complex', `the review nests deeper than ${limits.scan.maxDepth} levels`];
+  return undefined;
 }
 
 const EMPTY = Buffer.alloc(0);

@@ -8,18 +8,18 @@ const scopes = {
   reference: {
     files: 'src/core/reference/**/*.ts',
     // embed.ts's inverse is tested with the cache's policy.
-    tests: ['test/core/reference.test.ts', 'test/core/cache-policy.test.ts'],
+    tests: ['test/core/reference/reference.test.ts', 'test/core/cache/policy.test.ts'],
   },
   mapping: {
     files: 'src/core/mapping/**/*.ts',
     tests: [
-      'test/core/mapping.test.ts',
-      'test/core/consistency.test.ts',
-      'test/core/snapshot-update.test.ts',
+      'test/core/mapping/mapping.test.ts',
+      'test/core/mapping/consistency.test.ts',
+      'test/core/mapping/snapshot-update.test.ts',
       'test/core/decision-memo.test.ts',
-      'test/core/probe-requests.test.ts',
-      'test/core/pull-secrets.test.ts',
-      'test/core/image-volumes.test.ts',
+      'test/core/mapping/probe-requests.test.ts',
+      'test/core/pod/pull-secrets.test.ts',
+      'test/core/pod/image-volumes.test.ts',
     ],
   },
 };

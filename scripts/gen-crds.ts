@@ -1,6 +1,6 @@
 // Writes the CRDs from the schema source (src/core/api/v1alpha1.ts) to deploy/crds/ (kustomize) and to
 // the Helm chart's templates/crds.yaml (the same objects, with the chart's labels and crds.enabled /
-// crds.keep). Run after changing the schema; test/core/crd.test.ts fails while any of them is stale.
+// crds.keep). Run after changing the schema; test/core/api/crd.test.ts fails while any of them is stale.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CRD_DIRS, CRD_TEMPLATE, mapCrds, mapCrdTemplate } from '../src/core/api/crd.ts';

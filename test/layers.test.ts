@@ -4,7 +4,8 @@
 //
 //   cli                              the commands: composition, argv and env; nothing imports it
 //   serve, controller, cache         the three long-running parts
-//   decision, registry, kube         talking to registries and the Kubernetes API; deciding with answers
+//   sources, registry, kube          talking to registries and the Kubernetes API; the map and existence
+//                                    sources a decision reads, and deciding again with their answers
 //   observe                          metrics and logs: used by every impure layer, importing none of them
 //   core                             pure: no I/O, no clock, no node: modules
 //
@@ -39,7 +40,7 @@ const SRC = join(ROOT, 'src');
 const LAYERS: ReadonlyArray<readonly string[]> = [
   ['core'],
   ['observe'],
-  ['decision', 'registry', 'kube'],
+  ['sources', 'registry', 'kube'],
   // Copying images: the controller's fill loop and `pullmap copy` both use it.
   ['mirror'],
   ['serve', 'controller', 'cache'],

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { parseDuration } from '../core/duration.ts';
 import type { ProxyConfig } from '../core/proxy.ts';
 import type { Logger } from '../observe/log.ts';
-import { Registry } from '../observe/metrics.ts';
+import { MetricsRegistry } from '../observe/metrics.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { parseDockerConfigJson } from '../registry/credentials.ts';
 import type { EndpointSettings } from '../registry/endpoint.ts';
@@ -22,7 +22,7 @@ export type { RunningCache } from './server.ts';
 
 export interface CacheInstance extends RunningCache {
   readonly store: CacheStore;
-  readonly metrics: Registry;
+  readonly metrics: MetricsRegistry;
 }
 
 async function readNamed(field: string, path: string): Promise<string> {
@@ -166,7 +166,7 @@ export async function startCache(
     await client.close();
     throw err;
   }
-  const metrics = new Registry();
+  const metrics = new MetricsRegistry();
   metrics.processMetrics(now(), now);
   let running: RunningCache;
   try {

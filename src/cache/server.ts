@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { hasCode } from '../core/errors.ts';
 import { DEFAULT_TAG, embedRegistry } from '../core/reference/index.ts';
 import type { Logger } from '../observe/log.ts';
-import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
+import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, type MetricsRegistry } from '../observe/metrics.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import { type RegistryError, RegistryFailure, type RegistryResult } from '../registry/errors.ts';
 import { BlobFetcher } from './blob-fetch.ts';
@@ -29,7 +29,7 @@ export interface CacheServerOptions {
   readonly config: CacheConfig;
   readonly store: CacheStore;
   readonly client: RegistryClient;
-  readonly metrics: Registry;
+  readonly metrics: MetricsRegistry;
   readonly log: Logger;
   readonly clientAuth?: ClientAuth | undefined;
   readonly now?: (() => number) | undefined;
@@ -153,7 +153,7 @@ class CacheService {
   readonly #upstreams: ReadonlySet<string>;
   readonly #manifests: ManifestResolver;
   readonly #blobs: BlobFetcher;
-  readonly #metrics: Registry;
+  readonly #metrics: MetricsRegistry;
   readonly #m;
   /**
    * Set while the store has no room for the last thing it could not keep: the bytes that needed, and

@@ -4,9 +4,9 @@
 import { readFile } from 'node:fs/promises';
 import { parseDuration } from '../core/duration.ts';
 import { type ProxyConfig, type ProxySettings, parseProxySettings } from '../core/proxy.ts';
-import type { ExistenceSource } from '../decision/resolve.ts';
 import type { RegistryClientOptions } from '../registry/client.ts';
 import type { OracleObserver } from '../registry/existence-oracle.ts';
+import type { ExistenceSource } from '../sources/resolve.ts';
 import { UsageError } from './errors.ts';
 
 export interface RegistryFlags {

@@ -11,9 +11,9 @@ import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../co
 import { containerImages } from '../core/pod/locate.ts';
 import { ANNOTATION_MAPPED_BY, ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../core/pod/plan.ts';
 import { printable } from '../core/text.ts';
-import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
 import { isStatus, KubeApiError, type KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
+import { decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
 import { PodInputError } from './errors.ts';
 import { configMaps, describe, format, type Output, text } from './explain.ts';
 import type { CliIO } from './io.ts';

@@ -4,7 +4,7 @@ import { stringify } from 'yaml';
 import { decideImage, type ImageDecision, loadMapsFromText } from '../core/mapping/index.ts';
 import { formatFamiliar, formatNormalized, parseReference } from '../core/reference/index.ts';
 import { printable } from '../core/text.ts';
-import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
+import { decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
 import { formatVerdict } from './check.ts';
 import type { CliIO } from './io.ts';
 import { type LoadedMaps, loadMaps, readInput } from './maps.ts';

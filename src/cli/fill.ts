@@ -5,7 +5,7 @@ import type { FillLoop } from '../controller/fill.ts';
 import type { ClusterMapSource } from '../controller/map-source.ts';
 import type { Labels } from '../core/mapping/index.ts';
 import type { Logger } from '../observe/log.ts';
-import type { Registry } from '../observe/metrics.ts';
+import type { MetricsRegistry } from '../observe/metrics.ts';
 import { type RegistryFlags, registryClientOptions } from './existence.ts';
 
 export interface ClusterFillOptions {
@@ -15,7 +15,7 @@ export interface ClusterFillOptions {
   readonly namespaceLabels: (namespace: string) => Labels;
   readonly registry: RegistryFlags;
   readonly logger: Logger;
-  readonly metrics: Registry;
+  readonly metrics: MetricsRegistry;
   readonly onFilled: (target: string) => void;
 }
 

@@ -57,17 +57,7 @@ export async function readInput(
   stdin: NodeJS.ReadableStream,
   maxBytes: number,
 ): Promise<string> {
-  if (path === '-') {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const chunk of stdin) {
-      const buf = Buffer.from(chunk as Buffer);
-      total += buf.length;
-      if (total > maxBytes) throw tooLarge('stdin', maxBytes);
-      chunks.push(buf);
-    }
-    return Buffer.concat(chunks).toString('utf8');
-  }
+  if (path === '-') return readStdin(stdin, maxBytes);
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(path, 'r');
@@ -80,23 +70,45 @@ export async function readInput(
     // A regular file says its size: refuse it before reading a byte.
     if (info.isFile() && info.size > maxBytes) throw tooLarge(path, maxBytes, info.size);
     // Devices and pipes do not: read in chunks, at most one byte more than allowed.
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(Math.min(1 << 20, maxBytes + 1 - total));
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
-      if (total > maxBytes) throw tooLarge(path, maxBytes, info.isFile() ? total : undefined);
-      chunks.push(chunk.subarray(0, bytesRead));
-    }
-    return Buffer.concat(chunks, total).toString('utf8');
+    return await readChunks(handle, path, maxBytes, info.isFile());
   } catch (err) {
     if (err instanceof UsageError) throw err;
     throw cannotRead(path, err);
   } finally {
     await handle.close();
   }
+}
+
+async function readStdin(stdin: NodeJS.ReadableStream, maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stdin) {
+    const buf = Buffer.from(chunk as Buffer);
+    total += buf.length;
+    if (total > maxBytes) throw tooLarge('stdin', maxBytes);
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Reads an open file to its end, refusing it once it is over `maxBytes`. */
+async function readChunks(
+  handle: Awaited<ReturnType<typeof open>>,
+  path: string,
+  maxBytes: number,
+  regular: boolean,
+): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(Math.min(1 << 20, maxBytes + 1 - total));
+    const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+    if (bytesRead === 0) break;
+    total += bytesRead;
+    if (total > maxBytes) throw tooLarge(path, maxBytes, regular ? total : undefined);
+    chunks.push(chunk.subarray(0, bytesRead));
+  }
+  return Buffer.concat(chunks, total).toString('utf8');
 }
 
 /** Files a config value contributes: itself, or a directory's map files (configFileNames). */
@@ -122,7 +134,7 @@ export interface InputOptions {
 }
 
 /** Texts of --config values (files, directories, "-"), the limit counted over all of them. */
-export async function readConfigTexts(paths: readonly string[], options: InputOptions): Promise<MapText[]> {
+async function readConfigTexts(paths: readonly string[], options: InputOptions): Promise<MapText[]> {
   const files = (await Promise.all(paths.map(configFiles))).flat();
   const texts: MapText[] = [];
   let left = options.maxBytes;

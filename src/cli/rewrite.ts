@@ -3,7 +3,7 @@ import { mergeProbeRequests } from '../core/facts.ts';
 import { scanManifests, spliceImages } from '../core/manifest/rewrite.ts';
 import { decideImage } from '../core/mapping/index.ts';
 import { printable } from '../core/text.ts';
-import { decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
+import { decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
 import type { CliIO } from './io.ts';
 import { loadMaps, readInput } from './maps.ts';
 

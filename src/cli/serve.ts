@@ -13,9 +13,8 @@ import {
   selectorLabelKeys,
 } from '../core/mapping/index.ts';
 import { isLoopbackName } from '../core/net.ts';
-import type { MapSource, MapState } from '../decision/map-source.ts';
 import { createLogger, type Level, type Logger } from '../observe/log.ts';
-import { Registry } from '../observe/metrics.ts';
+import { MetricsRegistry } from '../observe/metrics.ts';
 import { DEFAULT_MAPS_TEXT } from '../serve/default-maps.ts';
 import { ConfigError } from '../serve/errors.ts';
 import { existenceMetrics } from '../serve/existence-metrics.ts';
@@ -23,11 +22,12 @@ import { startFileSource } from '../serve/file-source.ts';
 import { type ReviewHandler, startHttp } from '../serve/http.ts';
 import { type NamespaceLabels, watchNamespaceLabels } from '../serve/namespaces.ts';
 import { createPodWebhook, type FailurePolicy } from '../serve/webhook.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
 import { UsageError } from './errors.ts';
 import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 
-export const MUTATE_PODS_PATH = '/mutate-pods';
-export const VALIDATE_MAPS_PATH = '/validate-maps';
+const MUTATE_PODS_PATH = '/mutate-pods';
+const VALIDATE_MAPS_PATH = '/validate-maps';
 
 export interface ClusterOptions {
   /** A kubeconfig file; undefined: in-cluster service account, else $KUBECONFIG or ~/.kube/config. */
@@ -84,7 +84,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       `--no-tls serves plain HTTP, allowed only on a loopback address; use --listen 127.0.0.1:${options.port} or give --tls-cert and --tls-key`,
     );
   const logger = createLogger({ level: options.logLevel, out: io.stderr, base: { component: 'webhook' } });
-  const metrics = new Registry();
+  const metrics = new MetricsRegistry();
   metrics.processMetrics(Date.now(), Date.now);
   const mapsVersion = metrics.gauge(
     'pullmap_maps_version',
@@ -102,86 +102,14 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     cacheAddress: options.cacheAddress,
     excludedNamespaces: options.excludedNamespaces,
   };
-  let source: MapSource;
-  // The apiserver sets kubernetes.io/metadata.name on every namespace: known without a cluster.
-  let namespaceLabels: (namespace: string) => Labels = (ns) => ({ 'kubernetes.io/metadata.name': ns });
-  let clusterReady = () => true;
-  const reviews = new Map<string, ReviewHandler>();
-  const closers: Array<() => Promise<void>> = [];
   // Finished fills refresh the webhook's existence answers (bound once the existence source exists).
   let onFilled: (target: string) => void = () => {};
-  if (options.cluster) {
-    const cluster = await startCluster(options.cluster, snapshotOptions, logger, metrics, onSwap);
-    const { startClusterFill } = await import('./fill.ts');
-    const fill = await startClusterFill({
-      cluster: options.cluster,
-      source: cluster.source,
-      namespaceLabels: (ns) => cluster.namespaces.labels(ns),
-      registry: options.registry,
-      logger,
-      metrics,
-      onFilled: (target) => onFilled(target),
-    });
-    closers.push(() => fill.close());
-    source = cluster.source;
-    namespaceLabels = (ns) => cluster.namespaces.labels(ns);
-    clusterReady = () => cluster.namespaces.synced();
-    reviews.set(VALIDATE_MAPS_PATH, cluster.validate);
-    closers.push(() => cluster.namespaces.stop());
-    const { copier } = cluster;
-    if (copier) closers.push(() => copier.close());
-  } else {
-    // File mode: namespace labels come from the cluster when one is reachable (--kubeconfig, or the
-    // pod's service account), watched from the first map that selects on other labels; without one,
-    // such a map is a start-up error (it would silently select nothing) and an error log on reload.
-    const namespaceWatch = await fileModeNamespaces(options, logger);
-    let starting = true;
-    let unanswerable: CompiledMap[] = [];
-    const onFileSwap = (state: MapState) => {
-      onSwap(state);
-      const needing = state.analysis.accepted.filter(needsNamespaceLabels);
-      if (needing.length === 0) return;
-      if (namespaceWatch) {
-        const watch = namespaceWatch.start();
-        namespaceLabels = (ns) => watch.labels(ns);
-        clusterReady = () => watch.synced();
-      } else if (starting) unanswerable = needing;
-      else
-        logger.error('map selects namespaces by labels, but serve has no cluster to read them from', {
-          maps: needing.map((m) => mapRefName(m.ref)),
-          fix: 'give --kubeconfig FILE, run in a pod, or select by kubernetes.io/metadata.name',
-        });
-    };
-    try {
-      source = await startFileSource({
-        paths: options.config ?? [],
-        defaultText: DEFAULT_MAPS_TEXT,
-        snapshotOptions,
-        reloadIntervalMs: options.reloadIntervalMs,
-        logger,
-        metrics,
-        onSwap: onFileSwap,
-      });
-    } catch (err) {
-      await namespaceWatch?.stop();
-      if (err instanceof ConfigError) throw new UsageError(err.message, { cause: err });
-      throw err;
-    }
-    starting = false;
-    if (unanswerable.length > 0) {
-      await source.close();
-      throw new UsageError(
-        `${unanswerable.map((m) => mapRefName(m.ref)).join(', ')}: spec.namespaceSelector reads namespace labels (${[
-          ...new Set(unanswerable.flatMap((m) => selectorLabelKeys(m.spec.namespaceSelector))),
-        ].join(
-          ', ',
-        )}), but serve --config has no cluster to read them from; give --kubeconfig FILE, run serve in a pod, or select namespaces by kubernetes.io/metadata.name only`,
-      );
-    }
-    if (namespaceWatch) closers.push(() => namespaceWatch.stop());
-    if (options.config === undefined)
-      logger.warn('no --config given: serving the embedded default maps (examples/default.yaml)', {});
-  }
+  const maps = options.cluster
+    ? await clusterMaps(options.cluster, options, snapshotOptions, { logger, metrics, onSwap }, (target) =>
+        onFilled(target),
+      )
+    : await fileMaps(options, snapshotOptions, { logger, metrics, onSwap });
+  const { source, reviews, closers } = maps;
   closers.push(() => source.close());
   const existence = await existenceFromFlags(options.registry, existenceMetrics(metrics));
   onFilled = (target) => existence.invalidate(target);
@@ -189,7 +117,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     source,
     existence: existence.source,
     // Read at each review: file mode starts the namespace watch when a map first needs it.
-    namespaceLabels: (ns) => namespaceLabels(ns),
+    namespaceLabels: (ns) => maps.namespaceLabels(ns),
     deadlineMs: options.deadlineMs,
     failurePolicy: options.failurePolicy,
     metrics,
@@ -207,30 +135,13 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       maxBodyBytes: options.maxRequestBytes,
       maxInflightBytes: options.maxInflightBytes,
       health: options.health,
-      ready: () => source.current() !== undefined && clusterReady(),
+      ready: () => source.current() !== undefined && maps.ready(),
       metrics,
       logger,
     });
   } catch (err) {
     await Promise.all([...closers.map((c) => c()), existence.close()]);
-    const code = (err as NodeJS.ErrnoException).code;
-    const failed = err as { port?: number; syscall?: string };
-    if (
-      options.health &&
-      failed.syscall === 'listen' &&
-      failed.port === options.health.port &&
-      (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
-    )
-      throw new UsageError(`--health-listen ${options.health.host}:${options.health.port}: ${code}`);
-    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
-      throw new UsageError(`--listen ${options.host}:${options.port}: ${code}`);
-    if (code === 'ENOENT' || code === 'EACCES')
-      throw new UsageError(`--tls-cert/--tls-key: cannot read: ${code}`);
-    if (options.tls)
-      throw new UsageError(
-        `--tls-cert/--tls-key: not a usable certificate and key: ${(err as Error).message}`,
-      );
-    throw err;
+    throw listenError(err, options);
   }
   logger.info('serving', {
     url: server.url,
@@ -247,6 +158,135 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
   await Promise.all([...closers.map((c) => c()), existence.close()]);
   logger.info('stopped');
   return 0;
+}
+
+/** Where the webhook's maps and namespace labels come from, with the review paths and closers they add. */
+interface Maps {
+  readonly source: MapSource;
+  /** Read at each review: file mode starts the namespace watch when a map first needs it. */
+  namespaceLabels: (namespace: string) => Labels;
+  /** Whether the namespace labels are known (their watch synced). */
+  ready: () => boolean;
+  readonly reviews: Map<string, ReviewHandler>;
+  readonly closers: Array<() => Promise<void>>;
+}
+
+interface MapsContext {
+  readonly logger: Logger;
+  readonly metrics: MetricsRegistry;
+  readonly onSwap: (state: MapState) => void;
+}
+
+/** Cluster mode: maps, namespace labels and map validation from the cluster, with the fill loop. */
+async function clusterMaps(
+  clusterOptions: ClusterOptions,
+  options: ServeOptions,
+  snapshotOptions: SnapshotOptions,
+  { logger, metrics, onSwap }: MapsContext,
+  onFilled: (target: string) => void,
+): Promise<Maps> {
+  const cluster = await startCluster(clusterOptions, snapshotOptions, logger, metrics, onSwap);
+  const { startClusterFill } = await import('./fill.ts');
+  const fill = await startClusterFill({
+    cluster: clusterOptions,
+    source: cluster.source,
+    namespaceLabels: (ns) => cluster.namespaces.labels(ns),
+    registry: options.registry,
+    logger,
+    metrics,
+    onFilled,
+  });
+  const { copier } = cluster;
+  return {
+    source: cluster.source,
+    namespaceLabels: (ns) => cluster.namespaces.labels(ns),
+    ready: () => cluster.namespaces.synced(),
+    reviews: new Map([[VALIDATE_MAPS_PATH, cluster.validate]]),
+    closers: [() => fill.close(), () => cluster.namespaces.stop(), ...(copier ? [() => copier.close()] : [])],
+  };
+}
+
+/**
+ * File mode: namespace labels come from the cluster when one is reachable (--kubeconfig, or the pod's
+ * service account), watched from the first map that selects on other labels; without one, such a map
+ * is a start-up error (it would silently select nothing) and an error log on reload.
+ */
+async function fileMaps(
+  options: ServeOptions,
+  snapshotOptions: SnapshotOptions,
+  { logger, metrics, onSwap }: MapsContext,
+): Promise<Maps> {
+  const namespaceWatch = await fileModeNamespaces(options, logger);
+  let starting = true;
+  let unanswerable: CompiledMap[] = [];
+  const maps: Omit<Maps, 'source'> = {
+    // The apiserver sets kubernetes.io/metadata.name on every namespace: known without a cluster.
+    namespaceLabels: (ns) => ({ 'kubernetes.io/metadata.name': ns }),
+    ready: () => true,
+    reviews: new Map(),
+    closers: namespaceWatch ? [() => namespaceWatch.stop()] : [],
+  };
+  const onFileSwap = (state: MapState) => {
+    onSwap(state);
+    const needing = state.analysis.accepted.filter(needsNamespaceLabels);
+    if (needing.length === 0) return;
+    if (namespaceWatch) {
+      const watch = namespaceWatch.start();
+      maps.namespaceLabels = (ns) => watch.labels(ns);
+      maps.ready = () => watch.synced();
+    } else if (starting) unanswerable = needing;
+    else
+      logger.error('map selects namespaces by labels, but serve has no cluster to read them from', {
+        maps: needing.map((m) => mapRefName(m.ref)),
+        fix: 'give --kubeconfig FILE, run in a pod, or select by kubernetes.io/metadata.name',
+      });
+  };
+  let source: MapSource;
+  try {
+    source = await startFileSource({
+      paths: options.config ?? [],
+      defaultText: DEFAULT_MAPS_TEXT,
+      snapshotOptions,
+      reloadIntervalMs: options.reloadIntervalMs,
+      logger,
+      metrics,
+      onSwap: onFileSwap,
+    });
+  } catch (err) {
+    await namespaceWatch?.stop();
+    if (err instanceof ConfigError) throw new UsageError(err.message, { cause: err });
+    throw err;
+  }
+  starting = false;
+  if (unanswerable.length > 0) {
+    await source.close();
+    throw new UsageError(
+      `${unanswerable.map((m) => mapRefName(m.ref)).join(', ')}: spec.namespaceSelector reads namespace labels (${[
+        ...new Set(unanswerable.flatMap((m) => selectorLabelKeys(m.spec.namespaceSelector))),
+      ].join(
+        ', ',
+      )}), but serve --config has no cluster to read them from; give --kubeconfig FILE, run serve in a pod, or select namespaces by kubernetes.io/metadata.name only`,
+    );
+  }
+  if (options.config === undefined)
+    logger.warn('no --config given: serving the embedded default maps (examples/default.yaml)', {});
+  return Object.assign(maps, { source });
+}
+
+/** A listener that could not start, as the flag to fix when the cause is the operator's. */
+function listenError(err: unknown, options: ServeOptions): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const failed = err as { port?: number; syscall?: string };
+  const unusable = code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL';
+  if (options.health && unusable && failed.syscall === 'listen' && failed.port === options.health.port)
+    return new UsageError(`--health-listen ${options.health.host}:${options.health.port}: ${code}`);
+  if (unusable) return new UsageError(`--listen ${options.host}:${options.port}: ${code}`);
+  if (code === 'ENOENT') return new UsageError(`--tls-cert/--tls-key: cannot read: ${code}`);
+  if (options.tls)
+    return new UsageError(
+      `--tls-cert/--tls-key: not a usable certificate and key: ${(err as Error).message}`,
+    );
+  return err;
 }
 
 /** A ClusterImageMap whose namespaceSelector reads labels only a cluster knows. */
@@ -310,7 +350,7 @@ async function startCluster(
   options: ClusterOptions,
   snapshotOptions: SnapshotOptions,
   logger: Logger,
-  metrics: Registry,
+  metrics: MetricsRegistry,
   onSwap: (state: MapState) => void,
 ) {
   const [
@@ -365,7 +405,7 @@ async function startCluster(
       .collect(() => copier.stats.created + copier.stats.updated + copier.stats.deleted);
   metrics
     .gauge('pullmap_controller_leader', '1 when this replica holds the Lease and writes status.')
-    .collect(() => (source.isLeader() ? 1 : 0));
+    .collect(() => (source.mayWrite() ? 1 : 0));
   metrics
     .counter('pullmap_controller_analyses_total', 'Consistency analyses run.')
     .collect(() => source.stats.analyses);

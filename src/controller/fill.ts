@@ -6,17 +6,17 @@
 
 import { resourcePath } from '../core/api/crd.ts';
 import type { MapKind } from '../core/api/v1alpha1.ts';
-import { type FillPlan, fillTarget, type Labels } from '../core/mapping/index.ts';
+import { type FillPlan, fillTarget, type Labels, type MapSnapshot } from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
 import { ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../core/pod/plan.ts';
 import { formatReference, type ImageReference } from '../core/reference/index.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-watch.ts';
-import { Copier, type CopyResult } from '../mirror/copy.ts';
+import { Copier, type CopyOutcome, type CopyResult } from '../mirror/copy.ts';
 import { CopyFailure } from '../mirror/errors.ts';
 import { type Platform, parsePlatform } from '../mirror/manifest.ts';
 import type { Logger } from '../observe/log.ts';
-import type { Registry } from '../observe/metrics.ts';
+import type { MetricsRegistry } from '../observe/metrics.ts';
 import {
   CredentialKeyring,
   type CredentialSource,
@@ -31,7 +31,7 @@ export interface FillLoopOptions {
   readonly client: KubeClient;
   /** pullmap's own namespace: where a ClusterImageMap's fill.secret lives. */
   readonly namespace: string;
-  readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'isLeader'>;
+  readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'mayWrite'>;
   readonly namespaceLabels: (namespace: string) => Labels;
   /** How registries are reached (plain HTTP hosts, CAs, timeouts) and pullmap's own credentials. */
   readonly registry: Pick<RegistryClientOptions, 'endpoints' | 'defaults'> & {
@@ -40,7 +40,7 @@ export interface FillLoopOptions {
   /** Called with the target (normalised name) of every finished copy: the existence cache forgets it. */
   readonly onFilled?: ((target: string) => void) | undefined;
   readonly logger: Logger;
-  readonly metrics?: Registry | undefined;
+  readonly metrics?: MetricsRegistry | undefined;
   readonly watch?: Partial<ListWatchTiming> | undefined;
   /** Re-derive the images from all pods this often (default 60 s); also retries failures that are due. */
   readonly resyncIntervalMs?: number | undefined;
@@ -135,6 +135,38 @@ function pullSecretNames(pod: KubeObject): string[] {
   });
 }
 
+/** The pod's namespace and labels for fillTarget, or undefined when the webhook leaves the pod alone. */
+function fillContext(
+  pod: KubeObject,
+  snapshot: MapSnapshot,
+  labelsOf: (namespace: string) => Labels,
+): { namespace: string; namespaceLabels: Labels; podLabels: Labels } | undefined {
+  if (terminal(pod)) return undefined;
+  const namespace = pod.metadata.namespace ?? 'default';
+  const podLabels = (pod.metadata['labels'] as Labels | undefined) ?? {};
+  const annotations = (pod.metadata['annotations'] as Record<string, string> | undefined) ?? {};
+  // What the webhook leaves alone is not filled either.
+  if (snapshot.options.excludedNamespaces.includes(namespace)) return undefined;
+  if (podLabels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true') return undefined;
+  return {
+    namespace,
+    namespaceLabels: { 'kubernetes.io/metadata.name': namespace, ...labelsOf(namespace) },
+    podLabels,
+  };
+}
+
+/** The images each map asked for, by "kind/namespace/name". */
+function itemsByMap(items: Iterable<FillItem>): Map<string, { map: MapTarget; items: FillItem[] }> {
+  const perMap = new Map<string, { map: MapTarget; items: FillItem[] }>();
+  for (const item of items)
+    for (const [key, map] of item.maps) {
+      const entry = perMap.get(key) ?? { map, items: [] };
+      entry.items.push(item);
+      perMap.set(key, entry);
+    }
+  return perMap;
+}
+
 const terminal = (pod: KubeObject): boolean => {
   const phase = (pod as { status?: { phase?: unknown } }).status?.phase;
   return phase === 'Succeeded' || phase === 'Failed';
@@ -185,14 +217,17 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     }
     const made = new RegistryClient({ ...options.registry, credentials, userAgent: 'pullmap-fill' });
     clients.set(key, { client: made, used: Date.now() });
-    // Clients of Secret versions nobody asked for in an hour are closed.
-    for (const [k, c] of clients)
-      if (k !== 'src:' && k !== 'dst:' && Date.now() - c.used > 60 * 60_000) {
-        clients.delete(k);
-        for (const ck of copiers.keys()) if (ck.includes(k)) copiers.delete(ck);
-        void c.client.close();
-      }
+    closeUnusedClients();
     return made;
+  };
+  /** Clients of Secret versions nobody asked for in an hour are closed (pullmap's own are kept). */
+  const closeUnusedClients = (): void => {
+    for (const [k, c] of clients) {
+      if (k === 'src:' || k === 'dst:' || Date.now() - c.used <= 60 * 60_000) continue;
+      clients.delete(k);
+      for (const ck of copiers.keys()) if (ck.includes(k)) copiers.delete(ck);
+      void c.client.close();
+    }
   };
 
   const pods = new ListWatch({
@@ -275,45 +310,38 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
 
   function reconcile(): void {
     const state = options.source.current();
-    if (!state || !options.source.isLeader() || !pods.hasSynced()) {
-      if (!options.source.isLeader()) stopAll();
+    if (!state || !options.source.mayWrite() || !pods.hasSynced()) {
+      if (!options.source.mayWrite()) stopAll();
       return;
     }
     const clock = now().getTime();
-    for (const pod of pods.store.values()) {
-      if (terminal(pod)) continue;
-      const namespace = pod.metadata.namespace ?? 'default';
-      const podLabels = (pod.metadata['labels'] as Labels | undefined) ?? {};
-      const annotations = (pod.metadata['annotations'] as Record<string, string> | undefined) ?? {};
-      // What the webhook leaves alone is not filled either.
-      if (state.snapshot.options.excludedNamespaces.includes(namespace)) continue;
-      if (podLabels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true') continue;
-      const namespaceLabels = {
-        'kubernetes.io/metadata.name': namespace,
-        ...options.namespaceLabels(namespace),
-      };
-      for (const { image, pullPolicy } of podImages(pod)) {
-        const decision = fillTarget(state.snapshot, image, {
-          namespace,
-          namespaceLabels,
-          podLabels,
-          pullPolicy,
-        });
-        if (!decision.ok || decision.plan.fill?.enabled !== true) continue;
-        const item = itemFor(decision.plan, namespace);
-        if (item === undefined) continue;
-        // A tenant's pull secrets read its images only for its own ImageMap's target: a ClusterImageMap's
-        // mirror is shared, and must not receive what only that tenant may pull.
-        if (decision.plan.rule.map.kind === 'ImageMap' && item.sourceSecrets.size < MAX_SOURCE_SECRETS)
-          for (const name of pullSecretNames(pod)) item.sourceSecrets.add(name);
-        // Failures are retried when due; filled images are checked again now and then (someone may
-        // have deleted them from the target), which costs a manifest GET and HEAD when they are there.
-        const due = item.state === 'Pending' || (item.state !== 'Copying' && item.retryAt <= clock);
-        if (due && !running.has(item.key) && !queue.includes(item.key)) queue.push(item.key);
-      }
-    }
+    for (const pod of pods.store.values()) reconcilePod(pod, state.snapshot, clock);
     if (queue.length > 0) logger.debug('fill reconcile', { pods: pods.store.size, queued: queue.length });
     flushStatusSoon();
+  }
+
+  /** Queues the copies one pod's images need, unless pullmap leaves the pod alone. */
+  function reconcilePod(pod: KubeObject, snapshot: MapSnapshot, clock: number): void {
+    const context = fillContext(pod, snapshot, options.namespaceLabels);
+    if (context === undefined) return;
+    for (const { image, pullPolicy } of podImages(pod)) {
+      const decision = fillTarget(snapshot, image, { ...context, pullPolicy });
+      if (!decision.ok || decision.plan.fill?.enabled !== true) continue;
+      const item = itemFor(decision.plan, context.namespace);
+      if (item !== undefined) enqueue(item, decision.plan.rule.map.kind, pod, clock);
+    }
+  }
+
+  /** Queues `item` when its copy is due, and notes the tenant's pull secrets it may read with. */
+  function enqueue(item: FillItem, kind: MapKind, pod: KubeObject, clock: number): void {
+    // A tenant's pull secrets read its images only for its own ImageMap's target: a ClusterImageMap's
+    // mirror is shared, and must not receive what only that tenant may pull.
+    if (kind === 'ImageMap' && item.sourceSecrets.size < MAX_SOURCE_SECRETS)
+      for (const name of pullSecretNames(pod)) item.sourceSecrets.add(name);
+    // Failures are retried when due; filled images are checked again now and then (someone may
+    // have deleted them from the target), which costs a manifest GET and HEAD when they are there.
+    const due = item.state === 'Pending' || (item.state !== 'Copying' && item.retryAt <= clock);
+    if (due && !running.has(item.key) && !queue.includes(item.key)) queue.push(item.key);
   }
 
   function pump(): void {
@@ -398,7 +426,6 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   }
 
   async function copyItem(item: FillItem, signal: AbortSignal): Promise<void> {
-    const registry = item.target.registry;
     let result: CopyResult;
     try {
       const copier = await copierFor(item);
@@ -418,29 +445,33 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       };
     }
     if (closed) return;
-    if (!result.ok) {
-      if (result.error.code === 'CANCELLED') {
-        // Leadership lost or shutting down: the next leader derives the same work from the pods.
-        item.state = 'Pending';
-        return;
-      }
-      stats.failures++;
-      item.failures++;
-      item.retryAt = now().getTime() + Math.min(MAX_RETRY_MS, retryMs * 2 ** (item.failures - 1));
-      copies?.inc({ registry, result: 'failed' });
-      failures?.inc({ registry, code: result.error.code });
-      logger.warn('fill copy failed', {
-        source: item.sourceName,
-        target: item.targetName,
-        code: result.error.code,
-        error: result.error.message,
-      });
-      const firstFailure = item.state !== 'Failed';
-      finish(item, 'Failed', undefined, `${result.error.code}: ${result.error.message}`);
-      if (firstFailure) void failureEvents(item);
-      return;
-    }
-    const v = result.value;
+    if (result.ok) copied(item, result.value);
+    else if (result.error.code === 'CANCELLED')
+      // Leadership lost or shutting down: the next leader derives the same work from the pods.
+      item.state = 'Pending';
+    else failed(item, result.error);
+  }
+
+  function failed(item: FillItem, error: { code: string; message: string }): void {
+    const registry = item.target.registry;
+    stats.failures++;
+    item.failures++;
+    item.retryAt = now().getTime() + Math.min(MAX_RETRY_MS, retryMs * 2 ** (item.failures - 1));
+    copies?.inc({ registry, result: 'failed' });
+    failures?.inc({ registry, code: error.code });
+    logger.warn('fill copy failed', {
+      source: item.sourceName,
+      target: item.targetName,
+      code: error.code,
+      error: error.message,
+    });
+    const firstFailure = item.state !== 'Failed';
+    finish(item, 'Failed', undefined, `${error.code}: ${error.message}`);
+    if (firstFailure) void failureEvents(item);
+  }
+
+  function copied(item: FillItem, v: CopyOutcome): void {
+    const registry = item.target.registry;
     stats.copies++;
     stats.bytes += v.bytesUploaded;
     copies?.inc({ registry, result: v.state });
@@ -488,15 +519,8 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   }
 
   async function writeStatus(): Promise<void> {
-    if (!options.source.isLeader()) return;
-    const perMap = new Map<string, { map: MapTarget; items: FillItem[] }>();
-    for (const item of items.values())
-      for (const [key, map] of item.maps) {
-        const entry = perMap.get(key) ?? { map, items: [] };
-        entry.items.push(item);
-        perMap.set(key, entry);
-      }
-    for (const [key, { map, items: list }] of perMap) {
+    if (!options.source.mayWrite()) return;
+    for (const [key, { map, items: list }] of itemsByMap(items.values())) {
       const fill = fillStatus(list);
       const text = JSON.stringify(fill);
       if (written.get(key) === text) continue;
@@ -563,9 +587,9 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   pods.start();
   const resync = setInterval(() => schedule(), options.resyncIntervalMs ?? 60_000);
   // A new leader starts (a lost one stops) without waiting for the resync.
-  let leading = options.source.isLeader();
+  let leading = options.source.mayWrite();
   const leadership = setInterval(() => {
-    if (options.source.isLeader() === leading) return;
+    if (options.source.mayWrite() === leading) return;
     leading = !leading;
     schedule();
   }, 2000);

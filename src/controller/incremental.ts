@@ -78,7 +78,7 @@ export function isStatusOnly(
 }
 
 /** Same verdicts, findings and accepted maps (kind, name, generation, order and spec). */
-export function sameAnalysis(a: Analysis, b: Analysis): boolean {
+function sameAnalysis(a: Analysis, b: Analysis): boolean {
   const text = (x: Analysis) =>
     JSON.stringify([
       x.verdicts.map((v) => [v.name, v.generation, v.verdict, v.serving, v.servingGeneration, v.findings]),

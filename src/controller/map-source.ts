@@ -16,7 +16,6 @@ import {
   type SnapshotOptions,
   updateSnapshot,
 } from '../core/mapping/index.ts';
-import type { MapSource, MapState } from '../decision/map-source.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';
 import { type LeaderElection, startLeaderElection } from '../kube/lease.ts';
@@ -27,6 +26,7 @@ import {
   type ListWatchTiming,
 } from '../kube/list-watch.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
 import { AcceptedGenerations } from './accepted.ts';
 import {
   type AnalysisStep,
@@ -77,7 +77,11 @@ export interface ClusterMapSource extends MapSource {
   ready(): Promise<MapState>;
   /** Called after every swap; returns an unsubscribe function. */
   subscribe(listener: (state: MapState) => void): () => void;
-  isLeader(): boolean;
+  /**
+   * Whether this replica writes to the cluster (status, pull secret copies, fills): it holds the Lease,
+   * or runs without an election (a single replica). False when status writing is off.
+   */
+  mayWrite(): boolean;
   /** Counters for metrics and tests. */
   readonly stats: { analyses: number; statusWrites: number; events: number; watch: ListWatch['stats'][] };
 }
@@ -242,7 +246,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    isLeader: () => mayWrite(),
+    mayWrite,
     stats,
     async close() {
       if (closed) return;

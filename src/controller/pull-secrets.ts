@@ -8,9 +8,11 @@
 import type { Labels } from '../core/mapping/index.ts';
 import {
   COPY_LABEL,
+  type CopyPlan,
+  type CopyWrite,
   DOCKER_CONFIG_JSON,
-  desiredCopies,
-  type PullSecretCopy,
+  planCopies,
+  type SecretState,
 } from '../core/pod/pull-secrets.ts';
 import { isStatus, type KubeClient } from '../kube/client.ts';
 import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-watch.ts';
@@ -22,7 +24,7 @@ export interface PullSecretCopierOptions {
   readonly client: KubeClient;
   /** pullmap's own namespace: where ClusterImageMaps' Secrets live. */
   readonly namespace: string;
-  readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'isLeader'>;
+  readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'mayWrite'>;
   readonly logger: Logger;
   readonly watch?: Partial<ListWatchTiming>;
   /** Full reconcile this often, which also retries failed writes and picks up new leadership (default 30 s). */
@@ -36,25 +38,13 @@ export interface PullSecretCopier {
   close(): Promise<void>;
 }
 
-type SecretObject = KubeObject & { type?: string; data?: Record<string, string> };
-
-const sameData = (a: Record<string, string> | undefined, b: Record<string, string> | undefined): boolean => {
-  const ka = Object.keys(a ?? {});
-  if (ka.length !== Object.keys(b ?? {}).length) return false;
-  return ka.every((k) => a?.[k] === b?.[k]);
-};
-
 export function startPullSecretCopier(options: PullSecretCopierOptions): PullSecretCopier {
   const { client, logger, namespace: own } = options;
-  const stats: PullSecretCopier['stats'] = { reconciles: 0, created: 0, updated: 0, deleted: 0, errors: 0 };
+  const writer = new CopyWriter(client, logger, own);
   let closed = false;
   let running: Promise<void> | undefined;
   let dirty = false;
-  let waiters: Array<() => void> = [];
-  /** Warnings already logged (missing source, foreign Secret), so a resync does not repeat them. */
-  const warned = new Set<string>();
-  /** Copies this replica created: a 409 for one of them is its own write not yet seen by the watch. */
-  const made = new Set<string>();
+  const waiters: Array<() => void> = [];
 
   const watch = (path: string, name: string): ListWatch =>
     new ListWatch({
@@ -72,6 +62,7 @@ export function startPullSecretCopier(options: PullSecretCopierOptions): PullSec
   const namespaces = watch('/api/v1/namespaces', 'namespaces');
   const watches = [sources, copies, namespaces];
 
+  /** Runs reconciles one at a time until nothing changed during the last one. */
   function schedule(): void {
     dirty = true;
     if (running || closed) return;
@@ -87,129 +78,31 @@ export function startPullSecretCopier(options: PullSecretCopierOptions): PullSec
     })();
   }
 
-  const warnOnce = (key: string, message: string, fields: Record<string, unknown>): void => {
-    if (warned.has(key)) return;
-    warned.add(key);
-    logger.warn(message, fields);
-  };
-
-  async function write(copy: PullSecretCopy, source: SecretObject): Promise<void> {
-    const key = `${copy.namespace}/${copy.name}`;
-    const existing = copies.store.get(key) as SecretObject | undefined;
-    const body = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: {
-        name: copy.name,
-        namespace: copy.namespace,
-        labels: { [COPY_LABEL]: copy.source, 'app.kubernetes.io/managed-by': 'pullmap' },
-        annotations: { 'pullmap.dev/source': `${own}/${copy.source}` },
-        ...(existing?.metadata.resourceVersion ? { resourceVersion: existing.metadata.resourceVersion } : {}),
-      },
-      type: DOCKER_CONFIG_JSON,
-      data: source.data ?? {},
-    };
-    const base = `/api/v1/namespaces/${encodeURIComponent(copy.namespace)}/secrets`;
-    if (existing === undefined) {
-      try {
-        await client.request('POST', base, { body });
-        stats.created++;
-        made.add(key);
-      } catch (err) {
-        if (!isStatus(err, 409)) throw err;
-        if (made.has(key)) return;
-        // Not in the labelled watch: someone else's Secret has this name. Never take it over.
-        warnOnce(
-          `foreign ${key}`,
-          'a Secret that pullmap did not make has the name of its copy; left alone',
-          {
-            namespace: copy.namespace,
-            secret: copy.name,
-          },
-        );
-      }
-      return;
-    }
-    if (existing.type === DOCKER_CONFIG_JSON && sameData(existing.data, source.data)) return;
-    await client.request('PUT', `${base}/${encodeURIComponent(copy.name)}`, { body });
-    stats.updated++;
-  }
-
   async function reconcile(): Promise<void> {
     const state = options.source.current();
-    if (!state || !options.source.isLeader() || !watches.every((w) => w.hasSynced())) return;
-    stats.reconciles++;
-    const labels = new Map<string, Labels>();
-    for (const ns of namespaces.store.values()) {
-      const l = ns.metadata['labels'];
-      labels.set(ns.metadata.name, l && typeof l === 'object' ? (l as Labels) : {});
-    }
-    const wanted = desiredCopies({
+    if (!state || !options.source.mayWrite() || !watches.every((w) => w.hasSynced())) return;
+    writer.stats.reconciles++;
+    const plan = planCopies({
       maps: state.analysis.accepted.map((m) => ({ kind: m.ref.kind, spec: m.spec })),
-      namespaces: labels,
+      namespaces: namespaceLabels(namespaces.store.values()),
       excludedNamespaces: state.snapshot.options.excludedNamespaces,
       ownNamespace: own,
+      // The stores hold Secrets as the API serves them; SecretState reads only their type and data.
+      sources: (name) => sources.store.get(`${own}/${name}`) as SecretState | undefined,
+      copies: copies.store as ReadonlyMap<string, SecretState>,
     });
-    const keep = new Set<string>();
-    for (const copy of wanted) {
-      if (closed) return;
-      const source = sources.store.get(`${own}/${copy.source}`) as SecretObject | undefined;
-      if (source === undefined || source.type !== DOCKER_CONFIG_JSON) {
-        warnOnce(
-          `source ${copy.source} ${source?.type}`,
-          source === undefined
-            ? "a ClusterImageMap names a pullSecret that does not exist in pullmap's namespace; no copies made"
-            : `a ClusterImageMap's pullSecret is not of type ${DOCKER_CONFIG_JSON}; no copies made`,
-          { namespace: own, secret: copy.source },
-        );
-        continue;
-      }
-      keep.add(`${copy.namespace}/${copy.name}`);
-      try {
-        await write(copy, source);
-      } catch (err) {
-        stats.errors++;
-        logger.warn('could not write a pull secret copy; retrying at the next resync', {
-          namespace: copy.namespace,
-          secret: copy.name,
-          error: err instanceof Error ? err.message : String(err),
-        });
-      }
-    }
-    for (const [key, copy] of copies.store) {
-      if (closed) return;
-      if (keep.has(key)) continue;
-      const { namespace, name } = copy.metadata;
-      try {
-        await client.request(
-          'DELETE',
-          `/api/v1/namespaces/${encodeURIComponent(namespace ?? '')}/secrets/${encodeURIComponent(name)}`,
-        );
-        stats.deleted++;
-      } catch (err) {
-        if (isStatus(err, 404)) continue;
-        stats.errors++;
-        logger.warn('could not delete an unused pull secret copy', {
-          namespace,
-          secret: name,
-          error: err instanceof Error ? err.message : String(err),
-        });
-      }
-    }
-    const done = waiters;
-    waiters = [];
-    for (const w of done) w();
+    if (await writer.apply(plan, () => closed)) for (const w of waiters.splice(0)) w();
   }
 
   const unsubscribe = options.source.subscribe(() => schedule());
   for (const w of watches) w.start();
   const resync = setInterval(() => {
-    warned.clear();
+    writer.warned.clear();
     schedule();
   }, options.resyncIntervalMs ?? 30_000);
 
   return {
-    stats,
+    stats: writer.stats,
     settled: () =>
       new Promise<void>((resolve) => {
         waiters.push(resolve);
@@ -224,4 +117,129 @@ export function startPullSecretCopier(options: PullSecretCopierOptions): PullSec
       await client.close();
     },
   };
+}
+
+/** Carries out a copy plan against the API server, counting and logging each outcome. */
+class CopyWriter {
+  readonly stats: PullSecretCopier['stats'] = {
+    reconciles: 0,
+    created: 0,
+    updated: 0,
+    deleted: 0,
+    errors: 0,
+  };
+  /** Warnings already logged (missing source, foreign Secret), so a resync does not repeat them. */
+  readonly warned = new Set<string>();
+  /** Copies this replica created: a 409 for one of them is its own write not yet seen by the watch. */
+  private readonly made = new Set<string>();
+  private readonly client: KubeClient;
+  private readonly logger: Logger;
+  private readonly own: string;
+
+  constructor(client: KubeClient, logger: Logger, own: string) {
+    this.client = client;
+    this.logger = logger;
+    this.own = own;
+  }
+
+  /** Writes, then deletes; false when `closed` stopped it part way. A failed write waits for the next resync. */
+  async apply(plan: CopyPlan, closed: () => boolean): Promise<boolean> {
+    for (const unusable of plan.unusable) this.warnUnusable(unusable);
+    for (const w of plan.writes) {
+      if (closed()) return false;
+      await this.write(w);
+    }
+    for (const { namespace, name } of plan.deletes) {
+      if (closed()) return false;
+      await this.remove(namespace, name);
+    }
+    return true;
+  }
+
+  private async write(w: CopyWrite): Promise<void> {
+    try {
+      await this.put(w);
+    } catch (err) {
+      this.stats.errors++;
+      this.logger.warn('could not write a pull secret copy; retrying at the next resync', {
+        namespace: w.copy.namespace,
+        secret: w.copy.name,
+        error: text(err),
+      });
+    }
+  }
+
+  /** Creates or updates one copy; a 409 on create is its own unseen write or someone else's Secret. */
+  private async put({ op, copy, body }: CopyWrite): Promise<void> {
+    const key = `${copy.namespace}/${copy.name}`;
+    const base = `/api/v1/namespaces/${encodeURIComponent(copy.namespace)}/secrets`;
+    if (op === 'update') {
+      await this.client.request('PUT', `${base}/${encodeURIComponent(copy.name)}`, { body });
+      this.stats.updated++;
+      return;
+    }
+    try {
+      await this.client.request('POST', base, { body });
+      this.stats.created++;
+      this.made.add(key);
+    } catch (err) {
+      if (!isStatus(err, 409)) throw err;
+      if (this.made.has(key)) return;
+      // Not in the labelled watch: someone else's Secret has this name. Never take it over.
+      this.warnOnce(
+        `foreign ${key}`,
+        'a Secret that pullmap did not make has the name of its copy; left alone',
+        {
+          namespace: copy.namespace,
+          secret: copy.name,
+        },
+      );
+    }
+  }
+
+  private async remove(namespace: string, name: string): Promise<void> {
+    try {
+      await this.client.request(
+        'DELETE',
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
+      );
+      this.stats.deleted++;
+    } catch (err) {
+      if (isStatus(err, 404)) return;
+      this.stats.errors++;
+      this.logger.warn('could not delete an unused pull secret copy', {
+        namespace,
+        secret: name,
+        error: text(err),
+      });
+    }
+  }
+
+  private warnUnusable({ source, type, missing }: CopyPlan['unusable'][number]): void {
+    this.warnOnce(
+      `source ${source} ${type}`,
+      missing
+        ? "a ClusterImageMap names a pullSecret that does not exist in pullmap's namespace; no copies made"
+        : `a ClusterImageMap's pullSecret is not of type ${DOCKER_CONFIG_JSON}; no copies made`,
+      { namespace: this.own, secret: source },
+    );
+  }
+
+  private warnOnce(key: string, message: string, fields: Record<string, unknown>): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.logger.warn(message, fields);
+  }
+}
+
+const text = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** Every namespace's labels, from the namespaces watch. */
+function namespaceLabels(objects: Iterable<KubeObject>): Map<string, Labels> {
+  const labels = new Map<string, Labels>();
+  for (const ns of objects) {
+    const l = ns.metadata['labels'];
+    labels.set(ns.metadata.name, l && typeof l === 'object' ? (l as Labels) : {});
+  }
+  return labels;
 }

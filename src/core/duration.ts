@@ -2,7 +2,7 @@
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 /** The longest duration accepted: 366 days. */
-export const MAX_DURATION_MS = 366 * 24 * 3_600_000;
+const MAX_DURATION_MS = 366 * 24 * 3_600_000;
 export const MAX_DURATION_TEXT = '8784h (366 days)';
 
 /**
@@ -23,12 +23,11 @@ export function parseDuration(
   if (text.length === 0 || text.length > 32) return bad;
   while (i < text.length) {
     const numStart = i;
-    while (i < text.length && ((text.charCodeAt(i) >= 0x30 && text.charCodeAt(i) <= 0x39) || text[i] === '.'))
-      i++;
+    i = skip(text, i, isDigitOrDot);
     if (i === numStart) return bad;
     const value = Number(text.slice(numStart, i));
     const unitStart = i;
-    while (i < text.length && text.charCodeAt(i) >= 0x61 && text.charCodeAt(i) <= 0x7a) i++;
+    i = skip(text, i, isLowercase);
     const unit = UNIT_MS[text.slice(unitStart, i)];
     if (!Number.isFinite(value) || unit === undefined) return bad;
     total += value * unit;
@@ -40,4 +39,14 @@ export function parseDuration(
       tooLarge: true,
     };
   return { ok: true, ms: Math.round(total) };
+}
+
+const isDigitOrDot = (c: number): boolean => (c >= 0x30 && c <= 0x39) || c === 0x2e;
+const isLowercase = (c: number): boolean => c >= 0x61 && c <= 0x7a;
+
+/** The index after the run of characters from `i` that `accepts` takes. */
+function skip(text: string, i: number, accepts: (c: number) => boolean): number {
+  let j = i;
+  while (j < text.length && accepts(text.charCodeAt(j))) j++;
+  return j;
 }

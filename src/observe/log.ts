@@ -8,7 +8,6 @@ import type { Writable } from 'node:stream';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-export const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
 export type Fields = Readonly<Record<string, unknown>>;
 

@@ -189,7 +189,7 @@ export class Histogram extends Family<HistogramSeries> {
 }
 
 /** pullmap's version (package.json, bundled in at build time). */
-export const BUILD_VERSION: string = pkg.version;
+const BUILD_VERSION: string = pkg.version;
 
 function openFds(): number {
   // The listing's own descriptor is in it.
@@ -241,7 +241,7 @@ class EventLoopLag implements Metric {
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
 /** One registry per process part (webhook, cache); `render()` is what `/metrics` serves. */
-export class Registry {
+export class MetricsRegistry {
   readonly #metrics = new Map<string, Metric>();
 
   #add<M extends Metric>(metric: M): M {

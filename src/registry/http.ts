@@ -7,7 +7,7 @@ import type { Dispatcher } from 'undici';
 import { isLoopbackHost } from './endpoint.ts';
 import { RegistryFailure } from './errors.ts';
 
-export const MAX_REDIRECTS = 5;
+const MAX_REDIRECTS = 5;
 /** Error bodies are read only for a short explanation. */
 export const ERROR_BODY_LIMIT = 16 * 1024;
 

@@ -7,8 +7,8 @@ import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import { isObject } from '../core/json.ts';
 import type { Labels } from '../core/mapping/index.ts';
 import { describeImage, type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
-import type { MapState } from '../decision/map-source.ts';
-import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
+import type { MapState } from '../sources/map-source.ts';
+import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
 import type { PlanMemo } from './plan-memo.ts';
 
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');

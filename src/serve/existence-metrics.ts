@@ -1,7 +1,7 @@
 // The existence oracle's events as Prometheus metrics. Probe series carry the candidate's registry:
 // hosts come from the maps' targets, but a regex or identity mapping could take one from a pod, so
 // the label keeps the first MAX_REGISTRIES hosts seen and counts the rest as "other".
-import type { Registry } from '../observe/metrics.ts';
+import type { MetricsRegistry } from '../observe/metrics.ts';
 import type { OracleObserver } from '../registry/existence-oracle.ts';
 
 export const MAX_REGISTRIES = 32;
@@ -12,7 +12,7 @@ export function registryOf(candidate: string): string {
   return slash < 0 ? candidate : candidate.slice(0, slash);
 }
 
-export function existenceMetrics(metrics: Registry): OracleObserver {
+export function existenceMetrics(metrics: MetricsRegistry): OracleObserver {
   const lookups = metrics.counter(
     'pullmap_existence_lookups_total',
     'Existence questions by how they were answered: hit (cache), miss (probed), coalesced (joined a probe in flight).',

@@ -18,18 +18,18 @@ import {
   type MapText,
   type SnapshotOptions,
 } from '../core/mapping/index.ts';
-import type { MapSource, MapState } from '../decision/map-source.ts';
 import type { Logger } from '../observe/log.ts';
-import type { Registry } from '../observe/metrics.ts';
+import type { MetricsRegistry } from '../observe/metrics.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
 import { ConfigError } from './errors.ts';
 import { filesStamp, watchStamp } from './watch-files.ts';
 
 /** A map file larger than this is refused unread; a ConfigMap holds at most 1 MiB. */
-export const MAX_MAP_FILE_BYTES = 4 * 1024 * 1024;
+const MAX_MAP_FILE_BYTES = 4 * 1024 * 1024;
 /** All the map files of a set together (several --config values, directories). */
-export const MAX_MAP_SET_BYTES = 16 * 1024 * 1024;
+const MAX_MAP_SET_BYTES = 16 * 1024 * 1024;
 /** Map files in a set: each is stat'ed on every reload tick. */
-export const MAX_MAP_FILES = 1000;
+const MAX_MAP_FILES = 1000;
 
 /** A map file over its limit (its own class so the set's limit can be named instead). */
 class MapFileTooLarge extends ConfigError {}
@@ -113,7 +113,7 @@ const KINDS: ReadonlyArray<readonly [string, (s: import('node:fs').Stats) => boo
  * The file's text, read only if it is a regular file of at most `limit` bytes: a symlink to /dev/zero
  * or a pipe must not be read into memory. The size is checked before and while reading (it may grow).
  */
-export async function readMapFile(path: string, limit = MAX_MAP_FILE_BYTES): Promise<string> {
+async function readMapFile(path: string, limit = MAX_MAP_FILE_BYTES): Promise<string> {
   const notRegular = (s: import('node:fs').Stats): ConfigError | undefined => {
     if (s.isFile()) return undefined;
     const kind = KINDS.find(([, is]) => is(s))?.[0] ?? 'special file';
@@ -158,7 +158,7 @@ export interface FileSourceOptions {
   readonly reloadIntervalMs: number;
   readonly logger: Logger;
   /** Where the reload metrics go (with config files only). */
-  readonly metrics?: Registry;
+  readonly metrics?: MetricsRegistry;
   /** Called after every swap (metrics). */
   readonly onSwap?: (state: MapState) => void;
 }

@@ -4,17 +4,8 @@
 // cap on connections. A bad request gets a JSON error naming what is wrong (a refused review, the failure
 // policy's answer); nothing a client sends can crash or stall the server.
 
-import { readFile } from 'node:fs/promises';
-import {
-  createServer as createHttpServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { createSecureContext } from 'node:tls';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
   type AdmissionRequest,
   type AdmissionResponse,
@@ -23,10 +14,18 @@ import {
   reviewJson,
 } from '../core/api/admission.ts';
 import type { Logger } from '../observe/log.ts';
-import { METRICS_CONTENT_TYPE, type Registry } from '../observe/metrics.ts';
+import { type Counter, METRICS_CONTENT_TYPE, type MetricsRegistry } from '../observe/metrics.ts';
 import { BodyScan, type ScanLimits } from './body-scan.ts';
 import { HttpError } from './errors.ts';
-import { type FileWatch, filesStamp, watchFiles } from './watch-files.ts';
+import {
+  closeNow,
+  firstRequest,
+  healthServer,
+  listen,
+  mainServer,
+  type TlsFiles,
+  urlOf,
+} from './listener.ts';
 
 /** Answers a review; synchronously when it can (the common, cached case). */
 export interface ReviewHandler {
@@ -36,13 +35,6 @@ export interface ReviewHandler {
    * policy says. Absent: allowed unchanged with a warning.
    */
   readonly refuse?: (uid: string, reason: RefusalReason, message: string) => AdmissionResponse;
-}
-
-export interface TlsFiles {
-  readonly certFile: string;
-  readonly keyFile: string;
-  /** How often the files are checked for changes (mtime and size). */
-  readonly reloadIntervalMs: number;
 }
 
 export interface HttpOptions {
@@ -57,7 +49,7 @@ export interface HttpOptions {
   readonly maxInflightBytes: number;
   /** Whether the maps are loaded (readiness also drops while shutting down). */
   readonly ready: () => boolean;
-  readonly metrics: Registry;
+  readonly metrics: MetricsRegistry;
   readonly logger: Logger;
   readonly maxConnections?: number;
   /** A plain-HTTP listener for /healthz and /readyz alone, which slow or flooding clients of the main one cannot starve. */
@@ -197,6 +189,17 @@ function readBody(
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes)
     refuse('too_large', `the review is ${declared} bytes, over the limit of ${maxBytes}`);
+  /** Keeps a chunk, or refuses the body when it goes over a limit. */
+  const accept = (chunk: Buffer) => {
+    const over = overLimit(size, scan, limits);
+    if (over) refuse(...over);
+    else if (!budget.take(chunk.length))
+      refuse('busy', `reviews of ${budget.limit} bytes in all are being read already`);
+    else {
+      held += chunk.length;
+      chunks.push(chunk);
+    }
+  };
   req.on('data', (chunk: Buffer) => {
     size += chunk.length;
     if (finished) {
@@ -204,19 +207,7 @@ function readBody(
       return;
     }
     scan.feed(chunk);
-    if (!refusal) {
-      if (size > maxBytes) refuse('too_large', `the review is over the limit of ${maxBytes} bytes`);
-      else if (scan.excess === 'values')
-        refuse('too_complex', `the review has over ${limits.scan.maxValues} JSON values`);
-      else if (scan.excess === 'depth')
-        refuse('too_complex', `the review nests deeper than ${limits.scan.maxDepth} levels`);
-      else if (!budget.take(chunk.length))
-        refuse('busy', `reviews of ${budget.limit} bytes in all are being read already`);
-      else {
-        held += chunk.length;
-        chunks.push(chunk);
-      }
-    }
+    if (!refusal) accept(chunk);
     if (refusal) {
       refusal.uid = scan.uid;
       // The apiserver writes request.uid first; a body without one early on is answered without it.
@@ -233,6 +224,21 @@ function readBody(
   req.on('aborted', () => finish(new HttpError('SERVE_BAD_REQUEST', 'the client aborted the request')));
 }
 
+/** The size, value-count or nesting limit a body of `size` bytes scanned so far goes over, as a refusal. */
+function overLimit(
+  size: number,
+  scan: BodyScan,
+  limits: BodyLimits,
+): [reason: RefusalReason, message: string] | undefined {
+  if (size > limits.maxBytes)
+    return ['too_large', `the review is over the limit of ${limits.maxBytes} bytes`];
+  if (scan.excess === 'values')
+    return ['too_complex', `the review has over ${limits.scan.maxValues} JSON values`];
+  if (scan.excess === 'depth')
+    return ['too_complex', `the review nests deeper than ${limits.scan.maxDepth} levels`];
+  return undefined;
+}
+
 const EMPTY = Buffer.alloc(0);
 const UID_WINDOW = 64 * 1024;
 
@@ -242,42 +248,163 @@ const UID_WINDOW = 64 * 1024;
  * bounds what JSON.parse can build (about 100 bytes of heap per value) to roughly 12× the body limit.
  * Real pods nest about 11 levels (plus 2 for the envelope).
  */
-export function scanLimits(maxBodyBytes: number): ScanLimits {
+function scanLimits(maxBodyBytes: number): ScanLimits {
   return { maxValues: Math.floor(maxBodyBytes / 8), maxDepth: 100 };
 }
 
-/** Reads the certificate and key; throws when the PEM is unreadable or the key does not fit the certificate. */
-async function loadTls(files: TlsFiles): Promise<{ cert: Buffer; key: Buffer }> {
-  const [cert, key] = await Promise.all([readFile(files.certFile), readFile(files.keyFile)]);
-  createSecureContext({ cert, key });
-  return { cert, key };
+export async function startHttp(options: HttpOptions): Promise<HttpServer> {
+  const routes = new Routes(options);
+  const main = await mainServer(options.tls, routes.handle, {
+    logger: options.logger,
+    metrics: options.metrics,
+    maxConnections: options.maxConnections ?? 2048,
+  });
+  const { server, reload } = main;
+  const address = await listen(server, options.host, options.port);
+  let health: { server: Server; address: AddressInfo } | undefined;
+  if (options.health) {
+    try {
+      health = await healthServer(routes.handleHealth, options.health.host, options.health.port);
+    } catch (err) {
+      server.close();
+      throw err;
+    }
+  }
+
+  return {
+    url: urlOf(options.tls ? 'https' : 'http', address),
+    port: address.port,
+    healthUrl: health && urlOf('http', health.address),
+    inflight: () => routes.inflight,
+    async shutdown({ delayMs, graceMs }) {
+      routes.draining = true;
+      // Endpoints controllers need a moment to see readiness drop before the listener goes away.
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+      reload?.stop();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([routes.drained(), timer]);
+      server.closeAllConnections();
+      await closed;
+      if (health) await closeNow(health.server);
+    },
+  };
 }
 
-export async function startHttp(options: HttpOptions): Promise<HttpServer> {
-  const { logger, metrics } = options;
-  const requests = metrics.counter('pullmap_http_requests_total', 'HTTP requests by path class and status.', [
-    'path',
-    'code',
-  ]);
-  const reviewsAnswered = requests.bind({ path: 'review', code: '200' });
-  const tlsReloads = metrics.counter('pullmap_tls_reloads_total', 'Serving certificate reloads by result.', [
-    'result',
-  ]);
-  let inflight = 0;
-  let draining = false;
-  const idle: Array<() => void> = [];
+/** Where a request goes: a review path (POST), /healthz, /readyz and /metrics (GET), or a 404. */
+class Routes {
+  /** Reviews being answered now. */
+  inflight = 0;
+  /** Set by shutdown: readiness drops. */
+  draining = false;
+  private readonly idle: Array<() => void> = [];
+  private readonly options: HttpOptions;
+  private readonly logger: Logger;
+  private readonly requests: Counter;
+  private readonly reviewsAnswered: { inc(by?: number): void };
+  private readonly bodyLimits: BodyLimits;
 
-  /** Answers `err` as a JSON error (or cuts the connection when an answer has begun), then counts it. */
-  const refuse = (res: ServerResponse, path: string, label: string, err: unknown): void => {
-    const { status, body } = answerOf(err);
-    if (status === 500) logger.error('request failed', { path, err });
-    else logger.debug('request refused', { path, status, message: body.error });
-    if (!res.headersSent) sendJson(res, status, body);
-    else res.destroy();
-    requests.inc({ path: label, code: String(status) });
+  constructor(options: HttpOptions) {
+    this.options = options;
+    this.logger = options.logger;
+    const { metrics } = options;
+    this.requests = metrics.counter(
+      'pullmap_http_requests_total',
+      'HTTP requests by path class and status.',
+      ['path', 'code'],
+    );
+    this.reviewsAnswered = this.requests.bind({ path: 'review', code: '200' });
+    this.bodyLimits = {
+      maxBytes: options.maxBodyBytes,
+      budget: new ByteBudget(options.maxInflightBytes),
+      scan: scanLimits(options.maxBodyBytes),
+    };
+    metrics
+      .gauge(
+        'pullmap_review_bytes_inflight',
+        'Bytes of review bodies held now (read, parsed or being answered).',
+      )
+      .collect(() => this.bodyLimits.budget.used);
+  }
+
+  /** Resolves once no review is being answered. */
+  drained(): Promise<void> {
+    return this.inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.idle.push(resolve));
+  }
+
+  /** The main listener: reviews, probes and metrics. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    firstRequest(req);
+    const path = pathOf(req);
+    const review = this.options.reviews.get(path);
+    const label = review
+      ? 'review'
+      : path === '/healthz' || path === '/readyz' || path === '/metrics'
+        ? path
+        : 'other';
+    try {
+      if (review) this.review(req, res, path, review);
+      else this.get(req, res, path, label);
+    } catch (err) {
+      this.refuse(res, path, label, err);
+    }
   };
 
-  const answerReview = (res: ServerResponse, path: string, review: ReviewHandler, body: Buffer): void => {
+  /** The health listener: /healthz and /readyz only. */
+  readonly handleHealth = (req: IncomingMessage, res: ServerResponse): void => {
+    firstRequest(req);
+    const path = pathOf(req);
+    const label = path === '/healthz' || path === '/readyz' ? path : 'other';
+    try {
+      this.get(req, res, path, label);
+    } catch (err) {
+      this.refuse(res, path, label, err);
+    }
+  };
+
+  /** Answers `err` as a JSON error (or cuts the connection when an answer has begun), then counts it. */
+  private refuse(res: ServerResponse, path: string, label: string, err: unknown): void {
+    const { status, body } = answerOf(err);
+    if (status === 500) this.logger.error('request failed', { path, err });
+    else this.logger.debug('request refused', { path, status, message: body.error });
+    if (!res.headersSent) sendJson(res, status, body);
+    else res.destroy();
+    this.requests.inc({ path: label, code: String(status) });
+  }
+
+  /** The admission route: checks method and type, reads the body within its limits, answers the review. */
+  private review(req: IncomingMessage, res: ServerResponse, path: string, review: ReviewHandler): void {
+    if (req.method !== 'POST') throw new HttpError('SERVE_METHOD_NOT_ALLOWED', `${path} accepts POST only`);
+    const declaredType = req.headers['content-type'];
+    const type =
+      declaredType === 'application/json'
+        ? declaredType
+        : (declaredType ?? '').split(';')[0]?.trim().toLowerCase();
+    if (type !== 'application/json')
+      throw new HttpError(
+        'SERVE_UNSUPPORTED_MEDIA_TYPE',
+        `content-type must be application/json, not ${JSON.stringify(type ?? '')}`,
+      );
+    this.inflight++;
+    // Counted until the response is flushed, so shutdown never cuts an answer off.
+    res.once('close', () => {
+      this.inflight--;
+      if (this.inflight === 0) for (const done of this.idle.splice(0)) done();
+    });
+    readBody(req, res, this.bodyLimits, (err, body) => {
+      try {
+        if (err instanceof Refusal && err.uid !== undefined)
+          return this.refusedReview(res, path, review, err);
+        if (err) throw err;
+        this.answerReview(res, path, review, body);
+      } catch (e) {
+        this.refuse(res, path, 'review', e);
+      }
+    });
+  }
+
+  private answerReview(res: ServerResponse, path: string, review: ReviewHandler, body: Buffer): void {
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString('utf8'));
@@ -289,255 +416,49 @@ export async function startHttp(options: HttpOptions): Promise<HttpServer> {
     const answer = review(envelope.request);
     const send = (response: AdmissionResponse) => {
       sendText(res, 200, reviewJson(response), 'application/json');
-      reviewsAnswered.inc();
+      this.reviewsAnswered.inc();
     };
-    if (answer instanceof Promise) answer.then(send, (err) => refuse(res, path, 'review', err));
+    if (answer instanceof Promise) answer.then(send, (err) => this.refuse(res, path, 'review', err));
     else send(answer);
-  };
-
-  const bodyLimits: BodyLimits = {
-    maxBytes: options.maxBodyBytes,
-    budget: new ByteBudget(options.maxInflightBytes),
-    scan: scanLimits(options.maxBodyBytes),
-  };
-  metrics
-    .gauge(
-      'pullmap_review_bytes_inflight',
-      'Bytes of review bodies held now (read, parsed or being answered).',
-    )
-    .collect(() => bodyLimits.budget.used);
+  }
 
   /** A review refused before parsing, answered as a review so the failure policy decides (not the apiserver). */
-  const refusedReview = (res: ServerResponse, path: string, review: ReviewHandler, err: Refusal): void => {
+  private refusedReview(res: ServerResponse, path: string, review: ReviewHandler, err: Refusal): void {
     const uid = err.uid as string;
-    logger.debug('review refused before parsing', { path, uid, reason: err.reason, message: err.message });
+    this.logger.debug('review refused before parsing', {
+      path,
+      uid,
+      reason: err.reason,
+      message: err.message,
+    });
     const response =
       review.refuse?.(uid, err.reason, err.message) ??
       allow(uid, [`pullmap: ${err.message}; admitted unchanged`]);
     sendText(res, 200, reviewJson(response), 'application/json');
-    reviewsAnswered.inc();
-  };
-
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    firstRequest(req);
-    const url = req.url ?? '/';
-    const query = url.indexOf('?');
-    const path = query === -1 ? url : url.slice(0, query);
-    const review = options.reviews.get(path);
-    const label = review
-      ? 'review'
-      : path === '/healthz' || path === '/readyz' || path === '/metrics'
-        ? path
-        : 'other';
-    try {
-      if (review) {
-        if (req.method !== 'POST')
-          throw new HttpError('SERVE_METHOD_NOT_ALLOWED', `${path} accepts POST only`);
-        const declaredType = req.headers['content-type'];
-        const type =
-          declaredType === 'application/json'
-            ? declaredType
-            : (declaredType ?? '').split(';')[0]?.trim().toLowerCase();
-        if (type !== 'application/json')
-          throw new HttpError(
-            'SERVE_UNSUPPORTED_MEDIA_TYPE',
-            `content-type must be application/json, not ${JSON.stringify(type ?? '')}`,
-          );
-        inflight++;
-        // Counted until the response is flushed, so shutdown never cuts an answer off.
-        res.once('close', () => {
-          inflight--;
-          if (inflight === 0) for (const done of idle.splice(0)) done();
-        });
-        readBody(req, res, bodyLimits, (err, body) => {
-          try {
-            if (err instanceof Refusal && err.uid !== undefined) return refusedReview(res, path, review, err);
-            if (err) throw err;
-            answerReview(res, path, review, body);
-          } catch (e) {
-            refuse(res, path, label, e);
-          }
-        });
-        return;
-      }
-      get(req, res, path, label);
-    } catch (err) {
-      refuse(res, path, label, err);
-    }
-  };
+    this.reviewsAnswered.inc();
+  }
 
   /** GET /healthz, /readyz and (on the main listener) /metrics. */
-  const get = (req: IncomingMessage, res: ServerResponse, path: string, label: string): void => {
+  private get(req: IncomingMessage, res: ServerResponse, path: string, label: string): void {
     if (label === 'other') throw new HttpError('SERVE_NOT_FOUND', `no such path: ${path}`);
     if (req.method !== 'GET' && req.method !== 'HEAD')
       throw new HttpError('SERVE_METHOD_NOT_ALLOWED', `${path} accepts GET only`);
     if (path === '/healthz') sendText(res, 200, 'ok\n');
     else if (path === '/readyz') {
-      const ready = !draining && options.ready();
+      const ready = !this.draining && this.options.ready();
       sendText(
         res,
         ready ? 200 : 503,
-        ready ? 'ok\n' : draining ? 'shutting down\n' : 'maps not loaded yet\n',
+        ready ? 'ok\n' : this.draining ? 'shutting down\n' : 'maps not loaded yet\n',
       );
-    } else sendText(res, 200, metrics.render(), METRICS_CONTENT_TYPE);
-    requests.inc({ path: label, code: String(res.statusCode) });
-  };
-
-  /** The health listener: /healthz and /readyz only. */
-  const handleHealth = (req: IncomingMessage, res: ServerResponse): void => {
-    firstRequest(req);
-    const url = req.url ?? '/';
-    const query = url.indexOf('?');
-    const path = query === -1 ? url : url.slice(0, query);
-    const label = path === '/healthz' || path === '/readyz' ? path : 'other';
-    try {
-      get(req, res, path, label);
-    } catch (err) {
-      refuse(res, path, label, err);
-    }
-  };
-
-  let server: Server;
-  let reload: FileWatch | undefined;
-  if (options.tls) {
-    const files = options.tls;
-    const paths = [files.certFile, files.keyFile];
-    const stamp = await filesStamp(paths);
-    const first = await loadTls(files);
-    const https = createHttpsServer(
-      { ...first, minVersion: 'TLSv1.2', ...TIMEOUTS, handshakeTimeout: TIMEOUTS.headersTimeout },
-      handle,
-    );
-    reload = watchFiles(paths, {
-      intervalMs: files.reloadIntervalMs,
-      stamp,
-      onChange: async () => {
-        https.setSecureContext({ ...(await loadTls(files)), minVersion: 'TLSv1.2' });
-        tlsReloads.inc({ result: 'ok' });
-        logger.info('serving certificate reloaded', { certFile: files.certFile });
-      },
-      onError: (err) => {
-        // Half-written files during a rotation end up here; the next tick tries again.
-        tlsReloads.inc({ result: 'error' });
-        logger.warn('serving certificate not reloaded; keeping the current one', { err });
-      },
-    });
-    server = https;
-  } else {
-    server = createHttpServer(TIMEOUTS, handle);
-  }
-  server.keepAliveTimeout = 65_000;
-  server.maxConnections = options.maxConnections ?? 2048;
-  server.on('clientError', answerClientError);
-  server.on('tlsClientError', (err, socket) => {
-    // With a listener, Node leaves the socket open (a stalled handshake would hold its slot for good).
-    socket.destroy();
-    logger.debug('TLS handshake failed', { err });
-  });
-  cutSilentConnections(server, options.tls ? 'secureConnection' : 'connection');
-  const address = await listen(server, options.host, options.port);
-
-  let health: { server: Server; address: AddressInfo } | undefined;
-  if (options.health) {
-    // Probes only: a few connections at a time, cut quickly.
-    const healthServer = createHttpServer(HEALTH_TIMEOUTS, handleHealth);
-    healthServer.maxConnections = 128;
-    healthServer.on('clientError', answerClientError);
-    cutSilentConnections(healthServer, 'connection');
-    try {
-      health = {
-        server: healthServer,
-        address: await listen(healthServer, options.health.host, options.health.port),
-      };
-    } catch (err) {
-      server.close();
-      throw err;
-    }
-  }
-
-  return {
-    url: urlOf(options.tls ? 'https' : 'http', address),
-    port: address.port,
-    healthUrl: health && urlOf('http', health.address),
-    inflight: () => inflight,
-    async shutdown({ delayMs, graceMs }) {
-      draining = true;
-      // Endpoints controllers need a moment to see readiness drop before the listener goes away.
-      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
-      reload?.stop();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const drained = inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => idle.push(resolve));
-      const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
-      await Promise.race([drained, timer]);
-      server.closeAllConnections();
-      await closed;
-      if (health) {
-        const healthClosed = new Promise<void>((resolve) => health.server.close(() => resolve()));
-        health.server.closeAllConnections();
-        await healthClosed;
-      }
-    },
-  };
-}
-
-/**
- * Slow clients are cut at these timeouts: Node checks them every `connectionsCheckingInterval` (30 s
- * unless set), which let 2,100 clients that never finish their headers hold every connection for ~36 s.
- */
-const TIMEOUTS = {
-  headersTimeout: 10_000,
-  requestTimeout: 30_000,
-  connectionsCheckingInterval: 1_000,
-} as const;
-const HEALTH_TIMEOUTS = { headersTimeout: 5_000, requestTimeout: 5_000, connectionsCheckingInterval: 1_000 };
-
-const SILENT = Symbol('silent');
-
-/**
- * Node's header timeout starts with a request's first byte: a connection that sends nothing is never cut
- * and holds a slot under maxConnections. Until the first request arrives, the socket's idle timeout
- * does that (Node destroys a socket that times out when nobody listens); `firstRequest` lifts it.
- */
-function cutSilentConnections(server: Server, event: 'connection' | 'secureConnection'): void {
-  server.on(event, (socket: Socket & { [SILENT]?: boolean }) => {
-    socket[SILENT] = true;
-    socket.setTimeout(TIMEOUTS.headersTimeout);
-  });
-}
-
-/** Lifts the silent-connection timeout for a request that may take longer (registry probes). */
-function firstRequest(req: IncomingMessage): void {
-  const socket = req.socket as Socket & { [SILENT]?: boolean };
-  if (socket[SILENT]) {
-    socket[SILENT] = false;
-    socket.setTimeout(0);
+    } else sendText(res, 200, this.options.metrics.render(), METRICS_CONTENT_TYPE);
+    this.requests.inc({ path: label, code: String(res.statusCode) });
   }
 }
 
-function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (!socket.writable) return void socket.destroy();
-  const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-  // Then closed outright: half-closed, the socket would hold its slot until the client closes its side.
-  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`, () => socket.destroy());
-}
-
-/**
- * The kernel's accept queue holds a burst as large as the connection cap (Node asks for 511): past it,
- * a connection's last handshake packet is dropped and the client waits on retransmits.
- */
-async function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port, host, backlog: Math.max(511, server.maxConnections) }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return server.address() as AddressInfo;
-}
-
-function urlOf(scheme: string, address: AddressInfo): string {
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `${scheme}://${host}:${address.port}`;
+/** The request's path, without its query. */
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
 }

@@ -8,7 +8,7 @@ import type { ExistenceFacts, ProbeOutcome, ProbeRequest } from '../core/facts.t
 import type { MapSnapshot } from '../core/mapping/index.ts';
 import { BoundedMemo } from '../core/memo.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
-import type { ExistenceSource } from '../decision/resolve.ts';
+import type { ExistenceSource } from '../sources/resolve.ts';
 
 /** One consulted answer: the candidate, the TTLs it was asked with, and the outcome that was used. */
 interface Consulted {

@@ -6,10 +6,10 @@ import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../c
 import { isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/index.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
-import type { MapSource, MapState } from '../decision/map-source.ts';
-import type { ExistenceSource } from '../decision/resolve.ts';
 import { type Logger, LogLimiter } from '../observe/log.ts';
-import type { Registry } from '../observe/metrics.ts';
+import type { MetricsRegistry } from '../observe/metrics.ts';
+import type { MapSource, MapState } from '../sources/map-source.ts';
+import type { ExistenceSource } from '../sources/resolve.ts';
 import { type EncodedPlan, type PodReviewResult, reviewPod } from './admission.ts';
 import { DeadlineExceeded } from './errors.ts';
 import { registryOf } from './existence-metrics.ts';
@@ -25,7 +25,7 @@ export interface WebhookOptions {
   /** Below the webhook configuration's timeoutSeconds, so pullmap answers before the apiserver gives up. */
   readonly deadlineMs: number;
   readonly failurePolicy: FailurePolicy;
-  readonly metrics: Registry;
+  readonly metrics: MetricsRegistry;
   readonly logger: Logger;
   readonly now: () => number;
 }

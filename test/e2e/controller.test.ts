@@ -14,8 +14,8 @@ import { reviewMapAdmission } from '../../src/controller/validate.ts';
 import { parseReview } from '../../src/core/api/admission.ts';
 import { decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
 import { loadMapsFromText } from '../../src/core/mapping/load.ts';
-import type { MapState } from '../../src/decision/map-source.ts';
 import { kubeClient } from '../../src/kube/client.ts';
+import type { MapState } from '../../src/sources/map-source.ts';
 import { installCrds, type Kube, startKube } from '../harness/kube.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -427,10 +427,10 @@ test('two replicas: both serve the same snapshot, exactly one (the Lease holder)
   const one = source({ leaderElection: { ...lease, identity: 'replica-1' } });
   const two = source({ leaderElection: { ...lease, identity: 'replica-2' } });
   await Promise.all([one.ready(), two.ready()]);
-  for (let i = 0; i < 100 && !one.isLeader() && !two.isLeader(); i++)
+  for (let i = 0; i < 100 && !one.mayWrite() && !two.mayWrite(); i++)
     await new Promise((r) => setTimeout(r, 100));
-  assert.notEqual(one.isLeader(), two.isLeader(), 'exactly one leads');
-  const [leader, follower] = one.isLeader() ? [one, two] : [two, one];
+  assert.notEqual(one.mayWrite(), two.mayWrite(), 'exactly one leads');
+  const [leader, follower] = one.mayWrite() ? [one, two] : [two, one];
   const writesBefore = follower.stats.statusWrites;
 
   const ns = await kube.createNamespace({ prefix: 'replicas' });
@@ -458,8 +458,8 @@ test('two replicas: both serve the same snapshot, exactly one (the Lease holder)
 
   // The leader goes away: the other takes over and writes.
   await stop(leader);
-  for (let i = 0; i < 100 && !follower.isLeader(); i++) await new Promise((r) => setTimeout(r, 100));
-  assert.ok(follower.isLeader(), 'the follower took over');
+  for (let i = 0; i < 100 && !follower.mayWrite(); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(follower.mayWrite(), 'the follower took over');
   await apply([imageMap(ns, 'third', [{ from: 'ghcr.io/', to: 'mirror.example/ghcr.io/' }])]);
   await statusUntil(
     'third Ready',

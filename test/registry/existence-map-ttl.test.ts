@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../../src/core/mapping/index.ts';
-import { decideWithProbes } from '../../src/decision/resolve.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { ExistenceOracle, registryProbe } from '../../src/registry/existence-oracle.ts';
+import { decideWithProbes } from '../../src/sources/resolve.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 

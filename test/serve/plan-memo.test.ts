@@ -9,10 +9,10 @@ import type { ProbeOutcome } from '../../src/core/facts.ts';
 import { DEFAULT_SNAPSHOT_OPTIONS } from '../../src/core/mapping/index.ts';
 import { loadMapsFromText } from '../../src/core/mapping/load.ts';
 import type { ImageReference } from '../../src/core/reference/index.ts';
-import type { MapState } from '../../src/decision/map-source.ts';
 import { ExistenceOracle } from '../../src/registry/existence-oracle.ts';
 import { type EncodedPlan, type PodReviewResult, reviewPod } from '../../src/serve/admission.ts';
 import { MAX_KEY_CHARS, PlanMemo } from '../../src/serve/plan-memo.ts';
+import type { MapState } from '../../src/sources/map-source.ts';
 
 const MAPS = `
 apiVersion: pullmap.dev/v1alpha1

@@ -5,9 +5,8 @@ import { describe, it } from 'node:test';
 import { parseReview } from '../../src/core/api/admission.ts';
 import type { ProbeOutcome } from '../../src/core/facts.ts';
 import { loadMapsFromText } from '../../src/core/mapping/index.ts';
-import type { MapSource } from '../../src/decision/map-source.ts';
 import { createLogger, LogLimiter, silentLogger } from '../../src/observe/log.ts';
-import { Registry } from '../../src/observe/metrics.ts';
+import { MetricsRegistry } from '../../src/observe/metrics.ts';
 import { existenceMetrics, MAX_REGISTRIES } from '../../src/serve/existence-metrics.ts';
 import {
   createPodWebhook,
@@ -15,12 +14,13 @@ import {
   PROBE_WARNING_INTERVAL_MS,
   probeDeadline,
 } from '../../src/serve/webhook.ts';
+import type { MapSource } from '../../src/sources/map-source.ts';
 import { podReview } from '../harness/pullmap.ts';
 
 const notLoaded: MapSource = { current: () => undefined, close: async () => {} };
 
 function handler(policy: FailurePolicy) {
-  const metrics = new Registry();
+  const metrics = new MetricsRegistry();
   const webhook = createPodWebhook({
     source: notLoaded,
     existence: { exists: async () => ({ outcome: 'NotFound', cached: false, ageMs: 0 }) },
@@ -92,7 +92,7 @@ function probing(outcome: ProbeOutcome, level: 'debug' | 'info' = 'info') {
     namespaceLabels: () => ({}),
     deadlineMs: 1000,
     failurePolicy: 'Ignore',
-    metrics: new Registry(),
+    metrics: new MetricsRegistry(),
     logger: createLogger({ level, out: out as never }),
     now: () => clock,
   });
@@ -155,7 +155,7 @@ describe('signals for the on-call engineer', () => {
 
 describe('probe metrics by registry', () => {
   it('label the first MAX_REGISTRIES registries by host and the rest "other", so a pod cannot grow the series', () => {
-    const metrics = new Registry();
+    const metrics = new MetricsRegistry();
     const observe = existenceMetrics(metrics);
     for (let i = 0; i < MAX_REGISTRIES + 8; i++)
       observe({ kind: 'probe', candidate: `r${i}.example/app:1`, outcome: 'Unreachable', latencyMs: 5 });

@@ -25,7 +25,7 @@ const CRD_NAMES: readonly CrdNames[] = [
   },
 ];
 
-export const namesOf = (kind: MapKind): CrdNames => CRD_NAMES.find((n) => n.kind === kind)!;
+const namesOf = (kind: MapKind): CrdNames => CRD_NAMES.find((n) => n.kind === kind)!;
 
 /** API path of a map kind's collection (all namespaces), or of one object when `name` is given. */
 export function resourcePath(kind: MapKind, namespace?: string, name?: string): string {

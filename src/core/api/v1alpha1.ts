@@ -44,7 +44,7 @@ const dnsName = (what: 'subdomain' | 'label') => (s: string) =>
   (what === 'subdomain' ? DNS_SUBDOMAIN : DNS_LABEL).test(s)
     ? undefined
     : `is not a valid Kubernetes name: use lowercase letters, digits${what === 'subdomain' ? ', "-" and "."' : ' and "-"'}, starting and ending with a letter or digit (such as ${JSON.stringify(nameLike(s, what === 'subdomain'))})`;
-export const PULL_SECRET_MAX_LENGTH = 245;
+const PULL_SECRET_MAX_LENGTH = 245;
 /** os/architecture[/variant], lower case, as OCI platforms are written ("linux/arm64/v8"). */
 export const PLATFORM = /^[a-z0-9_-]{1,32}\/[a-z0-9_-]{1,32}(?:\/[a-z0-9_-]{1,32})?$/;
 
@@ -113,7 +113,7 @@ const labelSelector = object(
   { description: 'A Kubernetes label selector; empty selects everything.' },
 );
 
-export const mappingSchema = object(
+const mappingSchema = object(
   {
     from: required(
       string({
@@ -313,7 +313,7 @@ const metadataSchema = object(
   { description: 'Kubernetes object metadata.', allowUnknown: true },
 );
 
-export const conditionSchema = object(
+const conditionSchema = object(
   {
     type: required(string({ description: 'Condition type, "Ready".' })),
     status: required(oneOf(['True', 'False', 'Unknown'] as const, { description: 'Condition status.' })),

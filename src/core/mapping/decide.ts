@@ -140,7 +140,8 @@ function notSelected(rule: Rule | undefined, ctx: DecisionContext): Reason | und
   };
 }
 
-const unchanged = (
+/** A decision that leaves the image as written, whatever the outcome (Unchanged, Invalid or Pending). */
+const keepImage = (
   input: string,
   ref: ImageReference | undefined,
   outcome: DecisionOutcome,
@@ -285,10 +286,10 @@ export function decideImage(
   facts: ExistenceFacts,
 ): ImageDecision {
   const image = prepareImage(snapshot, input);
-  if (!image.ok) return unchanged(input, undefined, 'Invalid', [image.invalid]);
+  if (!image.ok) return keepImage(input, undefined, 'Invalid', [image.invalid]);
   const ref = image.ref;
   if (image.cacheRouted) {
-    return unchanged(input, ref, 'Unchanged', [
+    return keepImage(input, ref, 'Unchanged', [
       {
         code: 'AlreadyMapped',
         message: `${ref.registry} is the pullmap cache: the image was routed already`,
@@ -299,17 +300,17 @@ export function decideImage(
   const producer = firstApplicable(matches.producers, ctx);
   if (producer) {
     const message = `the image is already a target of ${entryName(producer)}; pullmap never maps an image twice`;
-    return unchanged(input, ref, 'Unchanged', [{ code: 'AlreadyMapped', message }]);
+    return keepImage(input, ref, 'Unchanged', [{ code: 'AlreadyMapped', message }]);
   }
   const rule = firstApplicable(matches.sources, ctx);
-  if (!rule) return unchanged(input, ref, 'Unchanged', [notSelected(matches.sources[0], ctx) ?? NO_MATCH]);
+  if (!rule) return keepImage(input, ref, 'Unchanged', [notSelected(matches.sources[0], ctx) ?? NO_MATCH]);
 
   const map = rule.map;
   const prepared = prepareRule(snapshot, image, rule);
   const reasons: Reason[] = [prepared.matched];
   if (prepared.mutableKept) {
     reasons.push(prepared.mutableKept);
-    return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
+    return keepImage(input, ref, 'Unchanged', reasons, prepared.rule);
   }
   if (
     map.spec.pullPolicyAlways === 'KeepOriginal' &&
@@ -319,7 +320,7 @@ export function decideImage(
       code: 'PullPolicyAlwaysKept',
       message: `imagePullPolicy is Always and ${mapRefName(map.ref)} keeps such images on their original registry`,
     });
-    return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
+    return keepImage(input, ref, 'Unchanged', reasons, prepared.rule);
   }
 
   // Candidates in order; with Always there is exactly one.
@@ -365,7 +366,7 @@ export function decideImage(
           message:
             'a candidate registry could not be asked; onProbeError: KeepOriginal keeps the original image',
         });
-        return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
+        return keepImage(input, ref, 'Unchanged', reasons, prepared.rule);
       }
       continue;
     }
@@ -376,17 +377,17 @@ export function decideImage(
       probe: answer,
     });
   }
-  if (pending.length > 0) return unchanged(input, ref, 'Pending', reasons, prepared.rule, pending);
+  if (pending.length > 0) return keepImage(input, ref, 'Pending', reasons, prepared.rule, pending);
   if (!chosen) {
     if (rule.mapping.when === 'IfExists')
       reasons.push({
         code: 'NoCandidateHasImage',
         message: 'no candidate registry has the image; it keeps its original registry',
       });
-    return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
+    return keepImage(input, ref, 'Unchanged', reasons, prepared.rule);
   }
   if (chosen.routing) reasons.push(chosen.routing);
-  if (chosen.image === image.formatted) return unchanged(input, ref, 'Unchanged', reasons, prepared.rule);
+  if (chosen.image === image.formatted) return keepImage(input, ref, 'Unchanged', reasons, prepared.rule);
   return {
     input,
     ref,

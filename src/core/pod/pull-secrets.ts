@@ -35,24 +35,24 @@ export interface CopyInputs {
  */
 export function desiredCopies(inputs: CopyInputs): PullSecretCopy[] {
   const out = new Map<string, PullSecretCopy>();
-  for (const map of inputs.maps) {
-    if (map.kind !== 'ClusterImageMap') continue;
-    const sources = new Set(
-      map.spec.mappings.flatMap((m) => (m.pullSecret === undefined ? [] : [m.pullSecret])),
-    );
-    if (sources.size === 0) continue;
-    for (const [namespace, labels] of inputs.namespaces) {
-      if (namespace === inputs.ownNamespace || inputs.excludedNamespaces.includes(namespace)) continue;
-      if (!selects(map.spec.namespaceSelector, labels)) continue;
-      for (const source of sources) {
-        const name = podPullSecretName('ClusterImageMap', source);
-        out.set(`${namespace}/${name}`, { namespace, name, source });
-      }
-    }
-  }
+  for (const map of inputs.maps) if (map.kind === 'ClusterImageMap') addCopiesOf(map.spec, inputs, out);
   return [...out.values()].sort((a, b) =>
     a.namespace === b.namespace ? a.name.localeCompare(b.name) : a.namespace.localeCompare(b.namespace),
   );
+}
+
+/** One ClusterImageMap's copies into `out`, keyed by "namespace/name". */
+function addCopiesOf(spec: MapSpec, inputs: CopyInputs, out: Map<string, PullSecretCopy>): void {
+  const sources = new Set(spec.mappings.flatMap((m) => (m.pullSecret === undefined ? [] : [m.pullSecret])));
+  if (sources.size === 0) return;
+  for (const [namespace, labels] of inputs.namespaces) {
+    if (namespace === inputs.ownNamespace || inputs.excludedNamespaces.includes(namespace)) continue;
+    if (!selects(spec.namespaceSelector, labels)) continue;
+    for (const source of sources) {
+      const name = podPullSecretName('ClusterImageMap', source);
+      out.set(`${namespace}/${name}`, { namespace, name, source });
+    }
+  }
 }
 
 /**
@@ -81,4 +81,102 @@ export function addPullSecrets(
   if (existing === undefined)
     return [{ op: 'add', path: '/spec/imagePullSecrets', value: missing.map((name) => ({ name })) }];
   return missing.map((name) => ({ op: 'add', path: '/spec/imagePullSecrets/-', value: { name } }));
+}
+
+/** A Secret as the copy plan reads it: the shape a watch's store holds, without Kubernetes types. */
+export interface SecretState {
+  readonly metadata: {
+    readonly name: string;
+    readonly namespace?: string;
+    readonly resourceVersion?: string;
+  };
+  readonly type?: unknown;
+  readonly data?: Readonly<Record<string, string>> | undefined;
+}
+
+export interface CopyPlanInputs extends CopyInputs {
+  /** The Secrets of pullmap's namespace, by name. */
+  readonly sources: (name: string) => SecretState | undefined;
+  /** The copies that exist (Secrets carrying COPY_LABEL), by "namespace/name". */
+  readonly copies: ReadonlyMap<string, SecretState>;
+}
+
+/** A Secret body to POST (create) or PUT (update, with the copy's resourceVersion). */
+export interface CopyWrite {
+  readonly op: 'create' | 'update';
+  readonly copy: PullSecretCopy;
+  readonly body: Record<string, unknown>;
+}
+
+export interface CopyPlan {
+  readonly writes: readonly CopyWrite[];
+  /** Copies no map in force needs any more. */
+  readonly deletes: readonly { readonly namespace: string; readonly name: string }[];
+  /** Sources that a map names but that are absent or of another type than DOCKER_CONFIG_JSON: no copies. */
+  readonly unusable: readonly {
+    readonly source: string;
+    readonly missing: boolean;
+    readonly type: unknown;
+  }[];
+}
+
+/**
+ * What to write and delete so the copies match desiredCopies: a copy whose source is unusable is
+ * neither written nor kept, one already equal to its source is left alone, one no map needs is deleted.
+ */
+export function planCopies(inputs: CopyPlanInputs): CopyPlan {
+  const writes: CopyWrite[] = [];
+  const unusable = new Map<string, CopyPlan['unusable'][number]>();
+  const keep = new Set<string>();
+  for (const copy of desiredCopies(inputs)) {
+    const source = inputs.sources(copy.source);
+    if (source === undefined || source.type !== DOCKER_CONFIG_JSON) {
+      unusable.set(copy.source, { source: copy.source, missing: source === undefined, type: source?.type });
+      continue;
+    }
+    const key = `${copy.namespace}/${copy.name}`;
+    keep.add(key);
+    const existing = inputs.copies.get(key);
+    if (existing?.type === DOCKER_CONFIG_JSON && sameData(existing.data, source.data)) continue;
+    writes.push({
+      op: existing === undefined ? 'create' : 'update',
+      copy,
+      body: copyBody(copy, inputs.ownNamespace, source.data ?? {}, existing?.metadata.resourceVersion),
+    });
+  }
+  const deletes = [...inputs.copies]
+    .filter(([key]) => !keep.has(key))
+    .map(([, s]) => ({ namespace: s.metadata.namespace ?? '', name: s.metadata.name }));
+  return { writes, deletes, unusable: [...unusable.values()] };
+}
+
+/** The copy's Secret: labelled with its source's name so the controller finds its own copies. */
+function copyBody(
+  copy: PullSecretCopy,
+  ownNamespace: string,
+  data: Readonly<Record<string, string>>,
+  resourceVersion: string | undefined,
+): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: copy.name,
+      namespace: copy.namespace,
+      labels: { [COPY_LABEL]: copy.source, 'app.kubernetes.io/managed-by': 'pullmap' },
+      annotations: { 'pullmap.dev/source': `${ownNamespace}/${copy.source}` },
+      ...(resourceVersion ? { resourceVersion } : {}),
+    },
+    type: DOCKER_CONFIG_JSON,
+    data,
+  };
+}
+
+function sameData(
+  a: Readonly<Record<string, string>> | undefined,
+  b: Readonly<Record<string, string>> | undefined,
+): boolean {
+  const ka = Object.keys(a ?? {});
+  if (ka.length !== Object.keys(b ?? {}).length) return false;
+  return ka.every((k) => a?.[k] === b?.[k]);
 }

@@ -3,8 +3,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { analyzeMaps, buildSnapshot, type CompiledMap, decideImage } from '../../src/core/mapping/index.ts';
-import { type MapSnapshot, updateSnapshot } from '../../src/core/mapping/snapshot.ts';
+import {
+  analyzeMaps,
+  buildSnapshot,
+  type CompiledMap,
+  decideImage,
+} from '../../../src/core/mapping/index.ts';
+import { type MapSnapshot, updateSnapshot } from '../../../src/core/mapping/snapshot.ts';
 
 const NAMESPACES = ['ns-a', 'ns-b', 'ns-c', 'ns-d'];
 

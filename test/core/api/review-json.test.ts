@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type AdmissionResponse, reviewEnvelope, reviewJson } from '../../src/core/api/admission.ts';
+import { type AdmissionResponse, reviewEnvelope, reviewJson } from '../../../src/core/api/admission.ts';
 
 const response: fc.Arbitrary<AdmissionResponse> = fc.record(
   {

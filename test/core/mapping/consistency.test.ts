@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { loadYamlObjects } from '../../src/core/config.ts';
-import { scanManifests, spliceImages } from '../../src/core/manifest/rewrite.ts';
-import { analyzeMaps, buildSnapshot } from '../../src/core/mapping/index.ts';
-import { planPod, podImages } from '../../src/core/pod/plan.ts';
+import { loadYamlObjects } from '../../../src/core/config.ts';
+import { scanManifests, spliceImages } from '../../../src/core/manifest/rewrite.ts';
+import { analyzeMaps, buildSnapshot } from '../../../src/core/mapping/index.ts';
+import { planPod, podImages } from '../../../src/core/pod/plan.ts';
 
 const map = (
   kind: string,
@@ -414,7 +414,7 @@ kind: ConfigMap
 data: {image: "nginx:1.27"}
 `;
   test('only image scalars change, in their own quoting style', async () => {
-    const { decideImage } = await import('../../src/core/mapping/index.ts');
+    const { decideImage } = await import('../../../src/core/mapping/index.ts');
     const scan = scanManifests(text, 'x.yaml');
     assert.deepEqual(scan.errors, []);
     assert.equal(scan.images.length, 5);

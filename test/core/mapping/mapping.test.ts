@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ExistenceAnswer, ExistenceFacts, ProbeOutcome } from '../../src/core/facts.ts';
+import type { ExistenceAnswer, ExistenceFacts, ProbeOutcome } from '../../../src/core/facts.ts';
 import {
   analyzeMaps,
   buildSnapshot,
@@ -8,8 +8,8 @@ import {
   decideImage,
   type MapSnapshot,
   parseCacheUpstreams,
-} from '../../src/core/mapping/index.ts';
-import { crc32 } from '../../src/core/mapping/zarf.ts';
+} from '../../../src/core/mapping/index.ts';
+import { crc32 } from '../../../src/core/mapping/zarf.ts';
 
 type Spec = Record<string, unknown>;
 const cluster = (name: string, spec: Spec, extra: Spec = {}) => ({

@@ -2,15 +2,15 @@
 // mapping's fill settings; images the decision would never map are not filled.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ExistenceFacts } from '../../src/core/facts.ts';
+import type { ExistenceFacts } from '../../../src/core/facts.ts';
 import {
   analyzeMaps,
   buildSnapshot,
   decideImage,
   fillTarget,
   type MapSnapshot,
-} from '../../src/core/mapping/index.ts';
-import { formatReference } from '../../src/core/reference/index.ts';
+} from '../../../src/core/mapping/index.ts';
+import { formatReference } from '../../../src/core/reference/index.ts';
 
 function snapshotOf(...specs: Record<string, unknown>[]): MapSnapshot {
   const analysis = analyzeMaps(

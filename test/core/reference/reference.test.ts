@@ -17,8 +17,8 @@ import {
   parseReference,
   type ReferenceErrorCode,
   unembedRegistry,
-} from '../../src/core/reference/index.ts';
-import { assertLinear } from '../harness/growth.ts';
+} from '../../../src/core/reference/index.ts';
+import { assertLinear } from '../../harness/growth.ts';
 
 /** Property runs, scaled by PULLMAP_PROPERTY_SCALE (npm run mutate runs every test once per mutant). */
 const runs = (n: number): number =>

@@ -2,10 +2,15 @@
 // every secret it had, and the controller keeps copies exactly where ClusterImageMaps select.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { loadYamlObjects } from '../../src/core/config.ts';
-import { analyzeMaps, buildSnapshot } from '../../src/core/mapping/index.ts';
-import { planPod, podImages } from '../../src/core/pod/plan.ts';
-import { desiredCopies } from '../../src/core/pod/pull-secrets.ts';
+import { loadYamlObjects } from '../../../src/core/config.ts';
+import { analyzeMaps, buildSnapshot } from '../../../src/core/mapping/index.ts';
+import { planPod, podImages } from '../../../src/core/pod/plan.ts';
+import {
+  COPY_LABEL,
+  desiredCopies,
+  planCopies,
+  type SecretState,
+} from '../../../src/core/pod/pull-secrets.ts';
 
 const MAPS = `apiVersion: pullmap.dev/v1alpha1
 kind: ClusterImageMap
@@ -136,5 +141,90 @@ describe('pullSecret', () => {
       { namespace: 'team', name: 'pullmap-mirror-creds', source: 'mirror-creds' },
       { namespace: 'web', name: 'pullmap-mirror-creds', source: 'mirror-creds' },
     ]);
+  });
+});
+
+describe('planCopies: what the controller writes and deletes, from the stores it watches', () => {
+  const DCJ = 'kubernetes.io/dockerconfigjson';
+  const secret = (
+    namespace: string,
+    name: string,
+    data: Record<string, string>,
+    type = DCJ,
+  ): SecretState => ({
+    metadata: { namespace, name, resourceVersion: '7' },
+    type,
+    data,
+  });
+  const plan = (sources: Record<string, SecretState>, copies: SecretState[]) =>
+    planCopies({
+      maps: analysis.accepted.map((m) => ({ kind: m.ref.kind, spec: m.spec })),
+      namespaces: new Map([
+        ['web', { mirror: 'yes' }],
+        ['team', { mirror: 'yes' }],
+        ['other', {}],
+      ]),
+      excludedNamespaces: [],
+      ownNamespace: 'pullmap-system',
+      sources: (name) => sources[name],
+      copies: new Map(copies.map((c) => [`${c.metadata.namespace}/${c.metadata.name}`, c])),
+    });
+  const creds = secret('pullmap-system', 'mirror-creds', { '.dockerconfigjson': 'b25l' });
+
+  test('creates the missing copies with the source data, the copy label and no resourceVersion', () => {
+    const p = plan({ 'mirror-creds': creds }, []);
+    assert.deepEqual(
+      p.writes.map((w) => [w.op, w.copy.namespace, w.copy.name]),
+      [
+        ['create', 'team', 'pullmap-mirror-creds'],
+        ['create', 'web', 'pullmap-mirror-creds'],
+      ],
+    );
+    const body = p.writes[0]?.body as { metadata: Record<string, unknown>; type: string; data: unknown };
+    assert.deepEqual(body.metadata['labels'], {
+      [COPY_LABEL]: 'mirror-creds',
+      'app.kubernetes.io/managed-by': 'pullmap',
+    });
+    assert.equal(body.metadata['resourceVersion'], undefined);
+    assert.equal(body.type, DCJ);
+    assert.deepEqual(body.data, creds.data);
+    assert.deepEqual(p.deletes, []);
+    assert.deepEqual(p.unusable, []);
+  });
+
+  test('leaves an equal copy alone and updates a stale or retyped one at its resourceVersion', () => {
+    const p = plan({ 'mirror-creds': creds }, [
+      secret('team', 'pullmap-mirror-creds', { '.dockerconfigjson': 'b25l' }),
+      secret('web', 'pullmap-mirror-creds', { '.dockerconfigjson': 'b2xk' }),
+    ]);
+    assert.deepEqual(
+      p.writes.map((w) => [w.op, w.copy.namespace]),
+      [['update', 'web']],
+    );
+    const meta = (p.writes[0]?.body as { metadata: Record<string, unknown> } | undefined)?.metadata;
+    assert.equal(meta?.['resourceVersion'], '7');
+    const retyped = plan({ 'mirror-creds': creds }, [
+      secret('team', 'pullmap-mirror-creds', { '.dockerconfigjson': 'b25l' }, 'Opaque'),
+      secret('web', 'pullmap-mirror-creds', { '.dockerconfigjson': 'b25l' }),
+    ]);
+    assert.deepEqual(
+      retyped.writes.map((w) => [w.op, w.copy.namespace]),
+      [['update', 'team']],
+    );
+  });
+
+  test('deletes copies no map needs, and keeps none for a source that is missing or of another type', () => {
+    const stale = secret('other', 'pullmap-mirror-creds', {});
+    const kept = secret('web', 'pullmap-mirror-creds', { '.dockerconfigjson': 'b25l' });
+    assert.deepEqual(plan({ 'mirror-creds': creds }, [stale, kept]).deletes, [
+      { namespace: 'other', name: 'pullmap-mirror-creds' },
+    ]);
+    const missing = plan({}, [kept]);
+    assert.deepEqual(missing.writes, []);
+    assert.deepEqual(missing.deletes, [{ namespace: 'web', name: 'pullmap-mirror-creds' }]);
+    assert.deepEqual(missing.unusable, [{ source: 'mirror-creds', missing: true, type: undefined }]);
+    const opaque = plan({ 'mirror-creds': secret('pullmap-system', 'mirror-creds', {}, 'Opaque') }, []);
+    assert.deepEqual(opaque.writes, []);
+    assert.deepEqual(opaque.unusable, [{ source: 'mirror-creds', missing: false, type: 'Opaque' }]);
   });
 });

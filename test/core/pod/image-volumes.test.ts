@@ -2,11 +2,11 @@
 // they get the same decision, patch and annotations, under keys that cannot collide with containers.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ExistenceAnswer } from '../../src/core/facts.ts';
-import { scanManifests, spliceImages } from '../../src/core/manifest/rewrite.ts';
-import { analyzeMaps, buildSnapshot } from '../../src/core/mapping/index.ts';
-import { containerImages } from '../../src/core/pod/locate.ts';
-import { planInputsKey, planPod, podImages } from '../../src/core/pod/plan.ts';
+import type { ExistenceAnswer } from '../../../src/core/facts.ts';
+import { scanManifests, spliceImages } from '../../../src/core/manifest/rewrite.ts';
+import { analyzeMaps, buildSnapshot } from '../../../src/core/mapping/index.ts';
+import { containerImages } from '../../../src/core/pod/locate.ts';
+import { planInputsKey, planPod, podImages } from '../../../src/core/pod/plan.ts';
 
 const snapshot = buildSnapshot(
   analyzeMaps([

@@ -6,10 +6,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { CRD_DIRS, CRD_TEMPLATE, mapCrds, mapCrdTemplate } from '../../src/core/api/crd.ts';
-import { mapSpecSchema } from '../../src/core/api/v1alpha1.ts';
+import { CRD_DIRS, CRD_TEMPLATE, mapCrds, mapCrdTemplate } from '../../../src/core/api/crd.ts';
+import { mapSpecSchema } from '../../../src/core/api/v1alpha1.ts';
 
-const root = join(import.meta.dirname, '..', '..');
+const root = join(import.meta.dirname, '..', '..', '..');
 const dir = join(root, 'deploy', 'crds');
 
 test('deploy/crds/ and the chart\'s templates/crds.yaml match the schema source (run "node scripts/gen-crds.ts" after a schema change)', () => {

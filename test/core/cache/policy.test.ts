@@ -1,9 +1,15 @@
 // The cache's pure parts in src/core: refresh policies and the inverse of stage-2 host embedding.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatRefresh, isDue, parseRefresh, type Refresh, refreshFor } from '../../src/core/cache/policy.ts';
-import { embedRegistry, unembedRegistry } from '../../src/core/reference/index.ts';
-import { compileTagPatterns } from '../../src/core/tag-pattern.ts';
+import {
+  formatRefresh,
+  isDue,
+  parseRefresh,
+  type Refresh,
+  refreshFor,
+} from '../../../src/core/cache/policy.ts';
+import { embedRegistry, unembedRegistry } from '../../../src/core/reference/index.ts';
+import { compileTagPatterns } from '../../../src/core/tag-pattern.ts';
 
 const refresh = (text: string): Refresh => {
   const r = parseRefresh(text);

@@ -2,10 +2,15 @@
 // candidate (the shorter TTL wins), and handed by decideWithProbes to the existence source.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type ExistenceAnswer, mergeProbeRequests } from '../../src/core/facts.ts';
-import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../../src/core/mapping/index.ts';
-import { planPod } from '../../src/core/pod/plan.ts';
-import { decideWithProbes, type ExistenceSource, type ProbeOptions } from '../../src/decision/resolve.ts';
+import { type ExistenceAnswer, mergeProbeRequests } from '../../../src/core/facts.ts';
+import {
+  analyzeMaps,
+  buildSnapshot,
+  decideImage,
+  type MapSnapshot,
+} from '../../../src/core/mapping/index.ts';
+import { planPod } from '../../../src/core/pod/plan.ts';
+import { decideWithProbes, type ExistenceSource, type ProbeOptions } from '../../../src/sources/resolve.ts';
 
 const cluster = (name: string, spec: Record<string, unknown>) => ({
   apiVersion: 'pullmap.dev/v1alpha1',

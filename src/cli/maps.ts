@@ -51,46 +51,55 @@ function cannotRead(path: string, err: unknown): UsageError {
   return new UsageError(`cannot read ${path}: ${why}`, { cause: err });
 }
 
+async function readStdin(stdin: NodeJS.ReadableStream, maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stdin) {
+    const buf = Buffer.from(chunk as Buffer);
+    total += buf.length;
+    if (total > maxBytes) throw tooLarge('stdin', maxBytes);
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+/** An open file's text, refused by its size when it says one, else once it passes maxBytes. */
+async function readOpenFile(handle: FileHandle, path: string, maxBytes: number): Promise<string> {
+  const info = await handle.stat();
+  if (info.isDirectory()) throw cannotRead(path, Object.assign(new Error(), { code: 'EISDIR' }));
+  // A regular file says its size: refuse it before reading a byte.
+  if (info.isFile() && info.size > maxBytes) throw tooLarge(path, maxBytes, info.size);
+  // Devices and pipes do not: read in chunks, at most one byte more than allowed.
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(Math.min(1 << 20, maxBytes + 1 - total));
+    const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+    if (bytesRead === 0) break;
+    total += bytesRead;
+    if (total > maxBytes) throw tooLarge(path, maxBytes, info.isFile() ? total : undefined);
+    chunks.push(chunk.subarray(0, bytesRead));
+  }
+  return Buffer.concat(chunks, total).toString('utf8');
+}
+
 /** Reads stdin ("-") or a file, refusing more than maxBytes. */
 export async function readInput(
   path: string,
   stdin: NodeJS.ReadableStream,
   maxBytes: number,
 ): Promise<string> {
-  if (path === '-') {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const chunk of stdin) {
-      const buf = Buffer.from(chunk as Buffer);
-      total += buf.length;
-      if (total > maxBytes) throw tooLarge('stdin', maxBytes);
-      chunks.push(buf);
-    }
-    return Buffer.concat(chunks).toString('utf8');
-  }
-  let handle: Awaited<ReturnType<typeof open>>;
+  if (path === '-') return readStdin(stdin, maxBytes);
+  let handle: FileHandle;
   try {
     handle = await open(path, 'r');
   } catch (err) {
     throw cannotRead(path, err);
   }
   try {
-    const info = await handle.stat();
-    if (info.isDirectory()) throw cannotRead(path, Object.assign(new Error(), { code: 'EISDIR' }));
-    // A regular file says its size: refuse it before reading a byte.
-    if (info.isFile() && info.size > maxBytes) throw tooLarge(path, maxBytes, info.size);
-    // Devices and pipes do not: read in chunks, at most one byte more than allowed.
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(Math.min(1 << 20, maxBytes + 1 - total));
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
-      if (total > maxBytes) throw tooLarge(path, maxBytes, info.isFile() ? total : undefined);
-      chunks.push(chunk.subarray(0, bytesRead));
-    }
-    return Buffer.concat(chunks, total).toString('utf8');
+    return await readOpenFile(handle, path, maxBytes);
   } catch (err) {
     if (err instanceof UsageError) throw err;
     throw cannotRead(path, err);

@@ -74,59 +74,70 @@ const bytes = (n: number): string => {
   return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 };
 
-/** `pullmap cache ls`: what a running cache holds, read from its /store endpoint. */
-export async function cacheLs(flags: CacheLsFlags, io: CliIO): Promise<number> {
-  if ((flags.config === undefined) === (flags.url === undefined))
-    throw new UsageError('cache ls needs one of --config FILE and --url URL');
-  if (flags.output !== undefined && flags.output !== 'json')
-    throw new UsageError(`cache ls: -o ${flags.output}: the one output format is json`);
+/** Where a cache answers, and the Authorization header it wants (if any). */
+interface CacheEndpoint {
+  base: URL;
+  headers: Record<string, string>;
+}
+
+/** The loopback address that reaches a listen address ("0.0.0.0" is reached on 127.0.0.1). */
+function reachableHost(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '[::1]';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** The endpoint a cache config listens on, with its client token when it asks for one. */
+async function endpointFromConfig(file: string, io: CliIO): Promise<CacheEndpoint> {
+  const { parseCacheConfig } = await import('../cache/config.ts');
+  const parsed = parseCacheConfig(await readInput(file, io.stdin, DEFAULT_MAX_INPUT_BYTES), file);
+  if (!parsed.ok) throw new UsageError(`invalid cache config:\n  ${parsed.errors.join('\n  ')}`);
+  const { host, port } = parsed.config.listen;
+  const base = new URL(`http://${reachableHost(host)}:${port}`);
   const headers: Record<string, string> = {};
+  const tokenFile = parsed.config.clientAuth?.tokenFile;
+  if (tokenFile !== undefined)
+    headers['authorization'] =
+      `Bearer ${(await readInput(tokenFile, io.stdin, DEFAULT_MAX_INPUT_BYTES)).trim()}`;
+  return { base, headers };
+}
+
+/** The endpoint --url names; user:password in it becomes a Basic Authorization header. */
+function endpointFromUrl(url: string): CacheEndpoint {
   let base: URL;
-  if (flags.config !== undefined) {
-    const { parseCacheConfig } = await import('../cache/config.ts');
-    const parsed = parseCacheConfig(
-      await readInput(flags.config, io.stdin, DEFAULT_MAX_INPUT_BYTES),
-      flags.config,
-    );
-    if (!parsed.ok) throw new UsageError(`invalid cache config:\n  ${parsed.errors.join('\n  ')}`);
-    const { host, port } = parsed.config.listen;
-    const shown =
-      host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
-    base = new URL(`http://${shown}:${port}`);
-    const tokenFile = parsed.config.clientAuth?.tokenFile;
-    if (tokenFile !== undefined)
-      headers['authorization'] =
-        `Bearer ${(await readInput(tokenFile, io.stdin, DEFAULT_MAX_INPUT_BYTES)).trim()}`;
-  } else {
-    try {
-      base = new URL(flags.url as string);
-    } catch {
-      throw new UsageError(`cache ls: --url ${JSON.stringify(flags.url)} is not a URL (http://HOST:PORT)`);
-    }
-    if (base.username !== '') {
-      const user = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
-      headers['authorization'] = `Basic ${Buffer.from(user).toString('base64')}`;
-      base.username = '';
-      base.password = '';
-    }
+  try {
+    base = new URL(url);
+  } catch {
+    throw new UsageError(`cache ls: --url ${JSON.stringify(url)} is not a URL (http://HOST:PORT)`);
   }
-  let listing: Listing;
+  const headers: Record<string, string> = {};
+  if (base.username !== '') {
+    const user = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
+    headers['authorization'] = `Basic ${Buffer.from(user).toString('base64')}`;
+    base.username = '';
+    base.password = '';
+  }
+  return { base, headers };
+}
+
+/** The cache's /store listing, or undefined once the failure is reported on stderr. */
+async function fetchListing({ base, headers }: CacheEndpoint, io: CliIO): Promise<Listing | undefined> {
   try {
     const res = await fetch(new URL('/store', base), { headers, signal: AbortSignal.timeout(60_000) });
     const text = await res.text();
     if (!res.ok) {
       io.stderr.write(`pullmap: cache ls: ${base.origin} answered ${res.status}: ${text.trim()}\n`);
-      return 1;
+      return undefined;
     }
-    listing = JSON.parse(text) as Listing;
+    return JSON.parse(text) as Listing;
   } catch (err) {
     io.stderr.write(`pullmap: cache ls: cannot read ${base.origin}/store: ${(err as Error).message}\n`);
-    return 1;
+    return undefined;
   }
-  if (flags.output === 'json') {
-    io.stdout.write(`${JSON.stringify(listing, null, 2)}\n`);
-    return 0;
-  }
+}
+
+/** The listing for a person: one line on the store, then a table of tags. */
+function printListing(listing: Listing, io: CliIO): void {
   const cap =
     typeof listing.maxSize !== 'number'
       ? 'no maxSize'
@@ -152,5 +163,21 @@ export async function cacheLs(flags: CacheLsFlags, io: CliIO): Promise<number> {
         .join('  ')
         .trimEnd()}\n`,
     );
+}
+
+/** `pullmap cache ls`: what a running cache holds, read from its /store endpoint. */
+export async function cacheLs(flags: CacheLsFlags, io: CliIO): Promise<number> {
+  if ((flags.config === undefined) === (flags.url === undefined))
+    throw new UsageError('cache ls needs one of --config FILE and --url URL');
+  if (flags.output !== undefined && flags.output !== 'json')
+    throw new UsageError(`cache ls: -o ${flags.output}: the one output format is json`);
+  const endpoint =
+    flags.config !== undefined
+      ? await endpointFromConfig(flags.config, io)
+      : endpointFromUrl(flags.url as string);
+  const listing = await fetchListing(endpoint, io);
+  if (listing === undefined) return 1;
+  if (flags.output === 'json') io.stdout.write(`${JSON.stringify(listing, null, 2)}\n`);
+  else printListing(listing, io);
   return 0;
 }

@@ -3,7 +3,7 @@
 // and naming the webhook maps with, so a copied image is the one the webhook later finds.
 
 import { scanManifests } from '../core/manifest/rewrite.ts';
-import { type FillPlan, fillTarget } from '../core/mapping/index.ts';
+import { type FillPlan, fillTarget, type MapSnapshot } from '../core/mapping/index.ts';
 import type { ProxySettings } from '../core/proxy.ts';
 import { formatReference } from '../core/reference/index.ts';
 import type { CopyEvent, CopyResult } from '../mirror/copy.ts';
@@ -42,49 +42,65 @@ const PROGRESS_EVERY_MS = 2000;
 const MiB = 1024 * 1024;
 const mib = (bytes: number): string => `${(bytes / MiB).toFixed(1)} MiB`;
 
-export async function copy(options: CopyOptions, io: CliIO): Promise<number> {
-  const platforms: Platform[] = [];
-  for (const text of options.platforms) {
+interface CopyInput {
+  image: string;
+  namespace: string;
+  podLabels: Record<string, string>;
+  pullPolicy?: string;
+}
+
+function parsePlatforms(texts: readonly string[]): Platform[] {
+  return texts.map((text) => {
     const p = parsePlatform(text);
     if (!p)
       throw new UsageError(
         `--platform ${JSON.stringify(text)} is not os/architecture[/variant], like linux/amd64`,
       );
-    platforms.push(p);
-  }
-  if (options.images.length === 0 && options.file === undefined)
-    throw new UsageError('copy needs IMAGE arguments or -f FILE (manifests; - for stdin)');
-  const maps = await configMaps(options.config, options.maxInputBytes, io);
-  if (maps === undefined) return 2;
+    return p;
+  });
+}
 
-  // Every image with the namespace and labels its pod would have.
-  const inputs: {
-    image: string;
-    namespace: string;
-    podLabels: Record<string, string>;
-    pullPolicy?: string;
-  }[] = options.images.map((image) => ({ image, namespace: options.namespace, podLabels: {} }));
-  if (options.file !== undefined) {
-    const text = await readInput(options.file, io.stdin, options.maxInputBytes);
-    const scan = scanManifests(text, options.file === '-' ? '<stdin>' : options.file);
-    if (scan.errors.length > 0) {
-      for (const e of scan.errors) io.stderr.write(`${e}\n`);
-      return 2;
-    }
-    for (const img of scan.images)
-      inputs.push({
-        image: img.image,
-        namespace: img.namespace ?? options.namespace,
-        podLabels: img.podLabels,
-        ...(img.pullPolicy === undefined ? {} : { pullPolicy: img.pullPolicy }),
-      });
+/** Every image with the namespace and labels its pod would have; undefined when the manifests do not parse. */
+async function copyInputs(options: CopyOptions, io: CliIO): Promise<CopyInput[] | undefined> {
+  const inputs: CopyInput[] = options.images.map((image) => ({
+    image,
+    namespace: options.namespace,
+    podLabels: {},
+  }));
+  if (options.file === undefined) return inputs;
+  const text = await readInput(options.file, io.stdin, options.maxInputBytes);
+  const scan = scanManifests(text, options.file === '-' ? '<stdin>' : options.file);
+  if (scan.errors.length > 0) {
+    for (const e of scan.errors) io.stderr.write(`${e}\n`);
+    return undefined;
   }
+  for (const img of scan.images)
+    inputs.push({
+      image: img.image,
+      namespace: img.namespace ?? options.namespace,
+      podLabels: img.podLabels,
+      ...(img.pullPolicy === undefined ? {} : { pullPolicy: img.pullPolicy }),
+    });
+  return inputs;
+}
 
-  const jobs = new Map<string, Job>();
-  let invalid = 0;
-  let skipped = 0;
+interface JobPlan {
+  /** One job per distinct source and target. */
+  jobs: Map<string, Job>;
+  invalid: number;
+  skipped: number;
+}
+
+/** The copy each input's mapping names (core's fillTarget), reporting the inputs that have none. */
+function planJobs(
+  snapshot: MapSnapshot,
+  inputs: readonly CopyInput[],
+  platforms: readonly Platform[],
+  io: CliIO,
+): JobPlan {
+  const out: JobPlan = { jobs: new Map(), invalid: 0, skipped: 0 };
   for (const input of inputs) {
-    const decision = fillTarget(maps.snapshot, input.image, {
+    const decision = fillTarget(snapshot, input.image, {
       namespace: input.namespace,
       namespaceLabels: { 'kubernetes.io/metadata.name': input.namespace },
       podLabels: input.podLabels,
@@ -92,20 +108,32 @@ export async function copy(options: CopyOptions, io: CliIO): Promise<number> {
     });
     if (!decision.ok) {
       if (decision.reason.code === 'InvalidReference') {
-        invalid++;
+        out.invalid++;
         io.stderr.write(`pullmap: ${decision.reason.message}\n`);
       } else {
-        skipped++;
+        out.skipped++;
         io.stderr.write(`skip ${input.image}: ${decision.reason.message}\n`);
       }
       continue;
     }
     const plan = decision.plan;
     const key = `${formatReference(plan.source)} ${formatReference(plan.target)}`;
-    if (jobs.has(key)) continue;
+    if (out.jobs.has(key)) continue;
     const mapped = (plan.fill?.platforms ?? []).map((p) => parsePlatform(p)).filter((p) => p !== undefined);
-    jobs.set(key, { input: input.image, plan, platforms: platforms.length > 0 ? platforms : mapped });
+    out.jobs.set(key, { input: input.image, plan, platforms: platforms.length > 0 ? platforms : mapped });
   }
+  return out;
+}
+
+export async function copy(options: CopyOptions, io: CliIO): Promise<number> {
+  const platforms = parsePlatforms(options.platforms);
+  if (options.images.length === 0 && options.file === undefined)
+    throw new UsageError('copy needs IMAGE arguments or -f FILE (manifests; - for stdin)');
+  const maps = await configMaps(options.config, options.maxInputBytes, io);
+  if (maps === undefined) return 2;
+  const inputs = await copyInputs(options, io);
+  if (inputs === undefined) return 2;
+  const { jobs, invalid, skipped } = planJobs(maps.snapshot, inputs, platforms, io);
   if (invalid > 0) return 2;
 
   const { RegistryClient } = await import('../registry/index.ts');

@@ -81,20 +81,19 @@ export async function explainPod(options: ExplainPodOptions, io: CliIO): Promise
   }
 }
 
-async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<number> {
-  const slash = options.pod.indexOf('/');
-  const namespace = options.pod.slice(0, slash);
-  const name = options.pod.slice(slash + 1);
+/** `NAMESPACE/NAME` split, or a PodInputError saying how to write it. */
+function podName(pod: string): { namespace: string; name: string } {
+  const slash = pod.indexOf('/');
+  const namespace = pod.slice(0, slash);
+  const name = pod.slice(slash + 1);
   if (slash <= 0 || name === '' || name.includes('/'))
     throw new PodInputError(
-      `--pod ${JSON.stringify(options.pod)} is not NAMESPACE/NAME; write it like default/web-0`,
+      `--pod ${JSON.stringify(pod)} is not NAMESPACE/NAME; write it like default/web-0`,
     );
-  let snapshot: MapSnapshot | undefined;
-  if (options.config !== undefined) {
-    const maps = await configMaps(options.config, options.maxInputBytes, io);
-    if (maps === undefined) return 2;
-    snapshot = maps.snapshot;
-  }
+  return { namespace, name };
+}
+
+async function openClient(kubeconfig: string | undefined): Promise<KubeClient> {
   // The reader serve uses: client-node (+80 MiB, about 1 s) only for kubeconfigs it does not read.
   const [{ loadKubeConfig }, { kubeClient }] = await Promise.all([
     import('../kube/config.ts'),
@@ -102,75 +101,121 @@ async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<nu
   ]);
   let kubeConfig: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
-    kubeConfig = await loadKubeConfig({ path: options.kubeconfig || undefined });
+    kubeConfig = await loadKubeConfig({ path: kubeconfig || undefined });
     if (!kubeConfig.getCurrentCluster()) throw new Error('it names no current cluster');
   } catch (err) {
     throw new PodInputError(
-      `--pod: cannot use the kubeconfig${options.kubeconfig ? ` ${options.kubeconfig}` : ''}: ${(err as Error).message}; give --kubeconfig FILE`,
+      `--pod: cannot use the kubeconfig${kubeconfig ? ` ${kubeconfig}` : ''}: ${(err as Error).message}; give --kubeconfig FILE`,
     );
   }
-  const client = kubeClient(kubeConfig, { timeoutMs: 10_000 });
+  return kubeClient(kubeConfig, { timeoutMs: 10_000 });
+}
+
+async function readPod(client: KubeClient, namespace: string, name: string): Promise<KubeObject> {
   try {
-    let pod: KubeObject;
-    try {
-      pod = (await client.request(
-        'GET',
-        `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`,
-      )) as KubeObject;
-    } catch (err) {
-      if (isStatus(err, 404)) throw new PodInputError(`pod ${namespace}/${name} does not exist`);
-      throw err;
-    }
-    snapshot ??= await clusterMaps(client, namespace, io);
-    let namespaceLabels: Record<string, string> = { 'kubernetes.io/metadata.name': namespace };
-    try {
-      const ns = (await client.request(
-        'GET',
-        `/api/v1/namespaces/${encodeURIComponent(namespace)}`,
-      )) as KubeObject;
-      if (isObject(ns.metadata.labels)) namespaceLabels = ns.metadata.labels as Record<string, string>;
-    } catch (err) {
-      if (!(err instanceof KubeApiError)) throw err; // not allowed to read namespaces: the name label only
-    }
-    const metadata = pod.metadata;
-    const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
-    const podLabels = isObject(metadata.labels) ? (metadata.labels as Record<string, string>) : {};
-    const originals = record(annotations, ANNOTATION_ORIGINAL_IMAGES);
-    const mappedBy = record(annotations, ANNOTATION_MAPPED_BY);
-    const skipped =
-      podLabels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true'
-        ? `the pod opts out with ${OPT_OUT}: "true"`
-        : snapshot.options.excludedNamespaces.includes(namespace)
-          ? `namespace ${namespace} is excluded`
-          : undefined;
-    const spec = isObject(pod.spec) ? pod.spec : {};
-    const current = snapshot;
-    for (const c of containerImages(spec)) {
+    return (await client.request(
+      'GET',
+      `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`,
+    )) as KubeObject;
+  } catch (err) {
+    if (isStatus(err, 404)) throw new PodInputError(`pod ${namespace}/${name} does not exist`);
+    throw err;
+  }
+}
+
+async function namespaceLabelsOf(client: KubeClient, namespace: string): Promise<Record<string, string>> {
+  try {
+    const ns = (await client.request(
+      'GET',
+      `/api/v1/namespaces/${encodeURIComponent(namespace)}`,
+    )) as KubeObject;
+    if (isObject(ns.metadata.labels)) return ns.metadata.labels as Record<string, string>;
+  } catch (err) {
+    if (!(err instanceof KubeApiError)) throw err; // not allowed to read namespaces: the name label only
+  }
+  return { 'kubernetes.io/metadata.name': namespace };
+}
+
+/** Why the webhook leaves this pod alone, if it does. */
+function skipReason(pod: PodFacts, snapshot: MapSnapshot, namespace: string): string | undefined {
+  if (pod.labels[OPT_OUT] === 'true' || pod.annotations[OPT_OUT] === 'true')
+    return `the pod opts out with ${OPT_OUT}: "true"`;
+  if (snapshot.options.excludedNamespaces.includes(namespace)) return `namespace ${namespace} is excluded`;
+  return undefined;
+}
+
+interface PodFacts {
+  annotations: Json;
+  labels: Record<string, string>;
+  spec: Json;
+}
+
+function podFacts(pod: KubeObject): PodFacts {
+  const metadata = pod.metadata;
+  return {
+    annotations: isObject(metadata.annotations) ? metadata.annotations : {},
+    labels: isObject(metadata.labels) ? (metadata.labels as Record<string, string>) : {},
+    spec: isObject(pod.spec) ? pod.spec : {},
+  };
+}
+
+type PodImage = ReturnType<typeof containerImages>[number];
+
+/** Where the image sits in the pod: `{container}`, or `{volume}` for an image volume. */
+function where(c: PodImage): { volume: string } | { container: string } {
+  return c.list === 'volumes' ? { volume: c.name.slice('volume:'.length) } : { container: c.name };
+}
+
+/** The text form of one image's explanation: where it sits in the pod, then `explain`'s own lines. */
+function imageText(
+  d: Record<string, unknown>,
+  c: PodImage,
+  original: string,
+  skipped: string | undefined,
+): string {
+  const head = `${d.pod} ${c.list === 'volumes' ? `volume ${d.volume}` : `container ${d.container}`}`;
+  const rest = text(d)
+    .split('\n')
+    .slice(1)
+    .map((l) => (l ? `${l}\n` : ''))
+    .join('');
+  const mappedBy = d.mappedBy ? ` (mapped by ${printable(String(d.mappedBy))})` : '';
+  return `${printable(head)}\n  original    ${printable(original)}\n  image       ${printable(c.image)}${mappedBy}\n${skipped ? `  skipped     ${skipped}\n` : ''}${rest}`;
+}
+
+async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<number> {
+  const { namespace, name } = podName(options.pod);
+  let snapshot: MapSnapshot | undefined;
+  if (options.config !== undefined) {
+    const maps = await configMaps(options.config, options.maxInputBytes, io);
+    if (maps === undefined) return 2;
+    snapshot = maps.snapshot;
+  }
+  const client = await openClient(options.kubeconfig);
+  try {
+    const pod = await readPod(client, namespace, name);
+    const current = snapshot ?? (await clusterMaps(client, namespace, io));
+    const namespaceLabels = await namespaceLabelsOf(client, namespace);
+    const facts = podFacts(pod);
+    const originals = record(facts.annotations, ANNOTATION_ORIGINAL_IMAGES);
+    const mappedBy = record(facts.annotations, ANNOTATION_MAPPED_BY);
+    const skipped = skipReason(facts, current, namespace);
+    for (const c of containerImages(facts.spec)) {
       const original = originals[c.name] ?? c.image;
-      const ctx = { namespace, namespaceLabels, podLabels, pullPolicy: c.pullPolicy };
+      const ctx = { namespace, namespaceLabels, podLabels: facts.labels, pullPolicy: c.pullPolicy };
       const decision = await decideWithProbes(
-        (facts) => decideImage(current, original, ctx, facts),
+        (probed) => decideImage(current, original, ctx, probed),
         options.existence,
       );
-      const d: Record<string, unknown> = {
+      const d = {
         pod: `${namespace}/${name}`,
-        ...(c.list === 'volumes' ? { volume: c.name.slice('volume:'.length) } : { container: c.name }),
+        ...where(c),
         ...describe(original, decision),
         image: c.image,
         mappedBy: mappedBy[c.name] ?? null,
         ...(skipped ? { skipped } : {}),
       };
-      io.stdout.write(
-        format(d, options.output, () => {
-          const head = `${d.pod} ${c.list === 'volumes' ? `volume ${d.volume}` : `container ${d.container}`}`;
-          const rest = text(d)
-            .split('\n')
-            .slice(1)
-            .map((l) => (l ? `${l}\n` : ''))
-            .join('');
-          return `${printable(head)}\n  original    ${printable(original)}\n  image       ${printable(c.image)}${d.mappedBy ? ` (mapped by ${printable(String(d.mappedBy))})` : ''}\n${skipped ? `  skipped     ${skipped}\n` : ''}${rest}`;
-        }),
-      );
+      io.stdout.write(format(d, options.output, () => imageText(d, c, original, skipped)));
     }
     return 0;
   } catch (err) {

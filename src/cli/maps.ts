@@ -51,34 +51,6 @@ function cannotRead(path: string, err: unknown): UsageError {
   return new UsageError(`cannot read ${path}: ${why}`, { cause: err });
 }
 
-/** Reads stdin ("-") or a file, refusing more than maxBytes. */
-export async function readInput(
-  path: string,
-  stdin: NodeJS.ReadableStream,
-  maxBytes: number,
-): Promise<string> {
-  if (path === '-') return readStdin(stdin, maxBytes);
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    throw cannotRead(path, err);
-  }
-  try {
-    const info = await handle.stat();
-    if (info.isDirectory()) throw cannotRead(path, Object.assign(new Error(), { code: 'EISDIR' }));
-    // A regular file says its size: refuse it before reading a byte.
-    if (info.isFile() && info.size > maxBytes) throw tooLarge(path, maxBytes, info.size);
-    // Devices and pipes do not: read in chunks, at most one byte more than allowed.
-    return await readChunks(handle, path, maxBytes, info.isFile());
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    throw cannotRead(path, err);
-  } finally {
-    await handle.close();
-  }
-}
-
 async function readStdin(stdin: NodeJS.ReadableStream, maxBytes: number): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
@@ -91,13 +63,15 @@ async function readStdin(stdin: NodeJS.ReadableStream, maxBytes: number): Promis
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Reads an open file to its end, refusing it once it is over `maxBytes`. */
-async function readChunks(
-  handle: Awaited<ReturnType<typeof open>>,
-  path: string,
-  maxBytes: number,
-  regular: boolean,
-): Promise<string> {
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+/** An open file's text, refused by its size when it says one, else once it passes maxBytes. */
+async function readOpenFile(handle: FileHandle, path: string, maxBytes: number): Promise<string> {
+  const info = await handle.stat();
+  if (info.isDirectory()) throw cannotRead(path, Object.assign(new Error(), { code: 'EISDIR' }));
+  // A regular file says its size: refuse it before reading a byte.
+  if (info.isFile() && info.size > maxBytes) throw tooLarge(path, maxBytes, info.size);
+  // Devices and pipes do not: read in chunks, at most one byte more than allowed.
   const chunks: Buffer[] = [];
   let total = 0;
   for (;;) {
@@ -105,10 +79,33 @@ async function readChunks(
     const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
     if (bytesRead === 0) break;
     total += bytesRead;
-    if (total > maxBytes) throw tooLarge(path, maxBytes, regular ? total : undefined);
+    if (total > maxBytes) throw tooLarge(path, maxBytes, info.isFile() ? total : undefined);
     chunks.push(chunk.subarray(0, bytesRead));
   }
   return Buffer.concat(chunks, total).toString('utf8');
+}
+
+/** Reads stdin ("-") or a file, refusing more than maxBytes. */
+export async function readInput(
+  path: string,
+  stdin: NodeJS.ReadableStream,
+  maxBytes: number,
+): Promise<string> {
+  if (path === '-') return readStdin(stdin, maxBytes);
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    throw cannotRead(path, err);
+  }
+  try {
+    return await readOpenFile(handle, path, maxBytes);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw cannotRead(path, err);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Files a config value contributes: itself, or a directory's map files (configFileNames). */

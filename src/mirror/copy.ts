@@ -165,61 +165,76 @@ export class Copier {
   }
 
   async #copy(run: Run): Promise<CopyOutcome> {
-    const { source, target } = run.request;
+    const { source } = run.request;
     const top = await this.#retry(
       'source',
       () => this.#source.getManifest(source, { signal: run.signal }),
       run,
     );
-    const platforms = run.request.platforms ?? [];
     const parsed = parseManifest(top.bytes, top.mediaType);
     if (parsed.kind === 'unsupported') throw unsupported(source, parsed.reason);
-    let state: CopyState = 'copied';
-    let copiedPlatforms: string[] = [];
-    const present = await this.#targetHas(run, top.digest);
-    if (present) {
-      state = 'present';
-      if (parsed.kind === 'index')
-        copiedPlatforms = parsed.manifests.flatMap((m) => (m.platform ? [formatPlatform(m.platform)] : []));
-    } else if (parsed.kind === 'index') {
-      const selected =
-        platforms.length === 0
-          ? parsed.manifests
-          : parsed.manifests.filter((m) => platforms.some((p) => platformMatches(p, m.platform)));
-      if (selected.length === 0)
-        throw new CopyFailure({
-          code: 'NO_PLATFORM',
-          message: `${describe(source)}: the index has no manifest for ${platforms.map(formatPlatform).join(', ')}`,
-        });
-      await Promise.all(selected.map((m) => this.#copyManifest(run, m.digest, 1)));
-      copiedPlatforms = selected.flatMap((m) => (m.platform ? [formatPlatform(m.platform)] : []));
-      if (selected.length < parsed.manifests.length) state = 'partial';
-      else await this.#pushManifest(run, top, top.digest);
-    } else {
+    let copied: { state: CopyState; platforms: string[] };
+    if (await this.#targetHas(run, top.digest))
+      copied = {
+        state: 'present',
+        platforms: parsed.kind === 'index' ? platformNames(parsed.manifests) : [],
+      };
+    else if (parsed.kind === 'index') copied = await this.#copyIndex(run, top, parsed.manifests);
+    else {
       await Promise.all(parsed.blobs.map((b) => this.#blob(run, b)));
       await this.#pushManifest(run, top, top.digest);
+      copied = { state: 'copied', platforms: [] };
     }
-    // The tag last, and only for a complete copy; a digest reference needs no tag.
-    let tagged: string | undefined;
-    if (state !== 'partial' && target.digest === undefined && target.tag !== undefined) {
-      await this.#retry(
-        'target',
-        () =>
-          this.#target.putManifest(target.registry, target.repository, target.tag!, top, {
-            signal: run.signal,
-          }),
-        run,
-      );
-      tagged = target.tag;
-    }
+    // The tag last, and only for a complete copy.
+    const tagged = copied.state === 'partial' ? undefined : await this.#tag(run, top);
     return {
-      state,
+      state: copied.state,
       digest: top.digest,
       mediaType: top.mediaType,
       tagged,
-      platforms: copiedPlatforms,
+      platforms: copied.platforms,
       ...run.totals,
     };
+  }
+
+  /**
+   * The top index's manifests for the platforms asked for (all when none is), then the index itself
+   * unless some were left out: a partial copy is reachable by its manifests' digests only.
+   */
+  async #copyIndex(
+    run: Run,
+    top: Manifest,
+    manifests: readonly Descriptor[],
+  ): Promise<{ state: CopyState; platforms: string[] }> {
+    const { source } = run.request;
+    const platforms = run.request.platforms ?? [];
+    const selected =
+      platforms.length === 0
+        ? manifests
+        : manifests.filter((m) => platforms.some((p) => platformMatches(p, m.platform)));
+    if (selected.length === 0)
+      throw new CopyFailure({
+        code: 'NO_PLATFORM',
+        message: `${describe(source)}: the index has no manifest for ${platforms.map(formatPlatform).join(', ')}`,
+      });
+    await Promise.all(selected.map((m) => this.#copyManifest(run, m.digest, 1)));
+    const copiedPlatforms = platformNames(selected);
+    if (selected.length < manifests.length) return { state: 'partial', platforms: copiedPlatforms };
+    await this.#pushManifest(run, top, top.digest);
+    return { state: 'copied', platforms: copiedPlatforms };
+  }
+
+  /** Tags the target with the copied manifest; a digest reference needs no tag. */
+  async #tag(run: Run, top: Manifest): Promise<string | undefined> {
+    const { target } = run.request;
+    if (target.digest !== undefined || target.tag === undefined) return undefined;
+    const tag = target.tag;
+    await this.#retry(
+      'target',
+      () => this.#target.putManifest(target.registry, target.repository, tag, top, { signal: run.signal }),
+      run,
+    );
+    return tag;
   }
 
   /** One manifest an index lists: its blobs (or, for a nested index, its manifests), then itself. */
@@ -509,6 +524,11 @@ class Meter extends Transform {
     };
     return new CopyFailure(this.failure);
   }
+}
+
+/** The platforms of the manifests that name one, as os/architecture[/variant]. */
+function platformNames(manifests: readonly Descriptor[]): string[] {
+  return manifests.flatMap((m) => (m.platform ? [formatPlatform(m.platform)] : []));
 }
 
 function describe(ref: ImageReference): string {

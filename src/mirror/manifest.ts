@@ -78,6 +78,32 @@ function nonDistributable(value: unknown, d: Descriptor): boolean {
   );
 }
 
+/** An index's manifests, every one a well-formed descriptor. */
+function parseIndex(doc: Record<string, unknown>): ParsedManifest {
+  if (!Array.isArray(doc.manifests)) return { kind: 'unsupported', reason: 'the index has no manifests' };
+  const manifests: Descriptor[] = [];
+  for (const m of doc.manifests) {
+    const d = descriptor(m);
+    if (d === undefined) return { kind: 'unsupported', reason: 'the index lists a malformed descriptor' };
+    manifests.push(d);
+  }
+  return { kind: 'index', manifests };
+}
+
+/** An image manifest's blobs to copy: its config, then its distributable layers. */
+function parseImage(doc: Record<string, unknown>): ParsedManifest {
+  const config = descriptor(doc.config);
+  if (config === undefined || !Array.isArray(doc.layers))
+    return { kind: 'unsupported', reason: 'the image manifest has no config or layers' };
+  const blobs: Descriptor[] = [config];
+  for (const l of doc.layers) {
+    const d = descriptor(l);
+    if (d === undefined) return { kind: 'unsupported', reason: 'the image manifest lists a malformed layer' };
+    if (!nonDistributable(l, d)) blobs.push(d);
+  }
+  return { kind: 'image', blobs };
+}
+
 export function parseManifest(bytes: Buffer, mediaType: string): ParsedManifest {
   if (
     !isManifestMediaType(mediaType) ||
@@ -91,24 +117,5 @@ export function parseManifest(bytes: Buffer, mediaType: string): ParsedManifest 
   } catch {
     return { kind: 'unsupported', reason: 'the manifest is not JSON' };
   }
-  if (isIndexMediaType(mediaType)) {
-    if (!Array.isArray(doc.manifests)) return { kind: 'unsupported', reason: 'the index has no manifests' };
-    const manifests: Descriptor[] = [];
-    for (const m of doc.manifests) {
-      const d = descriptor(m);
-      if (d === undefined) return { kind: 'unsupported', reason: 'the index lists a malformed descriptor' };
-      manifests.push(d);
-    }
-    return { kind: 'index', manifests };
-  }
-  const config = descriptor(doc.config);
-  if (config === undefined || !Array.isArray(doc.layers))
-    return { kind: 'unsupported', reason: 'the image manifest has no config or layers' };
-  const blobs: Descriptor[] = [config];
-  for (const l of doc.layers) {
-    const d = descriptor(l);
-    if (d === undefined) return { kind: 'unsupported', reason: 'the image manifest lists a malformed layer' };
-    if (!nonDistributable(l, d)) blobs.push(d);
-  }
-  return { kind: 'image', blobs };
+  return isIndexMediaType(mediaType) ? parseIndex(doc) : parseImage(doc);
 }

@@ -148,53 +148,21 @@ export class Authorizer {
   }
 
   async #requestToken(realm: string, service: string, request: AuthorizeRequest): Promise<CachedToken> {
-    let url: URL;
-    try {
-      url = new URL(realm);
-    } catch {
-      throw new RegistryFailure('REG_AUTH_UNSUPPORTED', `token realm ${JSON.stringify(realm)} is not a URL`);
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:')
-      throw new RegistryFailure('REG_AUTH_UNSUPPORTED', `token realm has unsupported scheme ${url.protocol}`);
+    const url = tokenRealm(realm, request);
     const { credential } = request;
-    if (
-      credential !== undefined &&
-      url.protocol === 'http:' &&
-      !request.registryInsecure &&
-      !isLoopbackHost(url.host)
-    )
-      throw new RegistryFailure(
-        'REG_INSECURE_REFUSED',
-        `refusing to send credentials to plain-HTTP token realm ${url.origin}`,
-      );
     const fetchedAt = this.#options.now();
     const scopes = request.scope.split(' ').filter((s) => s.length > 0);
     if (credential !== undefined) {
       // containerd's order: the OAuth2 form first; servers that do not speak it get the GET form.
-      const form = new URLSearchParams();
-      if (credential.kind === 'identityToken') {
-        form.set('grant_type', 'refresh_token');
-        form.set('refresh_token', credential.token);
-      } else {
-        form.set('grant_type', 'password');
-        form.set('username', credential.username);
-        form.set('password', credential.password);
-      }
-      if (service) form.set('service', service);
-      if (scopes.length > 0) form.set('scope', scopes.join(' '));
-      form.set('client_id', CLIENT_ID);
-      const posted = await this.#tokenExchange(url, 'POST', request, form.toString(), undefined);
+      const form = tokenForm(credential, service, scopes);
+      const posted = await this.#tokenExchange(url, 'POST', request, form, undefined);
       if (posted.kind === 'token') return this.#parse(posted.body, fetchedAt);
       if (credential.kind === 'identityToken') throw posted.failure;
     }
     const query = new URL(url);
     if (service) query.searchParams.set('service', service);
     for (const scope of scopes) query.searchParams.append('scope', scope);
-    const basic =
-      credential?.kind === 'basic'
-        ? `Basic ${Buffer.from(`${credential.username}:${credential.password}`, 'utf8').toString('base64')}`
-        : undefined;
-    const got = await this.#tokenExchange(query, 'GET', request, undefined, basic);
+    const got = await this.#tokenExchange(query, 'GET', request, undefined, basicAuthorization(credential));
     if (got.kind === 'token') return this.#parse(got.body, fetchedAt);
     throw got.failure;
   }
@@ -264,4 +232,50 @@ export class Authorizer {
     const margin = Math.min(10_000, lifetime / 10);
     return { token, expiresAt: fetchedAt + lifetime - margin };
   }
+}
+
+/** The token realm as a URL: HTTP(S) only, and plain HTTP with credentials only to an insecure or loopback host. */
+function tokenRealm(realm: string, request: AuthorizeRequest): URL {
+  let url: URL;
+  try {
+    url = new URL(realm);
+  } catch {
+    throw new RegistryFailure('REG_AUTH_UNSUPPORTED', `token realm ${JSON.stringify(realm)} is not a URL`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new RegistryFailure('REG_AUTH_UNSUPPORTED', `token realm has unsupported scheme ${url.protocol}`);
+  if (
+    request.credential !== undefined &&
+    url.protocol === 'http:' &&
+    !request.registryInsecure &&
+    !isLoopbackHost(url.host)
+  )
+    throw new RegistryFailure(
+      'REG_INSECURE_REFUSED',
+      `refusing to send credentials to plain-HTTP token realm ${url.origin}`,
+    );
+  return url;
+}
+
+/** The OAuth2 token form: a refresh_token grant for an identity token, else a password grant. */
+function tokenForm(credential: RegistryCredential, service: string, scopes: readonly string[]): string {
+  const form = new URLSearchParams();
+  if (credential.kind === 'identityToken') {
+    form.set('grant_type', 'refresh_token');
+    form.set('refresh_token', credential.token);
+  } else {
+    form.set('grant_type', 'password');
+    form.set('username', credential.username);
+    form.set('password', credential.password);
+  }
+  if (service) form.set('service', service);
+  if (scopes.length > 0) form.set('scope', scopes.join(' '));
+  form.set('client_id', CLIENT_ID);
+  return form.toString();
+}
+
+/** The Basic Authorization of a username/password credential, for the GET form of the token request. */
+function basicAuthorization(credential: RegistryCredential | undefined): string | undefined {
+  if (credential?.kind !== 'basic') return undefined;
+  return `Basic ${Buffer.from(`${credential.username}:${credential.password}`, 'utf8').toString('base64')}`;
 }

@@ -319,33 +319,7 @@ export class RegistryClient {
         );
       }
       const bytes = await readBounded(res.body, this.#maxManifestBytes, ctx.what);
-      const algorithm = ref.digest === undefined ? 'sha256' : digestAlgorithm(ref.digest);
-      const digest = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
-      if (ref.digest !== undefined && digest !== ref.digest)
-        throw new RegistryFailure('REG_DIGEST_MISMATCH', `${ctx.what}: content hashes to ${digest}`, {
-          status: 200,
-        });
-      let mediaType = manifestContentType(res, ctx.what);
-      const announced = header(res.headers, 'docker-content-digest');
-      // Signed schema 1 manifests are announced by the digest of their unsigned form.
-      if (
-        announced?.startsWith(`${algorithm}:`) &&
-        announced !== digest &&
-        mediaType !== DOCKER_MANIFEST_V1_SIGNED
-      )
-        throw new RegistryFailure(
-          'REG_DIGEST_MISMATCH',
-          `${ctx.what}: announced ${announced}, content is ${digest}`,
-          {
-            status: 200,
-          },
-        );
-      const embedded = manifestDocumentType(bytes, ctx.what);
-      if (mediaType === undefined || mediaType === 'application/json') mediaType = embedded;
-      if (mediaType === undefined)
-        throw new RegistryFailure('REG_INVALID_RESPONSE', `${ctx.what}: manifest has no media type`, {
-          status: 200,
-        });
+      const { digest, mediaType } = checkedManifest(res, bytes, ref, ctx.what);
       return { status: 200, bytes, mediaType, digest };
     });
   }
@@ -897,6 +871,46 @@ function safeHost(url: string): string | undefined {
 
 function manifestReference(ref: ImageReference): string {
   return ref.digest ?? ref.tag ?? DEFAULT_TAG;
+}
+
+/**
+ * A fetched manifest's digest and media type: the content must hash to the digest asked for and to
+ * the one the registry announced; the media type comes from the header, else from the document.
+ */
+function checkedManifest(
+  res: Exchange,
+  bytes: Buffer,
+  ref: ImageReference,
+  what: string,
+): { digest: string; mediaType: string } {
+  const algorithm = ref.digest === undefined ? 'sha256' : digestAlgorithm(ref.digest);
+  const digest = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+  if (ref.digest !== undefined && digest !== ref.digest)
+    throw new RegistryFailure('REG_DIGEST_MISMATCH', `${what}: content hashes to ${digest}`, {
+      status: 200,
+    });
+  let mediaType = manifestContentType(res, what);
+  const announced = header(res.headers, 'docker-content-digest');
+  // Signed schema 1 manifests are announced by the digest of their unsigned form.
+  if (
+    announced?.startsWith(`${algorithm}:`) &&
+    announced !== digest &&
+    mediaType !== DOCKER_MANIFEST_V1_SIGNED
+  )
+    throw new RegistryFailure(
+      'REG_DIGEST_MISMATCH',
+      `${what}: announced ${announced}, content is ${digest}`,
+      {
+        status: 200,
+      },
+    );
+  const embedded = manifestDocumentType(bytes, what);
+  if (mediaType === undefined || mediaType === 'application/json') mediaType = embedded;
+  if (mediaType === undefined)
+    throw new RegistryFailure('REG_INVALID_RESPONSE', `${what}: manifest has no media type`, {
+      status: 200,
+    });
+  return { digest, mediaType };
 }
 
 function describe(ref: ImageReference): string {

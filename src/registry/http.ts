@@ -78,14 +78,64 @@ export function header(headers: IncomingHttpHeaders, name: string): string | und
   return Array.isArray(value) ? value[0] : value;
 }
 
+/** The headers of one hop: the Authorization goes only to the registry's own origin. */
+function hopHeaders(request: ExchangeRequest, url: URL): Record<string, string> {
+  const headers: Record<string, string> = { ...request.headers };
+  if (request.authorization !== undefined && url.origin === request.authOrigin)
+    headers['authorization'] = request.authorization;
+  return headers;
+}
+
+/** The Location of a redirect to follow (a 3xx other than 304); undefined for any other answer. */
+function redirectLocation(res: Exchange): string | undefined {
+  if (res.statusCode < 300 || res.statusCode >= 400 || res.statusCode === 304) return undefined;
+  return header(res.headers, 'location');
+}
+
+/** Where a redirect leads; refused when the location is malformed, not HTTP(S), or leaves HTTPS without leave. */
+function redirectTarget(location: string, from: URL, request: ExchangeRequest): URL {
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    throw new RegistryFailure(
+      'REG_INVALID_RESPONSE',
+      `redirect to an invalid location ${JSON.stringify(location)}`,
+    );
+  }
+  if (next.protocol !== 'https:' && next.protocol !== 'http:')
+    throw new RegistryFailure('REG_INVALID_RESPONSE', `redirect to unsupported scheme ${next.protocol}`);
+  if (
+    from.protocol === 'https:' &&
+    next.protocol === 'http:' &&
+    !request.allowPlainRedirect &&
+    !isLoopbackHost(next.host)
+  )
+    throw new RegistryFailure(
+      'REG_INSECURE_REFUSED',
+      `refusing redirect from HTTPS to plain HTTP (${next.origin})`,
+    );
+  return next;
+}
+
+/** The method and body of the request a redirect asks for. */
+function redirectedRequest(
+  status: number,
+  method: HttpMethod,
+  body: RequestBody | undefined,
+): { method: HttpMethod; body: RequestBody | undefined } {
+  // 303 (and, as browsers do, 301/302 for POST) continue as GET without a body.
+  if (status === 303 || (method === 'POST' && (status === 301 || status === 302)))
+    return { method: method === 'HEAD' ? method : 'GET', body: undefined };
+  return { method, body };
+}
+
 export async function exchange<E extends Exchange>(send: Hop<E>, request: ExchangeRequest): Promise<E> {
   let url = request.url;
   let method = request.method;
   let body = request.body;
   for (let hop = 0; ; hop++) {
-    const headers: Record<string, string> = { ...request.headers };
-    if (request.authorization !== undefined && url.origin === request.authOrigin)
-      headers['authorization'] = request.authorization;
+    const headers = hopHeaders(request, url);
     const res = await send({
       method,
       url,
@@ -94,10 +144,8 @@ export async function exchange<E extends Exchange>(send: Hop<E>, request: Exchan
       signal: request.signal,
       timeoutMs: request.timeoutMs,
     });
-    const location = header(res.headers, 'location');
-    if (res.statusCode < 300 || res.statusCode >= 400 || res.statusCode === 304 || location === undefined) {
-      return res;
-    }
+    const location = redirectLocation(res);
+    if (location === undefined) return res;
     await discard(res.body);
     if (body instanceof Readable)
       throw new RegistryFailure(
@@ -110,32 +158,8 @@ export async function exchange<E extends Exchange>(send: Hop<E>, request: Exchan
         'REG_TOO_MANY_REDIRECTS',
         `more than ${MAX_REDIRECTS} redirects from ${request.url}`,
       );
-    let next: URL;
-    try {
-      next = new URL(location, url);
-    } catch {
-      throw new RegistryFailure(
-        'REG_INVALID_RESPONSE',
-        `redirect to an invalid location ${JSON.stringify(location)}`,
-      );
-    }
-    if (next.protocol !== 'https:' && next.protocol !== 'http:')
-      throw new RegistryFailure('REG_INVALID_RESPONSE', `redirect to unsupported scheme ${next.protocol}`);
-    if (
-      url.protocol === 'https:' &&
-      next.protocol === 'http:' &&
-      !request.allowPlainRedirect &&
-      !isLoopbackHost(next.host)
-    )
-      throw new RegistryFailure(
-        'REG_INSECURE_REFUSED',
-        `refusing redirect from HTTPS to plain HTTP (${next.origin})`,
-      );
-    // 303 (and, as browsers do, 301/302 for POST) continue as GET without a body.
-    if (res.statusCode === 303 || (method === 'POST' && (res.statusCode === 301 || res.statusCode === 302))) {
-      if (method !== 'HEAD') method = 'GET';
-      body = undefined;
-    }
+    const next = redirectTarget(location, url, request);
+    ({ method, body } = redirectedRequest(res.statusCode, method, body));
     // A body (the token form: username and password) goes only to the origin it was written for; a
     // 307/308 elsewhere would re-send it, so it is refused rather than followed.
     if (body !== undefined && next.origin !== request.url.origin)

@@ -105,6 +105,16 @@ function classChar(pattern: string, i: number): { ch: string; next: number } | u
   return c === undefined ? undefined : { ch: c, next: i + 1 };
 }
 
+/** One range of a class at pattern[i]: "a-z", or a single character as the range from it to itself. */
+function classRange(pattern: string, i: number): { lo: string; hi: string; next: number } | undefined {
+  const lo = classChar(pattern, i);
+  if (lo === undefined) return undefined;
+  if (pattern[lo.next] !== '-') return { lo: lo.ch, hi: lo.ch, next: lo.next };
+  const hi = classChar(pattern, lo.next + 1);
+  if (hi === undefined) return undefined;
+  return { lo: lo.ch, hi: hi.ch, next: hi.next };
+}
+
 /** Matches `ch` against the class starting at pattern[start] === "["; undefined when malformed. */
 function matchClass(
   pattern: string,
@@ -112,33 +122,18 @@ function matchClass(
   ch: string,
 ): { matched: boolean; next: number } | undefined {
   let i = start + 1;
-  let negated = false;
-  if (pattern[i] === '^') {
-    negated = true;
-    i++;
-  }
+  const negated = pattern[i] === '^';
+  if (negated) i++;
   let matched = false;
-  let first = true;
-  for (;;) {
+  // A "]" right after "[" or "[^" does not close the class: "[]" is malformed, never an empty set.
+  for (let first = true; ; first = false) {
     if (i >= pattern.length) return undefined;
-    if (pattern[i] === ']' && !first) {
-      i++;
-      break;
-    }
-    first = false;
-    const lo = classChar(pattern, i);
-    if (lo === undefined) return undefined;
-    i = lo.next;
-    let hi = lo.ch;
-    if (pattern[i] === '-') {
-      const upper = classChar(pattern, i + 1);
-      if (upper === undefined) return undefined;
-      hi = upper.ch;
-      i = upper.next;
-    }
-    if (lo.ch <= ch && ch <= hi) matched = true;
+    if (pattern[i] === ']' && !first) return { matched: matched !== negated, next: i + 1 };
+    const range = classRange(pattern, i);
+    if (range === undefined) return undefined;
+    i = range.next;
+    if (range.lo <= ch && ch <= range.hi) matched = true;
   }
-  return { matched: matched !== negated, next: i };
 }
 
 function matches(pattern: KeyPattern, target: KeyPattern): boolean {

@@ -33,8 +33,9 @@ const mode = process.env['AB_MODE'] === 'disk' ? 'disk' : 's3';
 const size = Number(process.env['AB_MB'] ?? 100) * MB;
 const coldBlobs = Number(process.env['AB_COLD'] ?? 5);
 const warmRounds = Number(process.env['AB_WARM'] ?? 5);
-const bundles = { A: process.argv[2], B: process.argv[3] };
-if (!bundles.A || !bundles.B) throw new Error('usage: node bench/cache-ab.ts BUNDLE_A BUNDLE_B');
+const [bundleA, bundleB] = process.argv.slice(2);
+if (!bundleA || !bundleB) throw new Error('usage: node bench/cache-ab.ts BUNDLE_A BUNDLE_B');
+const bundles = { A: bundleA, B: bundleB };
 
 const work = await tempDir('cache-ab');
 const stops: (() => Promise<void>)[] = [() => work.remove()];

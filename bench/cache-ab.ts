@@ -90,6 +90,13 @@ try {
     await kept(side, warmup, 16 * MB);
   }
   const cold: Record<string, number[]> = Object.fromEntries(sides.map((s) => [s, []]));
+  // Per cold blob, how long each cache held upstream back for its spool or store (its /metrics).
+  const waits: Record<string, number[]> = Object.fromEntries(sides.map((s) => [s, []]));
+  const waited = async (side: string): Promise<number> => {
+    if (side === 'peer') return 0;
+    const text = await (await fetch(`http://${(caches[side] as CacheProcess).host}/metrics`)).text();
+    return Number(/^pullmap_cache_download_disk_wait_seconds_total (\S+)$/m.exec(text)?.[1] ?? 0) * 1000;
+  };
   const warm: Record<string, number[]> = Object.fromEntries(sides.map((s) => [s, []]));
   let first = '';
   for (let i = 0; i < coldBlobs; i++) {
@@ -98,10 +105,12 @@ try {
     await download(`${upstream.url}/v2/bench/big/blobs/${digest}`);
     for (let k = 0; k < sides.length; k++) {
       const side = sides[(i + k) % sides.length] as string;
+      const before = await waited(side);
       const got = await download(`${bases[side]}/bench/big/blobs/${digest}`);
       if (got.bytes !== size) throw new Error(`${side}: short cold GET`);
       cold[side]?.push(mbps(got.bytes, got.seconds));
       await kept(side, digest, size);
+      waits[side]?.push((await waited(side)) - before);
       execFileSync('sync');
     }
   }
@@ -121,7 +130,7 @@ try {
     const ratio =
       side === 'peer'
         ? ''
-        : ` cold ${(median(c) / median(cold['peer'] as number[])).toFixed(2)}x warm ${(median(w) / median(warm['peer'] as number[])).toFixed(2)}x peakRSS ${(await peakRssMb((caches[side] as CacheProcess).daemon.pid)).toFixed(0)} MiB`;
+        : ` cold ${(median(c) / median(cold['peer'] as number[])).toFixed(2)}x warm ${(median(w) / median(warm['peer'] as number[])).toFixed(2)}x peakRSS ${(await peakRssMb((caches[side] as CacheProcess).daemon.pid)).toFixed(0)} MiB, waited for the spool ${f(waits[side] as number[])} ms`;
     console.log(
       `${side}: cold ${median(c).toFixed(0)} MB/s (${f(c)}) warm ${median(w).toFixed(0)} MB/s (${f(w)})${ratio}`,
     );

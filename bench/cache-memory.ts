@@ -4,7 +4,8 @@
 // (VmRSS, peak VmHWM), process.memoryUsage() as the process itself reports it (a preloaded module
 // logs it), and the largest anonymous mappings from /proc/PID/smaps (aligned arenas, thread stacks and
 // heaps, the V8 heap). Not part of `npm run bench`: run it when the memory budget is in question:
-//   npm run build && node bench/cache-memory.ts [disk|s3] [KEY=VALUE of PULLMAP_MEM_* overrides]
+//   npm run build && node bench/cache-memory.ts [disk|s3] [KEY=VALUE environment] [--node-flag ...]
+// (environment such as MALLOC_ARENA_MAX=2, and Node/V8 flags added after the image's, for A/B runs).
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -82,7 +83,9 @@ async function main(): Promise<void> {
     await mkdir(join(work.path, 'c'), { recursive: true });
     let memLines = '';
     const env = { ...process.env };
+    const extraFlags = process.argv.slice(3).filter((arg) => arg.startsWith('--'));
     for (const arg of process.argv.slice(3)) {
+      if (arg.startsWith('--')) continue;
       const [k, v] = arg.split('=');
       if (k && v !== undefined) env[k] = v;
     }
@@ -93,7 +96,7 @@ async function main(): Promise<void> {
         ...(storage ? { storage } : {}),
       },
       join(work.path, 'c'),
-      { bundle: true, nodeFlags: [...(await imageNodeFlags()), '--import', probe], env },
+      { bundle: true, nodeFlags: [...(await imageNodeFlags()), ...extraFlags, '--import', probe], env },
     );
     stops.unshift(() => cache.daemon.stop());
     const lastMem = (): string => {

@@ -81,7 +81,7 @@ async function manifestRate(url: string, accept: string, ms: number, concurrency
 }
 
 /** Peak resident set (VmHWM) of a process, in MiB. */
-async function peakRssMb(pid: number): Promise<number> {
+export async function peakRssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN);
   return kb / 1024;
@@ -146,7 +146,7 @@ export async function startProxyRegistry(
 }
 
 /** docker-registry's S3 driver on `bucket` of `s3`; `redirect`: blob GETs answer 307 to the bucket. */
-function registryS3Storage(s3: TestS3, bucket: string, redirect: boolean): Record<string, unknown> {
+export function registryS3Storage(s3: TestS3, bucket: string, redirect: boolean): Record<string, unknown> {
   return {
     s3: {
       region: s3.region,
@@ -163,7 +163,7 @@ function registryS3Storage(s3: TestS3, bucket: string, redirect: boolean): Recor
 }
 
 /** Waits until docker-registry's S3 driver holds the blob (its proxy stores it in the background). */
-async function untilInBucket(s3: TestS3, bucket: string, digest: string, size: number): Promise<void> {
+export async function untilInBucket(s3: TestS3, bucket: string, digest: string, size: number): Promise<void> {
   const hex = digest.slice('sha256:'.length);
   const key = `docker/registry/v2/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
   const deadline = Date.now() + 60_000;
@@ -174,10 +174,10 @@ async function untilInBucket(s3: TestS3, bucket: string, digest: string, size: n
   throw new Error(`docker-registry did not store ${digest} in the bucket within 60 s`);
 }
 
-const mbps = (bytes: number, seconds: number): number => bytes / 1e6 / seconds;
+export const mbps = (bytes: number, seconds: number): number => bytes / 1e6 / seconds;
 
 /** Waits until a cache has no download under way (its copy is committed: renamed, or uploaded to S3). */
-async function untilIdle(host: string): Promise<void> {
+export async function untilIdle(host: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     const text = await (await fetch(`http://${host}/metrics`)).text();

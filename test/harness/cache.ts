@@ -96,12 +96,13 @@ const BUNDLE = join(ROOT, 'dist', 'pullmap.js');
 
 /**
  * The real `pullmap cache` command in its own process, on a fresh port; `dir` holds config and store.
- * `bundle` runs the built dist/pullmap.js (what ships) instead of the sources.
+ * `bundle` runs the built dist/pullmap.js (what ships) instead of the sources; a path runs that bundle
+ * (bench/cache-ab.ts compares two builds).
  */
 export async function spawnCache(
   input: CacheConfigInput,
   dir: string,
-  options: { bundle?: boolean; nodeFlags?: readonly string[]; env?: NodeJS.ProcessEnv } = {},
+  options: { bundle?: boolean | string; nodeFlags?: readonly string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<CacheProcess> {
   const port = await freePort();
   const config = await configFor(input, dir, port);
@@ -111,7 +112,13 @@ export async function spawnCache(
   const daemon = await startDaemon({
     name: 'pullmap cache',
     command: process.execPath,
-    args: [...(options.nodeFlags ?? []), options.bundle ? BUNDLE : MAIN, 'cache', '--config', configPath],
+    args: [
+      ...(options.nodeFlags ?? []),
+      typeof options.bundle === 'string' ? options.bundle : options.bundle ? BUNDLE : MAIN,
+      'cache',
+      '--config',
+      configPath,
+    ],
     ...(options.env ? { env: options.env } : {}),
     ready: async () => (await fetch(`http://${host}/healthz`)).ok,
   });

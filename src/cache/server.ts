@@ -545,7 +545,7 @@ class CacheService {
     // A stored blob is served whichever repository (or configured upstream) asks for it: the digest
     // names verified bytes, and every client already reaches, through the cache's own credentials, the
     // repository the blob came from, so this grants no new access (README: "Blobs").
-    const stored = await this.#store.statBlob(digest);
+    const stored = await this.#store.useBlob(digest);
     if (stored) {
       this.#m.requests.inc({ kind: 'blob', upstream: route.registry, result: 'hit' });
       return this.#sendStored(req, res, digest, stored);
@@ -579,7 +579,7 @@ class CacheService {
     const download = fetched.value;
     if (!download.acquire()) {
       // Finished between the answer and now: it is in the store, or it failed.
-      const now = download.state === 'done' ? await this.#store.statBlob(digest) : undefined;
+      const now = download.state === 'done' ? await this.#store.useBlob(digest) : undefined;
       if (now) return this.#sendStored(req, res, digest, now);
       const { error } = download;
       if (error === undefined) sendError(res, 503, 'UNAVAILABLE', 'the blob was just evicted; retry');

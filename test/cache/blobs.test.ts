@@ -74,13 +74,13 @@ describe('cache: corrupted and truncated upstream blobs', () => {
             assert.equal(res.statusCode, 502);
           }
           assert.equal(upstream.blobRequests(image.layer.digest), attempt);
-          assert.equal(await cache.instance.store.statBlob(image.layer.digest), undefined);
+          assert.equal(await cache.instance.store.useBlob(image.layer.digest), undefined);
           assert.deepEqual(await readdir(join(cache.storeDir, 'tmp')), []);
         }
         await assert.rejects(
           skopeoCopy(`${cache.host}/${embedRegistry(upstream.host)}/team/bad:1`, work.path),
         );
-        assert.equal(await cache.instance.store.statBlob(image.layer.digest), undefined);
+        assert.equal(await cache.instance.store.useBlob(image.layer.digest), undefined);
         const metrics = cache.instance.metrics.render();
         assert.match(metrics, /pullmap_cache_download_failures_total [3-9]/);
       } finally {
@@ -186,11 +186,11 @@ describe('cache: a client that stops reading', () => {
     const whole = await request(`${cache.url}${path}`, { reset: true });
     assert.equal(Buffer.compare(Buffer.from(await whole.body.arrayBuffer()), bytes), 0);
     // Storing (fsync, rename) follows the last byte sent.
-    let stored = await cache.instance.store.statBlob(blob.digest);
+    let stored = await cache.instance.store.useBlob(blob.digest);
     for (let i = 0; stored === undefined; i++) {
       assert.ok(i < 100, 'the blob was not stored');
       await new Promise((r) => setTimeout(r, 50));
-      stored = await cache.instance.store.statBlob(blob.digest);
+      stored = await cache.instance.store.useBlob(blob.digest);
     }
     const file = await realpath(stored.path as string);
 

@@ -95,7 +95,7 @@ describe('cache: path-prefixed pulls with skopeo', () => {
     assert.equal(Number(res.headers['content-length']), headOnly.layer.size);
     assert.equal(res.headers['docker-content-digest'], digest);
     await new Promise((r) => setTimeout(r, 200)); // a download, had one started, would be done by now
-    assert.equal(await cache.instance.store.statBlob(digest), undefined);
+    assert.equal(await cache.instance.store.useBlob(digest), undefined);
     assert.equal(await upstream.count({ method: 'GET', uri: digest }), 0);
     assert.equal(await upstream.count({ method: 'HEAD', uri: digest }), heads + 1);
 

@@ -127,7 +127,7 @@ export class DiskStore implements CacheStore {
     return join(this.dir, 'tags', tagRecordName(name, tag));
   }
 
-  async statBlob(digest: string): Promise<{ path: string; size: number } | undefined> {
+  async useBlob(digest: string): Promise<{ path: string; size: number } | undefined> {
     const path = this.blobPath(digest);
     try {
       const info = await stat(path);

@@ -71,8 +71,9 @@ export interface CacheStore {
   /** Where downloads are spooled before `commitBlob` (on the store's filesystem for the disk store). */
   readonly spool: Spool;
   onEvict: ((evicted: Evicted) => void) | undefined;
-  statBlob(digest: string): Promise<StoredBlob | undefined>;
-  /** Opens a blob `statBlob` found; undefined when it is gone meanwhile (evicted). */
+  /** Looks a blob up to serve it, and records that use (last use orders eviction); undefined: not stored. */
+  useBlob(digest: string): Promise<StoredBlob | undefined>;
+  /** Opens a blob `useBlob` found; undefined when it is gone meanwhile (evicted). */
   openBlob(digest: string, blob: StoredBlob): Promise<BlobReader | undefined>;
   /** With serve: redirect, a URL a client may fetch the stored blob from itself. */
   blobUrl?(digest: string): Promise<string>;

@@ -335,7 +335,7 @@ export class S3Store implements CacheStore {
       });
   }
 
-  async statBlob(digest: string): Promise<StoredBlob | undefined> {
+  async useBlob(digest: string): Promise<StoredBlob | undefined> {
     const key = this.#keys.blob(digest);
     const found = await this.#head(key, `look up blob ${digest}`);
     if (found) this.#touch(key);
@@ -462,7 +462,7 @@ export class S3Store implements CacheStore {
     const key = this.#keys.lease(digest);
     const deadline = this.#now() + this.#config.peerWaitMs;
     for (;;) {
-      const stored = await this.statBlob(digest);
+      const stored = await this.useBlob(digest);
       if (stored) return { kind: 'stored', blob: stored };
       if (await this.#takeLease(key)) return this.#holding(key);
       const step = nextStep(await this.#readLease(key), this.#owner, this.#now(), deadline);

@@ -5,7 +5,7 @@
 import { type AdmissionRequest, type AdmissionResponse, allow, clip } from '../core/api/admission.ts';
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import { isObject } from '../core/json.ts';
-import type { Labels } from '../core/mapping/index.ts';
+import type { Labels, Preparation } from '../core/mapping/index.ts';
 import { describeImage, type PodPlan, planPod, podImages } from '../core/pod/plan.ts';
 import type { MapState } from '../decision/map-source.ts';
 import { decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
@@ -26,6 +26,8 @@ export interface PodReviewDeps {
    * (probes still pending then count as Timeout).
    */
   readonly signal: () => AbortSignal;
+  /** What decisions work out per image, remembered across reviews (the webhook's PreparedMemo). */
+  readonly prepare?: Preparation | undefined;
 }
 
 const POD_OPERATIONS = new Set(['CREATE', 'UPDATE']);
@@ -87,7 +89,7 @@ export function reviewPod(
   };
   const snapshot = deps.state.snapshot;
   const object = request.object;
-  const decide = (facts: ExistenceFacts) => planPod(snapshot, object, ctx, facts);
+  const decide = (facts: ExistenceFacts) => planPod(snapshot, object, ctx, facts, deps.prepare);
   const cached = decideFromCache(decide, deps.existence);
   if (cached.pendingProbes.length === 0) return planned(uid, cached, encodePlan(cached));
   return decideWithProbes(decide, deps.existence, deps.signal).then((plan) =>

@@ -7,6 +7,7 @@ import { isProbeFailure } from '../core/facts.ts';
 import type { Labels } from '../core/mapping/index.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
 import type { MapSource, MapState } from '../decision/map-source.ts';
+import { PreparedMemo } from '../decision/prepared-memo.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 import { type Logger, LogLimiter } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
@@ -54,6 +55,14 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
     ['reason'],
   );
   const latency = metrics.histogram('pullmap_admission_duration_seconds', 'Time to answer a pod review.');
+  // Pods reuse a small set of images: what a decision works out per image is remembered per snapshot.
+  const prepare = new PreparedMemo();
+  metrics
+    .gauge(
+      'pullmap_decision_memo_images',
+      'Images whose preparation the webhook remembers under the maps in force.',
+    )
+    .collect(() => prepare.size);
   // A probe that failed and kept an original image is the pull that fails next at an air-gapped site:
   // said at warn, once a minute per image and registry, with the count held back in between.
   const probeWarnings = new LogLimiter({ intervalMs: PROBE_WARNING_INTERVAL_MS, now });
@@ -194,6 +203,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
         existence: options.existence,
         namespaceLabels: options.namespaceLabels,
         signal,
+        prepare,
       });
       if (!(outcome instanceof Promise)) {
         observe();

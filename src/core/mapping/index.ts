@@ -15,9 +15,19 @@ export {
   type FillPlan,
   fillTarget,
   type ImageDecision,
+  prepareFresh,
 } from './decide.ts';
 export { type LoadedMaps, loadMapsFromText, loadMapsFromTexts, type MapText } from './load.ts';
-export type { MatchedRule, Reason, ReasonCode } from './prepared.ts';
+export type {
+  MatchedRule,
+  Preparation,
+  PreparedImage,
+  PreparedRule,
+  ReadyImage,
+  Reason,
+  ReasonCode,
+  ScopeMatches,
+} from './prepared.ts';
 export {
   type CompiledMap,
   compileMap,

@@ -25,64 +25,67 @@ export const IMAGE_LIMIT = 1024;
 const NAMESPACES_PER_IMAGE = 16;
 const CLUSTER_ONLY = '\u0000';
 
-interface Extras {
+interface Entry {
+  readonly image: PreparedImage;
+  /** By namespace (CLUSTER_ONLY for none). */
   readonly matches: BoundedMemo<ScopeMatches>;
   readonly rules: Map<Rule, PreparedRule>;
 }
 
 export class PreparedMemo implements Preparation {
   #snapshot: MapSnapshot | undefined;
-  readonly #images: BoundedMemo<PreparedImage>;
-  /** By formatted reference: inputs that name one image share what depends on the reference only. */
-  readonly #extras: BoundedMemo<Extras>;
+  readonly #entries: BoundedMemo<Entry>;
+  /**
+   * The entry image() returned last: decideImage asks for its matches and rule right after, so they
+   * are found without a second lookup. Any other image is worked out afresh.
+   */
+  #last: Entry | undefined;
 
   constructor(limit = IMAGE_LIMIT) {
-    this.#images = new BoundedMemo(limit);
-    this.#extras = new BoundedMemo(limit);
+    this.#entries = new BoundedMemo(limit);
   }
 
   /** Images remembered under the current snapshot. */
   get size(): number {
-    return this.#images.size;
+    return this.#entries.size;
   }
 
   image(snapshot: MapSnapshot, input: string): PreparedImage {
     if (snapshot !== this.#snapshot) {
-      this.#images.clear();
-      this.#extras.clear();
+      this.#entries.clear();
       this.#snapshot = snapshot;
     }
-    return this.#images.get(input) ?? this.#images.set(input, prepareFresh.image(snapshot, input));
+    this.#last =
+      this.#entries.get(input) ??
+      this.#entries.set(input, {
+        image: prepareFresh.image(snapshot, input),
+        matches: new BoundedMemo(NAMESPACES_PER_IMAGE),
+        rules: new Map(),
+      });
+    return this.#last.image;
   }
 
   matches(snapshot: MapSnapshot, image: ReadyImage, namespace: string | undefined): ScopeMatches {
-    const extras = this.#extrasOf(snapshot, image);
-    if (extras === undefined) return prepareFresh.matches(snapshot, image, namespace);
+    const entry = this.#entryOf(snapshot, image);
+    if (entry === undefined) return prepareFresh.matches(snapshot, image, namespace);
     const key = namespace ?? CLUSTER_ONLY;
-    return (
-      extras.matches.get(key) ?? extras.matches.set(key, prepareFresh.matches(snapshot, image, namespace))
-    );
+    return entry.matches.get(key) ?? entry.matches.set(key, prepareFresh.matches(snapshot, image, namespace));
   }
 
   rule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): PreparedRule {
-    const extras = this.#extrasOf(snapshot, image);
-    if (extras === undefined) return prepareFresh.rule(snapshot, image, rule);
-    let prepared = extras.rules.get(rule);
+    const entry = this.#entryOf(snapshot, image);
+    if (entry === undefined) return prepareFresh.rule(snapshot, image, rule);
+    let prepared = entry.rules.get(rule);
     if (prepared === undefined) {
       prepared = prepareFresh.rule(snapshot, image, rule);
-      extras.rules.set(rule, prepared);
+      entry.rules.set(rule, prepared);
     }
     return prepared;
   }
 
-  /** Undefined for an image of another snapshot (worked out afresh, not remembered). */
-  #extrasOf(snapshot: MapSnapshot, image: ReadyImage): Extras | undefined {
-    if (snapshot !== this.#snapshot) return undefined;
-    const known = this.#extras.get(image.formatted);
-    if (known !== undefined) return known;
-    return this.#extras.set(image.formatted, {
-      matches: new BoundedMemo(NAMESPACES_PER_IMAGE),
-      rules: new Map(),
-    });
+  /** Undefined for an image this memo did not just hand out under `snapshot`. */
+  #entryOf(snapshot: MapSnapshot, image: ReadyImage): Entry | undefined {
+    const last = this.#last;
+    return snapshot === this.#snapshot && last?.image === image ? last : undefined;
   }
 }

@@ -55,7 +55,7 @@ export interface ScopeMatches {
   readonly sources: readonly Rule[];
 }
 
-/** Something worked out once per snapshot: usable, or the reason it is not. */
+/** Something worked out before any pod context: usable, or the reason it is not. */
 type Prepared<T> = { readonly ok: false; readonly invalid: Reason } | ({ readonly ok: true } & T);
 
 /** One candidate of a rule for one image. */

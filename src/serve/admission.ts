@@ -6,9 +6,10 @@ import { type AdmissionRequest, type AdmissionResponse, allow, clip } from '../c
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import { isObject } from '../core/json.ts';
 import type { Labels, Preparation } from '../core/mapping/index.ts';
-import { describeImage, type PodPlan, planPod, podImages } from '../core/pod/plan.ts';
+import { describeImage, type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
 import type { MapState } from '../decision/map-source.ts';
-import { decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
+import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../decision/resolve.ts';
+import type { PlanMemo } from './plan-memo.ts';
 
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 
@@ -28,6 +29,8 @@ export interface PodReviewDeps {
   readonly signal: () => AbortSignal;
   /** What decisions work out per image, remembered across reviews (the webhook's PreparedMemo). */
   readonly prepare?: Preparation | undefined;
+  /** Whole plans remembered across reviews (the webhook keeps one); absent: every pod is decided afresh. */
+  readonly memo?: PlanMemo<EncodedPlan> | undefined;
 }
 
 const POD_OPERATIONS = new Set(['CREATE', 'UPDATE']);
@@ -90,15 +93,23 @@ export function reviewPod(
   const snapshot = deps.state.snapshot;
   const object = request.object;
   const decide = (facts: ExistenceFacts) => planPod(snapshot, object, ctx, facts, deps.prepare);
-  const cached = decideFromCache(decide, deps.existence);
-  if (cached.pendingProbes.length === 0) return planned(uid, cached, encodePlan(cached));
+  const key = deps.memo && planInputsKey(object, ctx);
+  if (deps.memo && key !== undefined) {
+    const known = deps.memo.get(snapshot, key, deps.existence);
+    if (known) return planned(uid, known.plan, known.derived);
+    const fresh = deps.memo.plan(snapshot, key, cachedFacts(deps.existence), decide, encodePlan);
+    if (fresh.plan.pendingProbes.length === 0) return planned(uid, fresh.plan, fresh.derived);
+  } else {
+    const cached = decideFromCache(decide, deps.existence);
+    if (cached.pendingProbes.length === 0) return planned(uid, cached, encodePlan(cached));
+  }
   return decideWithProbes(decide, deps.existence, deps.signal).then((plan) =>
     planned(uid, plan, encodePlan(plan)),
   );
 }
 
-/** What a response needs from a plan: the encoded patch and the warnings. */
-interface EncodedPlan {
+/** What a response needs from a plan, whoever the pod: the encoded patch and the warnings. */
+export interface EncodedPlan {
   readonly patch: string | undefined;
   readonly warnings: readonly string[];
 }

@@ -11,9 +11,10 @@ import { PreparedMemo } from '../decision/prepared-memo.ts';
 import type { ExistenceSource } from '../decision/resolve.ts';
 import { type Logger, LogLimiter } from '../observe/log.ts';
 import type { Registry } from '../observe/metrics.ts';
-import { type PodReviewResult, reviewPod } from './admission.ts';
+import { type EncodedPlan, type PodReviewResult, reviewPod } from './admission.ts';
 import { registryOf } from './existence-metrics.ts';
 import type { RefusalReason, ReviewHandler } from './http.ts';
+import { PlanMemo } from './plan-memo.ts';
 
 export type FailurePolicy = 'Ignore' | 'Fail';
 
@@ -63,6 +64,17 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
       'Images whose preparation the webhook remembers under the maps in force.',
     )
     .collect(() => prepare.size);
+  // Pods of one workload share containers, labels and annotations: their plans are reused while the
+  // maps and the existence answers they consulted stay the same.
+  const memo = new PlanMemo<EncodedPlan>();
+  const memoLookups = metrics.counter(
+    'pullmap_plan_memo_lookups_total',
+    'Pod reviews answered with a plan remembered from an identical pod (hit), or decided (miss).',
+    ['result'],
+  );
+  memoLookups.collect(() => memo.hits, { result: 'hit' });
+  memoLookups.collect(() => memo.misses, { result: 'miss' });
+
   // A probe that failed and kept an original image is the pull that fails next at an air-gapped site:
   // said at warn, once a minute per image and registry, with the count held back in between.
   const probeWarnings = new LogLimiter({ intervalMs: PROBE_WARNING_INTERVAL_MS, now });
@@ -204,6 +216,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
         namespaceLabels: options.namespaceLabels,
         signal,
         prepare,
+        memo,
       });
       if (!(outcome instanceof Promise)) {
         observe();

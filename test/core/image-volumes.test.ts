@@ -6,7 +6,7 @@ import type { ExistenceAnswer } from '../../src/core/facts.ts';
 import { scanManifests, spliceImages } from '../../src/core/manifest/rewrite.ts';
 import { analyzeMaps, buildSnapshot } from '../../src/core/mapping/index.ts';
 import { containerImages } from '../../src/core/pod/locate.ts';
-import { planPod, podImages } from '../../src/core/pod/plan.ts';
+import { planInputsKey, planPod, podImages } from '../../src/core/pod/plan.ts';
 
 const snapshot = buildSnapshot(
   analyzeMaps([
@@ -156,6 +156,13 @@ describe('image volumes', () => {
       path: '/spec/volumes/0/image/reference',
       value: 'localhost:7439/mirror.local/hub/acme/models:v3',
     });
+  });
+
+  test('the plan memo key changes with a volume image', () => {
+    const a = pod();
+    const b = pod();
+    b.spec.volumes[1]!.image!.reference = 'acme/models:v4';
+    assert.notEqual(planInputsKey(a, ns), planInputsKey(b, ns));
   });
 
   test('an invalid volume image is left alone with a warning naming the volume', () => {

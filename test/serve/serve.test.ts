@@ -207,6 +207,21 @@ describe('reviews on the embedded default maps, over HTTPS', () => {
     assert.equal(patchOf((await pm.review(podReview({ a: 'nginx:1.27' }))).json.response).length, 2);
   });
 
+  it('answers pods like ones it has seen from its plan memo, with the same patch', async () => {
+    const before = (await pm.metric('pullmap_plan_memo_lookups_total{result="hit"}')) ?? 0;
+    const patches = [];
+    for (let i = 0; i < 4; i++) {
+      const { json } = await pm.review(
+        podReview({ web: 'nginx:1.27', side: 'quay.io/acme/tool:2' }, { labels: { app: 'memo' } }),
+      );
+      patches.push(patchOf(json.response));
+    }
+    for (const p of patches.slice(1)) assert.deepEqual(p, patches[0]);
+    assert.ok(patches[0]!.length > 0);
+    const hits = (await pm.metric('pullmap_plan_memo_lookups_total{result="hit"}')) ?? 0;
+    assert.ok(hits - before >= 2, `${hits - before} hits`);
+  });
+
   it('exposes Prometheus metrics for admissions, latency and maps', async () => {
     const res = await pm.call('/metrics');
     assert.equal(res.status, 200);

@@ -12,7 +12,7 @@ import {
   type Preparation,
   prepareFresh,
 } from '../mapping/index.ts';
-import { type ContainerImage, containerImages } from './locate.ts';
+import { CONTAINER_LISTS, type ContainerImage, containerImages } from './locate.ts';
 import { addPullSecrets } from './pull-secrets.ts';
 
 export const ANNOTATION_ORIGINAL_IMAGES = 'pullmap.dev/original-images';
@@ -77,6 +77,44 @@ function jsonAnnotation(annotations: Record<string, string>, key: string): Recor
   } catch {
     return {};
   }
+}
+
+/**
+ * Every input planPod reads besides the snapshot and the existence answers, as one string: two pods with
+ * the same key get the same plan under the same maps and answers. Undefined for what is not worth
+ * remembering (an UPDATE, which compares with the stored pod, or an object that is not a pod).
+ */
+export function planInputsKey(pod: unknown, ctx: PodContext): string | undefined {
+  if (ctx.previousImages !== undefined || !isObject(pod) || !isObject(pod.spec)) return undefined;
+  const metadata = isObject(pod.metadata) ? pod.metadata : {};
+  const annotations = metadata.annotations;
+  const parts: unknown[] = [
+    ctx.namespace,
+    ctx.namespaceLabels,
+    metadata.labels ?? null,
+    isObject(annotations)
+      ? [annotations[OPT_OUT], annotations[ANNOTATION_ORIGINAL_IMAGES], annotations[ANNOTATION_MAPPED_BY]]
+      : null,
+  ];
+  for (const list of CONTAINER_LISTS) {
+    const containers = pod.spec[list];
+    if (!Array.isArray(containers)) {
+      parts.push(null);
+      continue;
+    }
+    // Every element keeps its place, so the indexes in the patch are part of the key.
+    parts.push(containers.map((c: unknown) => (isObject(c) ? [c.name, c.image, c.imagePullPolicy] : 0)));
+  }
+  const volumes = pod.spec.volumes;
+  parts.push(pod.spec.imagePullSecrets ?? null);
+  parts.push(
+    Array.isArray(volumes)
+      ? volumes.map((v: unknown) =>
+          isObject(v) && isObject(v.image) ? [v.name, v.image.reference, v.image.pullPolicy] : 0,
+        )
+      : null,
+  );
+  return JSON.stringify(parts);
 }
 
 export function planPod(

@@ -1,7 +1,7 @@
 // A bounded memo: at most `limit` entries, and when full it starts over. Clearing costs O(1) amortised
 // and needs no bookkeeping per hit, which suits caches whose entries are cheap to recompute: an image's
-// preparation under a snapshot, a pod plan, a checked Authorization header. The owner decides its
-// lifetime (a snapshot's memo is dropped with the snapshot).
+// preparation under a snapshot (src/serve/prepared-memo.ts), a checked Authorization header. The
+// owner decides its lifetime; core itself keeps none.
 
 export class BoundedMemo<V> {
   readonly #entries = new Map<string, V>();

@@ -5,7 +5,7 @@
 import { type AdmissionRequest, type AdmissionResponse, allow, clip } from '../core/api/admission.ts';
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import { isObject } from '../core/json.ts';
-import type { Labels } from '../core/mapping/index.ts';
+import type { Labels, Preparation } from '../core/mapping/index.ts';
 import { describeImage, type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
 import type { MapState } from '../sources/map-source.ts';
 import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
@@ -27,6 +27,8 @@ export interface PodReviewDeps {
    * (probes still pending then count as Timeout).
    */
   readonly signal: () => AbortSignal;
+  /** What decisions work out per image, remembered across reviews (the webhook's PreparedMemo). */
+  readonly prepare?: Preparation | undefined;
   /** Whole plans remembered across reviews (the webhook keeps one); absent: every pod is decided afresh. */
   readonly memo?: PlanMemo<EncodedPlan> | undefined;
 }
@@ -90,7 +92,7 @@ export function reviewPod(
   };
   const snapshot = deps.state.snapshot;
   const object = request.object;
-  const decide = (facts: ExistenceFacts) => planPod(snapshot, object, ctx, facts);
+  const decide = (facts: ExistenceFacts) => planPod(snapshot, object, ctx, facts, deps.prepare);
   const key = deps.memo && planInputsKey(object, ctx);
   if (deps.memo && key !== undefined) {
     const known = deps.memo.get(snapshot, key, deps.existence);

@@ -33,6 +33,12 @@ interface Entry<T> extends MemoisedPlan<T> {
  */
 export const MAX_KEY_CHARS = 8192;
 
+/**
+ * Plans remembered: about 7.4 KiB each for a 5-container pod, so under 2 MiB. A workload's pods arrive
+ * in bursts (a ReplicaSet creates them back to back), which a small memo catches; docs/decisions.md.
+ */
+export const PLAN_LIMIT = 256;
+
 /** Plans remembered per map snapshot; at most `limit`, starting over when full or when the maps change. */
 export class PlanMemo<T> {
   #snapshot: MapSnapshot | undefined;
@@ -45,7 +51,7 @@ export class PlanMemo<T> {
   #hits = 0;
   #misses = 0;
 
-  constructor(limit = 1024) {
+  constructor(limit = PLAN_LIMIT) {
     this.#entries = new BoundedMemo(limit);
     this.#seen = new BoundedMemo(limit);
   }

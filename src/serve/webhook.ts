@@ -15,6 +15,7 @@ import { DeadlineExceeded } from './errors.ts';
 import { registryOf } from './existence-metrics.ts';
 import type { RefusalReason, ReviewHandler } from './http.ts';
 import { PlanMemo } from './plan-memo.ts';
+import { PreparedMemo } from './prepared-memo.ts';
 
 export type FailurePolicy = 'Ignore' | 'Fail';
 
@@ -52,6 +53,14 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
     ['reason'],
   );
   const latency = metrics.histogram('pullmap_admission_duration_seconds', 'Time to answer a pod review.');
+  // Pods reuse a small set of images: what a decision works out per image is remembered per snapshot.
+  const prepare = new PreparedMemo();
+  metrics
+    .gauge(
+      'pullmap_decision_memo_images',
+      'Images whose preparation the webhook remembers under the maps in force.',
+    )
+    .collect(() => prepare.size);
   // Pods of one workload share containers, labels and annotations: their plans are reused while the
   // maps and the existence answers they consulted stay the same.
   const memo = new PlanMemo<EncodedPlan>();
@@ -202,6 +211,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
         existence: options.existence,
         namespaceLabels: options.namespaceLabels,
         signal,
+        prepare,
         memo,
       });
       if (!(outcome instanceof Promise)) {

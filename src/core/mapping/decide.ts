@@ -9,7 +9,6 @@ import {
   type ProbeRequest,
   probeRequest,
 } from '../facts.ts';
-import { BoundedMemo } from '../memo.ts';
 import {
   DEFAULT_TAG,
   describeReferenceError,
@@ -21,9 +20,11 @@ import {
 } from '../reference/index.ts';
 import type {
   MatchedRule,
+  Preparation,
   PreparedCandidate,
   PreparedImage,
   PreparedRule,
+  ReadyImage,
   Reason,
   ScopeMatches,
 } from './prepared.ts';
@@ -102,23 +103,9 @@ function firstApplicable(rules: readonly Rule[], ctx: DecisionContext): Rule | u
   return undefined;
 }
 
-/** Namespaces whose matches one image keeps (a pod's namespace is the only context they depend on). */
-const NAMESPACES_PER_IMAGE = 16;
-const CLUSTER_ONLY = '\u0000';
-
-function matchesIn(
-  snapshot: MapSnapshot,
-  image: Extract<PreparedImage, { ok: true }>,
-  namespace: string | undefined,
-): ScopeMatches {
-  const key = namespace ?? CLUSTER_ONLY;
-  const known = image.matches.get(key);
-  if (known !== undefined) return known;
+function matchesIn(snapshot: MapSnapshot, image: ReadyImage, namespace: string | undefined): ScopeMatches {
   const scopes = scopesFor(snapshot, namespace, image.ref.registry);
-  return image.matches.set(key, {
-    producers: rulesFor(scopes, image.keys, true),
-    sources: rulesFor(scopes, image.keys, false),
-  });
+  return { producers: rulesFor(scopes, image.keys, true), sources: rulesFor(scopes, image.keys, false) };
 }
 
 const NO_MATCH: Reason = { code: 'NoMatch', message: 'no mapping applies to this image' };
@@ -171,26 +158,22 @@ function validTarget(text: string | undefined): ImageReference | undefined {
 }
 
 function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
-  const known = snapshot.images.get(input);
-  if (known !== undefined) return known;
   const parsed = parseReference(input);
   if (!parsed.ok)
-    return snapshot.images.set(input, {
+    return {
       ok: false,
       invalid: { code: 'InvalidReference', message: describeReferenceError(input, parsed.error) },
-    });
+    };
   const ref = parsed.ref;
   const tag = effectiveTag(ref);
-  return snapshot.images.set(input, {
+  return {
     ok: true,
     ref,
     formatted: formatReference(ref),
     tag,
     cacheRouted: isCacheRouted(snapshot, ref),
     keys: lookupKeys(ref, tag),
-    rules: new Map(),
-    matches: new BoundedMemo(NAMESPACES_PER_IMAGE),
-  });
+  };
 }
 
 function prepareCandidate(
@@ -241,13 +224,7 @@ function prepareCandidate(
   };
 }
 
-function prepareRule(
-  snapshot: MapSnapshot,
-  image: Extract<PreparedImage, { ok: true }>,
-  rule: Rule,
-): PreparedRule {
-  const known = image.rules.get(rule);
-  if (known !== undefined) return known;
+function prepareRule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): PreparedRule {
   const { ref, tag } = image;
   const map = rule.map;
   const mutable =
@@ -255,7 +232,7 @@ function prepareRule(
     tag !== undefined &&
     map.mutableTags?.matches(tag) === true &&
     map.spec.mutableTagPolicy !== 'Map';
-  const prepared: PreparedRule = {
+  return {
     rule: matchedRule(rule),
     matched: {
       code: 'Matched',
@@ -270,22 +247,24 @@ function prepareRule(
     // With mutable tags kept the candidates are never needed.
     candidates: mutable ? [] : rule.targets.map((t) => prepareCandidate(snapshot, rule, t, ref, tag)),
   };
-  image.rules.set(rule, prepared);
-  return prepared;
 }
+
+/** Everything worked out afresh on each call: no state, what the CLI and tests use. */
+export const prepareFresh: Preparation = { image: prepareImage, matches: matchesIn, rule: prepareRule };
 
 /**
  * Decides where `input` is pulled from for a pod described by `ctx`. Pure: existence answers come
  * from `facts`; when one it needs is missing, the outcome is Pending with the probes to make. What
- * does not depend on the pod (parsing, index keys, candidates) is worked out once per snapshot.
+ * does not depend on the pod (parsing, index keys, candidates) comes from `prepare`.
  */
 export function decideImage(
   snapshot: MapSnapshot,
   input: string,
   ctx: DecisionContext,
   facts: ExistenceFacts,
+  prepare: Preparation = prepareFresh,
 ): ImageDecision {
-  const image = prepareImage(snapshot, input);
+  const image = prepare.image(snapshot, input);
   if (!image.ok) return keepImage(input, undefined, 'Invalid', [image.invalid]);
   const ref = image.ref;
   if (image.cacheRouted) {
@@ -296,7 +275,7 @@ export function decideImage(
       },
     ]);
   }
-  const matches = matchesIn(snapshot, image, ctx.namespace);
+  const matches = prepare.matches(snapshot, image, ctx.namespace);
   const producer = firstApplicable(matches.producers, ctx);
   if (producer) {
     const message = `the image is already a target of ${entryName(producer)}; pullmap never maps an image twice`;
@@ -306,7 +285,7 @@ export function decideImage(
   if (!rule) return keepImage(input, ref, 'Unchanged', [notSelected(matches.sources[0], ctx) ?? NO_MATCH]);
 
   const map = rule.map;
-  const prepared = prepareRule(snapshot, image, rule);
+  const prepared = prepare.rule(snapshot, image, rule);
   const reasons: Reason[] = [prepared.matched];
   if (prepared.mutableKept) {
     reasons.push(prepared.mutableKept);
@@ -417,13 +396,18 @@ export type FillDecision =
  * rule, the same naming), so a filled target is the one the webhook probes and maps to. Images the
  * decision would never map (already mapped, mutable tags kept, pull policy kept) are not filled.
  */
-export function fillTarget(snapshot: MapSnapshot, input: string, ctx: DecisionContext): FillDecision {
-  const image = prepareImage(snapshot, input);
+export function fillTarget(
+  snapshot: MapSnapshot,
+  input: string,
+  ctx: DecisionContext,
+  prepare: Preparation = prepareFresh,
+): FillDecision {
+  const image = prepare.image(snapshot, input);
   if (!image.ok) return { ok: false, reason: image.invalid };
   const ref = image.ref;
   if (image.cacheRouted)
     return { ok: false, reason: { code: 'AlreadyMapped', message: `${ref.registry} is the pullmap cache` } };
-  const matches = matchesIn(snapshot, image, ctx.namespace);
+  const matches = prepare.matches(snapshot, image, ctx.namespace);
   const producer = firstApplicable(matches.producers, ctx);
   if (producer)
     return {
@@ -432,7 +416,7 @@ export function fillTarget(snapshot: MapSnapshot, input: string, ctx: DecisionCo
     };
   const rule = firstApplicable(matches.sources, ctx);
   if (!rule) return { ok: false, reason: NO_MATCH };
-  const prepared = prepareRule(snapshot, image, rule);
+  const prepared = prepare.rule(snapshot, image, rule);
   if (prepared.mutableKept) return { ok: false, reason: prepared.mutableKept };
   if (
     rule.map.spec.pullPolicyAlways === 'KeepOriginal' &&

@@ -15,6 +15,7 @@ export {
   type FillPlan,
   fillTarget,
   type ImageDecision,
+  prepareFresh,
 } from './decide.ts';
 export {
   configFileNames,
@@ -23,7 +24,16 @@ export {
   loadMapsFromTexts,
   type MapText,
 } from './load.ts';
-export type { MatchedRule, Reason, ReasonCode } from './prepared.ts';
+export type {
+  MatchedRule,
+  Preparation,
+  PreparedImage,
+  PreparedRule,
+  ReadyImage,
+  Reason,
+  ReasonCode,
+  ScopeMatches,
+} from './prepared.ts';
 export {
   type CompiledMap,
   compileMap,

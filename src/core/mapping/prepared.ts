@@ -1,11 +1,11 @@
-// What a decision works out about an image once per map snapshot, before any pod context, and the
-// reason and rule types it carries. snapshot.ts keeps these per image (MapSnapshot.images) and
-// decide.ts fills them; both import this file, neither the other.
+// What a decision works out about an image before any pod context, and the reason and rule types it
+// carries. decide.ts works these out afresh by default (pure); a caller that decides many pods passes a
+// Preparation that remembers them (the webhook's, src/serve/prepared-memo.ts).
 
 import type { ExistenceAnswer, ProbeRequest } from '../facts.ts';
-import type { BoundedMemo } from '../memo.ts';
 import type { ImageReference } from '../reference/index.ts';
 import type { MapRef, Rule } from './rule.ts';
+import type { MapSnapshot } from './snapshot.ts';
 
 export type ReasonCode =
   | 'InvalidReference'
@@ -55,7 +55,7 @@ export interface ScopeMatches {
   readonly sources: readonly Rule[];
 }
 
-/** Something worked out once per snapshot: usable, or the reason it is not. */
+/** Something worked out before any pod context: usable, or the reason it is not. */
 type Prepared<T> = { readonly ok: false; readonly invalid: Reason } | ({ readonly ok: true } & T);
 
 /** One candidate of a rule for one image. */
@@ -78,7 +78,7 @@ export interface PreparedRule {
   readonly candidates: readonly PreparedCandidate[];
 }
 
-/** What a snapshot can say about an image before any pod context; kept in snapshot.images. */
+/** What a snapshot can say about an image before any pod context. */
 export type PreparedImage = Prepared<{
   readonly ref: ImageReference;
   /** formatReference(ref). */
@@ -86,7 +86,17 @@ export type PreparedImage = Prepared<{
   readonly tag: string | undefined;
   readonly cacheRouted: boolean;
   readonly keys: readonly string[];
-  readonly rules: Map<Rule, PreparedRule>;
-  /** By namespace (CLUSTER_ONLY for none). */
-  readonly matches: BoundedMemo<ScopeMatches>;
 }>;
+
+export type ReadyImage = Extract<PreparedImage, { ok: true }>;
+
+/**
+ * Where decideImage gets what does not depend on the pod. Each function is a pure function of its
+ * arguments, so an implementation may remember results per snapshot without changing any decision.
+ */
+export interface Preparation {
+  image(snapshot: MapSnapshot, input: string): PreparedImage;
+  /** The rules the image's keys reach in a namespace's scopes (undefined: cluster scope only). */
+  matches(snapshot: MapSnapshot, image: ReadyImage, namespace: string | undefined): ScopeMatches;
+  rule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): PreparedRule;
+}

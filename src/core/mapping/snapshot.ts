@@ -1,9 +1,7 @@
 // The accepted maps, indexed for the webhook's hot path: every lookup is a handful of hash probes,
-// however many maps and mappings there are.
+// however many maps and mappings there are. Immutable once built.
 
-import { BoundedMemo } from '../memo.ts';
 import { formatName, type ImageReference } from '../reference/index.ts';
-import type { PreparedImage } from './prepared.ts';
 import type { CompiledMap, Pattern, Rule } from './rule.ts';
 
 export interface ScopeIndex {
@@ -35,12 +33,7 @@ export interface MapSnapshot {
   readonly options: SnapshotOptions;
   /** Cache addresses in use, as embedded first components are matched against them. */
   readonly cacheHosts: ReadonlySet<string>;
-  /** What decideImage worked out about each image seen under these maps, before any pod context. */
-  readonly images: BoundedMemo<PreparedImage>;
 }
-
-/** Distinct images whose preparation a snapshot keeps (each up to a few KB, with its per-namespace matches). */
-export const IMAGE_MEMO_LIMIT = 4096;
 
 const emptyScope = (): ScopeIndex => ({
   sources: new Map(),
@@ -112,7 +105,6 @@ export function buildSnapshot(
     namespaces,
     options,
     cacheHosts: cacheHostsOf(sorted, options),
-    images: new BoundedMemo(IMAGE_MEMO_LIMIT),
   };
 }
 
@@ -153,7 +145,6 @@ export function updateSnapshot(
     namespaces,
     options: previous.options,
     cacheHosts: cacheHostsOf(sorted, previous.options),
-    images: new BoundedMemo(IMAGE_MEMO_LIMIT),
   };
 }
 

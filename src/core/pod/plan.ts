@@ -9,6 +9,8 @@ import {
   type ImageDecision,
   type Labels,
   type MapSnapshot,
+  type Preparation,
+  prepareFresh,
 } from '../mapping/index.ts';
 import { CONTAINER_LISTS, type ContainerImage, containerImages } from './locate.ts';
 import { addPullSecrets } from './pull-secrets.ts';
@@ -120,6 +122,7 @@ export function planPod(
   pod: unknown,
   ctx: PodContext,
   facts: ExistenceFacts,
+  prepare: Preparation = prepareFresh,
 ): PodPlan {
   const empty = (skipped: string, warnings: string[] = []): PodPlan => ({
     skipped,
@@ -160,7 +163,7 @@ export function planPod(
       podLabels: labels,
       pullPolicy: c.pullPolicy,
     };
-    addDecision(c, decideImage(snapshot, c.image, dctx, facts), state);
+    addDecision(c, decideImage(snapshot, c.image, dctx, facts, prepare), state);
   }
   const { originals, mappedBy, containers, patch, pending, warnings } = state;
   // imagePullSecrets cannot change after creation (an UPDATE that adds one is refused), so only a

@@ -71,4 +71,41 @@ describe('fillTarget', () => {
     assert.equal(reason('ghcr.io/x/y:1'), 'NoMatch');
     assert.equal(reason('Not/Valid'), 'InvalidReference');
   });
+
+  test('pullPolicyAlways: KeepOriginal keeps what Kubernetes pulls Always (written, or defaulted for :latest and no tag)', () => {
+    const kept = snapshotOf({
+      mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/', fill: { enabled: true } }],
+      pullPolicyAlways: 'KeepOriginal',
+    });
+    const code = (image: string, pullPolicy?: string) => {
+      const fill = fillTarget(kept, image, { ...ctx, pullPolicy });
+      return fill.ok ? 'ok' : fill.reason.code;
+    };
+    assert.equal(code('nginx'), 'PullPolicyAlwaysKept');
+    assert.equal(code('nginx:latest'), 'PullPolicyAlwaysKept');
+    assert.equal(code('nginx:1.27', 'Always'), 'PullPolicyAlwaysKept');
+    assert.equal(code('nginx:1.27'), 'ok');
+    assert.equal(code(`nginx@sha256:${'a'.repeat(64)}`), 'ok');
+    assert.equal(code('nginx', 'IfNotPresent'), 'ok');
+  });
+
+  test('an image on the cache, or a mapping whose target is the image itself, is not filled', () => {
+    const cached = snapshotOf({
+      cache: { enabled: true, address: 'cache.local:7439' },
+      mappings: [{ from: 'quay.io/', to: 'quay.io/' }],
+    });
+    const reason = (image: string) => {
+      const fill = fillTarget(cached, image, ctx);
+      return fill.ok ? undefined : fill.reason;
+    };
+    assert.deepEqual(reason('cache.local:7439/quay.io/acme/app:1'), {
+      code: 'AlreadyMapped',
+      message: 'cache.local:7439 is the pullmap cache',
+    });
+    // Routing through the cache without changing the registry: nothing to copy anywhere.
+    assert.deepEqual(reason('quay.io/acme/app:1'), {
+      code: 'AlreadyMapped',
+      message: 'the target is the image itself',
+    });
+  });
 });

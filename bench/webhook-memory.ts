@@ -15,6 +15,7 @@ import { freePort, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { makePki } from '../test/harness/tls.ts';
 import { closedLoop, imageNodeFlags } from './measure.ts';
+import { BENCH_IMAGES, review as benchReview } from './webhook.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const N = Number(process.env.N ?? 100_000);
@@ -31,43 +32,12 @@ process.on('SIGUSR2', () => {
 });
 `;
 
-const IMAGES = ['nginx:1.27', 'redis:7.4', 'library/alpine:3.20', 'busybox:1.36', 'envoyproxy/envoy:v1.31.0'];
-
-function review(uid: number): string {
-  return JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: `mem-${uid}`,
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: 'default',
-      operation: 'CREATE',
-      object: {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: {
-          name: `web-${uid}`,
-          namespace: 'default',
-          labels: { app: 'web', 'bench/pod': String(uid) },
-        },
-        spec: {
-          containers: IMAGES.map((image, i) => ({
-            name: `c${i}`,
-            image,
-            ports: [{ containerPort: 8080 + i }],
-            resources: { requests: { cpu: '10m', memory: '16Mi' } },
-          })),
-        },
-      },
-    },
-  });
-}
+const review = (uid: number): string => benchReview(uid, true, 'mem');
 
 const dir = await tempDir('bench-webhook-memory');
 const registry = await startRegistry();
 try {
-  for (const [i, image] of IMAGES.entries()) {
+  for (const [i, image] of BENCH_IMAGES.entries()) {
     const [repo, tag] = (image.includes('/') ? image : `library/${image}`).split(':') as [string, string];
     await pushImage(registry, `hub/${repo}`, tag, buildImage({ files: { 'id.txt': `image ${i}\n` } }));
   }

@@ -52,19 +52,23 @@ process.on('SIGTERM', () => process.exit(0));
 `;
 
 /** A review; `unique` gives every pod its own label, so no two pods are alike (the images are). */
-function review(uid: number, unique = false): string {
-  const containers = [
-    'nginx:1.27',
-    'redis:7.4',
-    'library/alpine:3.20',
-    'busybox:1.36',
-    'envoyproxy/envoy:v1.31.0',
-  ];
+/** The images of the bench's pod, in its containers' order. */
+export const BENCH_IMAGES = [
+  'nginx:1.27',
+  'redis:7.4',
+  'library/alpine:3.20',
+  'busybox:1.36',
+  'envoyproxy/envoy:v1.31.0',
+];
+
+/** A Pod CREATE review; `unique` gives the pod a label of its own, so no plan memo can answer it. */
+export function review(uid: number, unique = false, uidPrefix = 'bench'): string {
+  const containers = BENCH_IMAGES;
   return JSON.stringify({
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
     request: {
-      uid: `bench-${uid}`,
+      uid: `${uidPrefix}-${uid}`,
       kind: { group: '', version: 'v1', kind: 'Pod' },
       resource: { group: '', version: 'v1', resource: 'pods' },
       namespace: 'default',

@@ -133,6 +133,11 @@ export async function closedLoop(
  * The Node flags the image runs pullmap with, read from the Dockerfile's ENTRYPOINT, so the benchmarks
  * measure what ships.
  */
+/** FLAGS="--a --b" from the environment (an A/B of Node flags), else the image's. */
+export async function nodeFlags(): Promise<string[]> {
+  return process.env.FLAGS?.split(' ').filter(Boolean) ?? imageNodeFlags();
+}
+
 export async function imageNodeFlags(): Promise<string[]> {
   const dockerfile = await readFile(new URL('../Dockerfile', import.meta.url), 'utf8');
   const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(dockerfile)?.[1];

@@ -14,7 +14,7 @@ import { buildImage, pushImage } from '../test/harness/images.ts';
 import { freePort, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { makePki } from '../test/harness/tls.ts';
-import { closedLoop, imageNodeFlags } from './measure.ts';
+import { closedLoop, nodeFlags } from './measure.ts';
 import { BENCH_IMAGES, review as benchReview } from './webhook.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -50,7 +50,7 @@ try {
   const probe = join(dir.path, 'probe.mjs');
   const out = join(dir.path, 'probe.jsonl');
   await writeFile(probe, PROBE);
-  const flags = process.env.FLAGS?.split(' ').filter(Boolean) ?? (await imageNodeFlags());
+  const flags = await nodeFlags();
   const agent = new Agent({ connect: { ca: pki.caPem }, connections: 32, keepAliveTimeout: 60_000 });
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;

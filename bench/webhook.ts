@@ -18,8 +18,8 @@ import {
   type ClosedLoop,
   closedLoop,
   cpuMicros,
-  imageNodeFlags,
   median,
+  nodeFlags,
   percentile,
 } from './measure.ts';
 
@@ -200,7 +200,7 @@ export async function runWebhookBench(): Promise<BenchResult[]> {
         name: 'pullmap serve',
         command: process.execPath,
         args: [
-          ...(await imageNodeFlags()),
+          ...(await nodeFlags()),
           join(ROOT, 'dist/pullmap.js'),
           'serve',
           '--listen',
@@ -328,7 +328,7 @@ export async function runWebhookBench(): Promise<BenchResult[]> {
     console.log(
       `  V8 heap in use (MB):                     ${uniqueSamples.map(([n, m]) => `${n / 1000}k=${mb(m.heap)}`).join(' ')}`,
     );
-    const flags = (await imageNodeFlags()).join(' ');
+    const flags = (await nodeFlags()).join(' ');
     console.log(
       `  steady RSS after ${RSS_REVIEWS} unique-pod reviews: ${mb(uniqueSamples.at(-1)![1].rss)} MiB (target <= 100 MiB), Node flags ${flags}, ${uniqueSamples.at(-1)![1].images} images in the decision memo`,
     );

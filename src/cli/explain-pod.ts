@@ -9,7 +9,12 @@ import { API_VERSION, KINDS } from '../core/api/v1alpha1.ts';
 import { isObject, type Json } from '../core/json.ts';
 import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
-import { ANNOTATION_MAPPED_BY, ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../core/pod/plan.ts';
+import {
+  ANNOTATION_MAPPED_BY,
+  ANNOTATION_ORIGINAL_IMAGES,
+  jsonAnnotation,
+  OPT_OUT,
+} from '../core/pod/plan.ts';
 import { printable } from '../core/text.ts';
 import { isStatus, KubeApiError, type KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
@@ -27,20 +32,6 @@ export interface ExplainPodOptions {
   output: Output;
   maxInputBytes: number;
   existence: ExistenceSource;
-}
-
-function record(annotations: Json, key: string): Record<string, string> {
-  const text = annotations[key];
-  if (typeof text !== 'string') return {};
-  try {
-    const parsed: unknown = JSON.parse(text);
-    if (!isObject(parsed)) return {};
-    return Object.fromEntries(
-      Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === 'string'),
-    );
-  } catch {
-    return {};
-  }
 }
 
 /**
@@ -197,8 +188,8 @@ async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<nu
     const current = snapshot ?? (await clusterMaps(client, namespace, io));
     const namespaceLabels = await namespaceLabelsOf(client, namespace);
     const facts = podFacts(pod);
-    const originals = record(facts.annotations, ANNOTATION_ORIGINAL_IMAGES);
-    const mappedBy = record(facts.annotations, ANNOTATION_MAPPED_BY);
+    const originals = jsonAnnotation(facts.annotations, ANNOTATION_ORIGINAL_IMAGES);
+    const mappedBy = jsonAnnotation(facts.annotations, ANNOTATION_MAPPED_BY);
     const skipped = skipReason(facts, current, namespace);
     for (const c of containerImages(facts.spec)) {
       const original = originals[c.name] ?? c.image;

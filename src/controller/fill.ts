@@ -8,7 +8,7 @@ import { resourcePath } from '../core/api/crd.ts';
 import type { MapKind } from '../core/api/v1alpha1.ts';
 import { type FillPlan, fillTarget, type Labels, type MapSnapshot } from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
-import { ANNOTATION_ORIGINAL_IMAGES, OPT_OUT } from '../core/pod/plan.ts';
+import { ANNOTATION_ORIGINAL_IMAGES, jsonAnnotation, OPT_OUT } from '../core/pod/plan.ts';
 import { formatReference, type ImageReference } from '../core/reference/index.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-watch.ts';
@@ -103,22 +103,10 @@ const timestamp = (d: Date): string => d.toISOString().replace(/\.\d+Z$/, 'Z');
 function podImages(pod: KubeObject): { image: string; pullPolicy: string | undefined }[] {
   const spec = (pod as { spec?: unknown }).spec;
   if (typeof spec !== 'object' || spec === null) return [];
-  let originals: Record<string, unknown> = {};
-  const raw = (pod.metadata['annotations'] as Record<string, string> | undefined)?.[
-    ANNOTATION_ORIGINAL_IMAGES
-  ];
-  if (raw !== undefined) {
-    try {
-      const parsed = JSON.parse(raw) as unknown;
-      if (typeof parsed === 'object' && parsed !== null) originals = parsed as Record<string, unknown>;
-    } catch {
-      // An annotation someone else wrote: the spec's images are what the pod runs.
-    }
-  }
+  const originals = jsonAnnotation(pod.metadata['annotations'], ANNOTATION_ORIGINAL_IMAGES);
   return containerImages(spec as Parameters<typeof containerImages>[0]).map((c) => {
-    const original = originals[c.name];
     return {
-      image: typeof original === 'string' ? original : c.image,
+      image: originals[c.name] ?? c.image,
       pullPolicy: c.pullPolicy,
     };
   });

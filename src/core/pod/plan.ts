@@ -68,14 +68,20 @@ function stringRecord(value: unknown): Record<string, string> {
   return out;
 }
 
-/** Reads a JSON-object annotation written by an earlier admission; a mangled one counts as empty. */
-function jsonAnnotation(annotations: Record<string, string>, key: string): Record<string, string> {
-  const text = annotations[key];
-  if (text === undefined) return {};
+/**
+ * Reads a JSON-object annotation written by an earlier admission (ANNOTATION_ORIGINAL_IMAGES,
+ * ANNOTATION_MAPPED_BY) from a pod's metadata.annotations; a mangled or missing one counts as empty.
+ * The one reader of the format planPod writes: the fill loop and explain --pod use it too.
+ */
+export function jsonAnnotation(annotations: unknown, key: string): Record<string, string> {
+  // Keyed by container name, and "constructor" is a valid one: no prototype to answer for it.
+  const record: Record<string, string> = Object.create(null);
+  const text = isObject(annotations) ? annotations[key] : undefined;
+  if (typeof text !== 'string') return record;
   try {
-    return stringRecord(JSON.parse(text));
+    return Object.assign(record, stringRecord(JSON.parse(text)));
   } catch {
-    return {};
+    return record;
   }
 }
 

@@ -14,6 +14,7 @@ import {
   ANNOTATION_ORIGINAL_IMAGES,
   jsonAnnotation,
   OPT_OUT,
+  recordedFor,
 } from '../core/pod/plan.ts';
 import { printable } from '../core/text.ts';
 import { isStatus, KubeApiError, type KubeClient } from '../kube/client.ts';
@@ -192,7 +193,7 @@ async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<nu
     const mappedBy = jsonAnnotation(facts.annotations, ANNOTATION_MAPPED_BY);
     const skipped = skipReason(facts, current, namespace);
     for (const c of containerImages(facts.spec)) {
-      const original = originals[c.name] ?? c.image;
+      const original = recordedFor(originals, c.name) ?? c.image;
       const ctx = { namespace, namespaceLabels, podLabels: facts.labels, pullPolicy: c.pullPolicy };
       const decision = await decideWithProbes(
         (probed) => decideImage(current, original, ctx, probed),
@@ -203,7 +204,7 @@ async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<nu
         ...where(c),
         ...describe(original, decision),
         image: c.image,
-        mappedBy: mappedBy[c.name] ?? null,
+        mappedBy: recordedFor(mappedBy, c.name) ?? null,
         ...(skipped ? { skipped } : {}),
       };
       io.stdout.write(format(d, options.output, () => imageText(d, c, original, skipped)));

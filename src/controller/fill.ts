@@ -8,7 +8,7 @@ import { resourcePath } from '../core/api/crd.ts';
 import type { MapKind } from '../core/api/v1alpha1.ts';
 import { type FillPlan, fillTarget, type Labels, type MapSnapshot } from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
-import { ANNOTATION_ORIGINAL_IMAGES, jsonAnnotation, OPT_OUT } from '../core/pod/plan.ts';
+import { ANNOTATION_ORIGINAL_IMAGES, jsonAnnotation, OPT_OUT, recordedFor } from '../core/pod/plan.ts';
 import { formatReference, type ImageReference } from '../core/reference/index.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-watch.ts';
@@ -106,7 +106,7 @@ function podImages(pod: KubeObject): { image: string; pullPolicy: string | undef
   const originals = jsonAnnotation(pod.metadata['annotations'], ANNOTATION_ORIGINAL_IMAGES);
   return containerImages(spec as Parameters<typeof containerImages>[0]).map((c) => {
     return {
-      image: originals[c.name] ?? c.image,
+      image: recordedFor(originals, c.name) ?? c.image,
       pullPolicy: c.pullPolicy,
     };
   });

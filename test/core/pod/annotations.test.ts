@@ -4,7 +4,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { analyzeMaps, buildSnapshot } from '../../../src/core/mapping/index.ts';
-import { ANNOTATION_ORIGINAL_IMAGES, jsonAnnotation, planPod } from '../../../src/core/pod/plan.ts';
+import {
+  ANNOTATION_ORIGINAL_IMAGES,
+  jsonAnnotation,
+  planPod,
+  recordedFor,
+} from '../../../src/core/pod/plan.ts';
 
 const snapshot = buildSnapshot(
   analyzeMaps([
@@ -54,11 +59,11 @@ test('re-admitted with its record, it keeps the earlier answer and is not mapped
   );
 });
 
-test('jsonAnnotation: prototype names, mangled JSON and non-string values count as absent', () => {
+test('jsonAnnotation and recordedFor: prototype names, mangled JSON and non-string values count as absent', () => {
   for (const annotations of [undefined, {}, { k: 'not json' }, { k: '[1]' }, { k: '{"a":1}' }, { k: 7 }]) {
     const read = jsonAnnotation(annotations, 'k');
-    assert.equal(read.constructor, undefined);
-    assert.equal(read.a, undefined);
+    assert.equal(recordedFor(read, 'constructor'), undefined);
+    assert.equal(recordedFor(read, 'a'), undefined);
   }
   assert.deepEqual({ ...jsonAnnotation({ k: '{"a":"x","b":2}' }, 'k') }, { a: 'x' });
 });

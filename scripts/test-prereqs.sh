@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # nodejs: the distribution's older Node.js, which test/cli.test.ts runs the bundle under to check the version message.
 # mmdebstrap, umoci and gpg build the container image in test/image/ (scripts/build-image.sh).
 # prometheus gives promtool (the chart's alert rules); tinyproxy is the HTTP proxy of the egress tests.
-# time (GNU time) measures the peak RSS of `pullmap copy` in bench/copy.ts.
+# time (GNU time) measures the peak RSS of `pullmap copy` in bench/copy.ts and test/mirror/copy-memory.test.ts.
 packages=(docker-registry skopeo containerd etcd-server etcd-client apache2-utils jq openssl curl
   runc containernetworking-plugins iproute2 util-linux gcc libc6-dev nodejs mmdebstrap umoci gpg
   prometheus tinyproxy time)

@@ -1,7 +1,8 @@
 // The fill loop in `pullmap serve --maps-from cluster` against a real kube-apiserver and docker-registry:
 // a pod admitted with an image the mirror lacks gets the mirror filled by the leader, and the next pod is
 // mapped there at once (the existence answer was refreshed); a routed image is filled with the map's
-// push Secret; a refusing target shows up in status.fill and as an event.
+// push Secret; a refusing target shows up in status.fill and as an event; pods that ran before their map
+// are filled too.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -51,6 +52,7 @@ before(async () => {
   await pushImage(origin, 'routed/app', '1', app);
   await pushImage(origin, 'refused/app', '1', app);
   await pushImage(locked, 'private/app', '1', app);
+  await pushImage(origin, 'early/app', '1', app);
   pullmap = await startPullmap({
     tls: { certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem },
     args: [
@@ -76,10 +78,19 @@ const createPod = async (namespace: string, image: string): Promise<string | und
   return created.spec?.containers[0]?.image;
 };
 
-const fillStatus = async (name: string): Promise<Record<string, unknown> | undefined> => {
-  const text = await kube.kubectl(['get', 'clusterimagemap', name, '-o', 'jsonpath={.status.fill}']);
+const fillStatus = async (name: string, namespace?: string): Promise<Record<string, unknown> | undefined> => {
+  const kind = namespace === undefined ? ['clusterimagemap'] : ['imagemap', '-n', namespace];
+  const text = await kube.kubectl(['get', ...kind, name, '-o', 'jsonpath={.status.fill}']);
   return text === '' ? undefined : (JSON.parse(text) as Record<string, unknown>);
 };
+
+/** The status.fill entry of `image` once it has left Pending. */
+const settled = async (image: string, map: string, namespace?: string): Promise<Record<string, string>> =>
+  until(`${image} settled in ${map}'s status`, async () => {
+    const images = ((await fillStatus(map, namespace))?.images ?? []) as Record<string, string>[];
+    const found = images.find((i) => i.image === image);
+    return found && found.state !== 'Pending' ? found : undefined;
+  });
 
 describe('the fill loop', () => {
   it('fills the mirror from a pod that kept its original image; the next pod is mapped there', async () => {
@@ -267,5 +278,34 @@ describe('the fill loop', () => {
       await until('the mirror filled from the private origin', () => rawDigest(target)),
       app.manifest.digest,
     );
+  });
+
+  it('fills the images of pods that were running before their map asked for it (catch-up)', async () => {
+    const ns = await kube.createNamespace({ prefix: 'early' });
+    const source = `${origin.host}/early/app:1`;
+    assert.equal(await createPod(ns, source), source, 'no map applies yet');
+    await kube.kubectl(
+      ['apply', '-f', '-'],
+      stringify({
+        apiVersion: 'pullmap.dev/v1alpha1',
+        kind: 'ClusterImageMap',
+        metadata: { name: 'late' },
+        spec: {
+          mappings: [
+            {
+              from: `${origin.host}/early/`,
+              to: `${mirror.host}/late/`,
+              when: 'IfExists',
+              fill: { enabled: true },
+            },
+          ],
+        },
+      }),
+    );
+    assert.equal(
+      await until('the running pod filled', () => rawDigest(`${mirror.host}/late/app:1`)),
+      app.manifest.digest,
+    );
+    assert.equal((await settled(source, 'late')).state, 'Filled');
   });
 });

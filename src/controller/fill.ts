@@ -65,6 +65,8 @@ export interface FillItem {
   readonly sourceNamespace: string;
   /** The Secret with push credentials, already scoped (own namespace or the map's). */
   readonly secret: { readonly namespace: string; readonly name: string } | undefined;
+  /** Without `secret`: whether the target is written with pullmap's own credentials (ClusterImageMaps). */
+  readonly ownPush: boolean;
   /** The maps whose mappings asked for this copy (status goes to each). */
   readonly maps: Map<string, MapTarget>;
   state: FillState;
@@ -193,7 +195,8 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     .collect(() => [...items.values()].filter((i) => i.state === 'Pending' || i.state === 'Copying').length);
 
   // Reads use pullmap's own credentials (and, for an ImageMap, its pods' pull secrets); writes use the
-  // map's fill.secret when it names one. One client per distinct set of Secret versions, kept while used.
+  // map's fill.secret when it names one, else pullmap's own for a ClusterImageMap and none for an
+  // ImageMap. One client per distinct set of Secret versions, kept while used.
   const own = options.registry.credentials;
   const clients = new Map<string, { client: RegistryClient; used: number }>();
   const copiers = new Map<string, Copier>();
@@ -270,6 +273,8 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
           secretName === undefined
             ? undefined
             : { namespace: plan.rule.map.namespace ?? options.namespace, name: secretName },
+        // Nor may a tenant's map push with pullmap's own credentials to a target the tenant chose.
+        ownPush: plan.rule.map.kind === 'ClusterImageMap',
         sourceSecrets: new Set(),
         sourceNamespace: plan.rule.map.namespace ?? podNamespace,
         maps: new Map(),
@@ -400,6 +405,9 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       const found = await secretsKeyring(item.secret.namespace, [item.secret.name], 'fill.secret');
       targetKey = `dst:${found.key}`;
       targetCredentials = found.keyring;
+    } else if (!item.ownPush) {
+      targetKey = 'dst:none';
+      targetCredentials = undefined;
     }
     const key = `${sourceKey}|${targetKey}`;
     let copier = copiers.get(key);

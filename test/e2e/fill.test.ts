@@ -2,8 +2,10 @@
 // a pod admitted with an image the mirror lacks gets the mirror filled by the leader, and the next pod is
 // mapped there at once (the existence answer was refreshed); a routed image is filled with the map's
 // push Secret; a refusing target shows up in status.fill and as an event; pods that ran before their map
-// are filled too.
+// are filled too; and no map borrows credentials it may not use (no confused deputy).
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
@@ -24,6 +26,8 @@ let core: CoreV1Api;
 let origin: TestRegistry;
 let mirror: TestRegistry;
 let locked: TestRegistry;
+/** A registry pullmap's own --docker-config may push to. */
+let guarded: TestRegistry;
 const app = buildImage({ files: { 'app.txt': 'filled\n' } });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -40,11 +44,12 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, tries
 before(async () => {
   dir = await tempDir('e2e-fill');
   pki = await makePki(dir.path);
-  [kube, origin, mirror, locked] = await Promise.all([
+  [kube, origin, mirror, locked, guarded] = await Promise.all([
     startKube(),
     startRegistry(),
     startRegistry(),
     startRegistry({ auth: { kind: 'htpasswd', users: { pusher: 'push-secret' } } }),
+    startRegistry({ auth: { kind: 'htpasswd', users: { pullmap: 'own-secret' } } }),
   ]);
   core = kube.kubeConfig().makeApiClient(CoreV1Api);
   await installCrds(kube);
@@ -52,12 +57,17 @@ before(async () => {
   await pushImage(origin, 'routed/app', '1', app);
   await pushImage(origin, 'refused/app', '1', app);
   await pushImage(locked, 'private/app', '1', app);
-  await pushImage(origin, 'early/app', '1', app);
+  await pushImage(locked, 'secret/app', '1', app);
+  for (const repo of ['early', 'deputy', 'own', 'ownok']) await pushImage(origin, `${repo}/app`, '1', app);
+  const dockerConfig = join(dir.path, 'docker-config.json');
+  const own = Buffer.from('pullmap:own-secret').toString('base64');
+  await writeFile(dockerConfig, JSON.stringify({ auths: { [guarded.host]: { auth: own } } }));
   pullmap = await startPullmap({
     tls: { certPath: pki.certPath, keyPath: pki.keyPath, caPem: pki.caPem },
     args: [
       ...['--maps-from', 'cluster', '--kubeconfig', kube.kubeconfigPath, '--lease-namespace', 'default'],
-      ...[origin, mirror, locked].flatMap((r) => ['--plain-http', r.host]),
+      ...[origin, mirror, locked, guarded].flatMap((r) => ['--plain-http', r.host]),
+      ...['--docker-config', dockerConfig],
     ],
   });
   await kube.kubectl(['apply', '-f', '-'], stringify(podWebhook(pullmap, pki.caPem)));
@@ -66,7 +76,7 @@ before(async () => {
 after(async () => {
   await pullmap?.stop();
   await kube?.stop();
-  await Promise.all([origin?.close(), mirror?.close(), locked?.close()]);
+  await Promise.all([origin?.close(), mirror?.close(), locked?.close(), guarded?.close()]);
   await dir?.remove();
 });
 
@@ -307,5 +317,107 @@ describe('the fill loop', () => {
       app.manifest.digest,
     );
     assert.equal((await settled(source, 'late')).state, 'Filled');
+  });
+
+  it("no confused deputy: an ImageMap pushes only with its own namespace's Secret, never pullmap's credentials, and a ClusterImageMap never reads with a tenant's pull secrets", async () => {
+    const ns = await kube.createNamespace({ prefix: 'deputy' });
+    const pull = Buffer.from('pusher:push-secret').toString('base64');
+    const dockerconfig = (host: string) => ({
+      '.dockerconfigjson': Buffer.from(JSON.stringify({ auths: { [host]: { auth: pull } } })).toString(
+        'base64',
+      ),
+    });
+    await kube.kubectl(
+      ['apply', '-f', '-'],
+      [
+        // Push credentials for `locked` in pullmap's namespace: a ClusterImageMap's to name, not a tenant's.
+        {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'pm-push', namespace: 'default' },
+          type: 'kubernetes.io/dockerconfigjson',
+          data: dockerconfig(locked.host),
+        },
+        // The tenant's own pull secret, which can read `locked`.
+        {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'tenant-pull', namespace: ns },
+          type: 'kubernetes.io/dockerconfigjson',
+          data: dockerconfig(locked.host),
+        },
+        {
+          apiVersion: 'pullmap.dev/v1alpha1',
+          kind: 'ImageMap',
+          metadata: { name: 'deputy', namespace: ns },
+          spec: {
+            mappings: [
+              {
+                from: `${origin.host}/deputy/`,
+                to: `${locked.host}/deputy/`,
+                fill: { enabled: true, secret: 'pm-push' },
+              },
+              // pullmap's own --docker-config may push to `guarded`; a tenant's map must not use it.
+              { from: `${origin.host}/own/`, to: `${guarded.host}/own/`, fill: { enabled: true } },
+            ],
+          },
+        },
+        {
+          apiVersion: 'pullmap.dev/v1alpha1',
+          kind: 'ClusterImageMap',
+          metadata: { name: 'shared' },
+          spec: {
+            mappings: [
+              { from: `${locked.host}/secret/`, to: `${mirror.host}/shared/`, fill: { enabled: true } },
+              // The cluster's own map may push with pullmap's credentials: the control for the refusal.
+              { from: `${origin.host}/ownok/`, to: `${guarded.host}/ownok/`, fill: { enabled: true } },
+            ],
+          },
+        },
+      ]
+        .map((o) => stringify(o))
+        .join('---\n'),
+    );
+    for (const image of [
+      `${origin.host}/deputy/app:1`,
+      `${origin.host}/own/app:1`,
+      `${origin.host}/ownok/app:1`,
+    ])
+      await createPod(ns, image);
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { generateName: 'p-' },
+        spec: {
+          imagePullSecrets: [{ name: 'tenant-pull' }],
+          containers: [{ name: 'c', image: `${locked.host}/secret/app:1` }],
+        },
+      },
+    });
+
+    assert.equal((await settled(`${origin.host}/ownok/app:1`, 'shared')).state, 'Filled');
+    assert.equal(await rawDigest(`${guarded.host}/ownok/app:1`, 'pullmap:own-secret'), app.manifest.digest);
+
+    const foreign = await settled(`${origin.host}/deputy/app:1`, 'deputy', ns);
+    assert.equal(foreign.state, 'Failed');
+    assert.match(
+      foreign.lastError ?? '',
+      new RegExp(`^CREDENTIALS_UNREADABLE: fill\\.secret ${ns}/pm-push: `),
+    );
+    const own = await settled(`${origin.host}/own/app:1`, 'deputy', ns);
+    assert.equal(own.state, 'Failed');
+    assert.match(own.lastError ?? '', /^TARGET_REFUSED: /);
+    const tenants = await settled(`${locked.host}/secret/app:1`, 'shared');
+    assert.equal(tenants.state, 'Failed');
+    assert.match(tenants.lastError ?? '', /^SOURCE_FAILED: /);
+
+    // Nothing reached the targets the tenant named.
+    await assert.rejects(rawDigest(`${locked.host}/deputy/app:1`, 'pusher:push-secret'));
+    await assert.rejects(rawDigest(`${guarded.host}/own/app:1`, 'pullmap:own-secret'));
+    await assert.rejects(rawDigest(`${mirror.host}/shared/app:1`));
+    const refusals = await pullmap.metric(
+      `pullmap_fill_failures_total{registry="${guarded.host}",code="TARGET_REFUSED"}`,
+    );
+    assert.ok((refusals ?? 0) >= 1, 'the refusal is counted by target registry and code');
   });
 });

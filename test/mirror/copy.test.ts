@@ -1,6 +1,7 @@
 // The copy engine between real docker-registry instances, checked with skopeo as the reference client:
 // digests equal byte for byte, the copy pullable, blobs the target has not sent again, refusals typed.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Copier, type CopyEvent } from '../../src/mirror/copy.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
@@ -253,6 +254,30 @@ describe('Copier between docker-registry instances', () => {
     assert.equal(resumed.value.blobsPresent, 1, 'the blob of the first attempt is not sent again');
     assert.equal(resumed.value.blobsUploaded, 1);
     assert.equal(await rawDigest(`${mirror.host}/cut/app:1`), three.manifest.digest);
+  });
+
+  it('keeps at most blobsPerRegistry blob transfers in flight at one target registry, across copies', async () => {
+    const images = [1, 2, 3].map(() => buildImage({ files: { 'r.bin': randomBytes(4_000_000) } }));
+    await Promise.all(images.map((image, i) => pushImage(origin, `team/wide${i}`, '1', image)));
+    const inFlight = new Set<string>();
+    let most = 0;
+    const onEvent = (e: CopyEvent) => {
+      if (e.kind === 'bytes') inFlight.add(e.digest);
+      else if (e.kind === 'blob') inFlight.delete(e.digest);
+      most = Math.max(most, inFlight.size);
+    };
+    const copier = new Copier({ source: client, target: client, blobsPerRegistry: 2 });
+    const results = await Promise.all(
+      images.map((_, i) =>
+        copier.copy({
+          source: ref(`${origin.host}/team/wide${i}:1`),
+          target: ref(`${mirror.host}/wide/app${i}:1`),
+          onEvent,
+        }),
+      ),
+    );
+    for (const r of results) assert.ok(r.ok && r.value.blobsUploaded === 2, JSON.stringify(r));
+    assert.ok(most >= 1 && most <= 2, `${most} blobs were in transfer at once`);
   });
 
   it('answers SOURCE_FAILED for an image the source lacks', async () => {

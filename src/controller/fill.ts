@@ -23,6 +23,7 @@ import {
   parsePullSecret,
   RegistryClient,
   type RegistryClientOptions,
+  type Semaphore,
 } from '../registry/index.ts';
 import type { ClusterMapSource } from './map-source.ts';
 
@@ -200,6 +201,8 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   const own = options.registry.credentials;
   const clients = new Map<string, { client: RegistryClient; used: number }>();
   const copiers = new Map<string, Copier>();
+  // One set of blob slots per target registry for every copier, whatever credentials it writes with.
+  const slots = new Map<string, Semaphore>();
   const clientFor = (key: string, credentials: CredentialSource | undefined): RegistryClient => {
     const known = clients.get(key);
     if (known) {
@@ -415,6 +418,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       copier = new Copier({
         source: clientFor(sourceKey, sourceCredentials),
         target: clientFor(targetKey, targetCredentials),
+        slots,
       });
       copiers.set(key, copier);
     }

@@ -82,6 +82,11 @@ export interface CopierOptions {
   readonly target: RegistryClient;
   /** Blobs in transfer at once per target registry, across all copies of this copier. Default 4. */
   readonly blobsPerRegistry?: number | undefined;
+  /**
+   * The per-registry slots, to share them between copiers (one per set of credentials) so the bound
+   * holds per target registry whatever the credentials; default: this copier's own.
+   */
+  readonly slots?: Map<string, Semaphore> | undefined;
   /** Attempts per registry operation for failures that may pass (5xx, network, 429). Default 4. */
   readonly attempts?: number | undefined;
   readonly backoffMs?: number | undefined;
@@ -127,7 +132,7 @@ export class Copier {
   readonly #backoffMs: number;
   readonly #maxBackoffMs: number;
   readonly #chunkBytes: number;
-  readonly #slots = new Map<string, Semaphore>();
+  readonly #slots: Map<string, Semaphore>;
   /** Target registries that refused a monolithic upload: they get chunks from then on. */
   readonly #chunked = new Set<string>();
   readonly #alwaysChunked: boolean;
@@ -136,6 +141,7 @@ export class Copier {
     this.#source = options.source;
     this.#target = options.target;
     this.#perRegistry = options.blobsPerRegistry ?? 4;
+    this.#slots = options.slots ?? new Map();
     this.#attempts = Math.max(1, options.attempts ?? 4);
     this.#backoffMs = options.backoffMs ?? 500;
     this.#maxBackoffMs = options.maxBackoffMs ?? 10_000;

@@ -256,7 +256,7 @@ describe('Copier between docker-registry instances', () => {
     assert.equal(await rawDigest(`${mirror.host}/cut/app:1`), three.manifest.digest);
   });
 
-  it('keeps at most blobsPerRegistry blob transfers in flight at one target registry, across copies', async () => {
+  it('keeps at most blobsPerRegistry blob transfers in flight at one target registry, across copies and copiers', async () => {
     const images = [1, 2, 3].map(() => buildImage({ files: { 'r.bin': randomBytes(4_000_000) } }));
     await Promise.all(images.map((image, i) => pushImage(origin, `team/wide${i}`, '1', image)));
     const inFlight = new Set<string>();
@@ -266,10 +266,14 @@ describe('Copier between docker-registry instances', () => {
       else if (e.kind === 'blob') inFlight.delete(e.digest);
       most = Math.max(most, inFlight.size);
     };
-    const copier = new Copier({ source: client, target: client, blobsPerRegistry: 2 });
+    // Two copiers (as the fill loop has one per set of credentials) sharing the per-registry slots.
+    const slots = new Map();
+    const copiers = [1, 2].map(
+      () => new Copier({ source: client, target: client, blobsPerRegistry: 2, slots }),
+    );
     const results = await Promise.all(
       images.map((_, i) =>
-        copier.copy({
+        copiers[i % 2]!.copy({
           source: ref(`${origin.host}/team/wide${i}:1`),
           target: ref(`${mirror.host}/wide/app${i}:1`),
           onEvent,

@@ -8,7 +8,7 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { CredentialKeyring } from '../../src/registry/keyring.ts';
 import { skopeoCopy, unpackOci } from '../harness/cache.ts';
 import { buildImage, buildIndex, pushBlob, pushImage, pushIndex } from '../harness/images.ts';
-import { type TempDir, tempDir } from '../harness/process.ts';
+import { freePort, type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 import { ref } from '../harness/registry-client.ts';
 import { rawDigest } from './skopeo.ts';
@@ -282,6 +282,37 @@ describe('Copier between docker-registry instances', () => {
     );
     for (const r of results) assert.ok(r.ok && r.value.blobsUploaded === 2, JSON.stringify(r));
     assert.ok(most >= 1 && most <= 2, `${most} blobs were in transfer at once`);
+  });
+
+  it('retries a target that is not up yet with backoff, and says TARGET_FAILED when the attempts run out', async () => {
+    const port = await freePort();
+    const source = ref(`${origin.host}/team/app:1`);
+    const target = ref(`127.0.0.1:${port}/late/app:1`);
+    const local = new RegistryClient({ endpoints: { [`127.0.0.1:${port}`]: { scheme: 'http' } } });
+    try {
+      const once = await new Copier({ source: client, target: local, attempts: 1 }).copy({ source, target });
+      assert.equal(once.ok ? '' : once.error.code, 'TARGET_FAILED');
+      assert.equal(once.ok ? '' : once.error.registry?.code, 'REG_CONNECTION_FAILED');
+      // Connections are refused until the registry starts: only retries can finish this copy.
+      const copying = new Copier({
+        source: client,
+        target: local,
+        attempts: 60,
+        backoffMs: 100,
+        maxBackoffMs: 400,
+      }).copy({ source, target });
+      await new Promise((r) => setTimeout(r, 1000));
+      const late = await startRegistry({ port });
+      try {
+        const result = await copying;
+        assert.ok(result.ok, JSON.stringify(result));
+        assert.equal(await rawDigest(`127.0.0.1:${port}/late/app:1`), single.manifest.digest);
+      } finally {
+        await late.close();
+      }
+    } finally {
+      await local.close();
+    }
   });
 
   it('answers SOURCE_FAILED for an image the source lacks', async () => {

@@ -153,6 +153,10 @@ describe('the fill loop', () => {
       await pullmap.metric(`pullmap_fill_copies_total{registry="${mirror.host}",result="copied"}`),
       1,
     );
+    assert.equal(
+      await pullmap.metric(`pullmap_fill_bytes_total{registry="${mirror.host}"}`),
+      app.layer.size + app.config.size,
+    );
   });
 
   it("fills a routed image with the map's push Secret, and reports a refusing target in status and events", async () => {
@@ -290,10 +294,14 @@ describe('the fill loop', () => {
     );
   });
 
-  it('fills the images of pods that were running before their map asked for it (catch-up)', async () => {
-    const ns = await kube.createNamespace({ prefix: 'early' });
+  it('fills the images of pods that were running before their map asked for it (catch-up), once for all of them', async () => {
+    const namespaces = [
+      await kube.createNamespace({ prefix: 'early' }),
+      await kube.createNamespace({ prefix: 'early' }),
+    ];
     const source = `${origin.host}/early/app:1`;
-    assert.equal(await createPod(ns, source), source, 'no map applies yet');
+    for (const ns of [...namespaces, namespaces[0]!])
+      assert.equal(await createPod(ns, source), source, 'no map applies yet');
     await kube.kubectl(
       ['apply', '-f', '-'],
       stringify({
@@ -317,6 +325,12 @@ describe('the fill loop', () => {
       app.manifest.digest,
     );
     assert.equal((await settled(source, 'late')).state, 'Filled');
+    // Three pods, one copy: the manifest by digest, then the tag, once.
+    const puts = await mirror.requests({ method: 'PUT', uri: '/v2/late/app/manifests/' });
+    assert.deepEqual(
+      puts.map((p) => p.uri.split('/').pop()),
+      [app.manifest.digest, '1'],
+    );
   });
 
   it("no confused deputy: an ImageMap pushes only with its own namespace's Secret, never pullmap's credentials, and a ClusterImageMap never reads with a tenant's pull secrets", async () => {

@@ -8,6 +8,7 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { CredentialKeyring } from '../../src/registry/keyring.ts';
 import { skopeoCopy, unpackOci } from '../harness/cache.ts';
 import { buildImage, buildIndex, pushBlob, pushImage, pushIndex } from '../harness/images.ts';
+import { startBodyLimitProxy } from '../harness/nginx.ts';
 import { freePort, type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 import { ref } from '../harness/registry-client.ts';
@@ -137,6 +138,28 @@ describe('Copier between docker-registry instances', () => {
     assert.equal(await rawDigest(`${mirror.host}/chunked/big:1`), big.manifest.digest);
     const files = await unpackOci(await skopeoCopy(`${mirror.host}/chunked/big:1`, work.path));
     assert.equal(files['big.bin']?.length, 300_000);
+  });
+
+  it('falls back to chunks the target accepts when a proxy in front refuses the monolithic upload (nginx, 1m body limit)', async () => {
+    const large = buildImage({ files: { 'large.bin': randomBytes(3_000_000) } });
+    await pushImage(origin, 'team/large', '1', large);
+    const proxy = await startBodyLimitProxy(mirror.host, '1m');
+    const viaProxy = new RegistryClient({ endpoints: { [proxy.host]: { scheme: 'http' } } });
+    try {
+      const result = await new Copier({ source: client, target: viaProxy }).copy({
+        source: ref(`${origin.host}/team/large:1`),
+        target: ref(`${proxy.host}/limited/large:1`),
+      });
+      assert.ok(result.ok, JSON.stringify(result));
+      assert.equal(result.value.blobsUploaded, 2);
+      assert.ok(
+        (await mirror.count({ method: 'PATCH', uri: '/v2/limited/large/blobs/uploads/', status: 202 })) >= 3,
+      );
+      assert.equal(await rawDigest(`${mirror.host}/limited/large:1`), large.manifest.digest);
+    } finally {
+      await viaProxy.close();
+      await proxy.close();
+    }
   });
 
   it('mounts blobs across repositories of the same registry instead of uploading them', async () => {

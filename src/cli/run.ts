@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
-import { parseCacheUpstreams } from '../core/mapping/index.ts';
+import { DEFAULT_DECISION_SETTINGS, decisionSettings, parseCacheUpstreams } from '../core/mapping/index.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { proxySettingsFromEnv } from '../core/proxy.ts';
 import { printable } from '../core/text.ts';
@@ -647,11 +647,13 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
       tls: cert !== undefined && key !== undefined ? { certFile: cert, keyFile: key } : undefined,
       deadlineMs,
       failurePolicy: oneOf(values['failure-policy'], ['Ignore', 'Fail'], '--failure-policy') ?? 'Ignore',
-      cacheAddress: values['cache-address'],
-      excludedNamespaces: values['exclude-namespaces']
-        .split(',')
-        .map((n) => n.trim())
-        .filter(Boolean),
+      settings: decisionSettings({
+        cacheAddress: values['cache-address'],
+        excludedNamespaces: values['exclude-namespaces']
+          .split(',')
+          .map((n) => n.trim())
+          .filter(Boolean),
+      }),
       logLevel: oneOf(values['log-level'], ['debug', 'info', 'warn', 'error'], '--log-level') ?? 'info',
       shutdownDelayMs: duration(values['shutdown-delay'], '--shutdown-delay'),
       shutdownGraceMs: duration(values['shutdown-grace'], '--shutdown-grace'),
@@ -688,6 +690,7 @@ async function explainCommand(rest: readonly string[], io: CliIO): Promise<numbe
         output,
         maxInputBytes,
         existence: podExistence.source,
+        settings: DEFAULT_DECISION_SETTINGS,
       },
       io,
     ).finally(() => podExistence.close());
@@ -707,6 +710,7 @@ async function explainCommand(rest: readonly string[], io: CliIO): Promise<numbe
       output,
       maxInputBytes,
       existence: existence.source,
+      settings: DEFAULT_DECISION_SETTINGS,
     },
     io,
   ).finally(() => existence.close());
@@ -732,6 +736,7 @@ async function rewriteCommand(rest: readonly string[], io: CliIO): Promise<numbe
       namespaceLabels: labels(values['namespace-labels'], '--namespace-labels'),
       maxInputBytes,
       existence: existence.source,
+      settings: DEFAULT_DECISION_SETTINGS,
     },
     io,
   ).finally(() => existence.close());
@@ -776,6 +781,7 @@ async function copyCommand(rest: readonly string[], io: CliIO): Promise<number> 
       proxy: flags.proxy,
       jobs,
       maxInputBytes: parseByteSize(values['max-input-bytes'], '--max-input-bytes'),
+      settings: DEFAULT_DECISION_SETTINGS,
     },
     io,
   );

@@ -5,7 +5,7 @@
 import { type AdmissionRequest, type AdmissionResponse, allow, clip } from '../core/api/admission.ts';
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import { isObject } from '../core/json.ts';
-import type { Labels, Preparation } from '../core/mapping/index.ts';
+import type { DecisionSettings, Labels, Preparation } from '../core/mapping/index.ts';
 import { describeImage, type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
 import type { MapState } from '../sources/map-source.ts';
 import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
@@ -20,6 +20,7 @@ export type PodReviewResult =
 
 export interface PodReviewDeps {
   readonly state: MapState;
+  readonly settings: DecisionSettings;
   readonly existence: ExistenceSource;
   readonly namespaceLabels: (namespace: string) => Labels;
   /**
@@ -90,14 +91,15 @@ export function reviewPod(
     namespaceLabels: deps.namespaceLabels(namespace),
     previousImages: request.operation === 'UPDATE' ? podImages(request.oldObject) : undefined,
   };
-  const snapshot = deps.state.snapshot;
+  const { snapshot } = deps.state;
+  const { settings } = deps;
   const object = request.object;
-  const decide = (facts: ExistenceFacts) => planPod(snapshot, object, ctx, facts, deps.prepare);
+  const decide = (facts: ExistenceFacts) => planPod(snapshot, settings, object, ctx, facts, deps.prepare);
   const key = deps.memo && planInputsKey(object, ctx);
   if (deps.memo && key !== undefined) {
-    const known = deps.memo.get(snapshot, key, deps.existence);
+    const known = deps.memo.get(snapshot, settings, key, deps.existence);
     if (known) return planned(uid, known.plan, known.derived);
-    const fresh = deps.memo.plan(snapshot, key, cachedFacts(deps.existence), decide, encodePlan);
+    const fresh = deps.memo.plan(snapshot, settings, key, cachedFacts(deps.existence), decide, encodePlan);
     if (fresh.plan.pendingProbes.length === 0) return planned(uid, fresh.plan, fresh.derived);
   } else {
     const cached = decideFromCache(decide, deps.existence);

@@ -4,7 +4,7 @@
 
 import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../core/api/admission.ts';
 import { isProbeFailure } from '../core/facts.ts';
-import type { Labels } from '../core/mapping/index.ts';
+import type { DecisionSettings, Labels } from '../core/mapping/index.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
 import { type Logger, LogLimiter } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
@@ -23,6 +23,8 @@ export interface WebhookOptions {
   readonly source: MapSource;
   readonly existence: ExistenceSource;
   readonly namespaceLabels: (namespace: string) => Labels;
+  /** The operator's settings (--cache-address, --exclude-namespaces), fixed for the webhook's life. */
+  readonly settings: DecisionSettings;
   /** Below the webhook configuration's timeoutSeconds, so pullmap answers before the apiserver gives up. */
   readonly deadlineMs: number;
   readonly failurePolicy: FailurePolicy;
@@ -208,6 +210,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
       };
       const outcome = reviewPod(request, {
         state,
+        settings: options.settings,
         existence: options.existence,
         namespaceLabels: options.namespaceLabels,
         signal,

@@ -4,7 +4,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ExistenceFacts } from '../../src/core/facts.ts';
-import { analyzeMaps, buildSnapshot, decideImage } from '../../src/core/mapping/index.ts';
+import {
+  analyzeMaps,
+  buildSnapshot,
+  DEFAULT_DECISION_SETTINGS,
+  decideImage,
+} from '../../src/core/mapping/index.ts';
 import {
   checkTagPattern,
   checkTagPatternList,
@@ -30,6 +35,7 @@ function keptAsMutable(pattern: string, tag: string): boolean {
   assert.equal(verdict?.verdict, 'Accepted', JSON.stringify(verdict?.findings));
   const d = decideImage(
     buildSnapshot(analysis.accepted),
+    DEFAULT_DECISION_SETTINGS,
     `nginx:${tag}`,
     { namespace: 'default', namespaceLabels: {}, podLabels: {} },
     noFacts,

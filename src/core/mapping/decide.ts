@@ -30,6 +30,7 @@ import type {
 } from './prepared.ts';
 import { applyTarget, mapRefName, type Pattern, podPullSecretName, type Rule } from './rule.ts';
 import { type Labels, selects } from './selector.ts';
+import type { DecisionSettings } from './settings.ts';
 import { isCacheRouted, lookupKeys, type MapSnapshot, type ScopeIndex, scopesFor } from './snapshot.ts';
 
 export interface DecisionContext {
@@ -157,7 +158,7 @@ function validTarget(text: string | undefined): ImageReference | undefined {
   return parsed.ok ? parsed.ref : undefined;
 }
 
-function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
+function prepareImage(snapshot: MapSnapshot, settings: DecisionSettings, input: string): PreparedImage {
   const parsed = parseReference(input);
   if (!parsed.ok)
     return {
@@ -171,13 +172,13 @@ function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
     ref,
     formatted: formatReference(ref),
     tag,
-    cacheRouted: isCacheRouted(snapshot, ref),
+    cacheRouted: isCacheRouted(snapshot, settings, ref),
     keys: lookupKeys(ref, tag),
   };
 }
 
 function prepareCandidate(
-  snapshot: MapSnapshot,
+  settings: DecisionSettings,
   rule: Rule,
   target: Pattern,
   ref: ImageReference,
@@ -198,7 +199,7 @@ function prepareCandidate(
   let image = name;
   let routing: Reason | undefined;
   if (map.spec.cache?.enabled) {
-    const address = map.spec.cache.address ?? snapshot.options.cacheAddress;
+    const address = map.spec.cache.address ?? settings.cacheAddress;
     const host = embedRegistry(candidate.registry);
     const routed =
       host === undefined
@@ -224,7 +225,12 @@ function prepareCandidate(
   };
 }
 
-function prepareRule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): PreparedRule {
+function prepareRule(
+  _snapshot: MapSnapshot,
+  settings: DecisionSettings,
+  image: ReadyImage,
+  rule: Rule,
+): PreparedRule {
   const { ref, tag } = image;
   const map = rule.map;
   const mutable =
@@ -245,7 +251,7 @@ function prepareRule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): Prep
         }
       : undefined,
     // With mutable tags kept the candidates are never needed.
-    candidates: mutable ? [] : rule.targets.map((t) => prepareCandidate(snapshot, rule, t, ref, tag)),
+    candidates: mutable ? [] : rule.targets.map((t) => prepareCandidate(settings, rule, t, ref, tag)),
   };
 }
 
@@ -253,18 +259,20 @@ function prepareRule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): Prep
 export const prepareFresh: Preparation = { image: prepareImage, matches: matchesIn, rule: prepareRule };
 
 /**
- * Decides where `input` is pulled from for a pod described by `ctx`. Pure: existence answers come
- * from `facts`; when one it needs is missing, the outcome is Pending with the probes to make. What
- * does not depend on the pod (parsing, index keys, candidates) comes from `prepare`.
+ * Decides where `input` is pulled from for a pod described by `ctx`, under the maps of `snapshot` and
+ * the operator's `settings`. Pure: existence answers come from `facts`; when one it needs is missing,
+ * the outcome is Pending with the probes to make. What does not depend on the pod (parsing, index
+ * keys, candidates) comes from `prepare`.
  */
 export function decideImage(
   snapshot: MapSnapshot,
+  settings: DecisionSettings,
   input: string,
   ctx: DecisionContext,
   facts: ExistenceFacts,
   prepare: Preparation = prepareFresh,
 ): ImageDecision {
-  const image = prepare.image(snapshot, input);
+  const image = prepare.image(snapshot, settings, input);
   if (!image.ok) return keepImage(input, undefined, 'Invalid', [image.invalid]);
   const ref = image.ref;
   if (image.cacheRouted) {
@@ -285,7 +293,7 @@ export function decideImage(
   if (!rule) return keepImage(input, ref, 'Unchanged', [notSelected(matches.sources[0], ctx) ?? NO_MATCH]);
 
   const map = rule.map;
-  const prepared = prepare.rule(snapshot, image, rule);
+  const prepared = prepare.rule(snapshot, settings, image, rule);
   const reasons: Reason[] = [prepared.matched];
   if (prepared.mutableKept) {
     reasons.push(prepared.mutableKept);
@@ -398,11 +406,12 @@ export type FillDecision =
  */
 export function fillTarget(
   snapshot: MapSnapshot,
+  settings: DecisionSettings,
   input: string,
   ctx: DecisionContext,
   prepare: Preparation = prepareFresh,
 ): FillDecision {
-  const image = prepare.image(snapshot, input);
+  const image = prepare.image(snapshot, settings, input);
   if (!image.ok) return { ok: false, reason: image.invalid };
   const ref = image.ref;
   if (image.cacheRouted)
@@ -416,7 +425,7 @@ export function fillTarget(
     };
   const rule = firstApplicable(matches.sources, ctx);
   if (!rule) return { ok: false, reason: NO_MATCH };
-  const prepared = prepare.rule(snapshot, image, rule);
+  const prepared = prepare.rule(snapshot, settings, image, rule);
   if (prepared.mutableKept) return { ok: false, reason: prepared.mutableKept };
   if (
     rule.map.spec.pullPolicyAlways === 'KeepOriginal' &&

@@ -43,11 +43,6 @@ export {
   type Rule,
 } from './rule.ts';
 export { type Labels, selectorLabelKeys, selects } from './selector.ts';
-export {
-  buildSnapshot,
-  DEFAULT_SNAPSHOT_OPTIONS,
-  type MapSnapshot,
-  type SnapshotOptions,
-  updateSnapshot,
-} from './snapshot.ts';
+export { DEFAULT_DECISION_SETTINGS, type DecisionSettings, decisionSettings } from './settings.ts';
+export { buildSnapshot, type MapSnapshot, updateSnapshot } from './snapshot.ts';
 export { findingLines, servingNote, verdictMessage } from './verdict-text.ts';

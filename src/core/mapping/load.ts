@@ -2,12 +2,7 @@
 // hold, checked by the same code. Pure: reading the files is the caller's (the CLI, the file source).
 import { loadYamlObjects } from '../config.ts';
 import { type Analysis, analyzeMaps } from './consistency.ts';
-import {
-  buildSnapshot,
-  DEFAULT_SNAPSHOT_OPTIONS,
-  type MapSnapshot,
-  type SnapshotOptions,
-} from './snapshot.ts';
+import { buildSnapshot, type MapSnapshot } from './snapshot.ts';
 
 export interface LoadedMaps {
   readonly analysis: Analysis;
@@ -36,10 +31,7 @@ const field = (v: unknown, key: string): unknown =>
   v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined;
 
 /** Map objects of several inputs read as one set (like `kubectl apply -f a.yaml -f dir/`). */
-export function loadMapsFromTexts(
-  inputs: readonly MapText[],
-  options: SnapshotOptions = DEFAULT_SNAPSHOT_OPTIONS,
-): LoadedMaps {
+export function loadMapsFromTexts(inputs: readonly MapText[]): LoadedMaps {
   const errors: string[] = [];
   const objects: unknown[] = [];
   // A cluster holds one object per kind, namespace and name; a second one in the input would
@@ -76,13 +68,9 @@ export function loadMapsFromTexts(
     }
   }
   const analysis = analyzeMaps(objects.map((current) => ({ current })));
-  return { analysis, snapshot: buildSnapshot(analysis.accepted, options), errors, origins: seen };
+  return { analysis, snapshot: buildSnapshot(analysis.accepted), errors, origins: seen };
 }
 
-export function loadMapsFromText(
-  text: string,
-  source: string,
-  options: SnapshotOptions = DEFAULT_SNAPSHOT_OPTIONS,
-): LoadedMaps {
-  return loadMapsFromTexts([{ text, source }], options);
+export function loadMapsFromText(text: string, source: string): LoadedMaps {
+  return loadMapsFromTexts([{ text, source }]);
 }

@@ -27,13 +27,13 @@ export function duplicateKeys(doc: Document.Parsed): { offset: number; key: stri
   return found;
 }
 
-export interface LoadedDocument {
+interface LoadedDocument {
   readonly value: unknown;
   /** 1-based line where the object starts, for messages. */
   readonly line: number;
 }
 
-export interface LoadResult {
+interface LoadResult {
   readonly objects: readonly LoadedDocument[];
   readonly errors: readonly string[];
 }

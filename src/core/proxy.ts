@@ -24,7 +24,7 @@ export interface ProxyConfig {
   readonly noProxy: readonly NoProxyRule[];
 }
 
-export const NO_PROXY: ProxyConfig = { https: undefined, http: undefined, noProxy: [] };
+const NO_PROXY: ProxyConfig = { https: undefined, http: undefined, noProxy: [] };
 
 /**
  * The settings from environment variables, upper case first as Go reads them (HTTPS_PROXY, then
@@ -42,7 +42,7 @@ export function proxySettingsFromEnv(env: Readonly<Record<string, string | undef
   };
 }
 
-export type ProxyParse = { ok: true; config: ProxyConfig } | { ok: false; errors: string[] };
+type ProxyParse = { ok: true; config: ProxyConfig } | { ok: false; errors: string[] };
 
 /** Checks the settings; `names` says what to call each one in errors (the variable or config field). */
 export function parseProxySettings(

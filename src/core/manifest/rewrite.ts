@@ -8,7 +8,7 @@ import { isObject } from '../json.ts';
 import type { Labels } from '../mapping/index.ts';
 import { containerImages, findPodSpecs } from '../pod/locate.ts';
 
-export interface ManifestImage {
+interface ManifestImage {
   readonly image: string;
   readonly namespace: string | undefined;
   readonly podLabels: Labels;
@@ -21,7 +21,7 @@ export interface ManifestImage {
   readonly style: Scalar.Type | undefined;
 }
 
-export interface ManifestScan {
+interface ManifestScan {
   readonly images: readonly ManifestImage[];
   readonly errors: readonly string[];
 }

@@ -6,9 +6,9 @@ import { formatName } from '../reference/index.ts';
 import type { FieldIssue } from '../schema/dsl.ts';
 import { type CompiledMap, compileMap, type MapRef, mapRefName, type Rule } from './rule.ts';
 
-export type Verdict = 'Accepted' | 'Conflict' | 'Invalid';
+type Verdict = 'Accepted' | 'Conflict' | 'Invalid';
 
-export interface Finding {
+interface Finding {
   /** Field in this map, like "spec.mappings[1].from". */
   readonly path: string;
   readonly message: string;

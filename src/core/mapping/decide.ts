@@ -42,7 +42,7 @@ export interface DecisionContext {
   readonly pullPolicy?: string | undefined;
 }
 
-export type DecisionOutcome = 'Mapped' | 'Unchanged' | 'Invalid' | 'Pending';
+type DecisionOutcome = 'Mapped' | 'Unchanged' | 'Invalid' | 'Pending';
 
 export interface ImageDecision {
   readonly input: string;
@@ -395,7 +395,7 @@ export interface FillPlan {
   readonly fill: Mapping['fill'];
 }
 
-export type FillDecision =
+type FillDecision =
   | { readonly ok: true; readonly plan: FillPlan }
   | { readonly ok: false; readonly reason: Reason };
 

@@ -8,7 +8,7 @@ import type { MapRef, Rule } from './rule.ts';
 import type { DecisionSettings } from './settings.ts';
 import type { MapSnapshot } from './snapshot.ts';
 
-export type ReasonCode =
+type ReasonCode =
   | 'InvalidReference'
   | 'AlreadyMapped'
   | 'NoMatch'

@@ -18,11 +18,11 @@ import { addPullSecrets } from './pull-secrets.ts';
 
 export const ANNOTATION_ORIGINAL_IMAGES = 'pullmap.dev/original-images';
 export const ANNOTATION_MAPPED_BY = 'pullmap.dev/mapped-by';
-export const OPT_OUT = 'pullmap.dev/ignore';
+const OPT_OUT = 'pullmap.dev/ignore';
 
-export type JsonPatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
+type JsonPatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
 
-export interface ContainerPlan extends ContainerImage {
+interface ContainerPlan extends ContainerImage {
   /** Undefined when the container was skipped (see `skipped`). */
   readonly decision: ImageDecision | undefined;
   readonly skipped: string | undefined;

@@ -14,7 +14,7 @@ import { configMaps } from './explain.ts';
 import type { CliIO } from './io.ts';
 import { readInput } from './maps.ts';
 
-export interface CopyOptions {
+interface CopyOptions {
   images: readonly string[];
   config: readonly string[];
   /** Manifests (a file, or "-" for stdin) whose images are copied. */

@@ -30,7 +30,7 @@ import { PodInputError } from './errors.ts';
 import { configMaps, describe, format, type Output, text } from './explain.ts';
 import type { CliIO } from './io.ts';
 
-export interface ExplainPodOptions {
+interface ExplainPodOptions {
   /** NAMESPACE/NAME */
   pod: string;
   kubeconfig: string | undefined;

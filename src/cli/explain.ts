@@ -16,7 +16,7 @@ import { type LoadedMaps, loadMaps, readInput } from './maps.ts';
 
 export type Output = 'text' | 'json' | 'yaml';
 
-export interface ExplainOptions {
+interface ExplainOptions {
   images: string[];
   /** --config values; none: the embedded default maps. */
   config: readonly string[];

@@ -8,7 +8,7 @@ import type { Logger } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
 import { type RegistryFlags, registryClientOptions } from './existence.ts';
 
-export interface ClusterFillOptions {
+interface ClusterFillOptions {
   /** From `serve --maps-from cluster`: the kubeconfig, and pullmap's own namespace (the Lease's). */
   readonly cluster: { readonly kubeconfig: string | undefined; readonly leaseNamespace: string };
   readonly source: ClusterMapSource;

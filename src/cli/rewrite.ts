@@ -7,7 +7,7 @@ import { decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
 import type { CliIO } from './io.ts';
 import { loadMaps, readInput } from './maps.ts';
 
-export interface RewriteOptions {
+interface RewriteOptions {
   file: string;
   /** --config values (required: rewrite never runs without maps). */
   config: readonly string[];

@@ -16,7 +16,7 @@ import { parseByteSize } from './maps.ts';
 import { rewrite } from './rewrite.ts';
 
 /** The one source of the version: package.json, bundled in at build time. */
-export const VERSION: string = pkg.version;
+const VERSION: string = pkg.version;
 
 /** One flag: what parseArgs needs, plus its help line (arg: the value's placeholder). */
 interface FlagSpec {

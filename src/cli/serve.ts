@@ -28,7 +28,7 @@ import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 const MUTATE_PODS_PATH = '/mutate-pods';
 const VALIDATE_MAPS_PATH = '/validate-maps';
 
-export interface ClusterOptions {
+interface ClusterOptions {
   /** A kubeconfig file; undefined: in-cluster service account, else $KUBECONFIG or ~/.kube/config. */
   readonly kubeconfig: string | undefined;
   /** Namespace of the leader-election Lease (pullmap's own). */
@@ -44,7 +44,7 @@ export interface ClusterOptions {
   readonly cacheUpstreams: readonly string[] | undefined;
 }
 
-export interface ServeOptions {
+interface ServeOptions {
   /** The --config values (files, directories); undefined: the embedded default maps. */
   readonly config: readonly string[] | undefined;
   /** The cluster: its maps (cluster mode), or namespace labels for namespaceSelector (file mode). */
@@ -71,7 +71,7 @@ export interface ServeOptions {
   readonly cluster: ClusterOptions | undefined;
 }
 
-export interface ServeIO {
+interface ServeIO {
   readonly stderr: Writable;
   /** Resolves when the process is asked to stop (SIGTERM/SIGINT in the real command). */
   readonly stopped: Promise<string>;

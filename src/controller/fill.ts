@@ -32,7 +32,7 @@ import {
 } from '../registry/index.ts';
 import type { ClusterMapSource } from './map-source.ts';
 
-export interface FillLoopOptions {
+interface FillLoopOptions {
   /** Owned by the loop: closed by close(). */
   readonly client: KubeClient;
   /** pullmap's own namespace: where a ClusterImageMap's fill.secret lives. */
@@ -59,9 +59,9 @@ export interface FillLoopOptions {
   readonly now?: (() => Date) | undefined;
 }
 
-export type FillState = 'Pending' | 'Copying' | 'Filled' | 'Partial' | 'Failed';
+type FillState = 'Pending' | 'Copying' | 'Filled' | 'Partial' | 'Failed';
 
-export interface FillItem {
+interface FillItem {
   readonly key: string;
   readonly source: ImageReference;
   readonly target: ImageReference;
@@ -613,7 +613,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
 }
 
 /** status.fill of one map: counts and the most recent images, failures first. */
-export function fillStatus(list: readonly FillItem[]): {
+function fillStatus(list: readonly FillItem[]): {
   filled: number;
   pending: number;
   failed: number;

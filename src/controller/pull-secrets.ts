@@ -19,7 +19,7 @@ import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-w
 import type { Logger } from '../observe/log.ts';
 import type { ClusterMapSource } from './map-source.ts';
 
-export interface PullSecretCopierOptions {
+interface PullSecretCopierOptions {
   /** Owned by the copier: closed by close(). */
   readonly client: KubeClient;
   /** pullmap's own namespace: where ClusterImageMaps' Secrets live. */
@@ -33,7 +33,7 @@ export interface PullSecretCopierOptions {
   readonly resyncIntervalMs?: number;
 }
 
-export interface PullSecretCopier {
+interface PullSecretCopier {
   readonly stats: { reconciles: number; created: number; updated: number; deleted: number; errors: number };
   /** Resolves after the next reconcile that saw every watch synced (tests). */
   settled(): Promise<void>;

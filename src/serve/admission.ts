@@ -18,7 +18,7 @@ export type PodReviewResult =
   | { readonly kind: 'ignored'; readonly why: string; readonly response: AdmissionResponse }
   | { readonly kind: 'planned'; readonly plan: PodPlan; readonly response: AdmissionResponse };
 
-export interface PodReviewDeps {
+interface PodReviewDeps {
   readonly state: MapState;
   readonly settings: DecisionSettings;
   readonly existence: ExistenceSource;

@@ -46,7 +46,7 @@ function problemsOf(loaded: LoadedMaps): string[] {
 }
 
 /** The files of the --config values: each file itself, each directory's map files (configFileNames). */
-export async function mapFilesOf(paths: readonly string[]): Promise<string[]> {
+async function mapFilesOf(paths: readonly string[]): Promise<string[]> {
   const files: string[] = [];
   for (const path of paths) {
     if (!(await stat(path)).isDirectory()) files.push(path);
@@ -149,7 +149,7 @@ async function readMapFile(path: string, limit = MAX_MAP_FILE_BYTES): Promise<st
   }
 }
 
-export interface FileSourceOptions {
+interface FileSourceOptions {
   /** The --config values (files, directories), or none for the embedded default (`defaultText`). */
   readonly paths: readonly string[];
   readonly defaultText: string;

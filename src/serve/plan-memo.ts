@@ -17,7 +17,7 @@ interface Consulted {
   readonly outcome: ProbeOutcome;
 }
 
-export interface MemoisedPlan<T> {
+interface MemoisedPlan<T> {
   readonly plan: PodPlan;
   /** What the caller derived from the plan (the encoded patch, the warnings). */
   readonly derived: T;
@@ -37,7 +37,7 @@ export const MAX_KEY_CHARS = 8192;
  * Plans remembered: about 7.4 KiB each for a 5-container pod, so under 2 MiB. A workload's pods arrive
  * in bursts (a ReplicaSet creates them back to back), which a small memo catches; docs/decisions.md.
  */
-export const PLAN_LIMIT = 256;
+const PLAN_LIMIT = 256;
 
 /**
  * Plans remembered per map snapshot and settings; at most `limit`, starting over when full or when the

@@ -21,7 +21,7 @@ import { BoundedMemo } from '../core/memo.ts';
  * Distinct images remembered: 2.6 KiB each with matches in one namespace, 6.3 KiB in 16 (the bench's
  * 1,000-mapping fixture), so at most about 6.5 MiB.
  */
-export const IMAGE_LIMIT = 1024;
+const IMAGE_LIMIT = 1024;
 /** Namespaces per image whose matches are remembered (a pod's namespace is the only context they need). */
 const NAMESPACES_PER_IMAGE = 16;
 const CLUSTER_ONLY = '\u0000';

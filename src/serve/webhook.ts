@@ -19,7 +19,7 @@ import { PreparedMemo } from './prepared-memo.ts';
 
 export type FailurePolicy = 'Ignore' | 'Fail';
 
-export interface WebhookOptions {
+interface WebhookOptions {
   readonly source: MapSource;
   readonly existence: ExistenceSource;
   readonly namespaceLabels: (namespace: string) => Labels;

@@ -24,8 +24,6 @@ export interface ProxyConfig {
   readonly noProxy: readonly NoProxyRule[];
 }
 
-const NO_PROXY: ProxyConfig = { https: undefined, http: undefined, noProxy: [] };
-
 /**
  * The settings from environment variables, upper case first as Go reads them (HTTPS_PROXY, then
  * https_proxy). An empty value counts as unset.

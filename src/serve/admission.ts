@@ -62,10 +62,8 @@ const NONE: readonly string[] = [];
  * the cluster. Synchronous when every existence answer it needs is cached (the common case); a
  * promise when a registry has to be asked.
  */
-export function reviewPod(
-  request: AdmissionRequest,
-  deps: PodReviewDeps,
-): PodReviewResult | Promise<PodReviewResult> {
+/** The answer to a review that is not about a pod's images (the webhook's rules sent more), if it is not. */
+function ignored(request: AdmissionRequest): PodReviewResult | undefined {
   const { uid } = request;
   const isPod =
     request.kind.group === '' && request.kind.kind === 'Pod' && request.resource.resource === 'pods';
@@ -77,6 +75,16 @@ export function reviewPod(
     return { kind: 'ignored', why: `subresource ${request.subResource}`, response: allow(uid) };
   if (!POD_OPERATIONS.has(request.operation))
     return { kind: 'ignored', why: `operation ${request.operation}`, response: allow(uid) };
+  return undefined;
+}
+
+export function reviewPod(
+  request: AdmissionRequest,
+  deps: PodReviewDeps,
+): PodReviewResult | Promise<PodReviewResult> {
+  const { uid } = request;
+  const skip = ignored(request);
+  if (skip !== undefined) return skip;
   if (!isObject(request.object))
     return {
       kind: 'ignored',

@@ -162,6 +162,15 @@ function itemsByMap(items: Iterable<FillItem>): Map<string, { map: MapTarget; it
   return perMap;
 }
 
+/** A copy that threw (credentials unreadable, a client that could not be made) as a failed result. */
+function thrownCopy(err: unknown): CopyResult {
+  if (err instanceof CopyFailure) return { ok: false, error: err.error };
+  return {
+    ok: false,
+    error: { code: 'TARGET_REFUSED', message: err instanceof Error ? err.message : String(err) },
+  };
+}
+
 const terminal = (pod: KubeObject): boolean => {
   const phase = (pod as { status?: { phase?: unknown } }).status?.phase;
   return phase === 'Succeeded' || phase === 'Failed';
@@ -431,13 +440,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
         signal,
       });
     } catch (err) {
-      result = {
-        ok: false,
-        error:
-          err instanceof CopyFailure
-            ? err.error
-            : { code: 'TARGET_REFUSED', message: err instanceof Error ? err.message : String(err) },
-      };
+      result = thrownCopy(err);
     }
     if (closed) return;
     if (result.ok) copied(item, result.value);

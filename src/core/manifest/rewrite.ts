@@ -3,7 +3,7 @@
 // every other byte stay as they were (a Helm post-renderer must not reformat charts).
 
 import { type Document, isScalar, LineCounter, parseAllDocuments, type Scalar } from 'yaml';
-import { duplicateKeys } from '../config.ts';
+import { documentValue } from '../config.ts';
 import { isObject } from '../json.ts';
 import type { Labels } from '../mapping/index.ts';
 import { containerImages, findPodSpecs } from '../pod/locate.ts';
@@ -33,41 +33,6 @@ function labelsOf(v: unknown): Record<string, string> {
 }
 
 type ParsedDocument = Document.Parsed;
-
-/** Where messages point: "SOURCE:LINE:COL: YAML document N". */
-const at = (source: string, lines: LineCounter, offset: number, i: number): string => {
-  const { line, col } = lines.linePos(offset);
-  return `${source}:${line}:${col}: YAML document ${i + 1}`;
-};
-
-/** The document's value, or the located errors that make it unreadable (malformed, duplicate keys, alias bombs). */
-function documentValue(
-  doc: ParsedDocument,
-  i: number,
-  source: string,
-  lines: LineCounter,
-): { readonly value: unknown } | { readonly errors: string[] } {
-  if (doc.errors.length > 0)
-    return {
-      errors: doc.errors.map(
-        (e) => `${at(source, lines, e.pos[0], i)} is malformed: ${e.message.split('\n')[0]}`,
-      ),
-    };
-  const duplicates = duplicateKeys(doc);
-  if (duplicates.length > 0)
-    return {
-      errors: duplicates.map(
-        (d) =>
-          `${at(source, lines, d.offset, i)} is malformed: duplicate key ${JSON.stringify(d.key)} in one mapping; keep one of them`,
-      ),
-    };
-  try {
-    return { value: doc.toJS({ maxAliasCount: 100 }) };
-  } catch (err) {
-    // yaml throws (a ReferenceError) on alias bombs: a located error like the config loader's.
-    return { errors: [`${at(source, lines, doc.range[0], i)} cannot be read: ${(err as Error).message}`] };
-  }
-}
 
 type Root = { readonly value: unknown; readonly path: readonly (string | number)[] };
 
@@ -113,8 +78,12 @@ export function scanManifests(text: string, source: string): ManifestScan {
   const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: false });
   const images: ManifestImage[] = [];
   const errors: string[] = [];
+  const where = (offset: number): string => {
+    const { line, col } = lineCounter.linePos(offset);
+    return `${source}:${line}:${col}`;
+  };
   (Array.isArray(docs) ? docs : [docs]).forEach((doc, i) => {
-    const read = documentValue(doc, i, source, lineCounter);
+    const read = documentValue(doc, i, where);
     if ('errors' in read) errors.push(...read.errors);
     else for (const root of rootsOf(read.value)) objectImages(doc, root, images);
   });

@@ -177,7 +177,7 @@ async function clusterMaps(
   { logger, metrics, onSwap }: MapsContext,
   onFilled: (target: string) => void,
 ): Promise<Maps> {
-  const cluster = await startCluster(clusterOptions, options.settings, logger, metrics, onSwap);
+  const cluster = await startCluster(clusterOptions, options.settings, logger, metrics, onSwap, onFilled);
   const { startClusterFill } = await import('./fill.ts');
   const fill = await startClusterFill({
     cluster: clusterOptions,
@@ -340,6 +340,7 @@ async function startCluster(
   logger: Logger,
   metrics: MetricsRegistry,
   onSwap: (state: MapState) => void,
+  onFilled: (target: string) => void,
 ) {
   const [
     { loadKubeConfig },
@@ -372,6 +373,8 @@ async function startCluster(
       ? { leaderElection: { namespace: options.leaseNamespace, identity: options.identity } }
       : {}),
     logger: logger.with({ component: 'controller' }),
+    // Fills the leader finished, seen by every replica in the maps' status.
+    onFilled,
   });
   source.subscribe(onSwap);
   const namespaces = watchNamespaceLabels(kubeClient(kubeConfig), logger);

@@ -29,6 +29,7 @@ import {
   parsePullSecret,
   RegistryClient,
   type RegistryClientOptions,
+  type Semaphore,
 } from '../registry/index.ts';
 import type { ClusterMapSource } from './map-source.ts';
 
@@ -59,9 +60,9 @@ interface FillLoopOptions {
   readonly now?: (() => Date) | undefined;
 }
 
-type FillState = 'Pending' | 'Copying' | 'Filled' | 'Partial' | 'Failed';
+export type FillState = 'Pending' | 'Copying' | 'Filled' | 'Partial' | 'Failed';
 
-interface FillItem {
+export interface FillItem {
   readonly key: string;
   readonly source: ImageReference;
   readonly target: ImageReference;
@@ -73,6 +74,8 @@ interface FillItem {
   readonly sourceNamespace: string;
   /** The Secret with push credentials, already scoped (own namespace or the map's). */
   readonly secret: { readonly namespace: string; readonly name: string } | undefined;
+  /** Without `secret`: whether the target is written with pullmap's own credentials (ClusterImageMaps). */
+  readonly ownPush: boolean;
   /** The maps whose mappings asked for this copy (status goes to each). */
   readonly maps: Map<string, MapTarget>;
   state: FillState;
@@ -209,10 +212,13 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     .collect(() => [...items.values()].filter((i) => i.state === 'Pending' || i.state === 'Copying').length);
 
   // Reads use pullmap's own credentials (and, for an ImageMap, its pods' pull secrets); writes use the
-  // map's fill.secret when it names one. One client per distinct set of Secret versions, kept while used.
+  // map's fill.secret when it names one, else pullmap's own for a ClusterImageMap and none for an
+  // ImageMap. One client per distinct set of Secret versions, kept while used.
   const own = options.registry.credentials;
   const clients = new Map<string, { client: RegistryClient; used: number }>();
   const copiers = new Map<string, Copier>();
+  // One set of blob slots per target registry for every copier, whatever credentials it writes with.
+  const slots = new Map<string, Semaphore>();
   const clientFor = (key: string, credentials: CredentialSource | undefined): RegistryClient => {
     const known = clients.get(key);
     if (known) {
@@ -286,6 +292,8 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
           secretName === undefined
             ? undefined
             : { namespace: plan.rule.map.namespace ?? options.namespace, name: secretName },
+        // Nor may a tenant's map push with pullmap's own credentials to a target the tenant chose.
+        ownPush: plan.rule.map.kind === 'ClusterImageMap',
         sourceSecrets: new Set(),
         sourceNamespace: plan.rule.map.namespace ?? podNamespace,
         maps: new Map(),
@@ -416,6 +424,9 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       const found = await secretsKeyring(item.secret.namespace, [item.secret.name], 'fill.secret');
       targetKey = `dst:${found.key}`;
       targetCredentials = found.keyring;
+    } else if (!item.ownPush) {
+      targetKey = 'dst:none';
+      targetCredentials = undefined;
     }
     const key = `${sourceKey}|${targetKey}`;
     let copier = copiers.get(key);
@@ -423,6 +434,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       copier = new Copier({
         source: clientFor(sourceKey, sourceCredentials),
         target: clientFor(targetKey, targetCredentials),
+        slots,
       });
       copiers.set(key, copier);
     }
@@ -616,7 +628,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
 }
 
 /** status.fill of one map: counts and the most recent images, failures first. */
-function fillStatus(list: readonly FillItem[]): {
+export function fillStatus(list: readonly FillItem[]): {
   filled: number;
   pending: number;
   failed: number;

@@ -61,6 +61,26 @@ export interface ClusterMapSourceOptions {
   readonly logger?: Logger;
   /** Injected clock for condition timestamps. */
   readonly now?: () => Date;
+  /**
+   * Called with each target a map's status.fill newly lists as Filled or Partial, whichever replica
+   * copied it: every replica's webhook then forgets its cached "missing" for it, not only the leader's.
+   */
+  readonly onFilled?: ((target: string) => void) | undefined;
+}
+
+const MAX_FILLS_SEEN = 10_000;
+
+/** The Filled or Partial entries of a map object's status.fill, as target and time. */
+function filledEntries(object: KubeObject): { target: string; time: string }[] {
+  const images = (object as { status?: { fill?: { images?: unknown } } }).status?.fill?.images;
+  if (!Array.isArray(images)) return [];
+  return images.flatMap((entry: unknown) => {
+    const e = (entry ?? {}) as Record<string, unknown>;
+    const done = e['state'] === 'Filled' || e['state'] === 'Partial';
+    return done && typeof e['target'] === 'string' && typeof e['time'] === 'string'
+      ? [{ target: e['target'], time: e['time'] }]
+      : [];
+  });
 }
 
 export interface ClusterMapSource extends MapSource {
@@ -189,9 +209,25 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     }
   };
 
+  // The time each filled target was last seen in a status, so each fill is announced once.
+  const fillsSeen = new Map<string, string>();
+  const noteFills = (object: KubeObject | undefined): void => {
+    if (object === undefined || options.onFilled === undefined) return;
+    for (const { target, time } of filledEntries(object)) {
+      if (fillsSeen.get(target) === time) continue;
+      if (fillsSeen.size >= MAX_FILLS_SEEN) fillsSeen.clear();
+      fillsSeen.set(target, time);
+      options.onFilled(target);
+    }
+  };
+
   const maps = new MapWatches(
     { client, logger, ...(options.watch ? { timing: options.watch } : {}) },
     (change, kind) => {
+      // A relist (the watch expired) may have missed some: look at them all.
+      if (change.type === 'replaced')
+        for (const w of maps.watches) for (const o of w.store.values()) noteFills(o);
+      else noteFills(change.current);
       // A status-only change needs its status re-checked, not an analysis.
       if (incremental.change(change) === 'status')
         reconcileStatus([MapWatches.withKind(change.current!, kind)]);

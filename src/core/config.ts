@@ -1,7 +1,7 @@
 // Reading map objects from YAML text (a config file, or stdin): multi-document, `kind: List` too.
 // Pure: the caller reads the file. Every problem names the document, its line and what to fix.
 
-import { type Document, isMap, isScalar, LineCounter, parseAllDocuments, visit } from 'yaml';
+import { CST, type Document, isMap, isScalar, Lexer, LineCounter, parseAllDocuments, visit } from 'yaml';
 
 /**
  * Offsets of keys given twice in one mapping, found in one pass with a Set per mapping. yaml's own
@@ -61,7 +61,33 @@ export function documentValue(
   }
 }
 
-interface LoadedDocument {
+/** Lexer tokens that each become a node when parsed: scalars, aliases, collections, items, keys. */
+const VALUE_TOKENS: ReadonlySet<string> = new Set([
+  'scalar',
+  'single-quoted-scalar',
+  'double-quoted-scalar',
+  'block-scalar-header',
+  'alias',
+  'flow-map-start',
+  'flow-seq-start',
+  'seq-item-ind',
+  'explicit-key-ind',
+]);
+
+/**
+ * How many values `text` holds, counted by yaml's lexer without building anything, and no further than
+ * `limit + 1`: a caller can refuse text whose parse would cost too much memory (about 1 KB per value)
+ * for the price of lexing at most `limit` values.
+ */
+export function countYamlValues(text: string, limit: number): number {
+  let count = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (VALUE_TOKENS.has(CST.tokenType(token) ?? '') && ++count > limit) break;
+  }
+  return count;
+}
+
+export interface LoadedDocument {
   readonly value: unknown;
   /** 1-based line where the object starts, for messages. */
   readonly line: number;

@@ -204,7 +204,7 @@ const mappingSchema = object(
           secret: optional(
             string({
               description:
-                "A kubernetes.io/dockerconfigjson Secret with push credentials for the target: in pullmap's own namespace for a ClusterImageMap, in the map's namespace for an ImageMap. Without it pullmap writes with its own registry credentials.",
+                "A kubernetes.io/dockerconfigjson Secret with push credentials for the target: in pullmap's own namespace for a ClusterImageMap, in the map's namespace for an ImageMap. Without it a ClusterImageMap's target is written with pullmap's own registry credentials, an ImageMap's with none (a tenant never pushes with pullmap's).",
               minLength: 1,
               maxLength: 253,
               example: 'mirror-push',

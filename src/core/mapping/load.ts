@@ -1,6 +1,6 @@
 // Map objects from YAML text (config files, stdin, the embedded default): the same objects the CRDs
 // hold, checked by the same code. Pure: reading the files is the caller's (the CLI, the file source).
-import { loadYamlObjects } from '../config.ts';
+import { countYamlValues, loadYamlObjects } from '../config.ts';
 import { type Analysis, analyzeMaps } from './consistency.ts';
 import { buildSnapshot, type MapSnapshot } from './snapshot.ts';
 
@@ -55,8 +55,33 @@ function mapProblem(value: unknown, at: Origin, seen: Map<string, Origin>): stri
   return undefined;
 }
 
+/**
+ * YAML values all the inputs of a set may hold together. Parsing costs about 1 KB of memory per value
+ * (a 4 MiB file of `k: 1` lines took serve past the chart's 256 MiB limit), and real maps hold a few
+ * per mapping (500 mappings, the most a map may have: about 3,000), so a set over this is refused
+ * before it is parsed.
+ */
+export const MAX_MAP_VALUES = 100_000;
+
+/** Why the inputs hold too many values to parse, naming the one that goes over; undefined if they do not. */
+function overValueLimit(inputs: readonly MapText[]): string | undefined {
+  let left = MAX_MAP_VALUES;
+  for (const { text, source } of inputs) {
+    const values = countYamlValues(text, left);
+    if (values > left)
+      return `${source}: holds over ${left} YAML values${left < MAX_MAP_VALUES ? ' beside the inputs before it' : ''}; map inputs may hold ${MAX_MAP_VALUES} in all (parsing costs about 1 KB of memory each): remove what is not map objects, or apply the maps to the cluster (--maps-from cluster)`;
+    left -= values;
+  }
+  return undefined;
+}
+
 /** Map objects of several inputs read as one set (like `kubectl apply -f a.yaml -f dir/`). */
 export function loadMapsFromTexts(inputs: readonly MapText[]): LoadedMaps {
+  const tooMany = overValueLimit(inputs);
+  return tooMany === undefined ? loadSet(inputs) : { ...loadSet([]), errors: [tooMany] };
+}
+
+function loadSet(inputs: readonly MapText[]): LoadedMaps {
   const errors: string[] = [];
   const objects: unknown[] = [];
   // A cluster holds one object per kind, namespace and name; a second one in the input would

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { loadYamlObjects } from '../../../src/core/config.ts';
+import { countYamlValues, loadYamlObjects } from '../../../src/core/config.ts';
 import { scanManifests, spliceImages } from '../../../src/core/manifest/rewrite.ts';
 import { analyzeMaps, buildSnapshot, DEFAULT_DECISION_SETTINGS } from '../../../src/core/mapping/index.ts';
+import { loadMapsFromTexts, MAX_MAP_VALUES } from '../../../src/core/mapping/load.ts';
 import { planPod, podImages } from '../../../src/core/pod/plan.ts';
 
 const map = (
@@ -480,5 +481,27 @@ describe('config files', () => {
     assert.match(bad.errors[0] ?? '', /^c\.yaml:\d+:\d+: YAML document 2 is malformed/);
     const dup = loadYamlObjects('kind: a\nkind: b\n', 'c.yaml');
     assert.match(dup.errors[0] ?? '', /unique|duplicate/i);
+  });
+  test('values are counted without parsing, and a set holding too many is refused naming the input', () => {
+    // a, 1, b, [, x, "y", {, c, *z, the list item, e, its block scalar: its header and text.
+    assert.equal(countYamlValues('a: 1\nb: [x, "y", {c: *z}]\nl:\n  - e: |\n      text\n', 100), 14);
+    assert.equal(countYamlValues('- 1\n'.repeat(1000), 10), 11, 'stops once over the limit');
+    const map =
+      'apiVersion: pullmap.dev/v1alpha1\nkind: ClusterImageMap\nmetadata: {name: a}\nspec: {mappings: [{from: a.io/, to: b.io/}]}\n';
+    const half = `junk:\n${'- 1\n'.repeat(MAX_MAP_VALUES / 4)}`;
+    const one = loadMapsFromTexts([{ text: `${map}---\n${half}`, source: 'one.yaml' }]);
+    assert.deepEqual(one.errors, [
+      'one.yaml:6: kind null is not a map object; a config holds ImageMap and ClusterImageMap objects',
+    ]);
+    const two = loadMapsFromTexts([
+      { text: `${map}---\n${half}`, source: 'one.yaml' },
+      { text: half.repeat(2), source: 'two.yaml' },
+    ]);
+    assert.equal(two.errors.length, 1);
+    assert.match(
+      two.errors[0]!,
+      /^two\.yaml: holds over \d+ YAML values beside the inputs before it; map inputs may hold 100000 in all/,
+    );
+    assert.equal(two.analysis.verdicts.length, 0, 'nothing was parsed');
   });
 });

@@ -87,7 +87,7 @@ export function countYamlValues(text: string, limit: number): number {
   return count;
 }
 
-export interface LoadedDocument {
+interface LoadedDocument {
   readonly value: unknown;
   /** 1-based line where the object starts, for messages. */
   readonly line: number;

@@ -1,13 +1,13 @@
 // `pullmap rewrite -f FILE`: manifests in, the same manifests with mapped images out (Helm post-renderer).
 import { mergeProbeRequests } from '../core/facts.ts';
 import { scanManifests, spliceImages } from '../core/manifest/rewrite.ts';
-import { decideImage } from '../core/mapping/index.ts';
+import { type DecisionSettings, decideImage } from '../core/mapping/index.ts';
 import { printable } from '../core/text.ts';
 import { decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
 import type { CliIO } from './io.ts';
 import { loadMaps, readInput } from './maps.ts';
 
-export interface RewriteOptions {
+interface RewriteOptions {
   file: string;
   /** --config values (required: rewrite never runs without maps). */
   config: readonly string[];
@@ -16,6 +16,8 @@ export interface RewriteOptions {
   namespaceLabels: Record<string, string>;
   maxInputBytes: number;
   existence: ExistenceSource;
+  /** The settings decisions are made with (the webhook's --cache-address and --exclude-namespaces). */
+  settings: DecisionSettings;
 }
 
 export async function rewrite(options: RewriteOptions, io: CliIO): Promise<number> {
@@ -46,7 +48,7 @@ export async function rewrite(options: RewriteOptions, io: CliIO): Promise<numbe
         podLabels: img.podLabels,
         pullPolicy,
       };
-      return decideImage(snapshot, img.image, ctx, facts);
+      return decideImage(snapshot, options.settings, img.image, ctx, facts);
     });
     return { all, pendingProbes: mergeProbeRequests(all.flatMap((d) => d.pendingProbes)) };
   }, options.existence);

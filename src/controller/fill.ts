@@ -6,9 +6,15 @@
 
 import { resourcePath } from '../core/api/crd.ts';
 import type { MapKind } from '../core/api/v1alpha1.ts';
-import { type FillPlan, fillTarget, type Labels, type MapSnapshot } from '../core/mapping/index.ts';
+import {
+  type DecisionSettings,
+  type FillPlan,
+  fillTarget,
+  type Labels,
+  type MapSnapshot,
+} from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
-import { ANNOTATION_ORIGINAL_IMAGES, jsonAnnotation, OPT_OUT, recordedFor } from '../core/pod/plan.ts';
+import { ANNOTATION_ORIGINAL_IMAGES, jsonAnnotation, podSkipReason, recordedFor } from '../core/pod/plan.ts';
 import { formatReference, type ImageReference } from '../core/reference/index.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-watch.ts';
@@ -27,13 +33,15 @@ import {
 } from '../registry/index.ts';
 import type { ClusterMapSource } from './map-source.ts';
 
-export interface FillLoopOptions {
+interface FillLoopOptions {
   /** Owned by the loop: closed by close(). */
   readonly client: KubeClient;
   /** pullmap's own namespace: where a ClusterImageMap's fill.secret lives. */
   readonly namespace: string;
   readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'mayWrite'>;
   readonly namespaceLabels: (namespace: string) => Labels;
+  /** The webhook's settings: what it maps is what is filled, where it maps it. */
+  readonly settings: DecisionSettings;
   /** How registries are reached (plain HTTP hosts, CAs, timeouts) and pullmap's own credentials. */
   readonly registry: Pick<RegistryClientOptions, 'endpoints' | 'defaults'> & {
     readonly credentials?: CredentialSource | undefined;
@@ -129,7 +137,7 @@ function pullSecretNames(pod: KubeObject): string[] {
 /** The pod's namespace and labels for fillTarget, or undefined when the webhook leaves the pod alone. */
 function fillContext(
   pod: KubeObject,
-  snapshot: MapSnapshot,
+  settings: DecisionSettings,
   labelsOf: (namespace: string) => Labels,
 ): { namespace: string; namespaceLabels: Labels; podLabels: Labels } | undefined {
   if (terminal(pod)) return undefined;
@@ -137,8 +145,7 @@ function fillContext(
   const podLabels = (pod.metadata['labels'] as Labels | undefined) ?? {};
   const annotations = (pod.metadata['annotations'] as Record<string, string> | undefined) ?? {};
   // What the webhook leaves alone is not filled either.
-  if (snapshot.options.excludedNamespaces.includes(namespace)) return undefined;
-  if (podLabels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true') return undefined;
+  if (podSkipReason(settings, namespace, podLabels, annotations) !== undefined) return undefined;
   return {
     namespace,
     namespaceLabels: { 'kubernetes.io/metadata.name': namespace, ...labelsOf(namespace) },
@@ -156,6 +163,15 @@ function itemsByMap(items: Iterable<FillItem>): Map<string, { map: MapTarget; it
       perMap.set(key, entry);
     }
   return perMap;
+}
+
+/** A copy that threw (credentials unreadable, a client that could not be made) as a failed result. */
+function thrownCopy(err: unknown): CopyResult {
+  if (err instanceof CopyFailure) return { ok: false, error: err.error };
+  return {
+    ok: false,
+    error: { code: 'TARGET_REFUSED', message: err instanceof Error ? err.message : String(err) },
+  };
 }
 
 const terminal = (pod: KubeObject): boolean => {
@@ -318,10 +334,10 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
 
   /** Queues the copies one pod's images need, unless pullmap leaves the pod alone. */
   function reconcilePod(pod: KubeObject, snapshot: MapSnapshot, clock: number): void {
-    const context = fillContext(pod, snapshot, options.namespaceLabels);
+    const context = fillContext(pod, options.settings, options.namespaceLabels);
     if (context === undefined) return;
     for (const { image, pullPolicy } of podImages(pod)) {
-      const decision = fillTarget(snapshot, image, { ...context, pullPolicy });
+      const decision = fillTarget(snapshot, options.settings, image, { ...context, pullPolicy });
       if (!decision.ok || decision.plan.fill?.enabled !== true) continue;
       const item = itemFor(decision.plan, context.namespace);
       if (item !== undefined) enqueue(item, decision.plan.rule.map.kind, pod, clock);
@@ -436,13 +452,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
         signal,
       });
     } catch (err) {
-      result = {
-        ok: false,
-        error:
-          err instanceof CopyFailure
-            ? err.error
-            : { code: 'TARGET_REFUSED', message: err instanceof Error ? err.message : String(err) },
-      };
+      result = thrownCopy(err);
     }
     if (closed) return;
     if (result.ok) copied(item, result.value);

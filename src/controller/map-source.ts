@@ -9,13 +9,7 @@
 
 import { resourcePath } from '../core/api/crd.ts';
 import { API_VERSION, type MapObject } from '../core/api/v1alpha1.ts';
-import {
-  buildSnapshot,
-  DEFAULT_SNAPSHOT_OPTIONS,
-  type MapInput,
-  type SnapshotOptions,
-  updateSnapshot,
-} from '../core/mapping/index.ts';
+import { buildSnapshot, type MapInput, updateSnapshot } from '../core/mapping/index.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';
 import { type LeaderElection, startLeaderElection } from '../kube/lease.ts';
@@ -40,7 +34,6 @@ import { StatusWriter } from './status-writer.ts';
 
 export interface ClusterMapSourceOptions {
   readonly kubeConfig: KubeCredentials;
-  readonly snapshotOptions?: SnapshotOptions;
   /** Rejected maps are re-checked on every change in scope and also this often (default 60 s). */
   readonly recheckIntervalMs?: number;
   /** What serves while a map's newest generation is rejected (default: the last accepted generation). */
@@ -171,7 +164,6 @@ function electionOf(
 
 export function startClusterMapSource(options: ClusterMapSourceOptions): ClusterMapSource {
   const logger = options.logger ?? silentLogger;
-  const snapshotOptions = options.snapshotOptions ?? DEFAULT_SNAPSHOT_OPTIONS;
   const client: KubeClient = kubeClient(options.kubeConfig, {
     timeoutMs: options.requestTimeoutMs ?? 10_000,
   });
@@ -260,7 +252,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     const snapshot =
       state && step.onlyIn
         ? updateSnapshot(state.snapshot, step.analysis.accepted, step.onlyIn)
-        : buildSnapshot(step.analysis.accepted, snapshotOptions);
+        : buildSnapshot(step.analysis.accepted);
     state = { snapshot, analysis: step.analysis, version: (state?.version ?? 0) + 1 };
     ready.resolve(state);
     for (const listener of listeners) listener(state);

@@ -27,7 +27,7 @@ import {
 } from './manifest.ts';
 
 /** copied: pushed now; present: the target had it (tag set if needed); partial: see `CopyOutcome`. */
-export type CopyState = 'copied' | 'present' | 'partial';
+type CopyState = 'copied' | 'present' | 'partial';
 
 export interface CopyOutcome {
   readonly state: CopyState;
@@ -66,7 +66,7 @@ export type CopyEvent =
     }
   | { readonly kind: 'bytes'; readonly digest: string; readonly bytes: number };
 
-export interface CopyRequest {
+interface CopyRequest {
   readonly source: ImageReference;
   readonly target: ImageReference;
   /** Copy only these platforms of an index (see CopyOutcome.platforms); empty or absent: all. */
@@ -75,7 +75,7 @@ export interface CopyRequest {
   readonly onEvent?: ((event: CopyEvent) => void) | undefined;
 }
 
-export interface CopierOptions {
+interface CopierOptions {
   /** Reads the source (its credentials). */
   readonly source: RegistryClient;
   /** Writes the target (its credentials); may be the same client. */

@@ -3,7 +3,12 @@
 import assert from 'node:assert/strict';
 import { isMainThread, parentPort } from 'node:worker_threads';
 import type { ExistenceFacts } from '../../src/core/facts.ts';
-import { analyzeMaps, buildSnapshot, decideImage } from '../../src/core/mapping/index.ts';
+import {
+  analyzeMaps,
+  buildSnapshot,
+  DEFAULT_DECISION_SETTINGS,
+  decideImage,
+} from '../../src/core/mapping/index.ts';
 import { checkTagPattern } from '../../src/core/tag-pattern.ts';
 
 const noFacts: ExistenceFacts = () => undefined;
@@ -24,6 +29,7 @@ function keptAsMutable(pattern: string, tag: string): boolean {
   assert.equal(verdict?.verdict, 'Accepted', JSON.stringify(verdict?.findings));
   const d = decideImage(
     buildSnapshot(analysis.accepted),
+    DEFAULT_DECISION_SETTINGS,
     `nginx:${tag}`,
     { namespace: 'default', namespaceLabels: {}, podLabels: {} },
     noFacts,

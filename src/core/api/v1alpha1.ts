@@ -26,7 +26,7 @@ export const KINDS = ['ImageMap', 'ClusterImageMap'] as const;
 export type MapKind = (typeof KINDS)[number];
 
 /** Bounds that keep one object's cost to the webhook and the controller small. */
-export const LIMITS = { mappings: 500, candidates: 8, mutableTags: 64, referenceLength: 512 } as const;
+const LIMITS = { mappings: 500, candidates: 8, mutableTags: 64, referenceLength: 512 } as const;
 
 /** Secret names are DNS subdomains; pullmap's copies add "pullmap-" (8 characters) within the 253 limit. */
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

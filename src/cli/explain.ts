@@ -7,6 +7,7 @@ import {
   type ImageDecision,
   loadMapsFromText,
 } from '../core/mapping/index.ts';
+import { podSkipReason } from '../core/pod/plan.ts';
 import { formatFamiliar, formatNormalized, parseReference } from '../core/reference/index.ts';
 import { printable } from '../core/text.ts';
 import { decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
@@ -141,6 +142,12 @@ export async function explain(options: ExplainOptions, io: CliIO): Promise<numbe
     podLabels: options.podLabels,
     pullPolicy: options.pullPolicy,
   };
+  // The webhook would not look at these images at all: say so, then show what the maps decide.
+  const skipped = podSkipReason(options.settings, options.namespace, options.podLabels, {});
+  if (skipped !== undefined)
+    io.stderr.write(
+      `pullmap: explain: ${skipped}, so the webhook leaves such a pod unchanged; below is what the maps would decide otherwise\n`,
+    );
   for (const input of await inputLines(options, io)) {
     const decision: ImageDecision = await decideWithProbes(
       (facts) => decideImage(snapshot, options.settings, input, ctx, facts),

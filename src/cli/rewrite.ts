@@ -2,6 +2,7 @@
 import { mergeProbeRequests } from '../core/facts.ts';
 import { scanManifests, spliceImages } from '../core/manifest/rewrite.ts';
 import { type DecisionSettings, decideImage } from '../core/mapping/index.ts';
+import { podSkipReason } from '../core/pod/plan.ts';
 import { printable } from '../core/text.ts';
 import { decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
 import type { CliIO } from './io.ts';
@@ -38,8 +39,17 @@ export async function rewrite(options: RewriteOptions, io: CliIO): Promise<numbe
     for (const e of scan.errors) io.stderr.write(`${printable(e)}\n`);
     return 2;
   }
+  // Images the webhook would never look at (an excluded namespace, a pod that opts out) stay as they are.
+  const skipped = scan.images.map((img) =>
+    podSkipReason(options.settings, img.namespace ?? options.namespace, img.podLabels, {}),
+  );
+  for (const why of new Set(skipped.filter((w) => w !== undefined)))
+    io.stderr.write(
+      `pullmap: rewrite: ${printable(why)}: its images are left as they are, as the webhook leaves such pods\n`,
+    );
   const decisions = await decideWithProbes((facts) => {
-    const all = scan.images.map((img) => {
+    const all = scan.images.map((img, i) => {
+      if (skipped[i] !== undefined) return undefined;
       const pullPolicy = img.pullPolicy;
       const namespace = img.namespace ?? options.namespace;
       const ctx = {
@@ -50,10 +60,11 @@ export async function rewrite(options: RewriteOptions, io: CliIO): Promise<numbe
       };
       return decideImage(snapshot, options.settings, img.image, ctx, facts);
     });
-    return { all, pendingProbes: mergeProbeRequests(all.flatMap((d) => d.pendingProbes)) };
+    return { all, pendingProbes: mergeProbeRequests(all.flatMap((d) => d?.pendingProbes ?? [])) };
   }, options.existence);
   const replacements = new Map<number, string>();
   decisions.all.forEach((d, i) => {
+    if (d === undefined) return;
     if (d.outcome === 'Mapped') replacements.set(i, d.image);
     if (d.outcome === 'Invalid')
       io.stderr.write(

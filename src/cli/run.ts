@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
-import { DEFAULT_DECISION_SETTINGS, decisionSettings, parseCacheUpstreams } from '../core/mapping/index.ts';
+import { type DecisionSettings, decisionSettings, parseCacheUpstreams } from '../core/mapping/index.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { proxySettingsFromEnv } from '../core/proxy.ts';
 import { printable } from '../core/text.ts';
@@ -77,6 +77,33 @@ const CACHE_UPSTREAMS_FLAG = {
   },
 } as const satisfies Flags;
 
+/** The settings every decision is made with: serve's, and explain, rewrite and copy take the same so they decide as the webhook does. */
+const DECISION_FLAGS = {
+  'cache-address': {
+    type: 'string',
+    default: 'localhost:7439',
+    arg: 'HOST:PORT',
+    help: "the pullmap cache as pods name it, for maps with cache.enabled (the webhook's --cache-address)",
+  },
+  'exclude-namespaces': {
+    type: 'string',
+    default: 'kube-system,pullmap-system',
+    arg: 'NS,...',
+    help: "namespaces whose pods are never changed (the webhook's --exclude-namespaces)",
+  },
+} as const satisfies Flags;
+
+/** DecisionSettings from DECISION_FLAGS' values. */
+function settingsFrom(values: { 'cache-address': string; 'exclude-namespaces': string }): DecisionSettings {
+  return decisionSettings({
+    cacheAddress: values['cache-address'],
+    excludedNamespaces: values['exclude-namespaces']
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean),
+  });
+}
+
 const CONFIG_HELP =
   'map objects: a file, a directory (its .yaml, .yml and .json files, like kubectl -f DIR) or - for stdin; repeatable, read as one set';
 
@@ -119,6 +146,7 @@ const EXPLAIN_FLAGS = {
     help: "with --pod: the cluster's credentials",
     otherwise: "$KUBECONFIG, ~/.kube/config, else the pod's service account",
   },
+  ...DECISION_FLAGS,
   ...MAX_INPUT_FLAG,
   ...REGISTRY_FLAGS,
 } as const satisfies Flags;
@@ -149,6 +177,7 @@ const REWRITE_FLAGS = {
     arg: 'k=v,...',
     help: "the labels of the objects' namespace, for a ClusterImageMap's namespaceSelector; kubernetes.io/metadata.name is always set",
   },
+  ...DECISION_FLAGS,
   ...MAX_INPUT_FLAG,
   ...REGISTRY_FLAGS,
 } as const satisfies Flags;
@@ -178,6 +207,7 @@ const COPY_FLAGS = {
     otherwise: 'every platform',
   },
   jobs: { type: 'string', default: '2', arg: 'N', help: 'images copied at once (1 to 16)' },
+  ...DECISION_FLAGS,
   ...MAX_INPUT_FLAG,
   ...REGISTRY_FLAGS,
 } as const satisfies Flags;
@@ -223,18 +253,7 @@ const SERVE_FLAGS = {
     arg: 'Ignore|Fail',
     help: "on pullmap's own failure: admit the pod unchanged with a warning, or refuse it",
   },
-  'cache-address': {
-    type: 'string',
-    default: 'localhost:7439',
-    arg: 'HOST:PORT',
-    help: 'the pullmap cache as pods name it, for maps with cache.enabled',
-  },
-  'exclude-namespaces': {
-    type: 'string',
-    default: 'kube-system,pullmap-system',
-    arg: 'NS,...',
-    help: 'namespaces whose pods are never changed',
-  },
+  ...DECISION_FLAGS,
   'log-level': {
     type: 'string',
     default: 'info',
@@ -667,13 +686,7 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
       tls,
       deadlineMs,
       failurePolicy: oneOf(values['failure-policy'], ['Ignore', 'Fail'], '--failure-policy') ?? 'Ignore',
-      settings: decisionSettings({
-        cacheAddress: values['cache-address'],
-        excludedNamespaces: values['exclude-namespaces']
-          .split(',')
-          .map((n) => n.trim())
-          .filter(Boolean),
-      }),
+      settings: settingsFrom(values),
       logLevel: oneOf(values['log-level'], ['debug', 'info', 'warn', 'error'], '--log-level') ?? 'info',
       shutdownDelayMs: duration(values['shutdown-delay'], '--shutdown-delay'),
       shutdownGraceMs: duration(values['shutdown-grace'], '--shutdown-grace'),
@@ -709,7 +722,7 @@ async function explainCommand(rest: readonly string[], io: CliIO): Promise<numbe
         output,
         maxInputBytes,
         existence: podExistence.source,
-        settings: DEFAULT_DECISION_SETTINGS,
+        settings: settingsFrom(values),
       },
       io,
     ).finally(() => podExistence.close());
@@ -729,7 +742,7 @@ async function explainCommand(rest: readonly string[], io: CliIO): Promise<numbe
       output,
       maxInputBytes,
       existence: existence.source,
-      settings: DEFAULT_DECISION_SETTINGS,
+      settings: settingsFrom(values),
     },
     io,
   ).finally(() => existence.close());
@@ -755,7 +768,7 @@ async function rewriteCommand(rest: readonly string[], io: CliIO): Promise<numbe
       namespaceLabels: labels(values['namespace-labels'], '--namespace-labels'),
       maxInputBytes,
       existence: existence.source,
-      settings: DEFAULT_DECISION_SETTINGS,
+      settings: settingsFrom(values),
     },
     io,
   ).finally(() => existence.close());
@@ -800,7 +813,7 @@ async function copyCommand(rest: readonly string[], io: CliIO): Promise<number> 
       proxy: flags.proxy,
       jobs,
       maxInputBytes: parseByteSize(values['max-input-bytes'], '--max-input-bytes'),
-      settings: DEFAULT_DECISION_SETTINGS,
+      settings: settingsFrom(values),
     },
     io,
   );

@@ -1,5 +1,7 @@
 // The clock of a blob upload. An upload may take as long as its link needs (a large layer over a
 // satellite link: hours), so it has no total limit: it fails only when it stops making progress.
+// Progress is bytes the kernel took: a full send buffer takes more once a third of it drained, so with
+// Linux's 4 MiB maximum the default 60 s limit holds for links down to about 23 KiB/s.
 
 /**
  * How much longer than the stall limit the answer may take after the last body byte, at most, in stall

@@ -15,9 +15,10 @@ cd "$(dirname "$0")/.."
 # prometheus gives promtool (the chart's alert rules); tinyproxy is the HTTP proxy of the egress tests.
 # time (GNU time) measures the peak RSS of `pullmap copy` in bench/copy.ts and test/mirror/copy-memory.test.ts.
 # nginx-light is the body-limited reverse proxy (an ingress's 413) in front of a copy's target registry.
+# trickle + socat are the slow link (a bandwidth-shaped relay) in front of a target in the upload stall tests.
 packages=(docker-registry skopeo containerd etcd-server etcd-client apache2-utils jq openssl curl
   runc containernetworking-plugins iproute2 util-linux gcc libc6-dev nodejs mmdebstrap umoci gpg
-  prometheus tinyproxy time nginx-light)
+  prometheus tinyproxy time nginx-light trickle socat)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

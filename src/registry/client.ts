@@ -1,9 +1,10 @@
 // The OCI distribution API client: ping, manifest HEAD and GET, and authenticated sessions for a
 // transport of the caller's (the cache streams blobs through one: src/cache/transport/). One undici
 // Agent per registry host keeps connections alive; a semaphore per host bounds requests in flight;
-// every call has a hard timeout and honours the caller's signal; every result is typed.
+// every call has a hard timeout (a blob upload: a stall timeout, src/registry/stall-clock.ts) and
+// honours the caller's signal; every result is typed.
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import type { ProxyConfig } from '../core/proxy.ts';
@@ -41,6 +42,7 @@ import {
 } from './media-types.ts';
 import { hasProxy, RoutedAgent } from './proxy-agent.ts';
 import { type Release, Semaphore } from './semaphore.ts';
+import { StallClock, stallWireTimeoutMs } from './stall-clock.ts';
 
 const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_QUEUE_PER_HOST = 512;
@@ -122,10 +124,8 @@ type UploadStart =
   | { readonly kind: 'mounted'; readonly digest: string }
   | { readonly kind: 'session'; readonly session: UploadSession };
 
-/** Slowest transfer rate an upload is allowed before it times out: 1 MiB/s, plus a minute. */
-function transferTimeoutMs(bytes: number): number {
-  return 60_000 + Math.ceil(bytes / (1024 * 1024)) * 1000;
-}
+/** An upload's buffered body goes to the socket in pieces of this size, so a slow socket shows progress. */
+const SLICE = 64 * 1024;
 
 interface HostState {
   readonly endpoint: Endpoint;
@@ -144,6 +144,8 @@ interface CallContext {
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
   readonly what: string;
+  /** An upload's clock, told as the transport takes body bytes; undefined for other calls. */
+  readonly clock: StallClock | undefined;
   /** Stops the call's timer and hands its request slot to the caller (for streamed bodies). */
   detach(): Release;
 }
@@ -483,8 +485,9 @@ export class RegistryClient {
   }
 
   /**
-   * Finishes an upload session with the whole blob in one PUT (monolithic). `body` streams; the call's
-   * timeout grows with `size` (see `transferTimeoutMs`) instead of the host's request timeout.
+   * Finishes an upload session with the whole blob in one PUT (monolithic). `body` streams; the call
+   * has no total time limit, only the host's stall timeout (`stallTimeoutMs`): it fails when the socket
+   * takes no body bytes, or no answer comes after the body, for that long.
    */
   putBlob(
     session: UploadSession,
@@ -497,27 +500,23 @@ export class RegistryClient {
     if (!DIGEST.test(digest)) return Promise.resolve(badInput(what, 'unsupported digest'));
     const url = new URL(session.location);
     url.searchParams.set('digest', digest);
-    return this.#call(
-      session.registry,
-      what,
-      { ...options, timeoutMs: transferTimeoutMs(size) },
-      async (ctx) => {
-        const res = await this.#send(ctx, session.repository, {
-          method: 'PUT',
-          path: url.href,
-          headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-          body,
-          scope: session.scope,
-        });
-        if (res.statusCode !== 201) throw await failureFromStatus(res, 'PUT', ctx.what, this.#now());
-        await discard(res.body);
-      },
-    );
+    return this.#call(session.registry, what, { ...options, stall: true }, async (ctx) => {
+      const res = await this.#send(ctx, session.repository, {
+        method: 'PUT',
+        path: url.href,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+        body,
+        scope: session.scope,
+      });
+      if (res.statusCode !== 201) throw await failureFromStatus(res, 'PUT', ctx.what, this.#now());
+      await discard(res.body);
+    });
   }
 
   /**
    * Sends one chunk of a chunked upload (PATCH with Content-Range); answers the session to continue
-   * with (the registry may move it). `offset` is the chunk's first byte in the blob.
+   * with (the registry may move it). `offset` is the chunk's first byte in the blob. Bounded by the
+   * host's stall timeout, as `putBlob`.
    */
   patchBlob(
     session: UploadSession,
@@ -526,30 +525,25 @@ export class RegistryClient {
     options: CallOptions = {},
   ): Promise<RegistryResult<UploadSession>> {
     const what = `blob upload ${session.registry}/${session.repository} bytes ${offset}+${chunk.length}`;
-    return this.#call(
-      session.registry,
-      what,
-      { ...options, timeoutMs: transferTimeoutMs(chunk.length) },
-      async (ctx) => {
-        const res = await this.#send(ctx, session.repository, {
-          method: 'PATCH',
-          path: session.location,
-          headers: {
-            'content-type': 'application/octet-stream',
-            'content-length': String(chunk.length),
-            'content-range': `${offset}-${offset + chunk.length - 1}`,
-          },
-          body: chunk,
-          scope: session.scope,
-        });
-        if (res.statusCode !== 202) throw await failureFromStatus(res, 'PATCH', ctx.what, this.#now());
-        await discard(res.body);
-        const location = header(res.headers, 'location');
-        return location === undefined
-          ? session
-          : { ...session, location: new URL(location, session.location).href };
-      },
-    );
+    return this.#call(session.registry, what, { ...options, stall: true }, async (ctx) => {
+      const res = await this.#send(ctx, session.repository, {
+        method: 'PATCH',
+        path: session.location,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-length': String(chunk.length),
+          'content-range': `${offset}-${offset + chunk.length - 1}`,
+        },
+        body: chunk,
+        scope: session.scope,
+      });
+      if (res.statusCode !== 202) throw await failureFromStatus(res, 'PATCH', ctx.what, this.#now());
+      await discard(res.body);
+      const location = header(res.headers, 'location');
+      return location === undefined
+        ? session
+        : { ...session, location: new URL(location, session.location).href };
+    });
   }
 
   /**
@@ -653,7 +647,7 @@ export class RegistryClient {
   async #call<T>(
     registry: string,
     what: string,
-    options: CallOptions & { readonly timeoutMs?: number | undefined },
+    options: CallOptions & { readonly stall?: boolean | undefined },
     work: (ctx: CallContext) => Promise<T>,
   ): Promise<RegistryResult<T>> {
     let state: HostState;
@@ -662,18 +656,27 @@ export class RegistryClient {
     } catch (err) {
       return { ok: false, error: classifyNetworkError(err, what).toError() };
     }
-    const timeoutMs = Math.max(state.endpoint.requestTimeoutMs, options.timeoutMs ?? 0);
     const timer = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, timer.signal]) : timer.signal;
-    const handle = setTimeout(() => timer.abort(), timeoutMs);
+    // An upload may take as long as its link needs: its clock fires only when it stops progressing,
+    // and the wire timers below it are loose enough never to fire first.
+    const stallMs = state.endpoint.stallTimeoutMs;
+    const clock = options.stall === true ? new StallClock(stallMs, () => timer.abort()) : undefined;
+    const timeoutMs = clock ? stallWireTimeoutMs(stallMs) : state.endpoint.requestTimeoutMs;
+    const handle = clock ? undefined : setTimeout(() => timer.abort(), timeoutMs);
+    const stop = (): void => {
+      clearTimeout(handle);
+      clock?.stop();
+    };
     let release: Release | undefined;
     const ctx: CallContext = {
       state,
       signal,
       timeoutMs,
       what,
+      clock,
       detach: () => {
-        clearTimeout(handle);
+        stop();
         const r = release ?? (() => {});
         release = undefined;
         return r;
@@ -681,14 +684,14 @@ export class RegistryClient {
     };
     try {
       release = await state.semaphore.acquire(signal);
+      // Waiting for the slot is bounded by the stall limit too; the upload's own clock starts now.
+      clock?.took();
       return { ok: true, value: await work(ctx) };
     } catch (err) {
-      return {
-        ok: false,
-        error: this.#failure(err, what, options.signal, timer.signal, timeoutMs).toError(),
-      };
+      const limit = clock ? { stallMs } : { timeoutMs };
+      return { ok: false, error: this.#failure(err, what, options.signal, timer.signal, limit).toError() };
     } finally {
-      clearTimeout(handle);
+      stop();
       release?.();
     }
   }
@@ -698,13 +701,18 @@ export class RegistryClient {
     what: string,
     callerSignal: AbortSignal | undefined,
     timerSignal: AbortSignal,
-    timeoutMs: number,
+    limit: { readonly timeoutMs: number } | { readonly stallMs: number },
   ): RegistryFailure {
     if (err instanceof RegistryFailure) return err;
     if (callerSignal?.aborted)
       return new RegistryFailure('REG_DEADLINE', `${what}: the caller's deadline passed`);
     if (timerSignal.aborted)
-      return new RegistryFailure('REG_TIMEOUT', `${what}: no answer within ${timeoutMs} ms`);
+      return new RegistryFailure(
+        'REG_TIMEOUT',
+        'stallMs' in limit
+          ? `${what}: stalled (no body bytes taken for ${limit.stallMs} ms, or no answer after the body)`
+          : `${what}: no answer within ${limit.timeoutMs} ms`,
+      );
     if (err instanceof QueueFullError)
       return new RegistryFailure('REG_BUSY', `${what}: too many requests already waiting for this registry`);
     return classifyNetworkError(err, what);
@@ -825,7 +833,11 @@ export class RegistryClient {
   ): Promise<E> {
     const { endpoint } = ctx.state;
     // Without a hop of the caller's, through the host's pool (whose answers are plain Exchanges).
-    return exchange((hop ?? ctx.state.hop) as Hop<E>, {
+    const base = (hop ?? ctx.state.hop) as Hop<E>;
+    const clock = ctx.clock;
+    const send: Hop<E> =
+      clock === undefined ? base : (req) => base({ ...req, body: counted(req.body, clock) });
+    return exchange(send, {
       method: request.method,
       url: new URL(request.path, endpoint.origin),
       headers: { 'user-agent': this.#userAgent, ...request.headers },
@@ -838,6 +850,41 @@ export class RegistryClient {
       allowPlainRedirect: endpoint.scheme === 'http',
     });
   }
+}
+
+/**
+ * One hop's body of an upload, telling `clock` as the transport takes each piece of it: undici pulls a
+ * stream only as the socket drains, so a piece taken is one the socket accepted. Bytes are sliced
+ * rather than written at once, which would hide a slow socket's progress until the last byte.
+ */
+function counted(body: RequestBody | undefined, clock: StallClock): RequestBody | undefined {
+  clock.began();
+  if (body === undefined || typeof body === 'string' || (Buffer.isBuffer(body) && body.length <= SLICE)) {
+    clock.sent();
+    return body;
+  }
+  if (Buffer.isBuffer(body)) return Readable.from(slices(body, clock), { objectMode: false });
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      clock.took();
+      done(null, chunk);
+    },
+    flush(done) {
+      clock.sent();
+      done();
+    },
+  });
+  // Errors travel both ways: a failing source fails the request, an aborted request ends the source.
+  pipeline(body, counter, () => {});
+  return counter;
+}
+
+function* slices(bytes: Buffer, clock: StallClock): Generator<Buffer> {
+  for (let start = 0; start < bytes.length; start += SLICE) {
+    clock.took();
+    yield bytes.subarray(start, start + SLICE);
+  }
+  clock.sent();
 }
 
 function refused(ctx: CallContext, credential: RegistryCredential | undefined): RegistryFailure {

@@ -17,6 +17,11 @@ export interface EndpointSettings {
   readonly connectTimeoutMs?: number | undefined;
   /** Hard bound on one logical request (including auth round trips), until its body is read. */
   readonly requestTimeoutMs?: number | undefined;
+  /**
+   * Blob uploads have no total time limit (a slow link may take hours for a large layer): one fails when
+   * the socket takes no body bytes, or no answer comes after the body, for this long. Default 60 s.
+   */
+  readonly stallTimeoutMs?: number | undefined;
   /** Requests in flight to this host at once; more wait in a queue. */
   readonly maxConcurrent?: number | undefined;
 }
@@ -30,11 +35,13 @@ export interface Endpoint {
   readonly caPem: readonly string[];
   readonly connectTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  readonly stallTimeoutMs: number;
   readonly maxConcurrent: number;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 3_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 const DEFAULT_MAX_CONCURRENT = 8;
 
 export function isLoopbackHost(hostPort: string): boolean {
@@ -74,6 +81,7 @@ export function resolveEndpoint(registry: string, settings: EndpointSettings = {
     caPem,
     connectTimeoutMs: positive(settings.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
     requestTimeoutMs: positive(settings.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS),
+    stallTimeoutMs: positive(settings.stallTimeoutMs, DEFAULT_STALL_TIMEOUT_MS),
     maxConcurrent: Math.max(1, Math.floor(positive(settings.maxConcurrent, DEFAULT_MAX_CONCURRENT))),
   });
 }

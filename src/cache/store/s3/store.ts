@@ -500,9 +500,8 @@ export class S3Store implements CacheStore {
     const key = this.#keys.lease(digest);
     const deadline = this.#now() + this.#config.peerWaitMs;
     for (;;) {
-      const stored = await this.useBlob(digest);
-      if (stored) return { kind: 'stored', blob: stored };
-      if (await this.#takeLease(key)) return this.#holding(key);
+      const claimed = await this.#leaseOrStored(key, digest);
+      if (claimed) return claimed;
       const step = nextStep(await this.#readLease(key), this.#owner, this.#now(), deadline);
       if (step === 'hold') return this.#holding(key);
       if (step === 'fetch') return { kind: 'fetch', release: async () => {} };
@@ -512,6 +511,27 @@ export class S3Store implements CacheStore {
         );
       else if (step === 'wait') await sleep(PEER_POLL_MS);
     }
+  }
+
+  /**
+   * The blob when it is stored, else the lease when this replica got it; undefined: another holds it.
+   * The lease is written beside the lookup, not after it: a cold pull waits for two round trips to the
+   * service before asking upstream (the write, then its read-back), not three.
+   */
+  async #leaseOrStored(key: string, digest: string): Promise<DownloadClaim | undefined> {
+    const [lease, lookup] = await Promise.allSettled([this.#takeLease(key), this.useBlob(digest)]);
+    const taken = lease.status === 'fulfilled' && lease.value;
+    // A failed half leaves no lease behind that nobody renews.
+    if (lease.status === 'rejected' || lookup.status === 'rejected') {
+      if (taken) await this.#dropLease(key);
+      throw lease.status === 'rejected' ? lease.reason : (lookup as PromiseRejectedResult).reason;
+    }
+    const stored = lookup.value;
+    if (stored) {
+      if (taken) await this.#dropLease(key);
+      return { kind: 'stored', blob: stored };
+    }
+    return taken ? this.#holding(key) : undefined;
   }
 
   async #takeLease(key: string): Promise<boolean> {
@@ -538,6 +558,11 @@ export class S3Store implements CacheStore {
     return got && parseLease(got.bytes.toString('utf8'));
   }
 
+  /** Deletes a lease of this replica; failing to is harmless (it expires). */
+  async #dropLease(key: string): Promise<void> {
+    await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })).catch(() => {});
+  }
+
   /** A held lease: renewed until released (deleted). */
   #holding(key: string): DownloadClaim {
     // The renewal under way, awaited before the delete: one that landed after it would leave a lease
@@ -558,7 +583,7 @@ export class S3Store implements CacheStore {
         released = true;
         clearInterval(renew);
         await renewing;
-        await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })).catch(() => {});
+        await this.#dropLease(key);
       },
     };
   }

@@ -8,7 +8,7 @@
 // ms } after the first snapshot.
 
 import { startClusterMapSource } from '../src/controller/map-source.ts';
-import { decideImage } from '../src/core/mapping/index.ts';
+import { DEFAULT_DECISION_SETTINGS, decideImage } from '../src/core/mapping/index.ts';
 import { loadKubeConfig } from '../src/kube/config.ts';
 import { silentLogger } from '../src/observe/log.ts';
 
@@ -43,7 +43,10 @@ process.on('message', (message: ToSource) => {
   const ctx = { namespace, namespaceLabels: {}, podLabels: {} };
   const check = (): boolean => {
     const s = source.current();
-    if (s === undefined || decideImage(s.snapshot, image, ctx, () => undefined).image !== mapped)
+    if (
+      s === undefined ||
+      decideImage(s.snapshot, DEFAULT_DECISION_SETTINGS, image, ctx, () => undefined).image !== mapped
+    )
       return false;
     send({ type: 'seen', id, at: now() });
     return true;

@@ -6,6 +6,7 @@
 import {
   analyzeMaps,
   buildSnapshot,
+  DEFAULT_DECISION_SETTINGS,
   type Preparation,
   type PreparedImage,
   prepareFresh,
@@ -29,7 +30,8 @@ function partial(withMatches: boolean): Preparation {
   const images = new BoundedMemo<PreparedImage>(1024);
   const matches = new Map<string, ScopeMatches>();
   return {
-    image: (s, input) => images.get(input) ?? images.set(input, prepareFresh.image(s, input)),
+    image: (s, settings, input) =>
+      images.get(input) ?? images.set(input, prepareFresh.image(s, settings, input)),
     matches: (s, image, ns) => {
       if (!withMatches) return prepareFresh.matches(s, image, ns);
       const key = `${image.formatted}\u0000${ns}`;
@@ -44,7 +46,8 @@ function partial(withMatches: boolean): Preparation {
 }
 
 const batch = (prepare: Preparation | undefined) => (): number => {
-  for (let i = 0; i < 100; i++) planPod(snapshot, fixture.pod, ctx, facts, prepare);
+  for (let i = 0; i < 100; i++)
+    planPod(snapshot, DEFAULT_DECISION_SETTINGS, fixture.pod, ctx, facts, prepare);
   return 100;
 };
 const plan = { warmupMs: 300, roundMs: 400, rounds: 5 };
@@ -76,7 +79,14 @@ else
       for (const c of pod.spec.containers)
         if (!c.image.includes('@')) c.image = c.image.replace(/:([^:/]+)$/, `:$1.${round}`);
       for (let k = 0; k < namespaces; k++)
-        planPod(snapshot, pod, { ...ctx, namespace: k === 0 ? POD_NAMESPACE : `ns-${k}` }, facts, memo);
+        planPod(
+          snapshot,
+          DEFAULT_DECISION_SETTINGS,
+          pod,
+          { ...ctx, namespace: k === 0 ? POD_NAMESPACE : `ns-${k}` },
+          facts,
+          memo,
+        );
     }
     const bytes = heap() - before;
     console.log(

@@ -2,7 +2,12 @@
 // mappings, against the same pod with no maps at all (parsing and plumbing only).
 
 import type { ExistenceAnswer, ExistenceFacts } from '../src/core/facts.ts';
-import { analyzeMaps, buildSnapshot, type MapSnapshot } from '../src/core/mapping/index.ts';
+import {
+  analyzeMaps,
+  buildSnapshot,
+  DEFAULT_DECISION_SETTINGS,
+  type MapSnapshot,
+} from '../src/core/mapping/index.ts';
 import { type PodContext, planPod } from '../src/core/pod/plan.ts';
 import { PreparedMemo } from '../src/serve/prepared-memo.ts';
 import { type MapFixture, mapFixture, POD_NAMESPACE, TOTAL_MAPPINGS } from './map-fixture.ts';
@@ -37,7 +42,7 @@ function acceptedSnapshot(fixture: MapFixture): MapSnapshot {
 
 /** Checks each container's outcome, so the timing covers the intended mix of matches. */
 function checkPlan(snapshot: MapSnapshot, fixture: MapFixture, ctx: PodContext): void {
-  const plan = planPod(snapshot, fixture.pod, ctx, benchFacts);
+  const plan = planPod(snapshot, DEFAULT_DECISION_SETTINGS, fixture.pod, ctx, benchFacts);
   const wrong: string[] = [];
   fixture.expected.forEach((want, i) => {
     const got = plan.containers[i];
@@ -73,7 +78,7 @@ export function runDecisionBench(): BenchResult {
     return (): number => {
       let acc = 0;
       for (let i = 0; i < PODS_PER_BATCH; i++)
-        acc += planPod(s, fixture.pod, ctx, benchFacts, memo).patch.length;
+        acc += planPod(s, DEFAULT_DECISION_SETTINGS, fixture.pod, ctx, benchFacts, memo).patch.length;
       sink.value += acc;
       return PODS_PER_BATCH;
     };
@@ -92,7 +97,7 @@ export function runDecisionBench(): BenchResult {
     () => {
       let acc = 0;
       for (let i = 0; i < PODS_PER_BATCH; i++)
-        acc += planPod(snapshot, fixture.pod, ctx, benchFacts).patch.length;
+        acc += planPod(snapshot, DEFAULT_DECISION_SETTINGS, fixture.pod, ctx, benchFacts).patch.length;
       sink.value += acc;
       return PODS_PER_BATCH;
     },

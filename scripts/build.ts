@@ -1,13 +1,15 @@
 // Bundles the CLI as ESM: the entry holds what every command needs; code behind dynamic imports
 // (the registry client and undici) goes to chunks loaded only when used, keeping cold start fast.
-//   usage: node scripts/build.ts [OUTDIR]   (default dist; scripts/build-image.sh builds into a fresh
-//          directory of its own, so stale chunks of earlier builds never reach the image)
-import { chmod } from 'node:fs/promises';
+//   usage: node scripts/build.ts [OUTDIR]   (default dist; chunks of earlier builds are removed first,
+//          so OUTDIR holds exactly what the entry can load)
+import { chmod, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 
 const outdir = process.argv[2] ?? 'dist';
 const outfile = join(outdir, 'pullmap.js');
+// Chunk names carry a content hash: without this, every build would leave the last one's chunks behind.
+await rm(join(outdir, 'chunks'), { recursive: true, force: true });
 await build({
   entryPoints: ['src/cli/main.ts'],
   outdir,

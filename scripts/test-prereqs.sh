@@ -13,10 +13,11 @@ cd "$(dirname "$0")/.."
 # nodejs: the distribution's older Node.js, which test/cli.test.ts runs the bundle under to check the version message.
 # mmdebstrap, umoci and gpg build the container image in test/image/ (scripts/build-image.sh).
 # prometheus gives promtool (the chart's alert rules); tinyproxy is the HTTP proxy of the egress tests.
-# time (GNU time) measures the peak RSS of `pullmap copy` in bench/copy.ts.
+# time (GNU time) measures the peak RSS of `pullmap copy` in bench/copy.ts and test/mirror/copy-memory.test.ts.
+# nginx-light is the body-limited reverse proxy (an ingress's 413) in front of a copy's target registry.
 packages=(docker-registry skopeo containerd etcd-server etcd-client apache2-utils jq openssl curl
   runc containernetworking-plugins iproute2 util-linux gcc libc6-dev nodejs mmdebstrap umoci gpg
-  prometheus tinyproxy time)
+  prometheus tinyproxy time nginx-light)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -29,7 +30,7 @@ if ((${#missing[@]})); then
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packages' own services are not what the tests use: they start their own on free ports.
-  for s in tinyproxy prometheus docker-registry etcd containerd; do
+  for s in tinyproxy prometheus docker-registry etcd containerd nginx; do
     command -v systemctl >/dev/null && "${sudo[@]}" systemctl disable --now "$s" >/dev/null 2>&1 || true
   done
 fi

@@ -113,6 +113,26 @@ describe('malformed and hostile YAML', () => {
   });
 });
 
+describe('map fields the API server would refuse, or that are too large', () => {
+  test('check names an UPPER_case name with a name that would do, and a duration too large (not "not a duration")', () => {
+    const cfg = file(
+      'names.yaml',
+      `apiVersion: pullmap.dev/v1alpha1
+kind: ClusterImageMap
+metadata: {name: UPPER_case}
+spec:
+  mappings: [{from: "docker.io/", to: "mirror.local/hub/"}]
+  existence: {positiveTTL: 1000000h, negativeTTL: 1 minute}
+`,
+    );
+    const r = pullmap(['check', '--config', cfg]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout, /metadata\.name: is not a valid Kubernetes name: .*\(such as "upper-case"\)/);
+    assert.match(r.stdout, /spec\.existence\.positiveTTL: is too large; the maximum is 8784h \(366 days\)/);
+    assert.match(r.stdout, /spec\.existence\.negativeTTL: is not a duration; write it like "90s"/);
+  });
+});
+
 describe('terminal escapes and bidi controls are escaped in text output', () => {
   // OSC retitling the terminal, a colour change, and a right-to-left override.
   const hostile = 'nginx\u001b]0;owned\u0007\u001b[31m\u202e:1';

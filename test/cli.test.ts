@@ -499,3 +499,58 @@ spec:
     );
   });
 });
+
+describe("the webhook's settings: --cache-address and --exclude-namespaces", () => {
+  const CACHED = 'examples/story-003-cache-mutable-tags.yaml';
+  const pod = (ns: string) =>
+    `kind: Pod\nmetadata: {name: p, namespace: ${ns}}\nspec: {containers: [{name: a, image: "postgres:16.1"}]}\n`;
+
+  test('explain and rewrite route through the cache address given, as serve would', () => {
+    const explained = pullmap([
+      'explain',
+      '-o',
+      'json',
+      '-c',
+      CACHED,
+      '--cache-address',
+      '10.0.0.40:30439',
+      'postgres:16.1',
+    ]);
+    assert.equal(explained.code, 0, explained.stderr);
+    assert.equal(JSON.parse(explained.stdout).mapped, '10.0.0.40:30439/docker.io/library/postgres:16.1');
+    const rewritten = pullmap(
+      ['rewrite', '-f', '-', '-c', CACHED, '--cache-address', '10.0.0.40:30439'],
+      pod('shop'),
+    );
+    assert.match(rewritten.stdout, /image: "10\.0\.0\.40:30439\/docker\.io\/library\/postgres:16\.1"/);
+  });
+
+  test('an excluded namespace: rewrite leaves its images and says why, explain says the webhook would', () => {
+    const kept = pullmap(['rewrite', '-f', '-', '-c', CACHED], pod('kube-system'));
+    assert.equal(kept.code, 0, kept.stderr);
+    assert.equal(kept.stdout, pod('kube-system'));
+    assert.match(kept.stderr, /namespace kube-system is excluded/);
+    const mapped = pullmap(
+      ['rewrite', '-f', '-', '-c', CACHED, '--exclude-namespaces', 'pullmap-system'],
+      pod('kube-system'),
+    );
+    assert.match(mapped.stdout, /image: "localhost:7439\/docker\.io\/library\/postgres:16\.1"/);
+    assert.equal(mapped.stderr, '');
+    const explained = pullmap(['explain', '-c', CACHED, '-n', 'kube-system', 'postgres:16.1']);
+    assert.match(
+      explained.stderr,
+      /namespace kube-system is excluded, so the webhook leaves such a pod unchanged/,
+    );
+    const other = pullmap([
+      'explain',
+      '-c',
+      CACHED,
+      '-n',
+      'kube-system',
+      '--exclude-namespaces',
+      'a,b',
+      'postgres:16.1',
+    ]);
+    assert.doesNotMatch(other.stderr, /excluded/);
+  });
+});

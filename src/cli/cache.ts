@@ -7,7 +7,7 @@ import { proxyConfigOf } from './existence.ts';
 import type { CliIO } from './io.ts';
 import { DEFAULT_MAX_INPUT_BYTES, readInput } from './maps.ts';
 
-export interface CacheFlags {
+interface CacheFlags {
   readonly config: string;
   /** Overrides the config's listen address. */
   readonly listen: ListenAddress | undefined;
@@ -44,7 +44,7 @@ export async function cache(flags: CacheFlags, io: CliIO, stopped: Promise<strin
   return 0;
 }
 
-export interface CacheLsFlags {
+interface CacheLsFlags {
   /** The cache's config: its listen address (and token, with clientAuth.tokenFile). */
   readonly config: string | undefined;
   /** Or the cache's URL; credentials in it (http://user:password@host:port) are sent as Basic. */

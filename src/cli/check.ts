@@ -19,7 +19,7 @@ export function formatVerdict(v: MapVerdict): string[] {
 
 const count = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-export interface CheckOptions {
+interface CheckOptions {
   readonly config: readonly string[];
   readonly output: 'text' | 'json';
   /** The cache's upstream hosts; undefined: not checked. */

@@ -3,7 +3,7 @@
 // and naming the webhook maps with, so a copied image is the one the webhook later finds.
 
 import { scanManifests } from '../core/manifest/rewrite.ts';
-import { type FillPlan, fillTarget, type MapSnapshot } from '../core/mapping/index.ts';
+import { type DecisionSettings, type FillPlan, fillTarget, type MapSnapshot } from '../core/mapping/index.ts';
 import type { ProxySettings } from '../core/proxy.ts';
 import { formatReference } from '../core/reference/index.ts';
 import type { CopyEvent, CopyResult } from '../mirror/copy.ts';
@@ -14,7 +14,7 @@ import { configMaps } from './explain.ts';
 import type { CliIO } from './io.ts';
 import { readInput } from './maps.ts';
 
-export interface CopyOptions {
+interface CopyOptions {
   images: readonly string[];
   config: readonly string[];
   /** Manifests (a file, or "-" for stdin) whose images are copied. */
@@ -30,6 +30,8 @@ export interface CopyOptions {
   jobs: number;
   /** Limit over the config and manifest inputs. */
   maxInputBytes: number;
+  /** The settings decisions are made with (the webhook's --cache-address and --exclude-namespaces). */
+  settings: DecisionSettings;
 }
 
 interface Job {
@@ -94,13 +96,14 @@ interface JobPlan {
 /** The copy each input's mapping names (core's fillTarget), reporting the inputs that have none. */
 function planJobs(
   snapshot: MapSnapshot,
+  settings: DecisionSettings,
   inputs: readonly CopyInput[],
   platforms: readonly Platform[],
   io: CliIO,
 ): JobPlan {
   const out: JobPlan = { jobs: new Map(), invalid: 0, skipped: 0 };
   for (const input of inputs) {
-    const decision = fillTarget(snapshot, input.image, {
+    const decision = fillTarget(snapshot, settings, input.image, {
       namespace: input.namespace,
       namespaceLabels: { 'kubernetes.io/metadata.name': input.namespace },
       podLabels: input.podLabels,
@@ -133,7 +136,7 @@ export async function copy(options: CopyOptions, io: CliIO): Promise<number> {
   if (maps === undefined) return 2;
   const inputs = await copyInputs(options, io);
   if (inputs === undefined) return 2;
-  const { jobs, invalid, skipped } = planJobs(maps.snapshot, inputs, platforms, io);
+  const { jobs, invalid, skipped } = planJobs(maps.snapshot, options.settings, inputs, platforms, io);
   if (invalid > 0) return 2;
 
   const { RegistryClient } = await import('../registry/index.ts');

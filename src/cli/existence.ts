@@ -29,7 +29,7 @@ export function proxyConfigOf(settings: ProxySettings): ProxyConfig {
   return parsed.config;
 }
 
-export interface CliExistence {
+interface CliExistence {
   readonly source: ExistenceSource;
   /** Forgets a candidate's cached answer (pullmap just copied the image there). */
   invalidate(candidate: string): void;

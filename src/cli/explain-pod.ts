@@ -7,13 +7,19 @@ import { lastAcceptedOf } from '../controller/status.ts';
 import { resourcePath } from '../core/api/crd.ts';
 import { API_VERSION, KINDS } from '../core/api/v1alpha1.ts';
 import { isObject, type Json } from '../core/json.ts';
-import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../core/mapping/index.ts';
+import {
+  analyzeMaps,
+  buildSnapshot,
+  type DecisionSettings,
+  decideImage,
+  type MapSnapshot,
+} from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
 import {
   ANNOTATION_MAPPED_BY,
   ANNOTATION_ORIGINAL_IMAGES,
   jsonAnnotation,
-  OPT_OUT,
+  podSkipReason,
   recordedFor,
 } from '../core/pod/plan.ts';
 import { printable } from '../core/text.ts';
@@ -24,7 +30,7 @@ import { PodInputError } from './errors.ts';
 import { configMaps, describe, format, type Output, text } from './explain.ts';
 import type { CliIO } from './io.ts';
 
-export interface ExplainPodOptions {
+interface ExplainPodOptions {
   /** NAMESPACE/NAME */
   pod: string;
   kubeconfig: string | undefined;
@@ -33,6 +39,8 @@ export interface ExplainPodOptions {
   output: Output;
   maxInputBytes: number;
   existence: ExistenceSource;
+  /** The settings the webhook decides with (its --cache-address and --exclude-namespaces). */
+  settings: DecisionSettings;
 }
 
 /**
@@ -128,14 +136,6 @@ async function namespaceLabelsOf(client: KubeClient, namespace: string): Promise
   return { 'kubernetes.io/metadata.name': namespace };
 }
 
-/** Why the webhook leaves this pod alone, if it does. */
-function skipReason(pod: PodFacts, snapshot: MapSnapshot, namespace: string): string | undefined {
-  if (pod.labels[OPT_OUT] === 'true' || pod.annotations[OPT_OUT] === 'true')
-    return `the pod opts out with ${OPT_OUT}: "true"`;
-  if (snapshot.options.excludedNamespaces.includes(namespace)) return `namespace ${namespace} is excluded`;
-  return undefined;
-}
-
 interface PodFacts {
   annotations: Json;
   labels: Record<string, string>;
@@ -191,12 +191,12 @@ async function explainLivePod(options: ExplainPodOptions, io: CliIO): Promise<nu
     const facts = podFacts(pod);
     const originals = jsonAnnotation(facts.annotations, ANNOTATION_ORIGINAL_IMAGES);
     const mappedBy = jsonAnnotation(facts.annotations, ANNOTATION_MAPPED_BY);
-    const skipped = skipReason(facts, current, namespace);
+    const skipped = podSkipReason(options.settings, namespace, facts.labels, facts.annotations);
     for (const c of containerImages(facts.spec)) {
       const original = recordedFor(originals, c.name) ?? c.image;
       const ctx = { namespace, namespaceLabels, podLabels: facts.labels, pullPolicy: c.pullPolicy };
       const decision = await decideWithProbes(
-        (probed) => decideImage(current, original, ctx, probed),
+        (probed) => decideImage(current, options.settings, original, ctx, probed),
         options.existence,
       );
       const d = {

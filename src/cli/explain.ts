@@ -1,7 +1,13 @@
 // `pullmap explain`: what pullmap makes of image references, and with a config, where each one is
 // pulled from and why. The decision is the webhook's own (decideImage).
 import { stringify } from 'yaml';
-import { decideImage, type ImageDecision, loadMapsFromText } from '../core/mapping/index.ts';
+import {
+  type DecisionSettings,
+  decideImage,
+  type ImageDecision,
+  loadMapsFromText,
+} from '../core/mapping/index.ts';
+import { podSkipReason } from '../core/pod/plan.ts';
 import { formatFamiliar, formatNormalized, parseReference } from '../core/reference/index.ts';
 import { printable } from '../core/text.ts';
 import { decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
@@ -11,7 +17,7 @@ import { type LoadedMaps, loadMaps, readInput } from './maps.ts';
 
 export type Output = 'text' | 'json' | 'yaml';
 
-export interface ExplainOptions {
+interface ExplainOptions {
   images: string[];
   /** --config values; none: the embedded default maps. */
   config: readonly string[];
@@ -22,6 +28,8 @@ export interface ExplainOptions {
   output: Output;
   maxInputBytes: number;
   existence: ExistenceSource;
+  /** The settings decisions are made with (the webhook's --cache-address and --exclude-namespaces). */
+  settings: DecisionSettings;
 }
 
 /** Images from the arguments, else stdin one per line (blank lines and # comments skipped). */
@@ -134,9 +142,15 @@ export async function explain(options: ExplainOptions, io: CliIO): Promise<numbe
     podLabels: options.podLabels,
     pullPolicy: options.pullPolicy,
   };
+  // The webhook would not look at these images at all: say so, then show what the maps decide.
+  const skipped = podSkipReason(options.settings, options.namespace, options.podLabels, {});
+  if (skipped !== undefined)
+    io.stderr.write(
+      `pullmap: explain: ${skipped}, so the webhook leaves such a pod unchanged; below is what the maps would decide otherwise\n`,
+    );
   for (const input of await inputLines(options, io)) {
     const decision: ImageDecision = await decideWithProbes(
-      (facts) => decideImage(snapshot, input, ctx, facts),
+      (facts) => decideImage(snapshot, options.settings, input, ctx, facts),
       options.existence,
     );
     io.stdout.write(format(describe(input, decision), options.output));

@@ -3,16 +3,17 @@
 
 import type { FillLoop } from '../controller/fill.ts';
 import type { ClusterMapSource } from '../controller/map-source.ts';
-import type { Labels } from '../core/mapping/index.ts';
+import type { DecisionSettings, Labels } from '../core/mapping/index.ts';
 import type { Logger } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
 import { type RegistryFlags, registryClientOptions } from './existence.ts';
 
-export interface ClusterFillOptions {
+interface ClusterFillOptions {
   /** From `serve --maps-from cluster`: the kubeconfig, and pullmap's own namespace (the Lease's). */
   readonly cluster: { readonly kubeconfig: string | undefined; readonly leaseNamespace: string };
   readonly source: ClusterMapSource;
   readonly namespaceLabels: (namespace: string) => Labels;
+  readonly settings: DecisionSettings;
   readonly registry: RegistryFlags;
   readonly logger: Logger;
   readonly metrics: MetricsRegistry;
@@ -34,6 +35,7 @@ export async function startClusterFill(options: ClusterFillOptions): Promise<Fil
     namespace: options.cluster.leaseNamespace,
     source: options.source,
     namespaceLabels: options.namespaceLabels,
+    settings: options.settings,
     registry: await registryClientOptions(options.registry, FILL_REQUEST_TIMEOUT_MS),
     onFilled: options.onFilled,
     logger: options.logger.with({ component: 'fill' }),

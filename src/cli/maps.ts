@@ -124,7 +124,7 @@ async function configFiles(path: string): Promise<string[]> {
   return names.map((n) => join(path, n));
 }
 
-export interface InputOptions {
+interface InputOptions {
   readonly stdin: NodeJS.ReadableStream;
   /** Limit over all the files read together. */
   readonly maxBytes: number;

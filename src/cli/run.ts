@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseDuration } from '../core/duration.ts';
-import { parseCacheUpstreams } from '../core/mapping/index.ts';
+import { type DecisionSettings, decisionSettings, parseCacheUpstreams } from '../core/mapping/index.ts';
 import { type ListenAddress, parseListenAddress } from '../core/net.ts';
 import { proxySettingsFromEnv } from '../core/proxy.ts';
 import { printable } from '../core/text.ts';
@@ -16,7 +16,7 @@ import { parseByteSize } from './maps.ts';
 import { rewrite } from './rewrite.ts';
 
 /** The one source of the version: package.json, bundled in at build time. */
-export const VERSION: string = pkg.version;
+const VERSION: string = pkg.version;
 
 /** One flag: what parseArgs needs, plus its help line (arg: the value's placeholder). */
 interface FlagSpec {
@@ -77,6 +77,33 @@ const CACHE_UPSTREAMS_FLAG = {
   },
 } as const satisfies Flags;
 
+/** The settings every decision is made with: serve's, and explain, rewrite and copy take the same so they decide as the webhook does. */
+const DECISION_FLAGS = {
+  'cache-address': {
+    type: 'string',
+    default: 'localhost:7439',
+    arg: 'HOST:PORT',
+    help: "the pullmap cache as pods name it, for maps with cache.enabled (the webhook's --cache-address)",
+  },
+  'exclude-namespaces': {
+    type: 'string',
+    default: 'kube-system,pullmap-system',
+    arg: 'NS,...',
+    help: "namespaces whose pods are never changed (the webhook's --exclude-namespaces)",
+  },
+} as const satisfies Flags;
+
+/** DecisionSettings from DECISION_FLAGS' values. */
+function settingsFrom(values: { 'cache-address': string; 'exclude-namespaces': string }): DecisionSettings {
+  return decisionSettings({
+    cacheAddress: values['cache-address'],
+    excludedNamespaces: values['exclude-namespaces']
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean),
+  });
+}
+
 const CONFIG_HELP =
   'map objects: a file, a directory (its .yaml, .yml and .json files, like kubectl -f DIR) or - for stdin; repeatable, read as one set';
 
@@ -119,6 +146,7 @@ const EXPLAIN_FLAGS = {
     help: "with --pod: the cluster's credentials",
     otherwise: "$KUBECONFIG, ~/.kube/config, else the pod's service account",
   },
+  ...DECISION_FLAGS,
   ...MAX_INPUT_FLAG,
   ...REGISTRY_FLAGS,
 } as const satisfies Flags;
@@ -149,6 +177,7 @@ const REWRITE_FLAGS = {
     arg: 'k=v,...',
     help: "the labels of the objects' namespace, for a ClusterImageMap's namespaceSelector; kubernetes.io/metadata.name is always set",
   },
+  ...DECISION_FLAGS,
   ...MAX_INPUT_FLAG,
   ...REGISTRY_FLAGS,
 } as const satisfies Flags;
@@ -178,6 +207,7 @@ const COPY_FLAGS = {
     otherwise: 'every platform',
   },
   jobs: { type: 'string', default: '2', arg: 'N', help: 'images copied at once (1 to 16)' },
+  ...DECISION_FLAGS,
   ...MAX_INPUT_FLAG,
   ...REGISTRY_FLAGS,
 } as const satisfies Flags;
@@ -223,18 +253,7 @@ const SERVE_FLAGS = {
     arg: 'Ignore|Fail',
     help: "on pullmap's own failure: admit the pod unchanged with a warning, or refuse it",
   },
-  'cache-address': {
-    type: 'string',
-    default: 'localhost:7439',
-    arg: 'HOST:PORT',
-    help: 'the pullmap cache as pods name it, for maps with cache.enabled',
-  },
-  'exclude-namespaces': {
-    type: 'string',
-    default: 'kube-system,pullmap-system',
-    arg: 'NS,...',
-    help: 'namespaces whose pods are never changed',
-  },
+  ...DECISION_FLAGS,
   'log-level': {
     type: 'string',
     default: 'info',
@@ -589,16 +608,24 @@ function oneStdin(paths: readonly string[], file?: string): void {
     throw new UsageError('only one of -f and the --config values can read stdin (-)');
 }
 
-async function serveCommand(rest: readonly string[], io: CliIO): Promise<number> {
-  const { values } = parseFlags('serve', rest, SERVE_FLAGS);
+type ServeValues = ReturnType<typeof parseFlags<typeof SERVE_FLAGS>>['values'];
+
+/** --tls-cert and --tls-key, or --no-tls: exactly one of them. */
+function serveTls(values: ServeValues): { certFile: string; keyFile: string } | undefined {
   const cert = values['tls-cert'];
   const key = values['tls-key'];
   if (values['no-tls'] && (cert !== undefined || key !== undefined))
     throw new UsageError('--no-tls and --tls-cert/--tls-key contradict each other; give one or the other');
-  if (!values['no-tls'] && (cert === undefined || key === undefined))
+  if (values['no-tls']) return undefined;
+  if (cert === undefined || key === undefined)
     throw new UsageError(
       'serve needs --tls-cert FILE and --tls-key FILE (the apiserver calls webhooks over HTTPS), or --no-tls on a loopback address',
     );
+  return { certFile: cert, keyFile: key };
+}
+
+/** --max-request-bytes and --max-inflight-bytes, checked against each other. */
+function serveBodyLimits(values: ServeValues): { maxRequestBytes: number; maxInflightBytes: number } {
   const maxBytes = Number(values['max-request-bytes']);
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 64 * 1024)
     throw new UsageError('--max-request-bytes must be a whole number of bytes, at least 65536');
@@ -608,9 +635,11 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
     throw new UsageError(
       `--max-inflight-bytes must be a whole number of bytes, at least --max-request-bytes (${maxBytes})`,
     );
-  const deadlineMs = duration(values.deadline, '--deadline');
-  if (deadlineMs < 100 || deadlineMs > 29_000)
-    throw new UsageError('--deadline must be between 100ms and 29s, below the webhook timeoutSeconds');
+  return { maxRequestBytes: maxBytes, maxInflightBytes: inflightBytes };
+}
+
+/** Where the maps come from: the cluster's settings with --maps-from cluster, else undefined (files). */
+function serveCluster(values: ServeValues, env: NodeJS.ProcessEnv) {
   const mapsFrom = oneOf(values['maps-from'], ['file', 'cluster'], '--maps-from');
   if (mapsFrom === 'cluster' && values.config !== undefined)
     throw new UsageError('--config and --maps-from cluster contradict each other; maps come from one place');
@@ -618,25 +647,35 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
     throw new UsageError(
       'serve --config cannot read stdin (-): it re-reads its maps when they change; give a file or a directory',
     );
-  const cluster =
-    mapsFrom === 'cluster'
-      ? {
-          kubeconfig: values.kubeconfig,
-          leaseNamespace: values['lease-namespace'] ?? io.env.POD_NAMESPACE ?? 'pullmap-system',
-          identity: values.identity ?? io.env.POD_NAME ?? `${hostname()}-${process.pid}`,
-          leaderElect: !values['no-leader-election'],
-          recheckIntervalMs: duration(values['recheck-interval'], '--recheck-interval'),
-          onRejectedUpdate:
-            oneOf(values['on-rejected-update'], ['KeepLastAccepted', 'Undeploy'], '--on-rejected-update') ??
-            'KeepLastAccepted',
-          pullSecretCopy: !values['no-pull-secret-copy'],
-          cacheUpstreams: cacheUpstreams(values['cache-upstreams']),
-        }
-      : undefined;
-  if (mapsFrom !== 'cluster' && values['cache-upstreams'] !== undefined)
-    throw new UsageError(
-      '--cache-upstreams needs --maps-from cluster (the controller writes it into map status); in file mode run pullmap check --cache-upstreams on the file',
-    );
+  if (mapsFrom !== 'cluster') {
+    if (values['cache-upstreams'] !== undefined)
+      throw new UsageError(
+        '--cache-upstreams needs --maps-from cluster (the controller writes it into map status); in file mode run pullmap check --cache-upstreams on the file',
+      );
+    return undefined;
+  }
+  return {
+    kubeconfig: values.kubeconfig,
+    leaseNamespace: values['lease-namespace'] ?? env.POD_NAMESPACE ?? 'pullmap-system',
+    identity: values.identity ?? env.POD_NAME ?? `${hostname()}-${process.pid}`,
+    leaderElect: !values['no-leader-election'],
+    recheckIntervalMs: duration(values['recheck-interval'], '--recheck-interval'),
+    onRejectedUpdate:
+      oneOf(values['on-rejected-update'], ['KeepLastAccepted', 'Undeploy'], '--on-rejected-update') ??
+      'KeepLastAccepted',
+    pullSecretCopy: !values['no-pull-secret-copy'],
+    cacheUpstreams: cacheUpstreams(values['cache-upstreams']),
+  };
+}
+
+async function serveCommand(rest: readonly string[], io: CliIO): Promise<number> {
+  const { values } = parseFlags('serve', rest, SERVE_FLAGS);
+  const tls = serveTls(values);
+  const limits = serveBodyLimits(values);
+  const deadlineMs = duration(values.deadline, '--deadline');
+  if (deadlineMs < 100 || deadlineMs > 29_000)
+    throw new UsageError('--deadline must be between 100ms and 29s, below the webhook timeoutSeconds');
+  const cluster = serveCluster(values, io.env);
   const { serve } = await import('./serve.ts');
   return serve(
     {
@@ -644,19 +683,14 @@ async function serveCommand(rest: readonly string[], io: CliIO): Promise<number>
       kubeconfig: values.kubeconfig,
       env: io.env,
       ...listenAddress(values.listen),
-      tls: cert !== undefined && key !== undefined ? { certFile: cert, keyFile: key } : undefined,
+      tls,
       deadlineMs,
       failurePolicy: oneOf(values['failure-policy'], ['Ignore', 'Fail'], '--failure-policy') ?? 'Ignore',
-      cacheAddress: values['cache-address'],
-      excludedNamespaces: values['exclude-namespaces']
-        .split(',')
-        .map((n) => n.trim())
-        .filter(Boolean),
+      settings: settingsFrom(values),
       logLevel: oneOf(values['log-level'], ['debug', 'info', 'warn', 'error'], '--log-level') ?? 'info',
       shutdownDelayMs: duration(values['shutdown-delay'], '--shutdown-delay'),
       shutdownGraceMs: duration(values['shutdown-grace'], '--shutdown-grace'),
-      maxRequestBytes: maxBytes,
-      maxInflightBytes: inflightBytes,
+      ...limits,
       health:
         values['health-listen'] === undefined
           ? undefined
@@ -688,6 +722,7 @@ async function explainCommand(rest: readonly string[], io: CliIO): Promise<numbe
         output,
         maxInputBytes,
         existence: podExistence.source,
+        settings: settingsFrom(values),
       },
       io,
     ).finally(() => podExistence.close());
@@ -707,6 +742,7 @@ async function explainCommand(rest: readonly string[], io: CliIO): Promise<numbe
       output,
       maxInputBytes,
       existence: existence.source,
+      settings: settingsFrom(values),
     },
     io,
   ).finally(() => existence.close());
@@ -732,6 +768,7 @@ async function rewriteCommand(rest: readonly string[], io: CliIO): Promise<numbe
       namespaceLabels: labels(values['namespace-labels'], '--namespace-labels'),
       maxInputBytes,
       existence: existence.source,
+      settings: settingsFrom(values),
     },
     io,
   ).finally(() => existence.close());
@@ -776,9 +813,23 @@ async function copyCommand(rest: readonly string[], io: CliIO): Promise<number> 
       proxy: flags.proxy,
       jobs,
       maxInputBytes: parseByteSize(values['max-input-bytes'], '--max-input-bytes'),
+      settings: settingsFrom(values),
     },
     io,
   );
+}
+
+async function cacheCommand(rest: readonly string[], io: CliIO): Promise<number> {
+  if (rest[0] === 'ls') {
+    const { values } = parseFlags('cache', rest.slice(1), CACHE_LS_FLAGS);
+    return await cacheLs({ config: values.config, url: values.url, output: values.output }, io);
+  }
+  const { values } = parseFlags('cache', rest, CACHE_FLAGS);
+  if (values.config === undefined)
+    throw new UsageError('cache needs --config FILE (see examples/cache/cache.yaml)');
+  const listen = values.listen === undefined ? undefined : listenAddress(values.listen);
+  const maxInputBytes = parseByteSize(values['max-input-bytes'], '--max-input-bytes');
+  return await cache({ config: values.config, listen, maxInputBytes }, io, stopSignal());
 }
 
 /** Runs one pullmap command and returns its exit code. User errors are messages, never stack traces. */
@@ -800,18 +851,8 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         return await copyCommand(rest, io);
       case 'serve':
         return await serveCommand(rest, io);
-      case 'cache': {
-        if (rest[0] === 'ls') {
-          const { values } = parseFlags('cache', rest.slice(1), CACHE_LS_FLAGS);
-          return await cacheLs({ config: values.config, url: values.url, output: values.output }, io);
-        }
-        const { values } = parseFlags('cache', rest, CACHE_FLAGS);
-        if (values.config === undefined)
-          throw new UsageError('cache needs --config FILE (see examples/cache/cache.yaml)');
-        const listen = values.listen === undefined ? undefined : listenAddress(values.listen);
-        const maxInputBytes = parseByteSize(values['max-input-bytes'], '--max-input-bytes');
-        return await cache({ config: values.config, listen, maxInputBytes }, io, stopSignal());
-      }
+      case 'cache':
+        return await cacheCommand(rest, io);
       case '--version':
       case 'version':
         io.stdout.write(`${VERSION}\n`);

@@ -6,10 +6,9 @@ import { access } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import {
   type CompiledMap,
-  DEFAULT_SNAPSHOT_OPTIONS,
+  type DecisionSettings,
   type Labels,
   mapRefName,
-  type SnapshotOptions,
   selectorLabelKeys,
 } from '../core/mapping/index.ts';
 import { isLoopbackName } from '../core/net.ts';
@@ -29,7 +28,7 @@ import { existenceFromFlags, type RegistryFlags } from './existence.ts';
 const MUTATE_PODS_PATH = '/mutate-pods';
 const VALIDATE_MAPS_PATH = '/validate-maps';
 
-export interface ClusterOptions {
+interface ClusterOptions {
   /** A kubeconfig file; undefined: in-cluster service account, else $KUBECONFIG or ~/.kube/config. */
   readonly kubeconfig: string | undefined;
   /** Namespace of the leader-election Lease (pullmap's own). */
@@ -45,7 +44,7 @@ export interface ClusterOptions {
   readonly cacheUpstreams: readonly string[] | undefined;
 }
 
-export interface ServeOptions {
+interface ServeOptions {
   /** The --config values (files, directories); undefined: the embedded default maps. */
   readonly config: readonly string[] | undefined;
   /** The cluster: its maps (cluster mode), or namespace labels for namespaceSelector (file mode). */
@@ -59,8 +58,8 @@ export interface ServeOptions {
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly deadlineMs: number;
   readonly failurePolicy: FailurePolicy;
-  readonly cacheAddress: string;
-  readonly excludedNamespaces: readonly string[];
+  /** --cache-address and --exclude-namespaces: the webhook, the fill loop and the pull secret copies read them. */
+  readonly settings: DecisionSettings;
   readonly logLevel: Level;
   readonly shutdownDelayMs: number;
   readonly shutdownGraceMs: number;
@@ -72,7 +71,7 @@ export interface ServeOptions {
   readonly cluster: ClusterOptions | undefined;
 }
 
-export interface ServeIO {
+interface ServeIO {
   readonly stderr: Writable;
   /** Resolves when the process is asked to stop (SIGTERM/SIGINT in the real command). */
   readonly stopped: Promise<string>;
@@ -97,18 +96,11 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
       mapsByVerdict.set(state.analysis.verdicts.filter((v) => v.verdict === verdict).length, { verdict });
   };
 
-  const snapshotOptions = {
-    ...DEFAULT_SNAPSHOT_OPTIONS,
-    cacheAddress: options.cacheAddress,
-    excludedNamespaces: options.excludedNamespaces,
-  };
   // Finished fills refresh the webhook's existence answers (bound once the existence source exists).
   let onFilled: (target: string) => void = () => {};
   const maps = options.cluster
-    ? await clusterMaps(options.cluster, options, snapshotOptions, { logger, metrics, onSwap }, (target) =>
-        onFilled(target),
-      )
-    : await fileMaps(options, snapshotOptions, { logger, metrics, onSwap });
+    ? await clusterMaps(options.cluster, options, { logger, metrics, onSwap }, (target) => onFilled(target))
+    : await fileMaps(options, { logger, metrics, onSwap });
   const { source, reviews, closers } = maps;
   closers.push(() => source.close());
   const existence = await existenceFromFlags(options.registry, existenceMetrics(metrics));
@@ -118,6 +110,7 @@ export async function serve(options: ServeOptions, io: ServeIO): Promise<number>
     existence: existence.source,
     // Read at each review: file mode starts the namespace watch when a map first needs it.
     namespaceLabels: (ns) => maps.namespaceLabels(ns),
+    settings: options.settings,
     deadlineMs: options.deadlineMs,
     failurePolicy: options.failurePolicy,
     metrics,
@@ -181,16 +174,16 @@ interface MapsContext {
 async function clusterMaps(
   clusterOptions: ClusterOptions,
   options: ServeOptions,
-  snapshotOptions: SnapshotOptions,
   { logger, metrics, onSwap }: MapsContext,
   onFilled: (target: string) => void,
 ): Promise<Maps> {
-  const cluster = await startCluster(clusterOptions, snapshotOptions, logger, metrics, onSwap);
+  const cluster = await startCluster(clusterOptions, options.settings, logger, metrics, onSwap, onFilled);
   const { startClusterFill } = await import('./fill.ts');
   const fill = await startClusterFill({
     cluster: clusterOptions,
     source: cluster.source,
     namespaceLabels: (ns) => cluster.namespaces.labels(ns),
+    settings: options.settings,
     registry: options.registry,
     logger,
     metrics,
@@ -211,11 +204,7 @@ async function clusterMaps(
  * service account), watched from the first map that selects on other labels; without one, such a map
  * is a start-up error (it would silently select nothing) and an error log on reload.
  */
-async function fileMaps(
-  options: ServeOptions,
-  snapshotOptions: SnapshotOptions,
-  { logger, metrics, onSwap }: MapsContext,
-): Promise<Maps> {
+async function fileMaps(options: ServeOptions, { logger, metrics, onSwap }: MapsContext): Promise<Maps> {
   const namespaceWatch = await fileModeNamespaces(options, logger);
   let starting = true;
   let unanswerable: CompiledMap[] = [];
@@ -246,7 +235,6 @@ async function fileMaps(
     source = await startFileSource({
       paths: options.config ?? [],
       defaultText: DEFAULT_MAPS_TEXT,
-      snapshotOptions,
       reloadIntervalMs: options.reloadIntervalMs,
       logger,
       metrics,
@@ -348,10 +336,11 @@ async function fileModeNamespaces(
  */
 async function startCluster(
   options: ClusterOptions,
-  snapshotOptions: SnapshotOptions,
+  settings: DecisionSettings,
   logger: Logger,
   metrics: MetricsRegistry,
   onSwap: (state: MapState) => void,
+  onFilled: (target: string) => void,
 ) {
   const [
     { loadKubeConfig },
@@ -376,7 +365,6 @@ async function startCluster(
   }
   const source = startClusterMapSource({
     kubeConfig,
-    snapshotOptions,
     recheckIntervalMs: options.recheckIntervalMs,
     onRejectedUpdate: options.onRejectedUpdate,
     pullSecretCopy: options.pullSecretCopy,
@@ -385,6 +373,8 @@ async function startCluster(
       ? { leaderElection: { namespace: options.leaseNamespace, identity: options.identity } }
       : {}),
     logger: logger.with({ component: 'controller' }),
+    // Fills the leader finished, seen by every replica in the maps' status.
+    onFilled,
   });
   source.subscribe(onSwap);
   const namespaces = watchNamespaceLabels(kubeClient(kubeConfig), logger);
@@ -396,6 +386,7 @@ async function startCluster(
         client: kubeClient(kubeConfig),
         namespace: options.leaseNamespace,
         source,
+        settings,
         logger: logger.with({ component: 'pull-secrets' }),
       })
     : undefined;

@@ -6,9 +6,15 @@
 
 import { resourcePath } from '../core/api/crd.ts';
 import type { MapKind } from '../core/api/v1alpha1.ts';
-import { type FillPlan, fillTarget, type Labels, type MapSnapshot } from '../core/mapping/index.ts';
+import {
+  type DecisionSettings,
+  type FillPlan,
+  fillTarget,
+  type Labels,
+  type MapSnapshot,
+} from '../core/mapping/index.ts';
 import { containerImages } from '../core/pod/locate.ts';
-import { ANNOTATION_ORIGINAL_IMAGES, jsonAnnotation, OPT_OUT, recordedFor } from '../core/pod/plan.ts';
+import { ANNOTATION_ORIGINAL_IMAGES, jsonAnnotation, podSkipReason, recordedFor } from '../core/pod/plan.ts';
 import { formatReference, type ImageReference } from '../core/reference/index.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-watch.ts';
@@ -23,16 +29,19 @@ import {
   parsePullSecret,
   RegistryClient,
   type RegistryClientOptions,
+  type Semaphore,
 } from '../registry/index.ts';
 import type { ClusterMapSource } from './map-source.ts';
 
-export interface FillLoopOptions {
+interface FillLoopOptions {
   /** Owned by the loop: closed by close(). */
   readonly client: KubeClient;
   /** pullmap's own namespace: where a ClusterImageMap's fill.secret lives. */
   readonly namespace: string;
   readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'mayWrite'>;
   readonly namespaceLabels: (namespace: string) => Labels;
+  /** The webhook's settings: what it maps is what is filled, where it maps it. */
+  readonly settings: DecisionSettings;
   /** How registries are reached (plain HTTP hosts, CAs, timeouts) and pullmap's own credentials. */
   readonly registry: Pick<RegistryClientOptions, 'endpoints' | 'defaults'> & {
     readonly credentials?: CredentialSource | undefined;
@@ -65,6 +74,8 @@ export interface FillItem {
   readonly sourceNamespace: string;
   /** The Secret with push credentials, already scoped (own namespace or the map's). */
   readonly secret: { readonly namespace: string; readonly name: string } | undefined;
+  /** Without `secret`: whether the target is written with pullmap's own credentials (ClusterImageMaps). */
+  readonly ownPush: boolean;
   /** The maps whose mappings asked for this copy (status goes to each). */
   readonly maps: Map<string, MapTarget>;
   state: FillState;
@@ -126,7 +137,7 @@ function pullSecretNames(pod: KubeObject): string[] {
 /** The pod's namespace and labels for fillTarget, or undefined when the webhook leaves the pod alone. */
 function fillContext(
   pod: KubeObject,
-  snapshot: MapSnapshot,
+  settings: DecisionSettings,
   labelsOf: (namespace: string) => Labels,
 ): { namespace: string; namespaceLabels: Labels; podLabels: Labels } | undefined {
   if (terminal(pod)) return undefined;
@@ -134,8 +145,7 @@ function fillContext(
   const podLabels = (pod.metadata['labels'] as Labels | undefined) ?? {};
   const annotations = (pod.metadata['annotations'] as Record<string, string> | undefined) ?? {};
   // What the webhook leaves alone is not filled either.
-  if (snapshot.options.excludedNamespaces.includes(namespace)) return undefined;
-  if (podLabels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true') return undefined;
+  if (podSkipReason(settings, namespace, podLabels, annotations) !== undefined) return undefined;
   return {
     namespace,
     namespaceLabels: { 'kubernetes.io/metadata.name': namespace, ...labelsOf(namespace) },
@@ -153,6 +163,15 @@ function itemsByMap(items: Iterable<FillItem>): Map<string, { map: MapTarget; it
       perMap.set(key, entry);
     }
   return perMap;
+}
+
+/** A copy that threw (credentials unreadable, a client that could not be made) as a failed result. */
+function thrownCopy(err: unknown): CopyResult {
+  if (err instanceof CopyFailure) return { ok: false, error: err.error };
+  return {
+    ok: false,
+    error: { code: 'TARGET_REFUSED', message: err instanceof Error ? err.message : String(err) },
+  };
 }
 
 const terminal = (pod: KubeObject): boolean => {
@@ -193,10 +212,13 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
     .collect(() => [...items.values()].filter((i) => i.state === 'Pending' || i.state === 'Copying').length);
 
   // Reads use pullmap's own credentials (and, for an ImageMap, its pods' pull secrets); writes use the
-  // map's fill.secret when it names one. One client per distinct set of Secret versions, kept while used.
+  // map's fill.secret when it names one, else pullmap's own for a ClusterImageMap and none for an
+  // ImageMap. One client per distinct set of Secret versions, kept while used.
   const own = options.registry.credentials;
   const clients = new Map<string, { client: RegistryClient; used: number }>();
   const copiers = new Map<string, Copier>();
+  // One set of blob slots per target registry for every copier, whatever credentials it writes with.
+  const slots = new Map<string, Semaphore>();
   const clientFor = (key: string, credentials: CredentialSource | undefined): RegistryClient => {
     const known = clients.get(key);
     if (known) {
@@ -270,6 +292,8 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
           secretName === undefined
             ? undefined
             : { namespace: plan.rule.map.namespace ?? options.namespace, name: secretName },
+        // Nor may a tenant's map push with pullmap's own credentials to a target the tenant chose.
+        ownPush: plan.rule.map.kind === 'ClusterImageMap',
         sourceSecrets: new Set(),
         sourceNamespace: plan.rule.map.namespace ?? podNamespace,
         maps: new Map(),
@@ -310,10 +334,10 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
 
   /** Queues the copies one pod's images need, unless pullmap leaves the pod alone. */
   function reconcilePod(pod: KubeObject, snapshot: MapSnapshot, clock: number): void {
-    const context = fillContext(pod, snapshot, options.namespaceLabels);
+    const context = fillContext(pod, options.settings, options.namespaceLabels);
     if (context === undefined) return;
     for (const { image, pullPolicy } of podImages(pod)) {
-      const decision = fillTarget(snapshot, image, { ...context, pullPolicy });
+      const decision = fillTarget(snapshot, options.settings, image, { ...context, pullPolicy });
       if (!decision.ok || decision.plan.fill?.enabled !== true) continue;
       const item = itemFor(decision.plan, context.namespace);
       if (item !== undefined) enqueue(item, decision.plan.rule.map.kind, pod, clock);
@@ -400,6 +424,9 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       const found = await secretsKeyring(item.secret.namespace, [item.secret.name], 'fill.secret');
       targetKey = `dst:${found.key}`;
       targetCredentials = found.keyring;
+    } else if (!item.ownPush) {
+      targetKey = 'dst:none';
+      targetCredentials = undefined;
     }
     const key = `${sourceKey}|${targetKey}`;
     let copier = copiers.get(key);
@@ -407,6 +434,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       copier = new Copier({
         source: clientFor(sourceKey, sourceCredentials),
         target: clientFor(targetKey, targetCredentials),
+        slots,
       });
       copiers.set(key, copier);
     }
@@ -424,13 +452,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
         signal,
       });
     } catch (err) {
-      result = {
-        ok: false,
-        error:
-          err instanceof CopyFailure
-            ? err.error
-            : { code: 'TARGET_REFUSED', message: err instanceof Error ? err.message : String(err) },
-      };
+      result = thrownCopy(err);
     }
     if (closed) return;
     if (result.ok) copied(item, result.value);

@@ -22,7 +22,7 @@ export interface GroupedMaps {
 }
 
 /** The analysis of one scope: the cluster maps, or one namespace's maps judged after them. */
-export interface Part {
+interface Part {
   readonly objects: readonly KubeObject[];
   readonly verdicts: readonly MapVerdict[];
   readonly accepted: Analysis['accepted'];

@@ -9,13 +9,7 @@
 
 import { resourcePath } from '../core/api/crd.ts';
 import { API_VERSION, type MapObject } from '../core/api/v1alpha1.ts';
-import {
-  buildSnapshot,
-  DEFAULT_SNAPSHOT_OPTIONS,
-  type MapInput,
-  type SnapshotOptions,
-  updateSnapshot,
-} from '../core/mapping/index.ts';
+import { buildSnapshot, type MapInput, updateSnapshot } from '../core/mapping/index.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';
 import { type LeaderElection, startLeaderElection } from '../kube/lease.ts';
@@ -40,7 +34,6 @@ import { StatusWriter } from './status-writer.ts';
 
 export interface ClusterMapSourceOptions {
   readonly kubeConfig: KubeCredentials;
-  readonly snapshotOptions?: SnapshotOptions;
   /** Rejected maps are re-checked on every change in scope and also this often (default 60 s). */
   readonly recheckIntervalMs?: number;
   /** What serves while a map's newest generation is rejected (default: the last accepted generation). */
@@ -68,6 +61,26 @@ export interface ClusterMapSourceOptions {
   readonly logger?: Logger;
   /** Injected clock for condition timestamps. */
   readonly now?: () => Date;
+  /**
+   * Called with each target a map's status.fill newly lists as Filled or Partial, whichever replica
+   * copied it: every replica's webhook then forgets its cached "missing" for it, not only the leader's.
+   */
+  readonly onFilled?: ((target: string) => void) | undefined;
+}
+
+const MAX_FILLS_SEEN = 10_000;
+
+/** The Filled or Partial entries of a map object's status.fill, as target and time. */
+function filledEntries(object: KubeObject): { target: string; time: string }[] {
+  const images = (object as { status?: { fill?: { images?: unknown } } }).status?.fill?.images;
+  if (!Array.isArray(images)) return [];
+  return images.flatMap((entry: unknown) => {
+    const e = (entry ?? {}) as Record<string, unknown>;
+    const done = e['state'] === 'Filled' || e['state'] === 'Partial';
+    return done && typeof e['target'] === 'string' && typeof e['time'] === 'string'
+      ? [{ target: e['target'], time: e['time'] }]
+      : [];
+  });
 }
 
 export interface ClusterMapSource extends MapSource {
@@ -151,7 +164,6 @@ function electionOf(
 
 export function startClusterMapSource(options: ClusterMapSourceOptions): ClusterMapSource {
   const logger = options.logger ?? silentLogger;
-  const snapshotOptions = options.snapshotOptions ?? DEFAULT_SNAPSHOT_OPTIONS;
   const client: KubeClient = kubeClient(options.kubeConfig, {
     timeoutMs: options.requestTimeoutMs ?? 10_000,
   });
@@ -197,9 +209,25 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     }
   };
 
+  // The time each filled target was last seen in a status, so each fill is announced once.
+  const fillsSeen = new Map<string, string>();
+  const noteFills = (object: KubeObject | undefined): void => {
+    if (object === undefined || options.onFilled === undefined) return;
+    for (const { target, time } of filledEntries(object)) {
+      if (fillsSeen.get(target) === time) continue;
+      if (fillsSeen.size >= MAX_FILLS_SEEN) fillsSeen.clear();
+      fillsSeen.set(target, time);
+      options.onFilled(target);
+    }
+  };
+
   const maps = new MapWatches(
     { client, logger, ...(options.watch ? { timing: options.watch } : {}) },
     (change, kind) => {
+      // A relist (the watch expired) may have missed some: look at them all.
+      if (change.type === 'replaced')
+        for (const w of maps.watches) for (const o of w.store.values()) noteFills(o);
+      else noteFills(change.current);
       // A status-only change needs its status re-checked, not an analysis.
       if (incremental.change(change) === 'status')
         reconcileStatus([MapWatches.withKind(change.current!, kind)]);
@@ -224,7 +252,7 @@ export function startClusterMapSource(options: ClusterMapSourceOptions): Cluster
     const snapshot =
       state && step.onlyIn
         ? updateSnapshot(state.snapshot, step.analysis.accepted, step.onlyIn)
-        : buildSnapshot(step.analysis.accepted, snapshotOptions);
+        : buildSnapshot(step.analysis.accepted);
     state = { snapshot, analysis: step.analysis, version: (state?.version ?? 0) + 1 };
     ready.resolve(state);
     for (const listener of listeners) listener(state);

@@ -5,7 +5,7 @@
 // in force needs it any more. Only the Lease holder writes; a Secret of that name that pullmap did not
 // make is never overwritten.
 
-import type { Labels } from '../core/mapping/index.ts';
+import type { DecisionSettings, Labels } from '../core/mapping/index.ts';
 import {
   COPY_LABEL,
   type CopyPlan,
@@ -19,19 +19,21 @@ import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-w
 import type { Logger } from '../observe/log.ts';
 import type { ClusterMapSource } from './map-source.ts';
 
-export interface PullSecretCopierOptions {
+interface PullSecretCopierOptions {
   /** Owned by the copier: closed by close(). */
   readonly client: KubeClient;
   /** pullmap's own namespace: where ClusterImageMaps' Secrets live. */
   readonly namespace: string;
   readonly source: Pick<ClusterMapSource, 'current' | 'subscribe' | 'mayWrite'>;
+  /** The webhook's settings: no copy goes to a namespace whose pods it leaves alone. */
+  readonly settings: Pick<DecisionSettings, 'excludedNamespaces'>;
   readonly logger: Logger;
   readonly watch?: Partial<ListWatchTiming>;
   /** Full reconcile this often, which also retries failed writes and picks up new leadership (default 30 s). */
   readonly resyncIntervalMs?: number;
 }
 
-export interface PullSecretCopier {
+interface PullSecretCopier {
   readonly stats: { reconciles: number; created: number; updated: number; deleted: number; errors: number };
   /** Resolves after the next reconcile that saw every watch synced (tests). */
   settled(): Promise<void>;
@@ -85,7 +87,7 @@ export function startPullSecretCopier(options: PullSecretCopierOptions): PullSec
     const plan = planCopies({
       maps: state.analysis.accepted.map((m) => ({ kind: m.ref.kind, spec: m.spec })),
       namespaces: namespaceLabels(namespaces.store.values()),
-      excludedNamespaces: state.snapshot.options.excludedNamespaces,
+      excludedNamespaces: options.settings.excludedNamespaces,
       ownNamespace: own,
       // The stores hold Secrets as the API serves them; SecretState reads only their type and data.
       sources: (name) => sources.store.get(`${own}/${name}`) as SecretState | undefined,

@@ -15,7 +15,7 @@ interface Pending {
   status: MapStatus;
 }
 
-export interface StatusWriterOptions {
+interface StatusWriterOptions {
   readonly client: KubeClient;
   readonly logger: Logger;
   readonly concurrency: number;

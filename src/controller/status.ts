@@ -10,7 +10,7 @@ import {
 } from '../core/mapping/index.ts';
 import type { KubeObject } from '../kube/list-watch.ts';
 
-export interface ReadyCondition {
+interface ReadyCondition {
   type: 'Ready';
   status: 'True' | 'False';
   reason: 'Accepted' | 'Conflict' | 'Invalid';
@@ -23,7 +23,7 @@ export interface ReadyCondition {
  * Said beside Ready (which they leave as it is: the map serves): something the map asks for is switched
  * off in this installation, or its cache cannot fetch a target (its host is not one of the upstreams).
  */
-export interface NoteCondition {
+interface NoteCondition {
   type: 'PullSecretsCopied' | 'CacheTargetsProxied';
   status: 'False';
   reason: 'CopyDisabled' | 'NotCacheUpstream';

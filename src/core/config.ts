@@ -1,7 +1,7 @@
 // Reading map objects from YAML text (a config file, or stdin): multi-document, `kind: List` too.
 // Pure: the caller reads the file. Every problem names the document, its line and what to fix.
 
-import { type Document, isMap, isScalar, LineCounter, parseAllDocuments, visit } from 'yaml';
+import { CST, type Document, isMap, isScalar, Lexer, LineCounter, parseAllDocuments, visit } from 'yaml';
 
 /**
  * Offsets of keys given twice in one mapping, found in one pass with a Set per mapping. yaml's own
@@ -9,7 +9,7 @@ import { type Document, isMap, isScalar, LineCounter, parseAllDocuments, visit }
  * two minutes with it (40,000 keys: 48 s, against 1.5 s without it), so parsing runs with
  * uniqueKeys: false and this does the same check in linear time.
  */
-export function duplicateKeys(doc: Document.Parsed): { offset: number; key: string }[] {
+function duplicateKeys(doc: Document.Parsed): { offset: number; key: string }[] {
   const found: { offset: number; key: string }[] = [];
   visit(doc, {
     Map(_, map) {
@@ -27,13 +27,73 @@ export function duplicateKeys(doc: Document.Parsed): { offset: number; key: stri
   return found;
 }
 
-export interface LoadedDocument {
+/**
+ * A parsed document's value, or the located errors that make it unreadable: malformed YAML, a key given
+ * twice in one mapping, an alias bomb. `where` names an offset ("FILE:LINE:COL"); `i` counts from 0.
+ * The one reader of documents: map configs (loadYamlObjects) and `pullmap rewrite`'s manifests.
+ */
+export function documentValue(
+  doc: Document.Parsed,
+  i: number,
+  where: (offset: number) => string,
+): { readonly value: unknown } | { readonly errors: readonly string[] } {
+  if (doc.errors.length > 0)
+    return {
+      errors: doc.errors.map(
+        (e) => `${where(e.pos[0])}: YAML document ${i + 1} is malformed: ${e.message.split('\n')[0]}`,
+      ),
+    };
+  const duplicates = duplicateKeys(doc);
+  if (duplicates.length > 0)
+    return {
+      errors: duplicates.map(
+        (d) =>
+          `${where(d.offset)}: YAML document ${i + 1} is malformed: duplicate key ${JSON.stringify(d.key)} in one mapping; keep one of them`,
+      ),
+    };
+  try {
+    return { value: doc.toJS({ maxAliasCount: 100 }) };
+  } catch (err) {
+    // yaml throws (a ReferenceError) on alias bombs: a located error instead.
+    return {
+      errors: [`${where(doc.range[0])}: YAML document ${i + 1} cannot be read: ${(err as Error).message}`],
+    };
+  }
+}
+
+/** Lexer tokens that each become a node when parsed: scalars, aliases, collections, items, keys. */
+const VALUE_TOKENS: ReadonlySet<string> = new Set([
+  'scalar',
+  'single-quoted-scalar',
+  'double-quoted-scalar',
+  'block-scalar-header',
+  'alias',
+  'flow-map-start',
+  'flow-seq-start',
+  'seq-item-ind',
+  'explicit-key-ind',
+]);
+
+/**
+ * How many values `text` holds, counted by yaml's lexer without building anything, and no further than
+ * `limit + 1`: a caller can refuse text whose parse would cost too much memory (about 1 KB per value)
+ * for the price of lexing at most `limit` values.
+ */
+export function countYamlValues(text: string, limit: number): number {
+  let count = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (VALUE_TOKENS.has(CST.tokenType(token) ?? '') && ++count > limit) break;
+  }
+  return count;
+}
+
+interface LoadedDocument {
   readonly value: unknown;
   /** 1-based line where the object starts, for messages. */
   readonly line: number;
 }
 
-export interface LoadResult {
+interface LoadResult {
   readonly objects: readonly LoadedDocument[];
   readonly errors: readonly string[];
 }
@@ -50,26 +110,12 @@ export function loadYamlObjects(text: string, source: string): LoadResult {
   };
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, i) => {
-    if (doc.errors.length > 0) {
-      for (const e of doc.errors)
-        errors.push(`${where(e.pos[0])}: YAML document ${i + 1} is malformed: ${e.message.split('\n')[0]}`);
+    const read = documentValue(doc, i, where);
+    if ('errors' in read) {
+      errors.push(...read.errors);
       return;
     }
-    const duplicates = duplicateKeys(doc);
-    if (duplicates.length > 0) {
-      for (const d of duplicates)
-        errors.push(
-          `${where(d.offset)}: YAML document ${i + 1} is malformed: duplicate key ${JSON.stringify(d.key)} in one mapping; keep one of them`,
-        );
-      return;
-    }
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: 100 });
-    } catch (err) {
-      errors.push(`${where(doc.range[0])}: YAML document ${i + 1} cannot be read: ${(err as Error).message}`);
-      return;
-    }
+    const value = read.value;
     if (value === null || value === undefined) return;
     const line = lineCounter.linePos(doc.contents?.range[0] ?? doc.range[0]).line;
     const kind = (value as { kind?: unknown }).kind;

@@ -24,8 +24,6 @@ export interface ProxyConfig {
   readonly noProxy: readonly NoProxyRule[];
 }
 
-export const NO_PROXY: ProxyConfig = { https: undefined, http: undefined, noProxy: [] };
-
 /**
  * The settings from environment variables, upper case first as Go reads them (HTTPS_PROXY, then
  * https_proxy). An empty value counts as unset.
@@ -42,7 +40,7 @@ export function proxySettingsFromEnv(env: Readonly<Record<string, string | undef
   };
 }
 
-export type ProxyParse = { ok: true; config: ProxyConfig } | { ok: false; errors: string[] };
+type ProxyParse = { ok: true; config: ProxyConfig } | { ok: false; errors: string[] };
 
 /** Checks the settings; `names` says what to call each one in errors (the variable or config field). */
 export function parseProxySettings(
@@ -93,32 +91,31 @@ function parseNoProxy(text: string): NoProxyRule[] {
   const rules: NoProxyRule[] = [];
   for (const raw of text.split(',')) {
     const entry = raw.trim().toLowerCase();
-    if (entry === '') continue;
     if (entry === '*') return [{ kind: 'all' }];
-    const slash = entry.indexOf('/');
-    if (slash > 0) {
-      const ip = parseIp(entry.slice(0, slash));
-      const prefix = Number(entry.slice(slash + 1));
-      if (ip && /^\d{1,3}$/.test(entry.slice(slash + 1)) && prefix <= (ip.family === 4 ? 32 : 128))
-        rules.push({ kind: 'cidr', ...ip, prefix });
-      continue;
-    }
-    const { host, port } = splitHostPort(entry);
-    if (host === '') continue;
-    const ip = parseIp(host);
-    if (ip) {
-      rules.push({ kind: 'ip', ...ip, port });
-      continue;
-    }
-    // "*.example.com" is ".example.com"; "example.com" matches itself and its subdomains.
-    const name = host.startsWith('*.') ? host.slice(1) : host;
-    rules.push(
-      name.startsWith('.')
-        ? { kind: 'domain', suffix: name, exact: false, port }
-        : { kind: 'domain', suffix: `.${name}`, exact: true, port },
-    );
+    const rule = entry === '' ? undefined : noProxyRule(entry);
+    if (rule) rules.push(rule);
   }
   return rules;
+}
+
+/** One NO_PROXY entry other than "*": a CIDR, an address, or a domain; undefined when it is none. */
+function noProxyRule(entry: string): NoProxyRule | undefined {
+  const slash = entry.indexOf('/');
+  if (slash > 0) {
+    const ip = parseIp(entry.slice(0, slash));
+    const prefix = Number(entry.slice(slash + 1));
+    const fits = ip && /^\d{1,3}$/.test(entry.slice(slash + 1)) && prefix <= (ip.family === 4 ? 32 : 128);
+    return fits ? { kind: 'cidr', ...ip, prefix } : undefined;
+  }
+  const { host, port } = splitHostPort(entry);
+  if (host === '') return undefined;
+  const ip = parseIp(host);
+  if (ip) return { kind: 'ip', ...ip, port };
+  // "*.example.com" is ".example.com"; "example.com" matches itself and its subdomains.
+  const name = host.startsWith('*.') ? host.slice(1) : host;
+  return name.startsWith('.')
+    ? { kind: 'domain', suffix: name, exact: false, port }
+    : { kind: 'domain', suffix: `.${name}`, exact: true, port };
 }
 
 /** "host:port", "[v6]:port", "[v6]", a bare IPv6 address or a name; port '' when none. */
@@ -169,35 +166,37 @@ export function proxyFor(config: ProxyConfig, url: URL): URL | undefined {
   if (host === 'localhost') return undefined;
   const ip = parseIp(host);
   if (ip && isLoopbackIp(ip)) return undefined;
-  for (const rule of config.noProxy) {
-    switch (rule.kind) {
-      case 'all':
-        return undefined;
-      case 'cidr': {
-        const width = rule.family === 4 ? 32 : 128;
-        const shift = BigInt(width - rule.prefix);
-        if (ip && ip.family === rule.family && ip.bits >> shift === rule.bits >> shift) return undefined;
-        break;
-      }
-      case 'ip':
-        if (
-          ip &&
-          ip.family === rule.family &&
-          ip.bits === rule.bits &&
-          (rule.port === '' || rule.port === port)
-        )
-          return undefined;
-        break;
-      case 'domain':
-        if (
-          (host.endsWith(rule.suffix) || (rule.exact && host === rule.suffix.slice(1))) &&
-          (rule.port === '' || rule.port === port)
-        )
-          return undefined;
-        break;
-    }
-  }
+  for (const rule of config.noProxy) if (bypasses(rule, host, port, ip)) return undefined;
   return proxy;
+}
+
+/** A rule without a port matches every port. */
+const portFits = (rulePort: string, port: string): boolean => rulePort === '' || rulePort === port;
+
+/** Whether a NO_PROXY rule sends a request to host:port (`ip` when the host is an address) directly. */
+function bypasses(
+  rule: NoProxyRule,
+  host: string,
+  port: string,
+  ip: { family: 4 | 6; bits: bigint } | undefined,
+): boolean {
+  switch (rule.kind) {
+    case 'all':
+      return true;
+    case 'cidr': {
+      const shift = BigInt((rule.family === 4 ? 32 : 128) - rule.prefix);
+      return ip !== undefined && ip.family === rule.family && ip.bits >> shift === rule.bits >> shift;
+    }
+    case 'ip':
+      return (
+        ip !== undefined && ip.family === rule.family && ip.bits === rule.bits && portFits(rule.port, port)
+      );
+    case 'domain':
+      return (
+        (host.endsWith(rule.suffix) || (rule.exact && host === rule.suffix.slice(1))) &&
+        portFits(rule.port, port)
+      );
+  }
 }
 
 /** A proxy URL fit for logs: the credentials it may carry are left out. */

@@ -13,7 +13,7 @@ import { KubeApiError, KubeConfigError } from './errors.ts';
 
 export { isStatus, KubeApiError, type KubeErrorCode } from './errors.ts';
 
-export interface RequestOptions {
+interface RequestOptions {
   readonly body?: unknown;
   readonly contentType?: string;
   readonly query?: Readonly<Record<string, string | number | boolean | undefined>>;
@@ -21,7 +21,7 @@ export interface RequestOptions {
   readonly signal?: AbortSignal;
 }
 
-export interface KubeClientOptions {
+interface KubeClientOptions {
   /** Deadline of one non-watch request. */
   readonly timeoutMs?: number;
   /** Largest response body (and watch line) accepted. */

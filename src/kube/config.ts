@@ -25,7 +25,7 @@ export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccoun
 /** A rotated service-account token is picked up within this long. */
 const TOKEN_REREAD_MS = 60_000;
 
-export interface LoadOptions {
+interface LoadOptions {
   /** A kubeconfig file; undefined: $KUBECONFIG, else ~/.kube/config, else the service account. */
   readonly path?: string | undefined;
   readonly env?: NodeJS.ProcessEnv;
@@ -34,7 +34,7 @@ export interface LoadOptions {
 }
 
 /** Which reader served: "kubeconfig" and "in-cluster" are this file's, "client-node" the fallback. */
-export type LoadedKubeConfig = KubeCredentials & {
+type LoadedKubeConfig = KubeCredentials & {
   readonly loadedBy: 'kubeconfig' | 'in-cluster' | 'client-node';
 };
 

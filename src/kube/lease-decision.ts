@@ -2,7 +2,7 @@
 // create, take over, renew or wait, what to write, and whether this replica still leads. No I/O and no
 // clock of its own; lease.ts does the requests and reads performance.now().
 
-export interface LeaseSpec {
+interface LeaseSpec {
   holderIdentity?: string | null;
   leaseDurationSeconds?: number;
   acquireTime?: string;
@@ -33,7 +33,7 @@ export interface CampaignState {
 export const INITIAL_STATE: CampaignState = { leading: false, lastRenew: 0, observed: '', observedAt: 0 };
 
 /** create: no Lease yet; write: take it over or renew it; wait: another holder's record is still fresh. */
-export type LeaseAction = 'create' | 'write' | 'wait';
+type LeaseAction = 'create' | 'write' | 'wait';
 
 /**
  * The step for the Lease as just read (undefined: it does not exist). Another holder's record must be

@@ -22,7 +22,7 @@ import {
 } from './lease-decision.ts';
 import { sleep } from './list-watch.ts';
 
-export interface LeaderElectionOptions {
+interface LeaderElectionOptions {
   readonly client: KubeClient;
   readonly namespace: string;
   readonly name: string;

@@ -41,7 +41,7 @@ const DEFAULT_LIST_WATCH_TIMING: ListWatchTiming = {
   pageSize: 500,
 };
 
-export type StoreChange =
+type StoreChange =
   | { readonly type: 'replaced' }
   | { readonly type: 'upsert'; readonly key: string; readonly previous: KubeObject | undefined }
   | { readonly type: 'deleted'; readonly key: string; readonly previous: KubeObject | undefined };
@@ -68,7 +68,7 @@ interface Cursor {
 }
 
 /** What one watch line did: applied to the store (a bookmark changes nothing), ignored, or a failure. */
-export type WatchStep =
+type WatchStep =
   | { readonly kind: 'applied'; readonly resourceVersion: string | undefined; readonly change?: StoreChange }
   | { readonly kind: 'ignored' }
   | { readonly kind: 'failure'; readonly error: KubeApiError };

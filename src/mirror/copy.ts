@@ -27,7 +27,7 @@ import {
 } from './manifest.ts';
 
 /** copied: pushed now; present: the target had it (tag set if needed); partial: see `CopyOutcome`. */
-export type CopyState = 'copied' | 'present' | 'partial';
+type CopyState = 'copied' | 'present' | 'partial';
 
 export interface CopyOutcome {
   readonly state: CopyState;
@@ -66,7 +66,7 @@ export type CopyEvent =
     }
   | { readonly kind: 'bytes'; readonly digest: string; readonly bytes: number };
 
-export interface CopyRequest {
+interface CopyRequest {
   readonly source: ImageReference;
   readonly target: ImageReference;
   /** Copy only these platforms of an index (see CopyOutcome.platforms); empty or absent: all. */
@@ -75,18 +75,23 @@ export interface CopyRequest {
   readonly onEvent?: ((event: CopyEvent) => void) | undefined;
 }
 
-export interface CopierOptions {
+interface CopierOptions {
   /** Reads the source (its credentials). */
   readonly source: RegistryClient;
   /** Writes the target (its credentials); may be the same client. */
   readonly target: RegistryClient;
   /** Blobs in transfer at once per target registry, across all copies of this copier. Default 4. */
   readonly blobsPerRegistry?: number | undefined;
+  /**
+   * The per-registry slots, to share them between copiers (one per set of credentials) so the bound
+   * holds per target registry whatever the credentials; default: this copier's own.
+   */
+  readonly slots?: Map<string, Semaphore> | undefined;
   /** Attempts per registry operation for failures that may pass (5xx, network, 429). Default 4. */
   readonly attempts?: number | undefined;
   readonly backoffMs?: number | undefined;
   readonly maxBackoffMs?: number | undefined;
-  /** Chunk size for registries that refuse a monolithic upload. Default 8 MiB. */
+  /** Chunk size for registries that refuse a monolithic upload (halved while they refuse it). Default 8 MiB. */
   readonly chunkBytes?: number | undefined;
   /** auto: one PUT, chunks for a registry that refuses it; chunked: always chunks. */
   readonly upload?: 'auto' | 'chunked' | undefined;
@@ -101,6 +106,8 @@ const RETRYABLE: ReadonlySet<RegistryErrorCode> = new Set([
   'REG_UPLOAD_RESTART',
 ]);
 const MAX_INDEX_DEPTH = 2;
+/** The smallest chunk tried for a target that answers 413 (ingress-nginx's default limit is 1 MiB). */
+const MIN_CHUNK_BYTES = 64 * 1024;
 
 interface Totals {
   manifestsPushed: number;
@@ -127,15 +134,19 @@ export class Copier {
   readonly #backoffMs: number;
   readonly #maxBackoffMs: number;
   readonly #chunkBytes: number;
-  readonly #slots = new Map<string, Semaphore>();
-  /** Target registries that refused a monolithic upload: they get chunks from then on. */
-  readonly #chunked = new Set<string>();
+  readonly #slots: Map<string, Semaphore>;
+  /**
+   * Target registries that refused a monolithic upload get chunks from then on, of the size here: halved
+   * each time a chunk is refused as too large (413, a proxy's body limit).
+   */
+  readonly #chunkSizes = new Map<string, number>();
   readonly #alwaysChunked: boolean;
 
   constructor(options: CopierOptions) {
     this.#source = options.source;
     this.#target = options.target;
     this.#perRegistry = options.blobsPerRegistry ?? 4;
+    this.#slots = options.slots ?? new Map();
     this.#attempts = Math.max(1, options.attempts ?? 4);
     this.#backoffMs = options.backoffMs ?? 500;
     this.#maxBackoffMs = options.maxBackoffMs ?? 10_000;
@@ -345,8 +356,10 @@ export class Copier {
       }
       const sent = await this.#upload(run, blob, started.session);
       if (sent.ok) break;
-      if (sent.switchToChunks && !this.#chunked.has(target.registry)) {
-        this.#chunked.add(target.registry);
+      if (sent.chunkBytes !== undefined) {
+        // Smaller than what failed: a new attempt that is not a retry (the size goes down each time).
+        const known = this.#chunkSizes.get(target.registry) ?? Number.POSITIVE_INFINITY;
+        this.#chunkSizes.set(target.registry, Math.min(known, sent.chunkBytes));
         continue;
       }
       const error = sent.error;
@@ -369,7 +382,8 @@ export class Copier {
         readonly ok: false;
         readonly error: CopyFailure;
         readonly retryable: boolean;
-        readonly switchToChunks: boolean;
+        /** The target refused the body as too large: try again in chunks of this size. */
+        readonly chunkBytes: number | undefined;
       }
   > {
     const { source } = run.request;
@@ -393,43 +407,61 @@ export class Copier {
       meter.destroy(err);
     });
     const body = opened.body.pipe(meter);
-    const chunked = this.#alwaysChunked || this.#chunked.has(session.registry);
+    const learned = this.#chunkSizes.get(session.registry);
+    const chunked = this.#alwaysChunked || learned !== undefined;
+    const size = Math.max(learned ?? this.#chunkBytes, session.minChunkBytes ?? 0);
     const result = chunked
-      ? await this.#uploadChunks(run, blob, session, body)
+      ? await this.#uploadChunks(run, blob, session, body, size)
       : await this.#target.putBlob(session, blob.digest, blob.size, body, { signal: run.signal });
     if (!body.destroyed && !body.readableEnded) body.destroy();
     if (!opened.body.destroyed) opened.body.destroy();
     if (meter.failure !== undefined)
-      return { ok: false, error: new CopyFailure(meter.failure), retryable: false, switchToChunks: false };
+      return { ok: false, error: new CopyFailure(meter.failure), retryable: false, chunkBytes: undefined };
     if (result.ok) return { ok: true };
     const e = result.error;
-    const switchToChunks = !chunked && (e.code === 'REG_METHOD_REFUSED' || e.status === 413);
+    const chunkBytes = this.#nextChunkBytes(chunked ? size : undefined, e, session);
     // A body that broke on the source side is the source's failure.
     const side = meter.sourceBroken ? 'source' : 'target';
     return {
       ok: false,
       error: failure(side, e),
       retryable: RETRYABLE.has(e.code) || meter.sourceBroken,
-      switchToChunks,
+      chunkBytes,
     };
   }
 
-  /** Chunked upload: PATCH pieces of at most chunkBytes (bounded memory), then the closing PUT. */
+  /**
+   * The chunk size to try next after a target refused an upload as too large: chunks after a refused
+   * monolithic upload (`size` undefined), half the size after a refused chunk; undefined: give up.
+   */
+  #nextChunkBytes(size: number | undefined, e: RegistryError, session: UploadSession): number | undefined {
+    if (size === undefined)
+      return e.code === 'REG_METHOD_REFUSED' || e.status === 413 ? this.#chunkBytes : undefined;
+    const half = Math.floor(size / 2);
+    return e.status === 413 && half >= Math.max(MIN_CHUNK_BYTES, session.minChunkBytes ?? 0)
+      ? half
+      : undefined;
+  }
+
+  /** Chunked upload: PATCH pieces of `size` bytes (the last one shorter), then the closing PUT. */
   async #uploadChunks(
     run: Run,
     blob: Descriptor,
     first: UploadSession,
     body: Readable,
+    size: number,
   ): Promise<RegistryResult<void>> {
-    const size = Math.max(this.#chunkBytes, first.minChunkBytes ?? 0);
     let session = first;
     let offset = 0;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
+    // Exactly `size` bytes (what a body limit allows), the rest kept for the next chunk.
     const flush = async (): Promise<RegistryResult<void>> => {
-      const chunk = Buffer.concat(pending, pendingBytes);
-      pending = [];
-      pendingBytes = 0;
+      const all = Buffer.concat(pending, pendingBytes);
+      const chunk = all.subarray(0, size);
+      const rest = all.subarray(chunk.length);
+      pending = rest.length > 0 ? [rest] : [];
+      pendingBytes = rest.length;
       const sent = await this.#target.patchBlob(session, offset, chunk, { signal: run.signal });
       if (!sent.ok) return sent;
       session = sent.value;
@@ -440,7 +472,7 @@ export class Copier {
       for await (const piece of body) {
         pending.push(piece as Buffer);
         pendingBytes += (piece as Buffer).length;
-        if (pendingBytes >= size) {
+        while (pendingBytes >= size) {
           const sent = await flush();
           if (!sent.ok) return sent;
         }

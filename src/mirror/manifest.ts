@@ -22,7 +22,7 @@ export interface Platform {
   readonly variant?: string | undefined;
 }
 
-export type ParsedManifest =
+type ParsedManifest =
   | { readonly kind: 'index'; readonly manifests: readonly Descriptor[] }
   | { readonly kind: 'image'; readonly blobs: readonly Descriptor[] }
   | { readonly kind: 'unsupported'; readonly reason: string };

@@ -9,7 +9,7 @@ import type { Writable } from 'node:stream';
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-export type Fields = Readonly<Record<string, unknown>>;
+type Fields = Readonly<Record<string, unknown>>;
 
 export interface Logger {
   debug(msg: string, fields?: Fields): void;

@@ -121,7 +121,7 @@ export class Counter extends ValueFamily {
   }
 }
 
-export class Gauge extends ValueFamily {
+class Gauge extends ValueFamily {
   readonly type = 'gauge';
   set(value: number, labels?: Labels): void {
     this.at(labels).value = value;
@@ -145,7 +145,7 @@ export const LATENCY_BUCKETS: readonly number[] = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
 
-export class Histogram extends Family<HistogramSeries> {
+class Histogram extends Family<HistogramSeries> {
   readonly type = 'histogram';
   readonly buckets: readonly number[];
 

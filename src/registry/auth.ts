@@ -28,13 +28,13 @@ interface CachedToken {
   readonly expiresAt: number;
 }
 
-export interface AuthorizerOptions {
+interface AuthorizerOptions {
   readonly now: () => number;
   readonly maxTokens?: number;
   readonly userAgent: string;
 }
 
-export interface AuthorizeRequest {
+interface AuthorizeRequest {
   readonly challenge: AuthChallenge;
   readonly credential: RegistryCredential | undefined;
   /** Space-separated scopes, e.g. "repository:library/nginx:pull". */

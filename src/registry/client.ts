@@ -42,7 +42,7 @@ import {
 import { hasProxy, RoutedAgent } from './proxy-agent.ts';
 import { type Release, Semaphore } from './semaphore.ts';
 
-export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_QUEUE_PER_HOST = 512;
 const MAX_HOSTS = 256;
 /** How long a host that refused manifest HEAD is asked with GET before HEAD is tried again. */
@@ -70,7 +70,7 @@ export interface CallOptions {
   readonly signal?: AbortSignal | undefined;
 }
 
-export interface PingResult {
+interface PingResult {
   readonly status: number;
   readonly authRequired: boolean;
   readonly challenges: readonly AuthChallenge[];
@@ -78,7 +78,7 @@ export interface PingResult {
   readonly apiVersion: string | undefined;
 }
 
-export interface ManifestHead {
+interface ManifestHead {
   readonly status: number;
   /** Docker-Content-Digest, or the digest asked for when the registry sent none. */
   readonly digest: string | undefined;
@@ -87,7 +87,7 @@ export interface ManifestHead {
 }
 
 /** What an existence check found, and whether it took a HEAD or (HEAD being refused) a GET. */
-export interface ManifestCheck extends ManifestHead {
+interface ManifestCheck extends ManifestHead {
   readonly method: 'HEAD' | 'GET';
 }
 
@@ -100,7 +100,7 @@ export interface Manifest {
 }
 
 /** A blob's body from `openBlob`: read it to the end or destroy it (it holds a request slot). */
-export interface SourceBlob {
+interface SourceBlob {
   /** Content-Length, when sent. */
   readonly size: number | undefined;
   readonly body: Readable;
@@ -118,12 +118,12 @@ export interface UploadSession {
   readonly minChunkBytes: number | undefined;
 }
 
-export type UploadStart =
+type UploadStart =
   | { readonly kind: 'mounted'; readonly digest: string }
   | { readonly kind: 'session'; readonly session: UploadSession };
 
 /** Slowest transfer rate an upload is allowed before it times out: 1 MiB/s, plus a minute. */
-export function transferTimeoutMs(bytes: number): number {
+function transferTimeoutMs(bytes: number): number {
   return 60_000 + Math.ceil(bytes / (1024 * 1024)) * 1000;
 }
 
@@ -148,7 +148,7 @@ interface CallContext {
   detach(): Release;
 }
 
-export interface SendRequest {
+interface SendRequest {
   readonly method: HttpMethod;
   /** A path on the registry ("/v2/team/app/blobs/sha256:..."), or an absolute URL an upload session's Location gave. */
   readonly path: string;
@@ -162,7 +162,7 @@ export interface SendRequest {
  * One call to a registry for a transport of the caller's: the host's request slot and timeout, and
  * authentication as for manifests (each matching credential, challenges, cached tokens).
  */
-export interface RegistrySession {
+interface RegistrySession {
   readonly endpoint: Endpoint;
   /**
    * One authenticated request (redirects followed without Authorization) through `hop`, or the host's

@@ -31,14 +31,14 @@ export interface CredentialEntry {
   readonly credential: RegistryCredential;
 }
 
-export interface CredentialError {
+interface CredentialError {
   readonly code: CredentialErrorCode;
   /** The offending field as a path: `auths["quay.io"].auth`, `data[".dockerconfigjson"]`. */
   readonly field: string;
   readonly message: string;
 }
 
-export type CredentialParseResult = Result<readonly CredentialEntry[], CredentialError>;
+type CredentialParseResult = Result<readonly CredentialEntry[], CredentialError>;
 
 const SECRET_TYPE_DOCKER_CONFIG_JSON = 'kubernetes.io/dockerconfigjson';
 const SECRET_TYPE_DOCKERCFG = 'kubernetes.io/dockercfg';
@@ -153,7 +153,7 @@ export function parseDockerCfg(text: string, source = '.dockercfg'): CredentialP
 }
 
 /** The parts of a Secret that matter here (as the API returns it: `data` values are base64). */
-export interface PullSecret {
+interface PullSecret {
   readonly metadata?:
     | { readonly namespace?: string | undefined; readonly name?: string | undefined }
     | undefined;

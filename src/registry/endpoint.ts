@@ -45,7 +45,7 @@ export function isLoopbackHost(hostPort: string): boolean {
 const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?$/;
 
 /** The endpoint, or why the host cannot be reached safely (REG_BAD_INPUT, REG_INSECURE_REFUSED). */
-export type EndpointResult = Result<Endpoint, RegistryFailure>;
+type EndpointResult = Result<Endpoint, RegistryFailure>;
 
 export function resolveEndpoint(registry: string, settings: EndpointSettings = {}): EndpointResult {
   if (!HOST_PORT.test(registry))

@@ -19,7 +19,7 @@ export interface ProbeReport {
 }
 
 /** Asks the registry once. Must settle on its own within a bounded time (the client's timeouts). */
-export type ExistenceProbe = (ref: ImageReference, signal: AbortSignal) => Promise<ProbeReport>;
+type ExistenceProbe = (ref: ImageReference, signal: AbortSignal) => Promise<ProbeReport>;
 
 /**
  * A manifest HEAD through the registry client (a GET where the registry refuses HEAD): every
@@ -92,7 +92,7 @@ export interface ExistenceOracleOptions {
   readonly observer?: OracleObserver | undefined;
 }
 
-export interface ExistsOptions {
+interface ExistsOptions {
   /** The caller's deadline: when it aborts, the answer is Timeout at once (the probe runs on). */
   readonly signal?: AbortSignal | undefined;
   /** Overrides the oracle's positive TTL for this question (per-map TTLs). */
@@ -101,7 +101,7 @@ export interface ExistsOptions {
   readonly negativeTtlMs?: number | undefined;
 }
 
-export interface ExistenceStats {
+interface ExistenceStats {
   readonly hits: number;
   readonly misses: number;
   readonly coalesced: number;

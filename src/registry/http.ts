@@ -24,7 +24,7 @@ export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH';
 export type RequestBody = string | Buffer | Readable;
 
 /** One request of an exchange (one hop of its redirects). */
-export interface HopRequest {
+interface HopRequest {
   readonly method: HttpMethod;
   readonly url: URL;
   readonly headers: Record<string, string>;
@@ -57,7 +57,7 @@ export function undiciHop(dispatcher: Dispatcher): Hop {
   };
 }
 
-export interface ExchangeRequest {
+interface ExchangeRequest {
   readonly method: HttpMethod;
   readonly url: URL;
   readonly headers: Readonly<Record<string, string>>;

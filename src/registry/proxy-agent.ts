@@ -4,7 +4,7 @@
 import { Agent, Dispatcher, ProxyAgent } from 'undici';
 import { type ProxyConfig, proxyFor } from '../core/proxy.ts';
 
-export interface RoutedAgentOptions {
+interface RoutedAgentOptions {
   readonly proxy: ProxyConfig;
   readonly connections: number;
   readonly keepAliveTimeout: number;

@@ -5,7 +5,7 @@
 import { type AdmissionRequest, type AdmissionResponse, allow, clip } from '../core/api/admission.ts';
 import { type ExistenceFacts, isProbeFailure } from '../core/facts.ts';
 import { isObject } from '../core/json.ts';
-import type { Labels, Preparation } from '../core/mapping/index.ts';
+import type { DecisionSettings, Labels, Preparation } from '../core/mapping/index.ts';
 import { describeImage, type PodPlan, planInputsKey, planPod, podImages } from '../core/pod/plan.ts';
 import type { MapState } from '../sources/map-source.ts';
 import { cachedFacts, decideFromCache, decideWithProbes, type ExistenceSource } from '../sources/resolve.ts';
@@ -18,8 +18,9 @@ export type PodReviewResult =
   | { readonly kind: 'ignored'; readonly why: string; readonly response: AdmissionResponse }
   | { readonly kind: 'planned'; readonly plan: PodPlan; readonly response: AdmissionResponse };
 
-export interface PodReviewDeps {
+interface PodReviewDeps {
   readonly state: MapState;
+  readonly settings: DecisionSettings;
   readonly existence: ExistenceSource;
   readonly namespaceLabels: (namespace: string) => Labels;
   /**
@@ -61,10 +62,8 @@ const NONE: readonly string[] = [];
  * the cluster. Synchronous when every existence answer it needs is cached (the common case); a
  * promise when a registry has to be asked.
  */
-export function reviewPod(
-  request: AdmissionRequest,
-  deps: PodReviewDeps,
-): PodReviewResult | Promise<PodReviewResult> {
+/** The answer to a review that is not about a pod's images (the webhook's rules sent more), if it is not. */
+function ignored(request: AdmissionRequest): PodReviewResult | undefined {
   const { uid } = request;
   const isPod =
     request.kind.group === '' && request.kind.kind === 'Pod' && request.resource.resource === 'pods';
@@ -76,6 +75,16 @@ export function reviewPod(
     return { kind: 'ignored', why: `subresource ${request.subResource}`, response: allow(uid) };
   if (!POD_OPERATIONS.has(request.operation))
     return { kind: 'ignored', why: `operation ${request.operation}`, response: allow(uid) };
+  return undefined;
+}
+
+export function reviewPod(
+  request: AdmissionRequest,
+  deps: PodReviewDeps,
+): PodReviewResult | Promise<PodReviewResult> {
+  const { uid } = request;
+  const skip = ignored(request);
+  if (skip !== undefined) return skip;
   if (!isObject(request.object))
     return {
       kind: 'ignored',
@@ -90,14 +99,15 @@ export function reviewPod(
     namespaceLabels: deps.namespaceLabels(namespace),
     previousImages: request.operation === 'UPDATE' ? podImages(request.oldObject) : undefined,
   };
-  const snapshot = deps.state.snapshot;
+  const { snapshot } = deps.state;
+  const { settings } = deps;
   const object = request.object;
-  const decide = (facts: ExistenceFacts) => planPod(snapshot, object, ctx, facts, deps.prepare);
+  const decide = (facts: ExistenceFacts) => planPod(snapshot, settings, object, ctx, facts, deps.prepare);
   const key = deps.memo && planInputsKey(object, ctx);
   if (deps.memo && key !== undefined) {
-    const known = deps.memo.get(snapshot, key, deps.existence);
+    const known = deps.memo.get(snapshot, settings, key, deps.existence);
     if (known) return planned(uid, known.plan, known.derived);
-    const fresh = deps.memo.plan(snapshot, key, cachedFacts(deps.existence), decide, encodePlan);
+    const fresh = deps.memo.plan(snapshot, settings, key, cachedFacts(deps.existence), decide, encodePlan);
     if (fresh.plan.pendingProbes.length === 0) return planned(uid, fresh.plan, fresh.derived);
   } else {
     const cached = decideFromCache(decide, deps.existence);

@@ -23,7 +23,7 @@ export interface ScanLimits {
   readonly maxDepth: number;
 }
 
-export type ScanExcess = 'values' | 'depth';
+type ScanExcess = 'values' | 'depth';
 
 export class BodyScan {
   readonly #limits: ScanLimits;

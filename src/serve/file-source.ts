@@ -16,7 +16,6 @@ import {
   loadMapsFromText,
   loadMapsFromTexts,
   type MapText,
-  type SnapshotOptions,
 } from '../core/mapping/index.ts';
 import type { Logger } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
@@ -47,7 +46,7 @@ function problemsOf(loaded: LoadedMaps): string[] {
 }
 
 /** The files of the --config values: each file itself, each directory's map files (configFileNames). */
-export async function mapFilesOf(paths: readonly string[]): Promise<string[]> {
+async function mapFilesOf(paths: readonly string[]): Promise<string[]> {
   const files: string[] = [];
   for (const path of paths) {
     if (!(await stat(path)).isDirectory()) files.push(path);
@@ -150,11 +149,10 @@ async function readMapFile(path: string, limit = MAX_MAP_FILE_BYTES): Promise<st
   }
 }
 
-export interface FileSourceOptions {
+interface FileSourceOptions {
   /** The --config values (files, directories), or none for the embedded default (`defaultText`). */
   readonly paths: readonly string[];
   readonly defaultText: string;
-  readonly snapshotOptions: SnapshotOptions;
   readonly reloadIntervalMs: number;
   readonly logger: Logger;
   /** Where the reload metrics go (with config files only). */
@@ -181,7 +179,7 @@ export async function startFileSource(options: FileSourceOptions): Promise<MapSo
   };
   const load = async (reload: boolean): Promise<LoadedMaps> => {
     let loaded: LoadedMaps;
-    if (paths.length === 0) loaded = loadMapsFromText(options.defaultText, name, options.snapshotOptions);
+    if (paths.length === 0) loaded = loadMapsFromText(options.defaultText, name);
     else {
       let texts: MapText[];
       try {
@@ -191,7 +189,7 @@ export async function startFileSource(options: FileSourceOptions): Promise<MapSo
         const e = err as NodeJS.ErrnoException;
         throw new ConfigError(`cannot read ${e.path ?? name}: ${e.code ?? String(err)}`, { cause: err });
       }
-      loaded = loadMapsFromTexts(texts, options.snapshotOptions);
+      loaded = loadMapsFromTexts(texts);
     }
     const problems = problemsOf(loaded);
     if (problems.length > 0) throw new ConfigError(`${name}: ${problems.join('; ')}`, { findings: problems });

@@ -37,7 +37,7 @@ export interface ReviewHandler {
   readonly refuse?: (uid: string, reason: RefusalReason, message: string) => AdmissionResponse;
 }
 
-export interface HttpOptions {
+interface HttpOptions {
   readonly host: string;
   readonly port: number;
   /** Serve HTTPS from these files; undefined serves plain HTTP (the command allows that on loopback only). */
@@ -56,7 +56,7 @@ export interface HttpOptions {
   readonly health?: { readonly host: string; readonly port: number } | undefined;
 }
 
-export interface HttpServer {
+interface HttpServer {
   readonly url: string;
   readonly port: number;
   /** The health listener's URL, when there is one. */

@@ -5,7 +5,7 @@
 // stands for would come out the same, since decisions branch on outcomes alone.
 
 import type { ExistenceFacts, ProbeOutcome, ProbeRequest } from '../core/facts.ts';
-import type { MapSnapshot } from '../core/mapping/index.ts';
+import type { DecisionSettings, MapSnapshot } from '../core/mapping/index.ts';
 import { BoundedMemo } from '../core/memo.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
 import type { ExistenceSource } from '../sources/resolve.ts';
@@ -17,7 +17,7 @@ interface Consulted {
   readonly outcome: ProbeOutcome;
 }
 
-export interface MemoisedPlan<T> {
+interface MemoisedPlan<T> {
   readonly plan: PodPlan;
   /** What the caller derived from the plan (the encoded patch, the warnings). */
   readonly derived: T;
@@ -37,11 +37,15 @@ export const MAX_KEY_CHARS = 8192;
  * Plans remembered: about 7.4 KiB each for a 5-container pod, so under 2 MiB. A workload's pods arrive
  * in bursts (a ReplicaSet creates them back to back), which a small memo catches; docs/decisions.md.
  */
-export const PLAN_LIMIT = 256;
+const PLAN_LIMIT = 256;
 
-/** Plans remembered per map snapshot; at most `limit`, starting over when full or when the maps change. */
+/**
+ * Plans remembered per map snapshot and settings; at most `limit`, starting over when full or when the
+ * maps (or the settings) change.
+ */
 export class PlanMemo<T> {
   #snapshot: MapSnapshot | undefined;
+  #settings: DecisionSettings | undefined;
   readonly #entries: BoundedMemo<Entry<T>>;
   /**
    * Keys seen once. A plan is kept only when its key comes a second time: pods that never repeat (a
@@ -67,11 +71,17 @@ export class PlanMemo<T> {
   }
 
   /** The remembered plan for `key`, if every answer it consulted is still cached with the same outcome. */
-  get(snapshot: MapSnapshot, key: string, source: ExistenceSource): MemoisedPlan<T> | undefined {
-    if (snapshot !== this.#snapshot) {
+  get(
+    snapshot: MapSnapshot,
+    settings: DecisionSettings,
+    key: string,
+    source: ExistenceSource,
+  ): MemoisedPlan<T> | undefined {
+    if (snapshot !== this.#snapshot || settings !== this.#settings) {
       this.#entries.clear();
       this.#seen.clear();
       this.#snapshot = snapshot;
+      this.#settings = settings;
       this.#misses++;
       return undefined;
     }
@@ -97,6 +107,7 @@ export class PlanMemo<T> {
    */
   plan(
     snapshot: MapSnapshot,
+    settings: DecisionSettings,
     key: string,
     facts: ExistenceFacts,
     decide: (facts: ExistenceFacts) => PodPlan,
@@ -115,6 +126,7 @@ export class PlanMemo<T> {
       complete &&
       plan.pendingProbes.length === 0 &&
       snapshot === this.#snapshot &&
+      settings === this.#settings &&
       key.length <= MAX_KEY_CHARS
     ) {
       if (this.#seen.has(key)) this.#entries.set(key, entry);

@@ -2,9 +2,10 @@
 // Preparation): parse and index keys per image, the rules its keys reach per namespace, its candidates
 // per rule. Pods reuse a small set of images, so this is what keeps the decision at the bench's rate
 // (docs/decisions.md, "Webhook memory"). It lives here, not in the snapshot: core stays pure and the
-// snapshot immutable; a new snapshot starts the memo over.
+// snapshot immutable; a new snapshot (or other settings) starts the memo over.
 
 import {
+  type DecisionSettings,
   type MapSnapshot,
   type Preparation,
   type PreparedImage,
@@ -20,7 +21,7 @@ import { BoundedMemo } from '../core/memo.ts';
  * Distinct images remembered: 2.6 KiB each with matches in one namespace, 6.3 KiB in 16 (the bench's
  * 1,000-mapping fixture), so at most about 6.5 MiB.
  */
-export const IMAGE_LIMIT = 1024;
+const IMAGE_LIMIT = 1024;
 /** Namespaces per image whose matches are remembered (a pod's namespace is the only context they need). */
 const NAMESPACES_PER_IMAGE = 16;
 const CLUSTER_ONLY = '\u0000';
@@ -34,6 +35,7 @@ interface Entry {
 
 export class PreparedMemo implements Preparation {
   #snapshot: MapSnapshot | undefined;
+  #settings: DecisionSettings | undefined;
   readonly #entries: BoundedMemo<Entry>;
   /**
    * The entry image() returned last: decideImage asks for its matches and rule right after, so they
@@ -50,15 +52,16 @@ export class PreparedMemo implements Preparation {
     return this.#entries.size;
   }
 
-  image(snapshot: MapSnapshot, input: string): PreparedImage {
-    if (snapshot !== this.#snapshot) {
+  image(snapshot: MapSnapshot, settings: DecisionSettings, input: string): PreparedImage {
+    if (snapshot !== this.#snapshot || settings !== this.#settings) {
       this.#entries.clear();
       this.#snapshot = snapshot;
+      this.#settings = settings;
     }
     this.#last =
       this.#entries.get(input) ??
       this.#entries.set(input, {
-        image: prepareFresh.image(snapshot, input),
+        image: prepareFresh.image(snapshot, settings, input),
         matches: new BoundedMemo(NAMESPACES_PER_IMAGE),
         rules: new Map(),
       });
@@ -72,12 +75,12 @@ export class PreparedMemo implements Preparation {
     return entry.matches.get(key) ?? entry.matches.set(key, prepareFresh.matches(snapshot, image, namespace));
   }
 
-  rule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): PreparedRule {
-    const entry = this.#entryOf(snapshot, image);
-    if (entry === undefined) return prepareFresh.rule(snapshot, image, rule);
+  rule(snapshot: MapSnapshot, settings: DecisionSettings, image: ReadyImage, rule: Rule): PreparedRule {
+    const entry = settings === this.#settings ? this.#entryOf(snapshot, image) : undefined;
+    if (entry === undefined) return prepareFresh.rule(snapshot, settings, image, rule);
     let prepared = entry.rules.get(rule);
     if (prepared === undefined) {
-      prepared = prepareFresh.rule(snapshot, image, rule);
+      prepared = prepareFresh.rule(snapshot, settings, image, rule);
       entry.rules.set(rule, prepared);
     }
     return prepared;

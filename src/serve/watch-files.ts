@@ -22,7 +22,7 @@ export function watchFiles(paths: readonly string[], options: WatchOptions): Fil
   return watchStamp(() => filesStamp(paths), options);
 }
 
-export interface WatchOptions {
+interface WatchOptions {
   readonly intervalMs: number;
   readonly stamp: string;
   readonly onChange: () => Promise<void>;

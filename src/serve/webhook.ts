@@ -4,7 +4,7 @@
 
 import { type AdmissionRequest, type AdmissionResponse, allow, deny } from '../core/api/admission.ts';
 import { isProbeFailure } from '../core/facts.ts';
-import type { Labels } from '../core/mapping/index.ts';
+import type { DecisionSettings, Labels } from '../core/mapping/index.ts';
 import type { PodPlan } from '../core/pod/plan.ts';
 import { type Logger, LogLimiter } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
@@ -19,16 +19,70 @@ import { PreparedMemo } from './prepared-memo.ts';
 
 export type FailurePolicy = 'Ignore' | 'Fail';
 
-export interface WebhookOptions {
+interface WebhookOptions {
   readonly source: MapSource;
   readonly existence: ExistenceSource;
   readonly namespaceLabels: (namespace: string) => Labels;
+  /** The operator's settings (--cache-address, --exclude-namespaces), fixed for the webhook's life. */
+  readonly settings: DecisionSettings;
   /** Below the webhook configuration's timeoutSeconds, so pullmap answers before the apiserver gives up. */
   readonly deadlineMs: number;
   readonly failurePolicy: FailurePolicy;
   readonly metrics: MetricsRegistry;
   readonly logger: Logger;
   readonly now: () => number;
+}
+
+type PlannedContainer = PodPlan['containers'][number];
+type Decision = NonNullable<PlannedContainer['decision']>;
+type Reason = Decision['reasons'][number];
+
+/** Calls `fn` for each reason of a kept container that says a registry probe failed. */
+function forEachProbeFailure(
+  plan: PodPlan,
+  fn: (c: PlannedContainer, decision: Decision, reason: Reason, probe: NonNullable<Reason['probe']>) => void,
+): void {
+  for (const c of plan.containers) {
+    const decision = c.decision;
+    if (decision === undefined || decision.outcome === 'Mapped') continue;
+    for (const reason of decision.reasons)
+      if (reason.probe !== undefined && isProbeFailure(reason.probe.outcome))
+        fn(c, decision, reason, reason.probe);
+  }
+}
+
+function mappedCount(plan: PodPlan): number {
+  let mapped = 0;
+  for (const c of plan.containers) if (c.decision?.outcome === 'Mapped') mapped++;
+  return mapped;
+}
+
+/** The admissions metric's result label for a planned review. */
+function reviewResult(plan: PodPlan, mapped: number): 'skipped' | 'mutated' | 'unchanged' {
+  if (plan.skipped) return 'skipped';
+  return mapped > 0 ? 'mutated' : 'unchanged';
+}
+
+/** The debug line of one decision: the review, the maps' version, and each container's outcome. */
+function decisionFields(request: AdmissionRequest, state: MapState, plan: PodPlan) {
+  return {
+    uid: request.uid,
+    namespace: request.namespace,
+    pod: request.name || undefined,
+    operation: request.operation,
+    subResource: request.subResource || undefined,
+    mapsVersion: state.version,
+    skipped: plan.skipped,
+    containers: plan.containers.map((c) => ({
+      name: c.name,
+      image: c.image,
+      outcome: c.skipped ? 'Skipped' : c.decision?.outcome,
+      to: c.decision?.outcome === 'Mapped' ? c.decision.image : undefined,
+      rule: c.decision?.rule?.entryName,
+      // The last reason is the conclusion (NoCandidateHasImage, CacheRouted...); the first is the match.
+      reason: c.skipped ?? c.decision?.reasons.at(-1)?.code,
+    })),
+  };
 }
 
 /** Probes stop 20% (at most 250 ms) before the deadline, leaving time to decide and answer. */
@@ -75,29 +129,23 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
   // A probe that failed and kept an original image is the pull that fails next at an air-gapped site:
   // said at warn, once a minute per image and registry, with the count held back in between.
   const probeWarnings = new LogLimiter({ intervalMs: PROBE_WARNING_INTERVAL_MS, now });
-  const warnKeptAfterProbeFailure = (request: AdmissionRequest, plan: PodPlan): void => {
-    for (const c of plan.containers) {
-      const decision = c.decision;
-      if (decision === undefined || decision.outcome === 'Mapped') continue;
-      for (const reason of decision.reasons) {
-        if (reason.probe === undefined || !isProbeFailure(reason.probe.outcome)) continue;
-        const registry = registryOf(reason.candidate ?? '');
-        const due = probeWarnings.take(`${c.image}\u0000${registry}`);
-        if (due)
-          logger.warn('registry probe failed; kept the original image', {
-            image: c.image,
-            registry,
-            candidate: reason.candidate,
-            outcome: reason.probe.outcome,
-            detail: reason.probe.detail,
-            rule: decision.rule?.entryName,
-            namespace: request.namespace,
-            pod: request.name || undefined,
-            suppressed: due.suppressed,
-          });
-      }
-    }
-  };
+  const warnKeptAfterProbeFailure = (request: AdmissionRequest, plan: PodPlan): void =>
+    forEachProbeFailure(plan, (c, decision, reason, probe) => {
+      const registry = registryOf(reason.candidate ?? '');
+      const due = probeWarnings.take(`${c.image}\u0000${registry}`);
+      if (due)
+        logger.warn('registry probe failed; kept the original image', {
+          image: c.image,
+          registry,
+          candidate: reason.candidate,
+          outcome: probe.outcome,
+          detail: probe.detail,
+          rule: decision.rule?.entryName,
+          namespace: request.namespace,
+          pod: request.name || undefined,
+          suppressed: due.suppressed,
+        });
+    });
 
   const fail = (
     request: Pick<AdmissionRequest, 'uid' | 'namespace'>,
@@ -131,30 +179,11 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
       return result.response;
     }
     const { plan } = result;
-    let mapped = 0;
-    for (const c of plan.containers) if (c.decision?.outcome === 'Mapped') mapped++;
-    admissions.inc({ result: plan.skipped ? 'skipped' : mapped > 0 ? 'mutated' : 'unchanged' });
+    const mapped = mappedCount(plan);
+    admissions.inc({ result: reviewResult(plan, mapped) });
     rewrites.inc(undefined, mapped);
     if (mapped < plan.containers.length) warnKeptAfterProbeFailure(request, plan);
-    if (logger.enabled('debug'))
-      logger.debug('decision', {
-        uid: request.uid,
-        namespace: request.namespace,
-        pod: request.name || undefined,
-        operation: request.operation,
-        subResource: request.subResource || undefined,
-        mapsVersion: state.version,
-        skipped: plan.skipped,
-        containers: plan.containers.map((c) => ({
-          name: c.name,
-          image: c.image,
-          outcome: c.skipped ? 'Skipped' : c.decision?.outcome,
-          to: c.decision?.outcome === 'Mapped' ? c.decision.image : undefined,
-          rule: c.decision?.rule?.entryName,
-          // The last reason is the conclusion (NoCandidateHasImage, CacheRouted...); the first is the match.
-          reason: c.skipped ?? c.decision?.reasons.at(-1)?.code,
-        })),
-      });
+    if (logger.enabled('debug')) logger.debug('decision', decisionFields(request, state, plan));
     return result.response;
   };
 
@@ -208,6 +237,7 @@ export function createPodWebhook(options: WebhookOptions): ReviewHandler {
       };
       const outcome = reviewPod(request, {
         state,
+        settings: options.settings,
         existence: options.existence,
         namespaceLabels: options.namespaceLabels,
         signal,

@@ -5,6 +5,7 @@
 // written answers 503, not an upstream error.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -119,6 +120,12 @@ describe('cache: killed mid-download, then restarted', () => {
       const first = await spawnCache(config, work.path);
       const goodRef = `${first.host}/${embedRegistry(upstream.host)}/team/good:1`;
       await skopeoCopy(goodRef, work.path);
+      // A client has a blob once it is verified; storing it (fsync, rename) follows: wait for that.
+      const goodFile = join(storeDir, 'blobs', 'sha256', good.layer.digest.slice(7));
+      for (let i = 0; !existsSync(goodFile); i++) {
+        assert.ok(i < 400, 'the complete blob was never stored');
+        await new Promise((r) => setTimeout(r, 10));
+      }
       // Start the download that will never finish, and kill the cache while it is half done.
       const pending = request(
         `http://${first.host}/v2/${embedRegistry(faulty.host)}/team/slow/blobs/${stalled.layer.digest}`,

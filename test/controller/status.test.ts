@@ -47,6 +47,25 @@ test('status: written only when something changes; the transition time moves onl
   assert.equal(statusDiffers(broken, rejected), true);
 });
 
+test('status: a mutableTags pattern RE2 cannot express makes the map Invalid, naming the field and the reason', () => {
+  // The controller's own path (analyzeMaps, then the status it writes), beside check and the validating webhook.
+  for (const [pattern, reason] of [
+    [
+      '(?!rc)[a-z]+',
+      /^spec\.mutableTags\[1\]: uses the lookaround \(\?! \.\.\.\): patterns are matched by RE2/,
+    ],
+    ['(v)\\1', /^spec\.mutableTags\[1\]: uses the backreference \\1: patterns are matched by RE2/],
+  ] as const) {
+    const map = { ...accepted, spec: { ...(accepted.spec as object), mutableTags: ['latest', pattern] } };
+    const verdict = analyzeMaps([{ current: map }]).verdicts[0]!;
+    const status = desiredStatus(map, verdict, '2026-01-01T00:00:10Z');
+    assert.equal(status.conditions[0]!.status, 'False', pattern);
+    assert.equal(status.conditions[0]!.reason, 'Invalid', pattern);
+    assert.match(status.conditions[0]!.message, reason);
+    assert.equal(status.servingGeneration, undefined, 'nothing of it serves');
+  }
+});
+
 test('status: with pull secret copying off, a ClusterImageMap naming a pullSecret says so beside Ready', () => {
   const cluster: KubeObject = {
     apiVersion: 'pullmap.dev/v1alpha1',

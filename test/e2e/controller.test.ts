@@ -12,7 +12,7 @@ import type { ClusterMapSourceOptions } from '../../src/controller/map-source.ts
 import { type ClusterMapSource, startClusterMapSource } from '../../src/controller/map-source.ts';
 import { reviewMapAdmission } from '../../src/controller/validate.ts';
 import { parseReview } from '../../src/core/api/admission.ts';
-import { decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
+import { DEFAULT_DECISION_SETTINGS, decideImage, type MapVerdict } from '../../src/core/mapping/index.ts';
 import { loadMapsFromText } from '../../src/core/mapping/load.ts';
 import { kubeClient } from '../../src/kube/client.ts';
 import type { MapState } from '../../src/sources/map-source.ts';
@@ -76,8 +76,13 @@ const verdictOf = (state: MapState, name: string): MapVerdict | undefined =>
   state.analysis.verdicts.find((v) => v.name === name);
 
 const mapped = (state: MapState, namespace: string | undefined, image: string): string =>
-  decideImage(state.snapshot, image, { namespace, namespaceLabels: {}, podLabels: {} }, () => undefined)
-    .image;
+  decideImage(
+    state.snapshot,
+    DEFAULT_DECISION_SETTINGS,
+    image,
+    { namespace, namespaceLabels: {}, podLabels: {} },
+    () => undefined,
+  ).image;
 
 async function apply(objects: object[]): Promise<void> {
   await kube.kubectl(['apply', '-f', '-'], objects.map((o) => stringify(o)).join('---\n'));

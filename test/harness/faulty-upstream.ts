@@ -1,18 +1,22 @@
 // A loopback registry stub for the faults a real registry cannot be made to produce: a blob whose
-// bytes do not hash to its digest, a body cut short, a body that stops mid-way and never ends.
+// bytes do not hash to its digest, a body cut short, a body that stops mid-way and never ends, or one
+// that stops mid-way until the test resumes it.
 // It serves /v2/, manifests by tag and digest, and blobs, from what the test hands it.
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { BuiltImage } from './images.ts';
 
-export type BlobFault = 'corrupt' | 'truncate' | 'stall';
+/** `pause` stops the first GET of the blob half-way until `resume()`; later ones are served whole. */
+export type BlobFault = 'corrupt' | 'truncate' | 'stall' | 'pause';
 
 export interface FaultyUpstream {
   readonly host: string;
   /** Requests for blobs by digest so far. */
   blobRequests(digest: string): number;
-  /** Resolves once a stalled blob has sent its first half. */
+  /** Resolves once a stalled (or paused) blob has sent its first half. */
   stalled(): Promise<void>;
+  /** Sends the rest of the paused bodies. */
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -26,6 +30,8 @@ export async function startFaultyUpstream(
   const counts = new Map<string, number>();
   const sockets = new Set<Socket>();
   let onStall: () => void = () => {};
+  const paused: Array<() => void> = [];
+  const pausedOnce = new Set<string>();
   const stalledOnce = new Promise<void>((resolve) => {
     onStall = resolve;
   });
@@ -33,6 +39,16 @@ export async function startFaultyUpstream(
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
+  };
+  /** The first GET of a paused blob stops half-way until resume(); anything else gets it whole. */
+  const pauseOnce = (method: string | undefined, res: ServerResponse, digest: string, bytes: Buffer) => {
+    if (method !== 'GET' || pausedOnce.has(digest)) return void res.end(bytes);
+    pausedOnce.add(digest);
+    const half = Math.floor(bytes.length / 2);
+    res.write(bytes.subarray(0, half), () => {
+      paused.push(() => res.end(bytes.subarray(half)));
+      onStall();
+    });
   };
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/';
@@ -66,6 +82,9 @@ export async function startFaultyUpstream(
       case 'stall':
         res.write(half, () => onStall());
         return;
+      case 'pause':
+        pauseOnce(req.method, res, blob.digest, blob.bytes);
+        return;
       default:
         res.end(blob.bytes);
     }
@@ -80,6 +99,9 @@ export async function startFaultyUpstream(
     host: `127.0.0.1:${port}`,
     blobRequests: (digest) => counts.get(digest) ?? 0,
     stalled: () => stalledOnce,
+    resume: () => {
+      for (const send of paused.splice(0)) send();
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -28,6 +28,8 @@ export interface RegistryOptions {
    * middleware, as with S3 or a CDN); that host serves the registry's own files.
    */
   readonly blobRedirect?: boolean;
+  /** Listen on this port (a client may already be trying it: "registry not up yet" tests); default any. */
+  readonly port?: number;
 }
 
 /** What the blob storage host of a `blobRedirect` registry received. */
@@ -155,7 +157,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
       maintenance: { uploadpurging: { enabled: false } },
     },
     http: {
-      addr: '127.0.0.1:0',
+      addr: `127.0.0.1:${options.port ?? 0}`,
       secret: 'pullmap-test-secret',
       ...(pki ? { tls: { certificate: pki.certPath, key: pki.keyPath } } : {}),
     },

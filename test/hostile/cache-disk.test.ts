@@ -6,11 +6,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { embedRegistry } from '../../src/core/reference/index.ts';
 import { skopeoCopy, startTestCache, type TestCache } from '../harness/cache.ts';
+import { type FaultyUpstream, startFaultyUpstream } from '../harness/faulty-upstream.ts';
 import { type BuiltImage, buildImage, pushImage, sha256 } from '../harness/images.ts';
 import { execFileAsync, requireCommand, type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
@@ -159,6 +160,67 @@ describe('cache on a full disk (8 MiB tmpfs)', () => {
     await rm(join(mount, 'filler'));
     assert.equal((await ready()).status, 200);
     assert.equal(metric(await metrics(), 'pullmap_cache_store_full'), '0');
+  });
+});
+
+describe('a disk filled by another writer in the middle of a download (8 MiB tmpfs)', () => {
+  let upstream: FaultyUpstream;
+  let cache: TestCache;
+  let work: TempDir;
+  let mount: string;
+  const image = imageOf('racy', 2);
+
+  before(async () => {
+    // The first request for the layer stops half-way until the test resumes it.
+    upstream = await startFaultyUpstream('team/racy', '1', image, { [image.layer.digest]: 'pause' });
+    work = await tempDir('cache-disk-race');
+    mount = join(work.path, 'store');
+    await mountTmpfs(mount, '8m');
+    cache = await startTestCache({
+      upstreams: [{ host: upstream.host, plainHttp: true }],
+      storage: { dir: mount },
+    });
+  });
+  after(async () => {
+    await cache?.close();
+    if (mount) await unmount(mount);
+    await work?.remove();
+    await upstream?.close();
+  });
+
+  it('serves that download whole or ends it early, says the store is full, and the retry streams through whole', async () => {
+    const url = `${cache.url}/v2/${embedRegistry(upstream.host)}/team/racy/blobs/${image.layer.digest}`;
+    assert.equal((await curl([`${cache.url}/readyz`])).status, 200);
+    // It fits when it starts (2 MiB and the margin on an empty 8 MiB disk); then another file takes the rest.
+    const first = curl([url]).then(
+      (r) => ({ ...r, exit: 0 }),
+      (err: { code: number }) => ({ status: 0, body: Buffer.alloc(0), exit: err.code }),
+    );
+    await upstream.stalled();
+    // Only once the download has its temp file: it started with room for the blob.
+    const tmp = join(mount, 'tmp');
+    for (let i = 0; !existsSync(tmp) || (await readdir(tmp)).length === 0; i++) {
+      assert.ok(i < 400, 'the download never reached the store temp directory');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await execFileAsync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=64k'], {}).catch(() => {});
+    upstream.resume();
+    // A client that kept up has every byte from memory before the last writes fail, and gets the blob
+    // whole and verified; one that fell behind sees the body end early. Never a 200 with other bytes.
+    const cut = await first;
+    if (cut.exit === 0) assert.equal(sha256(cut.body), image.layer.digest);
+    else assert.notEqual(sha256(cut.body), image.layer.digest);
+    const metrics = async () => (await curl([`${cache.url}/metrics`])).body.toString();
+    for (let i = 0; metric(await metrics(), 'pullmap_cache_store_full') !== '1'; i++) {
+      assert.ok(i < 100, 'the store is never marked full');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await curl([`${cache.url}/readyz`])).status, 503);
+    const retry = await curl([url]);
+    assert.equal(retry.status, 200);
+    assert.equal(sha256(retry.body), image.layer.digest);
+    assert.equal(existsSync(join(mount, 'blobs', 'sha256', image.layer.digest.slice(7))), false);
+    assert.match(await metrics(), /pullmap_cache_not_kept_total\{kind="blob"\} 1/);
   });
 });
 

@@ -32,6 +32,8 @@ describe('pullmap copy', () => {
   let origin: TestRegistry;
   let mirror: TestRegistry;
   let locked: TestRegistry;
+  /** HTTPS with a private CA and htpasswd: reachable only with --registry-ca and --docker-config. */
+  let secure: TestRegistry;
   let work: TempDir;
   let config: string;
   const app = buildImage({ files: { 'app.txt': 'app\n' } });
@@ -41,15 +43,17 @@ describe('pullmap copy', () => {
   ]);
 
   before(async () => {
-    [origin, mirror, locked, work] = await Promise.all([
+    [origin, mirror, locked, secure, work] = await Promise.all([
       startRegistry(),
       startRegistry(),
       startRegistry({ auth: { kind: 'htpasswd', users: { someone: 'else' } } }),
+      startRegistry({ tls: true, auth: { kind: 'htpasswd', users: { pusher: 'push-secret' } } }),
       tempDir('pullmap-copy-cli-'),
     ]);
     await pushImage(origin, 'team/app', '1', app);
     await pushIndex(origin, 'team/multi', '2', multi);
     await pushImage(origin, 'refused/app', '1', app);
+    await pushImage(origin, 'secure/app', '1', app);
     config = join(work.path, 'maps.yaml');
     await writeFile(
       config,
@@ -64,11 +68,13 @@ spec:
       when: IfExists
     - from: ${origin.host}/refused/
       to: ${locked.host}/refused/
+    - from: ${origin.host}/secure/
+      to: ${secure.host}/secure/
 `,
     );
   });
   after(async () => {
-    await Promise.all([origin?.close(), mirror?.close(), locked?.close(), work?.remove()]);
+    await Promise.all([origin?.close(), mirror?.close(), locked?.close(), secure?.close(), work?.remove()]);
   });
 
   const flags = () => [
@@ -135,5 +141,41 @@ spec:
       2,
     );
     assert.equal((await pullmap(['copy', `${origin.host}/team/app:1`])).code, 2);
+  });
+
+  it('takes a manifests file, and writes over TLS with --registry-ca and --docker-config credentials', async () => {
+    const manifests = join(work.path, 'deploy.yaml');
+    await writeFile(
+      manifests,
+      `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  template:
+    spec:
+      containers:
+        - {name: web, image: "${origin.host}/secure/app:1"}
+`,
+    );
+    const auth = Buffer.from('pusher:push-secret').toString('base64');
+    const dockerConfig = join(work.path, 'docker-config.json');
+    await writeFile(dockerConfig, JSON.stringify({ auths: { [secure.host]: { auth } } }));
+    const ca = secure.pki!.caCertPath;
+    const base = ['copy', '-f', manifests, ...flags()];
+    // Each flag is needed: without the CA the TLS handshake fails, without the credentials the push.
+    const untrusted = await pullmap([...base, '--docker-config', dockerConfig]);
+    assert.equal(untrusted.code, 1, untrusted.stderr);
+    assert.match(untrusted.stderr, /FAILED .*TLS failed/);
+    const anonymous = await pullmap([...base, '--registry-ca', ca]);
+    assert.equal(anonymous.code, 1, anonymous.stderr);
+    assert.match(anonymous.stderr, /FAILED .*TARGET_REFUSED/);
+    const res = await pullmap([...base, '--registry-ca', ca, '--docker-config', dockerConfig]);
+    assert.equal(res.code, 0, res.stderr);
+    const target = `${secure.host}/secure/app:1`;
+    // Progress per image and per blob, then the summary.
+    assert.match(res.stderr, new RegExp(`blob ${app.layer.digest.slice(0, 19)} uploaded`));
+    assert.match(res.stderr, /done .* copied sha256:[0-9a-f]{64} \(2 blobs uploaded/);
+    assert.match(res.stderr, /summary: 1 copied, 0 already present, 0 partial \(platform filter\), 0 failed/);
+    assert.equal(await rawDigest(target, 'pusher:push-secret'), app.manifest.digest);
   });
 });

@@ -1,13 +1,15 @@
 // The copy engine between real docker-registry instances, checked with skopeo as the reference client:
 // digests equal byte for byte, the copy pullable, blobs the target has not sent again, refusals typed.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Copier, type CopyEvent } from '../../src/mirror/copy.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { CredentialKeyring } from '../../src/registry/keyring.ts';
 import { skopeoCopy, unpackOci } from '../harness/cache.ts';
 import { buildImage, buildIndex, pushBlob, pushImage, pushIndex } from '../harness/images.ts';
-import { type TempDir, tempDir } from '../harness/process.ts';
+import { startBodyLimitProxy } from '../harness/nginx.ts';
+import { freePort, type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 import { ref } from '../harness/registry-client.ts';
 import { rawDigest } from './skopeo.ts';
@@ -138,6 +140,28 @@ describe('Copier between docker-registry instances', () => {
     assert.equal(files['big.bin']?.length, 300_000);
   });
 
+  it('falls back to chunks the target accepts when a proxy in front refuses the monolithic upload (nginx, 1m body limit)', async () => {
+    const large = buildImage({ files: { 'large.bin': randomBytes(3_000_000) } });
+    await pushImage(origin, 'team/large', '1', large);
+    const proxy = await startBodyLimitProxy(mirror.host, '1m');
+    const viaProxy = new RegistryClient({ endpoints: { [proxy.host]: { scheme: 'http' } } });
+    try {
+      const result = await new Copier({ source: client, target: viaProxy }).copy({
+        source: ref(`${origin.host}/team/large:1`),
+        target: ref(`${proxy.host}/limited/large:1`),
+      });
+      assert.ok(result.ok, JSON.stringify(result));
+      assert.equal(result.value.blobsUploaded, 2);
+      assert.ok(
+        (await mirror.count({ method: 'PATCH', uri: '/v2/limited/large/blobs/uploads/', status: 202 })) >= 3,
+      );
+      assert.equal(await rawDigest(`${mirror.host}/limited/large:1`), large.manifest.digest);
+    } finally {
+      await viaProxy.close();
+      await proxy.close();
+    }
+  });
+
   it('mounts blobs across repositories of the same registry instead of uploading them', async () => {
     const copier = new Copier({ source: client, target: client });
     const result = await copier.copy({
@@ -253,6 +277,65 @@ describe('Copier between docker-registry instances', () => {
     assert.equal(resumed.value.blobsPresent, 1, 'the blob of the first attempt is not sent again');
     assert.equal(resumed.value.blobsUploaded, 1);
     assert.equal(await rawDigest(`${mirror.host}/cut/app:1`), three.manifest.digest);
+  });
+
+  it('keeps at most blobsPerRegistry blob transfers in flight at one target registry, across copies and copiers', async () => {
+    const images = [1, 2, 3].map(() => buildImage({ files: { 'r.bin': randomBytes(4_000_000) } }));
+    await Promise.all(images.map((image, i) => pushImage(origin, `team/wide${i}`, '1', image)));
+    const inFlight = new Set<string>();
+    let most = 0;
+    const onEvent = (e: CopyEvent) => {
+      if (e.kind === 'bytes') inFlight.add(e.digest);
+      else if (e.kind === 'blob') inFlight.delete(e.digest);
+      most = Math.max(most, inFlight.size);
+    };
+    // Two copiers (as the fill loop has one per set of credentials) sharing the per-registry slots.
+    const slots = new Map();
+    const copiers = [1, 2].map(
+      () => new Copier({ source: client, target: client, blobsPerRegistry: 2, slots }),
+    );
+    const results = await Promise.all(
+      images.map((_, i) =>
+        copiers[i % 2]!.copy({
+          source: ref(`${origin.host}/team/wide${i}:1`),
+          target: ref(`${mirror.host}/wide/app${i}:1`),
+          onEvent,
+        }),
+      ),
+    );
+    for (const r of results) assert.ok(r.ok && r.value.blobsUploaded === 2, JSON.stringify(r));
+    assert.ok(most >= 1 && most <= 2, `${most} blobs were in transfer at once`);
+  });
+
+  it('retries a target that is not up yet with backoff, and says TARGET_FAILED when the attempts run out', async () => {
+    const port = await freePort();
+    const source = ref(`${origin.host}/team/app:1`);
+    const target = ref(`127.0.0.1:${port}/late/app:1`);
+    const local = new RegistryClient({ endpoints: { [`127.0.0.1:${port}`]: { scheme: 'http' } } });
+    try {
+      const once = await new Copier({ source: client, target: local, attempts: 1 }).copy({ source, target });
+      assert.equal(once.ok ? '' : once.error.code, 'TARGET_FAILED');
+      assert.equal(once.ok ? '' : once.error.registry?.code, 'REG_CONNECTION_FAILED');
+      // Connections are refused until the registry starts: only retries can finish this copy.
+      const copying = new Copier({
+        source: client,
+        target: local,
+        attempts: 60,
+        backoffMs: 100,
+        maxBackoffMs: 400,
+      }).copy({ source, target });
+      await new Promise((r) => setTimeout(r, 1000));
+      const late = await startRegistry({ port });
+      try {
+        const result = await copying;
+        assert.ok(result.ok, JSON.stringify(result));
+        assert.equal(await rawDigest(`127.0.0.1:${port}/late/app:1`), single.manifest.digest);
+      } finally {
+        await late.close();
+      }
+    } finally {
+      await local.close();
+    }
   });
 
   it('answers SOURCE_FAILED for an image the source lacks', async () => {

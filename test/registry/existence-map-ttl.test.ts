@@ -3,7 +3,13 @@
 // asked for again.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { analyzeMaps, buildSnapshot, decideImage, type MapSnapshot } from '../../src/core/mapping/index.ts';
+import {
+  analyzeMaps,
+  buildSnapshot,
+  DEFAULT_DECISION_SETTINGS,
+  decideImage,
+  type MapSnapshot,
+} from '../../src/core/mapping/index.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { ExistenceOracle, registryProbe } from '../../src/registry/existence-oracle.ts';
 import { decideWithProbes } from '../../src/sources/resolve.ts';
@@ -58,7 +64,7 @@ describe('per-map existence TTLs against a real registry', () => {
 
   const ctx = { namespace: 'default', namespaceLabels: {}, podLabels: {} };
   const decide = (image: string) =>
-    decideWithProbes((facts) => decideImage(snapshot, image, ctx, facts), oracle);
+    decideWithProbes((facts) => decideImage(snapshot, DEFAULT_DECISION_SETTINGS, image, ctx, facts), oracle);
   const heads = async (repository: string): Promise<number[]> =>
     (await registry.requests({ method: 'HEAD', uri: `/v2/${repository}/manifests/` })).map((r) => r.status);
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdir, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { type MemoryCgroup, memoryCgroup } from '../harness/cgroup.ts';
 import { execFileAsync, type TempDir, tempDir } from '../harness/process.ts';
 import { PULLMAP, patchOf, podReview, startPullmap } from '../harness/pullmap.ts';
 
@@ -308,5 +309,62 @@ describe('several --config values and a directory of map files, served as one se
     r = await serve(['--config', big]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /the map files together are over 16777216 bytes \(reached at [^)]*5\.yaml\)/);
+  });
+});
+
+describe('a map file of tiny YAML values under the chart memory limit', () => {
+  let cgroup: MemoryCgroup | undefined;
+  let unavailable = '';
+  before(async () => {
+    const made = await memoryCgroup('pullmap-map-values', 256 * 1024 * 1024);
+    if ('unavailable' in made) unavailable = made.unavailable;
+    else cgroup = made;
+  });
+  after(async () => cgroup?.remove());
+
+  it('refuses it before parsing (YAML costs about 1 KB of memory per value), keeping the last good maps', async (t) => {
+    const config = join(dir.path, 'values.yaml');
+    const replace = async (text: string) => {
+      await writeFile(`${config}.new`, text);
+      await rename(`${config}.new`, config);
+    };
+    await replace(mapYaml('one.example/'));
+    const pm = await startPullmap({
+      args: ['--config', config, '--reload-interval', '100ms'],
+      ...(cgroup ? { wrap: cgroup.wrap } : {}),
+    });
+    try {
+      // A valid map with 4 MiB of `kN: 1` under a field: within the file size limit, ~800,000 values.
+      const lines: string[] = [];
+      for (let i = 0, size = 0; size < 4 * 1024 * 1024 - 1024; i++) {
+        lines.push(`  k${i}: 1\n`);
+        size += lines[i]!.length;
+      }
+      await replace(`${mapYaml('two.example/')}junk:\n${lines.join('')}`);
+      for (let i = 0; (await pm.metric('pullmap_config_reload_failures_total')) !== 1; i++) {
+        assert.ok(
+          i < 600 && !pm.daemon.exited(),
+          `the file is never refused:\n${pm.daemon.output().slice(-2000)}`,
+        );
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const refused = pm.logs().filter((l) => l.msg === 'config not reloaded; the maps in force stay');
+      assert.match(JSON.stringify(refused.at(-1)), /values\.yaml: holds over 100000 YAML values/);
+      const { json } = await pm.review(podReview({ a: 'nginx:1.27' }));
+      assert.equal(imagesOf(json.response)['/spec/containers/0/image'], 'one.example/library/nginx:1.27');
+      assert.equal((await pm.call('/healthz')).status, 200);
+      // check says the same as serve: unusable input, exit 2.
+      const check = await execFileAsync(process.execPath, [PULLMAP, 'check', '--config', config]).then(
+        () => assert.fail('check accepted the file'),
+        (err: { code: number; stderr: string }) => err,
+      );
+      assert.equal(check.code, 2);
+      assert.match(check.stderr, /values\.yaml: holds over 100000 YAML values/);
+      if (!cgroup) return t.skip(unavailable);
+      assert.equal(await cgroup.oomKills(), 0);
+      t.diagnostic(`highest memory use: ${((await cgroup.maxUsage()) / 2 ** 20).toFixed(0)} MiB`);
+    } finally {
+      await pm.stop();
+    }
   });
 });

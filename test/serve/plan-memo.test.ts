@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type AdmissionRequest, parseReview } from '../../src/core/api/admission.ts';
 import type { ProbeOutcome } from '../../src/core/facts.ts';
-import { DEFAULT_SNAPSHOT_OPTIONS } from '../../src/core/mapping/index.ts';
+import { DEFAULT_DECISION_SETTINGS, decisionSettings } from '../../src/core/mapping/index.ts';
 import { loadMapsFromText } from '../../src/core/mapping/load.ts';
 import type { ImageReference } from '../../src/core/reference/index.ts';
 import { ExistenceOracle } from '../../src/registry/existence-oracle.ts';
@@ -43,7 +43,7 @@ spec:
 `;
 
 function state(version: number): MapState {
-  const loaded = loadMapsFromText(MAPS, 'maps', DEFAULT_SNAPSHOT_OPTIONS);
+  const loaded = loadMapsFromText(MAPS, 'maps');
   assert.deepEqual(loaded.errors, []);
   return { snapshot: loaded.snapshot, analysis: loaded.analysis, version };
 }
@@ -184,6 +184,7 @@ describe('the plan memo', () => {
                 await oracle.exists(`${m}/hub/library/${name}`, TTLS);
             const deps = {
               state: maps,
+              settings: DEFAULT_DECISION_SETTINGS,
               existence: oracle,
               namespaceLabels: () => ({}),
               signal: () => new AbortController().signal,
@@ -204,6 +205,7 @@ describe('the plan memo', () => {
     const memo = new PlanMemo<EncodedPlan>();
     const deps = {
       state: state(1),
+      settings: DEFAULT_DECISION_SETTINGS,
       existence: oracle,
       namespaceLabels: () => ({}),
       signal: () => new AbortController().signal,
@@ -245,6 +247,7 @@ describe('the plan memo', () => {
     const maps = state(1);
     const deps = {
       state: maps,
+      settings: DEFAULT_DECISION_SETTINGS,
       existence: oracle,
       namespaceLabels: () => ({}),
       signal: () => new AbortController().signal,
@@ -290,5 +293,37 @@ describe('the plan memo', () => {
     const fourth = reviewPod(huge, deps);
     assert.ok(!(fourth instanceof Promise) && fourth.kind === 'planned');
     assert.equal(memo.size, 0, 'maps changed back, and the long pod was not kept');
+  });
+
+  it('starts over under other settings: a namespace excluded since is left alone', async () => {
+    const oracle = new ExistenceOracle({ probe: async () => ({ outcome: 'Available' }) });
+    await oracle.exists('a.mirror/hub/library/nginx:1.27', TTLS);
+    const memo = new PlanMemo<EncodedPlan>();
+    const deps = {
+      state: state(1),
+      settings: DEFAULT_DECISION_SETTINGS,
+      existence: oracle,
+      namespaceLabels: () => ({}),
+      signal: () => new AbortController().signal,
+      memo,
+    };
+    const pod: Pod = {
+      containers: [{ image: 'nginx:1.27', pullPolicy: undefined }],
+      init: false,
+      names: 'c',
+      tier: undefined,
+      annotations: undefined,
+      namespace: 'default',
+    };
+    for (const uid of [1, 2, 3]) {
+      const mapped = reviewPod(request(pod, uid), deps);
+      assert.ok(!(mapped instanceof Promise) && mapped.kind === 'planned' && mapped.response.patch);
+    }
+    assert.equal(memo.size, 1);
+    const excluding = { ...deps, settings: decisionSettings({ excludedNamespaces: ['default'] }) };
+    const left = reviewPod(request(pod, 4), excluding);
+    assert.ok(!(left instanceof Promise) && left.kind === 'planned');
+    assert.equal(left.response.patch, undefined);
+    assert.equal(left.plan.skipped, 'namespace default is excluded');
   });
 });

@@ -1,6 +1,6 @@
 // The webhook remembers what decisions work out per image (parse, index keys, rule matches, candidates)
 // in a PreparedMemo. These tests hold it to its promise: a warm memo changes no decision, a new snapshot
-// starts it over, and it stays bounded.
+// (or other settings) starts it over, and it stays bounded.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
@@ -8,7 +8,10 @@ import type { ExistenceFacts, ProbeOutcome } from '../../src/core/facts.ts';
 import {
   analyzeMaps,
   buildSnapshot,
+  DEFAULT_DECISION_SETTINGS,
+  type DecisionSettings,
   decideImage,
+  decisionSettings,
   type MapSnapshot,
   prepareFresh,
 } from '../../src/core/mapping/index.ts';
@@ -74,6 +77,7 @@ const images = [
   'ghcr.io/o/r:3',
   'a.mirror/hub/library/nginx:1.27',
   'localhost:7439/a.mirror/hub/library/nginx:1.27',
+  'cache.other:7439/a.mirror/hub/library/nginx:1.27',
   'NotValid:x',
   '',
 ];
@@ -89,7 +93,17 @@ const step = fc.record({
 });
 type Step = typeof step extends fc.Arbitrary<infer T> ? T : never;
 
-function run(s: MapSnapshot, st: Step, memo?: PreparedMemo) {
+/** A cache elsewhere: the front map's images are routed (and recognised as routed) differently. */
+const OTHER_CACHE = decisionSettings({ cacheAddress: 'cache.other:7439' });
+const otherThan = (settings: DecisionSettings): DecisionSettings =>
+  settings === OTHER_CACHE ? DEFAULT_DECISION_SETTINGS : OTHER_CACHE;
+
+function run(
+  s: MapSnapshot,
+  st: Step,
+  memo?: PreparedMemo,
+  settings: DecisionSettings = DEFAULT_DECISION_SETTINGS,
+) {
   const facts: ExistenceFacts = (c) => {
     const outcome = c.startsWith('a.mirror/') ? st.a : c.startsWith('b.mirror/') ? st.b : undefined;
     return outcome && { outcome, cached: true, ageMs: 1000 };
@@ -100,14 +114,14 @@ function run(s: MapSnapshot, st: Step, memo?: PreparedMemo) {
     podLabels: { tier: st.tier },
     pullPolicy: st.pullPolicy,
   };
-  return decideImage(s, st.image, ctx, facts, memo);
+  return decideImage(s, settings, st.image, ctx, facts, memo);
 }
 
 describe('the prepared-image memo', () => {
-  test('a warm memo gives the decision deciding afresh gives, in any order of pods, answers and snapshots', () => {
+  test('a warm memo gives the decision deciding afresh gives, in any order of pods, answers, snapshots and settings', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(step, fc.boolean()), { minLength: 1, maxLength: 40 }),
+        fc.array(fc.tuple(step, fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 40 }),
         fc.integer({ min: 1, max: 8 }),
         (steps, limit) => {
           // Small limits make the memo start over mid-sequence too; a new snapshot now and then must not
@@ -115,12 +129,14 @@ describe('the prepared-image memo', () => {
           const memo = new PreparedMemo(limit);
           let moved = false;
           let s = snapshot();
-          for (const [st, swap] of steps) {
+          let settings = DEFAULT_DECISION_SETTINGS;
+          for (const [st, swap, other] of steps) {
             if (swap) {
               moved = !moved;
               s = snapshot(moved);
             }
-            assert.deepStrictEqual(run(s, st, memo), run(s, st));
+            if (other) settings = otherThan(settings);
+            assert.deepStrictEqual(run(s, st, memo, settings), run(s, st, undefined, settings));
           }
         },
       ),
@@ -133,19 +149,19 @@ describe('the prepared-image memo', () => {
     const ctx = { namespace: 'team-a', namespaceLabels: {}, podLabels: {} };
     const old = snapshot();
     assert.equal(
-      decideImage(old, 'nginx:1.27', ctx, () => undefined, memo).image,
+      decideImage(old, DEFAULT_DECISION_SETTINGS, 'nginx:1.27', ctx, () => undefined, memo).image,
       'team-a.mirror/library/nginx:1.27',
     );
     // The maps change; before any review under the new ones, a late review under the old snapshot (it
     // started before the swap) asks about the old rules: what it gets must not be remembered for the new.
     const moved = snapshot(true);
-    memo.image(moved, 'redis:7');
-    const image = prepareFresh.image(old, 'nginx:1.27');
+    memo.image(moved, DEFAULT_DECISION_SETTINGS, 'redis:7');
+    const image = prepareFresh.image(old, DEFAULT_DECISION_SETTINGS, 'nginx:1.27');
     assert.ok(image.ok);
     const oldRule = memo.matches(old, image, 'team-a').sources[0]!;
-    assert.equal(memo.rule(old, image, oldRule).candidates.length, 1);
+    assert.equal(memo.rule(old, DEFAULT_DECISION_SETTINGS, image, oldRule).candidates.length, 1);
     assert.equal(
-      decideImage(moved, 'nginx:1.27', ctx, () => undefined, memo).image,
+      decideImage(moved, DEFAULT_DECISION_SETTINGS, 'nginx:1.27', ctx, () => undefined, memo).image,
       'team-a.moved/library/nginx:1.27',
     );
   });
@@ -162,7 +178,8 @@ describe('the prepared-image memo', () => {
     const s = snapshot();
     const memo = new PreparedMemo(100);
     const ctx = { namespace: 'default', namespaceLabels: {}, podLabels: {} };
-    for (let i = 0; i < 150; i++) decideImage(s, `quay.io/acme/img${i}:1`, ctx, () => undefined, memo);
+    for (let i = 0; i < 150; i++)
+      decideImage(s, DEFAULT_DECISION_SETTINGS, `quay.io/acme/img${i}:1`, ctx, () => undefined, memo);
     assert.ok(memo.size > 0 && memo.size <= 100, `${memo.size} entries`);
   });
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseReview } from '../../src/core/api/admission.ts';
 import type { ProbeOutcome } from '../../src/core/facts.ts';
-import { loadMapsFromText } from '../../src/core/mapping/index.ts';
+import { DEFAULT_DECISION_SETTINGS, loadMapsFromText } from '../../src/core/mapping/index.ts';
 import { createLogger, LogLimiter, silentLogger } from '../../src/observe/log.ts';
 import { MetricsRegistry } from '../../src/observe/metrics.ts';
 import { existenceMetrics, MAX_REGISTRIES } from '../../src/serve/existence-metrics.ts';
@@ -25,6 +25,7 @@ function handler(policy: FailurePolicy) {
     source: notLoaded,
     existence: { exists: async () => ({ outcome: 'NotFound', cached: false, ageMs: 0 }) },
     namespaceLabels: () => ({}),
+    settings: DEFAULT_DECISION_SETTINGS,
     deadlineMs: 1000,
     failurePolicy: policy,
     metrics,
@@ -90,6 +91,7 @@ function probing(outcome: ProbeOutcome, level: 'debug' | 'info' = 'info') {
     source: { current: () => state, close: async () => {} },
     existence: { exists: async () => ({ outcome, cached: false, ageMs: 0, detail: 'test' }) },
     namespaceLabels: () => ({}),
+    settings: DEFAULT_DECISION_SETTINGS,
     deadlineMs: 1000,
     failurePolicy: 'Ignore',
     metrics: new MetricsRegistry(),

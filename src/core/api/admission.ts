@@ -6,7 +6,7 @@ import { printable } from '../text.ts';
 
 const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
-export interface GroupVersionKind {
+interface GroupVersionKind {
   readonly group: string;
   readonly version: string;
   readonly kind: string;
@@ -35,7 +35,7 @@ export interface AdmissionResponse {
   readonly status?: { readonly code: number; readonly reason?: string; readonly message: string };
 }
 
-export type ParsedReview = { ok: true; request: AdmissionRequest } | { ok: false; message: string };
+type ParsedReview = { ok: true; request: AdmissionRequest } | { ok: false; message: string };
 
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 

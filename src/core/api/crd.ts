@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import type { OpenApiSchema } from '../schema/dsl.ts';
 import { GROUP, type MapKind, mapSpecSchema, mapStatusSchema, VERSION } from './v1alpha1.ts';
 
-export interface CrdNames {
+interface CrdNames {
   readonly kind: MapKind;
   readonly plural: string;
   readonly singular: string;

@@ -26,7 +26,7 @@ export const KINDS = ['ImageMap', 'ClusterImageMap'] as const;
 export type MapKind = (typeof KINDS)[number];
 
 /** Bounds that keep one object's cost to the webhook and the controller small. */
-export const LIMITS = { mappings: 500, candidates: 8, mutableTags: 64, referenceLength: 512 } as const;
+const LIMITS = { mappings: 500, candidates: 8, mutableTags: 64, referenceLength: 512 } as const;
 
 /** Secret names are DNS subdomains; pullmap's copies add "pullmap-" (8 characters) within the 253 limit. */
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -204,7 +204,7 @@ const mappingSchema = object(
           secret: optional(
             string({
               description:
-                "A kubernetes.io/dockerconfigjson Secret with push credentials for the target: in pullmap's own namespace for a ClusterImageMap, in the map's namespace for an ImageMap. Without it pullmap writes with its own registry credentials.",
+                "A kubernetes.io/dockerconfigjson Secret with push credentials for the target: in pullmap's own namespace for a ClusterImageMap, in the map's namespace for an ImageMap. Without it a ClusterImageMap's target is written with pullmap's own registry credentials, an ImageMap's with none (a tenant never pushes with pullmap's).",
               minLength: 1,
               maxLength: 253,
               example: 'mirror-push',

@@ -2,13 +2,13 @@
 // spliced into the original text at the scalars' source ranges, so comments, key order, quoting and
 // every other byte stay as they were (a Helm post-renderer must not reformat charts).
 
-import { isScalar, LineCounter, parseAllDocuments, type Scalar } from 'yaml';
-import { duplicateKeys } from '../config.ts';
+import { type Document, isScalar, LineCounter, parseAllDocuments, type Scalar } from 'yaml';
+import { documentValue } from '../config.ts';
 import { isObject } from '../json.ts';
 import type { Labels } from '../mapping/index.ts';
 import { containerImages, findPodSpecs } from '../pod/locate.ts';
 
-export interface ManifestImage {
+interface ManifestImage {
   readonly image: string;
   readonly namespace: string | undefined;
   readonly podLabels: Labels;
@@ -21,7 +21,7 @@ export interface ManifestImage {
   readonly style: Scalar.Type | undefined;
 }
 
-export interface ManifestScan {
+interface ManifestScan {
   readonly images: readonly ManifestImage[];
   readonly errors: readonly string[];
 }
@@ -32,6 +32,45 @@ function labelsOf(v: unknown): Record<string, string> {
   return out;
 }
 
+type ParsedDocument = Document.Parsed;
+
+type Root = { readonly value: unknown; readonly path: readonly (string | number)[] };
+
+/** The objects of a document: the items of a List, or the document itself. */
+function rootsOf(value: unknown): Root[] {
+  const isList =
+    isObject(value) &&
+    typeof value.kind === 'string' &&
+    value.kind.endsWith('List') &&
+    Array.isArray(value.items);
+  if (!isList) return [{ value, path: [] }];
+  return (value.items as unknown[]).map((item, n) => ({ value: item, path: ['items', n] }));
+}
+
+/** The container images of one object, located in the document's text. */
+function objectImages(doc: ParsedDocument, root: Root, images: ManifestImage[]): void {
+  if (!isObject(root.value)) return;
+  const meta = isObject(root.value.metadata) ? root.value.metadata : {};
+  const namespace = typeof meta.namespace === 'string' ? meta.namespace : undefined;
+  const objectName = `${String(root.value.kind)}/${typeof meta.name === 'string' ? meta.name : '?'}`;
+  for (const loc of findPodSpecs(root.value)) {
+    for (const c of containerImages(loc.spec)) {
+      const node = doc.getIn([...root.path, ...loc.path, ...c.path], true);
+      if (!isScalar(node) || !node.range) continue;
+      images.push({
+        image: c.image,
+        namespace,
+        podLabels: labelsOf(loc.metadata.labels),
+        pullPolicy: c.pullPolicy,
+        where: `${objectName} ${[...loc.path, c.list].join('.')}[${c.index}]`,
+        start: node.range[0],
+        end: node.range[1],
+        style: node.type,
+      });
+    }
+  }
+}
+
 /** Finds every container image of every pod-bearing object in a YAML stream. */
 export function scanManifests(text: string, source: string): ManifestScan {
   const lineCounter = new LineCounter();
@@ -39,69 +78,14 @@ export function scanManifests(text: string, source: string): ManifestScan {
   const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: false });
   const images: ManifestImage[] = [];
   const errors: string[] = [];
+  const where = (offset: number): string => {
+    const { line, col } = lineCounter.linePos(offset);
+    return `${source}:${line}:${col}`;
+  };
   (Array.isArray(docs) ? docs : [docs]).forEach((doc, i) => {
-    if (doc.errors.length > 0) {
-      for (const e of doc.errors) {
-        const { line, col } = lineCounter.linePos(e.pos[0]);
-        errors.push(
-          `${source}:${line}:${col}: YAML document ${i + 1} is malformed: ${e.message.split('\n')[0]}`,
-        );
-      }
-      return;
-    }
-    const duplicates = duplicateKeys(doc);
-    if (duplicates.length > 0) {
-      for (const d of duplicates) {
-        const { line, col } = lineCounter.linePos(d.offset);
-        errors.push(
-          `${source}:${line}:${col}: YAML document ${i + 1} is malformed: duplicate key ${JSON.stringify(d.key)} in one mapping; keep one of them`,
-        );
-      }
-      return;
-    }
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: 100 });
-    } catch (err) {
-      // yaml throws (a ReferenceError) on alias bombs: a located error like the config loader's.
-      const { line, col } = lineCounter.linePos(doc.range[0]);
-      errors.push(
-        `${source}:${line}:${col}: YAML document ${i + 1} cannot be read: ${(err as Error).message}`,
-      );
-      return;
-    }
-    const roots: { value: unknown; path: (string | number)[] }[] = [];
-    if (
-      isObject(value) &&
-      typeof value.kind === 'string' &&
-      value.kind.endsWith('List') &&
-      Array.isArray(value.items)
-    ) {
-      for (const [n, item] of value.items.entries()) roots.push({ value: item, path: ['items', n] });
-    } else roots.push({ value, path: [] });
-    for (const root of roots) {
-      if (!isObject(root.value)) continue;
-      const meta = isObject(root.value.metadata) ? root.value.metadata : {};
-      const namespace = typeof meta.namespace === 'string' ? meta.namespace : undefined;
-      const objectName = `${String(root.value.kind)}/${typeof meta.name === 'string' ? meta.name : '?'}`;
-      for (const loc of findPodSpecs(root.value)) {
-        for (const c of containerImages(loc.spec)) {
-          const path = [...root.path, ...loc.path, ...c.path];
-          const node = doc.getIn(path, true);
-          if (!isScalar(node) || !node.range) continue;
-          images.push({
-            image: c.image,
-            namespace,
-            podLabels: labelsOf(loc.metadata.labels),
-            pullPolicy: c.pullPolicy,
-            where: `${objectName} ${[...loc.path, c.list].join('.')}[${c.index}]`,
-            start: node.range[0],
-            end: node.range[1],
-            style: node.type,
-          });
-        }
-      }
-    }
+    const read = documentValue(doc, i, where);
+    if ('errors' in read) errors.push(...read.errors);
+    else for (const root of rootsOf(read.value)) objectImages(doc, root, images);
   });
   return { images, errors };
 }

@@ -4,11 +4,11 @@
 import { type MapObject, mapObjectSchema } from '../api/v1alpha1.ts';
 import { formatName } from '../reference/index.ts';
 import type { FieldIssue } from '../schema/dsl.ts';
-import { type CompiledMap, compileMap, type MapRef, mapRefName, type Rule } from './rule.ts';
+import { type CompiledMap, compileMap, type MapRef, mapRefName, type Pattern, type Rule } from './rule.ts';
 
-export type Verdict = 'Accepted' | 'Conflict' | 'Invalid';
+type Verdict = 'Accepted' | 'Conflict' | 'Invalid';
 
-export interface Finding {
+interface Finding {
   /** Field in this map, like "spec.mappings[1].from". */
   readonly path: string;
   readonly message: string;
@@ -52,24 +52,25 @@ interface Correspondence {
   readonly tgt: string;
 }
 
+/** What one source and one of its targets send where, or undefined when the pair maps no region. */
+function regionOf(s: Pattern, t: Pattern): Pick<Correspondence, 'region' | 'src' | 'tgt'> | undefined {
+  if (t.kind === 'all') return undefined;
+  if (s.kind === 'all' || s.kind === 'prefix')
+    return t.kind === 'prefix' ? { region: 'prefix', src: s.key, tgt: t.key } : undefined;
+  if (s.kind === 'repository')
+    return { region: 'repository', src: s.key, tgt: t.kind === 'prefix' ? t.key + s.ref.repository : t.key };
+  const suffix =
+    s.ref.digest !== undefined ? `@${s.ref.digest}` : `:${t.kind === 'image' ? t.ref.tag : s.ref.tag}`;
+  const name = t.kind === 'prefix' ? t.key + s.ref.repository : formatName(t.ref);
+  return { region: 'point', src: s.key, tgt: name + suffix };
+}
+
 function correspondences(rule: Rule): Correspondence[] {
   if (rule.identity || rule.mapping.naming === 'zarf') return []; // zarf names carry a checksum of the source
   const out: Correspondence[] = [];
-  const s = rule.source;
   rule.targets.forEach((t, target) => {
-    if (t.kind === 'all') return;
-    const add = (region: Region, src: string, tgt: string): void =>
-      void out.push({ rule, target, region, src, tgt });
-    if (s.kind === 'all' || s.kind === 'prefix') {
-      if (t.kind === 'prefix') add('prefix', s.key, t.key);
-    } else if (s.kind === 'repository') {
-      add('repository', s.key, t.kind === 'prefix' ? t.key + s.ref.repository : t.key);
-    } else {
-      const suffix =
-        s.ref.digest !== undefined ? `@${s.ref.digest}` : `:${t.kind === 'image' ? t.ref.tag : s.ref.tag}`;
-      const name = t.kind === 'prefix' ? t.key + s.ref.repository : formatName(t.ref);
-      add('point', s.key, name + suffix);
-    }
+    const region = regionOf(rule.source, t);
+    if (region) out.push({ rule, target, ...region });
   });
   return out;
 }
@@ -120,33 +121,42 @@ function conflicts(
   const findings: Finding[] = [];
   const mine = map.rules.flatMap(correspondences);
   for (const other of [...sameScope, ...otherScope]) {
-    const otherName = mapRefName(other.ref);
-    if (sameScope.includes(other)) {
-      for (const r of map.rules) {
-        for (const o of other.rules) {
-          if (r.source.key !== o.source.key || sameTargets(r, o)) continue;
-          findings.push({
-            path: `spec.mappings[${r.index}]`,
-            other: otherName,
-            message: `maps ${JSON.stringify(r.mapping.from)} to ${list(r.mapping.to)}, but ${otherName} spec.mappings[${o.index}] (accepted earlier) maps ${JSON.stringify(o.mapping.from)} to ${list(o.mapping.to)}; make the two entries agree or remove one`,
-          });
-        }
-      }
-    }
-    const theirs = other.rules.flatMap(correspondences);
-    for (const c of mine) {
-      for (const o of theirs) {
-        const t = collision(c, o);
-        if (t === undefined) continue;
-        findings.push({
-          path: targetField(c),
-          other: otherName,
-          message: `${JSON.stringify(c.rule.mapping.from)} → ${JSON.stringify(c.tgt)} and ${otherName} ${targetField(o).replace('.to', '')} ${JSON.stringify(o.rule.mapping.from)} → ${JSON.stringify(o.tgt)} can both produce "${t}…" from different images; keep the source in the target path (like "mirror.example/docker.io/")`,
-        });
-      }
-    }
+    if (sameScope.includes(other)) sourceConflicts(map, other, findings);
+    collisions(mine, other, findings);
   }
   return findings;
+}
+
+/** Entries of `map` that send a source of `other` (in the same scope) somewhere else. */
+function sourceConflicts(map: CompiledMap, other: CompiledMap, findings: Finding[]): void {
+  const otherName = mapRefName(other.ref);
+  for (const r of map.rules) {
+    for (const o of other.rules) {
+      if (r.source.key !== o.source.key || sameTargets(r, o)) continue;
+      findings.push({
+        path: `spec.mappings[${r.index}]`,
+        other: otherName,
+        message: `maps ${JSON.stringify(r.mapping.from)} to ${list(r.mapping.to)}, but ${otherName} spec.mappings[${o.index}] (accepted earlier) maps ${JSON.stringify(o.mapping.from)} to ${list(o.mapping.to)}; make the two entries agree or remove one`,
+      });
+    }
+  }
+}
+
+/** Targets of `mine` that `other` can also produce from a different image. */
+function collisions(mine: readonly Correspondence[], other: CompiledMap, findings: Finding[]): void {
+  const otherName = mapRefName(other.ref);
+  const theirs = other.rules.flatMap(correspondences);
+  for (const c of mine) {
+    for (const o of theirs) {
+      const t = collision(c, o);
+      if (t === undefined) continue;
+      findings.push({
+        path: targetField(c),
+        other: otherName,
+        message: `${JSON.stringify(c.rule.mapping.from)} → ${JSON.stringify(c.tgt)} and ${otherName} ${targetField(o).replace('.to', '')} ${JSON.stringify(o.rule.mapping.from)} → ${JSON.stringify(o.tgt)} can both produce "${t}…" from different images; keep the source in the target path (like "mirror.example/docker.io/")`,
+      });
+    }
+  }
 }
 
 /** Findings inside one map: two of its own rules that are not injective together. */
@@ -188,6 +198,21 @@ function identify(raw: unknown): Pick<MapRef, 'kind' | 'namespace' | 'name'> {
 }
 
 /**
+ * What serves for a map whose current generation is not accepted: its last accepted generation when
+ * that is still valid and `fits` the maps accepted before it, else nothing.
+ */
+function previousServing(
+  lastAccepted: unknown,
+  fits: (map: CompiledMap) => boolean,
+): { serving: MapVerdict['serving']; compiled: CompiledMap | undefined } {
+  const none = { serving: 'none' as const, compiled: undefined };
+  if (!lastAccepted) return none;
+  const previous = checkObject(lastAccepted);
+  if (!previous.compiled || previous.findings.length > 0 || !fits(previous.compiled)) return none;
+  return { serving: 'previous', compiled: previous.compiled };
+}
+
+/**
  * Decides which maps are accepted. ClusterImageMaps are settled first (a tenant's map never blocks the
  * cluster's), then ImageMaps; within a scope the older map wins and the later one is rejected.
  */
@@ -219,22 +244,10 @@ export function analyzeMaps(inputs: readonly MapInput[]): Analysis {
       findings = conflicts(c.compiled, ...scopes(c.compiled));
       verdict = findings.length === 0 ? 'Accepted' : 'Conflict';
     }
-    let serving: MapVerdict['serving'] = 'none';
-    let compiled: CompiledMap | undefined;
-    if (verdict === 'Accepted') {
-      serving = 'current';
-      compiled = c.compiled;
-    } else if (c.input.lastAccepted) {
-      const previous = checkObject(c.input.lastAccepted);
-      if (
-        previous.compiled &&
-        previous.findings.length === 0 &&
-        conflicts(previous.compiled, ...scopes(previous.compiled)).length === 0
-      ) {
-        serving = 'previous';
-        compiled = previous.compiled;
-      }
-    }
+    const { serving, compiled } =
+      verdict === 'Accepted'
+        ? { serving: 'current' as const, compiled: c.compiled }
+        : previousServing(c.input.lastAccepted, (map) => conflicts(map, ...scopes(map)).length === 0);
     if (compiled) accept(compiled);
     verdicts.set(c, {
       ref: c.ref,

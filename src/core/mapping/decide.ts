@@ -30,6 +30,7 @@ import type {
 } from './prepared.ts';
 import { applyTarget, mapRefName, type Pattern, podPullSecretName, type Rule } from './rule.ts';
 import { type Labels, selects } from './selector.ts';
+import type { DecisionSettings } from './settings.ts';
 import { isCacheRouted, lookupKeys, type MapSnapshot, type ScopeIndex, scopesFor } from './snapshot.ts';
 
 export interface DecisionContext {
@@ -41,7 +42,7 @@ export interface DecisionContext {
   readonly pullPolicy?: string | undefined;
 }
 
-export type DecisionOutcome = 'Mapped' | 'Unchanged' | 'Invalid' | 'Pending';
+type DecisionOutcome = 'Mapped' | 'Unchanged' | 'Invalid' | 'Pending';
 
 export interface ImageDecision {
   readonly input: string;
@@ -157,7 +158,7 @@ function validTarget(text: string | undefined): ImageReference | undefined {
   return parsed.ok ? parsed.ref : undefined;
 }
 
-function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
+function prepareImage(snapshot: MapSnapshot, settings: DecisionSettings, input: string): PreparedImage {
   const parsed = parseReference(input);
   if (!parsed.ok)
     return {
@@ -171,13 +172,13 @@ function prepareImage(snapshot: MapSnapshot, input: string): PreparedImage {
     ref,
     formatted: formatReference(ref),
     tag,
-    cacheRouted: isCacheRouted(snapshot, ref),
+    cacheRouted: isCacheRouted(snapshot, settings, ref),
     keys: lookupKeys(ref, tag),
   };
 }
 
 function prepareCandidate(
-  snapshot: MapSnapshot,
+  settings: DecisionSettings,
   rule: Rule,
   target: Pattern,
   ref: ImageReference,
@@ -198,7 +199,7 @@ function prepareCandidate(
   let image = name;
   let routing: Reason | undefined;
   if (map.spec.cache?.enabled) {
-    const address = map.spec.cache.address ?? snapshot.options.cacheAddress;
+    const address = map.spec.cache.address ?? settings.cacheAddress;
     const host = embedRegistry(candidate.registry);
     const routed =
       host === undefined
@@ -224,7 +225,12 @@ function prepareCandidate(
   };
 }
 
-function prepareRule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): PreparedRule {
+function prepareRule(
+  _snapshot: MapSnapshot,
+  settings: DecisionSettings,
+  image: ReadyImage,
+  rule: Rule,
+): PreparedRule {
   const { ref, tag } = image;
   const map = rule.map;
   const mutable =
@@ -245,26 +251,104 @@ function prepareRule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): Prep
         }
       : undefined,
     // With mutable tags kept the candidates are never needed.
-    candidates: mutable ? [] : rule.targets.map((t) => prepareCandidate(snapshot, rule, t, ref, tag)),
+    candidates: mutable ? [] : rule.targets.map((t) => prepareCandidate(settings, rule, t, ref, tag)),
   };
 }
 
 /** Everything worked out afresh on each call: no state, what the CLI and tests use. */
 export const prepareFresh: Preparation = { image: prepareImage, matches: matchesIn, rule: prepareRule };
 
+/** Whether the rule's map keeps this container's image because it is always pulled (pullPolicyAlways). */
+function keepsAlwaysPulled(rule: Rule, ref: ImageReference, ctx: DecisionContext): boolean {
+  return (
+    rule.map.spec.pullPolicyAlways === 'KeepOriginal' &&
+    (ctx.pullPolicy ?? defaultPullPolicy(ref.tag, ref.digest)) === 'Always'
+  );
+}
+
+type ReadyCandidate = Extract<PreparedCandidate, { ok: true }>;
+
+/** What one existence answer means for the search through a rule's candidates. */
+type Consulted = 'next' | 'available' | 'stop' | 'keepOriginal';
+
 /**
- * Decides where `input` is pulled from for a pod described by `ctx`. Pure: existence answers come
- * from `facts`; when one it needs is missing, the outcome is Pending with the probes to make. What
- * does not depend on the pod (parsing, index keys, candidates) comes from `prepare`.
+ * Consults the existence answer for one candidate of an IfExists rule, noting the reason, and the
+ * probe when the answer is missing: try the next candidate, use this one, stop undecided (a probe
+ * failed while others are pending), or keep the original image (onProbeError: KeepOriginal).
+ */
+function consult(
+  rule: Rule,
+  { name, request }: ReadyCandidate,
+  facts: ExistenceFacts,
+  reasons: Reason[],
+  pending: ProbeRequest[],
+): Consulted {
+  const answer = facts(name, request);
+  if (answer === undefined) {
+    pending.push(request);
+    reasons.push({ code: 'CandidateUnknown', message: `${name}: not asked yet`, candidate: name });
+    return 'next';
+  }
+  const message = `${name}: ${describeProbe(answer)}`;
+  if (answer.outcome === 'Available') {
+    reasons.push({ code: 'CandidateAvailable', message, candidate: name, probe: answer });
+    return 'available';
+  }
+  if (!isProbeFailure(answer.outcome)) {
+    reasons.push({ code: 'CandidateMissing', message, candidate: name, probe: answer });
+    return 'next';
+  }
+  reasons.push({ code: 'CandidateProbeFailed', message, candidate: name, probe: answer });
+  if (rule.mapping.onProbeError !== 'KeepOriginal') return 'next';
+  if (pending.length > 0) return 'stop';
+  reasons.push({
+    code: 'ProbeFailureKeptOriginal',
+    message: 'a candidate registry could not be asked; onProbeError: KeepOriginal keeps the original image',
+  });
+  return 'keepOriginal';
+}
+
+/**
+ * The candidate to use, in order (with Always, the first valid one), noting a reason for each one
+ * looked at and the probes still needed: undefined when none can be used yet or at all, 'keepOriginal'
+ * when a failed probe keeps the image.
+ */
+function chooseCandidate(
+  rule: Rule,
+  candidates: readonly PreparedCandidate[],
+  facts: ExistenceFacts,
+  reasons: Reason[],
+  pending: ProbeRequest[],
+): ReadyCandidate | 'keepOriginal' | undefined {
+  for (const candidate of candidates) {
+    if (!candidate.ok) {
+      reasons.push(candidate.invalid);
+      continue;
+    }
+    if (rule.mapping.when !== 'IfExists') return candidate;
+    const step = consult(rule, candidate, facts, reasons, pending);
+    if (step === 'available') return pending.length === 0 ? candidate : undefined;
+    if (step === 'stop') return undefined;
+    if (step === 'keepOriginal') return step;
+  }
+  return undefined;
+}
+
+/**
+ * Decides where `input` is pulled from for a pod described by `ctx`, under the maps of `snapshot` and
+ * the operator's `settings`. Pure: existence answers come from `facts`; when one it needs is missing,
+ * the outcome is Pending with the probes to make. What does not depend on the pod (parsing, index
+ * keys, candidates) comes from `prepare`.
  */
 export function decideImage(
   snapshot: MapSnapshot,
+  settings: DecisionSettings,
   input: string,
   ctx: DecisionContext,
   facts: ExistenceFacts,
   prepare: Preparation = prepareFresh,
 ): ImageDecision {
-  const image = prepare.image(snapshot, input);
+  const image = prepare.image(snapshot, settings, input);
   if (!image.ok) return keepImage(input, undefined, 'Invalid', [image.invalid]);
   const ref = image.ref;
   if (image.cacheRouted) {
@@ -284,79 +368,36 @@ export function decideImage(
   const rule = firstApplicable(matches.sources, ctx);
   if (!rule) return keepImage(input, ref, 'Unchanged', [notSelected(matches.sources[0], ctx) ?? NO_MATCH]);
 
-  const map = rule.map;
-  const prepared = prepare.rule(snapshot, image, rule);
+  const prepared = prepare.rule(snapshot, settings, image, rule);
   const reasons: Reason[] = [prepared.matched];
   if (prepared.mutableKept) {
     reasons.push(prepared.mutableKept);
     return keepImage(input, ref, 'Unchanged', reasons, prepared.rule);
   }
-  if (
-    map.spec.pullPolicyAlways === 'KeepOriginal' &&
-    (ctx.pullPolicy ?? defaultPullPolicy(ref.tag, ref.digest)) === 'Always'
-  ) {
+  if (keepsAlwaysPulled(rule, ref, ctx)) {
     reasons.push({
       code: 'PullPolicyAlwaysKept',
-      message: `imagePullPolicy is Always and ${mapRefName(map.ref)} keeps such images on their original registry`,
+      message: `imagePullPolicy is Always and ${mapRefName(rule.map.ref)} keeps such images on their original registry`,
     });
     return keepImage(input, ref, 'Unchanged', reasons, prepared.rule);
   }
+  return decideByCandidates(input, image, rule, prepared, facts, reasons);
+}
 
-  // Candidates in order; with Always there is exactly one.
-  let chosen: Extract<PreparedCandidate, { ok: true }> | undefined;
+/** The end of decideImage, once a rule applies and keeps nothing: its candidates decide. */
+function decideByCandidates(
+  input: string,
+  image: ReadyImage,
+  rule: Rule,
+  prepared: PreparedRule,
+  facts: ExistenceFacts,
+  reasons: Reason[],
+): ImageDecision {
+  const ref = image.ref;
   const pending: ProbeRequest[] = [];
-  for (const candidate of prepared.candidates) {
-    if (!candidate.ok) {
-      reasons.push(candidate.invalid);
-      continue;
-    }
-    if (rule.mapping.when !== 'IfExists') {
-      chosen = candidate;
-      break;
-    }
-    const { name, request } = candidate;
-    const answer = facts(name, request);
-    if (answer === undefined) {
-      pending.push(request);
-      reasons.push({ code: 'CandidateUnknown', message: `${name}: not asked yet`, candidate: name });
-      continue;
-    }
-    if (answer.outcome === 'Available') {
-      reasons.push({
-        code: 'CandidateAvailable',
-        message: `${name}: ${describeProbe(answer)}`,
-        candidate: name,
-        probe: answer,
-      });
-      if (pending.length === 0) chosen = candidate;
-      break;
-    }
-    if (isProbeFailure(answer.outcome)) {
-      reasons.push({
-        code: 'CandidateProbeFailed',
-        message: `${name}: ${describeProbe(answer)}`,
-        candidate: name,
-        probe: answer,
-      });
-      if (rule.mapping.onProbeError === 'KeepOriginal') {
-        if (pending.length > 0) break;
-        reasons.push({
-          code: 'ProbeFailureKeptOriginal',
-          message:
-            'a candidate registry could not be asked; onProbeError: KeepOriginal keeps the original image',
-        });
-        return keepImage(input, ref, 'Unchanged', reasons, prepared.rule);
-      }
-      continue;
-    }
-    reasons.push({
-      code: 'CandidateMissing',
-      message: `${name}: ${describeProbe(answer)}`,
-      candidate: name,
-      probe: answer,
-    });
-  }
+  const chosen = chooseCandidate(rule, prepared.candidates, facts, reasons, pending);
   if (pending.length > 0) return keepImage(input, ref, 'Pending', reasons, prepared.rule, pending);
+  if (chosen === 'keepOriginal') return keepImage(input, ref, 'Unchanged', reasons, prepared.rule);
   if (!chosen) {
     if (rule.mapping.when === 'IfExists')
       reasons.push({
@@ -387,7 +428,7 @@ export interface FillPlan {
   readonly fill: Mapping['fill'];
 }
 
-export type FillDecision =
+type FillDecision =
   | { readonly ok: true; readonly plan: FillPlan }
   | { readonly ok: false; readonly reason: Reason };
 
@@ -398,11 +439,12 @@ export type FillDecision =
  */
 export function fillTarget(
   snapshot: MapSnapshot,
+  settings: DecisionSettings,
   input: string,
   ctx: DecisionContext,
   prepare: Preparation = prepareFresh,
 ): FillDecision {
-  const image = prepare.image(snapshot, input);
+  const image = prepare.image(snapshot, settings, input);
   if (!image.ok) return { ok: false, reason: image.invalid };
   const ref = image.ref;
   if (image.cacheRouted)
@@ -416,12 +458,9 @@ export function fillTarget(
     };
   const rule = firstApplicable(matches.sources, ctx);
   if (!rule) return { ok: false, reason: NO_MATCH };
-  const prepared = prepare.rule(snapshot, image, rule);
+  const prepared = prepare.rule(snapshot, settings, image, rule);
   if (prepared.mutableKept) return { ok: false, reason: prepared.mutableKept };
-  if (
-    rule.map.spec.pullPolicyAlways === 'KeepOriginal' &&
-    (ctx.pullPolicy ?? defaultPullPolicy(ref.tag, ref.digest)) === 'Always'
-  )
+  if (keepsAlwaysPulled(rule, ref, ctx))
     return {
       ok: false,
       reason: {

@@ -1,17 +1,8 @@
 export { cacheUpstreamFindings, parseCacheUpstreams, type UpstreamFinding } from './cache-upstreams.ts';
-export {
-  type Analysis,
-  analyzeMaps,
-  type Finding,
-  type MapInput,
-  type MapVerdict,
-  type Verdict,
-} from './consistency.ts';
+export { type Analysis, analyzeMaps, type MapInput, type MapVerdict } from './consistency.ts';
 export {
   type DecisionContext,
-  type DecisionOutcome,
   decideImage,
-  type FillDecision,
   type FillPlan,
   fillTarget,
   type ImageDecision,
@@ -24,30 +15,9 @@ export {
   loadMapsFromTexts,
   type MapText,
 } from './load.ts';
-export type {
-  MatchedRule,
-  Preparation,
-  PreparedImage,
-  PreparedRule,
-  ReadyImage,
-  Reason,
-  ReasonCode,
-  ScopeMatches,
-} from './prepared.ts';
-export {
-  type CompiledMap,
-  compileMap,
-  type MapRef,
-  mapRefName,
-  podPullSecretName,
-  type Rule,
-} from './rule.ts';
+export type { Preparation, PreparedImage, PreparedRule, ReadyImage, ScopeMatches } from './prepared.ts';
+export { type CompiledMap, mapRefName, podPullSecretName, type Rule } from './rule.ts';
 export { type Labels, selectorLabelKeys, selects } from './selector.ts';
-export {
-  buildSnapshot,
-  DEFAULT_SNAPSHOT_OPTIONS,
-  type MapSnapshot,
-  type SnapshotOptions,
-  updateSnapshot,
-} from './snapshot.ts';
+export { DEFAULT_DECISION_SETTINGS, type DecisionSettings, decisionSettings } from './settings.ts';
+export { buildSnapshot, type MapSnapshot, updateSnapshot } from './snapshot.ts';
 export { findingLines, servingNote, verdictMessage } from './verdict-text.ts';

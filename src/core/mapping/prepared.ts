@@ -5,9 +5,10 @@
 import type { ExistenceAnswer, ProbeRequest } from '../facts.ts';
 import type { ImageReference } from '../reference/index.ts';
 import type { MapRef, Rule } from './rule.ts';
+import type { DecisionSettings } from './settings.ts';
 import type { MapSnapshot } from './snapshot.ts';
 
-export type ReasonCode =
+type ReasonCode =
   | 'InvalidReference'
   | 'AlreadyMapped'
   | 'NoMatch'
@@ -92,11 +93,12 @@ export type ReadyImage = Extract<PreparedImage, { ok: true }>;
 
 /**
  * Where decideImage gets what does not depend on the pod. Each function is a pure function of its
- * arguments, so an implementation may remember results per snapshot without changing any decision.
+ * arguments, so an implementation may remember results per snapshot and settings without changing any
+ * decision.
  */
 export interface Preparation {
-  image(snapshot: MapSnapshot, input: string): PreparedImage;
+  image(snapshot: MapSnapshot, settings: DecisionSettings, input: string): PreparedImage;
   /** The rules the image's keys reach in a namespace's scopes (undefined: cluster scope only). */
   matches(snapshot: MapSnapshot, image: ReadyImage, namespace: string | undefined): ScopeMatches;
-  rule(snapshot: MapSnapshot, image: ReadyImage, rule: Rule): PreparedRule;
+  rule(snapshot: MapSnapshot, settings: DecisionSettings, image: ReadyImage, rule: Rule): PreparedRule;
 }

@@ -3,6 +3,7 @@
 
 import { formatName, type ImageReference } from '../reference/index.ts';
 import type { CompiledMap, Pattern, Rule } from './rule.ts';
+import type { DecisionSettings } from './settings.ts';
 
 export interface ScopeIndex {
   /** Source keys → rules, older maps first. */
@@ -14,25 +15,14 @@ export interface ScopeIndex {
   hasAll: boolean;
 }
 
-export interface SnapshotOptions {
-  /** host:port of the pullmap cache, for maps with cache.enabled and no address of their own. */
-  readonly cacheAddress: string;
-  /** Namespaces whose pods are never changed (pullmap's own, kube-system). */
-  readonly excludedNamespaces: readonly string[];
-}
-
-export const DEFAULT_SNAPSHOT_OPTIONS: SnapshotOptions = {
-  cacheAddress: 'localhost:7439',
-  excludedNamespaces: ['kube-system', 'pullmap-system'],
-};
-
 export interface MapSnapshot {
   readonly maps: readonly CompiledMap[];
   readonly cluster: ScopeIndex;
   readonly namespaces: ReadonlyMap<string, ScopeIndex>;
-  readonly options: SnapshotOptions;
-  /** Cache addresses in use, as embedded first components are matched against them. */
+  /** Cache addresses maps name in spec.cache.address, as embedded first components are matched against them. */
   readonly cacheHosts: ReadonlySet<string>;
+  /** Whether a map routes through the cache without an address: the settings' cacheAddress is in use. */
+  readonly defaultCacheUsed: boolean;
 }
 
 const emptyScope = (): ScopeIndex => ({
@@ -76,18 +66,21 @@ function index(scope: ScopeIndex, map: CompiledMap): void {
   }
 }
 
-function cacheHostsOf(maps: readonly CompiledMap[], options: SnapshotOptions): Set<string> {
-  const hosts = new Set<string>();
-  for (const map of maps)
-    if (map.spec.cache?.enabled) hosts.add(map.spec.cache.address ?? options.cacheAddress);
-  return hosts;
+/** The cache addresses the maps name, and whether any routes through the settings' address. */
+function cacheHostsOf(maps: readonly CompiledMap[]): Pick<MapSnapshot, 'cacheHosts' | 'defaultCacheUsed'> {
+  const cacheHosts = new Set<string>();
+  let defaultCacheUsed = false;
+  for (const map of maps) {
+    const cache = map.spec.cache;
+    if (!cache?.enabled) continue;
+    if (cache.address === undefined) defaultCacheUsed = true;
+    else cacheHosts.add(cache.address);
+  }
+  return { cacheHosts, defaultCacheUsed };
 }
 
 /** Builds the index over maps that the consistency analysis accepted. */
-export function buildSnapshot(
-  maps: readonly CompiledMap[],
-  options: SnapshotOptions = DEFAULT_SNAPSHOT_OPTIONS,
-): MapSnapshot {
+export function buildSnapshot(maps: readonly CompiledMap[]): MapSnapshot {
   const sorted = sortByOrder(maps);
   const cluster = emptyScope();
   const namespaces = new Map<string, ScopeIndex>();
@@ -99,20 +92,14 @@ export function buildSnapshot(
     }
     index(scope, map);
   }
-  return {
-    maps: sorted,
-    cluster,
-    namespaces,
-    options,
-    cacheHosts: cacheHostsOf(sorted, options),
-  };
+  return { maps: sorted, cluster, namespaces, ...cacheHostsOf(sorted) };
 }
 
 /**
  * The snapshot of `maps` when, since `previous` was built, only the maps of the `changed` namespaces
  * differ (the cluster's maps and every other namespace's are the same objects): the other scopes are
- * taken over as they are, which a snapshot never changes once built. Equal to buildSnapshot(maps,
- * previous.options); what a change in one namespace costs no longer grows with all the others (about
+ * taken over as they are, which a snapshot never changes once built. Equal to buildSnapshot(maps);
+ * what a change in one namespace costs no longer grows with all the others (about
  * 3 MiB per change at 2,000 maps, kept until the next change, was most of the controller's garbage).
  */
 export function updateSnapshot(
@@ -139,13 +126,7 @@ export function updateSnapshot(
     }
     index(scope, map);
   }
-  return {
-    maps: sorted,
-    cluster: previous.cluster,
-    namespaces,
-    options: previous.options,
-    cacheHosts: cacheHostsOf(sorted, previous.options),
-  };
+  return { maps: sorted, cluster: previous.cluster, namespaces, ...cacheHostsOf(sorted) };
 }
 
 /**
@@ -167,8 +148,15 @@ export function lookupKeys(ref: ImageReference, tag: string | undefined): string
 }
 
 /** Whether the image's first component is a cache address in use (the image went through stage 2). */
-export function isCacheRouted(snapshot: MapSnapshot, ref: ImageReference): boolean {
-  return snapshot.cacheHosts.has(ref.registry);
+export function isCacheRouted(
+  snapshot: MapSnapshot,
+  settings: DecisionSettings,
+  ref: ImageReference,
+): boolean {
+  return (
+    snapshot.cacheHosts.has(ref.registry) ||
+    (snapshot.defaultCacheUsed && ref.registry === settings.cacheAddress)
+  );
 }
 
 /** The scopes whose index can match an image of `registry` in `namespace`: namespaced first. */

@@ -6,7 +6,7 @@ import { isObject, type Json } from '../json.ts';
 
 export const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
 /** Where a pod pulls images from: the container lists, and image volumes (spec.volumes[].image). */
-export type ContainerList = (typeof CONTAINER_LISTS)[number] | 'volumes';
+type ContainerList = (typeof CONTAINER_LISTS)[number] | 'volumes';
 
 /**
  * Annotation key of an image volume: container names are DNS labels, which cannot hold ":", so
@@ -14,7 +14,7 @@ export type ContainerList = (typeof CONTAINER_LISTS)[number] | 'volumes';
  */
 const volumeKey = (name: string): string => `volume:${name}`;
 
-export interface PodSpecLocation {
+interface PodSpecLocation {
   /** JSON path segments from the object root to the pod spec. */
   readonly path: readonly string[];
   readonly spec: Json;

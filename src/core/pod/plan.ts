@@ -5,6 +5,7 @@ import { type ExistenceFacts, mergeProbeRequests, type ProbeRequest } from '../f
 import { isObject } from '../json.ts';
 import {
   type DecisionContext,
+  type DecisionSettings,
   decideImage,
   type ImageDecision,
   type Labels,
@@ -17,11 +18,11 @@ import { addPullSecrets } from './pull-secrets.ts';
 
 export const ANNOTATION_ORIGINAL_IMAGES = 'pullmap.dev/original-images';
 export const ANNOTATION_MAPPED_BY = 'pullmap.dev/mapped-by';
-export const OPT_OUT = 'pullmap.dev/ignore';
+const OPT_OUT = 'pullmap.dev/ignore';
 
-export type JsonPatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
+type JsonPatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
 
-export interface ContainerPlan extends ContainerImage {
+interface ContainerPlan extends ContainerImage {
   /** Undefined when the container was skipped (see `skipped`). */
   readonly decision: ImageDecision | undefined;
   readonly skipped: string | undefined;
@@ -94,8 +95,8 @@ export function recordedFor(record: Record<string, string>, container: string): 
 }
 
 /**
- * Every input planPod reads besides the snapshot and the existence answers, as one string: two pods with
- * the same key get the same plan under the same maps and answers. Undefined for what is not worth
+ * Every input planPod reads besides the snapshot, the settings and the existence answers, as one string:
+ * two pods with the same key get the same plan under the same maps, settings and answers. Undefined for what is not worth
  * remembering (an UPDATE, which compares with the stored pod, or an object that is not a pod).
  */
 export function planInputsKey(pod: unknown, ctx: PodContext): string | undefined {
@@ -131,8 +132,13 @@ export function planInputsKey(pod: unknown, ctx: PodContext): string | undefined
   return JSON.stringify(parts);
 }
 
+/**
+ * The plan for one pod under the maps of `snapshot` and the operator's `settings` (excluded namespaces,
+ * the cache's address): what the webhook answers for it.
+ */
 export function planPod(
   snapshot: MapSnapshot,
+  settings: DecisionSettings,
   pod: unknown,
   ctx: PodContext,
   facts: ExistenceFacts,
@@ -152,7 +158,7 @@ export function planPod(
   const metadata = isObject(pod.metadata) ? pod.metadata : {};
   const labels = stringRecord(metadata.labels);
   const annotations = stringRecord(metadata.annotations);
-  const skipped = skipReason(snapshot, ctx, labels, annotations);
+  const skipped = podSkipReason(settings, ctx.namespace, labels, annotations);
   if (skipped !== undefined) return empty(skipped);
 
   const state: PlanState = {
@@ -177,7 +183,7 @@ export function planPod(
       podLabels: labels,
       pullPolicy: c.pullPolicy,
     };
-    addDecision(c, decideImage(snapshot, c.image, dctx, facts, prepare), state);
+    addDecision(c, decideImage(snapshot, settings, c.image, dctx, facts, prepare), state);
   }
   const { originals, mappedBy, containers, patch, pending, warnings } = state;
   // imagePullSecrets cannot change after creation (an UPDATE that adds one is refused), so only a
@@ -239,17 +245,19 @@ function addDecision(c: ContainerImage, decision: ImageDecision, state: PlanStat
   state.recorded = true;
 }
 
-/** Why pullmap leaves the whole pod alone, if it does: an opt-out, or an excluded namespace. */
-function skipReason(
-  snapshot: MapSnapshot,
-  ctx: PodContext,
-  labels: Record<string, string>,
-  annotations: Record<string, string>,
+/**
+ * Why pullmap leaves the whole pod alone, if it does: an opt-out, or an excluded namespace. The one
+ * rule: planPod applies it and explain --pod reports it.
+ */
+export function podSkipReason(
+  settings: DecisionSettings,
+  namespace: string,
+  labels: Readonly<Record<string, unknown>>,
+  annotations: Readonly<Record<string, unknown>>,
 ): string | undefined {
   if (labels[OPT_OUT] === 'true' || annotations[OPT_OUT] === 'true')
     return `the pod opts out with ${OPT_OUT}: "true"`;
-  if (snapshot.options.excludedNamespaces.includes(ctx.namespace))
-    return `namespace ${ctx.namespace} is excluded`;
+  if (settings.excludedNamespaces.includes(namespace)) return `namespace ${namespace} is excluded`;
   return undefined;
 }
 

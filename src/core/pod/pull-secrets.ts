@@ -10,7 +10,7 @@ import { type Labels, podPullSecretName, selects } from '../mapping/index.ts';
 export const COPY_LABEL = 'pullmap.dev/copy-of';
 export const DOCKER_CONFIG_JSON = 'kubernetes.io/dockerconfigjson';
 
-export interface PullSecretCopy {
+interface PullSecretCopy {
   readonly namespace: string;
   /** The copy's name (pullmap-<source>). */
   readonly name: string;
@@ -18,7 +18,7 @@ export interface PullSecretCopy {
   readonly source: string;
 }
 
-export interface CopyInputs {
+interface CopyInputs {
   /** The ClusterImageMaps in force (accepted or served last-accepted generations). */
   readonly maps: readonly { readonly kind: MapKind; readonly spec: MapSpec }[];
   /** Every namespace with its labels. */
@@ -94,7 +94,7 @@ export interface SecretState {
   readonly data?: Readonly<Record<string, string>> | undefined;
 }
 
-export interface CopyPlanInputs extends CopyInputs {
+interface CopyPlanInputs extends CopyInputs {
   /** The Secrets of pullmap's namespace, by name. */
   readonly sources: (name: string) => SecretState | undefined;
   /** The copies that exist (Secrets carrying COPY_LABEL), by "namespace/name". */

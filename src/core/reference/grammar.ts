@@ -22,12 +22,12 @@ import { DIGEST_ALGORITHMS, type DigestAlgorithm } from './digest.ts';
 import type { ReferenceErrorCode } from './errors.ts';
 
 /** A production failed: why, and (when known) at which offset of the string it was given. */
-export interface ProductionFailure {
+interface ProductionFailure {
   code: ReferenceErrorCode;
   message: string;
 }
 
-export const TAG_MAX_LENGTH = 128;
+const TAG_MAX_LENGTH = 128;
 export const REPOSITORY_MAX_LENGTH = 255;
 
 const fail = (code: ReferenceErrorCode, message: string): ProductionFailure => ({ code, message });

@@ -1,14 +1,8 @@
-export { DIGEST, DIGEST_ALGORITHMS, type DigestAlgorithm, digestAlgorithm } from './digest.ts';
+export { DIGEST, DIGEST_ALGORITHMS, digestAlgorithm } from './digest.ts';
 export { embedRegistry, unembedRegistry } from './embed.ts';
-export { describeReferenceError, type InvalidReference, type ReferenceErrorCode } from './errors.ts';
+export { describeReferenceError, type ReferenceErrorCode } from './errors.ts';
 export { formatFamiliar, formatName, formatNormalized, formatReference } from './format.ts';
-export {
-  checkDigest,
-  checkDomainAndPort,
-  checkTag,
-  REPOSITORY_MAX_LENGTH,
-  TAG_MAX_LENGTH,
-} from './grammar.ts';
+export { checkDigest, checkDomainAndPort, checkTag } from './grammar.ts';
 export {
   canonicalRegistry,
   DEFAULT_REGISTRY,
@@ -17,4 +11,4 @@ export {
   foldDockerHubHost,
   looksLikeRegistry,
 } from './normalize.ts';
-export { effectiveTag, type ImageReference, type ParseResult, parseReference } from './parse.ts';
+export { effectiveTag, type ImageReference, parseReference } from './parse.ts';

@@ -23,7 +23,7 @@ export interface ImageReference {
   readonly digest: string | undefined;
 }
 
-export type ParseResult =
+type ParseResult =
   | { readonly ok: true; readonly ref: ImageReference }
   | { readonly ok: false; readonly error: InvalidReference };
 

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { loadYamlObjects } from '../../../src/core/config.ts';
+import { countYamlValues, loadYamlObjects } from '../../../src/core/config.ts';
 import { scanManifests, spliceImages } from '../../../src/core/manifest/rewrite.ts';
-import { analyzeMaps, buildSnapshot } from '../../../src/core/mapping/index.ts';
+import { analyzeMaps, buildSnapshot, DEFAULT_DECISION_SETTINGS } from '../../../src/core/mapping/index.ts';
+import { loadMapsFromTexts, MAX_MAP_VALUES } from '../../../src/core/mapping/load.ts';
 import { planPod, podImages } from '../../../src/core/pod/plan.ts';
 
 const map = (
@@ -276,7 +277,7 @@ describe('pod planning', () => {
   });
   const ns = { namespace: 'default', namespaceLabels: {} };
   test('every image field is patched and the originals recorded', () => {
-    const plan = planPod(snapshot, pod(), ns, () => undefined);
+    const plan = planPod(snapshot, DEFAULT_DECISION_SETTINGS, pod(), ns, () => undefined);
     assert.deepEqual(plan.patch.slice(0, 3), [
       { op: 'replace', path: '/spec/initContainers/0/image', value: 'mirror.local/hub/library/busybox:1' },
       { op: 'replace', path: '/spec/containers/0/image', value: 'mirror.local/hub/library/nginx:1.27' },
@@ -296,20 +297,20 @@ describe('pod planning', () => {
     assert.match(annotations.value['pullmap.dev/mapped-by']!, /ClusterImageMap\/edge spec\.mappings\[0\]/);
   });
   test('re-admission of the patched pod maps nothing twice', () => {
-    const first = planPod(snapshot, pod(), ns, () => undefined);
+    const first = planPod(snapshot, DEFAULT_DECISION_SETTINGS, pod(), ns, () => undefined);
     const annotations = (first.patch[3] as { value: Record<string, string> }).value;
     const patched = pod(annotations);
     patched.spec.containers[0]!.image = 'mirror.local/hub/library/nginx:1.27';
     patched.spec.initContainers[0]!.image = 'mirror.local/hub/library/busybox:1';
     patched.spec.ephemeralContainers[0]!.image = 'mirror.local/hub/library/alpine:3';
-    const again = planPod(snapshot, patched, ns, () => undefined);
+    const again = planPod(snapshot, DEFAULT_DECISION_SETTINGS, patched, ns, () => undefined);
     assert.deepEqual(again.patch, []);
   });
   test('a sidecar added after pullmap is mapped on reinvocation; existing annotations are kept', () => {
     const p = pod({ 'pullmap.dev/original-images': '{"app":"nginx:1.27"}', other: 'x' });
     p.spec.containers[0]!.image = 'mirror.local/hub/library/nginx:1.27';
     p.spec.containers.push({ name: 'injected', image: 'envoy:1' });
-    const plan = planPod(snapshot, p, ns, () => undefined);
+    const plan = planPod(snapshot, DEFAULT_DECISION_SETTINGS, p, ns, () => undefined);
     assert.ok(
       plan.patch.some(
         (op) => op.path === '/spec/containers/2/image' && op.value === 'mirror.local/hub/library/envoy:1',
@@ -320,18 +321,30 @@ describe('pod planning', () => {
     assert.equal(JSON.parse(orig!.value as string).injected, 'envoy:1');
   });
   test('an update that sets a new image is decided afresh; one that keeps it is not', () => {
-    const first = planPod(snapshot, pod(), ns, () => undefined);
+    const first = planPod(snapshot, DEFAULT_DECISION_SETTINGS, pod(), ns, () => undefined);
     const annotations = (first.patch[3] as { value: Record<string, string> }).value;
     const stored = pod(annotations);
     stored.spec.containers[0]!.image = 'mirror.local/hub/library/nginx:1.27';
     stored.spec.initContainers[0]!.image = 'mirror.local/hub/library/busybox:1';
     stored.spec.ephemeralContainers[0]!.image = 'mirror.local/hub/library/alpine:3';
     const previousImages = podImages(stored);
-    const unchanged = planPod(snapshot, structuredClone(stored), { ...ns, previousImages }, () => undefined);
+    const unchanged = planPod(
+      snapshot,
+      DEFAULT_DECISION_SETTINGS,
+      structuredClone(stored),
+      { ...ns, previousImages },
+      () => undefined,
+    );
     assert.deepEqual(unchanged.patch, [], 'labels-only updates change nothing');
     const updated = structuredClone(stored);
     updated.spec.containers[0]!.image = 'nginx:1.28';
-    const plan = planPod(snapshot, updated, { ...ns, previousImages }, () => undefined);
+    const plan = planPod(
+      snapshot,
+      DEFAULT_DECISION_SETTINGS,
+      updated,
+      { ...ns, previousImages },
+      () => undefined,
+    );
     assert.deepEqual(plan.patch[0], {
       op: 'replace',
       path: '/spec/containers/0/image',
@@ -343,27 +356,40 @@ describe('pod planning', () => {
   });
   test('opt-out label and excluded namespaces', () => {
     assert.equal(
-      planPod(snapshot, pod(undefined, { 'pullmap.dev/ignore': 'true' }), ns, () => undefined).patch.length,
+      planPod(
+        snapshot,
+        DEFAULT_DECISION_SETTINGS,
+        pod(undefined, { 'pullmap.dev/ignore': 'true' }),
+        ns,
+        () => undefined,
+      ).patch.length,
       0,
     );
     assert.equal(
-      planPod(snapshot, pod({ 'pullmap.dev/ignore': 'true' }), ns, () => undefined).patch.length,
+      planPod(snapshot, DEFAULT_DECISION_SETTINGS, pod({ 'pullmap.dev/ignore': 'true' }), ns, () => undefined)
+        .patch.length,
       0,
     );
-    const plan = planPod(snapshot, pod(), { namespace: 'kube-system', namespaceLabels: {} }, () => undefined);
+    const plan = planPod(
+      snapshot,
+      DEFAULT_DECISION_SETTINGS,
+      pod(),
+      { namespace: 'kube-system', namespaceLabels: {} },
+      () => undefined,
+    );
     assert.equal(plan.patch.length, 0);
     assert.match(plan.skipped ?? '', /excluded/);
   });
   test('malformed pods are left alone with a warning', () => {
     for (const bad of [null, 42, { kind: 'Pod' }, { spec: 'x' }]) {
-      const plan = planPod(snapshot, bad, ns, () => undefined);
+      const plan = planPod(snapshot, DEFAULT_DECISION_SETTINGS, bad, ns, () => undefined);
       assert.equal(plan.patch.length, 0);
     }
     const p = {
       metadata: {},
       spec: { containers: [{ name: 'a', image: 'NOT VALID' }, { name: 'b' }, 'junk'] },
     };
-    const plan = planPod(snapshot, p, ns, () => undefined);
+    const plan = planPod(snapshot, DEFAULT_DECISION_SETTINGS, p, ns, () => undefined);
     assert.equal(plan.patch.length, 0);
     assert.match(plan.warnings[0] ?? '', /container a/);
   });
@@ -422,6 +448,7 @@ data: {image: "nginx:1.27"}
     scan.images.forEach((img, i) => {
       const d = decideImage(
         snapshot,
+        DEFAULT_DECISION_SETTINGS,
         img.image,
         { namespace: img.namespace, namespaceLabels: {}, podLabels: img.podLabels },
         () => undefined,
@@ -454,5 +481,27 @@ describe('config files', () => {
     assert.match(bad.errors[0] ?? '', /^c\.yaml:\d+:\d+: YAML document 2 is malformed/);
     const dup = loadYamlObjects('kind: a\nkind: b\n', 'c.yaml');
     assert.match(dup.errors[0] ?? '', /unique|duplicate/i);
+  });
+  test('values are counted without parsing, and a set holding too many is refused naming the input', () => {
+    // a, 1, b, [, x, "y", {, c, *z, the list item, e, its block scalar: its header and text.
+    assert.equal(countYamlValues('a: 1\nb: [x, "y", {c: *z}]\nl:\n  - e: |\n      text\n', 100), 14);
+    assert.equal(countYamlValues('- 1\n'.repeat(1000), 10), 11, 'stops once over the limit');
+    const map =
+      'apiVersion: pullmap.dev/v1alpha1\nkind: ClusterImageMap\nmetadata: {name: a}\nspec: {mappings: [{from: a.io/, to: b.io/}]}\n';
+    const half = `junk:\n${'- 1\n'.repeat(MAX_MAP_VALUES / 4)}`;
+    const one = loadMapsFromTexts([{ text: `${map}---\n${half}`, source: 'one.yaml' }]);
+    assert.deepEqual(one.errors, [
+      'one.yaml:6: kind null is not a map object; a config holds ImageMap and ClusterImageMap objects',
+    ]);
+    const two = loadMapsFromTexts([
+      { text: `${map}---\n${half}`, source: 'one.yaml' },
+      { text: half.repeat(2), source: 'two.yaml' },
+    ]);
+    assert.equal(two.errors.length, 1);
+    assert.match(
+      two.errors[0]!,
+      /^two\.yaml: holds over \d+ YAML values beside the inputs before it; map inputs may hold 100000 in all/,
+    );
+    assert.equal(two.analysis.verdicts.length, 0, 'nothing was parsed');
   });
 });

@@ -8,17 +8,18 @@ import type { ExistenceAnswer, ExistenceFacts } from '../../../src/core/facts.ts
 import {
   analyzeMaps,
   buildSnapshot,
-  DEFAULT_SNAPSHOT_OPTIONS,
   type DecisionContext,
   decideImage,
+  decisionSettings,
   type MapSnapshot,
 } from '../../../src/core/mapping/index.ts';
 
 const snapshotOf = (...objects: unknown[]): MapSnapshot => {
   const analysis = analyzeMaps(objects.map((current) => ({ current })));
   for (const v of analysis.verdicts) assert.equal(v.verdict, 'Accepted', JSON.stringify(v.findings));
-  return buildSnapshot(analysis.accepted, { ...DEFAULT_SNAPSHOT_OPTIONS, cacheAddress: 'cache.local:7439' });
+  return buildSnapshot(analysis.accepted);
 };
+const settings = decisionSettings({ cacheAddress: 'cache.local:7439' });
 const clusterMap = (name: string, spec: Record<string, unknown>) => ({
   apiVersion: 'pullmap.dev/v1alpha1',
   kind: 'ClusterImageMap',
@@ -44,7 +45,7 @@ describe('pullPolicyAlways: KeepOriginal and the pull policy Kubernetes defaults
   );
   test('no tag, or :latest, defaults to Always: kept', () => {
     for (const image of ['nginx', 'nginx:latest']) {
-      const d = decideImage(s, image, ctx(), none);
+      const d = decideImage(s, settings, image, ctx(), none);
       assert.equal(d.outcome, 'Unchanged', image);
       assert.deepEqual(codes(d), ['Matched', 'PullPolicyAlwaysKept'], image);
       assert.match(
@@ -56,11 +57,17 @@ describe('pullPolicyAlways: KeepOriginal and the pull policy Kubernetes defaults
   test('another tag, or a digest even with :latest, defaults to IfNotPresent: mapped', () => {
     const digest = `sha256:${'c'.repeat(64)}`;
     for (const image of ['nginx:1.27', `nginx@${digest}`, `nginx:latest@${digest}`])
-      assert.equal(decideImage(s, image, ctx(), none).outcome, 'Mapped', image);
+      assert.equal(decideImage(s, settings, image, ctx(), none).outcome, 'Mapped', image);
   });
   test('a written policy wins over the default', () => {
-    assert.equal(decideImage(s, 'nginx', ctx({ pullPolicy: 'IfNotPresent' }), none).outcome, 'Mapped');
-    assert.equal(decideImage(s, 'nginx:1.27', ctx({ pullPolicy: 'Always' }), none).outcome, 'Unchanged');
+    assert.equal(
+      decideImage(s, settings, 'nginx', ctx({ pullPolicy: 'IfNotPresent' }), none).outcome,
+      'Mapped',
+    );
+    assert.equal(
+      decideImage(s, settings, 'nginx:1.27', ctx({ pullPolicy: 'Always' }), none).outcome,
+      'Unchanged',
+    );
   });
 });
 
@@ -77,6 +84,7 @@ describe('when: IfExists: the probe answers in the reasons', () => {
   test('a cached miss says its status, age and detail; a fresh hit says it was asked now', () => {
     const d = decideImage(
       s,
+      settings,
       'nginx:1.27',
       ctx(),
       facts({
@@ -107,6 +115,7 @@ describe('when: IfExists: the probe answers in the reasons', () => {
     const missing: ExistenceAnswer = { outcome: 'NotFound', cached: false, ageMs: 0 };
     const d = decideImage(
       s,
+      settings,
       'nginx:1.27',
       ctx(),
       facts({ 'one.local/library/nginx:1.27': missing, 'two.local/library/nginx:1.27': missing }),
@@ -116,7 +125,7 @@ describe('when: IfExists: the probe answers in the reasons', () => {
     assert.equal(d.reasons[1]!.message, 'one.local/library/nginx:1.27: NotFound, asked now');
   });
   test('an unanswered candidate is pending and asked for; nothing is chosen past it', () => {
-    const d = decideImage(s, 'nginx:1.27', ctx(), none);
+    const d = decideImage(s, settings, 'nginx:1.27', ctx(), none);
     assert.equal(d.outcome, 'Pending');
     assert.equal(d.image, 'nginx:1.27');
     assert.deepEqual(
@@ -140,6 +149,7 @@ describe('when: IfExists: the probe answers in the reasons', () => {
     );
     const d = decideImage(
       k,
+      settings,
       'nginx:1.27',
       ctx(),
       facts({
@@ -164,7 +174,7 @@ describe('selectors that leave a pod out say which', () => {
     }),
   );
   test('namespaceSelector: the namespace and its labels', () => {
-    const d = decideImage(s, 'nginx:1.27', ctx(), none);
+    const d = decideImage(s, settings, 'nginx:1.27', ctx(), none);
     assert.equal(d.outcome, 'Unchanged');
     assert.deepEqual(d.reasons, [
       {
@@ -174,17 +184,17 @@ describe('selectors that leave a pod out say which', () => {
       },
     ]);
     const selected = ctx({ namespaceLabels: { 'kubernetes.io/metadata.name': 'team-a', tier: 'edge' } });
-    assert.equal(decideImage(s, 'nginx:1.27', selected, none).outcome, 'Mapped');
+    assert.equal(decideImage(s, settings, 'nginx:1.27', selected, none).outcome, 'Mapped');
   });
   test('podSelector', () => {
-    const d = decideImage(s, 'quay.io/acme/app:1', ctx(), none);
+    const d = decideImage(s, settings, 'quay.io/acme/app:1', ctx(), none);
     assert.deepEqual(codes(d), ['PodNotSelected']);
     assert.match(
       d.reasons[0]!.message,
       /^ClusterImageMap\/pods spec\.mappings\[0\] matches the image, but its podSelector/,
     );
     assert.equal(
-      decideImage(s, 'quay.io/acme/app:1', ctx({ podLabels: { app: 'web' } }), none).outcome,
+      decideImage(s, settings, 'quay.io/acme/app:1', ctx({ podLabels: { app: 'web' } }), none).outcome,
       'Mapped',
     );
   });
@@ -196,7 +206,7 @@ describe('never twice', () => {
     clusterMap('cached', { cache: { enabled: true }, mappings: [{ from: 'quay.io/', to: 'quay.io/' }] }),
   );
   test('an image that is already a mapping target names the mapping that produced it', () => {
-    const d = decideImage(s, 'mirror.local/hub/library/nginx:1.27', ctx(), none);
+    const d = decideImage(s, settings, 'mirror.local/hub/library/nginx:1.27', ctx(), none);
     assert.equal(d.outcome, 'Unchanged');
     assert.deepEqual(d.reasons, [
       {
@@ -207,11 +217,11 @@ describe('never twice', () => {
     ]);
   });
   test('an image routed through the cache once is not routed again', () => {
-    const first = decideImage(s, 'quay.io/acme/app:1', ctx(), none);
+    const first = decideImage(s, settings, 'quay.io/acme/app:1', ctx(), none);
     assert.equal(first.outcome, 'Mapped');
     assert.deepEqual(codes(first), ['Matched', 'CacheRouted']);
     assert.equal(first.reasons[1]!.message, 'routed through the pullmap cache at cache.local:7439');
-    const again = decideImage(s, first.image, ctx(), none);
+    const again = decideImage(s, settings, first.image, ctx(), none);
     assert.equal(again.outcome, 'Unchanged');
     assert.deepEqual(again.reasons, [
       {

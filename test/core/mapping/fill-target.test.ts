@@ -6,6 +6,7 @@ import type { ExistenceFacts } from '../../../src/core/facts.ts';
 import {
   analyzeMaps,
   buildSnapshot,
+  DEFAULT_DECISION_SETTINGS,
   decideImage,
   fillTarget,
   type MapSnapshot,
@@ -46,24 +47,27 @@ describe('fillTarget', () => {
 
   for (const image of ['nginx:1.27', 'nginx@sha256:' + 'a'.repeat(64), 'quay.io/acme/app:2'])
     test(`${image}: the first candidate, the one decideImage maps to when it has the image`, () => {
-      const fill = fillTarget(snapshot, image, ctx);
+      const fill = fillTarget(snapshot, DEFAULT_DECISION_SETTINGS, image, ctx);
       assert.ok(fill.ok, JSON.stringify(fill));
-      assert.equal(formatReference(fill.plan.target), decideImage(snapshot, image, ctx, available).image);
+      assert.equal(
+        formatReference(fill.plan.target),
+        decideImage(snapshot, DEFAULT_DECISION_SETTINGS, image, ctx, available).image,
+      );
     });
 
   test('carries the fill settings and the source', () => {
-    const fill = fillTarget(snapshot, 'nginx:1.27', ctx);
+    const fill = fillTarget(snapshot, DEFAULT_DECISION_SETTINGS, 'nginx:1.27', ctx);
     assert.ok(fill.ok);
     assert.deepEqual(fill.plan.fill, { enabled: true, platforms: ['linux/arm64'], secret: 'zarf-push' });
     assert.equal(formatReference(fill.plan.source), 'docker.io/library/nginx:1.27');
     assert.match(formatReference(fill.plan.target), /^zarf\.local:31999\/library\/nginx:1\.27-zarf-\d+$/);
-    const quay = fillTarget(snapshot, 'quay.io/acme/app:2', ctx);
+    const quay = fillTarget(snapshot, DEFAULT_DECISION_SETTINGS, 'quay.io/acme/app:2', ctx);
     assert.equal(quay.ok && quay.plan.fill, undefined);
   });
 
   test('nothing to fill for images the decision keeps or already mapped', () => {
     const reason = (image: string) => {
-      const fill = fillTarget(snapshot, image, ctx);
+      const fill = fillTarget(snapshot, DEFAULT_DECISION_SETTINGS, image, ctx);
       return fill.ok ? 'ok' : fill.reason.code;
     };
     assert.equal(reason('nginx:latest'), 'MutableTagKept');
@@ -78,7 +82,7 @@ describe('fillTarget', () => {
       pullPolicyAlways: 'KeepOriginal',
     });
     const code = (image: string, pullPolicy?: string) => {
-      const fill = fillTarget(kept, image, { ...ctx, pullPolicy });
+      const fill = fillTarget(kept, DEFAULT_DECISION_SETTINGS, image, { ...ctx, pullPolicy });
       return fill.ok ? 'ok' : fill.reason.code;
     };
     assert.equal(code('nginx'), 'PullPolicyAlwaysKept');
@@ -95,7 +99,7 @@ describe('fillTarget', () => {
       mappings: [{ from: 'quay.io/', to: 'quay.io/' }],
     });
     const reason = (image: string) => {
-      const fill = fillTarget(cached, image, ctx);
+      const fill = fillTarget(cached, DEFAULT_DECISION_SETTINGS, image, ctx);
       return fill.ok ? undefined : fill.reason;
     };
     assert.deepEqual(reason('cache.local:7439/quay.io/acme/app:1'), {

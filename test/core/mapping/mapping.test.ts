@@ -5,6 +5,7 @@ import {
   analyzeMaps,
   buildSnapshot,
   configFileNames,
+  DEFAULT_DECISION_SETTINGS,
   decideImage,
   type MapSnapshot,
   parseCacheUpstreams,
@@ -48,7 +49,8 @@ const ctx = (namespace = 'default', podLabels: Record<string, string> = {}, pull
   podLabels,
   pullPolicy,
 });
-const decide = (s: MapSnapshot, image: string, c = ctx(), facts = noFacts) => decideImage(s, image, c, facts);
+const decide = (s: MapSnapshot, image: string, c = ctx(), facts = noFacts) =>
+  decideImage(s, DEFAULT_DECISION_SETTINGS, image, c, facts);
 
 describe('matching and precedence', () => {
   const s = snapshotOf(

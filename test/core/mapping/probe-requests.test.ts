@@ -6,6 +6,7 @@ import { type ExistenceAnswer, mergeProbeRequests } from '../../../src/core/fact
 import {
   analyzeMaps,
   buildSnapshot,
+  DEFAULT_DECISION_SETTINGS,
   decideImage,
   type MapSnapshot,
 } from '../../../src/core/mapping/index.ts';
@@ -46,7 +47,13 @@ const inNs = (namespace: string) => ({
 
 describe('probe requests carry the map TTLs', () => {
   test('a map with spec.existence asks with its TTLs in milliseconds', () => {
-    const d = decideImage(snapshotOf(quick), 'quay.io/knative/queue:1.0', inNs('quick'), () => undefined);
+    const d = decideImage(
+      snapshotOf(quick),
+      DEFAULT_DECISION_SETTINGS,
+      'quay.io/knative/queue:1.0',
+      inNs('quick'),
+      () => undefined,
+    );
     assert.equal(d.outcome, 'Pending');
     assert.deepEqual(d.pendingProbes, [
       { candidate: 'mirror.local/knative/queue:1.0', positiveTtlMs: 600_000, negativeTtlMs: 5_000 },
@@ -54,7 +61,13 @@ describe('probe requests carry the map TTLs', () => {
   });
 
   test('a map without spec.existence leaves the TTLs to the oracle', () => {
-    const d = decideImage(snapshotOf(plain), 'quay.io/knative/queue:1.0', inNs('plain'), () => undefined);
+    const d = decideImage(
+      snapshotOf(plain),
+      DEFAULT_DECISION_SETTINGS,
+      'quay.io/knative/queue:1.0',
+      inNs('plain'),
+      () => undefined,
+    );
     assert.deepEqual(d.pendingProbes, [{ candidate: 'mirror.local/knative/queue:1.0' }]);
   });
 
@@ -63,7 +76,13 @@ describe('probe requests carry the map TTLs', () => {
       mappings: [{ from: 'quay.io/', to: 'mirror.local/', when: 'IfExists' }],
       existence: { negativeTTL: '1s' },
     });
-    const d = decideImage(snapshotOf(half), 'quay.io/a/b:1', inNs('default'), () => undefined);
+    const d = decideImage(
+      snapshotOf(half),
+      DEFAULT_DECISION_SETTINGS,
+      'quay.io/a/b:1',
+      inNs('default'),
+      () => undefined,
+    );
     assert.deepEqual(d.pendingProbes, [{ candidate: 'mirror.local/a/b:1', negativeTtlMs: 1000 }]);
   });
 
@@ -80,6 +99,7 @@ describe('probe requests carry the map TTLs', () => {
     };
     const plan = planPod(
       snapshotOf(quick),
+      DEFAULT_DECISION_SETTINGS,
       pod,
       { namespace: 'quick', namespaceLabels: {} },
       () => undefined,
@@ -151,10 +171,10 @@ describe('decideWithProbes hands the TTLs to the existence source', () => {
     const result = await decideWithProbes(
       (facts) => {
         const all = [
-          decideImage(snapshot, 'quay.io/knative/queue:1.0', inNs('slow'), facts),
-          decideImage(snapshot, 'quay.io/knative/queue:1.0', inNs('quick'), facts),
-          decideImage(snapshot, 'quay.io/knative/queue:1.0', inNs('plain'), facts),
-          decideImage(snapshot, 'quay.io/x/y:3', inNs('plain'), facts),
+          decideImage(snapshot, DEFAULT_DECISION_SETTINGS, 'quay.io/knative/queue:1.0', inNs('slow'), facts),
+          decideImage(snapshot, DEFAULT_DECISION_SETTINGS, 'quay.io/knative/queue:1.0', inNs('quick'), facts),
+          decideImage(snapshot, DEFAULT_DECISION_SETTINGS, 'quay.io/knative/queue:1.0', inNs('plain'), facts),
+          decideImage(snapshot, DEFAULT_DECISION_SETTINGS, 'quay.io/x/y:3', inNs('plain'), facts),
         ];
         return { all, pendingProbes: mergeProbeRequests(all.flatMap((d) => d.pendingProbes)) };
       },

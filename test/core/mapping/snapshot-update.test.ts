@@ -7,6 +7,7 @@ import {
   analyzeMaps,
   buildSnapshot,
   type CompiledMap,
+  DEFAULT_DECISION_SETTINGS,
   decideImage,
 } from '../../../src/core/mapping/index.ts';
 import { type MapSnapshot, updateSnapshot } from '../../../src/core/mapping/snapshot.ts';
@@ -59,7 +60,7 @@ function sameSnapshot(actual: MapSnapshot, expected: MapSnapshot): void {
   assert.deepEqual([...actual.namespaces.keys()].sort(), [...expected.namespaces.keys()].sort());
   for (const [ns, scope] of expected.namespaces) assert.deepEqual(actual.namespaces.get(ns), scope, ns);
   assert.deepEqual(actual.cacheHosts, expected.cacheHosts);
-  assert.deepEqual(actual.options, expected.options);
+  assert.equal(actual.defaultCacheUsed, expected.defaultCacheUsed);
   const images = [
     'nginx',
     'registry-0.example/x:1',
@@ -71,8 +72,8 @@ function sameSnapshot(actual: MapSnapshot, expected: MapSnapshot): void {
     for (const image of images) {
       const ctx = { namespace: ns, namespaceLabels: {}, podLabels: {} };
       assert.deepEqual(
-        decideImage(actual, image, ctx, () => undefined),
-        decideImage(expected, image, ctx, () => undefined),
+        decideImage(actual, DEFAULT_DECISION_SETTINGS, image, ctx, () => undefined),
+        decideImage(expected, DEFAULT_DECISION_SETTINGS, image, ctx, () => undefined),
         `${image} in ${ns}`,
       );
     }

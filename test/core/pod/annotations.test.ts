@@ -3,7 +3,7 @@
 // Object.prototype, or that container would look already mapped and be left alone.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { analyzeMaps, buildSnapshot } from '../../../src/core/mapping/index.ts';
+import { analyzeMaps, buildSnapshot, DEFAULT_DECISION_SETTINGS } from '../../../src/core/mapping/index.ts';
 import {
   ANNOTATION_ORIGINAL_IMAGES,
   jsonAnnotation,
@@ -31,7 +31,7 @@ const pod = (annotations?: Record<string, string>, image = 'nginx:1.27') => ({
 });
 
 test('a container named "constructor" is mapped and recorded like any other', () => {
-  const plan = planPod(snapshot, pod(), ctx, () => undefined);
+  const plan = planPod(snapshot, DEFAULT_DECISION_SETTINGS, pod(), ctx, () => undefined);
   assert.deepEqual(plan.patch[0], {
     op: 'replace',
     path: '/spec/containers/0/image',
@@ -46,6 +46,7 @@ test('a container named "constructor" is mapped and recorded like any other', ()
 test('re-admitted with its record, it keeps the earlier answer and is not mapped twice', () => {
   const again = planPod(
     snapshot,
+    DEFAULT_DECISION_SETTINGS,
     pod(
       { [ANNOTATION_ORIGINAL_IMAGES]: '{"constructor":"nginx:1.27"}' },
       'mirror.local/hub/library/nginx:1.27',

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ExistenceAnswer } from '../../../src/core/facts.ts';
 import { scanManifests, spliceImages } from '../../../src/core/manifest/rewrite.ts';
-import { analyzeMaps, buildSnapshot } from '../../../src/core/mapping/index.ts';
+import { analyzeMaps, buildSnapshot, DEFAULT_DECISION_SETTINGS } from '../../../src/core/mapping/index.ts';
 import { containerImages } from '../../../src/core/pod/locate.ts';
 import { planInputsKey, planPod, podImages } from '../../../src/core/pod/plan.ts';
 
@@ -54,7 +54,7 @@ describe('image volumes', () => {
   });
 
   test('are patched and recorded beside a container of the same name; mutable tags are kept', () => {
-    const plan = planPod(snapshot, pod(), ns, () => undefined);
+    const plan = planPod(snapshot, DEFAULT_DECISION_SETTINGS, pod(), ns, () => undefined);
     assert.deepEqual(
       plan.patch.filter((op) => op.op === 'replace'),
       [
@@ -74,16 +74,25 @@ describe('image volumes', () => {
   });
 
   test('are never mapped twice, and an update that changes one is decided afresh', () => {
-    const first = planPod(snapshot, pod(), ns, () => undefined);
+    const first = planPod(snapshot, DEFAULT_DECISION_SETTINGS, pod(), ns, () => undefined);
     const stored = pod(annotationsOf(first.patch));
     stored.spec.containers[0]!.image = 'mirror.local/hub/library/nginx:1.27';
     stored.spec.volumes[1]!.image!.reference = 'mirror.local/hub/acme/models:v3';
-    assert.deepEqual(planPod(snapshot, structuredClone(stored), ns, () => undefined).patch, []);
+    assert.deepEqual(
+      planPod(snapshot, DEFAULT_DECISION_SETTINGS, structuredClone(stored), ns, () => undefined).patch,
+      [],
+    );
 
     const previousImages = podImages(stored);
     const updated = structuredClone(stored);
     updated.spec.volumes[1]!.image!.reference = 'acme/models:v4';
-    const plan = planPod(snapshot, updated, { ...ns, previousImages }, () => undefined);
+    const plan = planPod(
+      snapshot,
+      DEFAULT_DECISION_SETTINGS,
+      updated,
+      { ...ns, previousImages },
+      () => undefined,
+    );
     assert.deepEqual(plan.patch[0], {
       op: 'replace',
       path: '/spec/volumes/1/image/reference',
@@ -114,7 +123,7 @@ describe('image volumes', () => {
     );
     const p = pod();
     p.spec.volumes[1]!.image!.pullPolicy = 'Always';
-    const plan = planPod(keep, p, ns, () => undefined);
+    const plan = planPod(keep, DEFAULT_DECISION_SETTINGS, p, ns, () => undefined);
     assert.equal(plan.containers.find((c) => c.name === 'volume:data')?.decision?.outcome, 'Unchanged');
   });
 
@@ -139,7 +148,7 @@ describe('image volumes', () => {
       metadata: {},
       spec: { volumes: [{ name: 'm', image: { reference: 'acme/models:v3' } }] },
     };
-    const pending = planPod(routed, p, ns, () => undefined);
+    const pending = planPod(routed, DEFAULT_DECISION_SETTINGS, p, ns, () => undefined);
     assert.deepEqual(
       pending.pendingProbes.map((r) => r.candidate),
       ['mirror.local/hub/acme/models:v3'],
@@ -147,6 +156,7 @@ describe('image volumes', () => {
     assert.deepEqual(pending.patch, []);
     const plan = planPod(
       routed,
+      DEFAULT_DECISION_SETTINGS,
       p,
       ns,
       (): ExistenceAnswer => ({ outcome: 'Available', cached: true, ageMs: 0, detail: 'test' }),
@@ -168,7 +178,7 @@ describe('image volumes', () => {
   test('an invalid volume image is left alone with a warning naming the volume', () => {
     const p = pod();
     p.spec.volumes[1]!.image!.reference = 'NOT VALID';
-    const plan = planPod(snapshot, p, ns, () => undefined);
+    const plan = planPod(snapshot, DEFAULT_DECISION_SETTINGS, p, ns, () => undefined);
     assert.match(plan.warnings[0] ?? '', /^pullmap: image volume data: /);
   });
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadYamlObjects } from '../../../src/core/config.ts';
-import { analyzeMaps, buildSnapshot } from '../../../src/core/mapping/index.ts';
+import { analyzeMaps, buildSnapshot, DEFAULT_DECISION_SETTINGS } from '../../../src/core/mapping/index.ts';
 import { planPod, podImages } from '../../../src/core/pod/plan.ts';
 import {
   COPY_LABEL,
@@ -65,6 +65,7 @@ describe('pullSecret', () => {
   test("a ClusterImageMap mapping adds pullmap's copy once, however many images it rewrote", () => {
     const plan = planPod(
       snapshot,
+      DEFAULT_DECISION_SETTINGS,
       pod({ a: 'nginx:1.27', b: 'redis:7', c: 'quay.io/x/y:1' }),
       ctx('web'),
       () => undefined,
@@ -75,12 +76,19 @@ describe('pullSecret', () => {
   });
 
   test('existing pull secrets are kept and never duplicated', () => {
-    const own = planPod(snapshot, pod({ a: 'nginx:1.27' }, [{ name: 'mine' }]), ctx('web'), () => undefined);
+    const own = planPod(
+      snapshot,
+      DEFAULT_DECISION_SETTINGS,
+      pod({ a: 'nginx:1.27' }, [{ name: 'mine' }]),
+      ctx('web'),
+      () => undefined,
+    );
     assert.deepEqual(secretOps(own.patch), [
       { op: 'add', path: '/spec/imagePullSecrets/-', value: { name: 'pullmap-mirror-creds' } },
     ]);
     const already = planPod(
       snapshot,
+      DEFAULT_DECISION_SETTINGS,
       pod({ a: 'nginx:1.27' }, [{ name: 'pullmap-mirror-creds' }]),
       ctx('web'),
       () => undefined,
@@ -91,6 +99,7 @@ describe('pullSecret', () => {
   test("an ImageMap names its own namespace's Secret; unmapped images add nothing", () => {
     const team = planPod(
       snapshot,
+      DEFAULT_DECISION_SETTINGS,
       pod({ a: 'ghcr.io/acme/app:1', b: 'nginx:1.27' }),
       ctx('team'),
       () => undefined,
@@ -104,6 +113,7 @@ describe('pullSecret', () => {
     ]);
     const none = planPod(
       snapshot,
+      DEFAULT_DECISION_SETTINGS,
       pod({ a: 'quay.io/x/y:1', b: 'registry.k8s.io/pause:3.10' }),
       ctx('web'),
       () => undefined,
@@ -116,6 +126,7 @@ describe('pullSecret', () => {
     const updated = pod({ a: 'nginx:1.28' });
     const plan = planPod(
       snapshot,
+      DEFAULT_DECISION_SETTINGS,
       updated,
       { ...ctx('web'), previousImages: podImages(stored) },
       () => undefined,

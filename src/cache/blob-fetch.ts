@@ -11,7 +11,7 @@
 // the download checks the digest itself.
 //
 // By default the temp file is written through the page cache (libuv's pool) and units are hashed on the
-// main thread: a ring of MIN_RING units and no helper thread (each costs about 11 MiB), which measured
+// main thread: a ring of PAGE_CACHE_RING units and no helper thread (each costs about 11 MiB), which measured
 // as fast on a shared 2-core machine (docs/decisions.md, "Cache memory: no helper threads"). With
 // storage.directIO, units are written with O_DIRECT, in order, by a thread of their own (writer.ts) and
 // hashed in place by another (digester.ts), from a RING-unit ring: a blob streamed through once does not
@@ -41,11 +41,16 @@ import { writeOnThread, writerAvailable } from './writer.ts';
 export const RING = 24;
 /**
  * Fewest aligned units worth a direct-I/O ring: a download finding fewer free in the pool (and needing
- * more) uses OVERFLOW_RING ordinary units and the page cache instead. Also the ring of a download whose
- * temp file is written through the page cache (the default): its writes return at once, and units from
- * the pool keep the memory of all downloads together bounded.
+ * more) uses OVERFLOW_RING ordinary units and the page cache instead.
  */
 export const MIN_RING = 8;
+/**
+ * The ring of a download whose temp file is written through the page cache (the default), from the
+ * pool, which bounds the memory of all downloads together. What such a download waits for is the
+ * writes' throughput, not their bursts: 4 units and 8 measured the same waits and ratios, 4-5 MiB
+ * apart at peak (docs/decisions.md, "Cache memory: no helper threads").
+ */
+export const PAGE_CACHE_RING = 4;
 /** Units of ordinary memory for a download that finds the aligned pool used up: memory stays bounded. */
 export const OVERFLOW_RING = 4;
 /**
@@ -121,15 +126,16 @@ export class Download extends EventEmitter implements ByteSource {
     this.#onDirectRefused = onDirectRefused;
     this.#units = [];
     // Only direct writes need a deep ring (their bursts of latency are the disk's own); writes through
-    // the page cache return at once, so a page-cached temp file (the S3 store's spool) keeps MIN_RING.
-    const ring = temp.direct === undefined ? MIN_RING : RING;
+    // the page cache return at once, so a page-cached temp file keeps PAGE_CACHE_RING.
+    const ring = temp.direct === undefined ? PAGE_CACHE_RING : RING;
+    const least = temp.direct === undefined ? PAGE_CACHE_RING : MIN_RING;
     const wanted = size === undefined ? ring : Math.max(1, Math.min(ring, Math.ceil(size / UNIT)));
     for (let i = 0; i < wanted; i++) {
       const unit = takeAligned();
       if (unit === undefined) break;
       this.#units.push(unit);
     }
-    if (this.#units.length >= Math.min(wanted, MIN_RING)) {
+    if (this.#units.length >= Math.min(wanted, least)) {
       this.#direct = temp.direct;
       this.#writerThread = this.#direct !== undefined && writerAvailable();
     } else {

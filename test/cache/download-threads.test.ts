@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { UNIT } from '../../src/cache/aligned.ts';
-import { Download, MIN_RING } from '../../src/cache/blob-fetch.ts';
+import { Download, PAGE_CACHE_RING } from '../../src/cache/blob-fetch.ts';
 import { DiskStore } from '../../src/cache/store/disk.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 
@@ -28,7 +28,7 @@ describe('cache download on the page cache', () => {
     await readFile('/proc/self/status');
     const before = await threads();
     // Longer than the ring, so units are reused once written and hashed.
-    const bytes = randomBytes((MIN_RING + 3) * UNIT + 4321);
+    const bytes = randomBytes((PAGE_CACHE_RING + 3) * UNIT + 4321);
     const temp = await store.spool.tempFile({ direct: true });
     assert.equal(temp.direct, undefined);
     const download = new Download(digestOf(bytes), bytes.length, temp);

@@ -227,7 +227,7 @@ const schema = object(
           directIO: optional(
             boolean({
               description:
-                'Write downloading blobs with O_DIRECT (past the page cache) where the filesystem allows it: keeps a blob streamed through once from pushing other data out of the page cache, for about 35 MiB more memory (a 24 MiB ring per download and two helper threads).',
+                'Write downloading blobs with O_DIRECT (past the page cache) where the filesystem allows it: keeps a blob streamed through once from pushing other data out of the page cache, for about 40 MiB more memory (a 24-unit ring per download instead of 4, and two helper threads).',
             }),
             false,
           ),

@@ -89,7 +89,7 @@ const PUT_URL_EXPIRY_S = 3600;
 /**
  * The spool is written through the page cache whatever storage.directIO says: each file is read back
  * for its upload right after, from the page cache then, and a page-cached download needs a ring of
- * PAGE_CACHE_RING units instead of RING (blob-fetch.ts) and no writing thread (docs/decisions.md).
+ * PAGE_CACHE_RING units instead of RING (blob-fetch.ts) and no helper thread (docs/decisions.md).
  */
 const SPOOL_DIRECT_IO = false;
 /** Manifests and tag records larger than this are not read (registries cap manifests at 4 MiB). */

@@ -92,6 +92,8 @@ try {
   const cold: Record<string, number[]> = Object.fromEntries(sides.map((s) => [s, []]));
   // Per cold blob, how long each cache held upstream back for its spool or store (its /metrics).
   const waits: Record<string, number[]> = Object.fromEntries(sides.map((s) => [s, []]));
+  /** Per cold blob, milliseconds until the first byte (the store's lookups and claim come before it). */
+  const firstByte: Record<string, number[]> = Object.fromEntries(sides.map((s) => [s, []]));
   const waited = async (side: string): Promise<number> => {
     if (side === 'peer') return 0;
     const text = await (await fetch(`http://${(caches[side] as CacheProcess).host}/metrics`)).text();
@@ -109,6 +111,7 @@ try {
       const got = await download(`${bases[side]}/bench/big/blobs/${digest}`);
       if (got.bytes !== size) throw new Error(`${side}: short cold GET`);
       cold[side]?.push(mbps(got.bytes, got.seconds));
+      firstByte[side]?.push(got.firstByteSeconds * 1000);
       await kept(side, digest, size);
       waits[side]?.push((await waited(side)) - before);
       execFileSync('sync');
@@ -132,7 +135,7 @@ try {
         ? ''
         : ` cold ${(median(c) / median(cold['peer'] as number[])).toFixed(2)}x warm ${(median(w) / median(warm['peer'] as number[])).toFixed(2)}x peakRSS ${(await peakRssMb((caches[side] as CacheProcess).daemon.pid)).toFixed(0)} MiB, waited for the spool ${f(waits[side] as number[])} ms`;
     console.log(
-      `${side}: cold ${median(c).toFixed(0)} MB/s (${f(c)}) warm ${median(w).toFixed(0)} MB/s (${f(w)})${ratio}`,
+      `${side}: cold ${median(c).toFixed(0)} MB/s (${f(c)}, first byte ${f(firstByte[side] as number[])} ms) warm ${median(w).toFixed(0)} MB/s (${f(w)})${ratio}`,
     );
   }
   console.log(`peer peak RSS ${(await peakRssMb(peer.daemon.pid)).toFixed(0)} MiB`);

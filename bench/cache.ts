@@ -46,7 +46,10 @@ const execFileAsync = promisify(execFile);
  * both sides (warm, in one A/B run: reference 1438 MB/s with it, 1989 MB/s with curl; pullmap 1697 and
  * 2757 MB/s). Pulls in production come from containerd or skopeo, equally lean clients.
  */
-export async function download(url: string, follow = false): Promise<{ bytes: number; seconds: number }> {
+export async function download(
+  url: string,
+  follow = false,
+): Promise<{ bytes: number; seconds: number; firstByteSeconds: number }> {
   const { stdout } = await execFileAsync(requireCommand('curl'), [
     ...(follow ? ['--location'] : []),
     '--silent',
@@ -54,12 +57,17 @@ export async function download(url: string, follow = false): Promise<{ bytes: nu
     '--output',
     '/dev/null',
     '--write-out',
-    '%{http_code} %{size_download} %{time_total}',
+    '%{http_code} %{size_download} %{time_total} %{time_starttransfer}',
     url,
   ]);
-  const [status, bytes, seconds] = stdout.trim().split(' ').map(Number) as [number, number, number];
+  const [status, bytes, seconds, firstByteSeconds] = stdout.trim().split(' ').map(Number) as [
+    number,
+    number,
+    number,
+    number,
+  ];
   if (status !== 200) throw new Error(`GET ${url} answered ${status}`);
-  return { bytes, seconds };
+  return { bytes, seconds, firstByteSeconds };
 }
 
 /** Manifest GETs per second with `concurrency` loops for `ms`. */

@@ -7,13 +7,15 @@
 // the temp file in the background (several writes may be in flight) and stays in memory until its write
 // is done and the ring needs it again, so clients keeping up are served from memory: nobody waits for
 // the disk unless the disk falls RING units behind upstream, or a client falls behind the ring (it then
-// reads the file). Memory per download is fixed, however large the blob. Each full unit is also hashed,
-// in place, by a worker thread (digester.ts); the download checks the digest itself.
+// reads the file). Memory per download is fixed, however large the blob. Each full unit is also hashed;
+// the download checks the digest itself.
 //
-// Where the filesystem allows it, the units are written with O_DIRECT, in order, by a thread of their own
-// (writer.ts): a blob streamed through once does not fill the page cache on its way in, and copying into
-// freshly allocated page-cache memory is, on some virtual machines, the costliest part of a cold pull
-// (README, cache: "Throughput").
+// By default the temp file is written through the page cache (libuv's pool) and units are hashed on the
+// main thread: a ring of PAGE_CACHE_RING units and no helper thread (each costs about 11 MiB), which measured
+// as fast on a shared 2-core machine (docs/decisions.md, "Cache memory: no helper threads"). With
+// storage.directIO, units are written with O_DIRECT, in order, by a thread of their own (writer.ts) and
+// hashed in place by another (digester.ts), from a RING-unit ring: a blob streamed through once does not
+// fill the page cache on its way in.
 import { EventEmitter } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
 import type { Result } from '../core/errors.ts';
@@ -39,10 +41,16 @@ import { writeOnThread, writerAvailable } from './writer.ts';
 export const RING = 24;
 /**
  * Fewest aligned units worth a direct-I/O ring: a download finding fewer free in the pool (and needing
- * more) uses OVERFLOW_RING ordinary units and the page cache instead. Also the ring of a download whose
- * temp file is written through the page cache (the units are still shared, for the hashing thread).
+ * more) uses OVERFLOW_RING ordinary units and the page cache instead.
  */
 export const MIN_RING = 8;
+/**
+ * The ring of a download whose temp file is written through the page cache (the default), from the
+ * pool, which bounds the memory of all downloads together. What such a download waits for is the
+ * writes' throughput, not their bursts: 4 units and 8 measured the same waits and ratios, 4-5 MiB
+ * apart at peak (docs/decisions.md, "Cache memory: no helper threads").
+ */
+export const PAGE_CACHE_RING = 4;
 /** Units of ordinary memory for a download that finds the aligned pool used up: memory stays bounded. */
 export const OVERFLOW_RING = 4;
 /**
@@ -118,15 +126,16 @@ export class Download extends EventEmitter implements ByteSource {
     this.#onDirectRefused = onDirectRefused;
     this.#units = [];
     // Only direct writes need a deep ring (their bursts of latency are the disk's own); writes through
-    // the page cache return at once, so a page-cached temp file (the S3 store's spool) keeps MIN_RING.
-    const ring = temp.direct === undefined ? MIN_RING : RING;
+    // the page cache return at once, so a page-cached temp file keeps PAGE_CACHE_RING.
+    const ring = temp.direct === undefined ? PAGE_CACHE_RING : RING;
+    const least = temp.direct === undefined ? PAGE_CACHE_RING : MIN_RING;
     const wanted = size === undefined ? ring : Math.max(1, Math.min(ring, Math.ceil(size / UNIT)));
     for (let i = 0; i < wanted; i++) {
       const unit = takeAligned();
       if (unit === undefined) break;
       this.#units.push(unit);
     }
-    if (this.#units.length >= Math.min(wanted, MIN_RING)) {
+    if (this.#units.length >= Math.min(wanted, least)) {
       this.#direct = temp.direct;
       this.#writerThread = this.#direct !== undefined && writerAvailable();
     } else {
@@ -136,7 +145,9 @@ export class Download extends EventEmitter implements ByteSource {
       this.#units = [];
     }
     this.#capacity = this.#units.length > 0 ? this.#units.length : Math.min(wanted, OVERFLOW_RING);
-    this.#digester = digesterFor(digest, this.#units.length > 0);
+    // Off the main thread only beside direct writes: a page-cached download hashes inline and starts no
+    // helper thread (docs/decisions.md, "Cache memory: no helper threads").
+    this.#digester = digesterFor(digest, this.#direct !== undefined);
   }
 
   get state(): 'running' | 'done' | 'failed' {

@@ -227,9 +227,9 @@ const schema = object(
           directIO: optional(
             boolean({
               description:
-                'Write downloading blobs with O_DIRECT (past the page cache) where the filesystem allows it.',
+                'Write downloading blobs with O_DIRECT (past the page cache) where the filesystem allows it: keeps a blob streamed through once from pushing other data out of the page cache, for about 40 MiB more memory (a 24-unit ring per download instead of 4, and two helper threads).',
             }),
-            true,
+            false,
           ),
         },
         { description: 'Where cached content lives.' },
@@ -494,7 +494,7 @@ export function checkCacheConfig(value: unknown, source: string): ConfigResult {
         s3: raw.storage.s3 === undefined ? undefined : s3Of(raw.storage.s3),
         maxSize: raw.storage.maxSize,
         fsync: raw.storage.fsync ?? true,
-        directIO: raw.storage.directIO ?? true,
+        directIO: raw.storage.directIO ?? false,
       },
       upstreams: raw.upstreams,
       refreshDefault: refreshOf(raw.refresh?.default ?? 'Interval(1h)'),

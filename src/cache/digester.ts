@@ -1,9 +1,10 @@
-// Hashing a download off the main thread: SHA-256 is the largest single cost of a cold pull-through
-// (docs/decisions.md, "Threads"), and on the main thread it delays every byte of every download. A
-// download's units live in shared memory (aligned.ts), so the helper thread (thread.ts) hashes them in
-// place while the main thread moves the next bytes; a unit stays unchanged until the thread is done.
-//
-// A download whose units are ordinary buffers (the shared pool was exhausted) is hashed inline.
+// Hashing a download: inline on the main thread, or off it for downloads written with O_DIRECT
+// (storage.directIO, blob-fetch.ts), whose units live in shared memory (aligned.ts): the helper thread
+// (thread.ts) hashes them in place while the main thread moves the next bytes, and a unit stays
+// unchanged until the thread is done. SHA-256 costs about 120 ms of CPU per 200 MB wherever it runs; on
+// a machine whose cores are busy anyway the thread buys little for its 11 MiB (docs/decisions.md,
+// "Cache memory: no helper threads"), so page-cached downloads (the default, and units of ordinary
+// memory when the shared pool was exhausted) hash inline.
 import { createHash } from 'node:crypto';
 import { digestAlgorithm } from '../core/reference/index.ts';
 import { DigesterError } from './errors.ts';
@@ -19,8 +20,8 @@ export interface Digester {
 }
 
 /**
- * `digest` is "sha256:..." or "sha512:..."; units from shared memory go to the worker. A worker that
- * cannot be started (thread limits) leaves hashing on the main thread: slower, equally correct.
+ * `digest` is "sha256:..." or "sha512:..."; with `shared`, units (from shared memory) go to the worker.
+ * A worker that cannot be started (thread limits) leaves hashing on the main thread: equally correct.
  */
 export function digesterFor(digest: string, shared: boolean): Digester {
   const algorithm = digestAlgorithm(digest);

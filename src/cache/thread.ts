@@ -4,7 +4,8 @@
 // while a question is unanswered, and when it dies every unanswered question fails and the next use
 // starts a new one (a new generation: state the old one held, such as a hash under way, is gone).
 //
-// Each such thread costs about 11 MiB of resident memory, so the cache has two and no more.
+// Each such thread costs about 11 MiB of resident memory, so the cache has two and no more, started only
+// for downloads written with O_DIRECT (storage.directIO; blob-fetch.ts).
 //
 // Why not a worker-pool library (piscina): each thread's work must run in order on the one thread
 // holding its state (the running SHA-256 of a download; the writes extending one file), while a pool

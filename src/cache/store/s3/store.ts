@@ -36,6 +36,7 @@ import {
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
+  type UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { type ProxyConfig, proxyFor } from '../../../core/proxy.ts';
@@ -66,6 +67,7 @@ import {
 import { inventory, type Listed, staleLeases } from './collection.ts';
 import { BucketKeys } from './keys.ts';
 import { leaseBody, nextStep, parseLease, renewalInterval, staleLeaseAge } from './lease.ts';
+import { putFileRange } from './put.ts';
 import { WireObjectReader } from './reader.ts';
 import { uploadFile } from './upload.ts';
 
@@ -82,10 +84,12 @@ const PART_SIZE = 16 * 2 ** 20;
 const PARTS_IN_FLIGHT = 2;
 /** Uploads at once. */
 const UPLOADS = 2;
+/** Lifetime of the presigned URL of one upload PUT (signed just before it is sent). */
+const PUT_URL_EXPIRY_S = 3600;
 /**
  * The spool is written through the page cache whatever storage.directIO says: each file is read back
  * for its upload right after, from the page cache then, and a page-cached download needs a ring of
- * MIN_RING units instead of RING (blob-fetch.ts) and no writing thread (docs/decisions.md).
+ * PAGE_CACHE_RING units instead of RING (blob-fetch.ts) and no helper thread (docs/decisions.md).
  */
 const SPOOL_DIRECT_IO = false;
 /** Manifests and tag records larger than this are not read (registries cap manifests at 4 MiB). */
@@ -150,6 +154,8 @@ export class S3Store implements CacheStore {
   readonly #ca: readonly string[] | undefined;
   readonly #proxy: ProxyConfig | undefined;
   #presign: Promise<Presign> | undefined;
+  /** The SDK client's agents, also carrying the upload bodies (put.ts). */
+  readonly #agents: { httpAgent: HttpAgent; httpsAgent: HttpsAgent };
   /** This replica's name in leases. */
   readonly #owner = randomBytes(8).toString('hex');
   readonly #touched = new Map<string, number>();
@@ -173,7 +179,7 @@ export class S3Store implements CacheStore {
     this.#ca = options.caPem === undefined ? undefined : [...rootCertificates, options.caPem];
     this.#proxy = options.proxy;
     // Through HTTPS_PROXY / HTTP_PROXY unless NO_PROXY (or the loopback) says direct, host by host.
-    const agents = hasProxy(options.proxy)
+    const agents: { httpAgent: HttpAgent; httpsAgent: HttpsAgent } = hasProxy(options.proxy)
       ? proxiedAgents(options.proxy, { ...agentOptions, ...caOptions, connectTimeoutMs: s3.connectTimeoutMs })
       : {
           httpAgent: new HttpAgent(agentOptions),
@@ -207,6 +213,7 @@ export class S3Store implements CacheStore {
       maxAttempts: 3,
     };
     this.#client = new S3Client(config);
+    this.#agents = agents;
     if (s3.serve === 'redirect')
       this.blobUrl = async (digest) => {
         this.#presign ??= loadPresigner();
@@ -377,6 +384,34 @@ export class S3Store implements CacheStore {
     });
   }
 
+  /** PUTs bytes [start, end) of a spool file as the body of `command`, to its presigned URL (put.ts). */
+  async #putRange(
+    command: PutObjectCommand | UploadPartCommand,
+    path: string,
+    start: number,
+    end: number,
+  ): Promise<string | undefined> {
+    this.#presign ??= loadPresigner();
+    const presign = await this.#presign;
+    const options = { expiresIn: PUT_URL_EXPIRY_S };
+    // One call per command type: the presigner's signature takes one command type at a time.
+    const signed =
+      command instanceof PutObjectCommand
+        ? presign(this.#client, command, options)
+        : presign(this.#client, command, options);
+    const url = new URL(await signed);
+    const contentType = command instanceof PutObjectCommand ? command.input.ContentType : undefined;
+    return putFileRange({
+      url,
+      headers: contentType === undefined ? {} : { 'content-type': contentType },
+      agent: url.protocol === 'https:' ? this.#agents.httpsAgent : this.#agents.httpAgent,
+      path,
+      start,
+      end,
+      timeoutMs: this.#config.timeoutMs,
+    });
+  }
+
   /** Uploads a complete, verified temp file as the blob `digest` (unless a peer stored it already). */
   async commitBlob(temp: TempFile, digest: string, size: number): Promise<void> {
     const key = this.#keys.blob(digest);
@@ -386,15 +421,18 @@ export class S3Store implements CacheStore {
       const release = await this.#uploads.acquire();
       try {
         await this.#call(`upload blob ${digest}`, () =>
-          uploadFile(this.#client, {
-            bucket: this.#bucket,
-            key,
-            path: temp.path,
-            size,
-            contentType: 'application/octet-stream',
-            partSize: PART_SIZE,
-            partsInFlight: PARTS_IN_FLIGHT,
-          }),
+          uploadFile(
+            this.#client,
+            {
+              bucket: this.#bucket,
+              key,
+              size,
+              contentType: 'application/octet-stream',
+              partSize: PART_SIZE,
+              partsInFlight: PARTS_IN_FLIGHT,
+            },
+            (command, start, end) => this.#putRange(command, temp.path, start, end),
+          ),
         );
       } finally {
         release();
@@ -462,9 +500,8 @@ export class S3Store implements CacheStore {
     const key = this.#keys.lease(digest);
     const deadline = this.#now() + this.#config.peerWaitMs;
     for (;;) {
-      const stored = await this.useBlob(digest);
-      if (stored) return { kind: 'stored', blob: stored };
-      if (await this.#takeLease(key)) return this.#holding(key);
+      const claimed = await this.#leaseOrStored(key, digest);
+      if (claimed) return claimed;
       const step = nextStep(await this.#readLease(key), this.#owner, this.#now(), deadline);
       if (step === 'hold') return this.#holding(key);
       if (step === 'fetch') return { kind: 'fetch', release: async () => {} };
@@ -474,6 +511,27 @@ export class S3Store implements CacheStore {
         );
       else if (step === 'wait') await sleep(PEER_POLL_MS);
     }
+  }
+
+  /**
+   * The blob when it is stored, else the lease when this replica got it; undefined: another holds it.
+   * The lease is written beside the lookup, not after it: a cold pull waits for two round trips to the
+   * service before asking upstream (the write, then its read-back), not three.
+   */
+  async #leaseOrStored(key: string, digest: string): Promise<DownloadClaim | undefined> {
+    const [lease, lookup] = await Promise.allSettled([this.#takeLease(key), this.useBlob(digest)]);
+    const taken = lease.status === 'fulfilled' && lease.value;
+    // A failed half leaves no lease behind that nobody renews.
+    if (lease.status === 'rejected' || lookup.status === 'rejected') {
+      if (taken) await this.#dropLease(key);
+      throw lease.status === 'rejected' ? lease.reason : (lookup as PromiseRejectedResult).reason;
+    }
+    const stored = lookup.value;
+    if (stored) {
+      if (taken) await this.#dropLease(key);
+      return { kind: 'stored', blob: stored };
+    }
+    return taken ? this.#holding(key) : undefined;
   }
 
   async #takeLease(key: string): Promise<boolean> {
@@ -500,6 +558,11 @@ export class S3Store implements CacheStore {
     return got && parseLease(got.bytes.toString('utf8'));
   }
 
+  /** Deletes a lease of this replica; failing to is harmless (it expires). */
+  async #dropLease(key: string): Promise<void> {
+    await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })).catch(() => {});
+  }
+
   /** A held lease: renewed until released (deleted). */
   #holding(key: string): DownloadClaim {
     // The renewal under way, awaited before the delete: one that landed after it would leave a lease
@@ -520,7 +583,7 @@ export class S3Store implements CacheStore {
         released = true;
         clearInterval(renew);
         await renewing;
-        await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })).catch(() => {});
+        await this.#dropLease(key);
       },
     };
   }

@@ -2,8 +2,8 @@
 // whose parts are read from their range of the file as they are sent. @aws-sdk/lib-storage's Upload,
 // used before, copies a stream body into part-sized buffers first (16 MiB x (queue + 1) per upload,
 // two uploads at once: most of an S3 replica's peak memory, docs/decisions.md); the file is already
-// on disk, so each part can be re-read from it instead, and a retry re-reads it too.
-import { createReadStream } from 'node:fs';
+// on disk, so each part can be re-read from it instead, and a retry re-reads it too. The bodies go
+// through `RangeSender` (put.ts: two reused buffers per PUT), the rest of the protocol through the SDK.
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -13,15 +13,12 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 
-/** Bytes per read from the file while a part streams out. */
-const READ_CHUNK = 256 * 1024;
-/** Attempts per request: a body stream cannot be replayed by the SDK, so a retry opens the file again. */
+/** Attempts per PUT of a body: each one reads the file again. */
 const ATTEMPTS = 3;
 
 export interface FileUpload {
   readonly bucket: string;
   readonly key: string;
-  readonly path: string;
   readonly size: number;
   readonly contentType: string;
   /** Files up to this size go in one PUT; larger ones in parts of this size. */
@@ -31,24 +28,14 @@ export interface FileUpload {
 }
 
 /**
- * Sends the bytes [start, end) of the file as a fresh stream (one per attempt). The SDK may fail before it
- * reads the stream (the service is down), and the caller then removes the file: the stream's late error
- * (ENOENT on open) must not become an uncaught exception, so it is listened to and the stream destroyed.
+ * Sends bytes [start, end) of the file as the body of `command` (a PutObject or an UploadPart, without
+ * a Body); answers the ETag the service gave it.
  */
-async function withRange<T>(
-  path: string,
+export type RangeSender = (
+  command: PutObjectCommand | UploadPartCommand,
   start: number,
   end: number,
-  send: (body: ReturnType<typeof createReadStream>) => Promise<T>,
-): Promise<T> {
-  const body = createReadStream(path, { start, end: end - 1, highWaterMark: READ_CHUNK });
-  body.on('error', () => {});
-  try {
-    return await send(body);
-  } finally {
-    body.destroy();
-  }
-}
+) => Promise<string | undefined>;
 
 async function attempt<T>(run: () => Promise<T>): Promise<T> {
   for (let i = 1; ; i++) {
@@ -63,21 +50,11 @@ async function attempt<T>(run: () => Promise<T>): Promise<T> {
 }
 
 /** Uploads the file under `key`; a failed multipart upload is aborted, so no parts are left behind. */
-export async function uploadFile(client: S3Client, upload: FileUpload): Promise<void> {
-  const { bucket, key, path, size, partSize } = upload;
+export async function uploadFile(client: S3Client, upload: FileUpload, send: RangeSender): Promise<void> {
+  const { bucket, key, size, partSize } = upload;
   if (size <= partSize) {
     await attempt(() =>
-      withRange(path, 0, size, (body) =>
-        client.send(
-          new PutObjectCommand({
-            Bucket: bucket,
-            Key: key,
-            Body: body,
-            ContentLength: size,
-            ContentType: upload.contentType,
-          }),
-        ),
-      ),
+      send(new PutObjectCommand({ Bucket: bucket, Key: key, ContentType: upload.contentType }), 0, size),
     );
     return;
   }
@@ -96,22 +73,15 @@ export async function uploadFile(client: S3Client, upload: FileUpload): Promise<
         const index = next++;
         const start = index * partSize;
         const end = Math.min(size, start + partSize);
-        const res = await attempt(() =>
-          withRange(path, start, end, (body) =>
-            client.send(
-              new UploadPartCommand({
-                Bucket: bucket,
-                Key: key,
-                UploadId: uploadId,
-                PartNumber: index + 1,
-                Body: body,
-                ContentLength: end - start,
-              }),
-            ),
+        const etag = await attempt(() =>
+          send(
+            new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: index + 1 }),
+            start,
+            end,
           ),
         );
-        if (res.ETag === undefined) throw new Error(`the service answered part ${index + 1} without an ETag`);
-        etags[index] = res.ETag;
+        if (etag === undefined) throw new Error(`the service answered part ${index + 1} without an ETag`);
+        etags[index] = etag;
       }
     };
     // The first failure stops the other senders before their next part.

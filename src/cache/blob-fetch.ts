@@ -10,12 +10,12 @@
 // reads the file). Memory per download is fixed, however large the blob. Each full unit is also hashed;
 // the download checks the digest itself.
 //
-// By default the temp file is written through the page cache (libuv's pool) and units are hashed on the
-// main thread: a ring of PAGE_CACHE_RING units and no helper thread (each costs about 11 MiB), which measured
-// as fast on a shared 2-core machine (docs/decisions.md, "Cache memory: no helper threads"). With
-// storage.directIO, units are written with O_DIRECT, in order, by a thread of their own (writer.ts) and
-// hashed in place by another (digester.ts), from a RING-unit ring: a blob streamed through once does not
-// fill the page cache on its way in.
+// With storage.directIO (the default), units are written with O_DIRECT, in order, by a thread of their
+// own (writer.ts) and hashed in place by another (digester.ts), from a RING-unit ring: a blob streamed
+// through once neither fills the page cache nor waits for its writeback. Without it (or where the
+// filesystem refuses O_DIRECT) the temp file is written through the page cache (libuv's pool) and units
+// are hashed on the main thread: a ring of PAGE_CACHE_RING units and no helper thread (each costs about
+// 11 MiB), slower for a run of cold blobs (docs/decisions.md, "Cache memory: no helper threads").
 import { EventEmitter } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
 import type { Result } from '../core/errors.ts';

@@ -229,7 +229,7 @@ const schema = object(
               description:
                 'Write downloading blobs with O_DIRECT (past the page cache) where the filesystem allows it: keeps a blob streamed through once from pushing other data out of the page cache, for about 40 MiB more memory (a 24-unit ring per download instead of 4, and two helper threads).',
             }),
-            false,
+            true,
           ),
         },
         { description: 'Where cached content lives.' },
@@ -494,7 +494,7 @@ export function checkCacheConfig(value: unknown, source: string): ConfigResult {
         s3: raw.storage.s3 === undefined ? undefined : s3Of(raw.storage.s3),
         maxSize: raw.storage.maxSize,
         fsync: raw.storage.fsync ?? true,
-        directIO: raw.storage.directIO ?? false,
+        directIO: raw.storage.directIO ?? true,
       },
       upstreams: raw.upstreams,
       refreshDefault: refreshOf(raw.refresh?.default ?? 'Interval(1h)'),

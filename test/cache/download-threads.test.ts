@@ -1,4 +1,4 @@
-// A download written through the page cache (storage.directIO off, the default) hashes on the main
+// A download written through the page cache (storage.directIO: false) hashes on the main
 // thread and starts no helper thread: each costs about 11 MiB (docs/decisions.md, "Cache memory: no
 // helper threads"). A file of its own, so no earlier test in the process has started one.
 import assert from 'node:assert/strict';
@@ -21,9 +21,9 @@ describe('cache download on the page cache', () => {
   });
   after(async () => work.remove());
 
-  it('is the default, verifies the digest inline and starts no helper thread', async () => {
-    const store = await DiskStore.open({ dir: work.path });
-    assert.equal(store.spool.directIO, false, 'storage.directIO is off unless asked for');
+  it('verifies the digest inline and starts no helper thread', async () => {
+    const store = await DiskStore.open({ dir: work.path, directIO: false });
+    assert.equal(store.spool.directIO, false);
     // libuv's pool starts all its threads at its first task: have it started before counting.
     await readFile('/proc/self/status');
     const before = await threads();

@@ -46,8 +46,9 @@ export interface DiskStoreOptions {
   readonly maxSize?: number | undefined;
   readonly fsync?: boolean | undefined;
   /**
-   * Let downloads write (and be read back) with O_DIRECT where the filesystem supports it; default off
-   * (it takes a deeper ring and two helper threads: docs/decisions.md, "Cache memory: no helper threads").
+   * Let downloads write (and be read back) with O_DIRECT where the filesystem supports it; default on
+   * (a deeper ring and two helper threads, but no waits for page-cache writeback: docs/decisions.md,
+   * "Cache memory: no helper threads").
    */
   readonly directIO?: boolean | undefined;
   readonly now?: (() => number) | undefined;
@@ -103,7 +104,7 @@ export class DiskStore implements CacheStore {
   /** Opens (creating) the store, drops what a crash left in tmp/, and sums what is stored. */
   static async open(options: DiskStoreOptions): Promise<DiskStore> {
     // The spool is under the store so that a verified download is renamed into place, not copied.
-    const spool = await Spool.open(join(options.dir, 'tmp'), options.directIO ?? false);
+    const spool = await Spool.open(join(options.dir, 'tmp'), options.directIO ?? true);
     const store = new DiskStore(options, spool);
     for (const sub of ['tags', 'blobs/sha256', 'blobs/sha512', 'manifests/sha256', 'manifests/sha512'])
       await mkdir(join(store.dir, sub), { recursive: true });

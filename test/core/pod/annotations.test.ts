@@ -3,26 +3,16 @@
 // Object.prototype, or that container would look already mapped and be left alone.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { analyzeMaps, buildSnapshot, DEFAULT_DECISION_SETTINGS } from '../../../src/core/mapping/index.ts';
+import { DEFAULT_DECISION_SETTINGS } from '../../../src/core/mapping/index.ts';
 import {
   ANNOTATION_ORIGINAL_IMAGES,
   jsonAnnotation,
   planPod,
   recordedFor,
 } from '../../../src/core/pod/plan.ts';
+import { clusterSnapshot } from '../maps.ts';
 
-const snapshot = buildSnapshot(
-  analyzeMaps([
-    {
-      current: {
-        apiVersion: 'pullmap.dev/v1alpha1',
-        kind: 'ClusterImageMap',
-        metadata: { name: 'hub' },
-        spec: { mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/' }] },
-      },
-    },
-  ]).accepted,
-);
+const snapshot = clusterSnapshot({ mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/' }] }, 'hub');
 const ctx = { namespace: 'default', namespaceLabels: {} };
 const pod = (annotations?: Record<string, string>, image = 'nginx:1.27') => ({
   kind: 'Pod',

@@ -4,25 +4,15 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ExistenceAnswer } from '../../../src/core/facts.ts';
 import { scanManifests, spliceImages } from '../../../src/core/manifest/rewrite.ts';
-import { analyzeMaps, buildSnapshot, DEFAULT_DECISION_SETTINGS } from '../../../src/core/mapping/index.ts';
+import { DEFAULT_DECISION_SETTINGS } from '../../../src/core/mapping/index.ts';
 import { containerImages } from '../../../src/core/pod/locate.ts';
 import { planInputsKey, planPod, podImages } from '../../../src/core/pod/plan.ts';
+import { clusterSnapshot } from '../maps.ts';
 
-const snapshot = buildSnapshot(
-  analyzeMaps([
-    {
-      current: {
-        apiVersion: 'pullmap.dev/v1alpha1',
-        kind: 'ClusterImageMap',
-        metadata: { name: 'edge' },
-        spec: {
-          mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/' }],
-          mutableTags: ['latest'],
-        },
-      },
-    },
-  ]).accepted,
-);
+const snapshot = clusterSnapshot({
+  mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/' }],
+  mutableTags: ['latest'],
+});
 const ns = { namespace: 'default', namespaceLabels: {} };
 const pod = (annotations?: Record<string, string>) => ({
   kind: 'Pod',
@@ -106,21 +96,10 @@ describe('image volumes', () => {
   });
 
   test('pullPolicy Always on the volume is honoured like a container imagePullPolicy', () => {
-    const keep = buildSnapshot(
-      analyzeMaps([
-        {
-          current: {
-            apiVersion: 'pullmap.dev/v1alpha1',
-            kind: 'ClusterImageMap',
-            metadata: { name: 'edge' },
-            spec: {
-              mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/' }],
-              pullPolicyAlways: 'KeepOriginal',
-            },
-          },
-        },
-      ]).accepted,
-    );
+    const keep = clusterSnapshot({
+      mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/' }],
+      pullPolicyAlways: 'KeepOriginal',
+    });
     const p = pod();
     p.spec.volumes[1]!.image!.pullPolicy = 'Always';
     const plan = planPod(keep, DEFAULT_DECISION_SETTINGS, p, ns, () => undefined);
@@ -128,21 +107,10 @@ describe('image volumes', () => {
   });
 
   test('IfExists asks about the volume image, and stage 2 routes it through the cache', () => {
-    const routed = buildSnapshot(
-      analyzeMaps([
-        {
-          current: {
-            apiVersion: 'pullmap.dev/v1alpha1',
-            kind: 'ClusterImageMap',
-            metadata: { name: 'edge' },
-            spec: {
-              mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/', when: 'IfExists' }],
-              cache: { enabled: true },
-            },
-          },
-        },
-      ]).accepted,
-    );
+    const routed = clusterSnapshot({
+      mappings: [{ from: 'docker.io/', to: 'mirror.local/hub/', when: 'IfExists' }],
+      cache: { enabled: true },
+    });
     const p = {
       kind: 'Pod',
       metadata: {},

@@ -9,6 +9,7 @@
 
 import { resourcePath } from '../core/api/crd.ts';
 import { API_VERSION, type MapObject } from '../core/api/v1alpha1.ts';
+import { isObject } from '../core/json.ts';
 import { buildSnapshot, type MapInput, updateSnapshot } from '../core/mapping/index.ts';
 import { type KubeClient, kubeClient } from '../kube/client.ts';
 import type { KubeCredentials } from '../kube/config.ts';
@@ -74,11 +75,10 @@ const MAX_FILLS_SEEN = 10_000;
 function filledEntries(object: KubeObject): { target: string; time: string }[] {
   const images = (object as { status?: { fill?: { images?: unknown } } }).status?.fill?.images;
   if (!Array.isArray(images)) return [];
-  return images.flatMap((entry: unknown) => {
-    const e = (entry ?? {}) as Record<string, unknown>;
-    const done = e['state'] === 'Filled' || e['state'] === 'Partial';
-    return done && typeof e['target'] === 'string' && typeof e['time'] === 'string'
-      ? [{ target: e['target'], time: e['time'] }]
+  return images.flatMap((e: unknown) => {
+    if (!isObject(e) || (e.state !== 'Filled' && e.state !== 'Partial')) return [];
+    return typeof e.target === 'string' && typeof e.time === 'string'
+      ? [{ target: e.target, time: e.time }]
       : [];
   });
 }

@@ -1,6 +1,7 @@
 // Where the cache's memory goes: one `pullmap cache` process (the bundle, with the image's Node flags),
 // on disk or on S3 (SeaweedFS), through the phases the benchmark puts it through: started, after a
-// cold 200 MB pull, while five clients read the warm blob at once. For each phase: resident set
+// cold 200 MB pull, after 3 s of manifest GETs 16 at once, while five clients read the warm blob at
+// once. For each phase: resident set
 // (VmRSS, peak VmHWM), process.memoryUsage() as the process itself reports it (a preloaded module
 // logs it), and the largest anonymous mappings from /proc/PID/smaps (aligned arenas, thread stacks and
 // heaps, the V8 heap). Not part of `npm run bench`: run it when the memory budget is in question:
@@ -9,7 +10,9 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
 import { spawnCache } from '../test/harness/cache.ts';
+import { buildImage, pushImage } from '../test/harness/images.ts';
 import { tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { startS3 } from '../test/harness/s3.ts';
@@ -74,6 +77,8 @@ async function main(): Promise<void> {
   const stops: (() => Promise<void>)[] = [() => upstream.close(), () => work.remove()];
   try {
     const digest = await pushRandomBlob(upstream, 'bench/big', 200 * MB);
+    const image = buildImage({ files: { 'id.txt': 'manifests\n' } });
+    const manifestDigest = await pushImage(upstream, 'bench/small', 'v1', image);
     let storage: Record<string, unknown> | undefined;
     if (mode === 's3') {
       const s3 = await startS3();
@@ -134,6 +139,21 @@ async function main(): Promise<void> {
       await sleep(20);
     }
     await report('after a cold 200 MB pull (stored)');
+    // As the full benchmark's manifest step: 16 loops of GETs by digest, for 3 s.
+    const manifestUrl = `http://${cache.host}/v2/127.0.0.1_${upstream.port}/bench/small/manifests/${manifestDigest}`;
+    const until = performance.now() + 3000;
+    let served = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (performance.now() < until) {
+          const res = await request(manifestUrl, { headers: { accept: image.manifest.mediaType } });
+          await res.body.dump();
+          if (res.statusCode !== 200) throw new Error(`manifest GET answered ${res.statusCode}`);
+          served++;
+        }
+      }),
+    );
+    await report(`after ${served} manifest GETs by digest, 16 at once`);
     await Promise.all(Array.from({ length: 5 }, () => download(base)));
     await report('after 5 concurrent warm reads');
   } finally {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CACHE_ERRORS, StoreUnavailableError, StoreWriteError, WriterError } from '../src/cache/errors.ts';
+import { CACHE_ERRORS, StoreUnavailableError, StoreWriteError } from '../src/cache/errors.ts';
 import { answerOf as cacheAnswer } from '../src/cache/server.ts';
 import { CLI_ERRORS } from '../src/cli/errors.ts';
 import { CORE_ERRORS, fail, hasCode, ok, PullmapError, type Result } from '../src/core/errors.ts';
@@ -84,7 +84,6 @@ test('the cache server answers each failure by its code, in the distribution err
   const table: [Error | RegistryFailure, string | undefined, number, string][] = [
     [full, undefined, 503, 'UNAVAILABLE'],
     [new StoreUnavailableError('bucket down'), undefined, 503, 'UNAVAILABLE'],
-    [new WriterError('the writing thread failed'), undefined, 503, 'UNAVAILABLE'],
     [new RegistryFailure('REG_NOT_FOUND', 'gone'), 'BLOB_UNKNOWN', 404, 'BLOB_UNKNOWN'],
     [new RegistryFailure('REG_RATE_LIMITED', 'slow down'), undefined, 429, 'TOOMANYREQUESTS'],
     [new RegistryFailure('REG_AUTH_REFUSED', 'no'), undefined, 403, 'DENIED'],

@@ -10,53 +10,38 @@
 // reads the file). Memory per download is fixed, however large the blob. Each full unit is also hashed;
 // the download checks the digest itself.
 //
-// With storage.directIO (the default), units are written with O_DIRECT, in order, by a thread of their
-// own (writer.ts) and hashed in place by another (digester.ts), from a RING-unit ring: a blob streamed
-// through once neither fills the page cache nor waits for its writeback. Without it (or where the
-// filesystem refuses O_DIRECT) the temp file is written through the page cache (libuv's pool) and units
-// are hashed on the main thread: a ring of PAGE_CACHE_RING units and no helper thread (each costs about
-// 11 MiB), slower for a run of cold blobs (docs/decisions.md, "Cache memory: no helper threads").
+// With storage.directIO (the default), units are written with O_DIRECT from page-aligned memory, so a
+// blob streamed through once neither fills the page cache nor waits for its writeback (on a machine
+// whose page cache is busy with other writers, such waits cut cold pulls by a third). Without it (or
+// where the filesystem refuses O_DIRECT) the temp file is written through the page cache. Either way
+// the writes run on libuv's pool and units are hashed on the main thread: no helper thread, which costs
+// about 11 MiB each and bought nothing measurable (docs/decisions.md, "Cache memory: O_DIRECT without
+// helper threads").
+
+import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
 import type { Result } from '../core/errors.ts';
+import { digestAlgorithm } from '../core/reference/index.ts';
 import { type RegistryError, RegistryFailure } from '../registry/errors.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import { alignUp, giveAligned, takeAligned, UNIT } from './aligned.ts';
 import type { ByteSource } from './copy.ts';
-import { type Digester, digesterFor } from './digester.ts';
 import { StoreWriteError } from './errors.ts';
 import { isDirectIORefusal, type TempFile } from './store/spool.ts';
 import type { CacheStore, DownloadClaim, StoredBlob } from './store/types.ts';
 import type { BlobClient, BlobStream } from './transport/blobs.ts';
-import { writeOnThread, writerAvailable } from './writer.ts';
 
 /**
- * Units per download with direct writes: up to 24 MiB of a blob in memory, so the disk may lag upstream
- * by as much. Direct writes under load come in bursts of several milliseconds each. Time a download
- * waited for a free unit (ring full of unwritten units), medians over 8 fresh 200 MB blobs in two runs,
- * writes on the writing thread: 16 units 8-12 ms per blob, 24 units 2-3 ms, 32 units 0-1 ms. 16 units
- * would save 8 MiB of peak RSS, but on a disk shared with other writers the waits grew from a median of
- * 272 to 420 ms per blob (docs/decisions.md, "Cache memory"): kept at 24.
+ * Units per download, written with O_DIRECT or through the page cache: memory per download is RING
+ * units of aligned memory, however large the blob. In `npm run bench`'s cold 200 MB pulls with direct
+ * writes, 4 units and 8 met upstream equally (waits for a free unit 37-109 ms per blob against 30-58)
+ * and 4 peaked 4 MiB lower (docs/decisions.md, "Cache memory: O_DIRECT without helper threads").
  */
-export const RING = 24;
+export const RING = 4;
 /**
- * Fewest aligned units worth a direct-I/O ring: a download finding fewer free in the pool (and needing
- * more) uses OVERFLOW_RING ordinary units and the page cache instead.
- */
-export const MIN_RING = 8;
-/**
- * The ring of a download whose temp file is written through the page cache (the default), from the
- * pool, which bounds the memory of all downloads together. What such a download waits for is the
- * writes' throughput, not their bursts: 4 units and 8 measured the same waits and ratios, 4-5 MiB
- * apart at peak (docs/decisions.md, "Cache memory: no helper threads").
- */
-export const PAGE_CACHE_RING = 4;
-/** Units of ordinary memory for a download that finds the aligned pool used up: memory stays bounded. */
-export const OVERFLOW_RING = 4;
-/**
- * Unit writes in flight per download on libuv's pool: writes through the page cache, and direct ones
- * when the writing thread (writer.ts) could not be started. More did not help on the test VM:
- * concurrent direct writes extending one ext4 file wait for each other on the inode's lock.
+ * Unit writes in flight per download on libuv's pool. More did not help on the test VM: concurrent
+ * direct writes extending one ext4 file wait for each other on the inode's lock.
  */
 const WRITERS = 2;
 
@@ -69,9 +54,6 @@ interface Slot {
   /** Its write to the file, started once it is full (or the blob ended). */
   write: Promise<void> | undefined;
   done: boolean;
-  /** Its hashing, started with the write; the unit is reused only once both are over. */
-  hash: Promise<void> | undefined;
-  hashed: boolean;
 }
 
 /** One upstream download of one blob, readable by any number of clients while it runs. */
@@ -98,18 +80,17 @@ export class Download extends EventEmitter implements ByteSource {
   /** Bytes on disk, counted from 0 (every write before them is done). */
   #written = 0;
   readonly #writers = new Semaphore(WRITERS);
-  /** Direct writes go to the writing thread (writer.ts), when it could be started. */
-  #writerThread = false;
   /** An append is waiting for a unit to be written. */
   #waiting = false;
   /** Milliseconds appends have waited for units to be written (upstream held back by the disk). */
   #diskWaitMs = 0;
-  /** Units the ring may hold: the aligned units taken (RING at most), or OVERFLOW_RING ordinary ones. */
+  /** Units the ring may hold (RING at most): aligned ones, or as many ordinary ones. */
   readonly #capacity: number;
-  /** The first write (or hashing) that failed; later appends and the end fail with it. */
+  /** The first write that failed; later appends and the end fail with it. */
   #writeError: Error | undefined;
-  /** Hashes the units as they fill: off the main thread when they are in shared memory. */
-  readonly #digester: Digester;
+  /** Hashes the units as they fill, on the main thread (SHA-256: about 120 ms of CPU per 200 MB). */
+  readonly #algorithm: string;
+  readonly #hash: Hash;
   #digest: Promise<string> | undefined;
 
   constructor(
@@ -125,29 +106,23 @@ export class Download extends EventEmitter implements ByteSource {
     this.#temp = temp;
     this.#onDirectRefused = onDirectRefused;
     this.#units = [];
-    // Only direct writes need a deep ring (their bursts of latency are the disk's own); writes through
-    // the page cache return at once, so a page-cached temp file keeps PAGE_CACHE_RING.
-    const ring = temp.direct === undefined ? PAGE_CACHE_RING : RING;
-    const least = temp.direct === undefined ? PAGE_CACHE_RING : MIN_RING;
-    const wanted = size === undefined ? ring : Math.max(1, Math.min(ring, Math.ceil(size / UNIT)));
+    const wanted = size === undefined ? RING : Math.max(1, Math.min(RING, Math.ceil(size / UNIT)));
     for (let i = 0; i < wanted; i++) {
       const unit = takeAligned();
       if (unit === undefined) break;
       this.#units.push(unit);
     }
-    if (this.#units.length >= Math.min(wanted, least)) {
+    if (this.#units.length === wanted) {
       this.#direct = temp.direct;
-      this.#writerThread = this.#direct !== undefined && writerAvailable();
     } else {
-      // The aligned pool is (nearly) used up: this download uses ordinary memory, the page cache and
-      // hashes on the main thread.
+      // The aligned pool is used up: this download uses as many units of ordinary memory, and the page
+      // cache, so memory stays bounded all the same.
       for (const unit of this.#units) giveAligned(unit);
       this.#units = [];
     }
-    this.#capacity = this.#units.length > 0 ? this.#units.length : Math.min(wanted, OVERFLOW_RING);
-    // Off the main thread only beside direct writes: a page-cached download hashes inline and starts no
-    // helper thread (docs/decisions.md, "Cache memory: no helper threads").
-    this.#digester = digesterFor(digest, this.#direct !== undefined);
+    this.#capacity = wanted;
+    this.#algorithm = digestAlgorithm(digest);
+    this.#hash = createHash(this.#algorithm);
   }
 
   get state(): 'running' | 'done' | 'failed' {
@@ -243,7 +218,6 @@ export class Download extends EventEmitter implements ByteSource {
       while (at >= 0) {
         const oldest = this.#ring[0] as Slot;
         await oldest.write;
-        await oldest.hash;
         at = this.#fill(chunk, at);
       }
     } finally {
@@ -252,14 +226,14 @@ export class Download extends EventEmitter implements ByteSource {
     }
   }
 
-  /** A unit for the next bytes: a new one while the ring is short, else the oldest once on disk and hashed. */
+  /** A unit for the next bytes: a new one while the ring is short, else the oldest once on disk. */
   #nextSlot(): Slot | undefined {
     let buffer: Buffer;
     if (this.#ring.length < this.#capacity) {
       buffer = this.#units[this.#ring.length] ?? Buffer.allocUnsafeSlow(UNIT);
     } else {
       const oldest = this.#ring[0] as Slot;
-      if (!oldest.done || !oldest.hashed) return undefined;
+      if (!oldest.done) return undefined;
       this.#ring.shift();
       buffer = oldest.buffer;
     }
@@ -269,48 +243,31 @@ export class Download extends EventEmitter implements ByteSource {
       end: this.#received,
       write: undefined,
       done: false,
-      hash: undefined,
-      hashed: false,
     };
     this.#ring.push(slot);
     return slot;
   }
 
   /**
-   * Queues a unit's write (in order on the writing thread; else WRITERS at once on libuv's pool, started
-   * in order and finishing in any order) and its hashing (in order).
+   * Hashes a full (or last) unit and queues its write: WRITERS at once on libuv's pool, started in
+   * order and finishing in any order.
    */
   #flush(slot: Slot): void {
     slot.end = this.#received;
+    this.#hash.update(slot.buffer.subarray(0, slot.end - slot.start));
     slot.write = this.#writeSlot(slot);
     slot.write.catch(() => {});
-    const hashing = this.#digester.update(slot.buffer, slot.end - slot.start);
-    if (hashing === undefined) slot.hashed = true;
-    else {
-      slot.hash = hashing.then(
-        () => {
-          slot.hashed = true;
-        },
-        (err: Error) => {
-          this.#writeError ??= err;
-          throw err;
-        },
-      );
-      slot.hash.catch(() => {});
-    }
   }
 
   async #writeSlot(slot: Slot): Promise<void> {
-    // Direct writes from shared units go to the writing thread, which takes them in order; the others
-    // each hold one of WRITERS threads of libuv's pool.
-    const release = this.#onThread() ? undefined : await this.#writers.acquire();
+    const release = await this.#writers.acquire();
     try {
       await this.#write(slot.buffer, slot.end - slot.start, slot.start);
     } catch (err) {
       this.#writeError ??= err as Error;
       throw err;
     } finally {
-      release?.();
+      release();
     }
     slot.done = true;
     // Units leave the ring oldest first and only once written, so what is on disk is everything before
@@ -322,31 +279,26 @@ export class Download extends EventEmitter implements ByteSource {
   }
 
   /**
-   * The digest of everything appended ("sha256:..."), once every unit is hashed; writes may still be
+   * The digest of everything appended ("sha256:..."); writes may still be
    * under way (clients may have the blob before it is stored, never before it is verified).
    */
   digested(): Promise<string> {
     this.#flushLast();
-    this.#digest ??= (async () => {
-      for (const slot of this.#ring) await slot.hash;
-      if (this.#writeError) throw this.#writeError;
-      return this.#digester.digest();
-    })();
+    this.#digest ??= this.#writeError
+      ? Promise.reject(this.#writeError)
+      : Promise.resolve(`${this.#algorithm}:${this.#hash.digest('hex')}`);
     return this.#digest;
   }
 
-  /** Writes what is left and waits for every write and hashing; the file then holds exactly the bytes appended. */
+  /** Writes what is left and waits for every write; the file then holds exactly the bytes appended. */
   async end(): Promise<void> {
     this.#flushLast();
-    for (const slot of this.#ring) {
-      await slot.write;
-      await slot.hash;
-    }
+    for (const slot of this.#ring) await slot.write;
     if (this.#writeError) throw this.#writeError;
     this.emit('progress');
   }
 
-  /** Starts the write and hashing of a last, partly filled unit. */
+  /** Hashes a last, partly filled unit and starts its write. */
   #flushLast(): void {
     const last = this.#ring.at(-1);
     if (last !== undefined && last.write === undefined && this.#received > last.start) this.#flush(last);
@@ -354,11 +306,7 @@ export class Download extends EventEmitter implements ByteSource {
 
   /** Gives the units back once no write uses them; call when the download is over, however it went. */
   async dispose(): Promise<void> {
-    for (const slot of this.#ring) {
-      await slot.write?.catch(() => {});
-      await slot.hash?.catch(() => {});
-    }
-    this.#digester.dispose();
+    for (const slot of this.#ring) await slot.write?.catch(() => {});
     this.#ring = [];
     for (const unit of this.#units) giveAligned(unit);
     this.#units = [];
@@ -371,7 +319,7 @@ export class Download extends EventEmitter implements ByteSource {
         try {
           // A short last unit is written whole (direct I/O writes aligned lengths) and cut back after.
           const span = alignUp(length);
-          await this.#exactly(direct, unit, span, position, this.#writerThread);
+          await this.#exactly(direct, unit, span, position);
           if (span !== length) await direct.truncate(position + length);
           return;
         } catch (err) {
@@ -379,29 +327,16 @@ export class Download extends EventEmitter implements ByteSource {
           this.#refuseDirect();
         }
       }
-      await this.#exactly(this.#temp.handle, unit, length, position, false);
+      await this.#exactly(this.#temp.handle, unit, length, position);
     } catch (err) {
       throw err instanceof StoreWriteError ? err : new StoreWriteError('download', err);
     }
   }
 
-  async #exactly(
-    handle: FileHandle,
-    unit: Buffer,
-    length: number,
-    position: number,
-    onThread: boolean,
-  ): Promise<void> {
-    const written = onThread
-      ? await writeOnThread(handle.fd, unit, length, position)
-      : (await handle.write(unit, 0, length, position)).bytesWritten;
+  async #exactly(handle: FileHandle, unit: Buffer, length: number, position: number): Promise<void> {
+    const { bytesWritten: written } = await handle.write(unit, 0, length, position);
     if (written !== length)
       throw new StoreWriteError('download', new Error(`short write (${written} of ${length} bytes)`));
-  }
-
-  /** Whether the next write goes to the writing thread (direct I/O is only offered with shared units). */
-  #onThread(): boolean {
-    return this.#direct !== undefined && this.#writerThread;
   }
 
   #refuseDirect(): void {
@@ -415,7 +350,7 @@ export class Download extends EventEmitter implements ByteSource {
     return this.#received;
   }
 
-  /** Seconds upstream was held back because every unit of the ring was still being written or hashed. */
+  /** Seconds upstream was held back because every unit of the ring was still being written. */
   get diskWaitSeconds(): number {
     return this.#diskWaitMs / 1000;
   }
@@ -450,7 +385,7 @@ export interface FetchObserver {
   started?(digest: string): void;
   /** The store has no room for the blob (`error`: the write that said so); it is served, not kept. */
   noRoom?(digest: string, size: number | undefined, error: StoreWriteError | undefined): void;
-  /** `diskWaitSeconds`: how long the download held upstream back waiting for its writes (and hashing). */
+  /** `diskWaitSeconds`: how long the download held upstream back waiting for its writes. */
   finished?(digest: string, bytes: number, error: Error | undefined, diskWaitSeconds: number): void;
 }
 
@@ -504,7 +439,7 @@ export class BlobFetcher {
       if (claim?.kind === 'fetch') void claim.release().catch(() => {});
     };
     this.#observer.started?.(digest);
-    // The download checks the digest itself, hashing off the main thread (digester.ts).
+    // The download checks the digest itself, hashing each unit as it fills.
     const answer = await this.#client.getBlob(registry, repository, digest, { checkDigest: false });
     if (!answer.ok) {
       release();

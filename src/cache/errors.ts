@@ -6,8 +6,6 @@ import type { WireErrorCode } from '../registry/errors.ts';
 export const CACHE_ERRORS = {
   CACHE_SETUP: 'a file the cache config names cannot be read or used (the message names the field)',
   CACHE_CLIENT_GONE: 'the client went away while its answer was being written',
-  CACHE_DIGESTER_FAILED: 'the hashing thread died or cannot take the unit; digests it held are lost',
-  CACHE_WRITER_FAILED: 'the writing thread died; a write under way is not known to be on disk',
   CACHE_STORE_WRITE_FAILED:
     "the store could not be written (disk full, permissions, I/O): the cache's own failure",
   CACHE_STORE_UNAVAILABLE:
@@ -31,24 +29,6 @@ export class ClientGone extends PullmapError<'CACHE_CLIENT_GONE'> {
 
   constructor(options?: ErrorOptions) {
     super('CACHE_CLIENT_GONE', 'the client went away', options);
-  }
-}
-
-/** The hashing thread died: digests it held are lost, and the downloads hashing there fail with this. */
-export class DigesterError extends PullmapError<'CACHE_DIGESTER_FAILED'> {
-  override readonly name = 'DigesterError';
-
-  constructor(message: string, options?: ErrorOptions) {
-    super('CACHE_DIGESTER_FAILED', message, options);
-  }
-}
-
-/** The writing thread died (a write under way is not known to be on disk). */
-export class WriterError extends PullmapError<'CACHE_WRITER_FAILED'> {
-  override readonly name = 'WriterError';
-
-  constructor(message: string, options?: ErrorOptions) {
-    super('CACHE_WRITER_FAILED', message, options);
   }
 }
 

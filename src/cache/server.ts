@@ -71,7 +71,7 @@ interface ErrorAnswer {
 
 /**
  * The cache server's one mapping from a failure to its answer: the status and distribution code it
- * stands for. The cache's own failures (its store, its helper threads) are 503s: nothing is wrong
+ * stands for. The cache's own failures (its store) are 503s: nothing is wrong
  * upstream and a retry may pass; upstream's say upstream; `unknownCode` is the 404's code (what the
  * request named); anything else is a 500 whose details stay in the log.
  */

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { giveAligned, takeAligned, UNIT } from '../../src/cache/aligned.ts';
-import { Download, MIN_RING, OVERFLOW_RING, RING } from '../../src/cache/blob-fetch.ts';
+import { Download, RING } from '../../src/cache/blob-fetch.ts';
 import { copyRange } from '../../src/cache/copy.ts';
 import { StoreWriteError } from '../../src/cache/errors.ts';
 import { DiskStore } from '../../src/cache/store/disk.ts';
@@ -115,7 +115,7 @@ describe('cache download: ring, file and clients', () => {
     for (let unit = takeAligned(); unit !== undefined; unit = takeAligned()) taken.push(unit);
     try {
       // Longer than the small ring such a download keeps, so its units are reused.
-      const longer = randomBytes((OVERFLOW_RING + 3) * UNIT + 777);
+      const longer = randomBytes((RING + 3) * UNIT + 777);
       const temp2 = await on.spool.tempFile({ direct: true });
       const b = new Download(digestOf(longer), undefined, temp2);
       const got2 = reader(b);
@@ -126,34 +126,47 @@ describe('cache download: ring, file and clients', () => {
     }
   });
 
-  it('takes the aligned units left in the pool when fewer than a full ring are free', async () => {
+  it('leaves the aligned units in the pool when fewer than a ring are free, and uses ordinary memory', async () => {
     const store = await storeAt('partial');
     const taken: Buffer[] = [];
     for (let unit = takeAligned(); unit !== undefined; unit = takeAligned()) taken.push(unit);
-    // Leave MIN_RING free: a blob needing more than that gets exactly those, written directly.
-    const left = taken.splice(0, MIN_RING);
+    const left = taken.splice(0, RING - 1);
     for (const unit of left) giveAligned(unit);
     try {
-      const bytes = randomBytes((MIN_RING + 5) * UNIT + 4321);
+      const bytes = randomBytes((RING + 5) * UNIT + 4321);
       const temp = await store.spool.tempFile({ direct: true });
       const d = new Download(digestOf(bytes), bytes.length, temp);
-      const spare = takeAligned();
-      if (spare) giveAligned(spare);
+      const back = Array.from({ length: RING - 1 }, () => takeAligned());
+      assert.ok(
+        back.every((u) => u !== undefined),
+        'the download gave back the units it could not make a ring of',
+      );
+      for (const unit of back) giveAligned(unit as Buffer);
       const got = reader(d);
       // One chunk longer than the ring: the rest of it waits until written units can be reused.
       await d.append(bytes);
       await d.end();
       assert.ok(d.diskWaitSeconds > 0, 'the wait for the disk is counted');
       await settle(store, temp, d, got, bytes);
-      assert.ok(spare === undefined, 'the download held every free unit');
-      const back = Array.from({ length: MIN_RING }, () => takeAligned());
-      assert.ok(
-        back.every((u) => u !== undefined),
-        'dispose gave the units back to the pool',
-      );
-      for (const unit of back) giveAligned(unit as Buffer);
     } finally {
       for (const unit of taken) giveAligned(unit);
+    }
+  });
+
+  it('checks each algorithm a digest may name as itself (sha384 once hashed as sha256)', async () => {
+    const store = await storeAt('algorithms');
+    const bytes = randomBytes(UNIT + 999);
+    for (const algorithm of ['sha256', 'sha384', 'sha512']) {
+      const digest = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+      const temp = await store.spool.tempFile({ direct: true });
+      const d = new Download(digest, bytes.length, temp);
+      await feed(d, bytes);
+      assert.equal(await d.digested(), digest);
+      await d.dispose();
+      d.finish(undefined);
+      await store.spool.discard(temp);
+      await temp.handle.close();
+      await temp.direct?.close();
     }
   });
 

@@ -47,8 +47,8 @@ export interface DiskStoreOptions {
   readonly fsync?: boolean | undefined;
   /**
    * Let downloads write (and be read back) with O_DIRECT where the filesystem supports it; default on
-   * (a deeper ring and two helper threads, but no waits for page-cache writeback: docs/decisions.md,
-   * "Cache memory: no helper threads").
+   * (a deeper ring, but no waits for page-cache writeback: docs/decisions.md, "Cache memory: O_DIRECT
+   * without helper threads").
    */
   readonly directIO?: boolean | undefined;
   readonly now?: (() => number) | undefined;

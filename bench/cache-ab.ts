@@ -5,7 +5,7 @@
 //   node bench/cache-ab.ts /tmp/a/pullmap.js /tmp/b/pullmap.js
 // Environment: AB_MODE=s3 (default: the peer on the S3 driver, the caches on SeaweedFS) or disk;
 // AB_MB (blob size, default 100), AB_COLD (cold blobs, default 5), AB_WARM (warm rounds, default 5);
-// AB_FLAGS_A / AB_FLAGS_B: Node flags added after the image's; AB_ENV_A / AB_ENV_B: KEY=VALUE ... .
+// AB_FLAGS_A / AB_FLAGS_B: Node flags added after the cache's; AB_ENV_A / AB_ENV_B: KEY=VALUE ... .
 import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,7 +26,7 @@ import {
   untilInBucket,
   untilStored,
 } from './cache.ts';
-import { imageNodeFlags, median } from './measure.ts';
+import { cacheNodeFlags, median } from './measure.ts';
 
 const MB = 1024 * 1024;
 const mode = process.env['AB_MODE'] === 'disk' ? 'disk' : 's3';
@@ -68,7 +68,7 @@ try {
         ...(s3 ? { storage: { s3: s3.storage(await s3.bucket()) } } : {}),
       },
       at,
-      { bundle: bundles[name], nodeFlags: [...(await imageNodeFlags()), ...flags], env },
+      { bundle: bundles[name], nodeFlags: [...(await cacheNodeFlags()), ...flags], env },
     );
     stops.unshift(() => cache.daemon.stop());
     caches[name] = cache;

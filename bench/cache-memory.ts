@@ -1,4 +1,4 @@
-// Where the cache's memory goes: one `pullmap cache` process (the bundle, with the image's Node flags),
+// Where the cache's memory goes: one `pullmap cache` process (the bundle, with the cache's Node flags),
 // on disk or on S3 (SeaweedFS), through the phases the benchmark puts it through: started, after a
 // cold 200 MB pull, after 3 s of manifest GETs 16 at once, while five clients read the warm blob at
 // once. For each phase: resident set
@@ -6,7 +6,7 @@
 // logs it), and the largest anonymous mappings from /proc/PID/smaps (aligned arenas, thread stacks and
 // heaps, the V8 heap). Not part of `npm run bench`: run it when the memory budget is in question:
 //   npm run build && node bench/cache-memory.ts [disk|s3] [KEY=VALUE environment] [--node-flag ...]
-// (environment such as MALLOC_ARENA_MAX=2, and Node/V8 flags added after the image's, for A/B runs).
+// (environment such as MALLOC_ARENA_MAX=2, and Node/V8 flags added after the cache's, for A/B runs).
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,7 +17,7 @@ import { tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { startS3 } from '../test/harness/s3.ts';
 import { download, pushRandomBlob } from './cache.ts';
-import { imageNodeFlags } from './measure.ts';
+import { cacheNodeFlags } from './measure.ts';
 
 const MB = 1024 * 1024;
 
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
         ...(storage ? { storage } : {}),
       },
       join(work.path, 'c'),
-      { bundle: true, nodeFlags: [...(await imageNodeFlags()), ...extraFlags, '--import', probe], env },
+      { bundle: true, nodeFlags: [...(await cacheNodeFlags()), ...extraFlags, '--import', probe], env },
     );
     stops.unshift(() => cache.daemon.stop());
     const lastMem = (): string => {

@@ -20,7 +20,7 @@ import { buildImage, type PushTarget, pushBlob, pushImage, sha256 } from '../tes
 import { type Daemon, freePort, requireCommand, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { startS3, type TestS3, weedBinary } from '../test/harness/s3.ts';
-import { type BenchResult, imageNodeFlags, median } from './measure.ts';
+import { type BenchResult, cacheNodeFlags, median } from './measure.ts';
 
 const BLOB_MB = 200;
 /** Fresh blobs pulled cold; one cold pull is too noisy a sample on a shared machine. */
@@ -238,7 +238,7 @@ async function startS3Side(
           log: { level: 'warn' },
         },
         at,
-        { bundle: true, nodeFlags: await imageNodeFlags() },
+        { bundle: true, nodeFlags: await cacheNodeFlags() },
       );
       stops.unshift(() => cache.daemon.stop());
       return cache;
@@ -273,8 +273,8 @@ export async function runCacheBench(): Promise<BenchResult[]> {
     const cache = await spawnCache(
       { upstreams: [{ host: upstream.host, plainHttp: true }], log: { level: 'warn' } },
       work.path,
-      // What ships: dist/pullmap.js ("npm run bench" builds it first), with the image's Node flags.
-      { bundle: true, nodeFlags: await imageNodeFlags() },
+      // What ships: dist/pullmap.js ("npm run bench" builds it first), with the cache's Node flags.
+      { bundle: true, nodeFlags: await cacheNodeFlags() },
     );
     stops.unshift(() => cache.daemon.stop());
     const s3Side = await startS3Side(upstream.host, work.path, stops);

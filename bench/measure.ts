@@ -3,6 +3,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
+import { parse as parseYaml } from 'yaml';
 
 export interface RoundPlan {
   /** Unmeasured time per side before the first round, so the JIT has settled. */
@@ -136,6 +137,17 @@ export async function closedLoop(
 /** FLAGS="--a --b" from the environment (an A/B of Node flags), else the image's. */
 export async function nodeFlags(): Promise<string[]> {
   return process.env.FLAGS?.split(' ').filter(Boolean) ?? imageNodeFlags();
+}
+
+/**
+ * The Node flags the cache runs with: the image's, then the chart's `cache.nodeFlags` (the chart and
+ * deploy/cache* start the cache with both; test/deploy/helm.test.ts keeps them in step).
+ */
+export async function cacheNodeFlags(): Promise<string[]> {
+  const values = parseYaml(
+    await readFile(new URL('../deploy/helm/pullmap/values.yaml', import.meta.url), 'utf8'),
+  ) as { cache?: { nodeFlags?: string[] } };
+  return [...(await imageNodeFlags()), ...(values.cache?.nodeFlags ?? [])];
 }
 
 export async function imageNodeFlags(): Promise<string[]> {

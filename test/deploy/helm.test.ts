@@ -137,6 +137,35 @@ describe('helm lint and template', () => {
     });
   }
 
+  test("the cache runs the image's entrypoint with cache.nodeFlags added, from the chart and deploy/cache*", async () => {
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    const entrypoint = JSON.parse(/^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(dockerfile)?.[1] ?? '[]') as string[];
+    const flags = (
+      parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as { cache: { nodeFlags: string[] } }
+    ).cache.nodeFlags;
+    assert.ok(entrypoint.length >= 2 && flags.length > 0, 'an entrypoint, and flags to add to it');
+    const expected = [...entrypoint.slice(0, -1), ...flags, entrypoint.at(-1)];
+    const cacheContainer = (list: Obj[]): Obj | undefined =>
+      list
+        .filter((o) => o.kind === 'DaemonSet' || o.kind === 'Deployment' || o.kind === 'StatefulSet')
+        .flatMap((o) => (o.spec?.template?.spec?.containers ?? []) as Obj[])
+        .find((c) => c.name === 'cache');
+    for (const name of ['cache-daemonset', 'cache-pvc', 'cache-s3']) {
+      assert.deepEqual(cacheContainer(objects(await template(name)))?.command, expected, name);
+      const plain = cacheContainer(objects(await template(name, ['--set-json', 'cache.nodeFlags=[]'])));
+      assert.ok(
+        plain !== undefined && plain.command === undefined,
+        `${name}: no flags, the image's entrypoint`,
+      );
+    }
+    for (const file of ['deploy/cache/daemonset.yaml', 'deploy/cache-pvc/cache.yaml'])
+      assert.deepEqual(
+        cacheContainer(objects(readFileSync(join(ROOT, file), 'utf8')))?.command,
+        expected,
+        file,
+      );
+  });
+
   test('the defaults mirror deploy/webhook: failure policy, reinvocation, side effects, exclusions', async () => {
     const list = objects(await template('defaults'));
     const mutating = find(list, 'MutatingWebhookConfiguration', 'pullmap')!;

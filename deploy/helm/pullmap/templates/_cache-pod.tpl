@@ -77,6 +77,9 @@ spec:
     - name: cache
       image: {{ include "pullmap.image" . | quote }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
+      {{- with include "pullmap.cacheCommand" . }}
+      {{ . }}
+      {{- end }}
       args:
         - cache
         - --config=/etc/pullmap/cache/cache.yaml

@@ -128,3 +128,14 @@ fail to map the ClusterImageMaps before creating the CRDs that define them. */ -
 {{- fail "cache.existingConfigSecret is set but cache.enabled is false; set cache.enabled=true" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The cache container's command when cache.nodeFlags adds Node flags: the image's entrypoint (node, the
+Dockerfile's flags, the bundle; test/deploy/helm.test.ts checks they match) with those flags inserted.
+Empty when there are none, so the image's entrypoint runs as it is.
+*/}}
+{{- define "pullmap.cacheCommand" -}}
+{{- with .Values.cache.nodeFlags -}}
+command: {{ concat (list "/nodejs/bin/node" "--max-semi-space-size=2" "--liftoff-only") . (list "/app/dist/pullmap.js") | toJson }}
+{{- end -}}
+{{- end }}

@@ -35,7 +35,15 @@ describe('cache: size cap and garbage collection', () => {
       work.path,
     );
     assert.equal((await unpackOci(layout))[`${name}.txt`], name);
+    await settled();
     await cache.instance.store.collect();
+  };
+  // Blobs are stored (fsync, rename) after their last byte was sent: wait for that before collecting.
+  const settled = async (): Promise<void> => {
+    for (let i = 0; !/pullmap_cache_downloads_in_flight 0\n/.test(cache.instance.metrics.render()); i++) {
+      assert.ok(i < 100, 'a download never finished');
+      await new Promise((r) => setTimeout(r, 50));
+    }
   };
   // Looked at directly: asking the store would count as a use.
   const stored = async (name: keyof typeof images): Promise<boolean> =>
@@ -64,11 +72,7 @@ describe('cache: size cap and garbage collection', () => {
     );
     await res.body.dump();
     assert.equal(res.statusCode, 200);
-    // Stored (fsync, rename) after the last byte was sent: wait for that before collecting.
-    for (let i = 0; !/pullmap_cache_downloads_in_flight 0\n/.test(cache.instance.metrics.render()); i++) {
-      assert.ok(i < 100, 'the download of d never finished');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await settled();
     await cache.instance.store.collect();
     assert.equal(await stored('d'), false);
     assert.match(cache.instance.metrics.render(), /pullmap_cache_evictions_total\{kind="blob"\} 1\n/);

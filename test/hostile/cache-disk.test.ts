@@ -103,14 +103,24 @@ describe('cache on a full disk (8 MiB tmpfs)', () => {
 
   const ready = () => curl([`${cache.url}/readyz`]);
   const metrics = async () => (await curl([`${cache.url}/metrics`])).body.toString();
-  const storedBlob = (image: BuiltImage) =>
-    existsSync(join(mount, 'blobs', 'sha256', image.layer.digest.slice('sha256:'.length)));
+  /**
+   * Whether the store holds the image's layer, asked once no download is under way: a client has the
+   * whole blob before its last writes, fsync and rename are done.
+   */
+  const storedBlob = async (image: BuiltImage): Promise<boolean> => {
+    const deadline = Date.now() + 10_000;
+    while (metric(await metrics(), 'pullmap_cache_downloads_in_flight') !== '0') {
+      assert.ok(Date.now() < deadline, 'downloads still under way after 10 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return existsSync(join(mount, 'blobs', 'sha256', image.layer.digest.slice('sha256:'.length)));
+  };
 
   it('pulls a blob larger than the disk whole and verified, without keeping it; readiness says full', async () => {
     assert.equal((await ready()).status, 200);
     const layout = await skopeoCopy(`${prefix}/team/big:1`, work.path);
     assert.ok((await layerIn(layout, big)).equals(big.layer.bytes));
-    assert.equal(storedBlob(big), false, 'a 20 MiB blob cannot be on an 8 MiB disk');
+    assert.equal(await storedBlob(big), false, 'a 20 MiB blob cannot be on an 8 MiB disk');
     const readiness = await ready();
     assert.equal(readiness.status, 503);
     assert.match(readiness.body.toString(), /store full/);
@@ -132,7 +142,7 @@ describe('cache on a full disk (8 MiB tmpfs)', () => {
   it('keeps a blob that fits, and streams one through that would not fit beside it', async () => {
     const layout = await skopeoCopy(`${prefix}/team/small:1`, work.path);
     assert.ok((await layerIn(layout, small)).equals(small.layer.bytes));
-    assert.equal(storedBlob(small), true);
+    assert.equal(await storedBlob(small), true);
     assert.equal((await ready()).status, 503, 'a small blob kept does not mean a large one would be');
     // Two 2.5 MiB blobs at once on what is left: the second cannot count on the room the first takes.
     const url = (image: BuiltImage, name: string) =>
@@ -141,7 +151,11 @@ describe('cache on a full disk (8 MiB tmpfs)', () => {
     assert.deepEqual([a.status, b.status], [200, 200]);
     assert.equal(sha256(a.body), mid1.layer.digest);
     assert.equal(sha256(b.body), mid2.layer.digest);
-    assert.equal([storedBlob(mid1), storedBlob(mid2)].filter(Boolean).length, 1, 'one of them was kept');
+    assert.equal(
+      [await storedBlob(mid1), await storedBlob(mid2)].filter(Boolean).length,
+      1,
+      'one of them was kept',
+    );
   });
 
   it('serves a new image when the disk is full to the last byte (real ENOSPC): manifest and blob', async () => {
@@ -149,7 +163,7 @@ describe('cache on a full disk (8 MiB tmpfs)', () => {
     await execFileAsync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=64k'], {}).catch(() => {});
     const layout = await skopeoCopy(`${prefix}/team/late:1`, work.path);
     assert.ok((await layerIn(layout, late)).equals(late.layer.bytes));
-    assert.equal(storedBlob(late), false);
+    assert.equal(await storedBlob(late), false);
     assert.equal(existsSync(join(mount, 'manifests', 'sha256', late.manifest.digest.slice(7))), false);
     assert.equal((await ready()).status, 503);
     const m = await metrics();

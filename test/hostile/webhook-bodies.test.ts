@@ -115,7 +115,9 @@ function pollHealth(pm: Pullmap): { stop(): Promise<Array<number | string>> } {
   };
 }
 
-describe('webhook bodies under the chart memory limit', () => {
+// A webhook that stopped answering (caps regressed, the event loop stuck in a parse) fails the suite at
+// the timeout instead of leaving the run waiting on an open request.
+describe('webhook bodies under the chart memory limit', { timeout: 300_000 }, () => {
   let cgroup: MemoryCgroup | undefined;
   let unavailable = '';
   let pm: Pullmap;
@@ -188,7 +190,7 @@ describe('webhook bodies under the chart memory limit', () => {
   });
 });
 
-describe('review bytes in flight', () => {
+describe('review bytes in flight', { timeout: 120_000 }, () => {
   let pm: Pullmap;
   before(async () => {
     // The budget of one largest review, and failurePolicy Fail: a refusal is a denial.

@@ -227,7 +227,7 @@ const schema = object(
           directIO: optional(
             boolean({
               description:
-                'Write downloading blobs (to the disk store, or to the spool of the S3 store) with O_DIRECT, past the page cache, where the filesystem allows it: a blob streamed through once neither pushes other data out of the page cache nor waits for its writeback, for 4 MiB more memory per download (an 8-unit ring instead of 4).',
+                'Write downloading blobs (to the disk store, or to the spool of the S3 store) with O_DIRECT, past the page cache, where the filesystem allows it: a blob streamed through once neither pushes other data out of the page cache nor waits for its writeback. Memory is the same either way (a 4-unit ring per download).',
             }),
             true,
           ),

@@ -12,7 +12,14 @@ import { request } from 'undici';
 import { DiskStore } from '../../src/cache/store/disk.ts';
 import type { StoredManifest } from '../../src/cache/store/types.ts';
 import { embedRegistry } from '../../src/core/reference/index.ts';
-import { closeAll, skopeoCopy, startTestCache, type TestCache, unpackOci } from '../harness/cache.ts';
+import {
+  closeAll,
+  skopeoCopy,
+  startTestCache,
+  type TestCache,
+  unpackOci,
+  untilNoDownloads,
+} from '../harness/cache.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
@@ -39,12 +46,7 @@ describe('cache: size cap and garbage collection', () => {
     await cache.instance.store.collect();
   };
   // Blobs are stored (fsync, rename) after their last byte was sent: wait for that before collecting.
-  const settled = async (): Promise<void> => {
-    for (let i = 0; !/pullmap_cache_downloads_in_flight 0\n/.test(cache.instance.metrics.render()); i++) {
-      assert.ok(i < 100, 'a download never finished');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const settled = () => untilNoDownloads(() => cache.instance.metrics.render());
   // Looked at directly: asking the store would count as a use.
   const stored = async (name: keyof typeof images): Promise<boolean> =>
     existsSync((cache.instance.store as DiskStore).blobPath(images[name].layer.digest));

@@ -126,6 +126,21 @@ export async function spawnCache(
 }
 
 /** `skopeo copy` of `ref` (plain HTTP) into an OCI layout; returns the layout directory. */
+/**
+ * Waits until a cache has no download under way: a client has a blob's last byte before its last
+ * writes, fsync and rename (or upload) are done. `metrics` renders the cache's /metrics text.
+ */
+export async function untilNoDownloads(
+  metrics: () => string | Promise<string>,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!/^pullmap_cache_downloads_in_flight 0$/m.test(await metrics())) {
+    if (Date.now() > deadline) throw new Error(`downloads still under way after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export async function skopeoCopy(ref: string, into: string, extra: readonly string[] = []): Promise<string> {
   const skopeo = requireCommand('skopeo');
   const dest = join(into, `oci-${Math.random().toString(36).slice(2)}`);

@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { embedRegistry } from '../../src/core/reference/index.ts';
-import { skopeoCopy, startTestCache, type TestCache } from '../harness/cache.ts';
+import { skopeoCopy, startTestCache, type TestCache, untilNoDownloads } from '../harness/cache.ts';
 import { type FaultyUpstream, startFaultyUpstream } from '../harness/faulty-upstream.ts';
 import { type BuiltImage, buildImage, pushImage, sha256 } from '../harness/images.ts';
 import { execFileAsync, requireCommand, type TempDir, tempDir } from '../harness/process.ts';
@@ -108,11 +108,7 @@ describe('cache on a full disk (8 MiB tmpfs)', () => {
    * whole blob before its last writes, fsync and rename are done.
    */
   const storedBlob = async (image: BuiltImage): Promise<boolean> => {
-    const deadline = Date.now() + 10_000;
-    while (metric(await metrics(), 'pullmap_cache_downloads_in_flight') !== '0') {
-      assert.ok(Date.now() < deadline, 'downloads still under way after 10 s');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await untilNoDownloads(metrics);
     return existsSync(join(mount, 'blobs', 'sha256', image.layer.digest.slice('sha256:'.length)));
   };
 

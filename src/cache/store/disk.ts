@@ -47,7 +47,7 @@ export interface DiskStoreOptions {
   readonly fsync?: boolean | undefined;
   /**
    * Let downloads write (and be read back) with O_DIRECT where the filesystem supports it; default on
-   * (a deeper ring, but no waits for page-cache writeback: docs/decisions.md, "Cache memory: O_DIRECT
+   * (no waits for page-cache writeback, for the same memory: docs/decisions.md, "Cache memory: O_DIRECT
    * without helper threads").
    */
   readonly directIO?: boolean | undefined;

@@ -6,7 +6,8 @@
 //   serve, controller, cache         the three long-running parts
 //   sources, registry, kube          talking to registries and the Kubernetes API; the map and existence
 //                                    sources a decision reads, and deciding again with their answers
-//   observe                          metrics and logs: used by every impure layer, importing none of them
+//   observe, net                     metrics and logs; Node's HTTP modules as pullmap loads them: used by
+//                                    every impure layer, importing nothing of pullmap
 //   core                             pure: no I/O, no clock, no node: modules
 //
 // A folder imports its own files and folders of lower layers, never a sibling of its own layer. The
@@ -39,7 +40,7 @@ const SRC = join(ROOT, 'src');
 
 const LAYERS: ReadonlyArray<readonly string[]> = [
   ['core'],
-  ['observe'],
+  ['observe', 'net'],
   ['sources', 'registry', 'kube'],
   // Copying images: the controller's fill loop and `pullmap copy` both use it.
   ['mirror'],

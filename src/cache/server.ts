@@ -1,9 +1,10 @@
 // The cache's HTTP server: the read-only half of the OCI distribution API, plus /metrics and health.
 // Every answer that is not content is the distribution error JSON; pushes are UNSUPPORTED.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hasCode } from '../core/errors.ts';
 import { DEFAULT_TAG, embedRegistry } from '../core/reference/index.ts';
+import { http } from '../net/node-http.ts';
 import type { Logger } from '../observe/log.ts';
 import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, type MetricsRegistry } from '../observe/metrics.ts';
 import type { RegistryClient } from '../registry/client.ts';
@@ -702,7 +703,7 @@ class CacheService {
 /** Starts serving; resolves once listening. */
 export async function startCacheServer(options: CacheServerOptions): Promise<RunningCache> {
   const service = new CacheService(options);
-  const server = createServer(
+  const server = http.createServer(
     {
       requestTimeout: options.config.requestTimeoutMs,
       headersTimeout: Math.min(options.config.requestTimeoutMs, 60_000),

@@ -3,16 +3,12 @@
 // or silent clients, so no client can hold a slot for long; http.ts routes what arrives.
 
 import { readFile } from 'node:fs/promises';
-import {
-  createServer as createHttpServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
+import { http } from '../net/node-http.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Counter, MetricsRegistry } from '../observe/metrics.ts';
 import { type FileWatch, filesStamp, watchFiles } from './watch-files.ts';
@@ -55,7 +51,7 @@ export async function mainServer(
     reload = reloadTls(https, tls, stamp, { logger, tlsReloads });
     server = https;
   } else {
-    server = createHttpServer(TIMEOUTS, handle);
+    server = http.createServer(TIMEOUTS, handle);
   }
   server.keepAliveTimeout = 65_000;
   server.maxConnections = options.maxConnections;
@@ -98,7 +94,7 @@ export async function healthServer(
   host: string,
   port: number,
 ): Promise<{ server: Server; address: AddressInfo }> {
-  const server = createHttpServer(HEALTH_TIMEOUTS, handle);
+  const server = http.createServer(HEALTH_TIMEOUTS, handle);
   server.maxConnections = 128;
   server.on('clientError', answerClientError);
   cutSilentConnections(server, 'connection');

@@ -385,3 +385,53 @@ describe('rotation and reload without restart', () => {
     }
   });
 });
+
+describe("what a running webhook loads of Node's own modules", () => {
+  let registry: TestRegistry;
+  let loaded: string[];
+  before(async () => {
+    registry = await startRegistry();
+    const config = join(dir.path, 'probe.yaml');
+    await writeFile(
+      config,
+      [
+        'apiVersion: pullmap.dev/v1alpha1',
+        'kind: ClusterImageMap',
+        'metadata: { name: mirror }',
+        'spec:',
+        '  mappings:',
+        `    - { from: docker.io/, to: "${registry.host}/mirror/", when: IfExists }`,
+      ].join('\n'),
+    );
+    const list = join(dir.path, 'modules.json');
+    const probe = `import { writeFileSync } from 'node:fs';
+process.on('exit', () => writeFileSync(${JSON.stringify(list)}, JSON.stringify(process.moduleLoadList)));`;
+    const pm = await startPullmap({
+      tls: tls(),
+      args: ['--config', config, '--plain-http', registry.host],
+      // Loaded before pullmap, the probe writes the list when the process exits.
+      wrap: (command, args) => ({
+        command,
+        args: ['--import', `data:text/javascript,${encodeURIComponent(probe)}`, ...args],
+      }),
+    });
+    try {
+      // A review that asks the registry: the registry client and its HTTP stack are loaded too.
+      const { json } = await pm.review(podReview({ app: 'nginx:1.27' }));
+      assert.equal(json.response.allowed, true);
+      assert.equal(
+        await pm.metric(`pullmap_existence_probes_total{registry="${registry.host}",outcome="NotFound"}`),
+        1,
+      );
+    } finally {
+      await pm.stop();
+    }
+    loaded = JSON.parse(await readFile(list, 'utf8')) as string[];
+  });
+  after(async () => registry?.stop());
+
+  it("has not loaded Node's fetch and WebSocket (its bundled undici): importing node:http as an ES module would", () => {
+    assert.ok(loaded.includes('NativeModule https'), 'the probe saw the webhook');
+    assert.ok(!loaded.includes('NativeModule internal/deps/undici/undici'), loaded.join('\n'));
+  });
+});

@@ -2,13 +2,14 @@
 // tunnel (tunnel.ts), decided per host by proxyFor (Go's HTTPS_PROXY / HTTP_PROXY / NO_PROXY rules).
 // The SDK's request handler takes agents, not proxies. Plain-HTTP endpoints are tunnelled too: the SDK
 // writes origin-form requests, which a proxy only accepts inside a tunnel.
-import { type AgentOptions, Agent as HttpAgent } from 'node:http';
+import type { AgentOptions, Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent, type AgentOptions as HttpsAgentOptions } from 'node:https';
 import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { type ProxyConfig, proxyFor } from '../../core/proxy.ts';
+import { http } from '../../net/node-http.ts';
 import { authority, openTunnel } from './tunnel.ts';
 
 type Callback = (err: Error | null, socket: Duplex) => void;
@@ -30,11 +31,11 @@ export function proxiedAgents(
   options: AgentOptions & HttpsAgentOptions & { connectTimeoutMs: number },
 ): { httpAgent: HttpAgent; httpsAgent: HttpsAgent } {
   const { connectTimeoutMs, ...agentOptions } = options;
-  class ProxiedHttpAgent extends HttpAgent {
+  class ProxiedHttpAgent extends http.Agent {
     override createConnection(opts: ConnectOptions, callback: Callback): Duplex | undefined {
       const via = route(proxy, 'http', opts);
       // biome-ignore lint/suspicious/noExplicitAny: node's Agent.createConnection is untyped here.
-      if (via === undefined) return (HttpAgent.prototype as any).createConnection.call(this, opts, callback);
+      if (via === undefined) return (http.Agent.prototype as any).createConnection.call(this, opts, callback);
       openTunnel({
         proxy: via,
         host: String(opts.host),

@@ -5,8 +5,8 @@
 
 import { open } from 'node:fs/promises';
 import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
-import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { http } from '../../../net/node-http.ts';
 
 /** Bytes per read from the file and write to the socket. */
 const CHUNK = 256 * 1024;
@@ -39,7 +39,7 @@ export async function putFileRange(put: RangePut): Promise<string | undefined> {
   const file = await open(put.path, 'r');
   let req: ClientRequest | undefined;
   try {
-    const send = put.url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const send = put.url.protocol === 'https:' ? httpsRequest : http.request;
     const sent = send(put.url, {
       method: 'PUT',
       agent: put.agent,

@@ -19,7 +19,7 @@
 // and the garbage collector gets all LastModified values from the listings it makes anyway.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +41,7 @@ import {
 import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { type ProxyConfig, proxyFor } from '../../../core/proxy.ts';
 import { digestAlgorithm } from '../../../core/reference/index.ts';
+import { http } from '../../../net/node-http.ts';
 import { hasProxy } from '../../../registry/proxy-agent.ts';
 import { Semaphore } from '../../../registry/semaphore.ts';
 import type { S3StorageConfig } from '../../config.ts';
@@ -181,7 +182,7 @@ export class S3Store implements CacheStore {
     const agents: { httpAgent: HttpAgent; httpsAgent: HttpsAgent } = hasProxy(options.proxy)
       ? proxiedAgents(options.proxy, { ...agentOptions, ...caOptions, connectTimeoutMs: s3.connectTimeoutMs })
       : {
-          httpAgent: new HttpAgent(agentOptions),
+          httpAgent: new http.Agent(agentOptions),
           httpsAgent: new HttpsAgent({ ...agentOptions, ...caOptions }),
         };
     const config: S3ClientConfig = {

@@ -7,7 +7,8 @@
 // Why not client-node's API client (kept for kubeconfigs config.ts does not read): importing it costs
 // about 80 MiB of RSS in a webhook limited to 256 MiB (docs/decisions.md, "Kubernetes API").
 
-import { Agent, type Dispatcher, fetch } from 'undici';
+import type { Dispatcher as UndiciDispatcher } from 'undici';
+import { Agent, type Dispatcher } from '../net/undici.ts';
 import type { KubeCredentials } from './config.ts';
 import { KubeApiError, KubeConfigError } from './errors.ts';
 
@@ -73,14 +74,12 @@ function errorFromStatus(httpStatus: number, text: string, what: string): KubeAp
 
 function transportError(err: unknown, what: string, signal: AbortSignal | undefined): KubeApiError {
   if (err instanceof KubeApiError) return err;
-  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const e = err as { name?: string; code?: string; message?: string };
   if (e.name === 'TimeoutError' || (e.name === 'AbortError' && !signal?.aborted))
     return new KubeApiError('KUBE_TIMEOUT', `${what}: timed out`, { cause: err });
-  return new KubeApiError(
-    'KUBE_UNREACHABLE',
-    `${what}: ${e.cause?.code ?? e.cause?.message ?? e.message ?? String(err)}`,
-    { cause: err },
-  );
+  return new KubeApiError('KUBE_UNREACHABLE', `${what}: ${e.code ?? e.message ?? String(err)}`, {
+    cause: err,
+  });
 }
 
 function parseJson(text: string, failure: string): unknown {
@@ -165,12 +164,14 @@ export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptio
     const body = req.body === undefined ? undefined : JSON.stringify(req.body);
     const contentType = body === undefined ? undefined : (req.contentType ?? 'application/json');
     const { headers, dispatcher } = await prepare(contentType);
-    return fetch(url(cluster!.server, path, req.query), {
-      method,
+    const target = url(cluster!.server, path, req.query);
+    return dispatcher.request({
+      origin: target.origin,
+      path: target.pathname + target.search,
+      method: method as UndiciDispatcher.HttpMethod,
       headers,
-      dispatcher,
       signal,
-      ...(body !== undefined ? { body } : {}),
+      body: body ?? null,
     });
   }
 
@@ -179,8 +180,8 @@ export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptio
       const what = `${method} ${path}`;
       try {
         const res = await send(method, path, req, deadlineSignal(req.timeoutMs ?? timeoutMs, req.signal));
-        const text = res.body ? (await readCapped(res.body, maxBodyBytes)).toString('utf8') : '';
-        if (res.status >= 400) throw errorFromStatus(res.status, text, what);
+        const text = (await readCapped(res.body, maxBodyBytes)).toString('utf8');
+        if (res.statusCode >= 400) throw errorFromStatus(res.statusCode, text, what);
         return text === '' ? undefined : parseJson(text, `${what}: the answer is not JSON`);
       } catch (err) {
         throw transportError(err, what, req.signal);
@@ -193,10 +194,17 @@ export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptio
         const { headers, dispatcher } = await prepare();
         // Connect and headers are bounded by the agent's timeouts; the body lasts as long as the watch,
         // and the caller's watchdog aborts it when it goes quiet.
-        const res = await fetch(url(cluster.server, path, query), { headers, dispatcher, signal });
-        if (res.status >= 400 || !res.body) {
-          const text = res.body ? (await readCapped(res.body, 64 * 1024)).toString('utf8') : '';
-          throw errorFromStatus(res.status, text, what);
+        const target = url(cluster.server, path, query);
+        const res = await dispatcher.request({
+          origin: target.origin,
+          path: target.pathname + target.search,
+          method: 'GET',
+          headers,
+          signal,
+        });
+        if (res.statusCode >= 400) {
+          const text = (await readCapped(res.body, 64 * 1024)).toString('utf8');
+          throw errorFromStatus(res.statusCode, text, what);
         }
         const lines = new JsonLines(what, maxBodyBytes);
         for await (const chunk of res.body) lines.push(chunk, onLine);

@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { Agent, type Dispatcher } from 'undici';
 import type { ProxyConfig } from '../core/proxy.ts';
 import {
   DEFAULT_TAG,
@@ -15,6 +14,7 @@ import {
   type ImageReference,
   parseReference,
 } from '../core/reference/index.ts';
+import { Agent, type Dispatcher } from '../net/undici.ts';
 import { type Authorization, Authorizer } from './auth.ts';
 import { type AuthChallenge, parseChallenges } from './challenge.ts';
 import type { RegistryCredential } from './credentials.ts';

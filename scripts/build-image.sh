@@ -232,6 +232,7 @@ umoci config --no-history --image "$layout:$tag" --created "$created" --os linux
   --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   --config.env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   --config.entrypoint /nodejs/bin/node --config.entrypoint=--max-semi-space-size=2 \
+  --config.entrypoint=--heap-growing-percent=50 --config.entrypoint=--no-concurrent-recompilation \
   --config.entrypoint=--liftoff-only --config.entrypoint /app/dist/pullmap.js --config.cmd=--help \
   --config.label org.opencontainers.image.title=pullmap \
   --config.label "org.opencontainers.image.version=$version" \

@@ -81,6 +81,8 @@ describe('container image (scripts/build-image.sh)', () => {
     assert.deepEqual(config.Entrypoint, [
       '/nodejs/bin/node',
       '--max-semi-space-size=2',
+      '--heap-growing-percent=50',
+      '--no-concurrent-recompilation',
       '--liftoff-only',
       '/app/dist/pullmap.js',
     ]);

@@ -136,6 +136,6 @@ Empty when there are none, so the image's entrypoint runs as it is.
 */}}
 {{- define "pullmap.cacheCommand" -}}
 {{- with .Values.cache.nodeFlags -}}
-command: {{ concat (list "/nodejs/bin/node" "--max-semi-space-size=2" "--liftoff-only") . (list "/app/dist/pullmap.js") | toJson }}
+command: {{ concat (list "/nodejs/bin/node" "--max-semi-space-size=2" "--heap-growing-percent=50" "--no-concurrent-recompilation" "--liftoff-only") . (list "/app/dist/pullmap.js") | toJson }}
 {{- end -}}
 {{- end }}

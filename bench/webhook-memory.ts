@@ -5,7 +5,11 @@
 // Not part of `npm run bench` (its webhook section prints the RSS figure); run it when choosing flags:
 //   npm run build && node bench/webhook-memory.ts
 //   FLAGS="--max-semi-space-size=2 --optimize-for-size" N=50000 node bench/webhook-memory.ts
-import { readFile, writeFile } from 'node:fs/promises';
+// At the end, on request: SMAPS=1 resident memory by mapping, V8's spaces and the Node modules loaded;
+// MALLOC_STATS=1 glibc's arenas (through gdb); PAGEMAP_OUT=FILE which pages of the node binary are
+// resident; SERVE_OUT=FILE appends the server's output (with FLAGS="... --trace-gc", its GCs).
+import { appendFileSync } from 'node:fs';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -23,16 +27,84 @@ const MARKS = [1000, 25_000, 50_000, 75_000, 100_000].filter((m) => m <= N);
 
 const PROBE = `
 import { appendFileSync, readFileSync } from 'node:fs';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 process.on('SIGUSR2', () => {
   const status = readFileSync('/proc/self/status', 'utf8');
   const kb = (k) => Number(new RegExp('^' + k + ':\\\\s+(\\\\d+)', 'm').exec(status)?.[1]);
   const m = process.memoryUsage();
   appendFileSync(process.env.PROBE_OUT, JSON.stringify({ rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile'),
-    heapUsed: m.heapUsed >> 10, heapTotal: m.heapTotal >> 10, external: m.external >> 10 }) + '\\n');
+    heapUsed: m.heapUsed >> 10, heapTotal: m.heapTotal >> 10, external: m.external >> 10,
+    v8: getHeapStatistics(), spaces: getHeapSpaceStatistics(), modules: process.moduleLoadList }) + '\\n');
 });
 `;
 
+/**
+ * SMAPS=1: the process's resident memory by mapping (file, or anonymous), largest first, anonymous
+ * regions also by their size (V8 pages are 256 KiB, glibc's thread arenas reserve 64 MiB).
+ */
+async function residentByMapping(pid: number): Promise<string> {
+  const text = await readFile(`/proc/${pid}/smaps`, 'utf8');
+  const by = new Map<string, number>();
+  const anonBySize = new Map<number, [number, number]>();
+  let name = '';
+  let size = 0;
+  for (const line of text.split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      name = `${head[4] || '[anon]'} ${head[3]}`;
+      size = (Number.parseInt(head[2]!, 16) - Number.parseInt(head[1]!, 16)) / 1024;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) {
+      by.set(name, (by.get(name) ?? 0) + Number(rss[1]));
+      if (name.startsWith('[anon]')) {
+        const [n, kb] = anonBySize.get(size) ?? [0, 0];
+        anonBySize.set(size, [n + 1, kb + Number(rss[1])]);
+      }
+    }
+  }
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const mib = (kb: number) => (kb / 1024).toFixed(1).padStart(6);
+  const lines = [...by]
+    .filter(([, kb]) => kb >= 256)
+    .sort((a, b) => b[1] - a[1])
+    .map(([n, kb]) => `  ${mib(kb)} MiB  ${n}`);
+  const sizes = [...anonBySize]
+    .filter(([, [, kb]]) => kb >= 512)
+    .sort((a, b) => b[1][1] - a[1][1])
+    .map(([sz, [n, kb]]) => `  ${mib(kb)} MiB resident in ${n} anonymous regions of ${sz} KiB`);
+  const lazy = /^LazyFree:\s+(\d+)/m.exec(rollup)?.[1];
+  return [...lines, ...sizes, `  LazyFree ${lazy} kB`].join('\n');
+}
+
+/**
+ * PAGEMAP_OUT=FILE: for each mapping of the node binary, its file offset and which of its pages are
+ * resident (from /proc/PID/pagemap), one line each: "fileOffset pages bitmap(hex of 0/1 per page)".
+ */
+async function residentPagesOfBinary(pid: number, file: string): Promise<void> {
+  const maps = await readFile(`/proc/${pid}/maps`, 'utf8');
+  const fd = await open(`/proc/${pid}/pagemap`, 'r');
+  const lines: string[] = [];
+  try {
+    for (const line of maps.split('\n')) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \S+\s+(\S*bin\/node)$/.exec(line);
+      if (!m) continue;
+      const start = Number.parseInt(m[1]!, 16) / 4096;
+      const pages = Number.parseInt(m[2]!, 16) / 4096 - start;
+      const buf = Buffer.alloc(pages * 8);
+      await fd.read(buf, 0, buf.length, start * 8);
+      let bits = '';
+      for (let i = 0; i < pages; i++) bits += buf.readBigUInt64LE(i * 8) >> 63n ? '1' : '0';
+      lines.push(`${Number.parseInt(m[3]!, 16)} ${pages} ${bits}`);
+    }
+  } finally {
+    await fd.close();
+  }
+  await writeFile(file, `${lines.join('\n')}\n`);
+}
+
 const review = (uid: number): string => benchReview(uid, true, 'mem');
+let mallocStats = '';
 
 const dir = await tempDir('bench-webhook-memory');
 const registry = await startRegistry();
@@ -67,6 +139,10 @@ try {
       ...['--config', config, '--plain-http', registry.host, '--log-level', 'warn', '--shutdown-delay', '0'],
     ],
     env: { ...process.env, PROBE_OUT: out },
+    onOutput: (text: string) => {
+      if (process.env.SERVE_OUT) appendFileSync(process.env.SERVE_OUT, text);
+      if (process.env.MALLOC_STATS) mallocStats += text;
+    },
     ready: async () => {
       const res = await request(`${url}/readyz`, { dispatcher: agent }).catch(() => undefined);
       await res?.body.dump();
@@ -101,6 +177,29 @@ try {
     }
   });
   console.log(`${loop.perSecond.toFixed(0)} reviews/s (the machine is shared with this load generator)`);
+  if (process.env.MALLOC_STATS) {
+    // glibc prints its arenas on the server's own stderr.
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('gdb', ['-p', String(serve.pid), '-batch', '-ex', 'call (void)malloc_stats()'], {
+      stdio: 'ignore',
+    });
+    await sleep(200);
+    console.log(mallocStats.slice(mallocStats.indexOf('Arena 0:')));
+  }
+  if (process.env.PAGEMAP_OUT) await residentPagesOfBinary(serve.pid, process.env.PAGEMAP_OUT);
+  if (process.env.SMAPS) {
+    console.log(await residentByMapping(serve.pid));
+    await sample('end');
+    const m = JSON.parse((await readFile(out, 'utf8')).trim().split('\n').at(-1)!);
+    console.log(JSON.stringify(m.v8));
+    console.log(
+      `  Node's own modules loaded: ${m.modules.filter((x: string) => x.startsWith('NativeModule')).join(' ')}`,
+    );
+    for (const sp of m.spaces)
+      console.log(
+        `  ${sp.space_name.padEnd(24)} size ${(sp.space_size >> 10).toString().padStart(7)} KiB  physical ${(sp.physical_space_size >> 10).toString().padStart(7)} KiB  used ${(sp.space_used_size >> 10).toString().padStart(7)} KiB`,
+      );
+  }
   await agent.close();
   await serve.stop();
 } finally {

@@ -79,7 +79,8 @@ async function residentByMapping(pid: number): Promise<string> {
 
 /**
  * PAGEMAP_OUT=FILE: for each mapping of the node binary, its file offset and which of its pages are
- * resident (from /proc/PID/pagemap), one line each: "fileOffset pages bitmap(hex of 0/1 per page)".
+ * resident (from /proc/PID/pagemap), one line each: "fileOffset pages 0110...", a digit per page; the
+ * offsets map to the binary's sections and symbols (`readelf -S`, `nm -n -S`).
  */
 async function residentPagesOfBinary(pid: number, file: string): Promise<void> {
   const maps = await readFile(`/proc/${pid}/maps`, 'utf8');

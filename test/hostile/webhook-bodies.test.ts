@@ -91,7 +91,7 @@ function bigPod(uid: string, containers: number): Buffer {
   return Buffer.from(JSON.stringify(review));
 }
 
-/** Polls /healthz every 50 ms until stopped; every answer's status (or the error). */
+/** Polls /healthz every 50 ms until stopped; every answer's status (or the error). Stopping twice is fine. */
 function pollHealth(pm: Pullmap): { stop(): Promise<Array<number | string>> } {
   const seen: Array<number | string> = [];
   let running = true;
@@ -141,10 +141,13 @@ describe('webhook bodies under the chart memory limit', { timeout: 300_000 }, ()
   ];
   for (const [what, junk, reason] of shapes) {
     it(`refuses 4 reviews of ${what} at once, admitting the pods unchanged with a warning`, async () => {
-      const health = pollHealth(pm);
       const failuresBefore = (await pm.metric(`pullmap_admission_failures_total{reason="${reason}"}`)) ?? 0;
       const uids = ['a', 'b', 'c', 'd'].map((x) => `${reason}-${x}-${Math.random()}`);
-      const answers = await Promise.all(uids.map((uid) => post(pm, reviewWith(uid, junk))));
+      const health = pollHealth(pm);
+      // Stopped whatever the answers: a poller left running keeps the test process alive for ever.
+      const answers = await Promise.all(uids.map((uid) => post(pm, reviewWith(uid, junk)))).finally(() =>
+        health.stop(),
+      );
       const statuses = await health.stop();
       for (const [i, answer] of answers.entries()) {
         assert.equal(answer.status, 200, answer.text);

@@ -4,17 +4,18 @@ declare module '*.yaml' {
   export default text;
 }
 
-// undici's own modules, imported one by one by src/net/undici.ts, with undici's published types.
+// undici's own modules, imported one by one by src/net/undici.ts: each is one of undici's classes, with
+// its published types (value, instance type and namespace).
 declare module 'undici/lib/dispatcher/agent.js' {
-  const Agent: typeof import('undici').Agent;
+  import { Agent } from 'undici';
   export default Agent;
 }
 declare module 'undici/lib/dispatcher/dispatcher.js' {
-  const Dispatcher: typeof import('undici').Dispatcher;
+  import { Dispatcher } from 'undici';
   export default Dispatcher;
 }
 declare module 'undici/lib/dispatcher/proxy-agent.js' {
-  const ProxyAgent: typeof import('undici').ProxyAgent;
+  import { ProxyAgent } from 'undici';
   export default ProxyAgent;
 }
 declare module 'undici/lib/api/index.js' {

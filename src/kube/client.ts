@@ -7,7 +7,6 @@
 // Why not client-node's API client (kept for kubeconfigs config.ts does not read): importing it costs
 // about 80 MiB of RSS in a webhook limited to 256 MiB (docs/decisions.md, "Kubernetes API").
 
-import type { Dispatcher as UndiciDispatcher } from 'undici';
 import { Agent, type Dispatcher } from '../net/undici.ts';
 import type { KubeCredentials } from './config.ts';
 import { KubeApiError, KubeConfigError } from './errors.ts';
@@ -168,7 +167,7 @@ export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptio
     return dispatcher.request({
       origin: target.origin,
       path: target.pathname + target.search,
-      method: method as UndiciDispatcher.HttpMethod,
+      method: method as Dispatcher.HttpMethod,
       headers,
       signal,
       body: body ?? null,

@@ -1,7 +1,6 @@
 // An undici dispatcher that sends each request direct or through the configured HTTP proxy, decided per
 // origin by proxyFor (Go's rules). undici's own EnvHttpProxyAgent reads process.env itself and knows
 // neither CIDR entries nor the loopback exception, so it would not mean what a Go peer means.
-import type { Dispatcher as UndiciDispatcher } from 'undici';
 import { type ProxyConfig, proxyFor } from '../core/proxy.ts';
 import { Agent, Dispatcher, ProxyAgent } from '../net/undici.ts';
 
@@ -59,10 +58,7 @@ export class RoutedAgent extends Dispatcher {
     return agent;
   }
 
-  override dispatch(
-    options: UndiciDispatcher.DispatchOptions,
-    handler: UndiciDispatcher.DispatchHandler,
-  ): boolean {
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     return this.#route(String(options.origin)).dispatch(options, handler);
   }
 

@@ -190,17 +190,9 @@ export function kubeClient(kubeConfig: KubeCredentials, options: KubeClientOptio
     async stream(path, query, signal, onLine) {
       const what = `watch ${path}`;
       try {
-        const { headers, dispatcher } = await prepare();
         // Connect and headers are bounded by the agent's timeouts; the body lasts as long as the watch,
         // and the caller's watchdog aborts it when it goes quiet.
-        const target = url(cluster.server, path, query);
-        const res = await dispatcher.request({
-          origin: target.origin,
-          path: target.pathname + target.search,
-          method: 'GET',
-          headers,
-          signal,
-        });
+        const res = await send('GET', path, query === undefined ? {} : { query }, signal);
         if (res.statusCode >= 400) {
           const text = (await readCapped(res.body, 64 * 1024)).toString('utf8');
           throw errorFromStatus(res.statusCode, text, what);

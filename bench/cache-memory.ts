@@ -17,7 +17,7 @@ import { tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { startS3 } from '../test/harness/s3.ts';
 import { download, pushRandomBlob } from './cache.ts';
-import { cacheNodeFlags } from './measure.ts';
+import { cacheNodeFlags, mappingsOf } from './measure.ts';
 
 const MB = 1024 * 1024;
 
@@ -43,18 +43,14 @@ interface Sample {
 async function sample(pid: number): Promise<Sample> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
-  const smaps = await readFile(`/proc/${pid}/smaps`, 'utf8');
   const bigAnon: Record<string, number> = {};
-  // Each mapping: a header line, then "Rss: N kB" among its fields.
-  for (const block of smaps.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
-    const header = block.slice(0, block.indexOf('\n'));
-    const path = header.split(/\s+/)[5];
-    const rss = Number(/\nRss:\s+(\d+) kB/.exec(block)?.[1] ?? 0) / 1024;
-    if (rss >= 1 && path?.startsWith('/')) {
-      const key = `file ${path.split('/').at(-1)} ${header.split(/\s+/)[1]}`;
+  for (const { path, perms, rssKb } of await mappingsOf(pid)) {
+    const rss = rssKb / 1024;
+    if (rss >= 1 && path.startsWith('/')) {
+      const key = `file ${path.split('/').at(-1)} ${perms}`;
       bigAnon[key] = Math.round(((bigAnon[key] ?? 0) + rss) * 10) / 10;
     }
-    if (rss >= 4 && (path === undefined || path === '' || path.startsWith('['))) {
+    if (rss >= 4 && (path === '' || path.startsWith('['))) {
       const key = `${Math.round(rss)}MiB${path ? ` ${path}` : ''}`;
       bigAnon[key] = (bigAnon[key] ?? 0) + 1;
     }

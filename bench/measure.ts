@@ -165,3 +165,38 @@ export async function cpuMicros(pid: number): Promise<number> {
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
 }
 const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** One mapping of a process, from /proc/PID/smaps. */
+export interface Mapping {
+  /** First and one-past-last address. */
+  readonly start: number;
+  readonly end: number;
+  /** Like "r-xp". */
+  readonly perms: string;
+  /** Offset in the file mapped. */
+  readonly offset: number;
+  /** The file, or "[heap]", "[stack]", ...; "" for anonymous memory. */
+  readonly path: string;
+  /** Resident kilobytes. */
+  readonly rssKb: number;
+}
+
+/** A process's mappings and how much of each is resident. */
+export async function mappingsOf(pid: number): Promise<Mapping[]> {
+  const text = await readFile(`/proc/${pid}/smaps`, 'utf8');
+  const out: Mapping[] = [];
+  // Each mapping: a header line, then "Rss: N kB" among its fields.
+  for (const block of text.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \S+ *(.*)$/m.exec(block);
+    if (!head) continue;
+    out.push({
+      start: Number.parseInt(head[1]!, 16),
+      end: Number.parseInt(head[2]!, 16),
+      perms: head[3]!,
+      offset: Number.parseInt(head[4]!, 16),
+      path: head[5]!.trim(),
+      rssKb: Number(/\nRss:\s+(\d+) kB/.exec(block)?.[1] ?? 0),
+    });
+  }
+  return out;
+}

@@ -18,7 +18,7 @@ import { buildImage, pushImage } from '../test/harness/images.ts';
 import { freePort, startDaemon, tempDir } from '../test/harness/process.ts';
 import { startRegistry } from '../test/harness/registry.ts';
 import { makePki } from '../test/harness/tls.ts';
-import { closedLoop, nodeFlags } from './measure.ts';
+import { closedLoop, mappingsOf, nodeFlags } from './measure.ts';
 import { BENCH_IMAGES, review as benchReview } from './webhook.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -43,24 +43,15 @@ process.on('SIGUSR2', () => {
  * regions also by their size (V8 pages are 256 KiB, glibc's thread arenas reserve 64 MiB).
  */
 async function residentByMapping(pid: number): Promise<string> {
-  const text = await readFile(`/proc/${pid}/smaps`, 'utf8');
   const by = new Map<string, number>();
   const anonBySize = new Map<number, [number, number]>();
-  let name = '';
-  let size = 0;
-  for (const line of text.split('\n')) {
-    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (head) {
-      name = `${head[4] || '[anon]'} ${head[3]}`;
-      size = (Number.parseInt(head[2]!, 16) - Number.parseInt(head[1]!, 16)) / 1024;
-    }
-    const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss) {
-      by.set(name, (by.get(name) ?? 0) + Number(rss[1]));
-      if (name.startsWith('[anon]')) {
-        const [n, kb] = anonBySize.get(size) ?? [0, 0];
-        anonBySize.set(size, [n + 1, kb + Number(rss[1])]);
-      }
+  for (const { start, end, perms, path, rssKb } of await mappingsOf(pid)) {
+    const name = `${path || '[anon]'} ${perms}`;
+    by.set(name, (by.get(name) ?? 0) + rssKb);
+    if (path === '') {
+      const size = (end - start) / 1024;
+      const [n, kb] = anonBySize.get(size) ?? [0, 0];
+      anonBySize.set(size, [n + 1, kb + rssKb]);
     }
   }
   const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
@@ -83,20 +74,17 @@ async function residentByMapping(pid: number): Promise<string> {
  * offsets map to the binary's sections and symbols (`readelf -S`, `nm -n -S`).
  */
 async function residentPagesOfBinary(pid: number, file: string): Promise<void> {
-  const maps = await readFile(`/proc/${pid}/maps`, 'utf8');
   const fd = await open(`/proc/${pid}/pagemap`, 'r');
   const lines: string[] = [];
   try {
-    for (const line of maps.split('\n')) {
-      const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \S+\s+(\S*bin\/node)$/.exec(line);
-      if (!m) continue;
-      const start = Number.parseInt(m[1]!, 16) / 4096;
-      const pages = Number.parseInt(m[2]!, 16) / 4096 - start;
+    for (const { start, end, offset, path } of await mappingsOf(pid)) {
+      if (!path.endsWith('bin/node')) continue;
+      const pages = (end - start) / 4096;
       const buf = Buffer.alloc(pages * 8);
-      await fd.read(buf, 0, buf.length, start * 8);
+      await fd.read(buf, 0, buf.length, (start / 4096) * 8);
       let bits = '';
       for (let i = 0; i < pages; i++) bits += buf.readBigUInt64LE(i * 8) >> 63n ? '1' : '0';
-      lines.push(`${Number.parseInt(m[3]!, 16)} ${pages} ${bits}`);
+      lines.push(`${offset} ${pages} ${bits}`);
     }
   } finally {
     await fd.close();

@@ -18,12 +18,12 @@ WORKDIR /app
 COPY --from=build /src/dist ./dist
 USER 65532:65532
 # Four flags keep RSS down under load; bench/ runs pullmap with exactly these flags (docs/decisions.md,
-# "Webhook memory").
+# "Webhook memory: what the process loads, and two V8 flags").
 # --max-semi-space-size=2: the webhook near 120 MB instead of ~165 MB with Node's default; costs the
 #   webhook a few µs of CPU per review.
-# --heap-growing-percent=50: a full GC when the old generation has grown by half (or 8 MB) since the
-#   last one. V8's own factor is up to 4x when GC is cheap, so the webhook's heap (15 MB live) grew to
-#   50 MB between full GCs, and the pages freed then stay with the process.
+# --heap-growing-percent=50: a full GC when the old generation has grown by about half since the last
+#   one. V8's own factor is up to 4x when GC is cheap, so the webhook's heap (15 MB live) grew to 52 MB
+#   between full GCs, and the pages freed then stayed with the process.
 # --no-concurrent-recompilation: TurboFan compiles on the main thread. On a worker thread each compile's
 #   memory ends up in that thread's malloc arena, which keeps it: 10-15 MB of the webhook's RSS.
 # --liftoff-only: undici's HTTP parser is WebAssembly, and once upstream answers have run through it

@@ -21,6 +21,7 @@ import { type KubeObject, ListWatch, type ListWatchTiming } from '../kube/list-w
 import { Copier, type CopyOutcome, type CopyResult } from '../mirror/copy.ts';
 import { CopyFailure } from '../mirror/errors.ts';
 import { type Platform, parsePlatform } from '../mirror/manifest.ts';
+import { PushLedger } from '../mirror/push-ledger.ts';
 import type { Logger } from '../observe/log.ts';
 import type { MetricsRegistry } from '../observe/metrics.ts';
 import {
@@ -29,7 +30,6 @@ import {
   parsePullSecret,
   RegistryClient,
   type RegistryClientOptions,
-  type Semaphore,
 } from '../registry/index.ts';
 import type { ClusterMapSource } from './map-source.ts';
 
@@ -217,8 +217,9 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
   const own = options.registry.credentials;
   const clients = new Map<string, { client: RegistryClient; used: number }>();
   const copiers = new Map<string, Copier>();
-  // One set of blob slots per target registry for every copier, whatever credentials it writes with.
-  const slots = new Map<string, Semaphore>();
+  // One set of blob slots per target registry, and one push at a time of each object, for every copier
+  // whatever credentials it writes with.
+  const ledger = new PushLedger();
   const clientFor = (key: string, credentials: CredentialSource | undefined): RegistryClient => {
     const known = clients.get(key);
     if (known) {
@@ -434,7 +435,7 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
       copier = new Copier({
         source: clientFor(sourceKey, sourceCredentials),
         target: clientFor(targetKey, targetCredentials),
-        slots,
+        ledger,
       });
       copiers.set(key, copier);
     }

@@ -14,7 +14,6 @@ import {
   type RegistryError,
   type RegistryErrorCode,
   type RegistryResult,
-  Semaphore,
   type UploadSession,
 } from '../registry/index.ts';
 import { type CopyError, type CopyErrorCode, CopyFailure } from './errors.ts';
@@ -25,6 +24,7 @@ import {
   parseManifest,
   platformMatches,
 } from './manifest.ts';
+import { PushLedger } from './push-ledger.ts';
 
 /** copied: pushed now; present: the target had it (tag set if needed); partial: see `CopyOutcome`. */
 type CopyState = 'copied' | 'present' | 'partial';
@@ -83,10 +83,10 @@ interface CopierOptions {
   /** Blobs in transfer at once per target registry, across all copies of this copier. Default 4. */
   readonly blobsPerRegistry?: number | undefined;
   /**
-   * The per-registry slots, to share them between copiers (one per set of credentials) so the bound
-   * holds per target registry whatever the credentials; default: this copier's own.
+   * Shared between copiers (one per set of credentials) so the slot bound holds per target registry
+   * whatever the credentials, and no two copies push one object at once; default: this copier's own.
    */
-  readonly slots?: Map<string, Semaphore> | undefined;
+  readonly ledger?: PushLedger | undefined;
   /** Attempts per registry operation for failures that may pass (5xx, network, 429). Default 4. */
   readonly attempts?: number | undefined;
   readonly backoffMs?: number | undefined;
@@ -134,7 +134,7 @@ export class Copier {
   readonly #backoffMs: number;
   readonly #maxBackoffMs: number;
   readonly #chunkBytes: number;
-  readonly #slots: Map<string, Semaphore>;
+  readonly #ledger: PushLedger;
   /**
    * Target registries that refused a monolithic upload get chunks from then on, of the size here: halved
    * each time a chunk is refused as too large (413, a proxy's body limit).
@@ -146,7 +146,7 @@ export class Copier {
     this.#source = options.source;
     this.#target = options.target;
     this.#perRegistry = options.blobsPerRegistry ?? 4;
-    this.#slots = options.slots ?? new Map();
+    this.#ledger = options.ledger ?? new PushLedger();
     this.#attempts = Math.max(1, options.attempts ?? 4);
     this.#backoffMs = options.backoffMs ?? 500;
     this.#maxBackoffMs = options.maxBackoffMs ?? 10_000;
@@ -169,8 +169,7 @@ export class Copier {
     } catch (err) {
       stop.abort();
       if (err instanceof CopyFailure) return { ok: false, error: err.error };
-      if (run.signal.aborted)
-        return { ok: false, error: { code: 'CANCELLED', message: 'the copy was cancelled' } };
+      if (run.signal.aborted) return { ok: false, error: cancelled().error };
       throw err;
     }
   }
@@ -278,16 +277,21 @@ export class Copier {
     return false;
   }
 
+  /** Pushes a manifest, or waits for another copy pushing the same one to the same repository. */
   async #pushManifest(run: Run, manifest: Manifest, reference: string): Promise<void> {
     const { target } = run.request;
-    await this.#retry(
-      'target',
-      () =>
-        this.#target.putManifest(target.registry, target.repository, reference, manifest, {
-          signal: run.signal,
-        }),
-      run,
+    const key = `manifest ${target.registry}/${target.repository}@${manifest.digest}`;
+    const share = await this.#ledger.once(key, run.signal, cancelled, () =>
+      this.#retry(
+        'target',
+        () =>
+          this.#target.putManifest(target.registry, target.repository, reference, manifest, {
+            signal: run.signal,
+          }),
+        run,
+      ),
     );
+    if (share === 'joined') return;
     run.totals.manifestsPushed++;
     run.request.onEvent?.({
       kind: 'manifest',
@@ -297,23 +301,27 @@ export class Copier {
     });
   }
 
+  /** Each blob once per copy, and once at a time per target repository across copies. */
   #blob(run: Run, blob: Descriptor): Promise<void> {
     const known = run.blobs.get(blob.digest);
     if (known) return known;
-    const work = this.#withSlot(run, () => this.#copyBlob(run, blob));
+    const { target, onEvent } = run.request;
+    const key = `blob ${target.registry}/${target.repository}@${blob.digest}`;
+    const work = this.#ledger
+      .once(key, run.signal, cancelled, () => this.#withSlot(run, () => this.#copyBlob(run, blob)))
+      .then((share) => {
+        if (share === 'mine') return;
+        run.totals.blobsPresent++;
+        onEvent?.({ kind: 'blob', digest: blob.digest, size: blob.size, state: 'present' });
+      });
     run.blobs.set(blob.digest, work);
     return work;
   }
 
   async #withSlot<T>(run: Run, work: () => Promise<T>): Promise<T> {
-    const registry = run.request.target.registry;
-    let slots = this.#slots.get(registry);
-    if (slots === undefined) {
-      slots = new Semaphore(this.#perRegistry);
-      this.#slots.set(registry, slots);
-    }
+    const slots = this.#ledger.slots(run.request.target.registry, this.#perRegistry);
     const release = await slots.acquire(run.signal).catch(() => {
-      throw new CopyFailure({ code: 'CANCELLED', message: 'the copy was cancelled' });
+      throw cancelled();
     });
     try {
       return await work();
@@ -495,7 +503,7 @@ export class Copier {
     for (let attempt = 1; ; attempt++) {
       const result = await op();
       if (result.ok) return result.value;
-      if (run.signal.aborted) throw new CopyFailure({ code: 'CANCELLED', message: 'the copy was cancelled' });
+      if (run.signal.aborted) throw cancelled();
       if (!RETRYABLE.has(result.error.code) || attempt >= this.#attempts) throw failure(side, result.error);
       await this.#backoff(run, attempt, result.error.retryAfterMs);
     }
@@ -508,7 +516,7 @@ export class Copier {
       Math.max(retryAfterMs ?? 0, exp * (0.5 + Math.random() / 2)),
     );
     await sleep(wait, undefined, { signal: run.signal }).catch(() => {
-      throw new CopyFailure({ code: 'CANCELLED', message: 'the copy was cancelled' });
+      throw cancelled();
     });
   }
 }
@@ -565,6 +573,10 @@ function platformNames(manifests: readonly Descriptor[]): string[] {
 
 function describe(ref: ImageReference): string {
   return `${ref.registry}/${ref.repository}${ref.digest ? `@${ref.digest}` : `:${ref.tag ?? DEFAULT_TAG}`}`;
+}
+
+function cancelled(): CopyFailure {
+  return new CopyFailure({ code: 'CANCELLED', message: 'the copy was cancelled' });
 }
 
 function unsupported(ref: ImageReference, reason: string): CopyFailure {

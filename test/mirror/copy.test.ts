@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Copier, type CopyEvent } from '../../src/mirror/copy.ts';
+import { PushLedger } from '../../src/mirror/push-ledger.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { CredentialKeyring } from '../../src/registry/keyring.ts';
 import { skopeoCopy, unpackOci } from '../harness/cache.ts';
@@ -290,9 +291,9 @@ describe('Copier between docker-registry instances', () => {
       most = Math.max(most, inFlight.size);
     };
     // Two copiers (as the fill loop has one per set of credentials) sharing the per-registry slots.
-    const slots = new Map();
+    const ledger = new PushLedger();
     const copiers = [1, 2].map(
-      () => new Copier({ source: client, target: client, blobsPerRegistry: 2, slots }),
+      () => new Copier({ source: client, target: client, blobsPerRegistry: 2, ledger }),
     );
     const results = await Promise.all(
       images.map((_, i) =>
@@ -305,6 +306,42 @@ describe('Copier between docker-registry instances', () => {
     );
     for (const r of results) assert.ok(r.ok && r.value.blobsUploaded === 2, JSON.stringify(r));
     assert.ok(most >= 1 && most <= 2, `${most} blobs were in transfer at once`);
+  });
+
+  it('pushes each blob and manifest once when copies of one image into one repository run at once', async () => {
+    // By tag and by digest at once, as a pod that names both gives them (docker-registry refused one
+    // manifest with DIGEST_INVALID while the other copy's upload rewrote a blob link it checked).
+    const image = buildIndex([
+      { os: 'linux', architecture: 'amd64' },
+      { os: 'linux', architecture: 'arm64' },
+    ]);
+    await pushIndex(origin, 'team/twice', '1', image);
+    const copier = new Copier({ source: client, target: client });
+    const results = await Promise.all(
+      [':1', `@${image.index.digest}`, ':1'].map((at, i) =>
+        copier.copy({
+          source: ref(`${origin.host}/team/twice${at}`),
+          target: ref(`${mirror.host}/twice/app${i === 2 ? ':2' : at}`),
+        }),
+      ),
+    );
+    for (const r of results) assert.ok(r.ok && r.value.state === 'copied', JSON.stringify(r));
+    const blobs = new Set(image.images.flatMap((i) => [i.config.digest, i.layer.digest]));
+    const sum = (pick: (v: { blobsUploaded: number; manifestsPushed: number }) => number) =>
+      results.reduce((n, r) => n + (r.ok ? pick(r.value) : 0), 0);
+    assert.equal(
+      sum((v) => v.blobsUploaded),
+      blobs.size,
+    );
+    // Two platform manifests and the index, each pushed once by digest.
+    assert.equal(
+      sum((v) => v.manifestsPushed),
+      3,
+    );
+    const uploads = await mirror.requests({ method: 'PUT', uri: '/v2/twice/app/blobs/uploads/' });
+    assert.equal(uploads.length, blobs.size);
+    assert.equal(await rawDigest(`${mirror.host}/twice/app:1`), image.index.digest);
+    assert.equal(await rawDigest(`${mirror.host}/twice/app:2`), image.index.digest);
   });
 
   it('retries a target that is not up yet with backoff, and says TARGET_FAILED when the attempts run out', async () => {

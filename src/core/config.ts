@@ -1,7 +1,7 @@
 // Reading map objects from YAML text (a config file, or stdin): multi-document, `kind: List` too.
 // Pure: the caller reads the file. Every problem names the document, its line and what to fix.
 
-import { CST, type Document, isMap, isScalar, Lexer, LineCounter, parseAllDocuments, visit } from 'yaml';
+import { Composer, CST, type Document, isMap, isScalar, Lexer, LineCounter, Parser, visit } from 'yaml';
 
 /**
  * Offsets of keys given twice in one mapping, found in one pass with a Set per mapping. yaml's own
@@ -25,6 +25,18 @@ function duplicateKeys(doc: Document.Parsed): { offset: number; key: string }[] 
     },
   });
   return found;
+}
+
+/**
+ * The documents of a YAML stream, each built when asked for: a document's nodes, and the parser's tokens
+ * they keep, can be dropped before the next is built, so memory follows the largest document rather than
+ * the whole stream (yaml's parseAllDocuments builds them all first). Errors come as each document's own.
+ */
+export function* yamlDocuments(text: string, lineCounter: LineCounter): Generator<Document.Parsed> {
+  const parser = new Parser(lineCounter.addNewLine);
+  // uniqueKeys: false, checked by duplicateKeys in linear time (yaml's own check is quadratic).
+  const composer = new Composer({ prettyErrors: false, uniqueKeys: false });
+  yield* composer.compose(parser.parse(text));
 }
 
 /**
@@ -101,33 +113,27 @@ interface LoadResult {
 /** Objects of a YAML stream; comments, empty documents and `List` wrappers are handled here. */
 export function loadYamlObjects(text: string, source: string): LoadResult {
   const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
   const objects: LoadedDocument[] = [];
   const errors: string[] = [];
   const where = (offset: number): string => {
     const { line, col } = lineCounter.linePos(offset);
     return `${source}:${line}:${col}`;
   };
-  const list = Array.isArray(docs) ? docs : [docs];
-  list.forEach((doc, i) => {
-    const read = documentValue(doc, i, where);
+  let i = 0;
+  for (const doc of yamlDocuments(text, lineCounter)) {
+    const read = documentValue(doc, i++, where);
     if ('errors' in read) {
       errors.push(...read.errors);
-      return;
+      continue;
     }
     const value = read.value;
-    if (value === null || value === undefined) return;
+    if (value === null || value === undefined) continue;
     const line = lineCounter.linePos(doc.contents?.range[0] ?? doc.range[0]).line;
     const kind = (value as { kind?: unknown }).kind;
-    if (
-      typeof kind === 'string' &&
-      kind.endsWith('List') &&
-      Array.isArray((value as { items?: unknown }).items)
-    ) {
-      for (const item of (value as { items: unknown[] }).items) objects.push({ value: item, line });
-      return;
-    }
-    objects.push({ value, line });
-  });
+    const items = (value as { items?: unknown }).items;
+    if (typeof kind === 'string' && kind.endsWith('List') && Array.isArray(items))
+      for (const item of items) objects.push({ value: item, line });
+    else objects.push({ value, line });
+  }
   return { objects, errors };
 }

@@ -26,6 +26,8 @@ interface CopyOptions {
   dockerConfig: string | undefined;
   /** HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment. */
   proxy: ProxySettings;
+  /** How long a blob upload may make no progress (--upload-stall-timeout). */
+  uploadStallTimeoutMs: number | undefined;
   /** Images copied at once. */
   jobs: number;
   /** Limit over the config and manifest inputs. */

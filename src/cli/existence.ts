@@ -20,6 +20,8 @@ export interface RegistryFlags {
   probeTimeout: string;
   /** HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment. */
   proxy: ProxySettings;
+  /** How long a blob upload may make no progress (copy, fill); undefined: the client's default. */
+  uploadStallTimeoutMs?: number | undefined;
 }
 
 /** The proxy settings checked, or a usage error naming the variable. */
@@ -41,7 +43,7 @@ const readFlagFile = (flag: string, path: string): Promise<string> =>
 
 /** Registry client settings from the flags (files read now: a bad path is a usage error). */
 export async function registryClientOptions(
-  flags: Pick<RegistryFlags, 'plainHttp' | 'caFiles' | 'dockerConfig' | 'proxy'>,
+  flags: Pick<RegistryFlags, 'plainHttp' | 'caFiles' | 'dockerConfig' | 'proxy' | 'uploadStallTimeoutMs'>,
   requestTimeoutMs: number,
 ): Promise<RegistryClientOptions> {
   const proxy = proxyConfigOf(flags.proxy);
@@ -56,7 +58,7 @@ export async function registryClientOptions(
     if (!parsed.ok) throw new UsageError(`--docker-config: ${parsed.error.field}: ${parsed.error.message}`);
     keyring.add(parsed.value);
   }
-  const defaults = { caPem, requestTimeoutMs };
+  const defaults = { caPem, requestTimeoutMs, stallTimeoutMs: flags.uploadStallTimeoutMs };
   const endpoints = Object.fromEntries(
     flags.plainHttp.map((host) => [host, { ...defaults, scheme: 'http' as const }]),
   );

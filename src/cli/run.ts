@@ -67,6 +67,16 @@ const REGISTRY_FLAGS = {
   },
 } as const satisfies Flags;
 
+/** copy and serve's fill loop upload blobs: an upload has no total time limit, only this one. */
+const UPLOAD_FLAGS = {
+  'upload-stall-timeout': {
+    type: 'string',
+    default: '60s',
+    arg: 'DUR',
+    help: 'fail a blob upload when the target takes no bytes, or gives no answer after the body, for this long (1s to 1h)',
+  },
+} as const satisfies Flags;
+
 /** check warns with it; serve (cluster mode) writes the same warning into the maps' status. */
 const CACHE_UPSTREAMS_FLAG = {
   'cache-upstreams': {
@@ -210,6 +220,7 @@ const COPY_FLAGS = {
   ...DECISION_FLAGS,
   ...MAX_INPUT_FLAG,
   ...REGISTRY_FLAGS,
+  ...UPLOAD_FLAGS,
 } as const satisfies Flags;
 
 const SERVE_FLAGS = {
@@ -335,6 +346,10 @@ const SERVE_FLAGS = {
     help: "cluster mode: the cache's upstream hosts (the chart passes cache.config.upstreams); maps with cache.enabled whose targets are not among them get CacheTargetsProxied=False in their status",
   },
   ...REGISTRY_FLAGS,
+  'upload-stall-timeout': {
+    ...UPLOAD_FLAGS['upload-stall-timeout'],
+    help: `cluster mode (fill): ${UPLOAD_FLAGS['upload-stall-timeout'].help}`,
+  },
 } as const satisfies Flags;
 
 const CACHE_FLAGS = {
@@ -552,16 +567,26 @@ function registryFlags(
     'registry-ca'?: string[];
     'docker-config'?: string;
     'probe-timeout': string;
+    'upload-stall-timeout'?: string;
   },
   env: CliIO['env'],
 ): RegistryFlags {
+  const stall = values['upload-stall-timeout'];
   return {
     proxy: proxySettingsFromEnv(env),
     plainHttp: values['plain-http'] ?? [],
     caFiles: values['registry-ca'] ?? [],
     dockerConfig: values['docker-config'],
     probeTimeout: values['probe-timeout'],
+    uploadStallTimeoutMs: stall === undefined ? undefined : uploadStallTimeout(stall),
   };
+}
+
+function uploadStallTimeout(value: string): number {
+  const ms = duration(value, '--upload-stall-timeout');
+  if (ms < 1000 || ms > 3_600_000)
+    throw new UsageError(`--upload-stall-timeout must be between 1s and 1h, not ${JSON.stringify(value)}`);
+  return ms;
 }
 
 function duration(value: string, flag: string): number {
@@ -811,6 +836,7 @@ async function copyCommand(rest: readonly string[], io: CliIO): Promise<number> 
       caFiles: flags.caFiles,
       dockerConfig: flags.dockerConfig,
       proxy: flags.proxy,
+      uploadStallTimeoutMs: flags.uploadStallTimeoutMs,
       jobs,
       maxInputBytes: parseByteSize(values['max-input-bytes'], '--max-input-bytes'),
       settings: settingsFrom(values),

@@ -9,12 +9,17 @@
 // more only once a third of it drained (1.8 s at this rate): the stall limit is above that.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { run } from '../../src/cli/run.ts';
 import { Copier, type CopyEvent } from '../../src/mirror/copy.ts';
 import { RegistryClient, type UploadSession } from '../../src/registry/client.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
+import { tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 import { errorCode, ref } from '../harness/registry-client.ts';
 import { startThrottle, type ThrottledPath } from '../harness/throttle.ts';
@@ -176,6 +181,55 @@ describe('blob uploads through a 768 KiB/s path (trickle + socat) to docker-regi
       assert.equal(errorCode(put), 'REG_TIMEOUT', JSON.stringify(put));
     } finally {
       slow.resume();
+    }
+  });
+
+  it('pullmap copy --upload-stall-timeout 2s gives up on an upload the target stops taking, and retries', async () => {
+    // The relay is paused for 6 s mid-layer; the connection it held never carries bytes again, so the
+    // upload is retried only once the stall limit gives up on it: with the default 60 s, after the
+    // caller's deadline here.
+    const image = buildImage({ files: { 'paused.bin': randomBytes(8 * MIB) } });
+    await pushImage(registry, 'origin/paused', '1', image);
+    const dir = await tempDir('pullmap-stall-cli-');
+    try {
+      const config = join(dir.path, 'maps.yaml');
+      await writeFile(
+        config,
+        `apiVersion: pullmap.dev/v1alpha1
+kind: ClusterImageMap
+metadata: {name: edge}
+spec:
+  mappings: [{from: ${registry.host}/origin/, to: ${slow.host}/edge/}]
+`,
+      );
+      const err = new PassThrough();
+      const said: Buffer[] = [];
+      err.on('data', (c: Buffer) => said.push(c));
+      const input = new PassThrough();
+      input.end();
+      const args = ['copy', `${registry.host}/origin/paused:1`, '-c', config, '--upload-stall-timeout', '2s'];
+      for (const host of [registry.host, slow.host]) args.push('--plain-http', host);
+      const copying = run(args, { stdin: input, stdout: new PassThrough(), stderr: err, env: {} });
+      const sessions = () => registry.count({ method: 'POST', uri: '/v2/edge/paused/blobs/uploads/' });
+      for (let i = 0; (await sessions()) === 0; i++) {
+        assert.ok(i < 200, 'no upload started');
+        await sleep(50);
+      }
+      slow.pause();
+      await sleep(6000);
+      slow.resume();
+      const deadline = sleep(2 * CALLER_DEADLINE_MS).then(() => 'deadline' as const);
+      const code = await Promise.race([copying, deadline]);
+      assert.equal(code, 0, `${code}: ${Buffer.concat(said).toString()}`);
+      assert.ok(
+        (await sessions()) > 2,
+        `${await sessions()} upload sessions for 2 blobs: nothing was retried`,
+      );
+      assert.deepEqual(await stored('edge/paused', image.layer.digest), image.layer.bytes);
+      await copying;
+    } finally {
+      slow.resume();
+      await dir.remove();
     }
   });
 

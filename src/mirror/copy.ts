@@ -8,13 +8,13 @@ import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Result } from '../core/errors.ts';
 import { DEFAULT_TAG, type ImageReference } from '../core/reference/index.ts';
-import {
-  type Manifest,
-  type RegistryClient,
-  type RegistryError,
-  type RegistryErrorCode,
-  type RegistryResult,
-  type UploadSession,
+import type {
+  Manifest,
+  RegistryClient,
+  RegistryError,
+  RegistryErrorCode,
+  RegistryResult,
+  UploadSession,
 } from '../registry/index.ts';
 import { type CopyError, type CopyErrorCode, CopyFailure } from './errors.ts';
 import {

@@ -277,21 +277,28 @@ export class Copier {
     return false;
   }
 
-  /** Pushes a manifest, or waits for another copy pushing the same one to the same repository. */
+  /**
+   * Pushes a manifest unless the target has it by now, or waits for another copy pushing the same one to
+   * the same repository: a manifest is never put again where it is, since a registry rewrites its links
+   * on each put and refuses an index checked meanwhile (as with blobs, below).
+   */
   async #pushManifest(run: Run, manifest: Manifest, reference: string): Promise<void> {
     const { target } = run.request;
     const key = `manifest ${target.registry}/${target.repository}@${manifest.digest}`;
-    const share = await this.#ledger.once(key, run.signal, cancelled, () =>
-      this.#retry(
+    let pushed = false;
+    await this.#ledger.once(key, run.signal, cancelled, async () => {
+      if (await this.#targetHas(run, manifest.digest)) return;
+      await this.#retry(
         'target',
         () =>
           this.#target.putManifest(target.registry, target.repository, reference, manifest, {
             signal: run.signal,
           }),
         run,
-      ),
-    );
-    if (share === 'joined') return;
+      );
+      pushed = true;
+    });
+    if (!pushed) return;
     run.totals.manifestsPushed++;
     run.request.onEvent?.({
       kind: 'manifest',

@@ -241,7 +241,10 @@ export class Copier {
     const tag = target.tag;
     await this.#retry(
       'target',
-      () => this.#target.putManifest(target.registry, target.repository, tag, top, { signal: run.signal }),
+      () =>
+        this.#manifestsAlone(run, () =>
+          this.#target.putManifest(target.registry, target.repository, tag, top, { signal: run.signal }),
+        ),
       run,
     );
     return tag;
@@ -279,8 +282,7 @@ export class Copier {
 
   /**
    * Pushes a manifest unless the target has it by now, or waits for another copy pushing the same one to
-   * the same repository: a manifest is never put again where it is, since a registry rewrites its links
-   * on each put and refuses an index checked meanwhile (as with blobs, below).
+   * the same repository: a manifest is never put again where it is (see push-ledger.ts), as with blobs.
    */
   async #pushManifest(run: Run, manifest: Manifest, reference: string): Promise<void> {
     const { target } = run.request;
@@ -291,9 +293,11 @@ export class Copier {
       await this.#retry(
         'target',
         () =>
-          this.#target.putManifest(target.registry, target.repository, reference, manifest, {
-            signal: run.signal,
-          }),
+          this.#manifestsAlone(run, () =>
+            this.#target.putManifest(target.registry, target.repository, reference, manifest, {
+              signal: run.signal,
+            }),
+          ),
         run,
       );
       pushed = true;
@@ -306,6 +310,17 @@ export class Copier {
       mediaType: manifest.mediaType,
       pushed: true,
     });
+  }
+
+  /** One manifest put (an attempt, not its retries) at a time per target repository, across copies. */
+  #manifestsAlone<T>(run: Run, put: () => Promise<T>): Promise<T> {
+    const { target } = run.request;
+    return this.#ledger.alone(
+      `manifests ${target.registry}/${target.repository}`,
+      run.signal,
+      cancelled,
+      put,
+    );
   }
 
   /** Each blob once per copy, and once at a time per target repository across copies. */

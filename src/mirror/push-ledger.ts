@@ -1,7 +1,9 @@
-// What the copiers writing to the same registries share: the blob slots of each target registry, and the
-// objects being pushed now. Two copies never push one blob or one manifest into one repository at once:
-// registries race on it (docker-registry rewrites a blob's link on each upload, and a manifest checked
-// while the link is empty is refused with DIGEST_INVALID), and the second push would be wasted anyway.
+// What the copiers writing to the same registries share: the blob slots of each target registry, the
+// objects being pushed now, and one lock per repository for manifest writes. Registries race on writes
+// to one repository: docker-registry rewrites a blob's or manifest's link file on each upload or put,
+// and a manifest checked while a link it names is being rewritten is refused with DIGEST_INVALID. So two
+// copies never push one object at once (the second push would be wasted anyway), and manifest puts to
+// one repository, by digest or by tag, go one at a time (they are small; blobs still go in parallel).
 import { Semaphore } from '../registry/index.ts';
 
 /** What a copy did about one object: pushed it itself, or waited for another copy that pushed it. */
@@ -10,6 +12,7 @@ export type PushShare = 'mine' | 'joined';
 export class PushLedger {
   readonly #slots = new Map<string, Semaphore>();
   readonly #inflight = new Map<string, Promise<unknown>>();
+  readonly #locks = new Map<string, Semaphore>();
 
   /** The blob slots of one target registry: `size` transfers at once, whichever copier asks. */
   slots(registry: string, size: number): Semaphore {
@@ -43,6 +46,32 @@ export class PushLedger {
       if (this.#inflight.get(key) === mine) this.#inflight.delete(key);
     }
     return 'mine';
+  }
+
+  /**
+   * Runs `write` while no other write holding `key` runs (one repository's manifest puts); rejects with
+   * `cancelled()` when `signal` ends the wait.
+   */
+  async alone<T>(
+    key: string,
+    signal: AbortSignal,
+    cancelled: () => Error,
+    write: () => Promise<T>,
+  ): Promise<T> {
+    let lock = this.#locks.get(key);
+    if (lock === undefined) {
+      lock = new Semaphore(1);
+      this.#locks.set(key, lock);
+    }
+    const release = await lock.acquire(signal).catch(() => {
+      throw cancelled();
+    });
+    try {
+      return await write();
+    } finally {
+      release();
+      if (lock.active === 0 && lock.waiting === 0 && this.#locks.get(key) === lock) this.#locks.delete(key);
+    }
   }
 }
 

@@ -190,6 +190,10 @@ async function copyOne(copier: import('../mirror/copy.ts').Copier, job: Job, io:
       }
     } else if (e.kind === 'blob') {
       io.stderr.write(`  ${from}: blob ${e.digest.slice(0, 19)} ${e.state} (${mib(e.size)})\n`);
+    } else if (e.kind === 'retry') {
+      io.stderr.write(
+        `  ${from}: attempt ${e.attempt} of ${e.attempts} failed, again in ${(e.waitMs / 1000).toFixed(1)} s: ${e.code}: ${e.message}\n`,
+      );
     }
   };
   const t0 = Date.now();

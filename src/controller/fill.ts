@@ -451,6 +451,19 @@ export function startFillLoop(options: FillLoopOptions): FillLoop {
         target: item.target,
         platforms: item.platforms,
         signal,
+        onEvent: (e) => {
+          if (e.kind === 'retry')
+            logger.info('fill copy retrying', {
+              source: item.sourceName,
+              target: item.targetName,
+              side: e.side,
+              code: e.code,
+              error: e.message,
+              attempt: e.attempt,
+              attempts: e.attempts,
+              waitMs: e.waitMs,
+            });
+        },
       });
     } catch (err) {
       result = thrownCopy(err);

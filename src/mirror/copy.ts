@@ -64,7 +64,19 @@ export type CopyEvent =
       readonly size: number;
       readonly state: 'present' | 'mounted' | 'uploaded';
     }
-  | { readonly kind: 'bytes'; readonly digest: string; readonly bytes: number };
+  | { readonly kind: 'bytes'; readonly digest: string; readonly bytes: number }
+  | {
+      /** A registry operation failed in a way that may pass; it is tried again after `waitMs`. */
+      readonly kind: 'retry';
+      readonly side: 'source' | 'target';
+      /** The registry's error code (REG_TIMEOUT, REG_SERVER_ERROR, …) and message. */
+      readonly code: string;
+      readonly message: string;
+      /** The attempt that failed, of `attempts`. */
+      readonly attempt: number;
+      readonly attempts: number;
+      readonly waitMs: number;
+    };
 
 interface CopyRequest {
   readonly source: ImageReference;
@@ -392,9 +404,8 @@ export class Copier {
         this.#chunkSizes.set(target.registry, Math.min(known, sent.chunkBytes));
         continue;
       }
-      const error = sent.error;
-      if (!sent.retryable || attempt >= this.#attempts) throw error;
-      await this.#backoff(run, attempt, error.error.registry?.retryAfterMs);
+      if (!sent.retryable || attempt >= this.#attempts) throw sent.error;
+      await this.#backoff(run, attempt, sent.side, sent.cause);
     }
     run.totals.blobsUploaded++;
     run.totals.bytesUploaded += blob.size;
@@ -411,6 +422,9 @@ export class Copier {
     | {
         readonly ok: false;
         readonly error: CopyFailure;
+        /** Which side failed, and its registry's error (for the retry event). */
+        readonly side: 'source' | 'target';
+        readonly cause: RegistryError | CopyError;
         readonly retryable: boolean;
         /** The target refused the body as too large: try again in chunks of this size. */
         readonly chunkBytes: number | undefined;
@@ -446,7 +460,14 @@ export class Copier {
     if (!body.destroyed && !body.readableEnded) body.destroy();
     if (!opened.body.destroyed) opened.body.destroy();
     if (meter.failure !== undefined)
-      return { ok: false, error: new CopyFailure(meter.failure), retryable: false, chunkBytes: undefined };
+      return {
+        ok: false,
+        error: new CopyFailure(meter.failure),
+        side: 'source',
+        cause: meter.failure,
+        retryable: false,
+        chunkBytes: undefined,
+      };
     if (result.ok) return { ok: true };
     const e = result.error;
     const chunkBytes = this.#nextChunkBytes(chunked ? size : undefined, e, session);
@@ -455,6 +476,8 @@ export class Copier {
     return {
       ok: false,
       error: failure(side, e),
+      side,
+      cause: e,
       retryable: RETRYABLE.has(e.code) || meter.sourceBroken,
       chunkBytes,
     };
@@ -527,16 +550,31 @@ export class Copier {
       if (result.ok) return result.value;
       if (run.signal.aborted) throw cancelled();
       if (!RETRYABLE.has(result.error.code) || attempt >= this.#attempts) throw failure(side, result.error);
-      await this.#backoff(run, attempt, result.error.retryAfterMs);
+      await this.#backoff(run, attempt, side, result.error);
     }
   }
 
-  async #backoff(run: Run, attempt: number, retryAfterMs: number | undefined): Promise<void> {
+  /** Waits before the next attempt (the registry's Retry-After, if longer), saying so in a retry event. */
+  async #backoff(
+    run: Run,
+    attempt: number,
+    side: 'source' | 'target',
+    error: { readonly code: string; readonly message: string; readonly retryAfterMs?: number | undefined },
+  ): Promise<void> {
     const exp = Math.min(this.#maxBackoffMs, this.#backoffMs * 2 ** (attempt - 1));
     const wait = Math.min(
       this.#maxBackoffMs * 6,
-      Math.max(retryAfterMs ?? 0, exp * (0.5 + Math.random() / 2)),
+      Math.max(error.retryAfterMs ?? 0, exp * (0.5 + Math.random() / 2)),
     );
+    run.request.onEvent?.({
+      kind: 'retry',
+      side,
+      code: error.code,
+      message: error.message,
+      attempt,
+      attempts: this.#attempts,
+      waitMs: Math.round(wait),
+    });
     await sleep(wait, undefined, { signal: run.signal }).catch(() => {
       throw cancelled();
     });

@@ -354,19 +354,29 @@ describe('Copier between docker-registry instances', () => {
       assert.equal(once.ok ? '' : once.error.code, 'TARGET_FAILED');
       assert.equal(once.ok ? '' : once.error.registry?.code, 'REG_CONNECTION_FAILED');
       // Connections are refused until the registry starts: only retries can finish this copy.
+      const retries: CopyEvent[] = [];
       const copying = new Copier({
         source: client,
         target: local,
         attempts: 60,
         backoffMs: 100,
         maxBackoffMs: 400,
-      }).copy({ source, target });
+      }).copy({ source, target, onEvent: (e) => e.kind === 'retry' && retries.push(e) });
       await new Promise((r) => setTimeout(r, 1000));
       const late = await startRegistry({ port });
       try {
         const result = await copying;
         assert.ok(result.ok, JSON.stringify(result));
         assert.equal(await rawDigest(`127.0.0.1:${port}/late/app:1`), single.manifest.digest);
+        // Each failed attempt was announced, with its cause and the wait before the next (the blobs
+        // are tried in parallel, each with its own count).
+        const seen = retries.flatMap((e) => (e.kind === 'retry' ? [e] : []));
+        assert.ok(seen.length >= 2, `${seen.length} retry events`);
+        for (const e of seen) {
+          assert.deepEqual([e.side, e.code, e.attempts], ['target', 'REG_CONNECTION_FAILED', 60]);
+          assert.ok(e.waitMs >= 50 && e.waitMs <= 400, `waited ${e.waitMs} ms`);
+        }
+        assert.ok(Math.max(...seen.map((e) => e.attempt)) >= 2);
       } finally {
         await late.close();
       }

@@ -220,7 +220,13 @@ spec:
       slow.resume();
       const deadline = sleep(2 * CALLER_DEADLINE_MS).then(() => 'deadline' as const);
       const code = await Promise.race([copying, deadline]);
-      assert.equal(code, 0, `${code}: ${Buffer.concat(said).toString()}`);
+      const stderr = Buffer.concat(said).toString();
+      assert.equal(code, 0, `${code}: ${stderr}`);
+      // The stall limit that gave up is the flag's, named in the retry line the copy printed.
+      assert.match(
+        stderr,
+        /attempt 1 of 4 failed, again in [\d.]+ s: REG_TIMEOUT: .*stalled \(no body bytes taken for 2000 ms/,
+      );
       assert.ok(
         (await sessions()) > 2,
         `${await sessions()} upload sessions for 2 blobs: nothing was retried`,

@@ -96,7 +96,7 @@ interface CopierOptions {
   readonly blobsPerRegistry?: number | undefined;
   /**
    * Shared between copiers (one per set of credentials) so the slot bound holds per target registry
-   * whatever the credentials, and no two copies push one object at once; default: this copier's own.
+   * whatever the credentials, and copies do not race on one repository's writes; default: its own.
    */
   readonly ledger?: PushLedger | undefined;
   /** Attempts per registry operation for failures that may pass (5xx, network, 429). Default 4. */
@@ -204,7 +204,7 @@ export class Copier {
     else if (parsed.kind === 'index') copied = await this.#copyIndex(run, top, parsed.manifests);
     else {
       await Promise.all(parsed.blobs.map((b) => this.#blob(run, b)));
-      await this.#pushManifest(run, top, top.digest);
+      await this.#pushManifest(run, top);
       copied = { state: 'copied', platforms: [] };
     }
     // The tag last, and only for a complete copy.
@@ -242,7 +242,7 @@ export class Copier {
     await Promise.all(selected.map((m) => this.#copyManifest(run, m.digest, 1)));
     const copiedPlatforms = platformNames(selected);
     if (selected.length < manifests.length) return { state: 'partial', platforms: copiedPlatforms };
-    await this.#pushManifest(run, top, top.digest);
+    await this.#pushManifest(run, top);
     return { state: 'copied', platforms: copiedPlatforms };
   }
 
@@ -279,7 +279,7 @@ export class Copier {
     } else {
       await Promise.all(parsed.blobs.map((b) => this.#blob(run, b)));
     }
-    await this.#pushManifest(run, manifest, digest);
+    await this.#pushManifest(run, manifest);
   }
 
   async #targetHas(run: Run, digest: string): Promise<boolean> {
@@ -293,27 +293,27 @@ export class Copier {
   }
 
   /**
-   * Pushes a manifest unless the target has it by now, or waits for another copy pushing the same one to
-   * the same repository: a manifest is never put again where it is (see push-ledger.ts), as with blobs.
+   * Pushes a manifest by digest unless the target has it: the check and the put are one step under the
+   * repository's manifest lock, so a manifest is never put again where it is (see push-ledger.ts).
    */
-  async #pushManifest(run: Run, manifest: Manifest, reference: string): Promise<void> {
+  async #pushManifest(run: Run, manifest: Manifest): Promise<void> {
     const { target } = run.request;
-    const key = `manifest ${target.registry}/${target.repository}@${manifest.digest}`;
-    let pushed = false;
-    await this.#ledger.once(key, run.signal, cancelled, async () => {
-      if (await this.#targetHas(run, manifest.digest)) return;
-      await this.#retry(
-        'target',
-        () =>
-          this.#manifestsAlone(run, () =>
-            this.#target.putManifest(target.registry, target.repository, reference, manifest, {
-              signal: run.signal,
-            }),
-          ),
-        run,
-      );
-      pushed = true;
-    });
+    const pushed = await this.#retry(
+      'target',
+      () =>
+        this.#manifestsAlone(run, async (): Promise<RegistryResult<boolean>> => {
+          if (await this.#targetHas(run, manifest.digest)) return { ok: true, value: false };
+          const put = await this.#target.putManifest(
+            target.registry,
+            target.repository,
+            manifest.digest,
+            manifest,
+            { signal: run.signal },
+          );
+          return put.ok ? { ok: true, value: true } : put;
+        }),
+      run,
+    );
     if (!pushed) return;
     run.totals.manifestsPushed++;
     run.request.onEvent?.({
@@ -324,7 +324,7 @@ export class Copier {
     });
   }
 
-  /** One manifest put (an attempt, not its retries) at a time per target repository, across copies. */
+  /** One manifest write (an attempt, not its retries) at a time per target repository, across copies. */
   #manifestsAlone<T>(run: Run, put: () => Promise<T>): Promise<T> {
     const { target } = run.request;
     return this.#ledger.alone(

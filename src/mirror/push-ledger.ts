@@ -1,9 +1,9 @@
 // What the copiers writing to the same registries share: the blob slots of each target registry, the
-// objects being pushed now, and one lock per repository for manifest writes. Registries race on writes
+// blobs being uploaded now, and one lock per repository for manifest writes. Registries race on writes
 // to one repository: docker-registry rewrites a blob's or manifest's link file on each upload or put,
 // and a manifest checked while a link it names is being rewritten is refused with DIGEST_INVALID. So two
-// copies never push one object at once (the second push would be wasted anyway), and manifest puts to
-// one repository, by digest or by tag, go one at a time (they are small; blobs still go in parallel).
+// copies never upload one blob at once (the second upload would be wasted anyway), and manifest writes
+// to one repository, by digest or by tag, go one at a time (they are small; blobs still go in parallel).
 import { Semaphore } from '../registry/index.ts';
 
 /** What a copy did about one object: pushed it itself, or waited for another copy that pushed it. */

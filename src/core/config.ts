@@ -27,28 +27,13 @@ function duplicateKeys(doc: Document.Parsed): { offset: number; key: string }[] 
   return found;
 }
 
-/**
- * The documents of a YAML stream, each built when asked for: a document's nodes, and the parser's tokens
- * they keep, can be dropped before the next is built, so memory follows the largest document rather than
- * the whole stream (yaml's parseAllDocuments builds them all first). Errors come as each document's own.
- */
-export function* yamlDocuments(text: string, lineCounter: LineCounter): Generator<Document.Parsed> {
-  const parser = new Parser(lineCounter.addNewLine);
-  // uniqueKeys: false, checked by duplicateKeys in linear time (yaml's own check is quadratic).
-  const composer = new Composer({ prettyErrors: false, uniqueKeys: false });
-  yield* composer.compose(parser.parse(text));
-}
+type DocumentRead = { readonly value: unknown } | { readonly errors: readonly string[] };
 
 /**
  * A parsed document's value, or the located errors that make it unreadable: malformed YAML, a key given
  * twice in one mapping, an alias bomb. `where` names an offset ("FILE:LINE:COL"); `i` counts from 0.
- * The one reader of documents: map configs (loadYamlObjects) and `pullmap rewrite`'s manifests.
  */
-export function documentValue(
-  doc: Document.Parsed,
-  i: number,
-  where: (offset: number) => string,
-): { readonly value: unknown } | { readonly errors: readonly string[] } {
+function documentValue(doc: Document.Parsed, i: number, where: (offset: number) => string): DocumentRead {
   if (doc.errors.length > 0)
     return {
       errors: doc.errors.map(
@@ -70,6 +55,35 @@ export function documentValue(
     return {
       errors: [`${where(doc.range[0])}: YAML document ${i + 1} cannot be read: ${(err as Error).message}`],
     };
+  }
+}
+
+interface ReadDocument {
+  /** The parsed document, for source ranges; a caller that keeps it keeps its memory too. */
+  readonly doc: Document.Parsed;
+  readonly read: DocumentRead;
+  /** 1-based line where the document's content starts, for messages. */
+  readonly line: number;
+}
+
+/**
+ * The documents of a YAML stream with their values or located errors: the one reader of documents,
+ * for map configs (loadYamlObjects) and `pullmap rewrite`'s manifests. Each is built when asked for, so
+ * a document's nodes, and the parser's tokens they keep, can be dropped before the next is built: memory
+ * follows the largest document rather than the whole stream (yaml's parseAllDocuments builds them all).
+ */
+export function* readDocuments(text: string, source: string): Generator<ReadDocument> {
+  const lineCounter = new LineCounter();
+  const where = (offset: number): string => {
+    const { line, col } = lineCounter.linePos(offset);
+    return `${source}:${line}:${col}`;
+  };
+  // uniqueKeys: false, checked by duplicateKeys in linear time (yaml's own check is quadratic).
+  const composer = new Composer({ prettyErrors: false, uniqueKeys: false });
+  let i = 0;
+  for (const doc of composer.compose(new Parser(lineCounter.addNewLine).parse(text))) {
+    const line = lineCounter.linePos(doc.contents?.range[0] ?? doc.range[0]).line;
+    yield { doc, read: documentValue(doc, i++, where), line };
   }
 }
 
@@ -112,23 +126,15 @@ interface LoadResult {
 
 /** Objects of a YAML stream; comments, empty documents and `List` wrappers are handled here. */
 export function loadYamlObjects(text: string, source: string): LoadResult {
-  const lineCounter = new LineCounter();
   const objects: LoadedDocument[] = [];
   const errors: string[] = [];
-  const where = (offset: number): string => {
-    const { line, col } = lineCounter.linePos(offset);
-    return `${source}:${line}:${col}`;
-  };
-  let i = 0;
-  for (const doc of yamlDocuments(text, lineCounter)) {
-    const read = documentValue(doc, i++, where);
+  for (const { read, line } of readDocuments(text, source)) {
     if ('errors' in read) {
       errors.push(...read.errors);
       continue;
     }
     const value = read.value;
     if (value === null || value === undefined) continue;
-    const line = lineCounter.linePos(doc.contents?.range[0] ?? doc.range[0]).line;
     const kind = (value as { kind?: unknown }).kind;
     const items = (value as { items?: unknown }).items;
     if (typeof kind === 'string' && kind.endsWith('List') && Array.isArray(items))

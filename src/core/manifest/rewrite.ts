@@ -2,8 +2,8 @@
 // spliced into the original text at the scalars' source ranges, so comments, key order, quoting and
 // every other byte stay as they were (a Helm post-renderer must not reformat charts).
 
-import { type Document, isScalar, LineCounter, type Scalar } from 'yaml';
-import { documentValue, yamlDocuments } from '../config.ts';
+import { type Document, isScalar, type Scalar } from 'yaml';
+import { readDocuments } from '../config.ts';
 import { isObject } from '../json.ts';
 import type { Labels } from '../mapping/index.ts';
 import { containerImages, findPodSpecs } from '../pod/locate.ts';
@@ -73,16 +73,9 @@ function objectImages(doc: ParsedDocument, root: Root, images: ManifestImage[]):
 
 /** Finds every container image of every pod-bearing object in a YAML stream. */
 export function scanManifests(text: string, source: string): ManifestScan {
-  const lineCounter = new LineCounter();
   const images: ManifestImage[] = [];
   const errors: string[] = [];
-  const where = (offset: number): string => {
-    const { line, col } = lineCounter.linePos(offset);
-    return `${source}:${line}:${col}`;
-  };
-  let i = 0;
-  for (const doc of yamlDocuments(text, lineCounter)) {
-    const read = documentValue(doc, i++, where);
+  for (const { doc, read } of readDocuments(text, source)) {
     if ('errors' in read) errors.push(...read.errors);
     else for (const root of rootsOf(read.value)) objectImages(doc, root, images);
   }

@@ -10,6 +10,7 @@ import { parseCacheConfig, parseSize } from '../../src/cache/config.ts';
 import { copyRange } from '../../src/cache/copy.ts';
 import { staleKindOf } from '../../src/cache/manifests.ts';
 import { paginate, routeOf } from '../../src/cache/route.ts';
+import { runInProcess } from '../harness/cli.ts';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
@@ -215,7 +216,6 @@ describe('download hold-back', () => {
 
 describe('pullmap cache command', () => {
   it('exits 2 with the field and the fix for a bad config, a missing file or no --config', async () => {
-    const { run } = await import('../../src/cli/run.ts');
     const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
     const dir = await mkdtemp(join(tmpdir(), 'pullmap-cachecli-'));
@@ -235,15 +235,7 @@ describe('pullmap cache command', () => {
         [['cache', '--config', missingCa, '--listen', 'nowhere'], /--listen "nowhere" is not HOST:PORT/],
       ];
       for (const [args, expected] of cases) {
-        let stderr = '';
-        const err = new PassThrough();
-        err.on('data', (c: Buffer) => (stderr += c.toString()));
-        const code = await run(args, {
-          stdin: new PassThrough(),
-          stdout: new PassThrough(),
-          stderr: err,
-          env: {},
-        });
+        const { code, stderr } = await runInProcess(args);
         assert.equal(code, 2, args.join(' '));
         assert.match(stderr, expected, args.join(' '));
       }

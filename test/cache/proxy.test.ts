@@ -6,10 +6,9 @@
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { run } from '../../src/cli/run.ts';
 import { type CacheProcess, skopeoCopy, spawnCache, unpackOci } from '../harness/cache.ts';
+import { runInProcess } from '../harness/cli.ts';
 import { buildImage, pushImage } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startProxy, type TestProxy } from '../harness/proxy.ts';
@@ -136,41 +135,24 @@ spec:
   mappings: [{from: "docker.io/team/", to: "${upstream}/team/", when: IfExists}]
 `,
     );
-    let out = '';
-    const stdout = new PassThrough();
-    stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-    });
     const args = ['explain', '-o', 'json', '--config', config, '--registry-ca', caFile, 'team/app:1'];
-    let code = -1;
+    let result = { code: -1, stdout: '', stderr: '' };
     const lines = await through(async () => {
-      code = await run(args, {
-        stdin: new PassThrough(),
-        stdout,
-        stderr: new PassThrough(),
-        env: { HTTPS_PROXY: proxy.url },
-      });
+      result = await runInProcess(args, { env: { HTTPS_PROXY: proxy.url } });
     });
-    assert.equal(code, 0);
+    assert.equal(result.code, 0, result.stderr);
+    const out = result.stdout;
     assert.equal((JSON.parse(out) as { mapped: string }).mapped, `${upstream}/team/app:1`, out);
     assert.deepEqual(lines, [`CONNECT ${upstream}`]);
     assert.equal(await secure.count({ method: 'HEAD', uri: '/v2/team/app/manifests/1' }), 1);
   });
 
   it('a proxy URL pullmap cannot use is a usage error naming the variable', async () => {
-    const stderr = new PassThrough();
-    let text = '';
-    stderr.on('data', (chunk: Buffer) => {
-      text += chunk.toString('utf8');
-    });
-    const code = await run(['explain', 'alpine'], {
-      stdin: new PassThrough(),
-      stdout: new PassThrough(),
-      stderr,
+    const { code, stderr } = await runInProcess(['explain', 'alpine'], {
       env: { HTTPS_PROXY: 'socks5://127.0.0.1:1080' },
     });
     assert.equal(code, 2);
-    assert.match(text, /HTTPS_PROXY: proxy scheme socks5 is not supported/);
+    assert.match(stderr, /HTTPS_PROXY: proxy scheme socks5 is not supported/);
   });
 
   it('the S3 endpoint is reached through a CONNECT tunnel', async (t) => {

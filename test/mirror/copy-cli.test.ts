@@ -3,30 +3,16 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { run } from '../../src/cli/run.ts';
 import { zarfTag } from '../../src/core/mapping/zarf.ts';
 import { skopeoCopy, unpackOci } from '../harness/cache.ts';
+import { runInProcess } from '../harness/cli.ts';
 import { buildImage, buildIndex, pushImage, pushIndex } from '../harness/images.ts';
 import { type TempDir, tempDir } from '../harness/process.ts';
 import { startRegistry, type TestRegistry } from '../harness/registry.ts';
 import { rawDigest } from './skopeo.ts';
 
-async function pullmap(
-  args: string[],
-  stdin = '',
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const chunks = { out: [] as Buffer[], err: [] as Buffer[] };
-  out.on('data', (c: Buffer) => chunks.out.push(c));
-  err.on('data', (c: Buffer) => chunks.err.push(c));
-  const input = new PassThrough();
-  input.end(stdin);
-  const code = await run(args, { stdin: input, stdout: out, stderr: err, env: {} });
-  return { code, stdout: Buffer.concat(chunks.out).toString(), stderr: Buffer.concat(chunks.err).toString() };
-}
+const pullmap = (args: string[], stdin = '') => runInProcess(args, { stdin });
 
 describe('pullmap copy', () => {
   let origin: TestRegistry;
